@@ -1,0 +1,182 @@
+/* GLib side of the Dovecot host: plain C in, libdovekie out. */
+#include "dovekie-config.h"
+
+#include <string.h>
+
+#include "dovekie/loader.h"
+#include "dovekie-bridge.h"
+
+G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_SAVE_DELIVERY == (gint) DOVEKIE_ORIGIN_DELIVERY);
+G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_READ_OTHER == (gint) DOVEKIE_READ_OTHER);
+G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_TEMPFAIL == (gint) DOVEKIE_VERDICT_TEMPFAIL);
+G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_ERROR == (gint) DOVEKIE_LOG_ERROR);
+
+struct dovekie_bridge {
+  struct dovekie_bridge_host host;
+  DovekieLoader *loader;
+};
+
+static void
+bridge_log (gpointer data, DovekieLogLevel level, const gchar *module, const gchar *message)
+{
+  struct dovekie_bridge *bridge = data;
+  bridge->host.log (bridge->host.context, (enum dovekie_bridge_level) level, module, message);
+}
+
+static gint64
+bridge_now (gpointer data)
+{
+  struct dovekie_bridge *bridge = data;
+  return bridge->host.now (bridge->host.context);
+}
+
+static gssize
+source_read (gpointer data, guint8 *buf, gsize len, GError **error)
+{
+  const struct dovekie_bridge_source *source = data;
+  const char *reason = NULL;
+  ssize_t n = source->read (source->context, buf, len, &reason);
+
+  if (n < 0)
+    g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_IO, "reading the message failed: %s",
+                 reason != NULL ? reason : "unknown error");
+  return n;
+}
+
+static gboolean
+source_rewind (gpointer data, GError **error)
+{
+  const struct dovekie_bridge_source *source = data;
+  const char *reason = NULL;
+
+  if (source->rewind (source->context, &reason) < 0)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_IO, "rewinding the message failed: %s",
+                   reason != NULL ? reason : "unknown error");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gint
+source_fd (gpointer data)
+{
+  const struct dovekie_bridge_source *source = data;
+  return source->fd != NULL ? source->fd (source->context) : -1;
+}
+
+static const DovekieMessageSource bridge_source = {
+  .read = source_read,
+  .rewind = source_rewind,
+  .fd = source_fd,
+};
+
+struct dovekie_bridge *
+dovekie_bridge_create (const char *const *settings, const char *default_module_dir,
+                       const struct dovekie_bridge_host *host)
+{
+  struct dovekie_bridge *bridge = g_new0 (struct dovekie_bridge, 1);
+  g_autoptr (GHashTable) view = g_hash_table_new (g_str_hash, g_str_equal);
+  DovekieHost loader_host = { bridge_log, bridge_now, bridge };
+
+  bridge->host = *host;
+  for (guint i = 0; settings != NULL && settings[i] != NULL && settings[i + 1] != NULL; i += 2)
+    g_hash_table_insert (view, (gpointer) settings[i], (gpointer) settings[i + 1]);
+  bridge->loader = dovekie_loader_new (view, default_module_dir, &loader_host);
+  return bridge;
+}
+
+void
+dovekie_bridge_destroy (struct dovekie_bridge **bridge)
+{
+  if (*bridge == NULL)
+    return;
+  dovekie_loader_free ((*bridge)->loader);
+  g_free (*bridge);
+  *bridge = NULL;
+}
+
+unsigned int
+dovekie_bridge_module_count (struct dovekie_bridge *bridge)
+{
+  return dovekie_loader_count (bridge->loader);
+}
+
+bool
+dovekie_bridge_wants_save (struct dovekie_bridge *bridge)
+{
+  return dovekie_loader_wants_save (bridge->loader);
+}
+
+bool
+dovekie_bridge_wants_read (struct dovekie_bridge *bridge)
+{
+  return dovekie_loader_wants_read (bridge->loader);
+}
+
+bool
+dovekie_bridge_wants_expunge (struct dovekie_bridge *bridge)
+{
+  return dovekie_loader_wants_expunge (bridge->loader);
+}
+
+static enum dovekie_bridge_verdict
+finish_verdict (DovekieVerdict *verdict, char reason[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  reason[0] = '\0';
+  if (verdict->kind != DOVEKIE_VERDICT_ACCEPT && verdict->reason != NULL)
+    g_strlcpy (reason, verdict->reason, DOVEKIE_BRIDGE_REASON_MAX);
+  g_clear_pointer (&verdict->reason, g_free);
+  return (enum dovekie_bridge_verdict) verdict->kind;
+}
+
+enum dovekie_bridge_verdict
+dovekie_bridge_save (struct dovekie_bridge *bridge, enum dovekie_bridge_origin origin,
+                     const struct dovekie_bridge_message *msg,
+                     const struct dovekie_bridge_source *source,
+                     char reason[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  DovekieMessageInfo info = { msg->mailbox, msg->uid, msg->size };
+  DovekieVerdict verdict = { DOVEKIE_VERDICT_ACCEPT, NULL };
+
+  dovekie_loader_dispatch_save (bridge->loader, (DovekieSaveOrigin) origin, &info,
+                                &bridge_source, (gpointer) source, &verdict);
+  return finish_verdict (&verdict, reason);
+}
+
+enum dovekie_bridge_verdict
+dovekie_bridge_read (struct dovekie_bridge *bridge, enum dovekie_bridge_read_origin origin,
+                     const struct dovekie_bridge_message *msg,
+                     const struct dovekie_bridge_source *source,
+                     char reason[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  DovekieMessageInfo info = { msg->mailbox, msg->uid, msg->size };
+  DovekieVerdict verdict = { DOVEKIE_VERDICT_ACCEPT, NULL };
+
+  dovekie_loader_dispatch_read (bridge->loader, (DovekieReadOrigin) origin, &info,
+                                &bridge_source, (gpointer) source, &verdict);
+  return finish_verdict (&verdict, reason);
+}
+
+bool
+dovekie_bridge_expunge (struct dovekie_bridge *bridge, const struct dovekie_bridge_message *msg,
+                        bool pop3)
+{
+  DovekieMessageInfo info = { msg->mailbox, msg->uid, msg->size };
+  return dovekie_loader_dispatch_expunge (bridge->loader, &info, pop3) == DOVEKIE_EXPUNGE_ALLOW;
+}
+
+void
+dovekie_bridge_pop3_start (struct dovekie_bridge *bridge, const char *user, unsigned int messages)
+{
+  DovekiePop3Info info = { user, messages, FALSE };
+  dovekie_loader_dispatch_pop3_start (bridge->loader, &info);
+}
+
+void
+dovekie_bridge_pop3_end (struct dovekie_bridge *bridge, const char *user, unsigned int messages,
+                         bool quit_seen)
+{
+  DovekiePop3Info info = { user, messages, quit_seen };
+  dovekie_loader_dispatch_pop3_end (bridge->loader, &info);
+}

@@ -1,0 +1,102 @@
+/* The boundary between Dovecot and GLib.
+ *
+ * dovekie-bridge.c is the only file of the host that includes GLib; every
+ * other file of hosts/dovecot includes Dovecot headers and only this one
+ * of ours. Types here are plain C, so neither side sees the other's
+ * allocators: strings passed in are borrowed for the call, and results come
+ * back in caller-owned buffers.
+ */
+#ifndef DOVEKIE_BRIDGE_H
+#define DOVEKIE_BRIDGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Longest reason text handed back to Dovecot, including the NUL. */
+#define DOVEKIE_BRIDGE_REASON_MAX 512
+
+enum dovekie_bridge_level {
+	DOVEKIE_BRIDGE_DEBUG,
+	DOVEKIE_BRIDGE_INFO,
+	DOVEKIE_BRIDGE_WARNING,
+	DOVEKIE_BRIDGE_ERROR,
+};
+
+/* Values equal DovekieSaveOrigin / DovekieReadOrigin / DovekieVerdictKind. */
+enum dovekie_bridge_origin {
+	DOVEKIE_BRIDGE_SAVE_APPEND = 0,
+	DOVEKIE_BRIDGE_SAVE_COPY = 1,
+	DOVEKIE_BRIDGE_SAVE_DELIVERY = 2,
+};
+enum dovekie_bridge_read_origin {
+	DOVEKIE_BRIDGE_READ_FETCH = 0,
+	DOVEKIE_BRIDGE_READ_POP3 = 1,
+	DOVEKIE_BRIDGE_READ_OTHER = 2,
+};
+enum dovekie_bridge_verdict {
+	DOVEKIE_BRIDGE_ACCEPT = 0,
+	DOVEKIE_BRIDGE_REJECT = 1,
+	DOVEKIE_BRIDGE_TEMPFAIL = 2,
+};
+
+struct dovekie_bridge_host {
+	/* module is NULL for the loader's own lines. */
+	void (*log)(void *context, enum dovekie_bridge_level level,
+		    const char *module, const char *message);
+	int64_t (*now)(void *context);
+	void *context;
+};
+
+/* A message's bytes. read() returns bytes read, 0 at the end, or -1 with
+   *error_r set (valid until the next call). */
+struct dovekie_bridge_source {
+	ssize_t (*read)(void *context, unsigned char *buf, size_t len,
+			const char **error_r);
+	int (*rewind)(void *context, const char **error_r);
+	int (*fd)(void *context);
+	void *context;
+};
+
+struct dovekie_bridge_message {
+	const char *mailbox;
+	uint32_t uid;
+	int64_t size;
+};
+
+struct dovekie_bridge;
+
+/* settings: key, value, key, value, ..., NULL (borrowed). Never returns
+   NULL; problems are logged through host->log and the session goes on. */
+struct dovekie_bridge *
+dovekie_bridge_create(const char *const *settings, const char *default_module_dir,
+		      const struct dovekie_bridge_host *host);
+void dovekie_bridge_destroy(struct dovekie_bridge **bridge);
+
+unsigned int dovekie_bridge_module_count(struct dovekie_bridge *bridge);
+bool dovekie_bridge_wants_save(struct dovekie_bridge *bridge);
+bool dovekie_bridge_wants_read(struct dovekie_bridge *bridge);
+bool dovekie_bridge_wants_expunge(struct dovekie_bridge *bridge);
+
+/* Runs the save / read hooks. The reason of a non-ACCEPT verdict is
+   copied into reason (truncated at DOVEKIE_BRIDGE_REASON_MAX). */
+enum dovekie_bridge_verdict
+dovekie_bridge_save(struct dovekie_bridge *bridge, enum dovekie_bridge_origin origin,
+		    const struct dovekie_bridge_message *msg,
+		    const struct dovekie_bridge_source *source,
+		    char reason[DOVEKIE_BRIDGE_REASON_MAX]);
+enum dovekie_bridge_verdict
+dovekie_bridge_read(struct dovekie_bridge *bridge, enum dovekie_bridge_read_origin origin,
+		    const struct dovekie_bridge_message *msg,
+		    const struct dovekie_bridge_source *source,
+		    char reason[DOVEKIE_BRIDGE_REASON_MAX]);
+/* Returns true if the expunge may go ahead, false if a module kept it. */
+bool dovekie_bridge_expunge(struct dovekie_bridge *bridge,
+			    const struct dovekie_bridge_message *msg, bool pop3);
+void dovekie_bridge_pop3_start(struct dovekie_bridge *bridge, const char *user,
+			       unsigned int messages);
+void dovekie_bridge_pop3_end(struct dovekie_bridge *bridge, const char *user,
+			     unsigned int messages, bool quit_seen);
+
+#endif

@@ -1,0 +1,92 @@
+/* LMTP process hooks: judge a delivery before it is stored, so a refusal
+ * becomes a real SMTP reply (550 5.7.1 / 451 4.7.1) instead of the 451 that
+ * any storage error turns into inside mail_deliver().
+ *
+ * Weak symbols, as in dovekie-pop3.c: outside lmtp nothing is hooked.
+ */
+#include "lib.h"
+#include "smtp-server.h"
+#include "lmtp-common.h"
+#include "lmtp-client.h"
+#include "lmtp-recipient.h"
+#include "mail-storage.h"
+#include "dovekie-plugin.h"
+
+#pragma weak lmtp_client_created_hook_set
+#pragma weak lmtp_module_register
+
+#define DOVEKIE_LMTP_CONTEXT(obj) \
+	MODULE_CONTEXT_REQUIRE(obj, dovekie_lmtp_module)
+
+struct dovekie_lmtp_client {
+	union lmtp_module_context module_ctx;
+};
+
+static MODULE_CONTEXT_DEFINE_INIT(dovekie_lmtp_module, &lmtp_module_register);
+static lmtp_client_created_func_t *next_hook_client_created;
+static bool dovekie_lmtp_hooked;
+
+static int
+dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
+			   struct smtp_server_cmd_ctx *cmd,
+			   struct smtp_server_transaction *trans,
+			   struct lmtp_local_deliver_context *lldctx)
+{
+	struct dovekie_lmtp_client *dclient = DOVEKIE_LMTP_CONTEXT(client);
+	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(lldctx->rcpt_user);
+	enum dovekie_bridge_verdict verdict;
+	char reason[DOVEKIE_BRIDGE_REASON_MAX];
+	int ret;
+
+	if (duser == NULL || !dovekie_bridge_wants_save(duser->bridge)) {
+		return dclient->module_ctx.super.local_deliver(client, lrcpt, cmd,
+							       trans, lldctx);
+	}
+	verdict = dovekie_check_mail(duser, lldctx->src_mail, TRUE,
+				     DOVEKIE_BRIDGE_SAVE_DELIVERY,
+				     lldctx->rcpt_default_mailbox, reason);
+	switch (verdict) {
+	case DOVEKIE_BRIDGE_REJECT:
+		smtp_server_recipient_reply(lrcpt->rcpt, 550, "5.7.1", "%s", reason);
+		return -1;
+	case DOVEKIE_BRIDGE_TEMPFAIL:
+		smtp_server_recipient_reply(lrcpt->rcpt, 451, "4.7.1", "%s", reason);
+		return -1;
+	case DOVEKIE_BRIDGE_ACCEPT:
+		break;
+	}
+	duser->delivery_checked = TRUE;
+	ret = dclient->module_ctx.super.local_deliver(client, lrcpt, cmd, trans, lldctx);
+	duser->delivery_checked = FALSE;
+	return ret;
+}
+
+static void dovekie_lmtp_client_created(struct client **clientp)
+{
+	struct client *client = *clientp;
+	struct dovekie_lmtp_client *dclient;
+
+	dclient = p_new(client->pool, struct dovekie_lmtp_client, 1);
+	dclient->module_ctx.super = client->v;
+	client->v.local_deliver = dovekie_lmtp_local_deliver;
+	MODULE_CONTEXT_SET(client, dovekie_lmtp_module, dclient);
+
+	if (next_hook_client_created != NULL)
+		next_hook_client_created(clientp);
+}
+
+void dovekie_lmtp_hooks_init(void)
+{
+	if (lmtp_client_created_hook_set == NULL)
+		return;
+	next_hook_client_created =
+		lmtp_client_created_hook_set(dovekie_lmtp_client_created);
+	dovekie_lmtp_hooked = TRUE;
+}
+
+void dovekie_lmtp_hooks_deinit(void)
+{
+	if (dovekie_lmtp_hooked)
+		(void)lmtp_client_created_hook_set(next_hook_client_created);
+	dovekie_lmtp_hooked = FALSE;
+}

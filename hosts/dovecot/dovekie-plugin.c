@@ -1,0 +1,164 @@
+/* Dovecot 2.3 mail plugin: one dovekie loader per mail user. */
+#include "lib.h"
+#include "ioloop.h"
+#include "array.h"
+#include "hash.h"
+#include "str.h"
+#include "mail-user.h"
+#include "mail-storage-settings.h"
+#include "mail-storage-hooks.h"
+#include "dovekie-plugin.h"
+#include "dovekie-storage.h"
+
+/* Set by the build: where the packaged GModules live. */
+#ifndef DOVEKIE_MODULEDIR
+#  error "DOVEKIE_MODULEDIR must be defined"
+#endif
+
+const char *dovekie_plugin_version = DOVECOT_ABI_VERSION;
+
+struct dovekie_user_module dovekie_user_module =
+	MODULE_CONTEXT_INIT(&mail_user_module_register);
+
+static struct event_category event_category_dovekie = {
+	.name = "dovekie",
+};
+
+static struct event *
+dovekie_module_event(struct dovekie_user *duser, const char *module)
+{
+	struct event *event;
+
+	if (module == NULL)
+		return duser->event;
+	event = hash_table_lookup(duser->module_events, module);
+	if (event == NULL) {
+		const char *name = p_strdup(duser->user->pool, module);
+
+		event = event_create(duser->user->event);
+		event_add_category(event, &event_category_dovekie);
+		event_add_str(event, "dovekie_module", name);
+		event_set_append_log_prefix(event,
+			t_strdup_printf("dovekie-%s: ", name));
+		hash_table_insert(duser->module_events, name, event);
+	}
+	return event;
+}
+
+static void
+dovekie_host_log(void *context, enum dovekie_bridge_level level,
+		 const char *module, const char *message)
+{
+	struct dovekie_user *duser = context;
+	struct event *event = dovekie_module_event(duser, module);
+
+	switch (level) {
+	case DOVEKIE_BRIDGE_DEBUG:
+		e_debug(event, "%s", message);
+		break;
+	case DOVEKIE_BRIDGE_INFO:
+		e_info(event, "%s", message);
+		break;
+	case DOVEKIE_BRIDGE_WARNING:
+		e_warning(event, "%s", message);
+		break;
+	case DOVEKIE_BRIDGE_ERROR:
+		e_error(event, "%s", message);
+		break;
+	}
+}
+
+static int64_t dovekie_host_now(void *context ATTR_UNUSED)
+{
+	return (int64_t)ioloop_time;
+}
+
+static void dovekie_user_deinit(struct mail_user *user)
+{
+	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
+	struct hash_iterate_context *iter;
+	const char *name;
+	struct event *event;
+
+	/* Modules may still log while they are torn down. */
+	dovekie_bridge_destroy(&duser->bridge);
+	iter = hash_table_iterate_init(duser->module_events);
+	while (hash_table_iterate(iter, duser->module_events, &name, &event))
+		event_unref(&event);
+	hash_table_iterate_deinit(&iter);
+	hash_table_destroy(&duser->module_events);
+	event_unref(&duser->event);
+	duser->module_ctx.super.deinit(user);
+}
+
+/* The settings view: every plugin {} key, userdb overrides included
+   (Dovecot has already merged those into plugin_envs). */
+static const char *const *dovekie_user_settings(struct mail_user *user)
+{
+	ARRAY_TYPE(const_string) kv;
+	const char *const *envs;
+	unsigned int i, count;
+
+	t_array_init(&kv, 16);
+	if (array_is_created(&user->set->plugin_envs)) {
+		envs = array_get(&user->set->plugin_envs, &count);
+		for (i = 0; i + 1 < count; i += 2) {
+			if (str_begins(envs[i], "dovekie_")) {
+				array_push_back(&kv, &envs[i]);
+				array_push_back(&kv, &envs[i + 1]);
+			}
+		}
+	}
+	array_append_zero(&kv);
+	return array_front(&kv);
+}
+
+static void dovekie_mail_user_created(struct mail_user *user)
+{
+	struct mail_user_vfuncs *v = user->vlast;
+	struct dovekie_user *duser;
+	struct dovekie_bridge_host host;
+
+	duser = p_new(user->pool, struct dovekie_user, 1);
+	duser->user = user;
+	duser->module_ctx.super = *v;
+	user->vlast = &duser->module_ctx.super;
+	v->deinit = dovekie_user_deinit;
+	MODULE_CONTEXT_SET(user, dovekie_user_module, duser);
+
+	duser->event = event_create(user->event);
+	event_add_category(duser->event, &event_category_dovekie);
+	event_set_append_log_prefix(duser->event, "dovekie: ");
+	hash_table_create(&duser->module_events, user->pool, 0, str_hash, strcmp);
+
+	i_zero(&host);
+	host.log = dovekie_host_log;
+	host.now = dovekie_host_now;
+	host.context = duser;
+	T_BEGIN {
+		duser->bridge = dovekie_bridge_create(dovekie_user_settings(user),
+						      DOVEKIE_MODULEDIR, &host);
+	} T_END;
+	e_debug(duser->event, "%u module(s) loaded for service %s",
+		dovekie_bridge_module_count(duser->bridge), user->service);
+}
+
+static struct mail_storage_hooks dovekie_mail_storage_hooks = {
+	.mail_user_created = dovekie_mail_user_created,
+	.mailbox_allocated = dovekie_mailbox_allocated,
+	.mail_allocated = dovekie_mail_allocated,
+};
+
+void dovekie_plugin_init(struct module *module)
+{
+	mail_storage_hooks_add(module, &dovekie_mail_storage_hooks);
+	dovekie_pop3_hooks_init();
+	dovekie_lmtp_hooks_init();
+}
+
+void dovekie_plugin_deinit(void)
+{
+	dovekie_lmtp_hooks_deinit();
+	dovekie_pop3_hooks_deinit();
+	mail_storage_hooks_remove(&dovekie_mail_storage_hooks);
+}

@@ -1,0 +1,342 @@
+/* mail-storage hooks: where Dovecot's storage events reach the modules.
+ *
+ *   APPEND            mailbox vfunc save_finish (after the bytes are written)
+ *   COPY / MOVE       mailbox vfunc copy (the source is judged before copying)
+ *   LMTP delivery     mailbox vfunc copy with ctx->saving (mail_deliver saves
+ *                     with mailbox_save_using_mail), unless dovekie-lmtp.c's
+ *                     delivery hook already judged the message
+ *   FETCH, RETR, TOP  mail vfunc get_stream with a body, imap/pop3 only
+ *   expunge           mail vfunc expunge (IMAP EXPUNGE, POP3 DELE at QUIT)
+ *   POP3 start        mailbox vfunc sync_deinit of the POP3 session's INBOX
+ */
+#include "lib.h"
+#include "istream.h"
+#include "mail-storage-private.h"
+#include "dovekie-plugin.h"
+#include "dovekie-storage.h"
+
+#define DOVEKIE_CONTEXT(obj) \
+	MODULE_CONTEXT(obj, dovekie_storage_module)
+#define DOVEKIE_MAIL_CONTEXT(obj) \
+	MODULE_CONTEXT(obj, dovekie_mail_module)
+
+struct dovekie_mail {
+	union mail_module_context module_ctx;
+	/* UID whose read hook already ran for this mail object, so one FETCH
+	   that opens the stream several times is judged once. */
+	uint32_t read_checked_uid;
+};
+
+static MODULE_CONTEXT_DEFINE_INIT(dovekie_storage_module,
+				  &mail_storage_module_register);
+static MODULE_CONTEXT_DEFINE_INIT(dovekie_mail_module, &mail_module_register);
+
+/* ---- message source over a Dovecot istream ---- */
+
+struct dovekie_istream_source {
+	struct istream *input;
+};
+
+static ssize_t
+dovekie_source_read(void *context, unsigned char *buf, size_t len,
+		    const char **error_r)
+{
+	struct dovekie_istream_source *src = context;
+	const unsigned char *data;
+	size_t size;
+	int ret;
+
+	ret = i_stream_read_more(src->input, &data, &size);
+	if (ret == -1) {
+		if (src->input->stream_errno != 0) {
+			*error_r = i_stream_get_error(src->input);
+			return -1;
+		}
+		return 0;
+	}
+	if (ret == 0) {
+		/* Mail streams are blocking; this would be a storage bug. */
+		*error_r = "mail stream returned no data without EOF";
+		return -1;
+	}
+	size = I_MIN(size, len);
+	memcpy(buf, data, size);
+	i_stream_skip(src->input, size);
+	return (ssize_t)size;
+}
+
+static int dovekie_source_rewind(void *context, const char **error_r ATTR_UNUSED)
+{
+	struct dovekie_istream_source *src = context;
+
+	i_stream_seek(src->input, 0);
+	return 0;
+}
+
+static int dovekie_source_fd(void *context ATTR_UNUSED)
+{
+	/* Mail streams may be decompressed or decrypted on the fly, so the
+	   raw fd is not the message. Modules read through read(). */
+	return -1;
+}
+
+static bool dovekie_service_is(struct mail_user *user, const char *service)
+{
+	return user->service != NULL && strcmp(user->service, service) == 0;
+}
+
+static bool dovekie_is_delivery(struct mail_user *user)
+{
+	return dovekie_service_is(user, "lmtp") || dovekie_service_is(user, "lda");
+}
+
+enum dovekie_bridge_verdict
+dovekie_check_mail(struct dovekie_user *duser, struct mail *mail, bool save,
+		   int origin, const char *mailbox_name,
+		   char reason[DOVEKIE_BRIDGE_REASON_MAX])
+{
+	struct dovekie_istream_source src;
+	struct dovekie_bridge_source source;
+	struct dovekie_bridge_message msg;
+	enum dovekie_bridge_verdict verdict;
+	uoff_t size;
+	bool was_in_hook = duser->in_hook;
+
+	reason[0] = '\0';
+	i_zero(&msg);
+	msg.mailbox = mailbox_name;
+	msg.uid = mail->uid;
+	msg.size = mail_get_physical_size(mail, &size) < 0 ? -1 : (int64_t)size;
+
+	duser->in_hook = TRUE;
+	if (mail_get_stream_because(mail, NULL, NULL, "dovekie", &src.input) < 0) {
+		duser->in_hook = was_in_hook;
+		e_error(duser->event, "cannot read message uid=%u in %s: %s",
+			mail->uid, mailbox_name,
+			mailbox_get_last_internal_error(mail->box, NULL));
+		i_strocpy(reason, "Temporary failure reading the message, try again later",
+			  DOVEKIE_BRIDGE_REASON_MAX);
+		return DOVEKIE_BRIDGE_TEMPFAIL;
+	}
+	i_stream_seek(src.input, 0);
+	i_zero(&source);
+	source.read = dovekie_source_read;
+	source.rewind = dovekie_source_rewind;
+	source.fd = dovekie_source_fd;
+	source.context = &src;
+
+	T_BEGIN {
+		if (save) {
+			verdict = dovekie_bridge_save(duser->bridge,
+				(enum dovekie_bridge_origin)origin, &msg,
+				&source, reason);
+		} else {
+			verdict = dovekie_bridge_read(duser->bridge,
+				(enum dovekie_bridge_read_origin)origin, &msg,
+				&source, reason);
+		}
+	} T_END;
+	/* The stream belongs to the mail: leave it where its readers expect. */
+	i_stream_seek(src.input, 0);
+	duser->in_hook = was_in_hook;
+	return verdict;
+}
+
+/* Sets the storage error that IMAP and LMTP turn into their replies:
+   NOTPOSSIBLE -> IMAP "NO [CANNOT] reason"; UNAVAILABLE -> IMAP
+   "NO [UNAVAILABLE] reason". */
+static void
+dovekie_set_verdict_error(struct mailbox *box, enum dovekie_bridge_verdict verdict,
+			  const char *reason)
+{
+	mail_storage_set_error(box->storage,
+		verdict == DOVEKIE_BRIDGE_REJECT ? MAIL_ERROR_NOTPOSSIBLE :
+		MAIL_ERROR_UNAVAILABLE, reason);
+}
+
+static struct dovekie_user *dovekie_box_user(struct mailbox *box)
+{
+	return DOVEKIE_USER_CONTEXT(box->storage->user);
+}
+
+/* ---- save and copy ---- */
+
+static int dovekie_save_finish(struct mail_save_context *ctx)
+{
+	struct mailbox *box = ctx->transaction->box;
+	union mailbox_module_context *mbox = DOVEKIE_CONTEXT(box);
+	struct dovekie_user *duser = dovekie_box_user(box);
+	enum dovekie_bridge_verdict verdict;
+	char reason[DOVEKIE_BRIDGE_REASON_MAX];
+
+	if (mbox->super.save_finish(ctx) < 0)
+		return -1;
+	/* A copy that fell back to saving was judged by dovekie_copy(). */
+	if (ctx->copying_via_save || duser == NULL || duser->delivery_checked ||
+	    !dovekie_bridge_wants_save(duser->bridge))
+		return 0;
+
+	verdict = dovekie_check_mail(duser, ctx->dest_mail, TRUE,
+		dovekie_is_delivery(box->storage->user) ?
+		DOVEKIE_BRIDGE_SAVE_DELIVERY : DOVEKIE_BRIDGE_SAVE_APPEND,
+		mailbox_get_vname(box), reason);
+	if (verdict == DOVEKIE_BRIDGE_ACCEPT)
+		return 0;
+	/* The caller rolls the transaction back, which drops the saved file. */
+	dovekie_set_verdict_error(box, verdict, reason);
+	return -1;
+}
+
+static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
+{
+	struct mailbox *box = ctx->transaction->box;
+	union mailbox_module_context *mbox = DOVEKIE_CONTEXT(box);
+	struct dovekie_user *duser = dovekie_box_user(box);
+	enum dovekie_bridge_verdict verdict;
+	char reason[DOVEKIE_BRIDGE_REASON_MAX];
+	int origin;
+
+	if (duser == NULL || duser->delivery_checked ||
+	    !dovekie_bridge_wants_save(duser->bridge))
+		return mbox->super.copy(ctx, mail);
+
+	if (!ctx->saving)
+		origin = DOVEKIE_BRIDGE_SAVE_COPY;
+	else if (dovekie_is_delivery(box->storage->user))
+		origin = DOVEKIE_BRIDGE_SAVE_DELIVERY;
+	else
+		origin = DOVEKIE_BRIDGE_SAVE_APPEND;
+	verdict = dovekie_check_mail(duser, mail, TRUE, origin,
+				     mailbox_get_vname(box), reason);
+	if (verdict != DOVEKIE_BRIDGE_ACCEPT) {
+		dovekie_set_verdict_error(box, verdict, reason);
+		mailbox_save_cancel(&ctx);
+		return -1;
+	}
+	return mbox->super.copy(ctx, mail);
+}
+
+/* ---- POP3 session start ---- */
+
+static int
+dovekie_sync_deinit(struct mailbox_sync_context *ctx,
+		    struct mailbox_sync_status *status_r)
+{
+	struct mailbox *box = ctx->box;
+	union mailbox_module_context *mbox = DOVEKIE_CONTEXT(box);
+	struct dovekie_user *duser = dovekie_box_user(box);
+	struct mailbox_status status;
+	int ret;
+
+	ret = mbox->super.sync_deinit(ctx, status_r);
+	if (ret == 0 && duser != NULL && !duser->pop3_started) {
+		/* The first sync of the POP3 INBOX is what pop3 lists from. */
+		duser->pop3_started = TRUE;
+		mailbox_get_open_status(box, STATUS_MESSAGES, &status);
+		T_BEGIN {
+			dovekie_bridge_pop3_start(duser->bridge,
+				box->storage->user->username, status.messages);
+		} T_END;
+	}
+	return ret;
+}
+
+void dovekie_mailbox_allocated(struct mailbox *box)
+{
+	struct mailbox_vfuncs *v = box->vlast;
+	struct dovekie_user *duser = dovekie_box_user(box);
+	union mailbox_module_context *mbox;
+
+	if (duser == NULL || dovekie_bridge_module_count(duser->bridge) == 0)
+		return;
+
+	mbox = p_new(box->pool, union mailbox_module_context, 1);
+	mbox->super = *v;
+	box->vlast = &mbox->super;
+	v->save_finish = dovekie_save_finish;
+	v->copy = dovekie_copy;
+	if ((box->flags & MAILBOX_FLAG_POP3_SESSION) != 0)
+		v->sync_deinit = dovekie_sync_deinit;
+	MODULE_CONTEXT_SET_SELF(box, dovekie_storage_module, mbox);
+}
+
+/* ---- read and expunge ---- */
+
+static int
+dovekie_mail_get_stream(struct mail *_mail, bool get_body,
+			struct message_size *hdr_size,
+			struct message_size *body_size,
+			struct istream **stream_r)
+{
+	struct mail_private *mail = (struct mail_private *)_mail;
+	struct dovekie_mail *dmail = DOVEKIE_MAIL_CONTEXT(mail);
+	struct dovekie_user *duser = dovekie_box_user(_mail->box);
+	struct mail_user *user = _mail->box->storage->user;
+	enum dovekie_bridge_verdict verdict;
+	char reason[DOVEKIE_BRIDGE_REASON_MAX];
+	int origin;
+
+	if (get_body && duser != NULL && !duser->in_hook &&
+	    dmail->read_checked_uid != _mail->uid && _mail->uid != 0 &&
+	    !_mail->saving && dovekie_bridge_wants_read(duser->bridge)) {
+		if (dovekie_service_is(user, "imap"))
+			origin = DOVEKIE_BRIDGE_READ_FETCH;
+		else if (dovekie_service_is(user, "pop3"))
+			origin = DOVEKIE_BRIDGE_READ_POP3;
+		else
+			origin = -1;
+		if (origin >= 0) {
+			dmail->read_checked_uid = _mail->uid;
+			verdict = dovekie_check_mail(duser, _mail, FALSE, origin,
+				mailbox_get_vname(_mail->box), reason);
+			if (verdict != DOVEKIE_BRIDGE_ACCEPT) {
+				dmail->read_checked_uid = 0;
+				dovekie_set_verdict_error(_mail->box, verdict, reason);
+				return -1;
+			}
+		}
+	}
+	return dmail->module_ctx.super.get_stream(_mail, get_body, hdr_size,
+						  body_size, stream_r);
+}
+
+static void dovekie_mail_expunge(struct mail *_mail)
+{
+	struct mail_private *mail = (struct mail_private *)_mail;
+	struct dovekie_mail *dmail = DOVEKIE_MAIL_CONTEXT(mail);
+	struct dovekie_user *duser = dovekie_box_user(_mail->box);
+	struct dovekie_bridge_message msg;
+	uoff_t size;
+	bool allow = TRUE;
+
+	if (duser != NULL && dovekie_bridge_wants_expunge(duser->bridge)) {
+		i_zero(&msg);
+		msg.mailbox = mailbox_get_vname(_mail->box);
+		msg.uid = _mail->uid;
+		msg.size = mail_get_physical_size(_mail, &size) < 0 ? -1 : (int64_t)size;
+		T_BEGIN {
+			allow = dovekie_bridge_expunge(duser->bridge, &msg,
+				(_mail->box->flags & MAILBOX_FLAG_POP3_SESSION) != 0);
+		} T_END;
+	}
+	if (allow)
+		dmail->module_ctx.super.expunge(_mail);
+}
+
+void dovekie_mail_allocated(struct mail *_mail)
+{
+	struct mail_private *mail = (struct mail_private *)_mail;
+	struct mail_vfuncs *v = mail->vlast;
+	struct dovekie_user *duser = dovekie_box_user(_mail->box);
+	struct dovekie_mail *dmail;
+
+	if (duser == NULL || dovekie_bridge_module_count(duser->bridge) == 0)
+		return;
+
+	dmail = p_new(mail->pool, struct dovekie_mail, 1);
+	dmail->module_ctx.super = *v;
+	mail->vlast = &dmail->module_ctx.super;
+	v->get_stream = dovekie_mail_get_stream;
+	v->expunge = dovekie_mail_expunge;
+	MODULE_CONTEXT_SET(mail, dovekie_mail_module, dmail);
+}

@@ -1,0 +1,152 @@
+/* Unit tests for the GLib side of the Dovecot host: the plain-C boundary. */
+#include "dovekie-config.h"
+
+#include <stdlib.h>
+
+#include "dovekie-test.h"
+#include "dovekie-bridge.h"
+
+static gchar *module_dir;
+static GPtrArray *lines;
+
+static void
+bridge_log (void *context, enum dovekie_bridge_level level, const char *module, const char *message)
+{
+  (void) context;
+  g_ptr_array_add (lines, g_strdup_printf ("%d %s: %s", (int) level,
+                                           module != NULL ? module : "dovekie", message));
+}
+
+static int64_t
+bridge_now (void *context)
+{
+  (void) context;
+  return 1000;
+}
+
+typedef struct {
+  const char *text;
+  size_t pos;
+  gboolean fail;
+} PlainSource;
+
+static ssize_t
+plain_read (void *context, unsigned char *buf, size_t len, const char **error_r)
+{
+  PlainSource *src = context;
+  size_t n = MIN (len, strlen (src->text) - src->pos);
+  if (src->fail)
+    {
+      *error_r = "disk on fire";
+      return -1;
+    }
+  memcpy (buf, src->text + src->pos, n);
+  src->pos += n;
+  return (ssize_t) n;
+}
+
+static int
+plain_rewind (void *context, const char **error_r)
+{
+  (void) error_r;
+  ((PlainSource *) context)->pos = 0;
+  return 0;
+}
+
+static struct dovekie_bridge *
+new_bridge (const char *modules)
+{
+  const char *settings[] = { "dovekie_modules", modules, "dovekie_good_word", "w", NULL };
+  struct dovekie_bridge_host host = { bridge_log, bridge_now, NULL };
+  return dovekie_bridge_create (settings, module_dir, &host);
+}
+
+static void
+setup (void)
+{
+  lines = g_ptr_array_new_with_free_func (g_free);
+  module_dir = test_make_dir ();
+  test_install_module (FIXTURE_DIR, module_dir, "good");
+}
+
+static void
+teardown (void)
+{
+  test_remove_dir (module_dir);
+  g_clear_pointer (&module_dir, g_free);
+  g_clear_pointer (&lines, g_ptr_array_unref);
+}
+
+static gboolean
+logged (const char *needle)
+{
+  for (guint i = 0; i < lines->len; i++)
+    if (strstr (g_ptr_array_index (lines, i), needle) != NULL)
+      return TRUE;
+  return FALSE;
+}
+
+START_TEST (test_bridge_save)
+{
+  struct dovekie_bridge *bridge = new_bridge ("good");
+  PlainSource src = { "REJECT this", 0, FALSE };
+  struct dovekie_bridge_source source = { plain_read, plain_rewind, NULL, &src };
+  struct dovekie_bridge_message msg = { "INBOX", 0, 11 };
+  char reason[DOVEKIE_BRIDGE_REASON_MAX];
+
+  ck_assert_uint_eq (dovekie_bridge_module_count (bridge), 1);
+  ck_assert (dovekie_bridge_wants_save (bridge));
+  ck_assert (!dovekie_bridge_wants_read (bridge));
+  ck_assert_int_eq (dovekie_bridge_save (bridge, DOVEKIE_BRIDGE_SAVE_APPEND, &msg, &source, reason),
+                    DOVEKIE_BRIDGE_REJECT);
+  ck_assert_str_eq (reason, "rejected by good");
+  ck_assert (logged ("1 good: init good word=w"));
+
+  src.text = "fine";
+  src.pos = 0;
+  ck_assert_int_eq (dovekie_bridge_save (bridge, DOVEKIE_BRIDGE_SAVE_COPY, &msg, &source, reason),
+                    DOVEKIE_BRIDGE_ACCEPT);
+  ck_assert_str_eq (reason, "");
+
+  src.fail = TRUE;
+  ck_assert_int_eq (dovekie_bridge_save (bridge, DOVEKIE_BRIDGE_SAVE_DELIVERY, &msg, &source, reason),
+                    DOVEKIE_BRIDGE_TEMPFAIL);
+  ck_assert (logged ("3 good: reading the message failed: disk on fire"));
+
+  ck_assert (dovekie_bridge_expunge (bridge, &msg, TRUE));
+  dovekie_bridge_destroy (&bridge);
+  ck_assert_ptr_null (bridge);
+  ck_assert (logged ("1 good: deinit good"));
+  dovekie_bridge_destroy (&bridge);
+}
+END_TEST
+
+START_TEST (test_bridge_bad_module)
+{
+  struct dovekie_bridge *bridge = new_bridge ("nosuchmodule");
+
+  /* The session goes on with no module, and the error was logged once. */
+  ck_assert_uint_eq (dovekie_bridge_module_count (bridge), 0);
+  ck_assert (logged ("3 dovekie: unknown module 'nosuchmodule'"));
+  dovekie_bridge_destroy (&bridge);
+}
+END_TEST
+
+int
+main (void)
+{
+  Suite *s = suite_create ("dovekie-bridge");
+  TCase *tc = tcase_create ("bridge");
+  SRunner *runner;
+  int failed;
+
+  tcase_add_checked_fixture (tc, setup, teardown);
+  tcase_add_test (tc, test_bridge_save);
+  tcase_add_test (tc, test_bridge_bad_module);
+  suite_add_tcase (s, tc);
+  runner = srunner_create (s);
+  srunner_run_all (runner, CK_NORMAL);
+  failed = srunner_ntests_failed (runner);
+  srunner_free (runner);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

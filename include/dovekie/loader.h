@@ -1,0 +1,120 @@
+/* libdovekie: loads dovekie modules for one user and dispatches host events.
+ *
+ * The host (e.g. the Dovecot adapter) creates one DovekieLoader per mail
+ * user, with that user's settings, then calls the dispatch functions. GLib
+ * only: no host type appears here.
+ */
+#ifndef DOVEKIE_LOADER_H
+#define DOVEKIE_LOADER_H
+
+#include <glib.h>
+
+#include "dovekie/module.h"
+
+G_BEGIN_DECLS
+
+#define DOVEKIE_LOADER_ERROR (dovekie_loader_error_quark ())
+GQuark dovekie_loader_error_quark (void);
+
+typedef enum {
+  DOVEKIE_LOADER_ERROR_UNKNOWN_MODULE, /* name is not a dovekie module and no file has it */
+  DOVEKIE_LOADER_ERROR_MISSING_FILE,   /* a dovekie module whose file is not installed */
+  DOVEKIE_LOADER_ERROR_OPEN,           /* the file exists but dlopen failed */
+  DOVEKIE_LOADER_ERROR_PERMISSION,     /* unsafe owner or mode */
+  DOVEKIE_LOADER_ERROR_MISSING_SYMBOL, /* no `dovekie_module` symbol */
+  DOVEKIE_LOADER_ERROR_ABI,            /* ABI number mismatch */
+  DOVEKIE_LOADER_ERROR_INIT,           /* the module's init failed */
+  DOVEKIE_LOADER_ERROR_SETTING,        /* a bad or unknown setting */
+  DOVEKIE_LOADER_ERROR_DUPLICATE,      /* module listed twice, or a service provided twice */
+} DovekieLoaderError;
+
+/* Settings the loader itself owns. */
+#define DOVEKIE_SETTING_MODULES "dovekie_modules"
+#define DOVEKIE_SETTING_MODULE_DIR "dovekie_module_dir"
+#define DOVEKIE_SETTING_CLOCK_OFFSET "dovekie_test_clock_offset"
+
+/* Names of the modules dovekie ships; used to tell "unknown module" from
+ * "module not installed". */
+extern const gchar *const dovekie_known_modules[];
+
+/* What the host provides to the loader. `log` and `now` must be non-NULL;
+ * `data` is passed back unchanged. */
+typedef struct {
+  void (*log) (gpointer data, DovekieLogLevel level, const gchar *module, const gchar *message);
+  gint64 (*now) (gpointer data);
+  gpointer data;
+} DovekieHost;
+
+typedef struct _DovekieLoader DovekieLoader;
+
+/* Creates a loader for one user. `settings` maps keys to values (only the
+ * `dovekie_*` keys are read; the table is copied). `default_module_dir` is
+ * used when dovekie_module_dir is unset. Never fails: problems with single
+ * modules are logged once through host->log and the module is skipped, so
+ * the mail session goes on. Free with dovekie_loader_free(). */
+DovekieLoader *dovekie_loader_new (GHashTable *settings,
+                                   const gchar *default_module_dir,
+                                   const DovekieHost *host);
+
+/* Loads one module by name into the loader. Used by dovekie_loader_new for
+ * each name of dovekie_modules, and by tests. FALSE with `error` (domain
+ * DOVEKIE_LOADER_ERROR) on failure; nothing is then kept of that module. */
+gboolean dovekie_loader_load (DovekieLoader *loader, const gchar *name, GError **error);
+
+/* Rejects `dovekie_*` keys that neither the loader nor a loaded module
+ * declares. Called by dovekie_loader_new after loading. */
+gboolean dovekie_loader_check_unknown (DovekieLoader *loader, GError **error);
+
+/* Deinits the modules in reverse order and unloads them. NULL is a no-op. */
+void dovekie_loader_free (DovekieLoader *loader);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (DovekieLoader, dovekie_loader_free)
+
+/* Names of the loaded modules in load order; owned by the loader. */
+guint dovekie_loader_count (DovekieLoader *loader);
+const gchar *dovekie_loader_module_name (DovekieLoader *loader, guint index);
+const DovekieModule *dovekie_loader_module (DovekieLoader *loader, guint index);
+/* The module providing `service`, or NULL. */
+const DovekieModule *dovekie_loader_service (DovekieLoader *loader, const gchar *service);
+/* The context of a loaded module, or NULL if it is not loaded. */
+DovekieContext *dovekie_loader_context (DovekieLoader *loader, const gchar *name);
+
+/* Reader callbacks the host implements for DovekieMessage. */
+typedef struct {
+  gssize (*read) (gpointer data, guint8 *buf, gsize len, GError **error);
+  gboolean (*rewind) (gpointer data, GError **error);
+  gint (*fd) (gpointer data);
+} DovekieMessageSource;
+
+/* Dispatch. Each runs the matching hook of every loaded module in order.
+ * The verdict functions return the first non-ACCEPT verdict; a module that
+ * fails (returns FALSE) yields TEMPFAIL with a generic reason, and the
+ * module's error is logged once. `verdict` must be zeroed by the caller and
+ * its reason freed with g_free. */
+void dovekie_loader_dispatch_save (DovekieLoader *loader, DovekieSaveOrigin origin,
+                                   const DovekieMessageInfo *info,
+                                   const DovekieMessageSource *source, gpointer source_data,
+                                   DovekieVerdict *verdict);
+void dovekie_loader_dispatch_read (DovekieLoader *loader, DovekieReadOrigin origin,
+                                   const DovekieMessageInfo *info,
+                                   const DovekieMessageSource *source, gpointer source_data,
+                                   DovekieVerdict *verdict);
+/* KEEP if any module keeps the message. */
+DovekieExpungeAction dovekie_loader_dispatch_expunge (DovekieLoader *loader,
+                                                      const DovekieMessageInfo *info,
+                                                      gboolean pop3);
+void dovekie_loader_dispatch_pop3_start (DovekieLoader *loader, const DovekiePop3Info *info);
+void dovekie_loader_dispatch_pop3_end (DovekieLoader *loader, const DovekiePop3Info *info);
+
+/* Whether any loaded module has the given hook; lets the host skip work. */
+gboolean dovekie_loader_wants_save (DovekieLoader *loader);
+gboolean dovekie_loader_wants_read (DovekieLoader *loader);
+gboolean dovekie_loader_wants_expunge (DovekieLoader *loader);
+
+/* Setting parsers, shared by the loader and tests. Whole-string, range
+ * checked; the error names the setting. */
+gboolean dovekie_setting_validate (const DovekieSettingDef *def, const gchar *value,
+                                   guint64 *number_r, GError **error);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,198 @@
+/* dovekie module contract: what a module exports and what the host gives it.
+ *
+ * A module is a GModule shared object that exports one data symbol,
+ * `dovekie_module` (DOVEKIE_MODULE_SYMBOL), of type DovekieModule. The loader
+ * reads `abi` first and refuses the module unless it equals
+ * DOVEKIE_MODULE_ABI; no other field is touched before that check.
+ *
+ * Modules never see a host type. They receive:
+ *   - a DovekieContext: per user and per module; through ctx->api the module
+ *     reads its validated settings, logs and asks the clock;
+ *   - a DovekieMessage: a bounded reader over one message's bytes (and an fd
+ *     where the host has a plain file).
+ *
+ * Threading: a context is used from one thread only.
+ */
+#ifndef DOVEKIE_MODULE_H
+#define DOVEKIE_MODULE_H
+
+#include <glib.h>
+
+#include "dovekie/settings.h"
+
+G_BEGIN_DECLS
+
+/* Bumped on any incompatible change of this header or settings.h. */
+#define DOVEKIE_MODULE_ABI 1
+#define DOVEKIE_MODULE_SYMBOL "dovekie_module"
+
+/* Errors modules and the host report to each other (not the loader's own,
+ * which use DOVEKIE_LOADER_ERROR). A macro, so modules need no symbol. */
+#define DOVEKIE_ERROR (g_quark_from_static_string ("dovekie-error"))
+typedef enum {
+  DOVEKIE_ERROR_FAILED,      /* anything else */
+  DOVEKIE_ERROR_IO,          /* reading the message failed */
+  DOVEKIE_ERROR_UNAVAILABLE, /* a backend (e.g. clamd) cannot be reached */
+  DOVEKIE_ERROR_TIMEOUT,     /* a backend took too long */
+  DOVEKIE_ERROR_PROTOCOL,    /* a backend answered something we cannot parse */
+} DovekieErrorCode;
+
+typedef enum {
+  DOVEKIE_LOG_DEBUG,
+  DOVEKIE_LOG_INFO,
+  DOVEKIE_LOG_WARNING,
+  DOVEKIE_LOG_ERROR,
+} DovekieLogLevel;
+
+/* Where a saved message comes from. */
+typedef enum {
+  DOVEKIE_ORIGIN_APPEND,   /* IMAP APPEND (or any other plain save) */
+  DOVEKIE_ORIGIN_COPY,     /* IMAP COPY / MOVE between mailboxes */
+  DOVEKIE_ORIGIN_DELIVERY, /* LMTP (or LDA) delivery */
+} DovekieSaveOrigin;
+
+/* Who reads a message. */
+typedef enum {
+  DOVEKIE_READ_FETCH, /* IMAP FETCH of body data */
+  DOVEKIE_READ_POP3,  /* POP3 RETR or TOP */
+  DOVEKIE_READ_OTHER, /* any other reader of the full message */
+} DovekieReadOrigin;
+
+typedef enum {
+  DOVEKIE_VERDICT_ACCEPT = 0, /* go on */
+  DOVEKIE_VERDICT_REJECT,     /* refuse for good: IMAP NO, LMTP 550 5.7.1 */
+  DOVEKIE_VERDICT_TEMPFAIL,   /* refuse for now: IMAP NO [UNAVAILABLE], LMTP 451 4.7.1 */
+} DovekieVerdictKind;
+
+/* A hook's answer. `reason` is owned by the verdict (g_free'd by the
+ * caller); it is shown to the client, so it names no internal detail. */
+typedef struct {
+  DovekieVerdictKind kind;
+  gchar *reason;
+} DovekieVerdict;
+
+/* What a module may do with an expunge it is told about. */
+typedef enum {
+  DOVEKIE_EXPUNGE_ALLOW = 0, /* let the host expunge it */
+  DOVEKIE_EXPUNGE_KEEP,      /* the module kept the message (e.g. retention) */
+} DovekieExpungeAction;
+
+typedef struct _DovekieContext DovekieContext;
+typedef struct _DovekieMessage DovekieMessage;
+
+/* Facts about one message. Strings are valid for the duration of the call. */
+typedef struct {
+  const gchar *mailbox; /* mailbox name as the user sees it, never NULL */
+  guint32 uid;          /* 0 when not yet assigned (a save in progress) */
+  gint64 size;          /* physical size in bytes, or -1 if unknown */
+} DovekieMessageInfo;
+
+/* Facts about one POP3 session. */
+typedef struct {
+  const gchar *user;    /* login name as given by the client */
+  guint messages;       /* messages visible in this session */
+  gboolean quit_seen;   /* pop3_end only: the client said QUIT */
+} DovekiePop3Info;
+
+/* Services the host gives each context. Every function is non-NULL. */
+typedef struct {
+  /* Effective value of a setting this module declared: the user's value,
+   * else the declared default. Valid until deinit. NULL only for a
+   * declared string setting whose default is NULL and that is unset. */
+  const gchar *(*get_string)(DovekieContext *ctx, const gchar *key);
+  /* Validated numeric/boolean value of a declared setting. */
+  guint64 (*get_uint)(DovekieContext *ctx, const gchar *key);
+  gboolean (*get_bool)(DovekieContext *ctx, const gchar *key);
+  /* Logs one line through the host, prefixed "dovekie-<module>: ". */
+  void (*log)(DovekieContext *ctx, DovekieLogLevel level, const gchar *message);
+  /* Wall clock in Unix seconds, as the host sees it (tests may shift it). */
+  gint64 (*now)(DovekieContext *ctx);
+  /* Reads up to `len` bytes of the message; returns the count, 0 at the
+   * end, -1 with `error` set on failure. Reads are sequential. */
+  gssize (*read)(DovekieMessage *msg, guint8 *buf, gsize len, GError **error);
+  /* Starts reading from byte 0 again. FALSE with `error` on failure. */
+  gboolean (*rewind)(DovekieMessage *msg, GError **error);
+  /* A readable fd holding exactly the message bytes, or -1 when the host
+   * has none (compressed or encrypted storage, a stream in memory). The
+   * fd stays owned by the host. */
+  gint (*fd)(DovekieMessage *msg);
+} DovekieHostApi;
+
+/* The part of a context a module may touch. */
+struct _DovekieContext {
+  const DovekieHostApi *api;
+  gpointer module_data; /* the module's own per-user state; NULL at init */
+};
+
+/* The module vtable. Every hook is optional: if NULL, the module is simply
+ * not called for that event. Hooks run in the order modules are listed in
+ * dovekie_modules; the first non-ACCEPT verdict stops the chain. */
+typedef struct {
+  guint32 abi;               /* DOVEKIE_MODULE_ABI; checked before anything else */
+  const gchar *name;         /* equals the file's base name, e.g. "example" */
+  const gchar *version;      /* free text, shown by status commands */
+  const gchar *description;  /* one line */
+  /* Settings the module accepts, terminated by an entry with name NULL.
+   * If NULL, the module takes no settings. */
+  const DovekieSettingDef *settings;
+  /* Service names this module provides (e.g. "scanner"), NULL-terminated.
+   * Two loaded modules may not provide the same service. If NULL, none. */
+  const gchar *const *provides;
+
+  /* Called once per user after the settings are validated. May set
+   * ctx->module_data. FALSE with `error` set refuses the module for this
+   * user; deinit is then not called. If NULL, nothing to set up. */
+  gboolean (*init)(DovekieContext *ctx, GError **error);
+  /* Called once per successful init, in reverse load order. Frees
+   * ctx->module_data. If NULL, nothing to free. */
+  void (*deinit)(DovekieContext *ctx);
+
+  /* A message is about to be stored (after its bytes are written, before
+   * the transaction commits). Sets `verdict`. FALSE with `error` means the
+   * module itself failed; the host turns that into a tempfail. */
+  gboolean (*save)(DovekieContext *ctx, DovekieSaveOrigin origin,
+                   const DovekieMessageInfo *info, DovekieMessage *msg,
+                   DovekieVerdict *verdict, GError **error);
+  /* A client is about to read the message body. Same contract as save;
+   * a non-ACCEPT verdict makes the read fail with the reason. */
+  gboolean (*read)(DovekieContext *ctx, DovekieReadOrigin origin,
+                   const DovekieMessageInfo *info, DovekieMessage *msg,
+                   DovekieVerdict *verdict, GError **error);
+  /* A message is being expunged (IMAP EXPUNGE, POP3 DELE at QUIT, doveadm).
+   * `pop3` is TRUE inside a POP3 session. Returns what the host should do. */
+  DovekieExpungeAction (*expunge)(DovekieContext *ctx,
+                                  const DovekieMessageInfo *info, gboolean pop3);
+  /* A POP3 session has opened its mailbox. */
+  void (*pop3_start)(DovekieContext *ctx, const DovekiePop3Info *info);
+  /* A POP3 session ends; info->quit_seen tells QUIT from a dropped link. */
+  void (*pop3_end)(DovekieContext *ctx, const DovekiePop3Info *info);
+} DovekieModule;
+
+/* Convenience wrappers, so module code reads naturally. */
+static inline void
+dovekie_log (DovekieContext *ctx, DovekieLogLevel level, const gchar *format, ...)
+  G_GNUC_PRINTF (3, 4);
+
+static inline void
+dovekie_log (DovekieContext *ctx, DovekieLogLevel level, const gchar *format, ...)
+{
+  va_list args;
+  g_autofree gchar *message = NULL;
+
+  va_start (args, format);
+  message = g_strdup_vprintf (format, args);
+  va_end (args);
+  ctx->api->log (ctx, level, message);
+}
+
+static inline void
+dovekie_verdict_set (DovekieVerdict *verdict, DovekieVerdictKind kind, const gchar *reason)
+{
+  g_free (verdict->reason);
+  verdict->kind = kind;
+  verdict->reason = g_strdup (reason);
+}
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,369 @@
+/* Unit tests for libdovekie's loader: loading, refusals, order, dispatch. */
+#include "dovekie-config.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "dovekie-test.h"
+#include "fixtures/fixture.h"
+
+static gchar *module_dir;
+static TestHost host;
+
+static void
+setup (void)
+{
+  module_dir = test_make_dir ();
+  host.lines = g_ptr_array_new_with_free_func (g_free);
+  host.now = 1700000000;
+  static const gchar *const names[] = {
+    "good", "second", "badabi", "nosymbol", "initfail", "wrongname", "dupservice",
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (names); i++)
+    test_install_module (FIXTURE_DIR, module_dir, names[i]);
+}
+
+static void
+teardown (void)
+{
+  test_remove_dir (module_dir);
+  g_clear_pointer (&module_dir, g_free);
+  g_clear_pointer (&host.lines, g_ptr_array_unref);
+}
+
+/* A loader with the given settings (key, value, ..., NULL) and our dir. */
+static DovekieLoader *
+new_loader (const gchar *first_key, ...)
+{
+  g_autoptr (GHashTable) view = g_hash_table_new (g_str_hash, g_str_equal);
+  DovekieHost h = { test_host_log, test_host_now, &host };
+  va_list args;
+
+  va_start (args, first_key);
+  for (const gchar *key = first_key; key != NULL; key = va_arg (args, const gchar *))
+    g_hash_table_insert (view, (gpointer) key, va_arg (args, gpointer));
+  va_end (args);
+  return dovekie_loader_new (view, module_dir, &h);
+}
+
+static void
+assert_load_fails (const gchar *name, gint code, const gchar *needle)
+{
+  g_autoptr (DovekieLoader) loader = new_loader (NULL);
+  g_autoptr (GError) error = NULL;
+
+  ck_assert (!dovekie_loader_load (loader, name, &error));
+  ck_assert_msg (g_error_matches (error, DOVEKIE_LOADER_ERROR, code),
+                 "%s: expected code %d, got %s", name, code,
+                 error != NULL ? error->message : "no error");
+  ck_assert_msg (strstr (error->message, needle) != NULL,
+                 "%s: '%s' lacks '%s'", name, error->message, needle);
+  ck_assert_uint_eq (dovekie_loader_count (loader), 0);
+}
+
+START_TEST (test_load_good_defaults)
+{
+  g_autoptr (DovekieLoader) loader = new_loader ("dovekie_modules", "good", NULL);
+
+  ck_assert_uint_eq (dovekie_loader_count (loader), 1);
+  ck_assert_str_eq (dovekie_loader_module_name (loader, 0), "good");
+  ck_assert_ptr_nonnull (dovekie_loader_service (loader, "good-service"));
+  ck_assert_ptr_null (dovekie_loader_service (loader, "nothing"));
+  ck_assert_int_ge (test_host_find (&host, "I good: init good word=hello count=3 mode=fast flag=0"), 0);
+  ck_assert_int_eq (test_host_count (&host, "E "), 0);
+}
+END_TEST
+
+START_TEST (test_settings_view)
+{
+  g_autoptr (DovekieLoader) loader = new_loader (
+    "dovekie_modules", "good", "dovekie_good_word", "bye", "dovekie_good_count", "7",
+    "dovekie_good_mode", "slow", "dovekie_good_flag", "yes", "dovekie_good_size", "2k",
+    "unrelated_key", "ignored", NULL);
+  DovekieContext *ctx = dovekie_loader_context (loader, "good");
+
+  ck_assert_ptr_nonnull (ctx);
+  ck_assert_int_ge (test_host_find (&host, "init good word=bye count=7 mode=slow flag=1"), 0);
+  ck_assert_str_eq (ctx->api->get_string (ctx, "dovekie_good_word"), "bye");
+  ck_assert_uint_eq (ctx->api->get_uint (ctx, "dovekie_good_size"), 2048);
+  ck_assert_uint_eq (ctx->api->get_uint (ctx, "dovekie_good_mode"), 1);
+  ck_assert (ctx->api->get_bool (ctx, "dovekie_good_flag"));
+}
+END_TEST
+
+START_TEST (test_bad_setting_value)
+{
+  g_autoptr (DovekieLoader) loader = new_loader (
+    "dovekie_modules", "good", "dovekie_good_count", "11", NULL);
+
+  ck_assert_uint_eq (dovekie_loader_count (loader), 0);
+  ck_assert_uint_eq (test_host_count (&host, "E loader: dovekie_good_count = 11: out of range (1..10)"), 1);
+}
+END_TEST
+
+START_TEST (test_unknown_setting)
+{
+  g_autoptr (DovekieLoader) loader = new_loader (
+    "dovekie_modules", "good", "dovekie_good_wrod", "x", "dovekie_zzz", "1", NULL);
+  g_autofree gchar *dump = test_host_dump (&host);
+
+  /* The module still loads; the typo is reported once, by name. */
+  ck_assert_uint_eq (dovekie_loader_count (loader), 1);
+  ck_assert_msg (test_host_count (&host, "unknown setting(s) dovekie_good_wrod, dovekie_zzz") == 1,
+                 "log was:\n%s", dump);
+}
+END_TEST
+
+START_TEST (test_abi_mismatch)
+{
+  assert_load_fails ("badabi", DOVEKIE_LOADER_ERROR_ABI, "built for module ABI 42");
+}
+END_TEST
+
+START_TEST (test_missing_symbol)
+{
+  assert_load_fails ("nosymbol", DOVEKIE_LOADER_ERROR_MISSING_SYMBOL, "does not export the symbol dovekie_module");
+}
+END_TEST
+
+START_TEST (test_init_failure)
+{
+  /* initfail's deinit aborts the test if the loader calls it. */
+  assert_load_fails ("initfail", DOVEKIE_LOADER_ERROR_INIT, "failed to start: backend unreachable");
+}
+END_TEST
+
+START_TEST (test_wrong_name)
+{
+  assert_load_fails ("wrongname", DOVEKIE_LOADER_ERROR_ABI, "calls itself 'someoneelse'");
+}
+END_TEST
+
+START_TEST (test_unknown_and_missing)
+{
+  assert_load_fails ("nosuchmodule", DOVEKIE_LOADER_ERROR_UNKNOWN_MODULE, "unknown module 'nosuchmodule'");
+  assert_load_fails ("../good", DOVEKIE_LOADER_ERROR_UNKNOWN_MODULE, "lower-case letters");
+  assert_load_fails ("", DOVEKIE_LOADER_ERROR_UNKNOWN_MODULE, "unknown module ''");
+  assert_load_fails ("antivirus", DOVEKIE_LOADER_ERROR_MISSING_FILE, "part of dovekie but");
+}
+END_TEST
+
+START_TEST (test_bad_permissions)
+{
+  g_autofree gchar *path = g_strdup_printf ("%s/good.so", module_dir);
+
+  ck_assert_int_eq (g_chmod (path, 0666), 0);
+  assert_load_fails ("good", DOVEKIE_LOADER_ERROR_PERMISSION, "group- or world-writable (mode 0666)");
+  ck_assert_int_eq (g_chmod (path, 0664), 0);
+  assert_load_fails ("good", DOVEKIE_LOADER_ERROR_PERMISSION, "mode 0664");
+  ck_assert_int_eq (g_chmod (path, 0644), 0);
+
+  ck_assert_int_eq (g_chmod (module_dir, 0777), 0);
+  assert_load_fails ("good", DOVEKIE_LOADER_ERROR_PERMISSION, "refusing module directory");
+  ck_assert_int_eq (g_chmod (module_dir, 0755), 0);
+
+  if (geteuid () == 0)
+    {
+      /* Only root can give a file away; CI runs as root. */
+      ck_assert_int_eq (chown (path, 12345, 12345), 0);
+      assert_load_fails ("good", DOVEKIE_LOADER_ERROR_PERMISSION, "owned by uid 12345");
+      ck_assert_int_eq (chown (path, 0, 0), 0);
+    }
+  /* Back to safe: loads again. */
+  g_autoptr (DovekieLoader) loader = new_loader ("dovekie_modules", "good", NULL);
+  ck_assert_uint_eq (dovekie_loader_count (loader), 1);
+}
+END_TEST
+
+START_TEST (test_order_and_deinit)
+{
+  DovekieLoader *loader = new_loader ("dovekie_modules", "second good", NULL);
+  g_autofree gchar *dump = NULL;
+
+  ck_assert_uint_eq (dovekie_loader_count (loader), 2);
+  ck_assert_str_eq (dovekie_loader_module_name (loader, 0), "second");
+  ck_assert_str_eq (dovekie_loader_module_name (loader, 1), "good");
+  dovekie_loader_free (loader);
+  dump = test_host_dump (&host);
+  gint init_second = test_host_find (&host, "init second");
+  gint init_good = test_host_find (&host, "init good");
+  gint deinit_good = test_host_find (&host, "deinit good");
+  gint deinit_second = test_host_find (&host, "deinit second");
+  ck_assert_msg (init_second >= 0 && init_second < init_good, "%s", dump);
+  ck_assert_msg (init_good < deinit_good && deinit_good < deinit_second, "%s", dump);
+}
+END_TEST
+
+START_TEST (test_duplicates)
+{
+  g_autoptr (DovekieLoader) loader = new_loader ("dovekie_modules", "good good dupservice", NULL);
+
+  ck_assert_uint_eq (dovekie_loader_count (loader), 1);
+  ck_assert_uint_eq (test_host_count (&host, "module 'good' is listed twice"), 1);
+  ck_assert_uint_eq (test_host_count (&host, "provides service 'good-service', already provided by 'good'"), 1);
+}
+END_TEST
+
+START_TEST (test_errors_logged_once)
+{
+  g_autoptr (DovekieLoader) loader = new_loader (
+    "dovekie_modules", "good nosuchmodule badabi,second", NULL);
+  g_autofree gchar *dump = test_host_dump (&host);
+
+  /* The good modules around the bad ones still load, in order. */
+  ck_assert_uint_eq (dovekie_loader_count (loader), 2);
+  ck_assert_str_eq (dovekie_loader_module_name (loader, 1), "second");
+  ck_assert_msg (test_host_count (&host, "E loader: ") == 2, "log was:\n%s", dump);
+  ck_assert_uint_eq (test_host_count (&host, "nosuchmodule"), 1);
+  ck_assert_uint_eq (test_host_count (&host, "badabi"), 1);
+}
+END_TEST
+
+START_TEST (test_bad_loader_setting)
+{
+  g_autoptr (DovekieLoader) loader = new_loader (
+    "dovekie_modules", "good", "dovekie_test_clock_offset", "-5", NULL);
+
+  ck_assert_uint_eq (dovekie_loader_count (loader), 0);
+  ck_assert_uint_eq (test_host_count (&host, "dovekie_test_clock_offset = -5: not a whole number"), 1);
+}
+END_TEST
+
+START_TEST (test_clock)
+{
+  g_autoptr (DovekieLoader) loader = new_loader (
+    "dovekie_modules", "good", "dovekie_test_clock_offset", "86400", NULL);
+  DovekieContext *ctx = dovekie_loader_context (loader, "good");
+
+  ck_assert_int_eq (ctx->api->now (ctx), host.now + 86400);
+  host.now += 5;
+  ck_assert_int_eq (ctx->api->now (ctx), host.now + 86400);
+}
+END_TEST
+
+static DovekieVerdictKind
+save_text (DovekieLoader *loader, const gchar *text, gchar **reason_r)
+{
+  TestSource src = { (const guint8 *) text, strlen (text), 0, 0, FALSE };
+  DovekieMessageInfo info = { "INBOX", 0, (gint64) strlen (text) };
+  DovekieVerdict verdict = { DOVEKIE_VERDICT_ACCEPT, NULL };
+
+  dovekie_loader_dispatch_save (loader, DOVEKIE_ORIGIN_APPEND, &info, &test_source_vtable,
+                                &src, &verdict);
+  *reason_r = verdict.reason;
+  return verdict.kind;
+}
+
+START_TEST (test_dispatch_save)
+{
+  g_autoptr (DovekieLoader) loader = new_loader ("dovekie_modules", "second good", NULL);
+  g_autofree gchar *reason = NULL;
+
+  ck_assert_int_eq (save_text (loader, "hello", &reason), DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_ptr_null (reason);
+  /* Both saw it, in order, each from byte 0. */
+  ck_assert_int_lt (test_host_find (&host, "save second"), test_host_find (&host, "save good"));
+
+  g_ptr_array_set_size (host.lines, 0);
+  ck_assert_int_eq (save_text (loader, FIXTURE_REJECT_MARK " me", &reason), DOVEKIE_VERDICT_REJECT);
+  ck_assert_str_eq (reason, "rejected by second");
+  /* The first refusal ends the chain. */
+  ck_assert_int_eq (test_host_find (&host, "save good"), -1);
+  g_clear_pointer (&reason, g_free);
+
+  g_ptr_array_set_size (host.lines, 0);
+  ck_assert_int_eq (save_text (loader, FIXTURE_FAIL_MARK " now", &reason), DOVEKIE_VERDICT_TEMPFAIL);
+  ck_assert_str_eq (reason, "Temporary failure checking the message, try again later");
+  ck_assert_uint_eq (test_host_count (&host, "E second: fixture failure"), 1);
+}
+END_TEST
+
+START_TEST (test_dispatch_read_error)
+{
+  g_autoptr (DovekieLoader) loader = new_loader ("dovekie_modules", "good", NULL);
+  TestSource src = { (const guint8 *) "x", 1, 0, 0, TRUE };
+  DovekieMessageInfo info = { "INBOX", 3, 1 };
+  DovekieVerdict verdict = { DOVEKIE_VERDICT_ACCEPT, NULL };
+
+  dovekie_loader_dispatch_save (loader, DOVEKIE_ORIGIN_COPY, &info, &test_source_vtable, &src, &verdict);
+  ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_TEMPFAIL);
+  ck_assert_uint_eq (test_host_count (&host, "test read failure"), 1);
+  g_free (verdict.reason);
+}
+END_TEST
+
+START_TEST (test_dispatch_expunge)
+{
+  g_autoptr (DovekieLoader) loader = new_loader ("dovekie_modules", "good second", NULL);
+  DovekieMessageInfo odd = { "INBOX", 7, 10 };
+  DovekieMessageInfo even = { "INBOX", 8, 10 };
+
+  ck_assert (dovekie_loader_wants_expunge (loader));
+  ck_assert (!dovekie_loader_wants_read (loader));
+  ck_assert_int_eq (dovekie_loader_dispatch_expunge (loader, &odd, TRUE), DOVEKIE_EXPUNGE_KEEP);
+  ck_assert_int_eq (dovekie_loader_dispatch_expunge (loader, &even, FALSE), DOVEKIE_EXPUNGE_ALLOW);
+  /* Every module hears every expunge, kept or not. */
+  ck_assert_uint_eq (test_host_count (&host, "expunge good uid=7 pop3=1"), 1);
+  ck_assert_uint_eq (test_host_count (&host, "expunge second uid=7 pop3=1"), 1);
+}
+END_TEST
+
+START_TEST (test_no_modules)
+{
+  g_autoptr (DovekieLoader) loader = new_loader (NULL);
+  g_autofree gchar *reason = NULL;
+
+  ck_assert_uint_eq (dovekie_loader_count (loader), 0);
+  ck_assert (!dovekie_loader_wants_save (loader));
+  ck_assert_int_eq (save_text (loader, "x", &reason), DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_uint_eq (host.lines->len, 0);
+  dovekie_loader_free (NULL);
+}
+END_TEST
+
+static Suite *
+loader_suite (void)
+{
+  Suite *s = suite_create ("dovekie-loader");
+  struct { const char *name; const TTest *test; } cases[] = {
+    { "load", test_load_good_defaults },
+    { "settings_view", test_settings_view },
+    { "bad_setting_value", test_bad_setting_value },
+    { "unknown_setting", test_unknown_setting },
+    { "abi_mismatch", test_abi_mismatch },
+    { "missing_symbol", test_missing_symbol },
+    { "init_failure", test_init_failure },
+    { "wrong_name", test_wrong_name },
+    { "unknown_and_missing", test_unknown_and_missing },
+    { "bad_permissions", test_bad_permissions },
+    { "order_and_deinit", test_order_and_deinit },
+    { "duplicates", test_duplicates },
+    { "errors_logged_once", test_errors_logged_once },
+    { "bad_loader_setting", test_bad_loader_setting },
+    { "clock", test_clock },
+    { "dispatch_save", test_dispatch_save },
+    { "dispatch_read_error", test_dispatch_read_error },
+    { "dispatch_expunge", test_dispatch_expunge },
+    { "no_modules", test_no_modules },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      TCase *tc = tcase_create (cases[i].name);
+      tcase_add_checked_fixture (tc, setup, teardown);
+      tcase_add_test (tc, cases[i].test);
+      suite_add_tcase (s, tc);
+    }
+  return s;
+}
+
+int
+main (void)
+{
+  SRunner *runner = srunner_create (loader_suite ());
+  int failed;
+
+  srunner_run_all (runner, CK_NORMAL);
+  failed = srunner_ntests_failed (runner);
+  srunner_free (runner);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,4 @@
+# DOVEKIE_CHECK_CHECK: the Check unit-test framework; sets CHECK_CFLAGS, CHECK_LIBS.
+AC_DEFUN([DOVEKIE_CHECK_CHECK], [
+  PKG_CHECK_MODULES([CHECK], [check >= 0.15])
+])

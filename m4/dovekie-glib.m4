@@ -1,0 +1,4 @@
+# DOVEKIE_CHECK_GLIB: GLib >= 2.74 with GModule; sets GLIB_CFLAGS, GLIB_LIBS.
+AC_DEFUN([DOVEKIE_CHECK_GLIB], [
+  PKG_CHECK_MODULES([GLIB], [glib-2.0 >= 2.74 gmodule-2.0 >= 2.74])
+])

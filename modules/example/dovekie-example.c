@@ -1,0 +1,126 @@
+/* dovekie example module: the module contract end to end.
+ *
+ * It refuses any saved message that contains dovekie_example_reject, and
+ * logs one line per hook so tests can prove which Dovecot process called
+ * it. It is the template for real modules, and a test fixture.
+ */
+#include "dovekie-config.h"
+
+#include <string.h>
+
+#include <gmodule.h>
+
+#include "dovekie/module.h"
+#include "dovekie-example.h"
+
+#define EXAMPLE_READ_CHUNK 65536
+
+static const DovekieSettingDef example_settings[] = {
+  { "dovekie_example_reject", DOVEKIE_SETTING_STRING, NULL, 0, 1024, NULL,
+    "refuse saved messages containing this text (unset: refuse nothing)" },
+  { "dovekie_example_reason", DOVEKIE_SETTING_STRING,
+    "message refused by the example module", 0, 200, NULL,
+    "text given to the client when a message is refused" },
+  { NULL, 0, NULL, 0, 0, NULL, NULL },
+};
+
+static const gchar *const save_origin_names[] = { "append", "copy", "delivery" };
+static const gchar *const read_origin_names[] = { "fetch", "pop3", "other" };
+
+gboolean
+dovekie_example_find (DovekieContext *ctx, DovekieMessage *msg, const gchar *needle,
+                      gboolean *found_r, GError **error)
+{
+  gsize needle_len = strlen (needle);
+  g_autofree guint8 *buf = NULL;
+  gsize keep = 0;
+
+  *found_r = FALSE;
+  if (needle_len == 0)
+    return TRUE;
+  /* The window keeps the last needle_len - 1 bytes of the previous chunk,
+   * so a match that straddles two reads is still seen. */
+  buf = g_malloc (needle_len - 1 + EXAMPLE_READ_CHUNK);
+  for (;;)
+    {
+      gssize n = ctx->api->read (msg, buf + keep, EXAMPLE_READ_CHUNK, error);
+      if (n < 0)
+        return FALSE;
+      if (n == 0)
+        return TRUE;
+      gsize have = keep + (gsize) n;
+      if (memmem (buf, have, needle, needle_len) != NULL)
+        {
+          *found_r = TRUE;
+          return TRUE;
+        }
+      keep = MIN (have, needle_len - 1);
+      memmove (buf, buf + have - keep, keep);
+    }
+}
+
+static gboolean
+example_save (DovekieContext *ctx, DovekieSaveOrigin origin, const DovekieMessageInfo *info,
+              DovekieMessage *msg, DovekieVerdict *verdict, GError **error)
+{
+  const gchar *needle = ctx->api->get_string (ctx, "dovekie_example_reject");
+  gboolean found = FALSE;
+
+  if (needle != NULL && !dovekie_example_find (ctx, msg, needle, &found, error))
+    return FALSE;
+  if (found)
+    dovekie_verdict_set (verdict, DOVEKIE_VERDICT_REJECT,
+                         ctx->api->get_string (ctx, "dovekie_example_reason"));
+  dovekie_log (ctx, DOVEKIE_LOG_INFO, "hook=save origin=%s mailbox=%s verdict=%s",
+               save_origin_names[origin], info->mailbox, found ? "reject" : "accept");
+  return TRUE;
+}
+
+static gboolean
+example_read (DovekieContext *ctx, DovekieReadOrigin origin, const DovekieMessageInfo *info,
+              DovekieMessage *msg, DovekieVerdict *verdict, GError **error)
+{
+  (void) msg;
+  (void) verdict;
+  (void) error;
+  dovekie_log (ctx, DOVEKIE_LOG_INFO, "hook=read origin=%s mailbox=%s uid=%u",
+               read_origin_names[origin], info->mailbox, info->uid);
+  return TRUE;
+}
+
+static DovekieExpungeAction
+example_expunge (DovekieContext *ctx, const DovekieMessageInfo *info, gboolean pop3)
+{
+  dovekie_log (ctx, DOVEKIE_LOG_INFO, "hook=expunge mailbox=%s uid=%u pop3=%s",
+               info->mailbox, info->uid, pop3 ? "yes" : "no");
+  return DOVEKIE_EXPUNGE_ALLOW;
+}
+
+static void
+example_pop3_start (DovekieContext *ctx, const DovekiePop3Info *info)
+{
+  dovekie_log (ctx, DOVEKIE_LOG_INFO, "hook=pop3_start messages=%u", info->messages);
+}
+
+static void
+example_pop3_end (DovekieContext *ctx, const DovekiePop3Info *info)
+{
+  dovekie_log (ctx, DOVEKIE_LOG_INFO, "hook=pop3_end quit=%s",
+               info->quit_seen ? "yes" : "no");
+}
+
+G_MODULE_EXPORT const DovekieModule dovekie_module = {
+  .abi = DOVEKIE_MODULE_ABI,
+  .name = "example",
+  .version = PACKAGE_VERSION,
+  .description = "refuses messages containing a configured string; logs every hook",
+  .settings = example_settings,
+  .provides = NULL,
+  .init = NULL,
+  .deinit = NULL,
+  .save = example_save,
+  .read = example_read,
+  .expunge = example_expunge,
+  .pop3_start = example_pop3_start,
+  .pop3_end = example_pop3_end,
+};

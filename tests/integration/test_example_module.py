@@ -1,0 +1,349 @@
+"""The dovekie example module, driven through a real Dovecot.
+
+Contract under test (plugin settings):
+    dovekie_modules = example
+    dovekie_module_dir = <dir with example.so>
+    dovekie_example_reject = <string>   refuse any saved message containing it
+    dovekie_example_reason = <text>     default "message refused by the
+                                        example module"
+
+The module logs one Info line per hook call, prefixed `dovekie-example: `:
+    hook=save origin=append|copy|delivery mailbox=M verdict=accept|reject
+    hook=read origin=fetch|pop3 mailbox=M uid=N
+    hook=pop3_start messages=N
+    hook=pop3_end quit=yes|no
+    hook=expunge mailbox=M uid=N
+Each assertion also checks the Dovecot process/user prefix of the line
+(`imap(alice)`, `pop3(alice)`, `lmtp(alice)`): that is the proof that the
+real imap/pop3/lmtp process called the module.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+
+import pytest
+
+from dovekie_harness import PrivateDovecot, make_message
+
+REJECT = "DOVEKIE-TEST-REJECT-7F3A"
+REASON = "refused by the integration test policy"
+DEFAULT_REASON = "message refused by the example module"
+
+
+def _literal(text: str) -> str:
+    """re.escape, but keep spaces readable in assertion messages."""
+    return re.escape(text).replace("\\ ", " ")
+
+
+def example_line(proc: str, user: str, fields: str) -> str:
+    """Regex for one example-module log line written by proc(user).
+
+    `fields` is the literal text after `dovekie-example: `. Dovecot's prefix
+    is `proc(user)<pid><session>: Info: `; an event sub-prefix between
+    `Info: ` and `dovekie-example: ` is tolerated.
+    """
+    return (rf"^[^\n]*\b{re.escape(proc)}\({re.escape(user)}\)(?:<[^>\n]*>)*"
+            rf": Info: (?:[^\n]*?: )?dovekie-example: {_literal(fields)}"
+            rf"(?=[ \t]|$)")
+
+
+def host_error(name: str) -> str:
+    """Regex for an Error line of the dovekie host naming `name`."""
+    return rf"^[^\n]*: Error: (?:[^\n]*?: )?dovekie: [^\n]*{re.escape(name)}"
+
+
+def assert_no_crash(dc: PrivateDovecot) -> None:
+    bad = dc.find_log(r"^[^\n]*(?:Panic: |Fatal: |killed with signal)[^\n]*$")
+    assert not bad, "Dovecot crashed or failed fatally:\n" + "\n".join(
+        m.group(0) for m in bad)
+
+
+def append(imap, text: str, mailbox: str = "INBOX",
+           subject: str = "test message"):
+    """APPEND a message whose body is `text`; returns (typ, response text)."""
+    typ, data = imap.append(mailbox, None, None, make_message(subject, text))
+    return typ, b" ".join(d for d in data if isinstance(d, bytes)).decode(
+        errors="replace")
+
+
+def select_count(imap, mailbox: str = "INBOX") -> int:
+    typ, data = imap.select(mailbox)
+    assert typ == "OK", data
+    return int(data[0])
+
+
+@pytest.fixture
+def dc(dovekie):
+    """Dovecot with the example module, a reject word and a custom reason."""
+    instance = dovekie(settings={"dovekie_example_reject": REJECT,
+                                 "dovekie_example_reason": REASON})
+    yield instance
+    assert_no_crash(instance)
+
+
+# --- (a), (b): IMAP APPEND -------------------------------------------------
+
+def test_append_with_reject_string_is_refused(dc):
+    offset = dc.log_offset()
+    imap = dc.imap()
+    typ, text = append(imap, f"hello\nthis line carries {REJECT} inside\n")
+    assert typ == "NO", text
+    assert REASON in text
+
+    assert select_count(imap) == 0
+    imap.logout()
+    assert dc.message_count("INBOX") == 0
+
+    dc.wait_for_log(example_line(
+        "imap", "alice", "hook=save origin=append mailbox=INBOX verdict=reject"),
+        since=offset)
+    assert not dc.find_log(r"dovekie-example: hook=save [^\n]*verdict=accept",
+                           since=offset)
+
+
+def test_append_refusal_uses_default_reason(dovekie):
+    dc = dovekie(settings={"dovekie_example_reject": REJECT})
+    imap = dc.imap()
+    typ, text = append(imap, f"{REJECT}\n")
+    assert typ == "NO", text
+    assert DEFAULT_REASON in text
+    imap.logout()
+    assert dc.message_count("INBOX") == 0
+    assert_no_crash(dc)
+
+
+def test_clean_append_is_accepted(dc):
+    offset = dc.log_offset()
+    imap = dc.imap()
+    typ, text = append(imap, "an entirely harmless message\n")
+    assert typ == "OK", text
+    assert select_count(imap) == 1
+    imap.logout()
+
+    dc.wait_for_log(example_line(
+        "imap", "alice", "hook=save origin=append mailbox=INBOX verdict=accept"),
+        since=offset)
+
+
+# --- (c): LMTP delivery ------------------------------------------------------
+
+def test_lmtp_delivery_with_reject_string_gets_550(dc):
+    offset = dc.log_offset()
+    lmtp = dc.lmtp()
+    message = make_message("spam", f"buy now {REJECT}\n")
+    try:
+        lmtp.sendmail("sender@example.test", ["alice@example.test"], message)
+    except smtplib.SMTPRecipientsRefused as exc:
+        code, text = exc.recipients["alice@example.test"]
+    except smtplib.SMTPDataError as exc:
+        code, text = exc.smtp_code, exc.smtp_error
+    else:
+        raise AssertionError("message with the reject string was delivered")
+    finally:
+        lmtp.close()
+    text = text.decode(errors="replace")
+    assert code == 550, text
+    assert text.startswith("5.7.1"), text
+    assert REASON in text
+
+    assert dc.message_count("INBOX") == 0
+    dc.wait_for_log(example_line(
+        "lmtp", "alice",
+        "hook=save origin=delivery mailbox=INBOX verdict=reject"),
+        since=offset)
+
+
+def test_clean_lmtp_delivery_is_accepted(dc):
+    offset = dc.log_offset()
+    code, text = dc.deliver("alice@example.test",
+                            make_message("hello", "a clean delivery\n"))
+    assert code == 250, text
+    assert dc.message_count("INBOX") == 1
+    dc.wait_for_log(example_line(
+        "lmtp", "alice",
+        "hook=save origin=delivery mailbox=INBOX verdict=accept"),
+        since=offset)
+
+
+# --- (d): IMAP COPY ------------------------------------------------------------
+
+def test_copy_into_new_mailbox_calls_save_hook(dc):
+    imap = dc.imap()
+    assert append(imap, "keep me\n")[0] == "OK"
+    assert imap.create("Archive")[0] == "OK"
+    select_count(imap)
+
+    offset = dc.log_offset()
+    typ, data = imap.copy("1", "Archive")
+    assert typ == "OK", data
+    imap.logout()
+
+    assert dc.message_count("Archive") == 1
+    assert dc.message_count("INBOX") == 1
+    dc.wait_for_log(example_line(
+        "imap", "alice", "hook=save origin=copy mailbox=Archive verdict=accept"),
+        since=offset)
+
+
+# --- (e): IMAP FETCH -----------------------------------------------------------
+
+def test_fetch_body_calls_read_hook(dc):
+    imap = dc.imap()
+    assert append(imap, "read me please\n")[0] == "OK"
+    select_count(imap)
+
+    offset = dc.log_offset()
+    typ, data = imap.fetch("1", "(BODY[])")
+    assert typ == "OK", data
+    assert b"read me please" in data[0][1]
+    imap.logout()
+
+    dc.wait_for_log(example_line(
+        "imap", "alice", "hook=read origin=fetch mailbox=INBOX uid=1"),
+        since=offset)
+
+
+# --- (f), (g): POP3 ------------------------------------------------------------
+
+def test_pop3_session_hooks_with_quit(dc):
+    imap = dc.imap()
+    assert append(imap, "fetched over pop3\n")[0] == "OK"
+    imap.logout()
+
+    offset = dc.log_offset()
+    pop = dc.pop3()
+    assert pop.stat()[0] == 1
+    resp, lines, _ = pop.retr(1)
+    assert resp.startswith(b"+OK")
+    assert b"fetched over pop3" in b"\n".join(lines)
+    pop.quit()
+
+    start = dc.wait_for_log(
+        example_line("pop3", "alice", "hook=pop3_start messages=1"),
+        since=offset)
+    read = dc.wait_for_log(
+        example_line("pop3", "alice", "hook=read origin=pop3 mailbox=INBOX uid=1"),
+        since=offset)
+    end = dc.wait_for_log(
+        example_line("pop3", "alice", "hook=pop3_end quit=yes"), since=offset)
+    assert start.start() < read.start() < end.start(), "hooks out of order"
+
+
+def test_pop3_session_without_quit(dc):
+    imap = dc.imap()
+    assert append(imap, "topped over pop3\n")[0] == "OK"
+    imap.logout()
+
+    offset = dc.log_offset()
+    pop = dc.pop3()
+    assert pop.stat()[0] == 1
+    assert pop.top(1, 0)[0].startswith(b"+OK")
+    pop.close()  # drop the connection without QUIT
+
+    dc.wait_for_log(example_line("pop3", "alice", "hook=pop3_start messages=1"),
+                    since=offset)
+    dc.wait_for_log(
+        example_line("pop3", "alice", "hook=read origin=pop3 mailbox=INBOX uid=1"),
+        since=offset)
+    dc.wait_for_log(example_line("pop3", "alice", "hook=pop3_end quit=no"),
+                    since=offset)
+    # Without QUIT, POP3 must not expunge anything.
+    assert dc.message_count("INBOX") == 1
+
+
+def test_pop3_dele_calls_expunge_hook(dc):
+    imap = dc.imap()
+    assert append(imap, "delete me over pop3\n")[0] == "OK"
+    imap.logout()
+
+    offset = dc.log_offset()
+    pop = dc.pop3()
+    assert pop.dele(1).startswith(b"+OK")
+    pop.quit()
+
+    dc.wait_for_log(
+        example_line("pop3", "alice", "hook=expunge mailbox=INBOX uid=1"),
+        since=offset)
+    dc.wait_for_log(example_line("pop3", "alice", "hook=pop3_end quit=yes"),
+                    since=offset)
+    # The example module does not veto expunges: the message is gone.
+    assert dc.message_count("INBOX") == 0
+
+
+# --- (h): unknown module in the list ---------------------------------------
+
+def test_unknown_module_is_reported_and_the_rest_still_works(dovekie):
+    dc = dovekie(settings={"dovekie_modules": "example nosuchmodule",
+                           "dovekie_example_reject": REJECT})
+    imap = dc.imap()
+    dc.wait_for_log(host_error("nosuchmodule"))
+
+    offset = dc.log_offset()
+    typ, text = append(imap, "clean message despite a bad module list\n")
+    assert typ == "OK", text
+    # example was listed first and must still be active.
+    typ, text = append(imap, f"{REJECT}\n")
+    assert typ == "NO", text
+    assert DEFAULT_REASON in text
+    assert select_count(imap) == 1
+    imap.logout()
+
+    dc.wait_for_log(example_line(
+        "imap", "alice", "hook=save origin=append mailbox=INBOX verdict=accept"),
+        since=offset)
+    dc.wait_for_log(example_line(
+        "imap", "alice", "hook=save origin=append mailbox=INBOX verdict=reject"),
+        since=offset)
+    assert_no_crash(dc)
+
+
+# --- (i): per-user override from userdb -----------------------------------
+
+def test_userdb_field_overrides_plugin_setting(dovekie):
+    dc = dovekie(
+        settings={"dovekie_example_reject": "ALICEWORD"},
+        users={"alice": {"password": "secret"},
+               "bob": {"password": "bobpass",
+                       "userdb": {"dovekie_example_reject": "BOBWORD"}}})
+
+    bob = dc.imap("bob")
+    typ, text = append(bob, "this mentions BOBWORD\n")
+    assert typ == "NO", text
+    # The override replaces the global word for bob.
+    typ, text = append(bob, "this mentions ALICEWORD\n")
+    assert typ == "OK", text
+    bob.logout()
+    dc.wait_for_log(example_line(
+        "imap", "bob", "hook=save origin=append mailbox=INBOX verdict=reject"))
+
+    alice = dc.imap("alice")
+    typ, text = append(alice, "this mentions ALICEWORD\n")
+    assert typ == "NO", text
+    typ, text = append(alice, "this mentions BOBWORD\n")
+    assert typ == "OK", text
+    alice.logout()
+
+    assert dc.message_count("INBOX", user="bob") == 1
+    assert dc.message_count("INBOX", user="alice") == 1
+    assert_no_crash(dc)
+
+
+# --- (j): unknown setting key ------------------------------------------------
+
+def test_unknown_setting_is_reported_and_session_works(dovekie):
+    dc = dovekie(settings={"dovekie_example_bogus": "1"})
+    offset = dc.log_offset()
+    imap = dc.imap()
+    typ, text = append(imap, "still works\n")
+    assert typ == "OK", text
+    assert select_count(imap) == 1
+    imap.logout()
+
+    dc.wait_for_log(r"^[^\n]*: Error: [^\n]*dovekie_example_bogus",
+                    since=offset)
+    dc.wait_for_log(example_line(
+        "imap", "alice", "hook=save origin=append mailbox=INBOX verdict=accept"),
+        since=offset)
+    assert_no_crash(dc)

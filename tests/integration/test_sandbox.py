@@ -1,0 +1,31 @@
+"""The hand-testing sandbox boots, seeds and exits cleanly with --once."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+SANDBOX = Path(__file__).resolve().parent / "sandbox.py"
+
+
+def test_sandbox_once(build_dir, plugin_path, module_paths):
+    # plugin_path/module_paths make a missing build fail with a clear message
+    # before the subprocess is even started.
+    result = subprocess.run(
+        [sys.executable, str(SANDBOX), "--build-dir", str(build_dir), "--once"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    out = result.stdout
+    assert result.returncode == 0, f"stdout:\n{out}\nstderr:\n{result.stderr}"
+
+    for proto in ("IMAP", "POP3", "LMTP"):
+        assert re.search(rf"^  {proto}: +127\.0\.0\.1 port \d+$", out, re.M), out
+    assert re.search(r"^  user: +demo$", out, re.M), out
+    assert re.search(r"^  password: +demo$", out, re.M), out
+    log = re.search(r"^  log: +(\S+)$", out, re.M)
+    assert log and log.group(1).endswith("dovecot.log"), out
+    assert "example" in re.search(r"^  modules: +(.*)$", out, re.M).group(1)
+    # The example module is configured to refuse the demo word.
+    assert "EICAR-DEMO-REJECT was refused: 550" in out, out
+    assert "IMAP login as demo OK, INBOX has 5 messages" in out, out
+    # The temporary directory is removed on exit.
+    assert not Path(log.group(1)).exists()

@@ -1,0 +1,143 @@
+/* Helpers shared by the Check unit tests: a recording host, an in-memory
+ * message source and a private module directory. Header-only, so each test
+ * binary stays one file. */
+#ifndef DOVEKIE_TEST_H
+#define DOVEKIE_TEST_H
+
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+
+#include "dovekie/loader.h"
+
+typedef struct {
+  GPtrArray *lines; /* "E example: text" */
+  gint64 now;
+} TestHost;
+
+static inline void
+test_host_log (gpointer data, DovekieLogLevel level, const gchar *module, const gchar *message)
+{
+  static const char letters[] = "DIWE";
+  TestHost *host = data;
+  g_ptr_array_add (host->lines, g_strdup_printf ("%c %s: %s", letters[level],
+                                                 module != NULL ? module : "loader", message));
+}
+
+static inline gint64
+test_host_now (gpointer data)
+{
+  return ((TestHost *) data)->now;
+}
+
+/* Number of recorded lines containing `needle`. */
+static inline guint
+test_host_count (TestHost *host, const gchar *needle)
+{
+  guint count = 0;
+  for (guint i = 0; i < host->lines->len; i++)
+    if (strstr (g_ptr_array_index (host->lines, i), needle) != NULL)
+      count++;
+  return count;
+}
+
+/* Index of the first line containing `needle`, or -1. */
+static inline gint
+test_host_find (TestHost *host, const gchar *needle)
+{
+  for (guint i = 0; i < host->lines->len; i++)
+    if (strstr (g_ptr_array_index (host->lines, i), needle) != NULL)
+      return (gint) i;
+  return -1;
+}
+
+static inline gchar *
+test_host_dump (TestHost *host)
+{
+  GString *out = g_string_new (NULL);
+  for (guint i = 0; i < host->lines->len; i++)
+    g_string_append_printf (out, "%s\n", (const gchar *) g_ptr_array_index (host->lines, i));
+  return g_string_free (out, FALSE);
+}
+
+/* An in-memory message. */
+typedef struct {
+  const guint8 *data;
+  gsize len, pos;
+  gsize max_chunk; /* 0: no limit; else short reads, to test boundaries */
+  gboolean fail;   /* reads fail */
+} TestSource;
+
+static inline gssize
+test_source_read (gpointer data, guint8 *buf, gsize len, GError **error)
+{
+  TestSource *src = data;
+  if (src->fail)
+    {
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_IO, "test read failure");
+      return -1;
+    }
+  gsize n = MIN (len, src->len - src->pos);
+  if (src->max_chunk > 0)
+    n = MIN (n, src->max_chunk);
+  memcpy (buf, src->data + src->pos, n);
+  src->pos += n;
+  return (gssize) n;
+}
+
+static inline gboolean
+test_source_rewind (gpointer data, GError **error)
+{
+  (void) error;
+  ((TestSource *) data)->pos = 0;
+  return TRUE;
+}
+
+static const DovekieMessageSource test_source_vtable = {
+  test_source_read, test_source_rewind, NULL,
+};
+
+/* Copies FIXTURE_DIR/<name>.so into dir with mode 0644. */
+static inline void
+test_install_module (const gchar *from_dir, const gchar *dir, const gchar *name)
+{
+  g_autofree gchar *from = g_strdup_printf ("%s/%s.so", from_dir, name);
+  g_autofree gchar *to = g_strdup_printf ("%s/%s.so", dir, name);
+  g_autofree gchar *contents = NULL;
+  gsize len = 0;
+  g_autoptr (GError) error = NULL;
+
+  if (!g_file_get_contents (from, &contents, &len, &error) ||
+      !g_file_set_contents_full (to, contents, (gssize) len, G_FILE_SET_CONTENTS_NONE, 0644, &error))
+    ck_abort_msg ("installing %s: %s", name, error->message);
+  ck_assert_int_eq (g_chmod (to, 0644), 0);
+}
+
+static inline gchar *
+test_make_dir (void)
+{
+  g_autoptr (GError) error = NULL;
+  gchar *dir = g_dir_make_tmp ("dovekie-test-XXXXXX", &error);
+  ck_assert_msg (dir != NULL, "mkdtemp: %s", error != NULL ? error->message : "?");
+  ck_assert_int_eq (g_chmod (dir, 0755), 0);
+  return dir;
+}
+
+static inline void
+test_remove_dir (const gchar *dir)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const gchar *name;
+  while (d != NULL && (name = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree gchar *path = g_build_filename (dir, name, NULL);
+      g_remove (path);
+    }
+  g_rmdir (dir);
+}
+
+#endif
