@@ -16,8 +16,10 @@
 #define EXAMPLE_READ_CHUNK 65536
 
 static const DovekieSettingDef example_settings[] = {
-  { "dovekie_example_reject", DOVEKIE_SETTING_STRING, NULL, 0, 1024, NULL,
-    "refuse saved messages containing this text (unset: refuse nothing)" },
+  /* A default marker, so the sandbox shows a refusal on embedded defaults;
+   * set it empty to refuse nothing. */
+  { "dovekie_example_reject", DOVEKIE_SETTING_STRING, "DOVEKIE-EXAMPLE-REJECT", 0, 1024, NULL,
+    "refuse saved messages containing this text (empty: refuse nothing)" },
   { "dovekie_example_reason", DOVEKIE_SETTING_STRING,
     "message refused by the example module", 0, 200, NULL,
     "text given to the client when a message is refused" },
@@ -66,7 +68,7 @@ example_save (DovekieContext *ctx, DovekieSaveOrigin origin, const DovekieMessag
   const gchar *needle = ctx->api->get_string (ctx, "dovekie_example_reject");
   gboolean found = FALSE;
 
-  if (needle != NULL && !dovekie_example_find (ctx, msg, needle, &found, error))
+  if (needle != NULL && *needle != '\0' && !dovekie_example_find (ctx, msg, needle, &found, error))
     return FALSE;
   if (found)
     dovekie_verdict_set (verdict, DOVEKIE_VERDICT_REJECT,
