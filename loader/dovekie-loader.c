@@ -321,14 +321,15 @@ dovekie_loader_load (DovekieLoader *loader, const gchar *name, GError **error)
                    lm->module->name != NULL ? lm->module->name : "(null)", name);
       return FALSE;
     }
-  for (guint i = 0; lm->module->provides != NULL && lm->module->provides[i] != NULL; i++)
+  for (guint i = 0; lm->module->services != NULL && lm->module->services[i].name != NULL; i++)
     {
-      LoadedModule *owner = g_hash_table_lookup (loader->services, lm->module->provides[i]);
+      const gchar *service = lm->module->services[i].name;
+      LoadedModule *owner = g_hash_table_lookup (loader->services, service);
       if (owner != NULL)
         {
           g_set_error (error, DOVEKIE_LOADER_ERROR, DOVEKIE_LOADER_ERROR_DUPLICATE,
                        "module '%s' provides service '%s', already provided by '%s'",
-                       name, lm->module->provides[i], owner->module->name);
+                       name, service, owner->module->name);
           return FALSE;
         }
     }
@@ -347,8 +348,8 @@ dovekie_loader_load (DovekieLoader *loader, const gchar *name, GError **error)
     }
   lm->initialized = TRUE;
 
-  for (guint i = 0; lm->module->provides != NULL && lm->module->provides[i] != NULL; i++)
-    g_hash_table_insert (loader->services, (gpointer) lm->module->provides[i], lm);
+  for (guint i = 0; lm->module->services != NULL && lm->module->services[i].name != NULL; i++)
+    g_hash_table_insert (loader->services, (gpointer) lm->module->services[i].name, lm);
   g_ptr_array_add (loader->modules, g_steal_pointer (&lm));
   return TRUE;
 }
@@ -499,11 +500,23 @@ dovekie_loader_module (DovekieLoader *loader, guint index)
   return ((LoadedModule *) g_ptr_array_index (loader->modules, index))->module;
 }
 
-const DovekieModule *
-dovekie_loader_service (DovekieLoader *loader, const gchar *service)
+gconstpointer
+dovekie_loader_service (DovekieLoader *loader, const gchar *service, DovekieContext **ctx_r)
 {
   LoadedModule *lm = g_hash_table_lookup (loader->services, service);
-  return lm != NULL ? lm->module : NULL;
+
+  *ctx_r = NULL;
+  if (lm == NULL)
+    return NULL;
+  for (guint i = 0; lm->module->services[i].name != NULL; i++)
+    {
+      if (g_str_equal (lm->module->services[i].name, service))
+        {
+          *ctx_r = &lm->pub;
+          return lm->module->services[i].vtable;
+        }
+    }
+  return NULL;
 }
 
 DovekieContext *

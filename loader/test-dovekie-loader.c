@@ -67,8 +67,12 @@ START_TEST (test_load_good_defaults)
 
   ck_assert_uint_eq (dovekie_loader_count (loader), 1);
   ck_assert_str_eq (dovekie_loader_module_name (loader, 0), "good");
-  ck_assert_ptr_nonnull (dovekie_loader_service (loader, "good-service"));
-  ck_assert_ptr_null (dovekie_loader_service (loader, "nothing"));
+  DovekieContext *service_ctx = NULL;
+  const gchar *vtable = dovekie_loader_service (loader, "good-service", &service_ctx);
+  ck_assert_str_eq (vtable, "good");
+  ck_assert_ptr_eq (service_ctx, dovekie_loader_context (loader, "good"));
+  ck_assert_ptr_null (dovekie_loader_service (loader, "nothing", &service_ctx));
+  ck_assert_ptr_null (service_ctx);
   ck_assert_int_ge (test_host_find (&host, "I good: init good word=hello count=3 mode=fast flag=0"), 0);
   ck_assert_int_eq (test_host_count (&host, "E "), 0);
 }

@@ -5,6 +5,7 @@
 
 #include "dovekie/loader.h"
 #include "dovekie-bridge.h"
+#include "dovekie-bridge-private.h"
 
 G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_SAVE_DELIVERY == (gint) DOVEKIE_ORIGIN_DELIVERY);
 G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_READ_OTHER == (gint) DOVEKIE_READ_OTHER);
@@ -94,6 +95,12 @@ dovekie_bridge_destroy (struct dovekie_bridge **bridge)
   dovekie_loader_free ((*bridge)->loader);
   g_free (*bridge);
   *bridge = NULL;
+}
+
+DovekieLoader *
+dovekie_bridge_get_loader (struct dovekie_bridge *bridge)
+{
+  return bridge->loader;
 }
 
 unsigned int

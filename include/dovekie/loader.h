@@ -73,8 +73,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (DovekieLoader, dovekie_loader_free)
 guint dovekie_loader_count (DovekieLoader *loader);
 const gchar *dovekie_loader_module_name (DovekieLoader *loader, guint index);
 const DovekieModule *dovekie_loader_module (DovekieLoader *loader, guint index);
-/* The module providing `service`, or NULL. */
-const DovekieModule *dovekie_loader_service (DovekieLoader *loader, const gchar *service);
+/* The vtable of `service` and, in *ctx_r, the providing module's context;
+ * NULL (and *ctx_r NULL) when no loaded module provides it. */
+gconstpointer dovekie_loader_service (DovekieLoader *loader, const gchar *service,
+                                      DovekieContext **ctx_r);
 /* The context of a loaded module, or NULL if it is not loaded. */
 DovekieContext *dovekie_loader_context (DovekieLoader *loader, const gchar *name);
 

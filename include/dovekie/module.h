@@ -124,6 +124,14 @@ struct _DovekieContext {
   gpointer module_data; /* the module's own per-user state; NULL at init */
 };
 
+/* A named service: `vtable` points at the interface declared in the
+ * service's header (e.g. include/dovekie/index.h for "index"). The host
+ * calls it with the providing module's context. */
+typedef struct {
+  const gchar *name;
+  gconstpointer vtable;
+} DovekieService;
+
 /* The module vtable. Every hook is optional: if NULL, the module is simply
  * not called for that event. Hooks run in the order modules are listed in
  * dovekie_modules; the first non-ACCEPT verdict stops the chain. */
@@ -135,9 +143,10 @@ typedef struct {
   /* Settings the module accepts, terminated by an entry with name NULL.
    * If NULL, the module takes no settings. */
   const DovekieSettingDef *settings;
-  /* Service names this module provides (e.g. "scanner"), NULL-terminated.
-   * Two loaded modules may not provide the same service. If NULL, none. */
-  const gchar *const *provides;
+  /* Services this module provides to host-driven jobs (an FTS backend, a
+   * doveadm command), terminated by an entry with name NULL. Two loaded
+   * modules may not provide the same service. If NULL, none. */
+  const DovekieService *services;
 
   /* Called once per user after the settings are validated. May set
    * ctx->module_data. FALSE with `error` set refuses the module for this

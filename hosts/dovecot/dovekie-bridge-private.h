@@ -1,0 +1,12 @@
+/* For the GLib side of the host only (dovekie-bridge*.c): the loader behind
+ * a bridge, so service-specific bridge files (an FTS backend, doveadm
+ * commands) can reach the modules' services. */
+#ifndef DOVEKIE_BRIDGE_PRIVATE_H
+#define DOVEKIE_BRIDGE_PRIVATE_H
+
+#include "dovekie/loader.h"
+#include "dovekie-bridge.h"
+
+DovekieLoader *dovekie_bridge_get_loader (struct dovekie_bridge *bridge);
+
+#endif
