@@ -129,6 +129,84 @@ api_fd (DovekieMessage *msg)
   return msg->source->fd != NULL ? msg->source->fd (msg->data) : -1;
 }
 
+gboolean
+dovekie_kv_key_valid (const gchar *key)
+{
+  gsize len = strlen (key);
+
+  if (len == 0 || len > DOVEKIE_KV_KEY_MAX)
+    return FALSE;
+  for (gsize i = 0; i < len; i++)
+    {
+      if (!g_ascii_isalnum (key[i]) && strchr ("._:/-", key[i]) == NULL)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+kv_check (LoadedModule *lm, const gchar *key, const gchar *value, gboolean need_host, GError **error)
+{
+  if (!dovekie_kv_key_valid (key))
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+                   "invalid kv key '%.64s' (1..%d bytes of A-Z a-z 0-9 . _ : / -)",
+                   key, DOVEKIE_KV_KEY_MAX);
+      return FALSE;
+    }
+  if (value != NULL && (strlen (value) > DOVEKIE_KV_VALUE_MAX || !g_utf8_validate (value, -1, NULL)))
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+                   "kv value of %s is not UTF-8 text of at most %d bytes", key, DOVEKIE_KV_VALUE_MAX);
+      return FALSE;
+    }
+  if (need_host)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE,
+                   "module %s: this host keeps no state (kv not supported)", lm->module->name);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+api_kv_get (DovekieContext *ctx, const gchar *key, gchar **value_r, GError **error)
+{
+  LoadedModule *lm = loaded_from_ctx (ctx);
+  const DovekieHost *host = &lm->loader->host;
+
+  *value_r = NULL;
+  if (!kv_check (lm, key, NULL, host->kv_get == NULL, error))
+    return FALSE;
+  return host->kv_get (host->data, lm->module->name, key, value_r, error);
+}
+
+static gboolean
+api_kv_set (DovekieContext *ctx, const gchar *key, const gchar *value, GError **error)
+{
+  LoadedModule *lm = loaded_from_ctx (ctx);
+  const DovekieHost *host = &lm->loader->host;
+
+  if (!kv_check (lm, key, value, host->kv_set == NULL, error))
+    return FALSE;
+  return host->kv_set (host->data, lm->module->name, key, value, error);
+}
+
+static gboolean
+api_kv_foreach (DovekieContext *ctx, const gchar *prefix, DovekieKvFunc func, gpointer data,
+                GError **error)
+{
+  LoadedModule *lm = loaded_from_ctx (ctx);
+  const DovekieHost *host = &lm->loader->host;
+
+  /* An empty prefix lists everything; anything else must look like a key. */
+  if (*prefix != '\0' && !kv_check (lm, prefix, NULL, FALSE, error))
+    return FALSE;
+  if (host->kv_foreach == NULL)
+    return kv_check (lm, "x", NULL, TRUE, error);
+  return host->kv_foreach (host->data, lm->module->name, prefix, func, data, error);
+}
+
 static const DovekieHostApi host_api = {
   .get_string = api_get_string,
   .get_uint = api_get_uint,
@@ -138,6 +216,9 @@ static const DovekieHostApi host_api = {
   .read = api_read,
   .rewind = api_rewind,
   .fd = api_fd,
+  .kv_get = api_kv_get,
+  .kv_set = api_kv_set,
+  .kv_foreach = api_kv_foreach,
 };
 
 /* ---- loading ---- */

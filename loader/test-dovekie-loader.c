@@ -16,6 +16,7 @@ setup (void)
   module_dir = test_make_dir ();
   host.lines = g_ptr_array_new_with_free_func (g_free);
   host.now = 1700000000;
+  host.kv = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   static const gchar *const names[] = {
     "good", "second", "badabi", "nosymbol", "initfail", "wrongname", "dupservice",
   };
@@ -29,6 +30,7 @@ teardown (void)
   test_remove_dir (module_dir);
   g_clear_pointer (&module_dir, g_free);
   g_clear_pointer (&host.lines, g_ptr_array_unref);
+  g_clear_pointer (&host.kv, g_hash_table_unref);
 }
 
 /* A loader with the given settings (key, value, ..., NULL) and our dir. */
@@ -36,7 +38,8 @@ static DovekieLoader *
 new_loader (const gchar *first_key, ...)
 {
   g_autoptr (GHashTable) view = g_hash_table_new (g_str_hash, g_str_equal);
-  DovekieHost h = { test_host_log, test_host_now, &host };
+  DovekieHost h = { test_host_log, test_host_now, &host,
+                    test_host_kv_get, test_host_kv_set, test_host_kv_foreach };
   va_list args;
 
   va_start (args, first_key);
@@ -245,6 +248,76 @@ START_TEST (test_clock)
 }
 END_TEST
 
+static gboolean
+count_keys (const gchar *key, const gchar *value, gpointer data)
+{
+  (void) value;
+  ck_assert (g_str_has_prefix (key, "dl/"));
+  (*(guint *) data)++;
+  return TRUE;
+}
+
+START_TEST (test_kv)
+{
+  g_autoptr (DovekieLoader) loader = new_loader ("dovekie_modules", "good second", NULL);
+  DovekieContext *good = dovekie_loader_context (loader, "good");
+  DovekieContext *second = dovekie_loader_context (loader, "second");
+  g_autoptr (GError) error = NULL;
+  gchar *value = NULL;
+  guint count = 0;
+
+  ck_assert (good->api->kv_set (good, "dl/laptop:17", "1700000000", &error));
+  ck_assert (good->api->kv_set (good, "dl/phone:17", "1700000100", &error));
+  ck_assert (good->api->kv_set (good, "other", "x", &error));
+  ck_assert (good->api->kv_get (good, "dl/laptop:17", &value, &error));
+  ck_assert_str_eq (value, "1700000000");
+  g_clear_pointer (&value, g_free);
+  /* Each module has its own namespace. */
+  ck_assert (second->api->kv_get (second, "dl/laptop:17", &value, &error));
+  ck_assert_ptr_null (value);
+  ck_assert (good->api->kv_foreach (good, "dl/", count_keys, &count, &error));
+  ck_assert_uint_eq (count, 2);
+  /* NULL deletes. */
+  ck_assert (good->api->kv_set (good, "dl/phone:17", NULL, &error));
+  ck_assert (good->api->kv_get (good, "dl/phone:17", &value, &error));
+  ck_assert_ptr_null (value);
+}
+END_TEST
+
+START_TEST (test_kv_refusals)
+{
+  g_autoptr (DovekieLoader) loader = new_loader ("dovekie_modules", "good", NULL);
+  DovekieContext *ctx = dovekie_loader_context (loader, "good");
+  gchar *value = NULL;
+  g_autofree gchar *long_key = g_strnfill (DOVEKIE_KV_KEY_MAX + 1, 'k');
+  g_autofree gchar *long_value = g_strnfill (DOVEKIE_KV_VALUE_MAX + 1, 'v');
+  static const gchar *const bad_keys[] = { "", "a b", "x*y", "k\n", "\xc3\xa9", NULL };
+
+  for (guint i = 0; bad_keys[i] != NULL; i++)
+    {
+      g_autoptr (GError) error = NULL;
+      ck_assert_msg (!ctx->api->kv_set (ctx, bad_keys[i], "v", &error), "key %u", i);
+      ck_assert (strstr (error->message, "invalid kv key") != NULL);
+    }
+  {
+    g_autoptr (GError) error = NULL;
+    ck_assert (!ctx->api->kv_get (ctx, long_key, &value, &error));
+  }
+  {
+    g_autoptr (GError) error = NULL;
+    ck_assert (!ctx->api->kv_set (ctx, "k", long_value, &error));
+    ck_assert (strstr (error->message, "at most 65536 bytes") != NULL);
+  }
+  {
+    /* A host whose store is down: a clean error, no crash. */
+    g_autoptr (GError) error = NULL;
+    g_clear_pointer (&host.kv, g_hash_table_unref);
+    ck_assert (!ctx->api->kv_get (ctx, "k", &value, &error));
+    ck_assert_str_eq (error->message, "test kv is down");
+  }
+}
+END_TEST
+
 static DovekieVerdictKind
 save_text (DovekieLoader *loader, const gchar *text, gchar **reason_r)
 {
@@ -349,6 +422,8 @@ loader_suite (void)
     { "dispatch_read_error", test_dispatch_read_error },
     { "dispatch_expunge", test_dispatch_expunge },
     { "no_modules", test_no_modules },
+    { "kv", test_kv },
+    { "kv_refusals", test_kv_refusals },
   };
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
     {

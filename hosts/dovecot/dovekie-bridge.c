@@ -31,6 +31,70 @@ bridge_now (gpointer data)
   return bridge->host.now (bridge->host.context);
 }
 
+static gboolean
+bridge_kv_get (gpointer data, const gchar *module, const gchar *key, gchar **value_r,
+               GError **error)
+{
+  struct dovekie_bridge *bridge = data;
+  const char *value = NULL, *reason = NULL;
+  int ret = bridge->host.kv_get (bridge->host.context, module, key, &value, &reason);
+
+  if (ret < 0)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE, "reading state %s: %s",
+                   key, reason != NULL ? reason : "unknown error");
+      return FALSE;
+    }
+  *value_r = ret > 0 ? g_strdup (value) : NULL;
+  return TRUE;
+}
+
+static gboolean
+bridge_kv_set (gpointer data, const gchar *module, const gchar *key, const gchar *value,
+               GError **error)
+{
+  struct dovekie_bridge *bridge = data;
+  const char *reason = NULL;
+
+  if (bridge->host.kv_set (bridge->host.context, module, key, value, &reason) < 0)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE, "writing state %s: %s",
+                   key, reason != NULL ? reason : "unknown error");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+typedef struct {
+  DovekieKvFunc func;
+  gpointer data;
+} KvIterData;
+
+static bool
+bridge_kv_iter_cb (void *func_context, const char *key, const char *value)
+{
+  KvIterData *iter = func_context;
+  return iter->func (key, value, iter->data);
+}
+
+static gboolean
+bridge_kv_foreach (gpointer data, const gchar *module, const gchar *prefix, DovekieKvFunc func,
+                   gpointer func_data, GError **error)
+{
+  struct dovekie_bridge *bridge = data;
+  KvIterData iter = { func, func_data };
+  const char *reason = NULL;
+
+  if (bridge->host.kv_iter (bridge->host.context, module, prefix, bridge_kv_iter_cb, &iter,
+                            &reason) < 0)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE, "listing state %s*: %s",
+                   prefix, reason != NULL ? reason : "unknown error");
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gssize
 source_read (gpointer data, guint8 *buf, gsize len, GError **error)
 {
@@ -78,9 +142,15 @@ dovekie_bridge_create (const char *const *settings, const char *default_module_d
 {
   struct dovekie_bridge *bridge = g_new0 (struct dovekie_bridge, 1);
   g_autoptr (GHashTable) view = g_hash_table_new (g_str_hash, g_str_equal);
-  DovekieHost loader_host = { bridge_log, bridge_now, bridge };
+  DovekieHost loader_host = { bridge_log, bridge_now, bridge, NULL, NULL, NULL };
 
   bridge->host = *host;
+  if (host->kv_get != NULL && host->kv_set != NULL && host->kv_iter != NULL)
+    {
+      loader_host.kv_get = bridge_kv_get;
+      loader_host.kv_set = bridge_kv_set;
+      loader_host.kv_foreach = bridge_kv_foreach;
+    }
   for (guint i = 0; settings != NULL && settings[i] != NULL && settings[i + 1] != NULL; i += 2)
     g_hash_table_insert (view, (gpointer) settings[i], (gpointer) settings[i + 1]);
   bridge->loader = dovekie_loader_new (view, default_module_dir, &loader_host);
@@ -106,25 +176,25 @@ dovekie_bridge_get_loader (struct dovekie_bridge *bridge)
 unsigned int
 dovekie_bridge_module_count (struct dovekie_bridge *bridge)
 {
-  return dovekie_loader_count (bridge->loader);
+  return bridge != NULL ? dovekie_loader_count (bridge->loader) : 0;
 }
 
 bool
 dovekie_bridge_wants_save (struct dovekie_bridge *bridge)
 {
-  return dovekie_loader_wants_save (bridge->loader);
+  return bridge != NULL && dovekie_loader_wants_save (bridge->loader);
 }
 
 bool
 dovekie_bridge_wants_read (struct dovekie_bridge *bridge)
 {
-  return dovekie_loader_wants_read (bridge->loader);
+  return bridge != NULL && dovekie_loader_wants_read (bridge->loader);
 }
 
 bool
 dovekie_bridge_wants_expunge (struct dovekie_bridge *bridge)
 {
-  return dovekie_loader_wants_expunge (bridge->loader);
+  return bridge != NULL && dovekie_loader_wants_expunge (bridge->loader);
 }
 
 static enum dovekie_bridge_verdict
@@ -146,6 +216,8 @@ dovekie_bridge_save (struct dovekie_bridge *bridge, enum dovekie_bridge_origin o
   DovekieMessageInfo info = { msg->mailbox, msg->uid, msg->size };
   DovekieVerdict verdict = { DOVEKIE_VERDICT_ACCEPT, NULL };
 
+  if (bridge == NULL)
+    return finish_verdict (&verdict, reason);
   dovekie_loader_dispatch_save (bridge->loader, (DovekieSaveOrigin) origin, &info,
                                 &bridge_source, (gpointer) source, &verdict);
   return finish_verdict (&verdict, reason);
@@ -160,6 +232,8 @@ dovekie_bridge_read (struct dovekie_bridge *bridge, enum dovekie_bridge_read_ori
   DovekieMessageInfo info = { msg->mailbox, msg->uid, msg->size };
   DovekieVerdict verdict = { DOVEKIE_VERDICT_ACCEPT, NULL };
 
+  if (bridge == NULL)
+    return finish_verdict (&verdict, reason);
   dovekie_loader_dispatch_read (bridge->loader, (DovekieReadOrigin) origin, &info,
                                 &bridge_source, (gpointer) source, &verdict);
   return finish_verdict (&verdict, reason);
@@ -170,6 +244,8 @@ dovekie_bridge_expunge (struct dovekie_bridge *bridge, const struct dovekie_brid
                         bool pop3)
 {
   DovekieMessageInfo info = { msg->mailbox, msg->uid, msg->size };
+  if (bridge == NULL)
+    return TRUE;
   return dovekie_loader_dispatch_expunge (bridge->loader, &info, pop3) == DOVEKIE_EXPUNGE_ALLOW;
 }
 
@@ -177,6 +253,8 @@ void
 dovekie_bridge_pop3_start (struct dovekie_bridge *bridge, const char *user, unsigned int messages)
 {
   DovekiePop3Info info = { user, messages, FALSE };
+  if (bridge == NULL)
+    return;
   dovekie_loader_dispatch_pop3_start (bridge->loader, &info);
 }
 
@@ -185,5 +263,7 @@ dovekie_bridge_pop3_end (struct dovekie_bridge *bridge, const char *user, unsign
                          bool quit_seen)
 {
   DovekiePop3Info info = { user, messages, quit_seen };
+  if (bridge == NULL)
+    return;
   dovekie_loader_dispatch_pop3_end (bridge->loader, &info);
 }

@@ -41,12 +41,29 @@ enum dovekie_bridge_verdict {
 	DOVEKIE_BRIDGE_TEMPFAIL = 2,
 };
 
+/* kv_iter's callback: return false to stop. */
+typedef bool dovekie_bridge_kv_func_t(void *func_context, const char *key,
+				      const char *value);
+
 struct dovekie_bridge_host {
 	/* module is NULL for the loader's own lines. */
 	void (*log)(void *context, enum dovekie_bridge_level level,
 		    const char *module, const char *message);
 	int64_t (*now)(void *context);
 	void *context;
+
+	/* Per-user, per-module persistent state (keys are checked by the
+	   loader). Each returns -1 with *error_r on failure. kv_get returns
+	   1 with *value_r (valid until the next call) or 0 when absent.
+	   kv_set with value NULL deletes. kv_iter calls func for each key
+	   starting with prefix. May be NULL: modules then get an error. */
+	int (*kv_get)(void *context, const char *module, const char *key,
+		      const char **value_r, const char **error_r);
+	int (*kv_set)(void *context, const char *module, const char *key,
+		      const char *value, const char **error_r);
+	int (*kv_iter)(void *context, const char *module, const char *prefix,
+		       dovekie_bridge_kv_func_t *func, void *func_context,
+		       const char **error_r);
 };
 
 /* A message's bytes. read() returns bytes read, 0 at the end, or -1 with
@@ -73,6 +90,8 @@ struct dovekie_bridge *
 dovekie_bridge_create(const char *const *settings, const char *default_module_dir,
 		      const struct dovekie_bridge_host *host);
 void dovekie_bridge_destroy(struct dovekie_bridge **bridge);
+/* Every function below accepts a NULL bridge (a user whose modules are
+   already torn down) and then acts as if no module were loaded. */
 
 unsigned int dovekie_bridge_module_count(struct dovekie_bridge *bridge);
 bool dovekie_bridge_wants_save(struct dovekie_bridge *bridge);

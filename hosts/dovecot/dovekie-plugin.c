@@ -73,6 +73,18 @@ static int64_t dovekie_host_now(void *context ATTR_UNUSED)
 	return (int64_t)ioloop_time;
 }
 
+/* Runs while the namespaces still exist: modules may save state while they
+   are torn down, and the state mailbox must be closed before the user's
+   refcount is checked. */
+static void dovekie_user_deinit_pre(struct mail_user *user)
+{
+	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
+
+	dovekie_bridge_destroy(&duser->bridge);
+	dovekie_kv_deinit(duser);
+	duser->module_ctx.super.deinit_pre(user);
+}
+
 static void dovekie_user_deinit(struct mail_user *user)
 {
 	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
@@ -80,8 +92,10 @@ static void dovekie_user_deinit(struct mail_user *user)
 	const char *name;
 	struct event *event;
 
-	/* Modules may still log while they are torn down. */
+	/* Normally done by deinit_pre already; this covers users that were
+	   never fully initialized. */
 	dovekie_bridge_destroy(&duser->bridge);
+	dovekie_kv_deinit(duser);
 	iter = hash_table_iterate_init(duser->module_events);
 	while (hash_table_iterate(iter, duser->module_events, &name, &event))
 		event_unref(&event);
@@ -124,6 +138,7 @@ static void dovekie_mail_user_created(struct mail_user *user)
 	duser->module_ctx.super = *v;
 	user->vlast = &duser->module_ctx.super;
 	v->deinit = dovekie_user_deinit;
+	v->deinit_pre = dovekie_user_deinit_pre;
 	MODULE_CONTEXT_SET(user, dovekie_user_module, duser);
 
 	duser->event = event_create(user->event);
@@ -135,6 +150,9 @@ static void dovekie_mail_user_created(struct mail_user *user)
 	host.log = dovekie_host_log;
 	host.now = dovekie_host_now;
 	host.context = duser;
+	host.kv_get = dovekie_kv_get;
+	host.kv_set = dovekie_kv_set;
+	host.kv_iter = dovekie_kv_iter;
 	T_BEGIN {
 		duser->bridge = dovekie_bridge_create(dovekie_user_settings(user),
 						      DOVEKIE_MODULEDIR, &host);

@@ -18,6 +18,8 @@ struct dovekie_user {
 	struct event *event;
 	HASH_TABLE(const char *, struct event *) module_events;
 	struct dovekie_bridge *bridge;
+	/* INBOX opened for module state (dovekie-kv.c), or NULL. */
+	struct mailbox *kv_box;
 
 	/* LMTP: the message was already judged by the delivery hook, so the
 	   save hooks must not judge it again. */
@@ -39,6 +41,16 @@ void dovekie_plugin_deinit(void);
 enum dovekie_bridge_verdict
 dovekie_check_mail(struct dovekie_user *duser, struct mail *mail, bool save, int origin,
 		   const char *mailbox_name, char reason[DOVEKIE_BRIDGE_REASON_MAX]);
+
+/* dovekie-kv.c: the bridge's kv callbacks; context is the dovekie_user. */
+int dovekie_kv_get(void *context, const char *module, const char *key,
+		   const char **value_r, const char **error_r);
+int dovekie_kv_set(void *context, const char *module, const char *key,
+		   const char *value, const char **error_r);
+int dovekie_kv_iter(void *context, const char *module, const char *prefix,
+		    dovekie_bridge_kv_func_t *func, void *func_context,
+		    const char **error_r);
+void dovekie_kv_deinit(struct dovekie_user *duser);
 
 void dovekie_storage_hooks_init(struct module *module);
 void dovekie_storage_hooks_deinit(void);

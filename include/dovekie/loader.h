@@ -37,13 +37,31 @@ typedef enum {
  * "module not installed". */
 extern const gchar *const dovekie_known_modules[];
 
+/* Callback of DovekieHost.kv_foreach; FALSE stops the iteration. */
+typedef gboolean (*DovekieKvFunc) (const gchar *key, const gchar *value, gpointer data);
+
 /* What the host provides to the loader. `log` and `now` must be non-NULL;
- * `data` is passed back unchanged. */
+ * `data` is passed back unchanged. The kv functions may be NULL, and then
+ * a module's kv calls fail with "not supported by this host". `module` is
+ * the namespace (the module's name); keys and values are already checked
+ * by the loader (see DovekieHostApi.kv_get). */
 typedef struct {
   void (*log) (gpointer data, DovekieLogLevel level, const gchar *module, const gchar *message);
   gint64 (*now) (gpointer data);
   gpointer data;
+  gboolean (*kv_get) (gpointer data, const gchar *module, const gchar *key, gchar **value_r,
+                      GError **error);
+  gboolean (*kv_set) (gpointer data, const gchar *module, const gchar *key, const gchar *value,
+                      GError **error);
+  gboolean (*kv_foreach) (gpointer data, const gchar *module, const gchar *prefix,
+                          DovekieKvFunc func, gpointer func_data, GError **error);
 } DovekieHost;
+
+/* The limits of kv keys and values. */
+#define DOVEKIE_KV_KEY_MAX 200
+#define DOVEKIE_KV_VALUE_MAX (64 * 1024)
+/* Whether `key` is a valid kv key (1..DOVEKIE_KV_KEY_MAX of [A-Za-z0-9._:/-]). */
+gboolean dovekie_kv_key_valid (const gchar *key);
 
 typedef struct _DovekieLoader DovekieLoader;
 

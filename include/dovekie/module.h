@@ -116,6 +116,24 @@ typedef struct {
    * has none (compressed or encrypted storage, a stream in memory). The
    * fd stays owned by the host. */
   gint (*fd)(DovekieMessage *msg);
+
+  /* Per-user persistent key-value state of this module. The Dovecot host
+   * keeps it in INBOX's private mailbox attributes under
+   * vendor/vendor.dovecot/pvt/dovekie/<module>/ (needs mail_attribute_dict),
+   * so it survives restarts, travels with dsync and is invisible to IMAP
+   * clients. Keys: 1..200 bytes of [A-Za-z0-9._:/-]; values: UTF-8 text up
+   * to 64 KiB.
+   * kv_get: TRUE with *value_r set (g_free it) when found, TRUE with
+   * *value_r NULL when absent, FALSE with `error` on failure. */
+  gboolean (*kv_get)(DovekieContext *ctx, const gchar *key, gchar **value_r, GError **error);
+  /* Stores `value`, or deletes the key when `value` is NULL. Committed
+   * before it returns. */
+  gboolean (*kv_set)(DovekieContext *ctx, const gchar *key, const gchar *value, GError **error);
+  /* Calls `func` for every key that starts with `prefix` (keys as given to
+   * kv_set), in no particular order, until `func` returns FALSE. */
+  gboolean (*kv_foreach)(DovekieContext *ctx, const gchar *prefix,
+                         gboolean (*func)(const gchar *key, const gchar *value, gpointer data),
+                         gpointer data, GError **error);
 } DovekieHostApi;
 
 /* The part of a context a module may touch. */

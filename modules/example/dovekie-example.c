@@ -23,6 +23,8 @@ static const DovekieSettingDef example_settings[] = {
   { "dovekie_example_reason", DOVEKIE_SETTING_STRING,
     "message refused by the example module", 0, 200, NULL,
     "text given to the client when a message is refused" },
+  { "dovekie_example_count_saves", DOVEKIE_SETTING_BOOL, "no", 0, 1, NULL,
+    "count accepted saves in the user's module state (shows the kv store)" },
   { NULL, 0, NULL, 0, 0, NULL, NULL },
 };
 
@@ -61,6 +63,35 @@ dovekie_example_find (DovekieContext *ctx, DovekieMessage *msg, const gchar *nee
     }
 }
 
+/* Adds one to the user's persistent "saves" counter; returns the new
+ * value, or 0 after logging why the state could not be used. */
+static guint64
+example_count_save (DovekieContext *ctx)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree gchar *old = NULL;
+  g_autofree gchar *new = NULL;
+  guint64 count = 0;
+
+  if (!ctx->api->kv_get (ctx, "saves", &old, &error))
+    goto failed;
+  /* Foreign bytes: parse whole-string, and start over on garbage. */
+  if (old != NULL && !g_ascii_string_to_unsigned (old, 10, 0, G_MAXUINT32, &count, NULL))
+    {
+      dovekie_log (ctx, DOVEKIE_LOG_WARNING, "state 'saves' holds '%.20s'; restarting at 0", old);
+      count = 0;
+    }
+  count++;
+  new = g_strdup_printf ("%" G_GUINT64_FORMAT, count);
+  if (!ctx->api->kv_set (ctx, "saves", new, &error))
+    goto failed;
+  return count;
+
+failed:
+  dovekie_log (ctx, DOVEKIE_LOG_WARNING, "cannot count saves: %s", error->message);
+  return 0;
+}
+
 static gboolean
 example_save (DovekieContext *ctx, DovekieSaveOrigin origin, const DovekieMessageInfo *info,
               DovekieMessage *msg, DovekieVerdict *verdict, GError **error)
@@ -71,8 +102,17 @@ example_save (DovekieContext *ctx, DovekieSaveOrigin origin, const DovekieMessag
   if (needle != NULL && *needle != '\0' && !dovekie_example_find (ctx, msg, needle, &found, error))
     return FALSE;
   if (found)
-    dovekie_verdict_set (verdict, DOVEKIE_VERDICT_REJECT,
-                         ctx->api->get_string (ctx, "dovekie_example_reason"));
+    {
+      dovekie_verdict_set (verdict, DOVEKIE_VERDICT_REJECT,
+                           ctx->api->get_string (ctx, "dovekie_example_reason"));
+    }
+  else if (ctx->api->get_bool (ctx, "dovekie_example_count_saves"))
+    {
+      dovekie_log (ctx, DOVEKIE_LOG_INFO, "hook=save origin=%s mailbox=%s verdict=accept saves=%"
+                   G_GUINT64_FORMAT, save_origin_names[origin], info->mailbox,
+                   example_count_save (ctx));
+      return TRUE;
+    }
   dovekie_log (ctx, DOVEKIE_LOG_INFO, "hook=save origin=%s mailbox=%s verdict=%s",
                save_origin_names[origin], info->mailbox, found ? "reject" : "accept");
   return TRUE;

@@ -36,8 +36,17 @@ fake_log (DovekieContext *ctx, DovekieLogLevel level, const gchar *message)
   test_host_log (&host, level, "example", message);
 }
 
+static gboolean
+fake_get_bool (DovekieContext *ctx, const gchar *key)
+{
+  (void) ctx;
+  ck_assert_str_eq (key, "dovekie_example_count_saves");
+  return FALSE;
+}
+
 static const DovekieHostApi fake_api = {
   .get_string = fake_get_string,
+  .get_bool = fake_get_bool,
   .log = fake_log,
   .read = fake_read,
 };

@@ -35,7 +35,7 @@ import tempfile
 import time
 import weakref
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Mapping, Optional
 
 #: System account that owns mail when the tests run as root: Dovecot refuses
 #: to run mail processes (imap, pop3, lmtp after privilege drop) as uid 0.

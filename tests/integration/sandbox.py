@@ -30,7 +30,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_RELPATH = Path("hosts/dovecot/.libs/lib90_dovekie_plugin.so")
 USER, PASSWORD = "demo", "demo"
 ADDRESS = "demo@example.test"
-DEMO_REJECT = "EICAR-DEMO-REJECT"
+# The example module's embedded default marker (dovekie_example_reject).
+DEMO_REJECT = "DOVEKIE-EXAMPLE-REJECT"
+# Module state (the kv store) lives in private mailbox attributes.
+EXTRA_CONF = "mail_attribute_dict = file:%h/dovecot-attributes\n"
 
 # (sender, subject, body) of the seeded INBOX.
 DEMO_MESSAGES = [
@@ -80,10 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     names = [m.stem for m in modules]
 
+    # Every module on its embedded defaults: only the list is set.
     settings = {"dovekie_modules": " ".join(names)}
-    if "example" in names:
-        # So that the demo shows a refusal.
-        settings["dovekie_example_reject"] = DEMO_REJECT
 
     # Handlers go in before boot, so a signal during startup still stops
     # Dovecot through the context manager.
@@ -93,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with PrivateDovecot(users={USER: {"password": PASSWORD}},
                         plugin_path=plugin, module_files=modules,
-                        plugin_settings=settings, ports=args.ports) as dc:
+                        plugin_settings=settings, ports=args.ports,
+                        extra_conf=EXTRA_CONF) as dc:
         for sender, subject, body in DEMO_MESSAGES:
             code, text = dc.deliver(
                 ADDRESS, make_message(subject, body, sender=sender, to=ADDRESS))

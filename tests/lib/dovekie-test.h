@@ -17,7 +17,60 @@
 typedef struct {
   GPtrArray *lines; /* "E example: text" */
   gint64 now;
+  GHashTable *kv;   /* "module/key" -> value; NULL: kv calls fail */
 } TestHost;
+
+static inline gboolean
+test_host_kv_get (gpointer data, const gchar *module, const gchar *key, gchar **value_r,
+                  GError **error)
+{
+  TestHost *host = data;
+  g_autofree gchar *full = g_strconcat (module, "/", key, NULL);
+  if (host->kv == NULL)
+    {
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE, "test kv is down");
+      return FALSE;
+    }
+  *value_r = g_strdup (g_hash_table_lookup (host->kv, full));
+  return TRUE;
+}
+
+static inline gboolean
+test_host_kv_set (gpointer data, const gchar *module, const gchar *key, const gchar *value,
+                  GError **error)
+{
+  TestHost *host = data;
+  if (host->kv == NULL)
+    {
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE, "test kv is down");
+      return FALSE;
+    }
+  if (value == NULL)
+    g_hash_table_remove (host->kv, g_strconcat (module, "/", key, NULL));
+  else
+    g_hash_table_insert (host->kv, g_strconcat (module, "/", key, NULL), g_strdup (value));
+  return TRUE;
+}
+
+static inline gboolean
+test_host_kv_foreach (gpointer data, const gchar *module, const gchar *prefix,
+                      DovekieKvFunc func, gpointer func_data, GError **error)
+{
+  TestHost *host = data;
+  g_autofree gchar *full = g_strconcat (module, "/", prefix, NULL);
+  GHashTableIter iter;
+  gpointer key, value;
+  if (host->kv == NULL)
+    {
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE, "test kv is down");
+      return FALSE;
+    }
+  g_hash_table_iter_init (&iter, host->kv);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    if (g_str_has_prefix (key, full) && !func ((const gchar *) key + strlen (module) + 1, value, func_data))
+      break;
+  return TRUE;
+}
 
 static inline void
 test_host_log (gpointer data, DovekieLogLevel level, const gchar *module, const gchar *message)

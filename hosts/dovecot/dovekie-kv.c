@@ -1,0 +1,188 @@
+/* Module state as private INBOX attributes.
+ *
+ * Why attributes: they are Dovecot's own per-user key-value state
+ * (mail_attribute_dict), so they survive restarts, travel with dsync
+ * replication, and live under vendor/vendor.dovecot/pvt/, which IMAP
+ * clients cannot read or change (RFC 5464 METADATA only sees non-pvt keys).
+ */
+#include "lib.h"
+#include "str.h"
+#include "mail-namespace.h"
+#include "mail-storage.h"
+#include "mailbox-attribute.h"
+#include "dovekie-plugin.h"
+
+#define DOVEKIE_KV_PREFIX MAILBOX_ATTRIBUTE_PREFIX_DOVECOT_PVT "dovekie/"
+
+static const char *dovekie_kv_key(const char *module, const char *key)
+{
+	return t_strconcat(DOVEKIE_KV_PREFIX, module, "/", key, NULL);
+}
+
+/* Opens INBOX for one kv call. Not cached: an open mailbox holds a
+   reference on the user, and mail_user_deinit() insists on being the last
+   holder before any deinit hook could close it. */
+static int dovekie_kv_box(struct dovekie_user *duser, const char **error_r)
+{
+	struct mail_namespace *ns;
+
+	i_assert(duser->kv_box == NULL);
+	ns = mail_namespace_find_inbox(duser->user->namespaces);
+	if (ns == NULL) {
+		*error_r = "user has no INBOX namespace";
+		return -1;
+	}
+	/* A mailbox of our own, so state changes never ride on (or abort)
+	   the transaction of the command that triggered the hook. */
+	duser->kv_box = mailbox_alloc(ns->list, "INBOX", MAILBOX_FLAG_IGNORE_ACLS);
+	if (mailbox_open(duser->kv_box) < 0) {
+		*error_r = t_strdup_printf("cannot open INBOX for state: %s",
+			mailbox_get_last_internal_error(duser->kv_box, NULL));
+		mailbox_free(&duser->kv_box);
+		return -1;
+	}
+	return 0;
+}
+
+static int dovekie_kv_get_int(void *context, const char *module, const char *key,
+		   const char **value_r, const char **error_r)
+{
+	struct dovekie_user *duser = context;
+	struct mail_attribute_value value;
+	int ret;
+
+	if (dovekie_kv_box(duser, error_r) < 0)
+		return -1;
+	ret = mailbox_attribute_get(duser->kv_box, MAIL_ATTRIBUTE_TYPE_PRIVATE,
+				    dovekie_kv_key(module, key), &value);
+	if (ret < 0) {
+		*error_r = t_strdup(mailbox_get_last_internal_error(duser->kv_box, NULL));
+		return -1;
+	}
+	*value_r = ret > 0 ? value.value : NULL;
+	return ret > 0 && value.value != NULL ? 1 : 0;
+}
+
+static int dovekie_kv_set_int(void *context, const char *module, const char *key,
+		   const char *value, const char **error_r)
+{
+	struct dovekie_user *duser = context;
+	struct mailbox_transaction_context *t;
+	struct mail_attribute_value attr;
+	const char *full_key;
+	int ret;
+
+	if (dovekie_kv_box(duser, error_r) < 0)
+		return -1;
+	full_key = dovekie_kv_key(module, key);
+	t = mailbox_transaction_begin(duser->kv_box,
+				      MAILBOX_TRANSACTION_FLAG_EXTERNAL,
+				      "dovekie state");
+	if (value == NULL) {
+		ret = mailbox_attribute_unset(t, MAIL_ATTRIBUTE_TYPE_PRIVATE,
+					      full_key);
+	} else {
+		i_zero(&attr);
+		attr.value = value;
+		ret = mailbox_attribute_set(t, MAIL_ATTRIBUTE_TYPE_PRIVATE,
+					    full_key, &attr);
+	}
+	if (ret < 0) {
+		*error_r = t_strdup(mailbox_get_last_internal_error(duser->kv_box, NULL));
+		mailbox_transaction_rollback(&t);
+		return -1;
+	}
+	if (mailbox_transaction_commit(&t) < 0) {
+		*error_r = t_strdup(mailbox_get_last_internal_error(duser->kv_box, NULL));
+		return -1;
+	}
+	return 0;
+}
+
+static int dovekie_kv_iter_int(void *context, const char *module, const char *prefix,
+		    dovekie_bridge_kv_func_t *func, void *func_context,
+		    const char **error_r)
+{
+	struct dovekie_user *duser = context;
+	struct mailbox_attribute_iter *iter;
+	struct mail_attribute_value value;
+	ARRAY_TYPE(const_string) keys;
+	const char *ns_prefix, *key, *const *keyp;
+	size_t ns_len;
+	int ret = 0;
+
+	if (dovekie_kv_box(duser, error_r) < 0)
+		return -1;
+	ns_prefix = dovekie_kv_key(module, "");
+	ns_len = strlen(ns_prefix);
+
+	/* Collect the keys first: the callback may change the state. */
+	t_array_init(&keys, 64);
+	iter = mailbox_attribute_iter_init(duser->kv_box,
+		MAIL_ATTRIBUTE_TYPE_PRIVATE, t_strconcat(ns_prefix, prefix, NULL));
+	while ((key = mailbox_attribute_iter_next(iter)) != NULL) {
+		/* Keys come back whole or relative to the dict's own prefix,
+		   depending on the backend: keep only ours. */
+		if (str_begins(key, ns_prefix))
+			key += ns_len;
+		else if (!str_begins(key, prefix))
+			continue;
+		key = t_strdup(key);
+		array_push_back(&keys, &key);
+	}
+	if (mailbox_attribute_iter_deinit(&iter) < 0) {
+		*error_r = t_strdup(mailbox_get_last_internal_error(duser->kv_box, NULL));
+		return -1;
+	}
+	array_foreach(&keys, keyp) {
+		ret = mailbox_attribute_get(duser->kv_box,
+			MAIL_ATTRIBUTE_TYPE_PRIVATE,
+			t_strconcat(ns_prefix, *keyp, NULL), &value);
+		if (ret < 0) {
+			*error_r = t_strdup(mailbox_get_last_internal_error(duser->kv_box, NULL));
+			return -1;
+		}
+		if (ret == 0 || value.value == NULL)
+			continue; /* deleted meanwhile */
+		if (!func(func_context, *keyp, value.value))
+			break;
+	}
+	return 0;
+}
+
+void dovekie_kv_deinit(struct dovekie_user *duser)
+{
+	if (duser->kv_box != NULL)
+		mailbox_free(&duser->kv_box);
+}
+
+/* The value of a get stays valid after the mailbox is freed: the
+   attribute code returns it on the data stack, and callers are inside
+   the bridge call's data stack frame. */
+int dovekie_kv_get(void *context, const char *module, const char *key,
+		   const char **value_r, const char **error_r)
+{
+	int ret = dovekie_kv_get_int(context, module, key, value_r, error_r);
+	if (ret > 0)
+		*value_r = t_strdup(*value_r);
+	dovekie_kv_deinit(context);
+	return ret;
+}
+
+int dovekie_kv_set(void *context, const char *module, const char *key,
+		   const char *value, const char **error_r)
+{
+	int ret = dovekie_kv_set_int(context, module, key, value, error_r);
+	dovekie_kv_deinit(context);
+	return ret;
+}
+
+int dovekie_kv_iter(void *context, const char *module, const char *prefix,
+		    dovekie_bridge_kv_func_t *func, void *func_context,
+		    const char **error_r)
+{
+	int ret = dovekie_kv_iter_int(context, module, prefix, func,
+				      func_context, error_r);
+	dovekie_kv_deinit(context);
+	return ret;
+}
