@@ -25,7 +25,7 @@ def test_sandbox_once(build_dir, plugin_path, module_paths):
     assert log and log.group(1).endswith("dovecot.log"), out
     assert "example" in re.search(r"^  modules: +(.*)$", out, re.M).group(1)
     # The example module is configured to refuse the demo word.
-    assert "EICAR-DEMO-REJECT was refused: 550" in out, out
+    assert "DOVEKIE-EXAMPLE-REJECT was refused: 550" in out, out
     assert "IMAP login as demo OK, INBOX has 5 messages" in out, out
     # The temporary directory is removed on exit.
     assert not Path(log.group(1)).exists()

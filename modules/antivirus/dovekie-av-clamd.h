@@ -1,0 +1,56 @@
+/* A clamd client: INSTREAM and VERSION over unix sockets and TCP, with
+ * several servers, failover, and bounded time and reply size.
+ *
+ * A client is used from one thread. Each call opens a fresh connection
+ * (clamd closes it after one command), so nothing is kept between calls
+ * but the index of the server that answered last, which is tried first
+ * next time.
+ */
+#ifndef DOVEKIE_AV_CLAMD_H
+#define DOVEKIE_AV_CLAMD_H
+
+#include "dovekie-av.h"
+
+G_BEGIN_DECLS
+
+/* Bytes sent per INSTREAM chunk. */
+#define DOVEKIE_AV_CLAMD_CHUNK 65536
+/* At most this many servers in one list. */
+#define DOVEKIE_AV_CLAMD_SERVERS_MAX 16
+
+typedef struct _DovekieAvClamd DovekieAvClamd;
+
+/* Parses `servers`, a space-separated list of "unix:/absolute/path" and
+ * "tcp:HOST:PORT" (HOST a name, an IPv4 address or [IPv6]). Timeouts are in
+ * milliseconds: `connect_ms` per connection attempt, `scan_ms` for one
+ * whole exchange with one server (sending the message and waiting for the
+ * verdict). NULL with DOVEKIE_ERROR_FAILED naming the bad entry. */
+DovekieAvClamd *dovekie_av_clamd_new (const gchar *servers, guint connect_ms, guint scan_ms,
+                                      GError **error);
+/* NULL is a no-op. */
+void dovekie_av_clamd_free (DovekieAvClamd *clamd);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (DovekieAvClamd, dovekie_av_clamd_free)
+
+/* Streams the reader's bytes to clamd (INSTREAM) and parses the verdict.
+ * Servers are tried in list order, starting with the one that answered
+ * last; a server that cannot be reached, times out or answers garbage is
+ * skipped after rewinding the reader. At most `max_bytes` are sent (more
+ * is an error: the caller checks sizes first). On TRUE, *signature_r is the
+ * signature name when INFECTED (g_free it), else NULL. FALSE with an error
+ * of the DOVEKIE_ERROR domain (see dovekie-av.h); a read error of the
+ * reader stops at once (DOVEKIE_ERROR_IO). */
+gboolean dovekie_av_clamd_scan (DovekieAvClamd *clamd, const DovekieAvReader *reader,
+                                guint64 max_bytes, DovekieAvStatus *status_r,
+                                gchar **signature_r, GError **error);
+
+/* Asks clamd for VERSION and returns "<engine>/<db version>" (g_free it).
+ * Same server order and failover as a scan. */
+gboolean dovekie_av_clamd_version (DovekieAvClamd *clamd, gchar **version_r, GError **error);
+
+/* The server that answered the last successful call, as written in the
+ * list ("unix:/run/clamav/clamd.ctl"); the first one before any call. */
+const gchar *dovekie_av_clamd_server (DovekieAvClamd *clamd);
+
+G_END_DECLS
+
+#endif
