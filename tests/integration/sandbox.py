@@ -143,6 +143,16 @@ print(c.fetch('1', '(BODY[HEADER.FIELDS (SUBJECT)])'))"
                 print(f"error: IMAP check failed: {typ} {data}", file=sys.stderr)
                 return 1
             print(f"IMAP login as {USER} OK, INBOX has {int(data[0])} messages")
+            if "example" in names:
+                # The refusal again, this time through IMAP APPEND.
+                conn = dc.imap(USER)
+                typ, data = conn.append("INBOX", None, None, make_message(
+                    "Refusal demo", f"This body contains {DEMO_REJECT}.\n"))
+                conn.logout()
+                text = b" ".join(d for d in data if isinstance(d, bytes)).decode()
+                print(f"IMAP APPEND containing {DEMO_REJECT}: {typ} {text}")
+                if typ != "NO":
+                    return 1
             return 0
 
         print("Press Ctrl-C to stop.", flush=True)

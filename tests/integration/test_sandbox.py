@@ -24,8 +24,11 @@ def test_sandbox_once(build_dir, plugin_path, module_paths):
     log = re.search(r"^  log: +(\S+)$", out, re.M)
     assert log and log.group(1).endswith("dovecot.log"), out
     assert "example" in re.search(r"^  modules: +(.*)$", out, re.M).group(1)
-    # The example module is configured to refuse the demo word.
+    # The example module refuses its embedded default marker, over LMTP
+    # and over IMAP APPEND, with its reason.
     assert "DOVEKIE-EXAMPLE-REJECT was refused: 550" in out, out
+    assert ("IMAP APPEND containing DOVEKIE-EXAMPLE-REJECT: NO [CANNOT] "
+            "message refused by the example module") in out, out
     assert "IMAP login as demo OK, INBOX has 5 messages" in out, out
     # The temporary directory is removed on exit.
     assert not Path(log.group(1)).exists()
