@@ -532,7 +532,9 @@ dovekie_loader_new (GHashTable *settings, const gchar *default_module_dir, const
   for (guint i = 0; names[i] != NULL; i++)
     {
       g_autoptr (GError) error = NULL;
-      if (names[i][0] == '\0')
+      /* "none" spells "no module" where an empty value cannot be written:
+       * Dovecot reads an empty userdb field as "yes". */
+      if (names[i][0] == '\0' || g_str_equal (names[i], "none"))
         continue;
       if (!dovekie_loader_load (loader, names[i], &error))
         loader_log (loader, DOVEKIE_LOG_ERROR, NULL, error->message);

@@ -15,6 +15,7 @@ G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_ERROR == (gint) DOVEKIE_LOG_ERROR);
 struct dovekie_bridge {
   struct dovekie_bridge_host host;
   DovekieLoader *loader;
+  GPtrArray *service_lists; /* gchar*, one per module, for module_info */
 };
 
 static void
@@ -163,6 +164,7 @@ dovekie_bridge_destroy (struct dovekie_bridge **bridge)
   if (*bridge == NULL)
     return;
   dovekie_loader_free ((*bridge)->loader);
+  g_clear_pointer (&(*bridge)->service_lists, g_ptr_array_unref);
   g_free (*bridge);
   *bridge = NULL;
 }
@@ -177,6 +179,35 @@ unsigned int
 dovekie_bridge_module_count (struct dovekie_bridge *bridge)
 {
   return bridge != NULL ? dovekie_loader_count (bridge->loader) : 0;
+}
+
+bool
+dovekie_bridge_module_info (struct dovekie_bridge *bridge, unsigned int index,
+                            const char **name_r, const char **version_r,
+                            const char **description_r, const char **services_r)
+{
+  const DovekieModule *module;
+
+  if (bridge == NULL || index >= dovekie_loader_count (bridge->loader))
+    return FALSE;
+  module = dovekie_loader_module (bridge->loader, index);
+  if (bridge->service_lists == NULL)
+    {
+      bridge->service_lists = g_ptr_array_new_with_free_func (g_free);
+      for (guint i = 0; i < dovekie_loader_count (bridge->loader); i++)
+        {
+          const DovekieModule *m = dovekie_loader_module (bridge->loader, i);
+          GString *list = g_string_new (NULL);
+          for (guint j = 0; m->services != NULL && m->services[j].name != NULL; j++)
+            g_string_append_printf (list, "%s%s", j > 0 ? " " : "", m->services[j].name);
+          g_ptr_array_add (bridge->service_lists, g_string_free (list, FALSE));
+        }
+    }
+  *name_r = module->name;
+  *version_r = module->version != NULL ? module->version : "";
+  *description_r = module->description != NULL ? module->description : "";
+  *services_r = g_ptr_array_index (bridge->service_lists, index);
+  return TRUE;
 }
 
 bool

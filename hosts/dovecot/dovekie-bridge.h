@@ -94,6 +94,12 @@ void dovekie_bridge_destroy(struct dovekie_bridge **bridge);
    already torn down) and then acts as if no module were loaded. */
 
 unsigned int dovekie_bridge_module_count(struct dovekie_bridge *bridge);
+/* Facts about loaded module `index` (< module_count), borrowed until the
+   bridge is destroyed; services is a space-separated list, maybe empty.
+   Returns false when index is out of range. */
+bool dovekie_bridge_module_info(struct dovekie_bridge *bridge, unsigned int index,
+				const char **name_r, const char **version_r,
+				const char **description_r, const char **services_r);
 bool dovekie_bridge_wants_save(struct dovekie_bridge *bridge);
 bool dovekie_bridge_wants_read(struct dovekie_bridge *bridge);
 bool dovekie_bridge_wants_expunge(struct dovekie_bridge *bridge);

@@ -1,0 +1,227 @@
+/* In-process libclamav engine, one per process. */
+#include "dovekie-config.h"
+
+#include <string.h>
+
+#include <clamav.h>
+
+#include "dovekie-av-engine.h"
+
+static GMutex engine_lock;
+static gboolean engine_initialized;
+static struct cl_engine *engine;
+static struct cl_stat engine_stat;
+static gchar *engine_dir;
+static DovekieAvLimits engine_limits;
+static guint engine_signatures;
+static gint64 engine_checked; /* monotonic µs of the last cl_statchkdir */
+
+static gboolean
+set_num (struct cl_engine *e, enum cl_engine_field field, long long value, const gchar *what,
+         GError **error)
+{
+  cl_error_t ret = cl_engine_set_num (e, field, value);
+  if (ret != CL_SUCCESS)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE, "libclamav: setting %s: %s",
+                   what, cl_strerror (ret));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static struct cl_engine *
+build (const gchar *db_dir, const DovekieAvLimits *limits, guint *signatures_r, GError **error)
+{
+  struct cl_engine *e;
+  unsigned int sigs = 0;
+  cl_error_t ret;
+
+  e = cl_engine_new ();
+  if (e == NULL)
+    {
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE,
+                           "libclamav: cannot create an engine");
+      return NULL;
+    }
+  ret = cl_load (db_dir, e, &sigs, CL_DB_STDOPT);
+  if (ret != CL_SUCCESS)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE,
+                   "libclamav: loading the signature DB from %s: %s", db_dir, cl_strerror (ret));
+      cl_engine_free (e);
+      return NULL;
+    }
+  if (!set_num (e, CL_ENGINE_MAX_SCANSIZE, (long long) limits->max_scansize, "max scan size", error) ||
+      !set_num (e, CL_ENGINE_MAX_FILESIZE, (long long) limits->max_filesize, "max file size", error) ||
+      !set_num (e, CL_ENGINE_MAX_RECURSION, limits->max_recursion, "max recursion", error) ||
+      !set_num (e, CL_ENGINE_MAX_FILES, limits->max_files, "max files", error) ||
+      !set_num (e, CL_ENGINE_MAX_SCANTIME, limits->max_scantime_ms, "max scan time", error))
+    {
+      cl_engine_free (e);
+      return NULL;
+    }
+  ret = cl_engine_compile (e);
+  if (ret != CL_SUCCESS)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE,
+                   "libclamav: compiling the engine: %s", cl_strerror (ret));
+      cl_engine_free (e);
+      return NULL;
+    }
+  *signatures_r = sigs;
+  return e;
+}
+
+static void
+drop_locked (void)
+{
+  if (engine != NULL)
+    {
+      cl_engine_free (engine);
+      cl_statfree (&engine_stat);
+      engine = NULL;
+    }
+  g_clear_pointer (&engine_dir, g_free);
+}
+
+static gboolean
+rebuild_locked (const gchar *db_dir, const DovekieAvLimits *limits, GError **error)
+{
+  guint sigs = 0;
+  struct cl_engine *e = build (db_dir, limits, &sigs, error);
+
+  if (e == NULL)
+    return FALSE;
+  drop_locked ();
+  engine = e;
+  engine_dir = g_strdup (db_dir);
+  engine_limits = *limits;
+  engine_signatures = sigs;
+  memset (&engine_stat, 0, sizeof (engine_stat));
+  cl_statinidir (db_dir, &engine_stat);
+  engine_checked = g_get_monotonic_time ();
+  return TRUE;
+}
+
+static gchar *
+version_locked (void)
+{
+  int err = 0;
+  long long db = engine != NULL ? cl_engine_get_num (engine, CL_ENGINE_DB_VERSION, &err) : 0;
+  return g_strdup_printf ("%s/%lld", cl_retver (), err == CL_SUCCESS ? db : 0);
+}
+
+gboolean
+dovekie_av_engine_prepare (const gchar *db_dir, const DovekieAvLimits *limits, guint check_secs,
+                           gchar **notice_r, GError **error)
+{
+  g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&engine_lock);
+  g_autoptr (GError) local = NULL;
+
+  *notice_r = NULL;
+  if (!engine_initialized)
+    {
+      cl_error_t ret = cl_init (CL_INIT_DEFAULT);
+      if (ret != CL_SUCCESS)
+        {
+          g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE, "libclamav: cl_init: %s",
+                       cl_strerror (ret));
+          return FALSE;
+        }
+      engine_initialized = TRUE;
+    }
+  if (engine == NULL || g_strcmp0 (engine_dir, db_dir) != 0 ||
+      memcmp (&engine_limits, limits, sizeof (*limits)) != 0)
+    {
+      if (!rebuild_locked (db_dir, limits, error))
+        return FALSE;
+      g_autofree gchar *version = version_locked ();
+      *notice_r = g_strdup_printf ("libclamav engine ready: version %s, %u signatures from %s",
+                                   version, engine_signatures, db_dir);
+      return TRUE;
+    }
+  if (g_get_monotonic_time () - engine_checked < (gint64) check_secs * G_USEC_PER_SEC)
+    return TRUE;
+  engine_checked = g_get_monotonic_time ();
+  if (cl_statchkdir (&engine_stat) != 1)
+    return TRUE;
+  if (!rebuild_locked (db_dir, limits, &local))
+    {
+      /* Keep scanning with what we have; try again at the next check. */
+      *notice_r = g_strdup_printf ("signature DB in %s changed but could not be reloaded "
+                                   "(keeping the loaded one): %s", db_dir, local->message);
+      return TRUE;
+    }
+  g_autofree gchar *version = version_locked ();
+  *notice_r = g_strdup_printf ("libclamav engine reloaded: version %s, %u signatures from %s",
+                               version, engine_signatures, db_dir);
+  return TRUE;
+}
+
+gboolean
+dovekie_av_engine_scan (const guint8 *data, gsize len, DovekieAvStatus *status_r,
+                        gchar **signature_r, GError **error)
+{
+  g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&engine_lock);
+  struct cl_scan_options options;
+  const char *virname = NULL;
+  unsigned long scanned = 0;
+  cl_fmap_t *map;
+  cl_error_t ret;
+
+  *signature_r = NULL;
+  if (engine == NULL)
+    {
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE,
+                           "libclamav: no engine prepared");
+      return FALSE;
+    }
+  /* What clamd does by default: every parser (mail and archives
+   * included) and heuristic alerts. */
+  memset (&options, 0, sizeof (options));
+  options.parse = ~0u;
+  options.general = CL_SCAN_GENERAL_HEURISTICS;
+  /* An empty message still needs a valid map. */
+  map = cl_fmap_open_memory (len > 0 ? (const void *) data : (const void *) "", len);
+  if (map == NULL)
+    {
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+                           "libclamav: cannot map the message");
+      return FALSE;
+    }
+  ret = cl_scanmap_callback (map, "message", &virname, &scanned, engine, &options, NULL);
+  cl_fmap_close (map);
+  switch (ret)
+    {
+    case CL_CLEAN:
+      *status_r = DOVEKIE_AV_CLEAN;
+      return TRUE;
+    case CL_VIRUS:
+      *status_r = DOVEKIE_AV_INFECTED;
+      *signature_r = g_strndup (virname != NULL ? virname : "unknown", DOVEKIE_AV_SIGNATURE_MAX);
+      return TRUE;
+    case CL_ETIMEOUT:
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_TIMEOUT,
+                           "libclamav: scan time limit reached");
+      return FALSE;
+    default:
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED, "libclamav: scan failed: %s",
+                   cl_strerror (ret));
+      return FALSE;
+    }
+}
+
+gchar *
+dovekie_av_engine_version (void)
+{
+  g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&engine_lock);
+  return version_locked ();
+}
+
+void
+dovekie_av_engine_shutdown (void)
+{
+  g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&engine_lock);
+  drop_locked ();
+}

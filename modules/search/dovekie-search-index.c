@@ -1,0 +1,705 @@
+/* SQLite FTS5 candidate index of one mailbox. See dovekie-search-index.h. */
+#include "dovekie-config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+#include <sqlite3.h>
+
+#include "dovekie-search-index.h"
+#include "dovekie-search-plan.h"
+
+#define BUSY_TIMEOUT_MS 10000
+
+struct _DovekieIndex {
+  DovekieContext *ctx;
+  gchar *path;
+  sqlite3 *db;
+  guint32 uidvalidity;
+  DovekieSearchLimits limits;
+
+  sqlite3_stmt *insert_text;
+  sqlite3_stmt *set_meta;
+
+  gboolean in_txn;
+  guint batch_docs;
+  /* Highest uid written, committed or not; committed with the batch. */
+  guint32 last_uid;
+  /* A corrupt file was replaced while writing: later writes would give an
+   * index that claims messages it lacks, so they fail until reopened. */
+  gboolean poisoned;
+
+  /* The message being added. */
+  gboolean doc_open;
+  guint32 doc_uid;
+  guint64 doc_bytes;
+  gboolean doc_too_big;
+  GString *chunk[DOVEKIE_INDEX_FIELD_COUNT];
+};
+
+static void
+index_log (DovekieIndex *index, DovekieLogLevel level, const gchar *format, ...)
+  G_GNUC_PRINTF (3, 4);
+
+static void
+index_log (DovekieIndex *index, DovekieLogLevel level, const gchar *format, ...)
+{
+  va_list args;
+  g_autofree gchar *message = NULL;
+
+  va_start (args, format);
+  message = g_strdup_vprintf (format, args);
+  va_end (args);
+  if (index->ctx != NULL)
+    index->ctx->api->log (index->ctx, level, message);
+  else
+    g_log ("dovekie-search", level >= DOVEKIE_LOG_ERROR ? G_LOG_LEVEL_WARNING
+                             : G_LOG_LEVEL_DEBUG, "%s", message);
+}
+
+static gboolean
+is_corrupt_code (int code)
+{
+  code &= 0xff;
+  return code == SQLITE_CORRUPT || code == SQLITE_NOTADB;
+}
+
+static gboolean
+sql_fail (DovekieIndex *index, GError **error, const gchar *what)
+{
+  int code = sqlite3_extended_errcode (index->db);
+
+  g_set_error (error, DOVEKIE_ERROR,
+               (code & 0xff) == SQLITE_BUSY ? DOVEKIE_ERROR_TIMEOUT : DOVEKIE_ERROR_IO,
+               "%s: %s: %s", index->path, what, sqlite3_errmsg (index->db));
+  return FALSE;
+}
+
+static gboolean
+exec (DovekieIndex *index, const gchar *sql, GError **error)
+{
+  if (sqlite3_exec (index->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+    return sql_fail (index, error, sql);
+  return TRUE;
+}
+
+static gboolean
+get_meta (DovekieIndex *index, const gchar *key, gint64 *value_r, GError **error)
+{
+  sqlite3_stmt *stmt = NULL;
+  int rc;
+
+  *value_r = 0;
+  if (sqlite3_prepare_v2 (index->db, "SELECT value FROM meta WHERE key = ?", -1, &stmt, NULL)
+      != SQLITE_OK)
+    return sql_fail (index, error, "reading meta");
+  sqlite3_bind_text (stmt, 1, key, -1, SQLITE_STATIC);
+  rc = sqlite3_step (stmt);
+  if (rc == SQLITE_ROW)
+    *value_r = sqlite3_column_int64 (stmt, 0);
+  sqlite3_finalize (stmt);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return sql_fail (index, error, "reading meta");
+  return TRUE;
+}
+
+static gboolean
+set_meta (DovekieIndex *index, const gchar *key, gint64 value, GError **error)
+{
+  sqlite3_stmt *stmt = index->set_meta;
+  int rc;
+
+  sqlite3_bind_text (stmt, 1, key, -1, SQLITE_STATIC);
+  sqlite3_bind_int64 (stmt, 2, value);
+  rc = sqlite3_step (stmt);
+  sqlite3_reset (stmt);
+  if (rc != SQLITE_DONE)
+    return sql_fail (index, error, "writing meta");
+  return TRUE;
+}
+
+static void
+close_db (DovekieIndex *index)
+{
+  g_clear_pointer (&index->insert_text, sqlite3_finalize);
+  g_clear_pointer (&index->set_meta, sqlite3_finalize);
+  if (index->db != NULL)
+    sqlite3_close_v2 (index->db);
+  index->db = NULL;
+  index->in_txn = FALSE;
+  index->batch_docs = 0;
+}
+
+static void
+remove_files (const gchar *path)
+{
+  g_autofree gchar *wal = g_strconcat (path, "-wal", NULL);
+  g_autofree gchar *shm = g_strconcat (path, "-shm", NULL);
+
+  (void) g_unlink (path);
+  (void) g_unlink (wal);
+  (void) g_unlink (shm);
+}
+
+static const gchar schema_sql[] =
+  "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;"
+  "CREATE TABLE IF NOT EXISTS gone(uid INTEGER PRIMARY KEY);"
+  "CREATE TABLE IF NOT EXISTS unindexed(uid INTEGER PRIMARY KEY);"
+  "CREATE VIRTUAL TABLE IF NOT EXISTS text USING fts5(body,"
+  " tokenize = 'trigram case_sensitive 1', detail = none, content = '');";
+
+/* Empties the tables inside the caller's transaction. */
+static gboolean
+clear_tables (DovekieIndex *index, GError **error)
+{
+  return exec (index, "DELETE FROM gone; DELETE FROM unindexed;"
+                      "INSERT INTO text(text) VALUES('delete-all');", error) &&
+         set_meta (index, "last_uid", 0, error) &&
+         set_meta (index, "uidvalidity", index->uidvalidity, error);
+}
+
+static gboolean
+open_db (DovekieIndex *index, GError **error)
+{
+  g_autofree gchar *pragmas = NULL;
+  gint64 schema = 0, uidvalidity = 0, last_uid = 0;
+  int rc;
+
+  rc = sqlite3_open_v2 (index->path, &index->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK)
+    {
+      if (index->db == NULL)
+        {
+          g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_IO, "%s: cannot open: %s",
+                       index->path, sqlite3_errstr (rc));
+          return FALSE;
+        }
+      return sql_fail (index, error, "opening");
+    }
+  sqlite3_extended_result_codes (index->db, 1);
+  sqlite3_busy_timeout (index->db, BUSY_TIMEOUT_MS);
+  pragmas = g_strdup_printf ("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+                             "PRAGMA cache_size = -%" G_GUINT64_FORMAT ";",
+                             MAX (index->limits.cache_size / 1024, 64));
+  if (!exec (index, pragmas, error) || !exec (index, schema_sql, error))
+    return FALSE;
+  if (sqlite3_prepare_v2 (index->db, "INSERT INTO text(rowid, body) VALUES(?, ?)", -1,
+                          &index->insert_text, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v2 (index->db, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
+                          -1, &index->set_meta, NULL) != SQLITE_OK)
+    return sql_fail (index, error, "preparing");
+  if (!get_meta (index, "schema", &schema, error) ||
+      !get_meta (index, "uidvalidity", &uidvalidity, error) ||
+      !get_meta (index, "last_uid", &last_uid, error))
+    return FALSE;
+
+  if (schema == DOVEKIE_SEARCH_SCHEMA && uidvalidity == index->uidvalidity)
+    {
+      index->last_uid = (guint32) CLAMP (last_uid, 0, G_MAXUINT32);
+      return TRUE;
+    }
+  if (schema != 0 && schema != DOVEKIE_SEARCH_SCHEMA)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+                   "%s: schema %" G_GINT64_FORMAT " is not %d", index->path, schema,
+                   DOVEKIE_SEARCH_SCHEMA);
+      return FALSE;
+    }
+  if (uidvalidity != 0)
+    index_log (index, DOVEKIE_LOG_INFO, "%s: uidvalidity changed, index emptied", index->path);
+  index->last_uid = 0;
+  return exec (index, "BEGIN IMMEDIATE", error) &&
+         set_meta (index, "schema", DOVEKIE_SEARCH_SCHEMA, error) &&
+         clear_tables (index, error) &&
+         exec (index, "COMMIT", error);
+}
+
+/* Drops a corrupt file and starts an empty index in its place. */
+static gboolean
+recreate (DovekieIndex *index, GError **error)
+{
+  index_log (index, DOVEKIE_LOG_WARNING, "%s: index is corrupt; removed, it will be rebuilt",
+             index->path);
+  close_db (index);
+  remove_files (index->path);
+  index->last_uid = 0;
+  return open_db (index, error);
+}
+
+DovekieIndex *
+dovekie_search_index_open_with (DovekieContext *ctx, const gchar *path, guint32 uidvalidity,
+                                const DovekieSearchLimits *limits, GError **error)
+{
+  g_autoptr (GError) local = NULL;
+  DovekieIndex *index = g_new0 (DovekieIndex, 1);
+
+  index->ctx = ctx;
+  index->path = g_strdup (path);
+  index->uidvalidity = uidvalidity;
+  index->limits = *limits;
+  for (guint i = 0; i < DOVEKIE_INDEX_FIELD_COUNT; i++)
+    index->chunk[i] = g_string_new (NULL);
+
+  if (!open_db (index, &local))
+    {
+      gboolean corrupt = index->db != NULL && is_corrupt_code (sqlite3_errcode (index->db));
+
+      if (!corrupt || !recreate (index, error))
+        {
+          if (!corrupt)
+            g_propagate_error (error, g_steal_pointer (&local));
+          dovekie_search_index_vtable.close (index);
+          return NULL;
+        }
+    }
+  return index;
+}
+
+static DovekieIndex *
+index_open (DovekieContext *ctx, const gchar *path, guint32 uidvalidity, GError **error)
+{
+  DovekieSearchLimits limits = {
+    .batch_size = (guint) ctx->api->get_uint (ctx, "dovekie_search_batch_size"),
+    .cache_size = ctx->api->get_uint (ctx, "dovekie_search_cache_size"),
+    .max_text = ctx->api->get_uint (ctx, "dovekie_search_max_text"),
+  };
+  return dovekie_search_index_open_with (ctx, path, uidvalidity, &limits, error);
+}
+
+static gboolean
+commit (DovekieIndex *index, GError **error)
+{
+  if (!index->in_txn)
+    return TRUE;
+  if (!set_meta (index, "last_uid", index->last_uid, error) || !exec (index, "COMMIT", error))
+    {
+      (void) sqlite3_exec (index->db, "ROLLBACK", NULL, NULL, NULL);
+      index->in_txn = FALSE;
+      index->batch_docs = 0;
+      return FALSE;
+    }
+  index->in_txn = FALSE;
+  index->batch_docs = 0;
+  return TRUE;
+}
+
+static gboolean
+begin (DovekieIndex *index, GError **error)
+{
+  if (index->in_txn)
+    return TRUE;
+  if (!exec (index, "BEGIN IMMEDIATE", error))
+    return FALSE;
+  index->in_txn = TRUE;
+  return TRUE;
+}
+
+/* A write failed: roll the batch back, and replace a corrupt file. */
+static void
+write_failed (DovekieIndex *index)
+{
+  gint64 committed = 0;
+
+  if (index->db != NULL && is_corrupt_code (sqlite3_errcode (index->db)))
+    {
+      index->poisoned = TRUE;
+      (void) recreate (index, NULL);
+      return;
+    }
+  if (index->in_txn)
+    (void) sqlite3_exec (index->db, "ROLLBACK", NULL, NULL, NULL);
+  index->in_txn = FALSE;
+  index->batch_docs = 0;
+  if (index->db != NULL && get_meta (index, "last_uid", &committed, NULL))
+    index->last_uid = (guint32) CLAMP (committed, 0, G_MAXUINT32);
+}
+
+static void
+index_close (DovekieIndex *index)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (index == NULL)
+    return;
+  if (index->db != NULL && !index->poisoned && !commit (index, &error))
+    index_log (index, DOVEKIE_LOG_ERROR, "%s", error->message);
+  close_db (index);
+  for (guint i = 0; i < DOVEKIE_INDEX_FIELD_COUNT; i++)
+    g_string_free (index->chunk[i], TRUE);
+  g_free (index->path);
+  g_free (index);
+}
+
+static gboolean
+check_writable (DovekieIndex *index, GError **error)
+{
+  if (index->poisoned || index->db == NULL)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+                   "%s: index was replaced; reopen it to index again", index->path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+index_get_last_uid (DovekieIndex *index, guint32 *last_uid_r, GError **error)
+{
+  gint64 value = 0;
+
+  if (index->in_txn)
+    {
+      *last_uid_r = index->last_uid;
+      return TRUE;
+    }
+  if (!get_meta (index, "last_uid", &value, error))
+    return FALSE;
+  index->last_uid = (guint32) CLAMP (value, 0, G_MAXUINT32);
+  *last_uid_r = index->last_uid;
+  return TRUE;
+}
+
+static gboolean
+insert_row (DovekieIndex *index, DovekieIndexField field, const gchar *text, gsize len,
+            GError **error)
+{
+  sqlite3_stmt *stmt = index->insert_text;
+  int rc;
+
+  sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) index->doc_uid * 4 + field);
+  sqlite3_bind_text (stmt, 2, text, (int) len, SQLITE_STATIC);
+  rc = sqlite3_step (stmt);
+  sqlite3_reset (stmt);
+  sqlite3_clear_bindings (stmt);
+  if (rc != SQLITE_DONE)
+    return sql_fail (index, error, "inserting text");
+  return TRUE;
+}
+
+/* Stores the chunk and keeps its last two code points, so that trigrams
+ * across the cut are still in the index. */
+static gboolean
+flush_chunk (DovekieIndex *index, DovekieIndexField field, gboolean last, GError **error)
+{
+  GString *chunk = index->chunk[field];
+  const gchar *keep = chunk->str + chunk->len;
+
+  if (chunk->len == 0)
+    return TRUE;
+  if (!insert_row (index, field, chunk->str, chunk->len, error))
+    return FALSE;
+  if (last)
+    {
+      g_string_truncate (chunk, 0);
+      return TRUE;
+    }
+  for (guint i = 0; i < 2 && keep > chunk->str; i++)
+    {
+      const gchar *prev = g_utf8_find_prev_char (chunk->str, keep);
+      keep = prev != NULL ? prev : chunk->str;
+    }
+  g_string_erase (chunk, 0, keep - chunk->str);
+  return TRUE;
+}
+
+static gboolean
+index_doc_begin (DovekieIndex *index, guint32 uid, GError **error)
+{
+  if (!check_writable (index, error))
+    return FALSE;
+  index->doc_open = FALSE;
+  for (guint i = 0; i < DOVEKIE_INDEX_FIELD_COUNT; i++)
+    g_string_truncate (index->chunk[i], 0);
+  if (!begin (index, error))
+    {
+      write_failed (index);
+      return FALSE;
+    }
+  index->doc_open = TRUE;
+  index->doc_uid = uid;
+  index->doc_bytes = 0;
+  index->doc_too_big = FALSE;
+  return TRUE;
+}
+
+static gboolean
+index_doc_append (DovekieIndex *index, DovekieIndexField field, const gchar *text, gsize len,
+                  GError **error)
+{
+  GString *chunk;
+  const gchar *end;
+  gsize old_len;
+
+  g_return_val_if_fail ((guint) field < DOVEKIE_INDEX_FIELD_COUNT, FALSE);
+  if (!index->doc_open)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED, "doc_append without doc_begin");
+      return FALSE;
+    }
+  if (index->doc_too_big)
+    return TRUE;
+  index->doc_bytes += len;
+  if (index->doc_bytes > index->limits.max_text)
+    {
+      index->doc_too_big = TRUE;
+      return TRUE;
+    }
+  chunk = index->chunk[field];
+  old_len = chunk->len;
+  /* The trigram tokenizer reads code points: store valid UTF-8 only. */
+  while (len > 0)
+    {
+      if (g_utf8_validate_len (text, len, &end))
+        {
+          g_string_append_len (chunk, text, len);
+          break;
+        }
+      g_string_append_len (chunk, text, end - text);
+      g_string_append (chunk, "\xef\xbf\xbd");
+      len -= (gsize) (end - text) + 1;
+      text = end + 1;
+    }
+  /* NUL would end the text for the tokenizer; it is a separator anyway. */
+  for (gsize i = old_len; i < chunk->len; i++)
+    if (chunk->str[i] == '\0')
+      chunk->str[i] = ' ';
+  if (chunk->len >= DOVEKIE_SEARCH_CHUNK && !flush_chunk (index, field, FALSE, error))
+    {
+      index->doc_open = FALSE;
+      write_failed (index);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+index_doc_end (DovekieIndex *index, GError **error)
+{
+  if (!index->doc_open)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED, "doc_end without doc_begin");
+      return FALSE;
+    }
+  index->doc_open = FALSE;
+  for (guint i = 0; i < DOVEKIE_INDEX_FIELD_COUNT; i++)
+    if (!flush_chunk (index, i, TRUE, error))
+      goto failed;
+  if (index->doc_too_big)
+    {
+      g_autofree gchar *sql = g_strdup_printf ("INSERT OR IGNORE INTO unindexed(uid) VALUES(%u)",
+                                               index->doc_uid);
+      index_log (index, DOVEKIE_LOG_WARNING,
+                 "uid %u: text is larger than dovekie_search_max_text (%" G_GUINT64_FORMAT
+                 " bytes); not indexed, searches read it", index->doc_uid,
+                 index->limits.max_text);
+      if (!exec (index, sql, error))
+        goto failed;
+    }
+  index->last_uid = MAX (index->last_uid, index->doc_uid);
+  if (++index->batch_docs >= index->limits.batch_size && !commit (index, error))
+    goto failed;
+  return TRUE;
+
+failed:
+  write_failed (index);
+  return FALSE;
+}
+
+static gboolean
+index_expunge (DovekieIndex *index, guint32 uid, GError **error)
+{
+  g_autofree gchar *sql = g_strdup_printf ("INSERT OR IGNORE INTO gone(uid) VALUES(%u)", uid);
+
+  if (!check_writable (index, error))
+    return FALSE;
+  if (!begin (index, error) || !exec (index, sql, error))
+    {
+      write_failed (index);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+index_flush (DovekieIndex *index, GError **error)
+{
+  if (!check_writable (index, error))
+    return FALSE;
+  if (!commit (index, error))
+    {
+      write_failed (index);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+load_uids (DovekieIndex *index, const gchar *sql, GArray *uids, GError **error)
+{
+  sqlite3_stmt *stmt = NULL;
+  int rc;
+
+  if (sqlite3_prepare_v2 (index->db, sql, -1, &stmt, NULL) != SQLITE_OK)
+    return sql_fail (index, error, sql);
+  while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
+    {
+      guint32 uid = (guint32) sqlite3_column_int64 (stmt, 0);
+      g_array_append_val (uids, uid);
+    }
+  sqlite3_finalize (stmt);
+  if (rc != SQLITE_DONE)
+    return sql_fail (index, error, sql);
+  return TRUE;
+}
+
+static gboolean
+array_has (GArray *sorted, guint32 uid)
+{
+  guint lo = 0, hi = sorted->len;
+
+  while (lo < hi)
+    {
+      guint mid = lo + (hi - lo) / 2;
+      guint32 v = g_array_index (sorted, guint32, mid);
+
+      if (v == uid)
+        return TRUE;
+      if (v < uid)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+  return FALSE;
+}
+
+static gboolean
+lookup_real (DovekieIndex *index, DovekieIndexScope scope, const DovekieSearchPlan *plan,
+             DovekieIndexAddFunc add, gpointer data, GError **error)
+{
+  g_autoptr (GArray) gone = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autoptr (GArray) unindexed = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autoptr (GArray) hits = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autofree gchar *expr = dovekie_search_plan_match_expr (plan);
+  guint fields = scope == DOVEKIE_INDEX_SCOPE_TEXT ? (1u << DOVEKIE_INDEX_FIELD_HEADER) |
+                                                       (1u << DOVEKIE_INDEX_FIELD_BODY)
+                 : scope == DOVEKIE_INDEX_SCOPE_BODY ? (1u << DOVEKIE_INDEX_FIELD_BODY)
+                 : (1u << DOVEKIE_INDEX_FIELD_HEADER) | (1u << DOVEKIE_INDEX_FIELD_ADDRESS);
+  sqlite3_stmt *stmt = NULL;
+  guint32 prev = 0;
+  gboolean have_prev = FALSE;
+  guint i = 0, j = 0;
+  int rc;
+
+  if (!load_uids (index, "SELECT uid FROM gone ORDER BY uid", gone, error) ||
+      !load_uids (index, "SELECT uid FROM unindexed ORDER BY uid", unindexed, error))
+    return FALSE;
+  if (sqlite3_prepare_v2 (index->db, "SELECT rowid FROM text WHERE text MATCH ? ORDER BY rowid",
+                          -1, &stmt, NULL) != SQLITE_OK)
+    return sql_fail (index, error, "preparing lookup");
+  sqlite3_bind_text (stmt, 1, expr, -1, SQLITE_STATIC);
+  while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
+    {
+      sqlite3_int64 rowid = sqlite3_column_int64 (stmt, 0);
+      guint32 uid = (guint32) (rowid >> 2);
+
+      if ((fields & (1u << (rowid & 3))) == 0 || (have_prev && uid == prev))
+        continue;
+      prev = uid;
+      have_prev = TRUE;
+      if (!array_has (gone, uid))
+        g_array_append_val (hits, uid);
+    }
+  sqlite3_finalize (stmt);
+  if (rc != SQLITE_DONE)
+    return sql_fail (index, error, "lookup");
+
+  /* Merge the hits with the unindexed messages, both ascending. */
+  while (i < hits->len || j < unindexed->len)
+    {
+      guint32 h = i < hits->len ? g_array_index (hits, guint32, i) : G_MAXUINT32;
+      guint32 u = j < unindexed->len ? g_array_index (unindexed, guint32, j) : G_MAXUINT32;
+
+      if (h <= u)
+        {
+          add (data, h, plan->definite);
+          i++;
+          if (h == u)
+            j++;
+        }
+      else
+        {
+          if (!array_has (gone, u))
+            add (data, u, FALSE);
+          j++;
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+index_lookup (DovekieIndex *index, DovekieIndexScope scope, const gchar *needle,
+              DovekieIndexAddFunc add, gpointer data, gboolean *handled_r, GError **error)
+{
+  DovekieSearchPlan plan = { NULL, FALSE };
+  gboolean ok = TRUE;
+
+  *handled_r = FALSE;
+  if (index->db == NULL)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED, "%s: index is closed", index->path);
+      return FALSE;
+    }
+  if (dovekie_search_plan_build (needle, strlen (needle), scope, &plan))
+    {
+      ok = lookup_real (index, scope, &plan, add, data, error);
+      *handled_r = ok;
+      if (!ok && is_corrupt_code (sqlite3_errcode (index->db)))
+        {
+          index->poisoned = index->in_txn;
+          (void) recreate (index, NULL);
+        }
+    }
+  dovekie_search_plan_clear (&plan);
+  return ok;
+}
+
+static gboolean
+index_reset (DovekieIndex *index, GError **error)
+{
+  if (index->db == NULL && !open_db (index, error))
+    return FALSE;
+  index->poisoned = FALSE;
+  if (!begin (index, error) || !clear_tables (index, error))
+    {
+      write_failed (index);
+      return FALSE;
+    }
+  index->last_uid = 0;
+  return commit (index, error);
+}
+
+static gboolean
+index_optimize (DovekieIndex *index, GError **error)
+{
+  if (!check_writable (index, error) || !commit (index, error))
+    return FALSE;
+  return exec (index, "INSERT INTO text(text) VALUES('optimize');"
+                      "PRAGMA wal_checkpoint(TRUNCATE);", error);
+}
+
+const DovekieIndexVtable dovekie_search_index_vtable = {
+  .open = index_open,
+  .close = index_close,
+  .get_last_uid = index_get_last_uid,
+  .doc_begin = index_doc_begin,
+  .doc_append = index_doc_append,
+  .doc_end = index_doc_end,
+  .expunge = index_expunge,
+  .flush = index_flush,
+  .lookup = index_lookup,
+  .reset = index_reset,
+  .optimize = index_optimize,
+};

@@ -1,0 +1,45 @@
+/* The search module's index: one SQLite FTS5 database per mailbox.
+ *
+ * Schema (version 1):
+ *   text(body)  FTS5, trigram tokenizer (case_sensitive 1), detail=none,
+ *               contentless. rowid = uid * 4 + DovekieIndexField; a long
+ *               text is stored as several rows with the same rowid whose
+ *               chunks overlap by two code points.
+ *   gone(uid)   expunged messages (a contentless FTS5 table of this SQLite
+ *               cannot delete rows): filtered out of every lookup.
+ *   unindexed(uid)  messages too large to index: always "maybe".
+ *   meta(key, value)  schema, uidvalidity, last_uid.
+ * The rows of a message and last_uid are committed in one transaction.
+ */
+#ifndef DOVEKIE_SEARCH_INDEX_H
+#define DOVEKIE_SEARCH_INDEX_H
+
+#include <glib.h>
+
+#include "dovekie/index.h"
+
+G_BEGIN_DECLS
+
+#define DOVEKIE_SEARCH_SCHEMA 1
+/* Bytes of one stored row before a text is split. */
+#define DOVEKIE_SEARCH_CHUNK (256 * 1024)
+
+extern const DovekieIndexVtable dovekie_search_index_vtable;
+
+/* The settings an index uses; read from the context by open(). */
+typedef struct {
+  guint batch_size;   /* messages per write transaction */
+  guint64 cache_size; /* SQLite page cache, bytes */
+  guint64 max_text;   /* bytes of text per message before it is left unindexed */
+} DovekieSearchLimits;
+
+/* open() with explicit limits, for tests and tools without a context
+ * (`ctx` may then be NULL: log lines go to g_log). */
+DovekieIndex *dovekie_search_index_open_with (DovekieContext *ctx, const gchar *path,
+                                              guint32 uidvalidity,
+                                              const DovekieSearchLimits *limits,
+                                              GError **error);
+
+G_END_DECLS
+
+#endif
