@@ -124,4 +124,51 @@ void dovekie_bridge_pop3_start(struct dovekie_bridge *bridge, const char *user,
 void dovekie_bridge_pop3_end(struct dovekie_bridge *bridge, const char *user,
 			     unsigned int messages, bool quit_seen);
 
+/* ---- the "index" service (dovekie/index.h), for the fts backend ----
+   Every int function returns 0 (lookup: 1 handled, 0 not handled) or -1
+   with the reason in error_r. */
+enum dovekie_bridge_index_field {
+	DOVEKIE_BRIDGE_INDEX_HEADER = 0,
+	DOVEKIE_BRIDGE_INDEX_BODY = 1,
+	DOVEKIE_BRIDGE_INDEX_ADDRESS = 2,
+};
+enum dovekie_bridge_index_scope {
+	DOVEKIE_BRIDGE_INDEX_SCOPE_TEXT = 0,
+	DOVEKIE_BRIDGE_INDEX_SCOPE_BODY = 1,
+	DOVEKIE_BRIDGE_INDEX_SCOPE_HEADER = 2,
+};
+struct dovekie_bridge_index;
+
+/* Whether a loaded module provides the index service. */
+bool dovekie_bridge_has_index(struct dovekie_bridge *bridge);
+/* Opens the index file at path (see DovekieIndexVtable.open). */
+int dovekie_bridge_index_open(struct dovekie_bridge *bridge, const char *path,
+			      uint32_t uidvalidity, struct dovekie_bridge_index **index_r,
+			      char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+/* Commits what is pending and frees; *index becomes NULL. */
+void dovekie_bridge_index_close(struct dovekie_bridge_index **index);
+int dovekie_bridge_index_last_uid(struct dovekie_bridge_index *index, uint32_t *last_uid_r,
+				  char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+int dovekie_bridge_index_doc_begin(struct dovekie_bridge_index *index, uint32_t uid,
+				   char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+int dovekie_bridge_index_doc_append(struct dovekie_bridge_index *index,
+				    enum dovekie_bridge_index_field field,
+				    const void *data, size_t size,
+				    char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+int dovekie_bridge_index_doc_end(struct dovekie_bridge_index *index,
+				 char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+int dovekie_bridge_index_expunge(struct dovekie_bridge_index *index, uint32_t uid,
+				 char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+int dovekie_bridge_index_flush(struct dovekie_bridge_index *index,
+			       char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+/* add() is called per UID in ascending order. */
+int dovekie_bridge_index_lookup(struct dovekie_bridge_index *index,
+				enum dovekie_bridge_index_scope scope, const char *needle,
+				void (*add)(void *context, uint32_t uid, bool definite),
+				void *context, char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+int dovekie_bridge_index_reset(struct dovekie_bridge_index *index,
+			       char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+int dovekie_bridge_index_optimize(struct dovekie_bridge_index *index,
+				  char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+
 #endif

@@ -46,7 +46,10 @@ test_host_kv_set (gpointer data, const gchar *module, const gchar *key, const gc
       return FALSE;
     }
   if (value == NULL)
-    g_hash_table_remove (host->kv, g_strconcat (module, "/", key, NULL));
+    {
+      g_autofree gchar *full = g_strconcat (module, "/", key, NULL);
+      g_hash_table_remove (host->kv, full);
+    }
   else
     g_hash_table_insert (host->kv, g_strconcat (module, "/", key, NULL), g_strdup (value));
   return TRUE;

@@ -1,0 +1,78 @@
+/* The "retention" service: what the retention module offers the host's
+ * POP3 session code and expiry job (see doc/retention.md).
+ *
+ * A host looks it up with dovekie_loader_service (loader, "retention", &ctx)
+ * and calls every function with that ctx. All functions are non-NULL.
+ * UIDs are INBOX UIDs; the module keeps its state per user with the
+ * host's kv store.
+ */
+#ifndef DOVEKIE_RETENTION_H
+#define DOVEKIE_RETENTION_H
+
+#include <glib.h>
+
+#include "dovekie/module.h"
+
+G_BEGIN_DECLS
+
+#define DOVEKIE_RETENTION_SERVICE "retention"
+
+/* Why the policy lets a message go. */
+typedef enum {
+  DOVEKIE_RETENTION_KEEP = 0,     /* not expunged */
+  DOVEKIE_RETENTION_EXPIRED,      /* retention days after the first download are over */
+  DOVEKIE_RETENTION_MAX_AGE,      /* older than the absolute maximum age */
+  DOVEKIE_RETENTION_QUOTA,        /* over the quota threshold; oldest download first */
+} DovekieRetentionReason;
+
+/* One INBOX message, as the host sees it. */
+typedef struct {
+  guint32 uid;
+  gint64 saved; /* save (delivery) time, Unix seconds; -1 if unknown */
+  gint64 size;  /* physical size in bytes; -1 if unknown */
+} DovekieRetentionMessage;
+
+typedef struct {
+  /* The keyword that marks a message hidden from every POP3 view (the
+   * host uses it as the session's pop3_deleted_flag). Valid until deinit. */
+  const gchar *(*hide_keyword) (DovekieContext *ctx);
+  /* POP3 listing: TRUE hides message `uid` from this session. Called once
+   * per message while the host builds the session's message list. */
+  gboolean (*pop3_hidden) (DovekieContext *ctx, guint32 uid);
+  /* The session ended with QUIT (never called for a dropped session).
+   * `retrieved`: UIDs the client RETRieved; `deleted`: UIDs it DELEd.
+   * The module records them, then appends to `hide_uids` (guint32) the
+   * UIDs the host must mark with hide_keyword. FALSE with `error` if the
+   * state could not be stored; nothing was then recorded for sure. */
+  gboolean (*pop3_quit) (DovekieContext *ctx, const guint32 *retrieved, guint n_retrieved,
+                         const guint32 *deleted, guint n_deleted, GArray *hide_uids,
+                         GError **error);
+  /* The expiry plan for the whole INBOX (`messages`, all of them, in any
+   * order): sets reasons[i] for messages[i]. quota_limit 0 means unknown.
+   * Until `done` is called, the module's expunge hook allows exactly the
+   * planned messages. Records of UIDs not in `messages` are dropped. */
+  gboolean (*plan) (DovekieContext *ctx, const DovekieRetentionMessage *messages, guint n,
+                    guint64 quota_used, guint64 quota_limit, DovekieRetentionReason *reasons,
+                    GError **error);
+  /* The host has expunged `uids` (a subset of the plan; n may be 0 after a
+   * dry run). Drops their records and ends the plan. */
+  void (*done) (DovekieContext *ctx, const guint32 *uids, guint n);
+} DovekieRetentionService;
+
+/* "keep", "expired", "max-age", "quota". */
+static inline const gchar *
+dovekie_retention_reason_name (DovekieRetentionReason reason)
+{
+  switch (reason)
+    {
+    case DOVEKIE_RETENTION_EXPIRED: return "expired";
+    case DOVEKIE_RETENTION_MAX_AGE: return "max-age";
+    case DOVEKIE_RETENTION_QUOTA: return "quota";
+    case DOVEKIE_RETENTION_KEEP: break;
+    }
+  return "keep";
+}
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,449 @@
+/* dovekie antivirus module: scans saved, delivered and read mail with
+ * ClamAV (clamd, or libclamav in-process) and turns the verdict into the
+ * configured action.
+ *
+ * Flow for one message:
+ *   1. read it once: SHA-256 and size (and the bytes, for libclamav);
+ *   2. over dovekie_av_max_size: dovekie_av_over_size decides;
+ *   3. the verdict cache (kv "v/<sha256>") answers if it holds a verdict
+ *      made with the current signature-DB version;
+ *   4. else scan, and store the verdict;
+ *   5. infected: APPEND/COPY/read are refused with the signature name,
+ *      LMTP follows dovekie_av_action; a scanner failure follows
+ *      dovekie_av_on_error.
+ * Every scan and every failure is logged once.
+ */
+#include "dovekie-config.h"
+
+#include <string.h>
+
+#include <gmodule.h>
+
+#include "dovekie/module.h"
+#include "dovekie-av.h"
+#include "dovekie-av-cache.h"
+#include "dovekie-av-clamd.h"
+#include "dovekie-av-engine.h"
+
+static const gchar *const engine_choices[] = { "clamd", "libclamav", NULL };
+static const gchar *const action_choices[] = { "reject", NULL };
+static const gchar *const on_error_choices[] = { "tempfail", "accept", NULL };
+static const gchar *const over_size_choices[] = { "accept-and-log", "tempfail", "reject", NULL };
+static const gchar *const on_read_choices[] = { "off", "unscanned", "always", NULL };
+
+static const DovekieSettingDef av_settings[] = {
+  { "dovekie_av_engine", DOVEKIE_SETTING_ENUM, "clamd", 0, 0, engine_choices,
+    "scanner: clamd (online default) or libclamav (in-process; small DBs, jobs)" },
+  { "dovekie_av_clamd", DOVEKIE_SETTING_STRING, "unix:/var/run/clamav/clamd.ctl", 0, 4096, NULL,
+    "clamd servers tried in order: unix:/path and tcp:HOST:PORT, space-separated" },
+  { "dovekie_av_connect_timeout_msecs", DOVEKIE_SETTING_UINT, "2000", 1, 60000, NULL,
+    "time to connect to one clamd server, in milliseconds" },
+  { "dovekie_av_scan_timeout_msecs", DOVEKIE_SETTING_UINT, "60000", 1, 3600000, NULL,
+    "time for one clamd server to take a message and answer, in milliseconds" },
+  { "dovekie_av_max_size", DOVEKIE_SETTING_SIZE, "25M", 1, G_GUINT64_CONSTANT (1) << 30, NULL,
+    "largest message scanned; larger ones follow dovekie_av_over_size" },
+  { "dovekie_av_over_size", DOVEKIE_SETTING_ENUM, "accept-and-log", 0, 0, over_size_choices,
+    "message over dovekie_av_max_size: accept-and-log, tempfail or reject" },
+  { "dovekie_av_action", DOVEKIE_SETTING_ENUM, "reject", 0, 0, action_choices,
+    "infected LMTP delivery: reject (550 5.7.1 with the signature name)" },
+  { "dovekie_av_on_error", DOVEKIE_SETTING_ENUM, "tempfail", 0, 0, on_error_choices,
+    "scanner unavailable, timed out or unparsable: tempfail (retry later) or accept (logged)" },
+  { "dovekie_av_scan_on_read", DOVEKIE_SETTING_ENUM, "unscanned", 0, 0, on_read_choices,
+    "scan on FETCH/RETR/TOP: off, unscanned (not yet judged with the current DB) or always" },
+  { "dovekie_av_cache", DOVEKIE_SETTING_BOOL, "yes", 0, 0, NULL,
+    "keep verdicts per message digest and DB version in the user's mailbox attributes" },
+  { "dovekie_av_db_check_interval", DOVEKIE_SETTING_UINT, "60", 0, 86400, NULL,
+    "seconds between checks of the signature-DB version (clamd VERSION, libclamav reload)" },
+  { "dovekie_av_libclamav_db", DOVEKIE_SETTING_STRING, "/var/lib/clamav", 1, 4096, NULL,
+    "libclamav only: signature database directory" },
+  { "dovekie_av_max_scansize", DOVEKIE_SETTING_SIZE, "100M", 1, G_GUINT64_CONSTANT (4) << 30, NULL,
+    "libclamav only: data scanned per message, unpacked containers included" },
+  { "dovekie_av_max_filesize", DOVEKIE_SETTING_SIZE, "25M", 1, G_GUINT64_CONSTANT (4) << 30, NULL,
+    "libclamav only: largest single file (attachment, archive member) scanned" },
+  { "dovekie_av_max_recursion", DOVEKIE_SETTING_UINT, "16", 1, 64, NULL,
+    "libclamav only: container nesting depth" },
+  { "dovekie_av_max_files", DOVEKIE_SETTING_UINT, "10000", 1, 1000000, NULL,
+    "libclamav only: files scanned inside one message" },
+  { "dovekie_av_max_scantime_msecs", DOVEKIE_SETTING_UINT, "120000", 1, 3600000, NULL,
+    "libclamav only: time spent on one message, in milliseconds" },
+  { NULL, 0, NULL, 0, 0, NULL, NULL },
+};
+
+static const gchar *const save_origin_names[] = { "append", "copy", "delivery" };
+static const gchar *const read_origin_names[] = { "fetch", "pop3", "other" };
+
+#define REASON_UNAVAILABLE "Virus scanner unavailable, try again later"
+#define REASON_TOO_BIG "Message too large to be scanned for viruses"
+
+typedef struct {
+  DovekieAvClamd *clamd; /* NULL with libclamav */
+  gchar *version;        /* last DB version seen */
+  gint64 version_at;     /* when, in host seconds */
+  gboolean kv_warned;    /* a kv failure was logged already */
+} AvUser;
+
+/* What a scan of one message came to. */
+typedef struct {
+  guint8 digest[DOVEKIE_AV_DIGEST_LEN];
+  guint64 size;
+  gboolean too_big;
+  DovekieAvStatus status;
+  gchar *signature;
+  gboolean cached;
+} AvScan;
+
+static void
+av_scan_clear (AvScan *scan)
+{
+  g_clear_pointer (&scan->signature, g_free);
+}
+
+/* ---- reading the message ---- */
+
+typedef struct {
+  DovekieContext *ctx;
+  DovekieMessage *msg;
+} MessageReader;
+
+static gssize
+message_read (gpointer data, guint8 *buf, gsize len, GError **error)
+{
+  MessageReader *r = data;
+  return r->ctx->api->read (r->msg, buf, len, error);
+}
+
+static gboolean
+message_rewind (gpointer data, GError **error)
+{
+  MessageReader *r = data;
+  return r->ctx->api->rewind (r->msg, error);
+}
+
+/* ---- module lifecycle ---- */
+
+static gboolean
+av_uses_libclamav (DovekieContext *ctx)
+{
+  return g_str_equal (ctx->api->get_string (ctx, "dovekie_av_engine"), "libclamav");
+}
+
+static gboolean
+av_init (DovekieContext *ctx, GError **error)
+{
+  AvUser *user = g_new0 (AvUser, 1);
+
+  if (!av_uses_libclamav (ctx))
+    {
+      user->clamd = dovekie_av_clamd_new (
+        ctx->api->get_string (ctx, "dovekie_av_clamd"),
+        (guint) ctx->api->get_uint (ctx, "dovekie_av_connect_timeout_msecs"),
+        (guint) ctx->api->get_uint (ctx, "dovekie_av_scan_timeout_msecs"), error);
+      if (user->clamd == NULL)
+        {
+          g_free (user);
+          return FALSE;
+        }
+    }
+  ctx->module_data = user;
+  return TRUE;
+}
+
+static void
+av_deinit (DovekieContext *ctx)
+{
+  AvUser *user = ctx->module_data;
+
+  dovekie_av_clamd_free (user->clamd);
+  g_free (user->version);
+  g_free (user);
+  ctx->module_data = NULL;
+}
+
+static void
+av_limits (DovekieContext *ctx, DovekieAvLimits *limits)
+{
+  memset (limits, 0, sizeof (*limits));
+  limits->max_scansize = ctx->api->get_uint (ctx, "dovekie_av_max_scansize");
+  limits->max_filesize = ctx->api->get_uint (ctx, "dovekie_av_max_filesize");
+  limits->max_recursion = (guint32) ctx->api->get_uint (ctx, "dovekie_av_max_recursion");
+  limits->max_files = (guint32) ctx->api->get_uint (ctx, "dovekie_av_max_files");
+  limits->max_scantime_ms = (guint32) ctx->api->get_uint (ctx, "dovekie_av_max_scantime_msecs");
+}
+
+static gboolean
+av_prepare_libclamav (DovekieContext *ctx, GError **error)
+{
+  DovekieAvLimits limits;
+  g_autofree gchar *notice = NULL;
+  gboolean ok;
+
+  av_limits (ctx, &limits);
+  ok = dovekie_av_engine_prepare (ctx->api->get_string (ctx, "dovekie_av_libclamav_db"), &limits,
+                                  (guint) ctx->api->get_uint (ctx, "dovekie_av_db_check_interval"),
+                                  &notice, error);
+  if (notice != NULL)
+    dovekie_log (ctx, DOVEKIE_LOG_INFO, "%s", notice);
+  return ok;
+}
+
+/* The current signature-DB version, asked for at most every
+ * dovekie_av_db_check_interval seconds. */
+static gboolean
+av_db_version (DovekieContext *ctx, AvUser *user, const gchar **version_r, GError **error)
+{
+  gint64 now = ctx->api->now (ctx);
+  guint64 interval = ctx->api->get_uint (ctx, "dovekie_av_db_check_interval");
+
+  if (user->clamd == NULL)
+    {
+      if (!av_prepare_libclamav (ctx, error))
+        return FALSE;
+      g_free (user->version);
+      user->version = dovekie_av_engine_version ();
+    }
+  else if (user->version == NULL || now < user->version_at ||
+           (guint64) (now - user->version_at) >= interval)
+    {
+      gchar *version = NULL;
+      if (!dovekie_av_clamd_version (user->clamd, &version, error))
+        return FALSE;
+      if (user->version != NULL && !g_str_equal (user->version, version))
+        dovekie_log (ctx, DOVEKIE_LOG_INFO, "signature DB version changed: %s -> %s",
+                     user->version, version);
+      g_free (user->version);
+      user->version = version;
+      user->version_at = now;
+    }
+  *version_r = user->version;
+  return TRUE;
+}
+
+/* ---- the cache ---- */
+
+static void
+av_kv_failed (DovekieContext *ctx, AvUser *user, const gchar *what, const GError *error)
+{
+  if (user->kv_warned)
+    return;
+  user->kv_warned = TRUE;
+  dovekie_log (ctx, DOVEKIE_LOG_WARNING, "verdict cache unavailable (%s: %s); scanning without it",
+               what, error->message);
+}
+
+static gboolean
+av_cache_lookup (DovekieContext *ctx, AvUser *user, const gchar *key, const gchar *version,
+                 AvScan *scan)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree gchar *value = NULL;
+  g_autofree gchar *stored_version = NULL;
+  gchar *signature = NULL;
+  DovekieAvStatus status;
+
+  if (!ctx->api->kv_get (ctx, key, &value, &error))
+    {
+      av_kv_failed (ctx, user, "read", error);
+      return FALSE;
+    }
+  if (value == NULL)
+    return FALSE;
+  if (!dovekie_av_cache_parse (value, &stored_version, &status, &signature))
+    {
+      dovekie_log (ctx, DOVEKIE_LOG_WARNING, "ignoring malformed cache record %s", key);
+      return FALSE;
+    }
+  if (!g_str_equal (stored_version, version))
+    {
+      g_free (signature);
+      return FALSE;
+    }
+  scan->status = status;
+  scan->signature = signature;
+  scan->cached = TRUE;
+  return TRUE;
+}
+
+static void
+av_cache_store (DovekieContext *ctx, AvUser *user, const gchar *key, const gchar *version,
+                const AvScan *scan)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree gchar *value = dovekie_av_cache_format (version, scan->status, scan->signature);
+
+  if (!ctx->api->kv_set (ctx, key, value, &error))
+    av_kv_failed (ctx, user, "write", error);
+}
+
+/* ---- judging one message ---- */
+
+/* Scans (or looks up) one message. FALSE with `error`: DOVEKIE_ERROR_IO
+ * when the message could not be read, anything else is a scanner failure. */
+static gboolean
+av_scan_message (DovekieContext *ctx, DovekieMessage *msg, gboolean use_cache, AvScan *scan,
+                 GError **error)
+{
+  AvUser *user = ctx->module_data;
+  MessageReader mr = { ctx, msg };
+  DovekieAvReader reader = { message_read, message_rewind, &mr };
+  guint64 max_size = ctx->api->get_uint (ctx, "dovekie_av_max_size");
+  g_autoptr (GByteArray) bytes = user->clamd == NULL ? g_byte_array_new () : NULL;
+  g_autofree gchar *key = NULL;
+  const gchar *version = NULL;
+
+  if (!dovekie_av_digest (&reader, max_size, scan->digest, &scan->size, &scan->too_big, bytes,
+                          error))
+    return FALSE;
+  if (scan->too_big)
+    return TRUE;
+  if (ctx->api->get_bool (ctx, "dovekie_av_cache"))
+    {
+      if (!av_db_version (ctx, user, &version, error))
+        return FALSE;
+      key = dovekie_av_cache_key (scan->digest);
+      if (use_cache && av_cache_lookup (ctx, user, key, version, scan))
+        return TRUE;
+    }
+  if (user->clamd != NULL)
+    {
+      if (!message_rewind (&mr, error) ||
+          !dovekie_av_clamd_scan (user->clamd, &reader, max_size, &scan->status, &scan->signature,
+                                  error))
+        return FALSE;
+    }
+  else
+    {
+      if (!av_prepare_libclamav (ctx, error) ||
+          !dovekie_av_engine_scan (bytes->data, bytes->len, &scan->status, &scan->signature,
+                                   error))
+        return FALSE;
+    }
+  if (key != NULL)
+    av_cache_store (ctx, user, key, version, scan);
+  return TRUE;
+}
+
+static const gchar *
+av_engine_name (DovekieContext *ctx)
+{
+  AvUser *user = ctx->module_data;
+  return user->clamd != NULL ? dovekie_av_clamd_server (user->clamd) : "libclamav";
+}
+
+/* Runs one message through the scanner and the policy. `origin` names
+ * the event in the log. On TRUE the verdict is set; FALSE only when the
+ * message itself could not be read. */
+static gboolean
+av_judge (DovekieContext *ctx, const gchar *origin, gboolean delivery, gboolean use_cache,
+          const DovekieMessageInfo *info, DovekieMessage *msg, DovekieVerdict *verdict,
+          GError **error)
+{
+  AvScan scan;
+  g_autoptr (GError) local = NULL;
+  gchar digest_hex[17];
+
+  memset (&scan, 0, sizeof (scan));
+  if (!av_scan_message (ctx, msg, use_cache, &scan, &local))
+    {
+      const gchar *on_error = ctx->api->get_string (ctx, "dovekie_av_on_error");
+      av_scan_clear (&scan);
+      if (local->code == DOVEKIE_ERROR_IO)
+        {
+          g_propagate_error (error, g_steal_pointer (&local));
+          return FALSE;
+        }
+      if (g_str_equal (on_error, "accept"))
+        {
+          dovekie_log (ctx, DOVEKIE_LOG_WARNING,
+                       "scan origin=%s mailbox=%s uid=%u result=error action=accept error=%s",
+                       origin, info->mailbox, info->uid, local->message);
+          return TRUE;
+        }
+      dovekie_log (ctx, DOVEKIE_LOG_ERROR,
+                   "scan origin=%s mailbox=%s uid=%u result=error action=tempfail error=%s",
+                   origin, info->mailbox, info->uid, local->message);
+      dovekie_verdict_set (verdict, DOVEKIE_VERDICT_TEMPFAIL, REASON_UNAVAILABLE);
+      return TRUE;
+    }
+  if (scan.too_big)
+    {
+      const gchar *policy = ctx->api->get_string (ctx, "dovekie_av_over_size");
+      dovekie_log (ctx, DOVEKIE_LOG_WARNING,
+                   "scan origin=%s mailbox=%s uid=%u result=too-big size>%" G_GUINT64_FORMAT
+                   " action=%s", origin, info->mailbox, info->uid,
+                   ctx->api->get_uint (ctx, "dovekie_av_max_size"), policy);
+      if (g_str_equal (policy, "reject"))
+        dovekie_verdict_set (verdict, DOVEKIE_VERDICT_REJECT, REASON_TOO_BIG);
+      else if (g_str_equal (policy, "tempfail"))
+        dovekie_verdict_set (verdict, DOVEKIE_VERDICT_TEMPFAIL, REASON_TOO_BIG);
+      return TRUE;
+    }
+
+  for (guint i = 0; i < 8; i++)
+    g_snprintf (digest_hex + 2 * i, 3, "%02x", scan.digest[i]);
+  if (scan.status == DOVEKIE_AV_INFECTED)
+    {
+      g_autofree gchar *reason =
+        g_strdup_printf ("Message rejected: virus %s found", scan.signature);
+      /* Only "reject" exists for deliveries so far; see dovekie_av_action. */
+      (void) delivery;
+      dovekie_verdict_set (verdict, DOVEKIE_VERDICT_REJECT, reason);
+    }
+  dovekie_log (ctx, scan.status == DOVEKIE_AV_INFECTED ? DOVEKIE_LOG_WARNING : DOVEKIE_LOG_INFO,
+               "scan origin=%s mailbox=%s uid=%u size=%" G_GUINT64_FORMAT
+               " sha256=%s result=%s%s%s engine=%s cached=%s", origin, info->mailbox, info->uid,
+               scan.size, digest_hex,
+               scan.status == DOVEKIE_AV_INFECTED ? "infected" : "clean",
+               scan.status == DOVEKIE_AV_INFECTED ? " signature=" : "",
+               scan.status == DOVEKIE_AV_INFECTED ? scan.signature : "",
+               scan.cached ? "cache" : av_engine_name (ctx), scan.cached ? "yes" : "no");
+  av_scan_clear (&scan);
+  return TRUE;
+}
+
+static gboolean
+av_save (DovekieContext *ctx, DovekieSaveOrigin origin, const DovekieMessageInfo *info,
+         DovekieMessage *msg, DovekieVerdict *verdict, GError **error)
+{
+  return av_judge (ctx, save_origin_names[origin], origin == DOVEKIE_ORIGIN_DELIVERY, TRUE, info,
+                   msg, verdict, error);
+}
+
+static gboolean
+av_read (DovekieContext *ctx, DovekieReadOrigin origin, const DovekieMessageInfo *info,
+         DovekieMessage *msg, DovekieVerdict *verdict, GError **error)
+{
+  const gchar *when = ctx->api->get_string (ctx, "dovekie_av_scan_on_read");
+
+  if (g_str_equal (when, "off"))
+    return TRUE;
+  return av_judge (ctx, read_origin_names[origin], FALSE, g_str_equal (when, "unscanned"), info,
+                   msg, verdict, error);
+}
+
+/* GModule calls this when the module is loaded: the module stays loaded
+ * for the life of the process, so a libclamav engine is built once per
+ * process, not once per user session. */
+G_MODULE_EXPORT const gchar *g_module_check_init (GModule *module);
+
+G_MODULE_EXPORT const gchar *
+g_module_check_init (GModule *module)
+{
+  g_module_make_resident (module);
+  return NULL;
+}
+
+G_MODULE_EXPORT const DovekieModule dovekie_module = {
+  .abi = DOVEKIE_MODULE_ABI,
+  .name = "antivirus",
+  .version = PACKAGE_VERSION,
+  .description = "scans delivered, saved, copied and read mail with ClamAV",
+  .settings = av_settings,
+  .services = NULL,
+  .init = av_init,
+  .deinit = av_deinit,
+  .save = av_save,
+  .read = av_read,
+  .expunge = NULL,
+  .pop3_start = NULL,
+  .pop3_end = NULL,
+};

@@ -1,0 +1,70 @@
+/* dovekie-retention: the per-message state record and its strict parser.
+ *
+ * One record per INBOX message (by UID) holds, for every POP3 client
+ * identity that touched the message, the time of its first download (RETR
+ * followed by QUIT) and whether it DELEd the message (then QUIT). The text
+ * form, stored as a per-user key-value entry, is
+ *
+ *   "1" ( " " ID ":" TIME ":" FLAG )*
+ *
+ *   ID    "*" (the shared identity) or 1..32 of [A-Za-z0-9._-]
+ *   TIME  Unix seconds, decimal, no sign, no leading zero, 0..DOVEKIE_RETENTION_TIME_MAX;
+ *         0 means "never downloaded"
+ *   FLAG  "-" or "d" (DELEd)
+ *
+ * Records are untrusted bytes (another process or a replica may have
+ * written them): the parser accepts exactly this grammar and nothing else,
+ * at most DOVEKIE_RETENTION_RECORD_MAX bytes and DOVEKIE_RETENTION_CLIENTS_MAX
+ * identities, no identity twice, no entry that says nothing (0 and "-").
+ */
+#ifndef DOVEKIE_RETENTION_RECORD_H
+#define DOVEKIE_RETENTION_RECORD_H
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define DOVEKIE_RETENTION_ID_MAX 32
+#define DOVEKIE_RETENTION_CLIENTS_MAX 64
+#define DOVEKIE_RETENTION_RECORD_MAX 4096
+/* 9999-12-31T23:59:59Z */
+#define DOVEKIE_RETENTION_TIME_MAX G_GINT64_CONSTANT (253402300799)
+#define DOVEKIE_RETENTION_SHARED_ID "*"
+
+typedef struct {
+  gchar id[DOVEKIE_RETENTION_ID_MAX + 1];
+  gint64 downloaded; /* first download by this identity, 0 = never */
+  gboolean deleted;  /* this identity DELEd it (and said QUIT) */
+} DovekieRetentionClient;
+
+typedef struct {
+  guint n_clients;
+  DovekieRetentionClient clients[DOVEKIE_RETENTION_CLIENTS_MAX];
+} DovekieRetentionRecord;
+
+/* TRUE if `id` is "*" or 1..32 of [A-Za-z0-9._-]. */
+gboolean dovekie_retention_id_valid (const gchar *id);
+
+/* Parses `len` bytes of `text` (no NUL needed; a NUL byte is an error)
+ * into `record`. FALSE with `error` (DOVEKIE_ERROR_PROTOCOL) naming the
+ * first problem; `record` is then zeroed. */
+gboolean dovekie_retention_record_parse (const gchar *text, gsize len,
+                                         DovekieRetentionRecord *record, GError **error);
+
+/* The text form of `record`; g_free it. Always parses back equal. */
+gchar *dovekie_retention_record_format (const DovekieRetentionRecord *record);
+
+/* The entry of `id`, or NULL. With `create`, adds an empty entry when
+ * missing; NULL then only when the record is full or `id` is invalid. */
+DovekieRetentionClient *dovekie_retention_record_client (DovekieRetentionRecord *record,
+                                                         const gchar *id, gboolean create);
+
+/* The earliest download time of any identity, 0 if none downloaded it. */
+gint64 dovekie_retention_record_first_download (const DovekieRetentionRecord *record);
+
+/* TRUE if any identity DELEd the message. */
+gboolean dovekie_retention_record_deleted (const DovekieRetentionRecord *record);
+
+G_END_DECLS
+
+#endif
