@@ -48,6 +48,17 @@ DEFAULT_USERS = {"alice": {"password": "secret"}}
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
+
+# A sanitizer runtime to preload into every Dovecot process (and doveadm),
+# for a plugin and modules built with --enable-asan/--enable-ubsan: ASan
+# must be the first library loaded, and Dovecot's binaries are not
+# instrumented. tests/run sets it for its ASan pass. Reports go to files
+# in <tmp>/sanitizer/, which stop() turns into a test failure.
+SANITIZER_PRELOAD = os.environ.get("DOVEKIE_SANITIZER_PRELOAD", "")
+
+
+class SanitizerReport(AssertionError):
+    """A Dovecot process of this instance wrote a sanitizer report."""
 CLIENT_TIMEOUT = 15.0
 
 # Characters that would break a passwd-file line or Dovecot's config syntax.
@@ -222,8 +233,45 @@ class PrivateDovecot:
             raise
         return self
 
+    def _sanitizer_env(self) -> dict[str, str]:
+        """Environment for processes that load the plugin, or {}."""
+        if not SANITIZER_PRELOAD:
+            return {}
+        logs = self.tmpdir / "sanitizer" / "report"
+        # Dovecot's own leaks at exit are not ours to judge; unit tests
+        # check our leaks under valgrind and LeakSanitizer.
+        return {
+            "LD_PRELOAD": SANITIZER_PRELOAD,
+            "ASAN_OPTIONS": f"detect_leaks=0:abort_on_error=1:log_path={logs}",
+            "UBSAN_OPTIONS": f"print_stacktrace=1:halt_on_error=1:log_path={logs}",
+        }
+
+    def sanitizer_reports(self) -> list[str]:
+        """Texts of the sanitizer reports written so far."""
+        if self.tmpdir is None or not (self.tmpdir / "sanitizer").is_dir():
+            return []
+        return [f.read_text(errors="replace")
+                for f in sorted((self.tmpdir / "sanitizer").iterdir())]
+
     def stop(self) -> None:
-        """Stop Dovecot (SIGTERM, then SIGKILL) and clean up; idempotent."""
+        """Stop Dovecot (SIGTERM, then SIGKILL) and clean up; idempotent.
+
+        Raises SanitizerReport if a process wrote a sanitizer report."""
+        reports = []
+        if self._finalizer is not None and self._finalizer.alive:
+            # Stop first, so the processes' last words are on disk.
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                pass
+            reports = self.sanitizer_reports()
+        self._stop_and_clean()
+        if reports:
+            raise SanitizerReport("sanitizer report(s) from Dovecot processes:\n"
+                                  + "\n".join(reports))
+
+    def _stop_and_clean(self) -> None:
         if self._finalizer is not None:
             self._finalizer()  # runs _stop_master at most once
         elif self.tmpdir is not None and not self.keep_tmp:
@@ -418,8 +466,22 @@ plugin {{
 {plugin_block}
 }}
 
+{self._sanitizer_conf()}
 {self.extra_conf}
 """
+
+    def _sanitizer_conf(self) -> str:
+        env = self._sanitizer_env()
+        if not env:
+            return ""
+        sandir = self.tmpdir / "sanitizer"
+        sandir.mkdir(exist_ok=True)
+        os.chmod(sandir, 0o1777)  # mail processes run as the mail uid
+        pairs = " ".join(f"{k}={v}" for k, v in env.items())
+        # ASan reserves terabytes of address space for its shadow memory:
+        # Dovecot's vsz_limit (256M) would kill every process at start.
+        return (f"import_environment = TZ CORE_OUTOFMEM CORE_ERROR {pairs}\n"
+                "default_vsz_limit = 0\n")
 
     def _launch(self) -> None:
         self._stderr_path = self.tmpdir / "dovecot.stderr"
@@ -542,9 +604,10 @@ plugin {{
     def doveadm(self, *args: str, check: bool = False
                 ) -> subprocess.CompletedProcess:
         """Run `doveadm -c <conf> ARGS...` and return the result (text)."""
+        env = dict(os.environ, **self._sanitizer_env())
         return subprocess.run(["doveadm", "-c", str(self.config_path), *args],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, check=check, timeout=60)
+                              text=True, check=check, timeout=60, env=env)
 
     # ------------------------------------------------------------------
     # Log access
