@@ -25,3 +25,23 @@ AC_DEFUN([DOVEKIE_WARNINGS], [
   AS_IF([test "x$enable_werror" = xyes], [WARN_CFLAGS="$WARN_CFLAGS -Werror"])
   AC_SUBST([WARN_CFLAGS])
 ])
+
+# DOVEKIE_LIBFUZZER: --enable-libfuzzer builds the fuzz targets in tests/fuzz
+# as libFuzzer binaries (needs CC=clang); they define no main() then.
+AC_DEFUN([DOVEKIE_LIBFUZZER], [
+  AC_ARG_ENABLE([libfuzzer],
+    [AS_HELP_STRING([--enable-libfuzzer], [build tests/fuzz targets for libFuzzer (CC=clang)])],
+    [], [enable_libfuzzer=no])
+  FUZZ_CFLAGS=""
+  FUZZ_LDFLAGS=""
+  AS_IF([test "x$enable_libfuzzer" = xyes], [
+    dnl Coverage feedback for all our code; libFuzzer's main() only in
+    dnl the fuzz programs.
+    CFLAGS="$CFLAGS -fsanitize=fuzzer-no-link"
+    FUZZ_CFLAGS="-DDOVEKIE_LIBFUZZER"
+    FUZZ_LDFLAGS="-fsanitize=fuzzer"
+  ])
+  AC_SUBST([FUZZ_CFLAGS])
+  AC_SUBST([FUZZ_LDFLAGS])
+  AM_CONDITIONAL([DOVEKIE_LIBFUZZER], [test "x$enable_libfuzzer" = xyes])
+])

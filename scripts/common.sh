@@ -11,6 +11,8 @@ DOVEKIE_APT_PACKAGES="
   dovecot-dev dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd
   clamav-daemon clamav-testfiles
   python3 python3-pytest valgrind
+  fetchmail
+  clang libclang-rt-14-dev
 "
 
 say() { printf '==> %s\n' "$*"; }
