@@ -18,11 +18,12 @@ const gchar *const dovekie_known_modules[] = {
 
 #define MODULE_NAME_MAX 64
 
-static const DovekieSettingDef loader_settings[] = {
+const DovekieSettingDef dovekie_loader_settings[] = {
   { DOVEKIE_SETTING_MODULES, DOVEKIE_SETTING_STRING, "", 0, 1024, NULL,
-    "space-separated module names, loaded and called in this order" },
+    "space-separated module names, loaded and called in this order; none loads nothing" },
   { DOVEKIE_SETTING_MODULE_DIR, DOVEKIE_SETTING_STRING, NULL, 0, 4096, NULL,
-    "directory holding the modules' .so files" },
+    "directory holding the modules' .so files (owner root or the mail user, "
+    "not group- or world-writable); unset: the packaged module directory" },
   { DOVEKIE_SETTING_CLOCK_OFFSET, DOVEKIE_SETTING_UINT, "0", 0, 100 * 366 * 86400ULL, NULL,
     "seconds added to the clock the modules see; for tests only" },
   { NULL, 0, NULL, 0, 0, NULL, NULL },
@@ -460,7 +461,7 @@ dovekie_loader_check_unknown (DovekieLoader *loader, GError **error)
   g_hash_table_iter_init (&iter, loader->settings);
   while (g_hash_table_iter_next (&iter, &key, NULL))
     {
-      gboolean known = declared_by (loader_settings, key);
+      gboolean known = declared_by (dovekie_loader_settings, key);
       for (guint i = 0; !known && i < loader->modules->len; i++)
         {
           LoadedModule *lm = g_ptr_array_index (loader->modules, i);
@@ -507,10 +508,10 @@ dovekie_loader_new (GHashTable *settings, const gchar *default_module_dir, const
           g_hash_table_insert (loader->settings, g_strdup (key), g_strdup (value));
     }
 
-  for (guint i = 0; loader_settings[i].name != NULL; i++)
+  for (guint i = 0; dovekie_loader_settings[i].name != NULL; i++)
     {
       g_autoptr (GError) error = NULL;
-      const DovekieSettingDef *def = &loader_settings[i];
+      const DovekieSettingDef *def = &dovekie_loader_settings[i];
       text = g_hash_table_lookup (loader->settings, def->name);
       if (!dovekie_setting_validate (def, text != NULL ? text : def->default_value,
                                      &number, &error))

@@ -33,6 +33,9 @@ typedef enum {
 #define DOVEKIE_SETTING_MODULE_DIR "dovekie_module_dir"
 #define DOVEKIE_SETTING_CLOCK_OFFSET "dovekie_test_clock_offset"
 
+/* The loader's own settings (NULL-name terminated). */
+extern const DovekieSettingDef dovekie_loader_settings[];
+
 /* Names of the modules dovekie ships; used to tell "unknown module" from
  * "module not installed". */
 extern const gchar *const dovekie_known_modules[];
