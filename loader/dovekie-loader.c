@@ -208,6 +208,42 @@ api_kv_foreach (DovekieContext *ctx, const gchar *prefix, DovekieKvFunc func, gp
   return host->kv_foreach (host->data, lm->module->name, prefix, func, data, error);
 }
 
+static gboolean
+event_name_valid (const gchar *name)
+{
+  if (*name == '\0' || strlen (name) > 64)
+    return FALSE;
+  for (const gchar *p = name; *p != '\0'; p++)
+    if (!g_ascii_islower (*p) && !g_ascii_isdigit (*p) && *p != '_')
+      return FALSE;
+  return TRUE;
+}
+
+static void
+api_emit (DovekieContext *ctx, const gchar *name, const gchar *const *fields)
+{
+  LoadedModule *lm = loaded_from_ctx (ctx);
+  const DovekieHost *host = &lm->loader->host;
+  guint n = 0;
+
+  if (!event_name_valid (name))
+    {
+      g_critical ("dovekie-%s: invalid event name '%.64s'", lm->module->name, name);
+      return;
+    }
+  while (fields != NULL && fields[n] != NULL)
+    {
+      if (fields[n + 1] == NULL || !event_name_valid (fields[n]))
+        {
+          g_critical ("dovekie-%s: event %s has a bad field list", lm->module->name, name);
+          return;
+        }
+      n += 2;
+    }
+  if (host->emit != NULL)
+    host->emit (host->data, lm->module->name, name, fields);
+}
+
 static const DovekieHostApi host_api = {
   .get_string = api_get_string,
   .get_uint = api_get_uint,
@@ -220,6 +256,7 @@ static const DovekieHostApi host_api = {
   .kv_get = api_kv_get,
   .kv_set = api_kv_set,
   .kv_foreach = api_kv_foreach,
+  .emit = api_emit,
 };
 
 /* ---- loading ---- */

@@ -39,7 +39,8 @@ new_loader (const gchar *first_key, ...)
 {
   g_autoptr (GHashTable) view = g_hash_table_new (g_str_hash, g_str_equal);
   DovekieHost h = { test_host_log, test_host_now, &host,
-                    test_host_kv_get, test_host_kv_set, test_host_kv_foreach };
+                    test_host_kv_get, test_host_kv_set, test_host_kv_foreach,
+                    test_host_emit };
   va_list args;
 
   va_start (args, first_key);
@@ -318,6 +319,24 @@ START_TEST (test_kv_refusals)
 }
 END_TEST
 
+START_TEST (test_emit)
+{
+  g_autoptr (DovekieLoader) loader = new_loader ("dovekie_modules", "good", NULL);
+  DovekieContext *ctx = dovekie_loader_context (loader, "good");
+  const gchar *fields[] = { "verdict", "clean", "bytes", "123", NULL };
+  const gchar *odd[] = { "verdict", NULL };
+  const gchar *bad_key[] = { "Bad Key", "x", NULL };
+
+  ctx->api->emit (ctx, "dovekie_good_scanned", fields);
+  ck_assert_uint_eq (test_host_count (&host, "V good: dovekie_good_scanned verdict=clean bytes=123"), 1);
+  /* Malformed events are dropped, never passed to the host. */
+  ctx->api->emit (ctx, "Not-A-Name", fields);
+  ctx->api->emit (ctx, "dovekie_good_x", odd);
+  ctx->api->emit (ctx, "dovekie_good_y", bad_key);
+  ck_assert_uint_eq (test_host_count (&host, "V good:"), 1);
+}
+END_TEST
+
 static DovekieVerdictKind
 save_text (DovekieLoader *loader, const gchar *text, gchar **reason_r)
 {
@@ -423,6 +442,7 @@ loader_suite (void)
     { "dispatch_expunge", test_dispatch_expunge },
     { "no_modules", test_no_modules },
     { "kv", test_kv },
+    { "emit", test_emit },
     { "kv_refusals", test_kv_refusals },
   };
   for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)

@@ -96,6 +96,13 @@ bridge_kv_foreach (gpointer data, const gchar *module, const gchar *prefix, Dove
   return TRUE;
 }
 
+static void
+bridge_emit (gpointer data, const gchar *module, const gchar *name, const gchar *const *fields)
+{
+  struct dovekie_bridge *bridge = data;
+  bridge->host.emit (bridge->host.context, module, name, fields);
+}
+
 static gssize
 source_read (gpointer data, guint8 *buf, gsize len, GError **error)
 {
@@ -143,7 +150,7 @@ dovekie_bridge_create (const char *const *settings, const char *default_module_d
 {
   struct dovekie_bridge *bridge = g_new0 (struct dovekie_bridge, 1);
   g_autoptr (GHashTable) view = g_hash_table_new (g_str_hash, g_str_equal);
-  DovekieHost loader_host = { bridge_log, bridge_now, bridge, NULL, NULL, NULL };
+  DovekieHost loader_host = { bridge_log, bridge_now, bridge, NULL, NULL, NULL, NULL };
 
   bridge->host = *host;
   if (host->kv_get != NULL && host->kv_set != NULL && host->kv_iter != NULL)
@@ -152,6 +159,8 @@ dovekie_bridge_create (const char *const *settings, const char *default_module_d
       loader_host.kv_set = bridge_kv_set;
       loader_host.kv_foreach = bridge_kv_foreach;
     }
+  if (host->emit != NULL)
+    loader_host.emit = bridge_emit;
   for (guint i = 0; settings != NULL && settings[i] != NULL && settings[i + 1] != NULL; i += 2)
     g_hash_table_insert (view, (gpointer) settings[i], (gpointer) settings[i + 1]);
   bridge->loader = dovekie_loader_new (view, default_module_dir, &loader_host);

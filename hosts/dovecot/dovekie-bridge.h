@@ -64,6 +64,10 @@ struct dovekie_bridge_host {
 	int (*kv_iter)(void *context, const char *module, const char *prefix,
 		       dovekie_bridge_kv_func_t *func, void *func_context,
 		       const char **error_r);
+	/* A module's event: name and fields (key, value, ..., NULL) are
+	   checked by the loader. May be NULL. */
+	void (*emit)(void *context, const char *module, const char *name,
+		     const char *const *fields);
 };
 
 /* A message's bytes. read() returns bytes read, 0 at the end, or -1 with

@@ -4,6 +4,7 @@
 #include "array.h"
 #include "hash.h"
 #include "str.h"
+#include "strnum.h"
 #include "mail-user.h"
 #include "mail-storage-settings.h"
 #include "mail-storage-hooks.h"
@@ -66,6 +67,30 @@ dovekie_host_log(void *context, enum dovekie_bridge_level level,
 		e_error(event, "%s", message);
 		break;
 	}
+}
+
+/* Module counters become named events: Dovecot's stats service can count
+   them (metric { filter = event=dovekie_av_scan_finished }) and export
+   them over OpenMetrics. They are sent at debug level, so they cost
+   nothing unless a filter or mail_debug asks for them. */
+static void
+dovekie_host_emit(void *context, const char *module, const char *name,
+		  const char *const *fields)
+{
+	struct dovekie_user *duser = context;
+	struct event_passthrough *e;
+	unsigned int i;
+	uintmax_t number;
+
+	e = event_create_passthrough(dovekie_module_event(duser, module))->
+		set_name(name);
+	for (i = 0; fields != NULL && fields[i] != NULL; i += 2) {
+		if (str_to_uintmax(fields[i + 1], &number) == 0)
+			e->add_int(fields[i], (intmax_t)number);
+		else
+			e->add_str(fields[i], fields[i + 1]);
+	}
+	e_debug(e->event(), "event %s", name);
 }
 
 static int64_t dovekie_host_now(void *context ATTR_UNUSED)
@@ -153,6 +178,7 @@ static void dovekie_mail_user_created(struct mail_user *user)
 	host.kv_get = dovekie_kv_get;
 	host.kv_set = dovekie_kv_set;
 	host.kv_iter = dovekie_kv_iter;
+	host.emit = dovekie_host_emit;
 	T_BEGIN {
 		duser->bridge = dovekie_bridge_create(dovekie_user_settings(user),
 						      DOVEKIE_MODULEDIR, &host);

@@ -58,6 +58,9 @@ typedef struct {
                       GError **error);
   gboolean (*kv_foreach) (gpointer data, const gchar *module, const gchar *prefix,
                           DovekieKvFunc func, gpointer func_data, GError **error);
+  /* May be NULL: events are then dropped. Name and fields are checked. */
+  void (*emit) (gpointer data, const gchar *module, const gchar *name,
+                const gchar *const *fields);
 } DovekieHost;
 
 /* The limits of kv keys and values. */

@@ -134,6 +134,13 @@ typedef struct {
   gboolean (*kv_foreach)(DovekieContext *ctx, const gchar *prefix,
                          gboolean (*func)(const gchar *key, const gchar *value, gpointer data),
                          gpointer data, GError **error);
+
+  /* Emits a named event with fields, for counters and metrics (the
+   * Dovecot host sends it as an event with category "dovekie", which
+   * Dovecot's stats service can count and export). `name` is
+   * [a-z0-9_]+ and should start with "dovekie_"; `fields` is key, value,
+   * ..., NULL; a value made only of digits becomes a number field. */
+  void (*emit)(DovekieContext *ctx, const gchar *name, const gchar *const *fields);
 } DovekieHostApi;
 
 /* The part of a context a module may touch. */
@@ -210,6 +217,25 @@ dovekie_log (DovekieContext *ctx, DovekieLogLevel level, const gchar *format, ..
   message = g_strdup_vprintf (format, args);
   va_end (args);
   ctx->api->log (ctx, level, message);
+}
+
+/* dovekie_emit (ctx, "dovekie_av_scan_finished", "verdict", "clean", NULL) */
+static inline void
+dovekie_emit (DovekieContext *ctx, const gchar *name, ...) G_GNUC_NULL_TERMINATED;
+
+static inline void
+dovekie_emit (DovekieContext *ctx, const gchar *name, ...)
+{
+  g_autoptr (GPtrArray) fields = g_ptr_array_new ();
+  va_list args;
+  const gchar *s;
+
+  va_start (args, name);
+  while ((s = va_arg (args, const gchar *)) != NULL)
+    g_ptr_array_add (fields, (gpointer) s);
+  va_end (args);
+  g_ptr_array_add (fields, NULL);
+  ctx->api->emit (ctx, name, (const gchar *const *) fields->pdata);
 }
 
 static inline void

@@ -101,6 +101,9 @@ example_save (DovekieContext *ctx, DovekieSaveOrigin origin, const DovekieMessag
 
   if (needle != NULL && *needle != '\0' && !dovekie_example_find (ctx, msg, needle, &found, error))
     return FALSE;
+  /* A counter for Dovecot's stats: metric { filter = event=dovekie_example_saved } */
+  dovekie_emit (ctx, "dovekie_example_saved", "origin", save_origin_names[origin],
+                "verdict", found ? "reject" : "accept", NULL);
   if (found)
     {
       dovekie_verdict_set (verdict, DOVEKIE_VERDICT_REJECT,

@@ -44,7 +44,15 @@ fake_get_bool (DovekieContext *ctx, const gchar *key)
   return FALSE;
 }
 
+static void
+fake_emit (DovekieContext *ctx, const gchar *name, const gchar *const *fields)
+{
+  (void) ctx;
+  test_host_emit (&host, "example", name, fields);
+}
+
 static const DovekieHostApi fake_api = {
+  .emit = fake_emit,
   .get_string = fake_get_string,
   .get_bool = fake_get_bool,
   .log = fake_log,
@@ -115,6 +123,7 @@ START_TEST (test_save_hook)
   ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_REJECT);
   ck_assert_str_eq (verdict.reason, "refused for the test");
   ck_assert_int_ge (test_host_find (&host, "hook=save origin=delivery mailbox=INBOX verdict=reject"), 0);
+  ck_assert_int_ge (test_host_find (&host, "V example: dovekie_example_saved origin=delivery verdict=reject"), 0);
   g_clear_pointer (&verdict.reason, g_free);
 
   /* Unset: nothing is refused. */

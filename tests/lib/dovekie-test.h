@@ -90,6 +90,18 @@ test_host_now (gpointer data)
   return ((TestHost *) data)->now;
 }
 
+/* Events are recorded as log lines "V module: name k=v ...". */
+static inline void
+test_host_emit (gpointer data, const gchar *module, const gchar *name, const gchar *const *fields)
+{
+  TestHost *host = data;
+  GString *line = g_string_new (NULL);
+  g_string_printf (line, "V %s: %s", module, name);
+  for (guint i = 0; fields != NULL && fields[i] != NULL; i += 2)
+    g_string_append_printf (line, " %s=%s", fields[i], fields[i + 1]);
+  g_ptr_array_add (host->lines, g_string_free (line, FALSE));
+}
+
 /* Number of recorded lines containing `needle`. */
 static inline guint
 test_host_count (TestHost *host, const gchar *needle)
