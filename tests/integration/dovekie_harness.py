@@ -169,6 +169,10 @@ class PrivateDovecot:
         extra_conf: raw text appended to dovecot.conf.
         mail_debug: set `mail_debug = yes` (very verbose log).
         ports: optional {"imap": n, "pop3": n, "lmtp": n} to pin ports.
+        installed: use the dovekie installed on this machine (the Debian
+            package): Dovecot's own plugin directory and dovekie's compiled-in
+            module directory, nothing copied; enable it through extra_conf
+            (e.g. the shipped conf.d snippet).
     """
 
     def __init__(self,
@@ -179,7 +183,9 @@ class PrivateDovecot:
                  mail_plugins: Optional[str] = None,
                  extra_conf: str = "",
                  mail_debug: bool = False,
-                 ports: Optional[Mapping[str, int]] = None):
+                 ports: Optional[Mapping[str, int]] = None,
+                 installed: bool = False):
+        self.installed = installed
         self.users = {name: dict(spec) for name, spec in
                       (users if users is not None else DEFAULT_USERS).items()}
         self.plugin_path = Path(plugin_path) if plugin_path else None
@@ -224,7 +230,10 @@ class PrivateDovecot:
         self.log_path = self.tmpdir / "dovecot.log"
         try:
             self._pick_ports()
-            self._install_modules()
+            if self.installed:
+                self.plugin_dir = SYSTEM_MODULE_DIR
+            else:
+                self._install_modules()
             self._write_users()
             self.config_path.write_text(self._render_config())
             self._launch()
@@ -359,7 +368,7 @@ class PrivateDovecot:
     @property
     def plugin_settings(self) -> dict[str, str]:
         settings: dict[str, str] = {}
-        if self.plugin_path is not None:
+        if self.plugin_path is not None and not self.installed:
             settings["dovekie_module_dir"] = str(self.module_dir)
         settings.update({k: str(v) for k, v in self._plugin_settings.items()})
         return settings
