@@ -99,23 +99,46 @@ dovekie_check_mail(struct dovekie_user *duser, struct mail *mail, bool save,
 	struct dovekie_bridge_source source;
 	struct dovekie_bridge_message msg;
 	enum dovekie_bridge_verdict verdict;
+	struct mailbox_transaction_context *own_trans = NULL;
+	struct mail *own = NULL, *reader = mail;
 	uoff_t size;
 	bool was_in_hook = duser->in_hook;
 
 	reason[0] = '\0';
+	/* From here on, any read of this message is ours, not the client's:
+	   even the size lookup may open the stream. */
+	duser->in_hook = TRUE;
+
+	/* A stored message is read in a transaction and mail object of our
+	   own, both gone before we return. Anything we left in the caller's
+	   transaction (open streams, cache updates from reading) would be
+	   finished later, after the caller has set its error, and that work
+	   pushes and pops the storage error, which frees the error text imap
+	   already holds: a refused COPY sent freed memory (found by ASan).
+	   A message being saved has no other mail object. */
+	if (!mail->saving && mail->seq != 0) {
+		own_trans = mailbox_transaction_begin(mail->box, 0, "dovekie check");
+		own = mail_alloc(own_trans, 0, NULL);
+		mail_set_seq(own, mail->seq);
+		reader = own;
+	}
+
 	i_zero(&msg);
 	msg.mailbox = mailbox_name;
 	msg.uid = mail->uid;
-	msg.size = mail_get_physical_size(mail, &size) < 0 ? -1 : (int64_t)size;
+	msg.size = mail_get_physical_size(reader, &size) < 0 ? -1 : (int64_t)size;
 
-	duser->in_hook = TRUE;
-	if (mail_get_stream_because(mail, NULL, NULL, "dovekie", &src.input) < 0) {
-		duser->in_hook = was_in_hook;
+	if (mail_get_stream_because(reader, NULL, NULL, "dovekie", &src.input) < 0) {
 		e_error(duser->event, "cannot read message uid=%u in %s: %s",
 			mail->uid, mailbox_name,
 			mailbox_get_last_internal_error(mail->box, NULL));
 		i_strocpy(reason, "Temporary failure reading the message, try again later",
 			  DOVEKIE_BRIDGE_REASON_MAX);
+		if (own != NULL) {
+			mail_free(&own);
+			mailbox_transaction_rollback(&own_trans);
+		}
+		duser->in_hook = was_in_hook;
 		return DOVEKIE_BRIDGE_TEMPFAIL;
 	}
 	i_stream_seek(src.input, 0);
@@ -136,8 +159,14 @@ dovekie_check_mail(struct dovekie_user *duser, struct mail *mail, bool save,
 				&source, reason);
 		}
 	} T_END;
-	/* The stream belongs to the mail: leave it where its readers expect. */
-	i_stream_seek(src.input, 0);
+	if (own != NULL) {
+		mail_free(&own);
+		mailbox_transaction_rollback(&own_trans);
+	} else {
+		/* The stream belongs to the mail: leave it where its readers
+		   expect it. */
+		i_stream_seek(src.input, 0);
+	}
 	duser->in_hook = was_in_hook;
 	return verdict;
 }

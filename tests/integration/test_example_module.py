@@ -187,6 +187,35 @@ def test_copy_into_new_mailbox_calls_save_hook(dc):
         since=offset)
 
 
+def plant(dc, user: str, text: str, name: str = "1700000000.M1P1.planted") -> None:
+    """Put a message straight into the user's Maildir, past every hook."""
+    import os
+    path = dc.home(user) / "Maildir" / "new" / name
+    path.write_bytes(make_message("planted", text))
+    os.chown(path, dc.mail_uid, dc.mail_gid)
+
+
+def test_refused_copy_gets_no_with_the_reason(dc):
+    # Bug: a refused COPY sent the client freed memory as its NO text (the
+    # check read the source in the COPY's own transaction; its commit
+    # freed the error text). ASan found it; this test runs under ASan too.
+    imap = dc.imap()
+    assert imap.create("Archive")[0] == "OK"  # Dovecot makes the Maildir
+    plant(dc, "alice", f"planted before the policy: {REJECT}\n")
+    assert select_count(imap) == 1
+    offset = dc.log_offset()
+    typ, data = imap.copy("1", "Archive")
+    assert typ == "NO", data
+    assert f"[CANNOT] {REASON}" in data[0].decode(), data
+    # The COPY judged the source once and did not count as a client read.
+    assert not dc.find_log(r"dovekie-example: hook=read", since=offset)
+    imap.logout()
+    assert dc.message_count("Archive") == 0
+    dc.wait_for_log(example_line(
+        "imap", "alice", "hook=save origin=copy mailbox=Archive verdict=reject"),
+        since=offset)
+
+
 # --- (e): IMAP FETCH -----------------------------------------------------------
 
 def test_fetch_body_calls_read_hook(dc):
