@@ -678,6 +678,44 @@ call_read (const DovekieModule *module, LoadedModule *lm, gint origin,
   return module->read (&lm->pub, (DovekieReadOrigin) origin, info, msg, verdict, error);
 }
 
+/* An IMAP keyword is an atom: printable ASCII without atom-specials. */
+static gboolean
+keyword_is_valid (const gchar *keyword)
+{
+  if (keyword[0] == '\0' || strlen (keyword) > 200)
+    return FALSE;
+  for (const gchar *p = keyword; *p != '\0'; p++)
+    {
+      if (*p <= 0x20 || *p >= 0x7f || strchr ("(){]%*\"\\", *p) != NULL)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* Checks the parts of a verdict the host acts on; a module that broke the
+ * contract gets a TEMPFAIL (nothing is lost) and a logged error. */
+static gboolean
+verdict_is_valid (DovekieLoader *loader, const LoadedModule *lm, DovekieVerdict *verdict)
+{
+  const gchar *problem = NULL;
+
+  if ((gint) verdict->kind < (gint) DOVEKIE_VERDICT_ACCEPT ||
+      (gint) verdict->kind > (gint) DOVEKIE_VERDICT_DISCARD)
+    problem = "unknown verdict kind";
+  else if (verdict->kind == DOVEKIE_VERDICT_DIVERT &&
+           (verdict->mailbox == NULL || verdict->mailbox[0] == '\0'))
+    problem = "DIVERT without a mailbox";
+  else if (verdict->keyword != NULL && !keyword_is_valid (verdict->keyword))
+    problem = "invalid keyword";
+  if (problem == NULL)
+    return TRUE;
+  loader_log (loader, DOVEKIE_LOG_ERROR, lm->module->name, problem);
+  dovekie_verdict_clear (verdict);
+  dovekie_verdict_set (verdict, DOVEKIE_VERDICT_TEMPFAIL,
+                       "Temporary failure checking the message, try again later");
+  return FALSE;
+}
+
 static void
 dispatch_verdict (DovekieLoader *loader, VerdictHook hook, gint origin,
                   const DovekieMessageInfo *info, const DovekieMessageSource *source,
@@ -695,6 +733,7 @@ dispatch_verdict (DovekieLoader *loader, VerdictHook hook, gint origin,
       if (i > 0 && !source->rewind (source_data, &error))
         {
           loader_log (loader, DOVEKIE_LOG_ERROR, NULL, error->message);
+          dovekie_verdict_clear (verdict);
           dovekie_verdict_set (verdict, DOVEKIE_VERDICT_TEMPFAIL,
                                "Temporary failure reading the message, try again later");
           return;
@@ -703,10 +742,13 @@ dispatch_verdict (DovekieLoader *loader, VerdictHook hook, gint origin,
         {
           loader_log (loader, DOVEKIE_LOG_ERROR, lm->module->name,
                       error != NULL ? error->message : "hook failed without a reason");
+          dovekie_verdict_clear (verdict);
           dovekie_verdict_set (verdict, DOVEKIE_VERDICT_TEMPFAIL,
                                "Temporary failure checking the message, try again later");
           return;
         }
+      if (!verdict_is_valid (loader, lm, verdict))
+        return;
       if (verdict->kind != DOVEKIE_VERDICT_ACCEPT)
         {
           if (verdict->reason == NULL)

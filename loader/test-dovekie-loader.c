@@ -342,7 +342,7 @@ save_text (DovekieLoader *loader, const gchar *text, gchar **reason_r)
 {
   TestSource src = { (const guint8 *) text, strlen (text), 0, 0, FALSE };
   DovekieMessageInfo info = { "INBOX", 0, (gint64) strlen (text) };
-  DovekieVerdict verdict = { DOVEKIE_VERDICT_ACCEPT, NULL };
+  DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
 
   dovekie_loader_dispatch_save (loader, DOVEKIE_ORIGIN_APPEND, &info, &test_source_vtable,
                                 &src, &verdict);
@@ -374,12 +374,75 @@ START_TEST (test_dispatch_save)
 }
 END_TEST
 
+/* Runs the save hooks on `text` and hands back the whole verdict. */
+static void
+save_verdict (DovekieLoader *loader, const gchar *text, DovekieVerdict *verdict)
+{
+  TestSource src = { (const guint8 *) text, strlen (text), 0, 0, FALSE };
+  DovekieMessageInfo info = { "INBOX", 0, (gint64) strlen (text) };
+
+  dovekie_loader_dispatch_save (loader, DOVEKIE_ORIGIN_DELIVERY, &info, &test_source_vtable,
+                                &src, verdict);
+}
+
+START_TEST (test_dispatch_divert_discard_keyword)
+{
+  g_autoptr (DovekieLoader) loader = new_loader ("dovekie_modules", "second good", NULL);
+  DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
+
+  save_verdict (loader, FIXTURE_DIVERT_MARK " me", &verdict);
+  ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_DIVERT);
+  ck_assert_str_eq (verdict.mailbox, "Quarantine");
+  ck_assert_str_eq (verdict.reason, "diverted by second");
+  /* DIVERT ends the chain like any non-ACCEPT. */
+  ck_assert_int_eq (test_host_find (&host, "save good"), -1);
+  dovekie_verdict_clear (&verdict);
+  ck_assert_ptr_null (verdict.mailbox);
+
+  save_verdict (loader, FIXTURE_DISCARD_MARK " me", &verdict);
+  ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_DISCARD);
+  ck_assert_str_eq (verdict.reason, "discarded by second");
+  ck_assert_ptr_null (verdict.mailbox);
+  dovekie_verdict_clear (&verdict);
+
+  /* ACCEPT with a keyword goes on through the chain; the last one set wins. */
+  g_ptr_array_set_size (host.lines, 0);
+  save_verdict (loader, FIXTURE_TAG_MARK " me", &verdict);
+  ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_str_eq (verdict.keyword, "$Taggood");
+  ck_assert_ptr_null (verdict.reason);
+  ck_assert_int_lt (test_host_find (&host, "save second"), test_host_find (&host, "save good"));
+  dovekie_verdict_clear (&verdict);
+}
+END_TEST
+
+START_TEST (test_dispatch_verdict_contract)
+{
+  g_autoptr (DovekieLoader) loader = new_loader ("dovekie_modules", "good", NULL);
+  DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
+
+  /* A module that breaks the contract yields a logged TEMPFAIL. */
+  save_verdict (loader, FIXTURE_NOBOX_MARK, &verdict);
+  ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_TEMPFAIL);
+  ck_assert_str_eq (verdict.reason, "Temporary failure checking the message, try again later");
+  ck_assert_uint_eq (test_host_count (&host, "E good: DIVERT without a mailbox"), 1);
+  dovekie_verdict_clear (&verdict);
+
+  save_verdict (loader, FIXTURE_BADTAG_MARK, &verdict);
+  ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_TEMPFAIL);
+  ck_assert_ptr_null (verdict.keyword);
+  ck_assert_uint_eq (test_host_count (&host, "E good: invalid keyword"), 1);
+  dovekie_verdict_clear (&verdict);
+
+}
+END_TEST
+
 START_TEST (test_dispatch_read_error)
 {
   g_autoptr (DovekieLoader) loader = new_loader ("dovekie_modules", "good", NULL);
   TestSource src = { (const guint8 *) "x", 1, 0, 0, TRUE };
   DovekieMessageInfo info = { "INBOX", 3, 1 };
-  DovekieVerdict verdict = { DOVEKIE_VERDICT_ACCEPT, NULL };
+  DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
 
   dovekie_loader_dispatch_save (loader, DOVEKIE_ORIGIN_COPY, &info, &test_source_vtable, &src, &verdict);
   ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_TEMPFAIL);
@@ -439,6 +502,8 @@ loader_suite (void)
     { "clock", test_clock },
     { "dispatch_save", test_dispatch_save },
     { "dispatch_read_error", test_dispatch_read_error },
+    { "dispatch_divert_discard_keyword", test_dispatch_divert_discard_keyword },
+    { "dispatch_verdict_contract", test_dispatch_verdict_contract },
     { "dispatch_expunge", test_dispatch_expunge },
     { "no_modules", test_no_modules },
     { "kv", test_kv },

@@ -10,6 +10,8 @@
 G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_SAVE_DELIVERY == (gint) DOVEKIE_ORIGIN_DELIVERY);
 G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_READ_OTHER == (gint) DOVEKIE_READ_OTHER);
 G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_TEMPFAIL == (gint) DOVEKIE_VERDICT_TEMPFAIL);
+G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_DIVERT == (gint) DOVEKIE_VERDICT_DIVERT);
+G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_DISCARD == (gint) DOVEKIE_VERDICT_DISCARD);
 G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_ERROR == (gint) DOVEKIE_LOG_ERROR);
 
 struct dovekie_bridge {
@@ -237,14 +239,49 @@ dovekie_bridge_wants_expunge (struct dovekie_bridge *bridge)
   return bridge != NULL && dovekie_loader_wants_expunge (bridge->loader);
 }
 
+/* Copies what the host acts on out of `verdict` and frees its strings. */
+static enum dovekie_bridge_verdict
+finish_result (struct dovekie_bridge *bridge, DovekieVerdict *verdict,
+               struct dovekie_bridge_result *result)
+{
+  DovekieVerdictKind kind = verdict->kind;
+
+  result->reason[0] = '\0';
+  result->mailbox[0] = '\0';
+  result->keyword[0] = '\0';
+  if (kind == DOVEKIE_VERDICT_DIVERT &&
+      g_strlcpy (result->mailbox, verdict->mailbox, sizeof (result->mailbox)) >=
+        sizeof (result->mailbox))
+    {
+      bridge->host.log (bridge->host.context, DOVEKIE_BRIDGE_ERROR, NULL,
+                        "DIVERT mailbox name too long");
+      result->mailbox[0] = '\0';
+      kind = DOVEKIE_VERDICT_TEMPFAIL;
+      g_strlcpy (result->reason, "Temporary failure checking the message, try again later",
+                 sizeof (result->reason));
+    }
+  else if (kind != DOVEKIE_VERDICT_ACCEPT && verdict->reason != NULL)
+    g_strlcpy (result->reason, verdict->reason, sizeof (result->reason));
+  if ((kind == DOVEKIE_VERDICT_ACCEPT || kind == DOVEKIE_VERDICT_DIVERT) &&
+      verdict->keyword != NULL)
+    g_strlcpy (result->keyword, verdict->keyword, sizeof (result->keyword));
+  dovekie_verdict_clear (verdict);
+  return (enum dovekie_bridge_verdict) kind;
+}
+
+/* The plain form: DIVERT and DISCARD are refusals where they cannot apply. */
 static enum dovekie_bridge_verdict
 finish_verdict (DovekieVerdict *verdict, char reason[DOVEKIE_BRIDGE_REASON_MAX])
 {
+  DovekieVerdictKind kind = verdict->kind;
+
   reason[0] = '\0';
-  if (verdict->kind != DOVEKIE_VERDICT_ACCEPT && verdict->reason != NULL)
+  if (kind != DOVEKIE_VERDICT_ACCEPT && verdict->reason != NULL)
     g_strlcpy (reason, verdict->reason, DOVEKIE_BRIDGE_REASON_MAX);
-  g_clear_pointer (&verdict->reason, g_free);
-  return (enum dovekie_bridge_verdict) verdict->kind;
+  dovekie_verdict_clear (verdict);
+  if (kind == DOVEKIE_VERDICT_DIVERT || kind == DOVEKIE_VERDICT_DISCARD)
+    kind = DOVEKIE_VERDICT_REJECT;
+  return (enum dovekie_bridge_verdict) kind;
 }
 
 enum dovekie_bridge_verdict
@@ -254,7 +291,7 @@ dovekie_bridge_save (struct dovekie_bridge *bridge, enum dovekie_bridge_origin o
                      char reason[DOVEKIE_BRIDGE_REASON_MAX])
 {
   DovekieMessageInfo info = { msg->mailbox, msg->uid, msg->size };
-  DovekieVerdict verdict = { DOVEKIE_VERDICT_ACCEPT, NULL };
+  DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
 
   if (bridge == NULL)
     return finish_verdict (&verdict, reason);
@@ -264,13 +301,32 @@ dovekie_bridge_save (struct dovekie_bridge *bridge, enum dovekie_bridge_origin o
 }
 
 enum dovekie_bridge_verdict
+dovekie_bridge_save_result (struct dovekie_bridge *bridge, enum dovekie_bridge_origin origin,
+                            const struct dovekie_bridge_message *msg,
+                            const struct dovekie_bridge_source *source,
+                            struct dovekie_bridge_result *result)
+{
+  DovekieMessageInfo info = { msg->mailbox, msg->uid, msg->size };
+  DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
+
+  if (bridge == NULL)
+    {
+      result->reason[0] = result->mailbox[0] = result->keyword[0] = '\0';
+      return DOVEKIE_BRIDGE_ACCEPT;
+    }
+  dovekie_loader_dispatch_save (bridge->loader, (DovekieSaveOrigin) origin, &info,
+                                &bridge_source, (gpointer) source, &verdict);
+  return finish_result (bridge, &verdict, result);
+}
+
+enum dovekie_bridge_verdict
 dovekie_bridge_read (struct dovekie_bridge *bridge, enum dovekie_bridge_read_origin origin,
                      const struct dovekie_bridge_message *msg,
                      const struct dovekie_bridge_source *source,
                      char reason[DOVEKIE_BRIDGE_REASON_MAX])
 {
   DovekieMessageInfo info = { msg->mailbox, msg->uid, msg->size };
-  DovekieVerdict verdict = { DOVEKIE_VERDICT_ACCEPT, NULL };
+  DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
 
   if (bridge == NULL)
     return finish_verdict (&verdict, reason);

@@ -39,6 +39,9 @@ enum dovekie_bridge_verdict {
 	DOVEKIE_BRIDGE_ACCEPT = 0,
 	DOVEKIE_BRIDGE_REJECT = 1,
 	DOVEKIE_BRIDGE_TEMPFAIL = 2,
+	/* Only from dovekie_bridge_save_result(): */
+	DOVEKIE_BRIDGE_DIVERT = 3,  /* store into result->mailbox instead */
+	DOVEKIE_BRIDGE_DISCARD = 4, /* store nothing, tell the sender it was taken */
 };
 
 /* kv_iter's callback: return false to stop. */
@@ -109,12 +112,35 @@ bool dovekie_bridge_wants_read(struct dovekie_bridge *bridge);
 bool dovekie_bridge_wants_expunge(struct dovekie_bridge *bridge);
 
 /* Runs the save / read hooks. The reason of a non-ACCEPT verdict is
-   copied into reason (truncated at DOVEKIE_BRIDGE_REASON_MAX). */
+   copied into reason (truncated at DOVEKIE_BRIDGE_REASON_MAX). They
+   return only ACCEPT, REJECT or TEMPFAIL: a module's DIVERT or DISCARD
+   (meant for deliveries) becomes REJECT with the module's reason, and a
+   keyword is dropped. */
 enum dovekie_bridge_verdict
 dovekie_bridge_save(struct dovekie_bridge *bridge, enum dovekie_bridge_origin origin,
 		    const struct dovekie_bridge_message *msg,
 		    const struct dovekie_bridge_source *source,
 		    char reason[DOVEKIE_BRIDGE_REASON_MAX]);
+
+/* Everything a save verdict says, in caller-owned buffers. */
+struct dovekie_bridge_result {
+	/* Non-ACCEPT: the text for the client or sender; else "". */
+	char reason[DOVEKIE_BRIDGE_REASON_MAX];
+	/* DIVERT: the mailbox to store into (never ""); else "". */
+	char mailbox[DOVEKIE_BRIDGE_REASON_MAX];
+	/* ACCEPT or DIVERT: an IMAP keyword to add to the stored message, or
+	   "" for none; else "". */
+	char keyword[DOVEKIE_BRIDGE_REASON_MAX];
+};
+
+/* The save hooks for a delivery: like dovekie_bridge_save, but DIVERT and
+   DISCARD come back as such, with the mailbox and keyword. A DIVERT
+   target that does not fit the buffer becomes TEMPFAIL (logged). */
+enum dovekie_bridge_verdict
+dovekie_bridge_save_result(struct dovekie_bridge *bridge, enum dovekie_bridge_origin origin,
+			   const struct dovekie_bridge_message *msg,
+			   const struct dovekie_bridge_source *source,
+			   struct dovekie_bridge_result *result);
 enum dovekie_bridge_verdict
 dovekie_bridge_read(struct dovekie_bridge *bridge, enum dovekie_bridge_read_origin origin,
 		    const struct dovekie_bridge_message *msg,

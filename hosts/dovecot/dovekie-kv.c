@@ -8,7 +8,7 @@
 #include "lib.h"
 #include "str.h"
 #include "mail-namespace.h"
-#include "mail-storage.h"
+#include "mail-storage-private.h"
 #include "mailbox-attribute.h"
 #include "dovekie-plugin.h"
 
@@ -19,6 +19,23 @@ static const char *dovekie_kv_key(const char *module, const char *key)
 	return t_strconcat(DOVEKIE_KV_PREFIX, module, "/", key, NULL);
 }
 
+/* The POP3 session's INBOX when it is open. Opening a second instance
+   of a large INBOX is not free (Maildir reads its whole uidlist again);
+   attribute transactions of our own on pop3's mailbox do not touch its
+   transaction. Borrowed for one kv call (or batch) only. */
+static struct mailbox *dovekie_kv_pop3_inbox(struct mail_namespace *ns)
+{
+	struct mailbox *box;
+
+	for (box = ns->storage->mailboxes; box != NULL; box = box->next) {
+		if (box->list == ns->list && box->opened && box->inbox_user &&
+		    !box->deleting &&
+		    (box->flags & MAILBOX_FLAG_POP3_SESSION) != 0)
+			return box;
+	}
+	return NULL;
+}
+
 /* Opens INBOX for one kv call. Not cached: an open mailbox holds a
    reference on the user, and mail_user_deinit() insists on being the last
    holder before any deinit hook could close it. */
@@ -26,11 +43,18 @@ static int dovekie_kv_box(struct dovekie_user *duser, const char **error_r)
 {
 	struct mail_namespace *ns;
 
+	if (duser->kv_batch != NULL)
+		return 0; /* the batch's box stays open */
 	i_assert(duser->kv_box == NULL);
 	ns = mail_namespace_find_inbox(duser->user->namespaces);
 	if (ns == NULL) {
 		*error_r = "user has no INBOX namespace";
 		return -1;
+	}
+	duser->kv_box = dovekie_kv_pop3_inbox(ns);
+	if (duser->kv_box != NULL) {
+		duser->kv_box_borrowed = TRUE;
+		return 0;
 	}
 	/* A mailbox of our own, so state changes never ride on (or abort)
 	   the transaction of the command that triggered the hook. */
@@ -75,9 +99,10 @@ static int dovekie_kv_set_int(void *context, const char *module, const char *key
 	if (dovekie_kv_box(duser, error_r) < 0)
 		return -1;
 	full_key = dovekie_kv_key(module, key);
-	t = mailbox_transaction_begin(duser->kv_box,
-				      MAILBOX_TRANSACTION_FLAG_EXTERNAL,
-				      "dovekie state");
+	t = duser->kv_batch != NULL ? duser->kv_batch :
+		mailbox_transaction_begin(duser->kv_box,
+					  MAILBOX_TRANSACTION_FLAG_EXTERNAL,
+					  "dovekie state");
 	if (value == NULL) {
 		ret = mailbox_attribute_unset(t, MAIL_ATTRIBUTE_TYPE_PRIVATE,
 					      full_key);
@@ -89,9 +114,13 @@ static int dovekie_kv_set_int(void *context, const char *module, const char *key
 	}
 	if (ret < 0) {
 		*error_r = t_strdup(mailbox_get_last_internal_error(duser->kv_box, NULL));
-		mailbox_transaction_rollback(&t);
+		/* A batch is dropped whole by dovekie_kv_batch_end. */
+		if (t != duser->kv_batch)
+			mailbox_transaction_rollback(&t);
 		return -1;
 	}
+	if (t == duser->kv_batch)
+		return 0;
 	if (mailbox_transaction_commit(&t) < 0) {
 		*error_r = t_strdup(mailbox_get_last_internal_error(duser->kv_box, NULL));
 		return -1;
@@ -108,26 +137,20 @@ static int dovekie_kv_iter_int(void *context, const char *module, const char *pr
 	struct mail_attribute_value value;
 	ARRAY_TYPE(const_string) keys;
 	const char *ns_prefix, *key, *const *keyp;
-	size_t ns_len;
 	int ret = 0;
 
 	if (dovekie_kv_box(duser, error_r) < 0)
 		return -1;
 	ns_prefix = dovekie_kv_key(module, "");
-	ns_len = strlen(ns_prefix);
 
 	/* Collect the keys first: the callback may change the state. */
 	t_array_init(&keys, 64);
 	iter = mailbox_attribute_iter_init(duser->kv_box,
 		MAIL_ATTRIBUTE_TYPE_PRIVATE, t_strconcat(ns_prefix, prefix, NULL));
 	while ((key = mailbox_attribute_iter_next(iter)) != NULL) {
-		/* Keys come back whole or relative to the dict's own prefix,
-		   depending on the backend: keep only ours. */
-		if (str_begins(key, ns_prefix))
-			key += ns_len;
-		else if (!str_begins(key, prefix))
-			continue;
-		key = t_strdup(key);
+		/* The attribute code returns keys relative to the whole
+		   iteration prefix (namespace + prefix): put ours back. */
+		key = t_strconcat(prefix, key, NULL);
 		array_push_back(&keys, &key);
 	}
 	if (mailbox_attribute_iter_deinit(&iter) < 0) {
@@ -152,8 +175,46 @@ static int dovekie_kv_iter_int(void *context, const char *module, const char *pr
 
 void dovekie_kv_deinit(struct dovekie_user *duser)
 {
+	if (duser->kv_batch != NULL)
+		mailbox_transaction_rollback(&duser->kv_batch);
+	if (duser->kv_box_borrowed)
+		duser->kv_box = NULL;
+	duser->kv_box_borrowed = FALSE;
 	if (duser->kv_box != NULL)
 		mailbox_free(&duser->kv_box);
+}
+
+/* Closes the kv box after one call, unless a batch holds it open. */
+static void dovekie_kv_call_done(struct dovekie_user *duser)
+{
+	if (duser->kv_batch == NULL)
+		dovekie_kv_deinit(duser);
+}
+
+int dovekie_kv_batch_begin(struct dovekie_user *duser, const char **error_r)
+{
+	i_assert(duser->kv_batch == NULL);
+	if (dovekie_kv_box(duser, error_r) < 0)
+		return -1;
+	duser->kv_batch = mailbox_transaction_begin(duser->kv_box,
+		MAILBOX_TRANSACTION_FLAG_EXTERNAL, "dovekie state");
+	return 0;
+}
+
+int dovekie_kv_batch_end(struct dovekie_user *duser, bool commit, const char **error_r)
+{
+	int ret = 0;
+
+	if (duser->kv_batch == NULL)
+		return 0;
+	if (!commit)
+		mailbox_transaction_rollback(&duser->kv_batch);
+	else if (mailbox_transaction_commit(&duser->kv_batch) < 0) {
+		*error_r = t_strdup(mailbox_get_last_internal_error(duser->kv_box, NULL));
+		ret = -1;
+	}
+	dovekie_kv_deinit(duser);
+	return ret;
 }
 
 /* The value of a get stays valid after the mailbox is freed: the
@@ -165,7 +226,7 @@ int dovekie_kv_get(void *context, const char *module, const char *key,
 	int ret = dovekie_kv_get_int(context, module, key, value_r, error_r);
 	if (ret > 0)
 		*value_r = t_strdup(*value_r);
-	dovekie_kv_deinit(context);
+	dovekie_kv_call_done(context);
 	return ret;
 }
 
@@ -173,7 +234,7 @@ int dovekie_kv_set(void *context, const char *module, const char *key,
 		   const char *value, const char **error_r)
 {
 	int ret = dovekie_kv_set_int(context, module, key, value, error_r);
-	dovekie_kv_deinit(context);
+	dovekie_kv_call_done(context);
 	return ret;
 }
 
@@ -183,6 +244,6 @@ int dovekie_kv_iter(void *context, const char *module, const char *prefix,
 {
 	int ret = dovekie_kv_iter_int(context, module, prefix, func,
 				      func_context, error_r);
-	dovekie_kv_deinit(context);
+	dovekie_kv_call_done(context);
 	return ret;
 }

@@ -1,6 +1,9 @@
 /* LMTP process hooks: judge a delivery before it is stored, so a refusal
  * becomes a real SMTP reply (550 5.7.1 / 451 4.7.1) instead of the 451 that
- * any storage error turns into inside mail_deliver().
+ * any storage error turns into inside mail_deliver(). A DIVERT is stored
+ * into the verdict's mailbox (created if missing, not subscribed), a
+ * DISCARD is answered 250 with nothing stored, and a verdict keyword is
+ * added to the stored message by dovekie-storage.c's copy hook.
  *
  * Weak symbols, as in dovekie-pop3.c: outside lmtp nothing is hooked.
  */
@@ -10,6 +13,7 @@
 #include "lmtp-client.h"
 #include "lmtp-recipient.h"
 #include "mail-storage.h"
+#include "mail-namespace.h"
 #include "dovekie-plugin.h"
 
 #pragma weak lmtp_client_created_hook_set
@@ -26,6 +30,34 @@ static MODULE_CONTEXT_DEFINE_INIT(dovekie_lmtp_module, &lmtp_module_register);
 static lmtp_client_created_func_t *next_hook_client_created;
 static bool dovekie_lmtp_hooked;
 
+/* The quarantine mailbox of a DIVERT must exist before mail_deliver saves
+   into it (lda_mailbox_autocreate is off by default, and would subscribe
+   it when on). Created without subscribing it. */
+static int
+dovekie_lmtp_prepare_divert(struct dovekie_user *duser, struct mail_user *user,
+			    const char *vname)
+{
+	struct mail_namespace *ns = mail_namespace_find(user->namespaces, vname);
+	struct mailbox *box;
+	enum mail_error error;
+	const char *errstr;
+	int ret = 0;
+
+	box = mailbox_alloc(ns->list, vname, 0);
+	if (mailbox_create(box, NULL, FALSE) < 0) {
+		errstr = mailbox_get_last_internal_error(box, &error);
+		if (error != MAIL_ERROR_EXISTS) {
+			e_error(duser->event, "cannot create mailbox %s: %s",
+				vname, errstr);
+			ret = -1;
+		}
+	} else {
+		e_info(duser->event, "created mailbox %s (not subscribed)", vname);
+	}
+	mailbox_free(&box);
+	return ret;
+}
+
 static int
 dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
 			   struct smtp_server_cmd_ctx *cmd,
@@ -35,29 +67,56 @@ dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
 	struct dovekie_lmtp_client *dclient = DOVEKIE_LMTP_CONTEXT(client);
 	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(lldctx->rcpt_user);
 	enum dovekie_bridge_verdict verdict;
-	char reason[DOVEKIE_BRIDGE_REASON_MAX];
+	struct dovekie_bridge_result *result;
 	int ret;
 
 	if (duser == NULL || !dovekie_bridge_wants_save(duser->bridge)) {
 		return dclient->module_ctx.super.local_deliver(client, lrcpt, cmd,
 							       trans, lldctx);
 	}
-	verdict = dovekie_check_mail(duser, lldctx->src_mail, TRUE,
-				     DOVEKIE_BRIDGE_SAVE_DELIVERY,
-				     lldctx->rcpt_default_mailbox, reason);
+	/* Large buffers: keep them off the stack. Freed with the data stack
+	   frame of this delivery. */
+	result = t_new(struct dovekie_bridge_result, 1);
+	verdict = dovekie_check_delivery(duser, lldctx->src_mail,
+					 lldctx->rcpt_default_mailbox, result);
 	switch (verdict) {
 	case DOVEKIE_BRIDGE_REJECT:
-		smtp_server_recipient_reply(lrcpt->rcpt, 550, "5.7.1", "%s", reason);
+		smtp_server_recipient_reply(lrcpt->rcpt, 550, "5.7.1", "%s",
+					    result->reason);
 		return -1;
 	case DOVEKIE_BRIDGE_TEMPFAIL:
-		smtp_server_recipient_reply(lrcpt->rcpt, 451, "4.7.1", "%s", reason);
+		smtp_server_recipient_reply(lrcpt->rcpt, 451, "4.7.1", "%s",
+					    result->reason);
 		return -1;
+	case DOVEKIE_BRIDGE_DISCARD:
+		e_info(duser->event, "delivery discarded (nothing stored): %s",
+		       result->reason);
+		smtp_server_recipient_reply(lrcpt->rcpt, 250, "2.0.0",
+					    "%s %s",
+					    lldctx->session_id, result->reason);
+		return 0;
+	case DOVEKIE_BRIDGE_DIVERT:
+		if (dovekie_lmtp_prepare_divert(duser, lldctx->rcpt_user,
+						result->mailbox) < 0) {
+			smtp_server_recipient_reply(lrcpt->rcpt, 451, "4.2.0",
+				"Temporary failure storing the message, try again later");
+			return -1;
+		}
+		e_info(duser->event, "delivery diverted to %s: %s",
+		       result->mailbox, result->reason);
+		lldctx->rcpt_default_mailbox = result->mailbox;
+		duser->delivery_mailbox = result->mailbox;
+		break;
 	case DOVEKIE_BRIDGE_ACCEPT:
 		break;
 	}
+	if (result->keyword[0] != '\0')
+		duser->delivery_keyword = result->keyword;
 	duser->delivery_checked = TRUE;
 	ret = dclient->module_ctx.super.local_deliver(client, lrcpt, cmd, trans, lldctx);
 	duser->delivery_checked = FALSE;
+	duser->delivery_keyword = NULL;
+	duser->delivery_mailbox = NULL;
 	return ret;
 }
 

@@ -10,6 +10,8 @@
 #include "mail-storage-hooks.h"
 #include "dovekie-plugin.h"
 #include "dovekie-storage.h"
+#include "dovekie-fts.h"
+#include "dovekie-retention.h"
 
 /* Set by the build: where the packaged GModules live. */
 #ifndef DOVEKIE_MODULEDIR
@@ -105,6 +107,8 @@ static void dovekie_user_deinit_pre(struct mail_user *user)
 {
 	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
 
+	/* The fts backend holds module objects: close them first. */
+	dovekie_fts_user_release(user);
 	dovekie_bridge_destroy(&duser->bridge);
 	dovekie_kv_deinit(duser);
 	duser->module_ctx.super.deinit_pre(user);
@@ -198,10 +202,16 @@ void dovekie_plugin_init(struct module *module)
 	mail_storage_hooks_add(module, &dovekie_mail_storage_hooks);
 	dovekie_pop3_hooks_init();
 	dovekie_lmtp_hooks_init();
+	dovekie_fts_init(module);
+	/* retention: after dovekie_pop3_hooks_init, so its QUIT work runs
+	   before pop3_end (see dovekie-retention-pop3.c). */
+	dovekie_retention_hooks_init(module);
 }
 
 void dovekie_plugin_deinit(void)
 {
+	dovekie_retention_hooks_deinit();
+	dovekie_fts_deinit();
 	dovekie_lmtp_hooks_deinit();
 	dovekie_pop3_hooks_deinit();
 	mail_storage_hooks_remove(&dovekie_mail_storage_hooks);

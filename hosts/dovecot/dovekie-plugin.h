@@ -20,6 +20,18 @@ struct dovekie_user {
 	struct dovekie_bridge *bridge;
 	/* INBOX opened for module state (dovekie-kv.c), or NULL. */
 	struct mailbox *kv_box;
+	/* A kv batch (dovekie_kv_batch_begin): kv_box stays open and every
+	   set goes into this one transaction. */
+	struct mailbox_transaction_context *kv_batch;
+	/* kv_box is the POP3 session's own INBOX, not ours to free. */
+	bool kv_box_borrowed:1;
+
+	/* LMTP, set by dovekie-lmtp.c for the delivery it judged (both
+	   borrowed for that call, else NULL): the keyword the stored message
+	   gets, and the only mailbox it may be stored into (a DIVERT: Dovecot's
+	   fallback to INBOX must not store it there). */
+	const char *delivery_keyword;
+	const char *delivery_mailbox;
 
 	/* LMTP: the message was already judged by the delivery hook, so the
 	   save hooks must not judge it again. */
@@ -41,6 +53,11 @@ void dovekie_plugin_deinit(void);
 enum dovekie_bridge_verdict
 dovekie_check_mail(struct dovekie_user *duser, struct mail *mail, bool save, int origin,
 		   const char *mailbox_name, char reason[DOVEKIE_BRIDGE_REASON_MAX]);
+/* Judges a delivery with the user's save hooks, with everything the
+   verdict says (DIVERT, DISCARD, keyword) in result. */
+enum dovekie_bridge_verdict
+dovekie_check_delivery(struct dovekie_user *duser, struct mail *mail,
+		       const char *mailbox_name, struct dovekie_bridge_result *result);
 
 /* dovekie-kv.c: the bridge's kv callbacks; context is the dovekie_user. */
 int dovekie_kv_get(void *context, const char *module, const char *key,
@@ -51,6 +68,11 @@ int dovekie_kv_iter(void *context, const char *module, const char *prefix,
 		    dovekie_bridge_kv_func_t *func, void *func_context,
 		    const char **error_r);
 void dovekie_kv_deinit(struct dovekie_user *duser);
+/* Groups the kv sets that follow into one attribute transaction (one
+   INBOX open, one commit), until dovekie_kv_batch_end commits it (commit)
+   or drops it. Reads in a batch do not see its sets. 0 or -1. */
+int dovekie_kv_batch_begin(struct dovekie_user *duser, const char **error_r);
+int dovekie_kv_batch_end(struct dovekie_user *duser, bool commit, const char **error_r);
 
 void dovekie_storage_hooks_init(struct module *module);
 void dovekie_storage_hooks_deinit(void);

@@ -90,10 +90,11 @@ static bool dovekie_is_delivery(struct mail_user *user)
 	return dovekie_service_is(user, "lmtp") || dovekie_service_is(user, "lda");
 }
 
-enum dovekie_bridge_verdict
-dovekie_check_mail(struct dovekie_user *duser, struct mail *mail, bool save,
-		   int origin, const char *mailbox_name,
-		   char reason[DOVEKIE_BRIDGE_REASON_MAX])
+static enum dovekie_bridge_verdict
+dovekie_check_mail_int(struct dovekie_user *duser, struct mail *mail, bool save,
+		       int origin, const char *mailbox_name, bool isolated,
+		       char reason[DOVEKIE_BRIDGE_REASON_MAX],
+		       struct dovekie_bridge_result *result)
 {
 	struct dovekie_istream_source src;
 	struct dovekie_bridge_source source;
@@ -105,18 +106,24 @@ dovekie_check_mail(struct dovekie_user *duser, struct mail *mail, bool save,
 	bool was_in_hook = duser->in_hook;
 
 	reason[0] = '\0';
+	if (result != NULL) {
+		/* reason is result->reason */
+		result->mailbox[0] = '\0';
+		result->keyword[0] = '\0';
+	}
 	/* From here on, any read of this message is ours, not the client's:
 	   even the size lookup may open the stream. */
 	duser->in_hook = TRUE;
 
-	/* A stored message is read in a transaction and mail object of our
-	   own, both gone before we return. Anything we left in the caller's
-	   transaction (open streams, cache updates from reading) would be
-	   finished later, after the caller has set its error, and that work
-	   pushes and pops the storage error, which frees the error text imap
-	   already holds: a refused COPY sent freed memory (found by ASan).
-	   A message being saved has no other mail object. */
-	if (!mail->saving && mail->seq != 0) {
+	/* isolated: the stored message is read in a transaction and mail
+	   object of our own, both gone before we return. Used for COPY:
+	   anything we left in the caller's transaction (open streams, cache
+	   updates from reading) would be finished when imap commits it, after
+	   the COPY's error was set, and that work pushes and pops the storage
+	   error, which frees the error text imap already holds: a refused COPY
+	   sent freed memory (found by ASan). Reads use the caller's mail, whose
+	   stream the client is about to get anyway. */
+	if (isolated && !mail->saving && mail->seq != 0) {
 		own_trans = mailbox_transaction_begin(mail->box, 0, "dovekie check");
 		own = mail_alloc(own_trans, 0, NULL);
 		mail_set_seq(own, mail->seq);
@@ -149,7 +156,11 @@ dovekie_check_mail(struct dovekie_user *duser, struct mail *mail, bool save,
 	source.context = &src;
 
 	T_BEGIN {
-		if (save) {
+		if (save && result != NULL) {
+			verdict = dovekie_bridge_save_result(duser->bridge,
+				(enum dovekie_bridge_origin)origin, &msg,
+				&source, result);
+		} else if (save) {
 			verdict = dovekie_bridge_save(duser->bridge,
 				(enum dovekie_bridge_origin)origin, &msg,
 				&source, reason);
@@ -171,6 +182,24 @@ dovekie_check_mail(struct dovekie_user *duser, struct mail *mail, bool save,
 	return verdict;
 }
 
+enum dovekie_bridge_verdict
+dovekie_check_mail(struct dovekie_user *duser, struct mail *mail, bool save,
+		   int origin, const char *mailbox_name,
+		   char reason[DOVEKIE_BRIDGE_REASON_MAX])
+{
+	return dovekie_check_mail_int(duser, mail, save, origin, mailbox_name,
+				      FALSE, reason, NULL);
+}
+
+enum dovekie_bridge_verdict
+dovekie_check_delivery(struct dovekie_user *duser, struct mail *mail,
+		       const char *mailbox_name, struct dovekie_bridge_result *result)
+{
+	return dovekie_check_mail_int(duser, mail, TRUE,
+				      DOVEKIE_BRIDGE_SAVE_DELIVERY, mailbox_name,
+				      FALSE, result->reason, result);
+}
+
 /* Sets the storage error that IMAP and LMTP turn into their replies:
    NOTPOSSIBLE -> IMAP "NO [CANNOT] reason"; UNAVAILABLE -> IMAP
    "NO [UNAVAILABLE] reason". */
@@ -179,8 +208,8 @@ dovekie_set_verdict_error(struct mailbox *box, enum dovekie_bridge_verdict verdi
 			  const char *reason)
 {
 	mail_storage_set_error(box->storage,
-		verdict == DOVEKIE_BRIDGE_REJECT ? MAIL_ERROR_NOTPOSSIBLE :
-		MAIL_ERROR_UNAVAILABLE, reason);
+		verdict == DOVEKIE_BRIDGE_TEMPFAIL ? MAIL_ERROR_UNAVAILABLE :
+		MAIL_ERROR_NOTPOSSIBLE, reason);
 }
 
 static struct dovekie_user *dovekie_box_user(struct mailbox *box)
@@ -216,6 +245,44 @@ static int dovekie_save_finish(struct mail_save_context *ctx)
 	return -1;
 }
 
+/* A delivery the LMTP hook judged is being stored: keep a diverted
+   message out of any other mailbox (mail_deliver falls back to INBOX when
+   the default mailbox fails), and add the verdict's keyword. */
+static int
+dovekie_delivery_prepare(struct mail_save_context *ctx, struct dovekie_user *duser)
+{
+	struct mailbox *box = ctx->transaction->box;
+	struct mail_keywords *ours, *merged;
+	const char *names[2];
+
+	if (duser->delivery_mailbox != NULL &&
+	    strcmp(mailbox_get_vname(box), duser->delivery_mailbox) != 0) {
+		e_error(duser->event, "not storing a message diverted to %s in %s",
+			duser->delivery_mailbox, mailbox_get_vname(box));
+		mail_storage_set_error(box->storage, MAIL_ERROR_TEMP,
+			"Message held for quarantine, try again later");
+		return -1;
+	}
+	if (duser->delivery_keyword == NULL)
+		return 0;
+	names[0] = duser->delivery_keyword;
+	names[1] = NULL;
+	if (mailbox_keywords_create(box, names, &ours) < 0) {
+		e_error(duser->event, "cannot add keyword %s: %s",
+			duser->delivery_keyword,
+			mailbox_get_last_internal_error(box, NULL));
+		return -1;
+	}
+	if (ctx->data.keywords != NULL) {
+		merged = mailbox_keywords_merge(ctx->data.keywords, ours);
+		mailbox_keywords_unref(&ours);
+		ours = merged;
+	}
+	mailbox_save_set_flags(ctx, ctx->data.flags | ctx->data.pvt_flags, ours);
+	mailbox_keywords_unref(&ours);
+	return 0;
+}
+
 static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 {
 	struct mailbox *box = ctx->transaction->box;
@@ -225,6 +292,13 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 	char reason[DOVEKIE_BRIDGE_REASON_MAX];
 	int origin;
 
+	if (duser != NULL && duser->delivery_checked && ctx->saving) {
+		if (dovekie_delivery_prepare(ctx, duser) < 0) {
+			mailbox_save_cancel(&ctx);
+			return -1;
+		}
+		return mbox->super.copy(ctx, mail);
+	}
 	if (duser == NULL || duser->delivery_checked ||
 	    !dovekie_bridge_wants_save(duser->bridge))
 		return mbox->super.copy(ctx, mail);
@@ -235,8 +309,8 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 		origin = DOVEKIE_BRIDGE_SAVE_DELIVERY;
 	else
 		origin = DOVEKIE_BRIDGE_SAVE_APPEND;
-	verdict = dovekie_check_mail(duser, mail, TRUE, origin,
-				     mailbox_get_vname(box), reason);
+	verdict = dovekie_check_mail_int(duser, mail, TRUE, origin,
+					 mailbox_get_vname(box), TRUE, reason, NULL);
 	if (verdict != DOVEKIE_BRIDGE_ACCEPT) {
 		dovekie_set_verdict_error(box, verdict, reason);
 		mailbox_save_cancel(&ctx);

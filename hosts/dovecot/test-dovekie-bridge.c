@@ -121,6 +121,67 @@ START_TEST (test_bridge_save)
 }
 END_TEST
 
+START_TEST (test_bridge_save_result)
+{
+  struct dovekie_bridge *bridge = new_bridge ("good");
+  PlainSource src = { "DIVERT this", 0, FALSE };
+  struct dovekie_bridge_source source = { plain_read, plain_rewind, NULL, &src };
+  struct dovekie_bridge_message msg = { "INBOX", 0, 11 };
+  struct dovekie_bridge_result result;
+  char reason[DOVEKIE_BRIDGE_REASON_MAX];
+
+  ck_assert_int_eq (dovekie_bridge_save_result (bridge, DOVEKIE_BRIDGE_SAVE_DELIVERY, &msg,
+                                                &source, &result),
+                    DOVEKIE_BRIDGE_DIVERT);
+  ck_assert_str_eq (result.mailbox, "Quarantine");
+  ck_assert_str_eq (result.reason, "diverted by good");
+  ck_assert_str_eq (result.keyword, "");
+  /* The plain form refuses what it cannot divert. */
+  src.pos = 0;
+  ck_assert_int_eq (dovekie_bridge_save (bridge, DOVEKIE_BRIDGE_SAVE_APPEND, &msg, &source, reason),
+                    DOVEKIE_BRIDGE_REJECT);
+  ck_assert_str_eq (reason, "diverted by good");
+
+  src.text = "DISCARD this";
+  src.pos = 0;
+  ck_assert_int_eq (dovekie_bridge_save_result (bridge, DOVEKIE_BRIDGE_SAVE_DELIVERY, &msg,
+                                                &source, &result),
+                    DOVEKIE_BRIDGE_DISCARD);
+  ck_assert_str_eq (result.reason, "discarded by good");
+  ck_assert_str_eq (result.mailbox, "");
+  src.pos = 0;
+  ck_assert_int_eq (dovekie_bridge_save (bridge, DOVEKIE_BRIDGE_SAVE_COPY, &msg, &source, reason),
+                    DOVEKIE_BRIDGE_REJECT);
+  ck_assert_str_eq (reason, "discarded by good");
+
+  src.text = "TAG this";
+  src.pos = 0;
+  ck_assert_int_eq (dovekie_bridge_save_result (bridge, DOVEKIE_BRIDGE_SAVE_DELIVERY, &msg,
+                                                &source, &result),
+                    DOVEKIE_BRIDGE_ACCEPT);
+  ck_assert_str_eq (result.keyword, "$Taggood");
+  ck_assert_str_eq (result.reason, "");
+  src.pos = 0;
+  ck_assert_int_eq (dovekie_bridge_save (bridge, DOVEKIE_BRIDGE_SAVE_APPEND, &msg, &source, reason),
+                    DOVEKIE_BRIDGE_ACCEPT);
+
+  src.text = "NOBOX";
+  src.pos = 0;
+  ck_assert_int_eq (dovekie_bridge_save_result (bridge, DOVEKIE_BRIDGE_SAVE_DELIVERY, &msg,
+                                                &source, &result),
+                    DOVEKIE_BRIDGE_TEMPFAIL);
+  ck_assert_str_eq (result.mailbox, "");
+  ck_assert (logged ("3 good: DIVERT without a mailbox"));
+
+  dovekie_bridge_destroy (&bridge);
+  /* No bridge: accept, nothing set. */
+  ck_assert_int_eq (dovekie_bridge_save_result (NULL, DOVEKIE_BRIDGE_SAVE_DELIVERY, &msg,
+                                                &source, &result),
+                    DOVEKIE_BRIDGE_ACCEPT);
+  ck_assert_str_eq (result.keyword, "");
+}
+END_TEST
+
 START_TEST (test_bridge_bad_module)
 {
   struct dovekie_bridge *bridge = new_bridge ("nosuchmodule");
@@ -142,6 +203,7 @@ main (void)
 
   tcase_add_checked_fixture (tc, setup, teardown);
   tcase_add_test (tc, test_bridge_save);
+  tcase_add_test (tc, test_bridge_save_result);
   tcase_add_test (tc, test_bridge_bad_module);
   suite_add_tcase (s, tc);
   runner = srunner_create (s);

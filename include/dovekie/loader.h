@@ -114,8 +114,10 @@ typedef struct {
 /* Dispatch. Each runs the matching hook of every loaded module in order.
  * The verdict functions return the first non-ACCEPT verdict; a module that
  * fails (returns FALSE) yields TEMPFAIL with a generic reason, and the
- * module's error is logged once. `verdict` must be zeroed by the caller and
- * its reason freed with g_free. */
+ * module's error is logged once; so does a verdict that breaks the
+ * contract (DIVERT without a mailbox, an invalid keyword). `verdict` must
+ * be zeroed by the caller (DOVEKIE_VERDICT_INIT) and its strings (reason,
+ * mailbox, keyword) freed with dovekie_verdict_clear or g_free. */
 void dovekie_loader_dispatch_save (DovekieLoader *loader, DovekieSaveOrigin origin,
                                    const DovekieMessageInfo *info,
                                    const DovekieMessageSource *source, gpointer source_data,

@@ -22,8 +22,10 @@
 
 G_BEGIN_DECLS
 
-/* Bumped on any incompatible change of this header or settings.h. */
-#define DOVEKIE_MODULE_ABI 1
+/* Bumped on any incompatible change of this header or settings.h.
+ * 2: DovekieVerdict gained `mailbox` and `keyword`, DovekieVerdictKind
+ *    gained DIVERT and DISCARD. */
+#define DOVEKIE_MODULE_ABI 2
 #define DOVEKIE_MODULE_SYMBOL "dovekie_module"
 
 /* Errors modules and the host report to each other (not the loader's own,
@@ -62,14 +64,38 @@ typedef enum {
   DOVEKIE_VERDICT_ACCEPT = 0, /* go on */
   DOVEKIE_VERDICT_REJECT,     /* refuse for good: IMAP NO, LMTP 550 5.7.1 */
   DOVEKIE_VERDICT_TEMPFAIL,   /* refuse for now: IMAP NO [UNAVAILABLE], LMTP 451 4.7.1 */
+  /* Store the message into verdict->mailbox instead of where it was going
+   * (created on demand, not subscribed), so nothing is lost: LMTP answers
+   * 250. Only deliveries can be diverted: for APPEND and COPY (and reads)
+   * the host treats DIVERT as REJECT with `reason`. If `mailbox` is NULL or
+   * empty, the loader turns the verdict into a TEMPFAIL (a module bug). */
+  DOVEKIE_VERDICT_DIVERT,
+  /* Store nothing but tell the sender it was taken: LMTP answers
+   * 250 2.0.0 with `reason`, and the host logs it. Only for deliveries: for
+   * APPEND and COPY (and reads) the host treats DISCARD as REJECT. */
+  DOVEKIE_VERDICT_DISCARD,
 } DovekieVerdictKind;
 
-/* A hook's answer. `reason` is owned by the verdict (g_free'd by the
- * caller); it is shown to the client, so it names no internal detail. */
+/* A hook's answer. Every string is owned by the verdict (g_free'd by the
+ * caller; dovekie_verdict_clear frees them all). */
 typedef struct {
   DovekieVerdictKind kind;
+  /* Shown to the client or sender, so it names no internal detail. If
+   * NULL on a non-ACCEPT verdict, the loader puts a generic text. */
   gchar *reason;
+  /* DIVERT only: the mailbox (as the user sees it, e.g. "Quarantine") to
+   * store the message into. Ignored for any other kind. */
+  gchar *mailbox;
+  /* ACCEPT and DIVERT of a delivery: an IMAP keyword (e.g. "$Infected") the
+   * stored message gets. If NULL, none. It must be a valid IMAP atom
+   * (no space, control, ( ) { ] % * " or backslash), else the loader turns the
+   * verdict into a TEMPFAIL. Kept through the chain: a later module that
+   * accepts does not drop it. Ignored for APPEND, COPY and reads. */
+  gchar *keyword;
 } DovekieVerdict;
+
+/* A verdict that accepts, with nothing set. */
+#define DOVEKIE_VERDICT_INIT { DOVEKIE_VERDICT_ACCEPT, NULL, NULL, NULL }
 
 /* What a module may do with an expunge it is told about. */
 typedef enum {
@@ -244,6 +270,33 @@ dovekie_verdict_set (DovekieVerdict *verdict, DovekieVerdictKind kind, const gch
   g_free (verdict->reason);
   verdict->kind = kind;
   verdict->reason = g_strdup (reason);
+}
+
+/* Sets kind DIVERT with the target mailbox and a reason. */
+static inline void
+dovekie_verdict_divert (DovekieVerdict *verdict, const gchar *mailbox, const gchar *reason)
+{
+  dovekie_verdict_set (verdict, DOVEKIE_VERDICT_DIVERT, reason);
+  g_free (verdict->mailbox);
+  verdict->mailbox = g_strdup (mailbox);
+}
+
+/* Sets (or with NULL clears) the keyword to add to the stored message. */
+static inline void
+dovekie_verdict_set_keyword (DovekieVerdict *verdict, const gchar *keyword)
+{
+  g_free (verdict->keyword);
+  verdict->keyword = g_strdup (keyword);
+}
+
+/* Frees every string and makes the verdict an empty ACCEPT again. */
+static inline void
+dovekie_verdict_clear (DovekieVerdict *verdict)
+{
+  g_clear_pointer (&verdict->reason, g_free);
+  g_clear_pointer (&verdict->mailbox, g_free);
+  g_clear_pointer (&verdict->keyword, g_free);
+  verdict->kind = DOVEKIE_VERDICT_ACCEPT;
 }
 
 G_END_DECLS

@@ -43,7 +43,10 @@ typedef struct {
    * `retrieved`: UIDs the client RETRieved; `deleted`: UIDs it DELEd.
    * The module records them, then appends to `hide_uids` (guint32) the
    * UIDs the host must mark with hide_keyword. FALSE with `error` if the
-   * state could not be stored; nothing was then recorded for sure. */
+   * state could not be stored; nothing was then recorded for sure. The
+   * Dovecot host runs this call as one kv batch: its kv_set calls are
+   * committed together after it returns (all or nothing), not each before
+   * it returns; the host drops the batch when this returns FALSE. */
   gboolean (*pop3_quit) (DovekieContext *ctx, const guint32 *retrieved, guint n_retrieved,
                          const guint32 *deleted, guint n_deleted, GArray *hide_uids,
                          GError **error);
@@ -57,6 +60,12 @@ typedef struct {
   /* The host has expunged `uids` (a subset of the plan; n may be 0 after a
    * dry run). Drops their records and ends the plan. */
   void (*done) (DovekieContext *ctx, const guint32 *uids, guint n);
+  /* Called at the end of a POP3 session that ended with QUIT, after
+   * pop3_quit: TRUE if the host should run the plan now. FALSE when
+   * dovekie_retention_expire_at_quit is off, or when the module's records
+   * show that the plan would expunge nothing (it then also leaves records
+   * of vanished messages for the next doveadm run to drop). */
+  gboolean (*expire_at_quit) (DovekieContext *ctx);
 } DovekieRetentionService;
 
 /* "keep", "expired", "max-age", "quota". */

@@ -9,9 +9,13 @@
  *      made with the current signature-DB version;
  *   4. else scan, and store the verdict;
  *   5. infected: APPEND/COPY/read are refused with the signature name,
- *      LMTP follows dovekie_av_action; a scanner failure follows
+ *      LMTP follows dovekie_av_action (quarantine: DIVERT into
+ *      dovekie_av_quarantine_mailbox; reject; tag: ACCEPT with the keyword
+ *      $Infected; discard: DISCARD); a scanner failure follows
  *      dovekie_av_on_error.
- * Every scan and every failure is logged once.
+ * Every scan and every failure is logged once, and emitted as the event
+ * dovekie_av_scan_finished (fields origin, result, engine, cached, action)
+ * for Dovecot's stats service.
  */
 #include "dovekie-config.h"
 
@@ -20,13 +24,14 @@
 #include <gmodule.h>
 
 #include "dovekie/module.h"
+#include "dovekie/antivirus.h"
 #include "dovekie-av.h"
 #include "dovekie-av-cache.h"
 #include "dovekie-av-clamd.h"
 #include "dovekie-av-engine.h"
 
 static const gchar *const engine_choices[] = { "clamd", "libclamav", NULL };
-static const gchar *const action_choices[] = { "reject", NULL };
+static const gchar *const action_choices[] = { "quarantine", "reject", "tag", "discard", NULL };
 static const gchar *const on_error_choices[] = { "tempfail", "accept", NULL };
 static const gchar *const over_size_choices[] = { "accept-and-log", "tempfail", "reject", NULL };
 static const gchar *const on_read_choices[] = { "off", "unscanned", "always", NULL };
@@ -44,8 +49,11 @@ static const DovekieSettingDef av_settings[] = {
     "largest message scanned; larger ones follow dovekie_av_over_size" },
   { "dovekie_av_over_size", DOVEKIE_SETTING_ENUM, "accept-and-log", 0, 0, over_size_choices,
     "message over dovekie_av_max_size: accept-and-log, tempfail or reject" },
-  { "dovekie_av_action", DOVEKIE_SETTING_ENUM, "reject", 0, 0, action_choices,
-    "infected LMTP delivery: reject (550 5.7.1 with the signature name)" },
+  { "dovekie_av_action", DOVEKIE_SETTING_ENUM, "quarantine", 0, 0, action_choices,
+    "infected LMTP delivery: quarantine (into dovekie_av_quarantine_mailbox), reject (550 5.7.1 "
+    "with the signature name), tag (delivered with the keyword $Infected) or discard (logged)" },
+  { "dovekie_av_quarantine_mailbox", DOVEKIE_SETTING_STRING, "Quarantine", 1, 255, NULL,
+    "mailbox quarantined deliveries go to; created on demand, not subscribed" },
   { "dovekie_av_on_error", DOVEKIE_SETTING_ENUM, "tempfail", 0, 0, on_error_choices,
     "scanner unavailable, timed out or unparsable: tempfail (retry later) or accept (logged)" },
   { "dovekie_av_scan_on_read", DOVEKIE_SETTING_ENUM, "unscanned", 0, 0, on_read_choices,
@@ -74,6 +82,7 @@ static const gchar *const read_origin_names[] = { "fetch", "pop3", "other" };
 
 #define REASON_UNAVAILABLE "Virus scanner unavailable, try again later"
 #define REASON_TOO_BIG "Message too large to be scanned for viruses"
+#define INFECTED_KEYWORD "$Infected"
 
 typedef struct {
   DovekieAvClamd *clamd; /* NULL with libclamav */
@@ -329,6 +338,49 @@ av_engine_name (DovekieContext *ctx)
   return user->clamd != NULL ? dovekie_av_clamd_server (user->clamd) : "libclamav";
 }
 
+/* Counts one judged message as an event: result clean, infected, error or
+ * too_big; engine clamd or libclamav; action what the verdict became. */
+static void
+av_emit (DovekieContext *ctx, const gchar *origin, const gchar *result, gboolean cached,
+         const gchar *action)
+{
+  AvUser *user = ctx->module_data;
+  dovekie_emit (ctx, "dovekie_av_scan_finished", "origin", origin, "result", result,
+                "engine", user->clamd != NULL ? "clamd" : "libclamav",
+                "cached", cached ? "yes" : "no", "action", action, NULL);
+}
+
+/* Sets the verdict for an infected message; returns the action's name. */
+static const gchar *
+av_infected_verdict (DovekieContext *ctx, gboolean delivery, const gchar *signature,
+                     DovekieVerdict *verdict)
+{
+  const gchar *action = ctx->api->get_string (ctx, "dovekie_av_action");
+  g_autofree gchar *reason = NULL;
+
+  if (!delivery || g_str_equal (action, "reject"))
+    {
+      reason = g_strdup_printf ("Message rejected: virus %s found", signature);
+      dovekie_verdict_set (verdict, DOVEKIE_VERDICT_REJECT, reason);
+      return "reject";
+    }
+  if (g_str_equal (action, "tag"))
+    {
+      dovekie_verdict_set_keyword (verdict, INFECTED_KEYWORD);
+      return "tag";
+    }
+  if (g_str_equal (action, "discard"))
+    {
+      reason = g_strdup_printf ("Message discarded: virus %s found", signature);
+      dovekie_verdict_set (verdict, DOVEKIE_VERDICT_DISCARD, reason);
+      return "discard";
+    }
+  reason = g_strdup_printf ("Message quarantined: virus %s found", signature);
+  dovekie_verdict_divert (verdict, ctx->api->get_string (ctx, "dovekie_av_quarantine_mailbox"),
+                          reason);
+  return "quarantine";
+}
+
 /* Runs one message through the scanner and the policy. `origin` names
  * the event in the log. On TRUE the verdict is set; FALSE only when the
  * message itself could not be read. */
@@ -340,6 +392,7 @@ av_judge (DovekieContext *ctx, const gchar *origin, gboolean delivery, gboolean 
   AvScan scan;
   g_autoptr (GError) local = NULL;
   gchar digest_hex[17];
+  const gchar *action = "accept";
 
   memset (&scan, 0, sizeof (scan));
   if (!av_scan_message (ctx, msg, use_cache, &scan, &local))
@@ -356,12 +409,14 @@ av_judge (DovekieContext *ctx, const gchar *origin, gboolean delivery, gboolean 
           dovekie_log (ctx, DOVEKIE_LOG_WARNING,
                        "scan origin=%s mailbox=%s uid=%u result=error action=accept error=%s",
                        origin, info->mailbox, info->uid, local->message);
+          av_emit (ctx, origin, "error", FALSE, "accept");
           return TRUE;
         }
       dovekie_log (ctx, DOVEKIE_LOG_ERROR,
                    "scan origin=%s mailbox=%s uid=%u result=error action=tempfail error=%s",
                    origin, info->mailbox, info->uid, local->message);
       dovekie_verdict_set (verdict, DOVEKIE_VERDICT_TEMPFAIL, REASON_UNAVAILABLE);
+      av_emit (ctx, origin, "error", FALSE, "tempfail");
       return TRUE;
     }
   if (scan.too_big)
@@ -375,27 +430,27 @@ av_judge (DovekieContext *ctx, const gchar *origin, gboolean delivery, gboolean 
         dovekie_verdict_set (verdict, DOVEKIE_VERDICT_REJECT, REASON_TOO_BIG);
       else if (g_str_equal (policy, "tempfail"))
         dovekie_verdict_set (verdict, DOVEKIE_VERDICT_TEMPFAIL, REASON_TOO_BIG);
+      av_emit (ctx, origin, "too_big", FALSE,
+               g_str_equal (policy, "accept-and-log") ? "accept" : policy);
       return TRUE;
     }
 
   for (guint i = 0; i < 8; i++)
     g_snprintf (digest_hex + 2 * i, 3, "%02x", scan.digest[i]);
   if (scan.status == DOVEKIE_AV_INFECTED)
-    {
-      g_autofree gchar *reason =
-        g_strdup_printf ("Message rejected: virus %s found", scan.signature);
-      /* Only "reject" exists for deliveries so far; see dovekie_av_action. */
-      (void) delivery;
-      dovekie_verdict_set (verdict, DOVEKIE_VERDICT_REJECT, reason);
-    }
+    action = av_infected_verdict (ctx, delivery, scan.signature, verdict);
   dovekie_log (ctx, scan.status == DOVEKIE_AV_INFECTED ? DOVEKIE_LOG_WARNING : DOVEKIE_LOG_INFO,
                "scan origin=%s mailbox=%s uid=%u size=%" G_GUINT64_FORMAT
-               " sha256=%s result=%s%s%s engine=%s cached=%s", origin, info->mailbox, info->uid,
-               scan.size, digest_hex,
+               " sha256=%s result=%s%s%s engine=%s cached=%s%s%s", origin, info->mailbox,
+               info->uid, scan.size, digest_hex,
                scan.status == DOVEKIE_AV_INFECTED ? "infected" : "clean",
                scan.status == DOVEKIE_AV_INFECTED ? " signature=" : "",
                scan.status == DOVEKIE_AV_INFECTED ? scan.signature : "",
-               scan.cached ? "cache" : av_engine_name (ctx), scan.cached ? "yes" : "no");
+               scan.cached ? "cache" : av_engine_name (ctx), scan.cached ? "yes" : "no",
+               scan.status == DOVEKIE_AV_INFECTED ? " action=" : "",
+               scan.status == DOVEKIE_AV_INFECTED ? action : "");
+  av_emit (ctx, origin, scan.status == DOVEKIE_AV_INFECTED ? "infected" : "clean", scan.cached,
+           action);
   av_scan_clear (&scan);
   return TRUE;
 }
@@ -420,6 +475,46 @@ av_read (DovekieContext *ctx, DovekieReadOrigin origin, const DovekieMessageInfo
                    msg, verdict, error);
 }
 
+/* ---- the "antivirus" service: the verdict cache, for scan-status ---- */
+
+typedef struct {
+  DovekieAntivirusVerdictFunc func;
+  gpointer data;
+} AvForeach;
+
+static gboolean
+av_foreach_record (const gchar *key, const gchar *value, gpointer data)
+{
+  AvForeach *each = data;
+  g_autofree gchar *version = NULL;
+  g_autofree gchar *signature = NULL;
+  DovekieAvStatus status;
+
+  (void) key;
+  if (!dovekie_av_cache_parse (value, &version, &status, &signature))
+    each->func ("", "malformed", each->data);
+  else
+    each->func (version, status == DOVEKIE_AV_INFECTED ? "infected" : "clean", each->data);
+  return TRUE;
+}
+
+static gboolean
+av_foreach_verdict (DovekieContext *ctx, DovekieAntivirusVerdictFunc func, gpointer data,
+                    GError **error)
+{
+  AvForeach each = { func, data };
+  return ctx->api->kv_foreach (ctx, DOVEKIE_AV_CACHE_PREFIX, av_foreach_record, &each, error);
+}
+
+static const DovekieAntivirusService av_service = {
+  .foreach_verdict = av_foreach_verdict,
+};
+
+static const DovekieService av_services[] = {
+  { DOVEKIE_ANTIVIRUS_SERVICE, &av_service },
+  { NULL, NULL },
+};
+
 /* GModule calls this when the module is loaded: the module stays loaded
  * for the life of the process, so a libclamav engine is built once per
  * process, not once per user session. */
@@ -438,7 +533,7 @@ G_MODULE_EXPORT const DovekieModule dovekie_module = {
   .version = PACKAGE_VERSION,
   .description = "scans delivered, saved, copied and read mail with ClamAV",
   .settings = av_settings,
-  .services = NULL,
+  .services = av_services,
   .init = av_init,
   .deinit = av_deinit,
   .save = av_save,

@@ -15,6 +15,36 @@ static gchar *engine_dir;
 static DovekieAvLimits engine_limits;
 static guint engine_signatures;
 static gint64 engine_checked; /* monotonic µs of the last cl_statchkdir */
+/* libclamav's last error line, instead of its default of writing to stderr
+ * (which Dovecot would log as a bare error). Under engine_lock. */
+static gchar last_message[256];
+
+static void
+engine_message (enum cl_msg severity, const char *fullmsg, const char *msg, void *context)
+{
+  (void) fullmsg;
+  (void) context;
+  if (severity == CL_MSG_ERROR && msg != NULL)
+    {
+      gsize len;
+      g_strlcpy (last_message, msg, sizeof (last_message));
+      len = strlen (last_message);
+      while (len > 0 && g_ascii_isspace (last_message[len - 1]))
+        last_message[--len] = '\0';
+    }
+}
+
+/* " (libclamav: <last error>)" or "", for error texts. */
+static const gchar *
+engine_detail (void)
+{
+  static gchar detail[sizeof (last_message) + 16];
+  if (last_message[0] == '\0')
+    return "";
+  g_snprintf (detail, sizeof (detail), " (%s)", last_message);
+  last_message[0] = '\0';
+  return detail;
+}
 
 static gboolean
 set_num (struct cl_engine *e, enum cl_engine_field field, long long value, const gchar *what,
@@ -44,11 +74,13 @@ build (const gchar *db_dir, const DovekieAvLimits *limits, guint *signatures_r, 
                            "libclamav: cannot create an engine");
       return NULL;
     }
+  last_message[0] = '\0';
   ret = cl_load (db_dir, e, &sigs, CL_DB_STDOPT);
   if (ret != CL_SUCCESS)
     {
       g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE,
-                   "libclamav: loading the signature DB from %s: %s", db_dir, cl_strerror (ret));
+                   "libclamav: loading the signature DB from %s: %s%s", db_dir, cl_strerror (ret),
+                   engine_detail ());
       cl_engine_free (e);
       return NULL;
     }
@@ -122,7 +154,9 @@ dovekie_av_engine_prepare (const gchar *db_dir, const DovekieAvLimits *limits, g
   *notice_r = NULL;
   if (!engine_initialized)
     {
-      cl_error_t ret = cl_init (CL_INIT_DEFAULT);
+      cl_error_t ret;
+      cl_set_clcb_msg (engine_message);
+      ret = cl_init (CL_INIT_DEFAULT);
       if (ret != CL_SUCCESS)
         {
           g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE, "libclamav: cl_init: %s",

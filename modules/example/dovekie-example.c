@@ -63,29 +63,42 @@ dovekie_example_find (DovekieContext *ctx, DovekieMessage *msg, const gchar *nee
     }
 }
 
-/* Adds one to the user's persistent "saves" counter; returns the new
- * value, or 0 after logging why the state could not be used. */
+static gboolean
+sum_counter (const gchar *key, const gchar *value, gpointer data)
+{
+  guint64 n = 0;
+
+  (void) key;
+  /* Foreign bytes: parse whole-string; a garbled entry counts as 0. */
+  if (g_ascii_string_to_unsigned (value, 10, 0, G_MAXUINT32, &n, NULL))
+    *(guint64 *) data += n;
+  return TRUE;
+}
+
+/* Adds one to the user's persistent counter of saves from `origin`
+ * ("saves/<origin>") and returns the total over all origins, or 0 after
+ * logging why the state could not be used. */
 static guint64
-example_count_save (DovekieContext *ctx)
+example_count_save (DovekieContext *ctx, const gchar *origin)
 {
   g_autoptr (GError) error = NULL;
+  g_autofree gchar *key = g_strconcat ("saves/", origin, NULL);
   g_autofree gchar *old = NULL;
   g_autofree gchar *new = NULL;
-  guint64 count = 0;
+  guint64 count = 0, total = 0;
 
-  if (!ctx->api->kv_get (ctx, "saves", &old, &error))
+  if (!ctx->api->kv_get (ctx, key, &old, &error))
     goto failed;
-  /* Foreign bytes: parse whole-string, and start over on garbage. */
   if (old != NULL && !g_ascii_string_to_unsigned (old, 10, 0, G_MAXUINT32, &count, NULL))
     {
-      dovekie_log (ctx, DOVEKIE_LOG_WARNING, "state 'saves' holds '%.20s'; restarting at 0", old);
+      dovekie_log (ctx, DOVEKIE_LOG_WARNING, "state '%s' holds '%.20s'; restarting at 0", key, old);
       count = 0;
     }
-  count++;
-  new = g_strdup_printf ("%" G_GUINT64_FORMAT, count);
-  if (!ctx->api->kv_set (ctx, "saves", new, &error))
+  new = g_strdup_printf ("%" G_GUINT64_FORMAT, count + 1);
+  if (!ctx->api->kv_set (ctx, key, new, &error) ||
+      !ctx->api->kv_foreach (ctx, "saves/", sum_counter, &total, &error))
     goto failed;
-  return count;
+  return total;
 
 failed:
   dovekie_log (ctx, DOVEKIE_LOG_WARNING, "cannot count saves: %s", error->message);
@@ -113,7 +126,7 @@ example_save (DovekieContext *ctx, DovekieSaveOrigin origin, const DovekieMessag
     {
       dovekie_log (ctx, DOVEKIE_LOG_INFO, "hook=save origin=%s mailbox=%s verdict=accept saves=%"
                    G_GUINT64_FORMAT, save_origin_names[origin], info->mailbox,
-                   example_count_save (ctx));
+                   example_count_save (ctx, save_origin_names[origin]));
       return TRUE;
     }
   dovekie_log (ctx, DOVEKIE_LOG_INFO, "hook=save origin=%s mailbox=%s verdict=%s",

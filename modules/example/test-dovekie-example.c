@@ -114,7 +114,7 @@ START_TEST (test_save_hook)
   TestSource src = { (const guint8 *) text, strlen (text), 0, 0, FALSE };
   DovekieContext ctx = { &fake_api, NULL };
   DovekieMessageInfo info = { "INBOX", 0, (gint64) strlen (text) };
-  DovekieVerdict verdict = { DOVEKIE_VERDICT_ACCEPT, NULL };
+  DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
   g_autoptr (GError) error = NULL;
 
   fake_reject = "EVIL-TOKEN";

@@ -7,6 +7,13 @@
  * a POP3 session and by doveadm, expunges only downloaded messages whose
  * time is over. State: one record per INBOX UID in the host's per-user kv
  * store (see dovekie-retention-record.h for its grammar).
+ *
+ * Counters, as host events (dovekie_emit), one per message:
+ *   dovekie_retention_downloaded  mailbox          first download by this identity
+ *   dovekie_retention_hidden      mailbox, view    first DELE by this identity, kept
+ *   dovekie_retention_expunged    mailbox, reason  expired, max-age or quota (the
+ *                                                  expiry run), or dele (a DELE
+ *                                                  that really expunged)
  */
 #include "dovekie-config.h"
 
@@ -62,7 +69,7 @@ typedef struct {
   gboolean loaded;
   GHashTable *records;  /* uid -> DovekieRetentionRecord* */
   GHashTable *corrupt;  /* uids whose record did not parse: never expunged */
-  GHashTable *approved; /* uids of the current plan that may be expunged */
+  GHashTable *approved; /* uid -> reason, of the current plan: may be expunged */
 } Retention;
 
 gchar *
@@ -220,7 +227,10 @@ ensure_loaded (DovekieContext *ctx, GError **error)
     return TRUE;
   g_hash_table_remove_all (r->records);
   g_hash_table_remove_all (r->corrupt);
-  if (!ctx->api->kv_foreach (ctx, KEY_PREFIX, load_one, &ld, error))
+  /* All keys, not KEY_PREFIX: with a prefix, the Dovecot host's
+   * iteration (file dict) returned nothing in our tests; every key of this
+   * module is a record key anyway, and load_one checks each one. */
+  if (!ctx->api->kv_foreach (ctx, "", load_one, &ld, error))
     {
       g_hash_table_remove_all (r->records);
       g_hash_table_remove_all (r->corrupt);
@@ -313,6 +323,7 @@ service_pop3_quit (DovekieContext *ctx, const guint32 *retrieved, guint n_retrie
   Retention *r = retention (ctx);
   g_autoptr (GHashTable) dirty = g_hash_table_new (g_direct_hash, g_direct_equal);
   gint64 now = ctx->api->now (ctx);
+  guint n_downloaded = 0, n_hidden = 0, n_expunged = 0;
   GHashTableIter iter;
   gpointer key;
 
@@ -332,6 +343,7 @@ service_pop3_quit (DovekieContext *ctx, const guint32 *retrieved, guint n_retrie
         {
           c->downloaded = MAX (now, 1);
           g_hash_table_add (dirty, GUINT_TO_POINTER (retrieved[i]));
+          n_downloaded++;
         }
     }
   for (guint i = 0; i < n_deleted; i++)
@@ -343,6 +355,7 @@ service_pop3_quit (DovekieContext *ctx, const guint32 *retrieved, guint n_retrie
           /* The message is gone; so is its record. */
           g_hash_table_remove (r->records, GUINT_TO_POINTER (deleted[i]));
           g_hash_table_add (dirty, GUINT_TO_POINTER (deleted[i]));
+          n_expunged++;
           continue;
         }
       if (r->policy.dele != DOVEKIE_RETENTION_DELE_HIDE)
@@ -352,6 +365,7 @@ service_pop3_quit (DovekieContext *ctx, const guint32 *retrieved, guint n_retrie
         {
           c->deleted = TRUE;
           g_hash_table_add (dirty, GUINT_TO_POINTER (deleted[i]));
+          n_hidden++;
         }
       if (r->policy.view == DOVEKIE_RETENTION_VIEW_SHARED)
         g_array_append_val (hide_uids, deleted[i]);
@@ -369,6 +383,15 @@ service_pop3_quit (DovekieContext *ctx, const guint32 *retrieved, guint n_retrie
         }
       g_hash_table_remove (r->corrupt, key);
     }
+  /* Counted once the state is stored. */
+  for (guint i = 0; i < n_downloaded; i++)
+    dovekie_emit (ctx, "dovekie_retention_downloaded", "mailbox", "INBOX", NULL);
+  for (guint i = 0; i < n_hidden; i++)
+    dovekie_emit (ctx, "dovekie_retention_hidden", "mailbox", "INBOX", "view",
+                  r->policy.view == DOVEKIE_RETENTION_VIEW_SHARED ? "shared" : "per-client",
+                  NULL);
+  for (guint i = 0; i < n_expunged; i++)
+    dovekie_emit (ctx, "dovekie_retention_expunged", "mailbox", "INBOX", "reason", "dele", NULL);
   return TRUE;
 }
 
@@ -401,9 +424,12 @@ service_plan (DovekieContext *ctx, const DovekieRetentionMessage *messages, guin
       if (g_hash_table_contains (r->corrupt, GUINT_TO_POINTER (messages[i].uid)))
         reasons[i] = DOVEKIE_RETENTION_KEEP;
       if (reasons[i] != DOVEKIE_RETENTION_KEEP)
-        g_hash_table_add (r->approved, GUINT_TO_POINTER (messages[i].uid));
+        g_hash_table_insert (r->approved, GUINT_TO_POINTER (messages[i].uid),
+                             GUINT_TO_POINTER (reasons[i]));
     }
 
+  dovekie_log (ctx, DOVEKIE_LOG_DEBUG, "plan: %u message(s), %u record(s), %u to expunge",
+               n, g_hash_table_size (r->records), g_hash_table_size (r->approved));
   /* Records of messages that are gone (expunged over IMAP, say). */
   g_hash_table_iter_init (&iter, r->records);
   while (g_hash_table_iter_next (&iter, &key, NULL))
@@ -430,6 +456,13 @@ service_done (DovekieContext *ctx, const guint32 *uids, guint n)
   for (guint i = 0; i < n; i++)
     {
       g_autoptr (GError) error = NULL;
+      gpointer reason;
+
+      if (g_hash_table_lookup_extended (r->approved, GUINT_TO_POINTER (uids[i]), NULL, &reason))
+        dovekie_emit (ctx, "dovekie_retention_expunged", "mailbox", "INBOX", "reason",
+                      dovekie_retention_reason_name (
+                          (DovekieRetentionReason) GPOINTER_TO_UINT (reason)),
+                      NULL);
       if (!store (ctx, uids[i], NULL, &error))
         dovekie_log (ctx, DOVEKIE_LOG_WARNING, "cannot drop the record of uid=%u: %s", uids[i],
                      error->message);
@@ -438,10 +471,35 @@ service_done (DovekieContext *ctx, const guint32 *uids, guint n)
   g_hash_table_remove_all (r->approved);
 }
 
+/* The plan at QUIT lists the whole INBOX (save date and size of every
+ * message): skip it when the records alone show that it would expunge
+ * nothing. With max_age off, dovekie_retention_decide does not depend on
+ * the save date, so the answer is exact; otherwise any downloaded message
+ * may be due. The quota rule needs a listing too. */
 static gboolean
 service_expire_at_quit (DovekieContext *ctx)
 {
-  return retention (ctx)->expire_at_quit;
+  Retention *r = retention (ctx);
+  gint64 now;
+  GHashTableIter iter;
+  gpointer value;
+
+  if (!r->expire_at_quit)
+    return FALSE;
+  if (!r->loaded || r->policy.quota_percent > 0 ||
+      (r->policy.max_age > 0 && r->policy.max_age_all))
+    return TRUE;
+  now = ctx->api->now (ctx);
+  g_hash_table_iter_init (&iter, r->records);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      const DovekieRetentionRecord *record = value;
+      if (r->policy.max_age > 0 && dovekie_retention_record_first_download (record) > 0)
+        return TRUE;
+      if (dovekie_retention_decide (&r->policy, record, -1, now) != DOVEKIE_RETENTION_KEEP)
+        return TRUE;
+    }
+  return FALSE;
 }
 
 const DovekieRetentionService dovekie_retention_service = {
@@ -458,7 +516,7 @@ static const DovekieService retention_services[] = {
   { NULL, NULL },
 };
 
-const DovekieModule dovekie_retention_module = {
+G_MODULE_EXPORT const DovekieModule dovekie_module = {
   .abi = DOVEKIE_MODULE_ABI,
   .name = "retention",
   .version = PACKAGE_VERSION,
@@ -474,5 +532,3 @@ const DovekieModule dovekie_retention_module = {
   .pop3_end = NULL,
 };
 
-/* The loader looks this symbol up by name. */
-G_MODULE_EXPORT const DovekieModule *const dovekie_module_ptr_unused = NULL;

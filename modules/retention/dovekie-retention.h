@@ -8,7 +8,7 @@
 G_BEGIN_DECLS
 
 /* The module's vtable and its "retention" service, as exported. */
-extern const DovekieModule dovekie_retention_module;
+extern const DovekieModule dovekie_module;
 extern const DovekieRetentionService dovekie_retention_service;
 
 /* The kv key of a message's record: "uid/<uid>". g_free it. */

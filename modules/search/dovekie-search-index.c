@@ -25,6 +25,8 @@ struct _DovekieIndex {
 
   gboolean in_txn;
   guint batch_docs;
+  /* Bytes of text in the batch, for the dovekie_search_indexed event. */
+  guint64 batch_bytes;
   /* Highest uid written, committed or not; committed with the batch. */
   guint32 last_uid;
   /* A corrupt file was replaced while writing: later writes would give an
@@ -130,6 +132,7 @@ close_db (DovekieIndex *index)
   index->db = NULL;
   index->in_txn = FALSE;
   index->batch_docs = 0;
+  index->batch_bytes = 0;
 }
 
 static void
@@ -269,20 +272,39 @@ index_open (DovekieContext *ctx, const gchar *path, guint32 uidvalidity, GError 
   return dovekie_search_index_open_with (ctx, path, uidvalidity, &limits, error);
 }
 
+/* Counts a committed batch: event dovekie_search_indexed with the
+ * messages it added (indexed, or recorded as unindexed) and their bytes of
+ * text. Nothing without a context (tests, tools) or for an empty batch. */
+static void
+emit_indexed (DovekieIndex *index, guint docs, guint64 bytes)
+{
+  gchar messages[16], text_bytes[24];
+
+  if (index->ctx == NULL || docs == 0)
+    return;
+  g_snprintf (messages, sizeof messages, "%u", docs);
+  g_snprintf (text_bytes, sizeof text_bytes, "%" G_GUINT64_FORMAT, bytes);
+  dovekie_emit (index->ctx, "dovekie_search_indexed", "messages", messages,
+                "bytes", text_bytes, NULL);
+}
+
 static gboolean
 commit (DovekieIndex *index, GError **error)
 {
+  guint docs = index->batch_docs;
+  guint64 bytes = index->batch_bytes;
+
   if (!index->in_txn)
     return TRUE;
+  index->in_txn = FALSE;
+  index->batch_docs = 0;
+  index->batch_bytes = 0;
   if (!set_meta (index, "last_uid", index->last_uid, error) || !exec (index, "COMMIT", error))
     {
       (void) sqlite3_exec (index->db, "ROLLBACK", NULL, NULL, NULL);
-      index->in_txn = FALSE;
-      index->batch_docs = 0;
       return FALSE;
     }
-  index->in_txn = FALSE;
-  index->batch_docs = 0;
+  emit_indexed (index, docs, bytes);
   return TRUE;
 }
 
@@ -313,6 +335,7 @@ write_failed (DovekieIndex *index)
     (void) sqlite3_exec (index->db, "ROLLBACK", NULL, NULL, NULL);
   index->in_txn = FALSE;
   index->batch_docs = 0;
+  index->batch_bytes = 0;
   if (index->db != NULL && get_meta (index, "last_uid", &committed, NULL))
     index->last_uid = (guint32) CLAMP (committed, 0, G_MAXUINT32);
 }
@@ -499,6 +522,8 @@ index_doc_end (DovekieIndex *index, GError **error)
         goto failed;
     }
   index->last_uid = MAX (index->last_uid, index->doc_uid);
+  if (!index->doc_too_big)
+    index->batch_bytes += index->doc_bytes;
   if (++index->batch_docs >= index->limits.batch_size && !commit (index, error))
     goto failed;
   return TRUE;
@@ -575,6 +600,23 @@ array_has (GArray *sorted, guint32 uid)
   return FALSE;
 }
 
+/* Counts an answered lookup: event dovekie_search_lookup with the scope
+ * and how many UIDs were definite and how many maybe (the host reads those). */
+static void
+emit_lookup (DovekieIndex *index, DovekieIndexScope scope, guint definite, guint maybe)
+{
+  static const gchar *const scopes[] = { "text", "body", "header" };
+  gchar definite_s[16], maybe_s[16];
+
+  if (index->ctx == NULL)
+    return;
+  g_snprintf (definite_s, sizeof definite_s, "%u", definite);
+  g_snprintf (maybe_s, sizeof maybe_s, "%u", maybe);
+  dovekie_emit (index->ctx, "dovekie_search_lookup",
+                "scope", (guint) scope < G_N_ELEMENTS (scopes) ? scopes[scope] : "other",
+                "definite", definite_s, "maybe", maybe_s, NULL);
+}
+
 static gboolean
 lookup_real (DovekieIndex *index, DovekieIndexScope scope, const DovekieSearchPlan *plan,
              DovekieIndexAddFunc add, gpointer data, GError **error)
@@ -590,7 +632,7 @@ lookup_real (DovekieIndex *index, DovekieIndexScope scope, const DovekieSearchPl
   sqlite3_stmt *stmt = NULL;
   guint32 prev = 0;
   gboolean have_prev = FALSE;
-  guint i = 0, j = 0;
+  guint i = 0, j = 0, definite = 0, maybe = 0;
   int rc;
 
   if (!load_uids (index, "SELECT uid FROM gone ORDER BY uid", gone, error) ||
@@ -625,6 +667,10 @@ lookup_real (DovekieIndex *index, DovekieIndexScope scope, const DovekieSearchPl
       if (h <= u)
         {
           add (data, h, plan->definite);
+          if (plan->definite)
+            definite++;
+          else
+            maybe++;
           i++;
           if (h == u)
             j++;
@@ -632,10 +678,14 @@ lookup_real (DovekieIndex *index, DovekieIndexScope scope, const DovekieSearchPl
       else
         {
           if (!array_has (gone, u))
-            add (data, u, FALSE);
+            {
+              add (data, u, FALSE);
+              maybe++;
+            }
           j++;
         }
     }
+  emit_lookup (index, scope, definite, maybe);
   return TRUE;
 }
 

@@ -3,6 +3,11 @@
  *
  * The module keeps no per-user state of its own: the host opens one index
  * per mailbox through the service and closes it when done.
+ *
+ * Events (dovekie_emit; Dovecot's stats service can count them):
+ *   dovekie_search_indexed  per committed batch: messages, bytes (of text)
+ *   dovekie_search_lookup   per answered lookup: scope (text, body or
+ *                           header), definite, maybe (UIDs the host verifies)
  */
 #include "dovekie-config.h"
 

@@ -255,6 +255,11 @@ class PrivateDovecot:
             "UBSAN_OPTIONS": f"print_stacktrace=1:halt_on_error=1:log_path={logs}",
         }
 
+    def process_env(self) -> dict[str, str]:
+        """Environment for a process a test starts itself that loads the
+        plugin (e.g. a doveadm run it kills): ours plus the sanitizer's."""
+        return dict(os.environ, **self._sanitizer_env())
+
     def sanitizer_reports(self) -> list[str]:
         """Texts of the sanitizer reports written so far."""
         if self.tmpdir is None or not (self.tmpdir / "sanitizer").is_dir():

@@ -85,6 +85,32 @@ def main(argv: list[str] | None = None) -> int:
 
     # Every module on its embedded defaults: only the list is set.
     settings = {"dovekie_modules": " ".join(names)}
+    # --- antivirus (owned by the antivirus module) ---
+    # The exception: antivirus defaults to clamd and fails closed (tempfail)
+    # when no scanner answers, and a sandbox runs no clamd. It scans
+    # in-process with libclamav instead, on a tiny signature DB made from
+    # Debian's clamav-testfiles (clam.exe and the EICAR string).
+    if "antivirus" in names:
+        import atexit
+        import shutil
+        import tempfile
+        from clamd_harness import write_signatures
+        av_db = Path(tempfile.mkdtemp(prefix="dovekie-sandbox-av-"))
+        atexit.register(shutil.rmtree, av_db, True)
+        av_db.chmod(0o755)
+        write_signatures(av_db)
+        for sig in av_db.iterdir():
+            sig.chmod(0o644)
+        settings["dovekie_av_engine"] = "libclamav"
+        settings["dovekie_av_libclamav_db"] = str(av_db)
+    # --- end antivirus ---
+    # Search is an FTS backend: Dovecot's fts plugin must load first and be
+    # told to use it; indexing happens as mail arrives.
+    mail_plugins = None
+    if "search" in names:
+        mail_plugins = "$mail_plugins fts dovekie"
+        settings["fts"] = "dovekie"
+        settings["fts_autoindex"] = "yes"
 
     # Handlers go in before boot, so a signal during startup still stops
     # Dovecot through the context manager.
@@ -95,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     with PrivateDovecot(users={USER: {"password": PASSWORD}},
                         plugin_path=plugin, module_files=modules,
                         plugin_settings=settings, ports=args.ports,
+                        mail_plugins=mail_plugins,
                         extra_conf=EXTRA_CONF) as dc:
         for sender, subject, body in DEMO_MESSAGES:
             code, text = dc.deliver(
@@ -153,6 +180,28 @@ print(c.fetch('1', '(BODY[HEADER.FIELDS (SUBJECT)])'))"
                 print(f"IMAP APPEND containing {DEMO_REJECT}: {typ} {text}")
                 if typ != "NO":
                     return 1
+            # --- retention (owned by the retention module) ---
+            # A POP3 DELE keeps the mail for IMAP: gone from POP3 after
+            # QUIT, still in the IMAP INBOX with the hide keyword.
+            if "retention" in names:
+                pop = dc.pop3(USER)
+                before = pop.stat()[0]
+                pop.dele(1)
+                pop.quit()
+                pop = dc.pop3(USER)
+                after = pop.stat()[0]
+                pop.quit()
+                conn = dc.imap(USER)
+                conn.select("INBOX")
+                typ, data = conn.search(None, "KEYWORD", "$PopHidden")
+                conn.logout()
+                kept = len((data[0] or b"").split()) if typ == "OK" else 0
+                imap_count = dc.message_count(user=USER)
+                print(f"POP3 DELE 1 + QUIT: POP3 lists {after} of {before}, "
+                      f"IMAP INBOX has {imap_count} ({kept} with $PopHidden)")
+                if after != before - 1 or imap_count != expected or kept != 1:
+                    return 1
+            # --- end retention ---
             return 0
 
         print("Press Ctrl-C to stop.", flush=True)

@@ -216,6 +216,30 @@ def test_refused_copy_gets_no_with_the_reason(dc):
         since=offset)
 
 
+def test_copy_by_saving_keeps_the_bytes(dovekie):
+    # Without hard links Dovecot copies by reading the source and saving it
+    # again, after our save hook read the same source to its end: the copy
+    # must still carry every byte. Nothing is lost.
+    dc = dovekie(settings={"dovekie_example_reject": REJECT},
+                 extra_conf="maildir_copy_with_hardlinks = no\n")
+    body = "".join(f"line {i} of a message that is copied\n" for i in range(2000))
+    imap = dc.imap()
+    assert append(imap, body)[0] == "OK"
+    assert imap.create("Archive")[0] == "OK"
+    select_count(imap)
+    typ, data = imap.fetch("1", "(BODY.PEEK[])")
+    original = data[0][1]
+    offset = dc.log_offset()
+    assert imap.copy("1", "Archive")[0] == "OK"
+    assert select_count(imap, "Archive") == 1
+    typ, data = imap.fetch("1", "(BODY.PEEK[])")
+    imap.logout()
+    assert data[0][1] == original
+    dc.wait_for_log(example_line(
+        "imap", "alice", "hook=save origin=copy mailbox=Archive verdict=accept"),
+        since=offset)
+
+
 # --- (e): IMAP FETCH -----------------------------------------------------------
 
 def test_fetch_body_calls_read_hook(dc):

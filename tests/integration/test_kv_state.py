@@ -1,7 +1,8 @@
 """Module state (the kv store) through a real Dovecot.
 
 The example module, with dovekie_example_count_saves = yes, keeps a counter
-of accepted saves in its kv state. The host stores it as a private INBOX
+of accepted saves per origin in its kv state ("saves/append",
+"saves/delivery") and logs their sum, read back with a prefix iteration. The host stores it as a private INBOX
 attribute (mail_attribute_dict), so the count must carry across separate
 imap and lmtp processes, and must be invisible to IMAP METADATA clients.
 """
@@ -41,13 +42,13 @@ def test_state_persists_across_processes(dovekie):
     # The state lives under vendor/vendor.dovecot/pvt/, which METADATA
     # clients can neither list nor read.
     imap = dc.imap()
-    key = "/private/vendor/vendor.dovecot/pvt/dovekie/example/saves"
+    key = "/private/vendor/vendor.dovecot/pvt/dovekie/example/saves/append"
     typ, data = imap.xatom("GETMETADATA", '"INBOX"', f"({key})")
     _, meta = imap._untagged_response(typ, data, "METADATA")
     text = b" ".join(d for d in meta if isinstance(d, bytes)).decode()
     # Dovecot refuses the pvt/ key outright (NO) or answers NIL: never "3".
     assert typ == "NO" or "NIL" in text, (typ, data, text)
-    assert '"3"' not in text and " 3)" not in text, text
+    assert '"2"' not in text and " 2)" not in text, text
     imap.logout()
 
 

@@ -30,5 +30,9 @@ def test_sandbox_once(build_dir, plugin_path, module_paths):
     assert ("IMAP APPEND containing DOVEKIE-EXAMPLE-REJECT: NO [CANNOT] "
             "message refused by the example module") in out, out
     assert "IMAP login as demo OK, INBOX has 5 messages" in out, out
+    # The retention module keeps a POP3 DELE for IMAP.
+    assert "retention" in re.search(r"^  modules: +(.*)$", out, re.M).group(1)
+    assert ("POP3 DELE 1 + QUIT: POP3 lists 4 of 5, "
+            "IMAP INBOX has 5 (1 with $PopHidden)") in out, out
     # The temporary directory is removed on exit.
     assert not Path(log.group(1)).exists()

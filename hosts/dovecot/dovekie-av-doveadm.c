@@ -1,0 +1,96 @@
+/* doveadm dovekie scan-status [-u user | -A]
+ *
+ * Counts each user's antivirus verdict cache per signature-DB version and
+ * verdict (clean, infected, malformed): one row per user and pair. Registered like
+ * `doveadm dovekie status` (dovekie-doveadm.c): an ELF constructor that
+ * does nothing outside doveadm.
+ */
+#include "lib.h"
+#include "mail-storage.h"
+#include "doveadm-print.h"
+#include "doveadm-mail.h"
+#include "dovekie-plugin.h"
+#include "dovekie-antivirus.h"
+
+#pragma weak doveadm_cmd_register_ver2
+#pragma weak doveadm_mail_cmd_alloc_size
+#pragma weak doveadm_print_init
+#pragma weak doveadm_print_header
+#pragma weak doveadm_print
+#pragma weak doveadm_print_num
+#pragma weak doveadm_mail_failed_error
+
+static void
+scan_status_row(void *context, const char *version, const char *verdict,
+		unsigned int count)
+{
+	const char *username = context;
+
+	doveadm_print(username);
+	doveadm_print(version);
+	doveadm_print(verdict);
+	doveadm_print_num(count);
+}
+
+static int
+cmd_scan_status_run(struct doveadm_mail_cmd_context *ctx, struct mail_user *user)
+{
+	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
+	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	int ret;
+
+	if (duser == NULL || !dovekie_bridge_has_antivirus(duser->bridge)) {
+		i_error("dovekie: the antivirus module is not loaded for user %s "
+			"(see mail_plugins and dovekie_modules)", user->username);
+		doveadm_mail_failed_error(ctx, MAIL_ERROR_NOTFOUND);
+		return -1;
+	}
+	T_BEGIN {
+		ret = dovekie_bridge_av_status(duser->bridge, scan_status_row,
+					       (void *)user->username, error);
+	} T_END;
+	if (ret < 0) {
+		i_error("dovekie: scan-status for %s failed: %s",
+			user->username, error);
+		doveadm_mail_failed_error(ctx, MAIL_ERROR_TEMP);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+cmd_scan_status_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
+		     const char *const args[] ATTR_UNUSED)
+{
+	doveadm_print_header("username", "Username", 0);
+	doveadm_print_header("version", "DB version", 0);
+	doveadm_print_header("verdict", "Verdict", 0);
+	doveadm_print_header("count", "Count", 0);
+}
+
+static struct doveadm_mail_cmd_context *cmd_scan_status_alloc(void)
+{
+	struct doveadm_mail_cmd_context *ctx;
+
+	ctx = doveadm_mail_cmd_alloc(struct doveadm_mail_cmd_context);
+	ctx->v.init = cmd_scan_status_init;
+	ctx->v.run = cmd_scan_status_run;
+	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	return ctx;
+}
+
+static struct doveadm_cmd_ver2 dovekie_cmd_scan_status = {
+	.name = "dovekie scan-status",
+	.usage = "[-u <user>|-A]",
+	.mail_cmd = cmd_scan_status_alloc,
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAMS_END
+};
+
+static void __attribute__((constructor)) dovekie_av_doveadm_register(void)
+{
+	if (doveadm_cmd_register_ver2 == NULL)
+		return; /* not running inside doveadm */
+	doveadm_cmd_register_ver2(&dovekie_cmd_scan_status);
+}

@@ -1,0 +1,138 @@
+/* GLib side of the retention service: plain C in, the module's vtable out. */
+#include "dovekie-config.h"
+
+#include "dovekie/loader.h"
+#include "dovekie/retention.h"
+#include "dovekie-bridge-private.h"
+#include "dovekie-retention.h"
+
+G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_RETENTION_QUOTA == (gint) DOVEKIE_RETENTION_QUOTA);
+G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_RETENTION_MAX_AGE == (gint) DOVEKIE_RETENTION_MAX_AGE);
+
+static const DovekieRetentionService *
+retention_service (struct dovekie_bridge *bridge, DovekieContext **ctx_r)
+{
+  DovekieLoader *loader = bridge != NULL ? dovekie_bridge_get_loader (bridge) : NULL;
+
+  *ctx_r = NULL;
+  if (loader == NULL)
+    return NULL;
+  return dovekie_loader_service (loader, DOVEKIE_RETENTION_SERVICE, ctx_r);
+}
+
+bool
+dovekie_bridge_has_retention (struct dovekie_bridge *bridge)
+{
+  DovekieContext *ctx;
+  return retention_service (bridge, &ctx) != NULL;
+}
+
+const char *
+dovekie_bridge_retention_keyword (struct dovekie_bridge *bridge)
+{
+  DovekieContext *ctx;
+  const DovekieRetentionService *svc = retention_service (bridge, &ctx);
+  return svc != NULL ? svc->hide_keyword (ctx) : NULL;
+}
+
+bool
+dovekie_bridge_retention_expire_at_quit (struct dovekie_bridge *bridge)
+{
+  DovekieContext *ctx;
+  const DovekieRetentionService *svc = retention_service (bridge, &ctx);
+  return svc != NULL && svc->expire_at_quit (ctx);
+}
+
+bool
+dovekie_bridge_retention_pop3_hidden (struct dovekie_bridge *bridge, uint32_t uid)
+{
+  DovekieContext *ctx;
+  const DovekieRetentionService *svc = retention_service (bridge, &ctx);
+  return svc != NULL && svc->pop3_hidden (ctx, uid);
+}
+
+static int
+fail (GError *error, char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  g_strlcpy (error_r, error != NULL ? error->message : "unknown error", DOVEKIE_BRIDGE_REASON_MAX);
+  g_clear_error (&error);
+  return -1;
+}
+
+int
+dovekie_bridge_retention_pop3_quit (struct dovekie_bridge *bridge,
+                                    const uint32_t *retrieved, unsigned int n_retrieved,
+                                    const uint32_t *deleted, unsigned int n_deleted,
+                                    uint32_t *hide_r, unsigned int *n_hide_r,
+                                    char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  DovekieContext *ctx;
+  const DovekieRetentionService *svc = retention_service (bridge, &ctx);
+  g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
+  GError *error = NULL;
+
+  *n_hide_r = 0;
+  if (svc == NULL)
+    return 0;
+  if (!svc->pop3_quit (ctx, retrieved, n_retrieved, deleted, n_deleted, hide, &error))
+    return fail (error, error_r);
+  /* The module may only hide what this session DELEd. */
+  for (guint i = 0; i < hide->len && *n_hide_r < n_deleted; i++)
+    hide_r[(*n_hide_r)++] = g_array_index (hide, guint32, i);
+  return 0;
+}
+
+int
+dovekie_bridge_retention_plan (struct dovekie_bridge *bridge,
+                               const struct dovekie_bridge_retention_message *messages,
+                               unsigned int n, uint64_t quota_used, uint64_t quota_limit,
+                               enum dovekie_bridge_retention_reason *reasons_r,
+                               char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  DovekieContext *ctx;
+  const DovekieRetentionService *svc = retention_service (bridge, &ctx);
+  g_autofree DovekieRetentionMessage *msgs = g_new0 (DovekieRetentionMessage, MAX (n, 1));
+  g_autofree DovekieRetentionReason *reasons = g_new0 (DovekieRetentionReason, MAX (n, 1));
+  GError *error = NULL;
+
+  for (guint i = 0; i < n; i++)
+    {
+      msgs[i].uid = messages[i].uid;
+      msgs[i].saved = messages[i].saved;
+      msgs[i].size = messages[i].size;
+      reasons_r[i] = DOVEKIE_BRIDGE_RETENTION_KEEP;
+    }
+  if (svc == NULL)
+    return 0;
+  if (!svc->plan (ctx, msgs, n, quota_used, quota_limit, reasons, &error))
+    return fail (error, error_r);
+  for (guint i = 0; i < n; i++)
+    reasons_r[i] = (enum dovekie_bridge_retention_reason) reasons[i];
+  return 0;
+}
+
+void
+dovekie_bridge_retention_done (struct dovekie_bridge *bridge, const uint32_t *uids, unsigned int n)
+{
+  DovekieContext *ctx;
+  const DovekieRetentionService *svc = retention_service (bridge, &ctx);
+
+  if (svc != NULL)
+    svc->done (ctx, uids, n);
+}
+
+const char *
+dovekie_bridge_retention_reason_name (enum dovekie_bridge_retention_reason reason)
+{
+  return dovekie_retention_reason_name ((DovekieRetentionReason) reason);
+}
+
+void
+dovekie_bridge_retention_log (struct dovekie_bridge *bridge, const char *message)
+{
+  DovekieContext *ctx;
+  const DovekieRetentionService *svc = retention_service (bridge, &ctx);
+
+  if (svc != NULL)
+    ctx->api->log (ctx, DOVEKIE_LOG_INFO, message);
+}

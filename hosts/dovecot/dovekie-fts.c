@@ -1,0 +1,691 @@
+/* The fts backend "dovekie": Dovecot's fts plugin drives it, the search
+ * module's "index" service (dovekie/index.h) stores the text.
+ *
+ * Exactness: the text given to the index is the text Dovecot's own
+ * sequential search compares against, made with the same library calls
+ * (message parser with CLEAN_ONELINE, message decoder with the user's
+ * normalizer, text/ and message/ bodies only, every header, normalized
+ * address lists). The index answers with definite UIDs and a superset of
+ * maybe UIDs, which the fts plugin verifies by reading the mails. So the
+ * fts plugin's own extracted text (HTML stripped, addresses rewritten) is
+ * not used: update_set_build_key reads the mail itself on the first key of
+ * each UID and declines every key.
+ *
+ * The text extraction is in dovekie-fts-text.c.
+ *
+ * The fts plugin is optional: its symbols are weak, and without it nothing
+ * is registered.
+ */
+#include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "istream.h"
+#include "mail-storage-private.h"
+#include "mail-search.h"
+#include "mailbox-list-iter.h"
+#include "mail-namespace.h"
+#include "mail-storage-hooks.h"
+#include "fts-api-private.h"
+#include "dovekie-plugin.h"
+#include "dovekie-fts.h"
+#include "dovekie-fts-text.h"
+
+#pragma weak fts_backend_register
+#pragma weak fts_backend_unregister
+#pragma weak fts_backend_default_can_lookup
+#pragma weak fts_mail_user_init
+#pragma weak fts_mail_user_deinit
+
+/* From the fts plugin's fts-user.h, which needs its own include tree. */
+int fts_mail_user_init(struct mail_user *user, bool initialize_libfts,
+		       const char **error_r);
+void fts_mail_user_deinit(struct mail_user *user);
+
+#define DOVEKIE_FTS_BACKEND_NAME "dovekie"
+#define DOVEKIE_FTS_INDEX_FILE "dovekie-search.db"
+
+struct dovekie_fts_backend {
+	struct fts_backend backend;
+	/* NULL once the user is being torn down: the modules are gone. */
+	struct dovekie_user *duser;
+	struct dovekie_fts_user *fuser;
+	struct event *event;
+
+	/* One open index at a time: the mailbox last used. */
+	struct dovekie_bridge_index *index;
+	char *index_path;
+};
+
+struct dovekie_fts_user {
+	union mail_user_module_context module_ctx;
+	/* The user's backends (one per namespace): their indexes must be
+	   closed before the dovekie plugin unloads the modules. */
+	ARRAY(struct dovekie_fts_backend *) backends;
+};
+
+struct dovekie_fts_update_context {
+	struct fts_backend_update_context ctx;
+
+	/* Our own view of cur_box, to read the mails being indexed. */
+	struct mailbox_transaction_context *trans;
+	struct mail *mail;
+	uint32_t done_uid;
+	/* Reading a mail failed: index nothing more in this run, so the
+	   committed last UID stays below the failed one. */
+	bool stop;
+};
+
+#define DOVEKIE_FTS_USER_CONTEXT(obj) \
+	MODULE_CONTEXT(obj, dovekie_fts_user_module)
+
+static MODULE_CONTEXT_DEFINE_INIT(dovekie_fts_user_module, &mail_user_module_register);
+static bool dovekie_fts_registered;
+
+static struct fts_backend *dovekie_fts_alloc(void)
+{
+	struct dovekie_fts_backend *backend;
+
+	backend = i_new(struct dovekie_fts_backend, 1);
+	backend->backend = dovekie_fts_backend_template;
+	return &backend->backend;
+}
+
+static int dovekie_fts_init_backend(struct fts_backend *_backend, const char **error_r)
+{
+	struct dovekie_fts_backend *backend = (struct dovekie_fts_backend *)_backend;
+	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(_backend->ns->user);
+	struct dovekie_fts_user *fuser = DOVEKIE_FTS_USER_CONTEXT(_backend->ns->user);
+
+	if (duser == NULL || fuser == NULL || duser->bridge == NULL ||
+	    !dovekie_bridge_has_index(duser->bridge)) {
+		*error_r = "fts = dovekie needs the dovekie plugin with "
+			"the search module (dovekie_modules = search)";
+		return -1;
+	}
+	backend->duser = duser;
+	backend->fuser = fuser;
+	array_push_back(&fuser->backends, &backend);
+	backend->event = event_create(duser->event);
+	event_set_append_log_prefix(backend->event, "fts: ");
+	return 0;
+}
+
+static void dovekie_fts_close_index(struct dovekie_fts_backend *backend)
+{
+	dovekie_bridge_index_close(&backend->index);
+	i_free_and_null(backend->index_path);
+}
+
+static void dovekie_fts_backend_deinit(struct fts_backend *_backend)
+{
+	struct dovekie_fts_backend *backend = (struct dovekie_fts_backend *)_backend;
+
+	dovekie_fts_close_index(backend);
+	if (backend->fuser != NULL) {
+		struct dovekie_fts_backend *const *bp;
+		unsigned int i;
+
+		array_foreach(&backend->fuser->backends, bp) {
+			if (*bp == backend) {
+				i = array_foreach_idx(&backend->fuser->backends, bp);
+				array_delete(&backend->fuser->backends, i, 1);
+				break;
+			}
+		}
+	}
+	event_unref(&backend->event);
+	i_free(backend);
+}
+
+/* The index of box, opened (or reused). */
+static int
+dovekie_fts_open(struct dovekie_fts_backend *backend, struct mailbox *box,
+		 struct dovekie_bridge_index **index_r, const char **error_r)
+{
+	struct mailbox_status status;
+	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	const char *dir, *path;
+	int ret;
+
+	*index_r = NULL;
+	if (backend->duser == NULL) {
+		*error_r = "the user is being logged out";
+		return -1;
+	}
+	if ((ret = mailbox_get_path_to(box, MAILBOX_LIST_PATH_TYPE_INDEX, &dir)) <= 0) {
+		*error_r = ret < 0 ? mailbox_get_last_internal_error(box, NULL) :
+			"mailbox has no index directory (in-memory indexes)";
+		return -1;
+	}
+	path = t_strconcat(dir, "/" DOVEKIE_FTS_INDEX_FILE, NULL);
+	if (backend->index != NULL && strcmp(backend->index_path, path) == 0) {
+		*index_r = backend->index;
+		return 0;
+	}
+	if (mailbox_get_status(box, STATUS_UIDVALIDITY, &status) < 0) {
+		*error_r = mailbox_get_last_internal_error(box, NULL);
+		return -1;
+	}
+	dovekie_fts_close_index(backend);
+	if (dovekie_bridge_index_open(backend->duser->bridge, path, status.uidvalidity,
+				      &backend->index, error) < 0) {
+		*error_r = t_strdup(error);
+		return -1;
+	}
+	backend->index_path = i_strdup(path);
+	*index_r = backend->index;
+	return 0;
+}
+
+static int
+dovekie_fts_get_last_uid(struct fts_backend *_backend, struct mailbox *box,
+			 uint32_t *last_uid_r)
+{
+	struct dovekie_fts_backend *backend = (struct dovekie_fts_backend *)_backend;
+	struct dovekie_bridge_index *index;
+	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	const char *reason;
+
+	*last_uid_r = 0;
+	if (dovekie_fts_open(backend, box, &index, &reason) < 0) {
+		e_error(backend->event, "%s: %s", mailbox_get_vname(box), reason);
+		return -1;
+	}
+	if (dovekie_bridge_index_last_uid(index, last_uid_r, error) < 0) {
+		e_error(backend->event, "%s: %s", mailbox_get_vname(box), error);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- indexing ---- */
+
+static struct fts_backend_update_context *
+dovekie_fts_update_init(struct fts_backend *_backend)
+{
+	struct dovekie_fts_update_context *ctx;
+
+	ctx = i_new(struct dovekie_fts_update_context, 1);
+	ctx->ctx.backend = _backend;
+	return &ctx->ctx;
+}
+
+static int dovekie_fts_flush(struct dovekie_fts_update_context *ctx)
+{
+	struct dovekie_fts_backend *backend =
+		(struct dovekie_fts_backend *)ctx->ctx.backend;
+	char error[DOVEKIE_BRIDGE_REASON_MAX];
+
+	if (backend->index == NULL)
+		return 0;
+	if (dovekie_bridge_index_flush(backend->index, error) < 0) {
+		e_error(backend->event, "%s", error);
+		return -1;
+	}
+	return 0;
+}
+
+static void dovekie_fts_release_box(struct dovekie_fts_update_context *ctx)
+{
+	if (ctx->mail != NULL)
+		mail_free(&ctx->mail);
+	if (ctx->trans != NULL)
+		mailbox_transaction_rollback(&ctx->trans);
+	ctx->done_uid = 0;
+	ctx->stop = FALSE;
+}
+
+static int dovekie_fts_update_deinit(struct fts_backend_update_context *_ctx)
+{
+	struct dovekie_fts_update_context *ctx =
+		(struct dovekie_fts_update_context *)_ctx;
+	int ret = _ctx->failed ? -1 : 0;
+
+	if (dovekie_fts_flush(ctx) < 0)
+		ret = -1;
+	dovekie_fts_release_box(ctx);
+	i_free(ctx);
+	return ret;
+}
+
+static void
+dovekie_fts_update_set_mailbox(struct fts_backend_update_context *_ctx,
+			       struct mailbox *box)
+{
+	struct dovekie_fts_update_context *ctx =
+		(struct dovekie_fts_update_context *)_ctx;
+
+	if (_ctx->cur_box == box)
+		return;
+	if (dovekie_fts_flush(ctx) < 0)
+		_ctx->failed = TRUE;
+	/* The transaction and mail are made on the first mail to index:
+	   this is also called from inside a mailbox sync (expunges). */
+	dovekie_fts_release_box(ctx);
+	_ctx->cur_box = box;
+}
+
+static void
+dovekie_fts_update_expunge(struct fts_backend_update_context *_ctx, uint32_t uid)
+{
+	struct dovekie_fts_backend *backend =
+		(struct dovekie_fts_backend *)_ctx->backend;
+	struct dovekie_bridge_index *index;
+	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	const char *reason;
+
+	if (_ctx->cur_box == NULL)
+		return;
+	if (dovekie_fts_open(backend, _ctx->cur_box, &index, &reason) < 0) {
+		e_error(backend->event, "expunge uid %u: %s", uid, reason);
+		_ctx->failed = TRUE;
+	} else if (dovekie_bridge_index_expunge(index, uid, error) < 0) {
+		e_error(backend->event, "expunge uid %u: %s", uid, error);
+		_ctx->failed = TRUE;
+	}
+}
+
+/* Indexes one mail. Returns 1 if indexed, 0 if it is gone, -1 on error. */
+static int
+dovekie_fts_index_mail(struct dovekie_fts_update_context *ctx,
+		       struct dovekie_bridge_index *index, uint32_t uid,
+		       const char **error_r)
+{
+	struct dovekie_fts_backend *backend =
+		(struct dovekie_fts_backend *)ctx->ctx.backend;
+	struct dovekie_user *duser = backend->duser;
+	struct dovekie_fts_text text;
+	struct istream *input;
+	bool was_in_hook = duser->in_hook;
+	int ret;
+
+	if (ctx->trans == NULL) {
+		ctx->trans = mailbox_transaction_begin(ctx->ctx.cur_box, 0, "dovekie fts");
+		ctx->mail = mail_alloc(ctx->trans, MAIL_FETCH_STREAM_HEADER |
+				       MAIL_FETCH_STREAM_BODY, NULL);
+	}
+	if (!mail_set_uid(ctx->mail, uid))
+		return 0;
+	/* Our own read hooks (e.g. antivirus on FETCH) stay out. */
+	duser->in_hook = TRUE;
+	if (mail_get_stream_because(ctx->mail, NULL, NULL, "dovekie fts", &input) < 0) {
+		duser->in_hook = was_in_hook;
+		if (ctx->mail->expunged)
+			return 0;
+		*error_r = mailbox_get_last_internal_error(ctx->ctx.cur_box, NULL);
+		return -1;
+	}
+	i_zero(&text);
+	text.index = index;
+	if (dovekie_bridge_index_doc_begin(index, uid, text.error) < 0) {
+		*error_r = t_strdup(text.error);
+		ret = -1;
+	} else {
+		ret = dovekie_fts_extract(&text, ctx->mail, input, error_r);
+		if (ret == 0 && dovekie_bridge_index_doc_end(index, text.error) < 0) {
+			*error_r = t_strdup(text.error);
+			ret = -1;
+		}
+	}
+	duser->in_hook = was_in_hook;
+	return ret < 0 ? -1 : 1;
+}
+
+static bool
+dovekie_fts_update_set_build_key(struct fts_backend_update_context *_ctx,
+				 const struct fts_backend_build_key *key)
+{
+	struct dovekie_fts_update_context *ctx =
+		(struct dovekie_fts_update_context *)_ctx;
+	struct dovekie_fts_backend *backend =
+		(struct dovekie_fts_backend *)_ctx->backend;
+	struct dovekie_bridge_index *index;
+	const char *error = NULL;
+	int ret;
+
+	if (_ctx->cur_box == NULL || ctx->stop || key->uid == ctx->done_uid)
+		return FALSE;
+	ctx->done_uid = key->uid;
+	T_BEGIN {
+		ret = dovekie_fts_open(backend, _ctx->cur_box, &index, &error);
+		if (ret == 0)
+			ret = dovekie_fts_index_mail(ctx, index, key->uid, &error);
+		if (ret < 0) {
+			e_error(backend->event, "%s: indexing uid %u failed: %s",
+				mailbox_get_vname(_ctx->cur_box), key->uid, error);
+		}
+	} T_END;
+	if (ret < 0) {
+		ctx->stop = TRUE;
+		_ctx->failed = TRUE;
+	}
+	/* We have the whole mail: the fts plugin's own pieces are not needed. */
+	return FALSE;
+}
+
+static void
+dovekie_fts_update_unset_build_key(struct fts_backend_update_context *_ctx ATTR_UNUSED)
+{
+}
+
+static int
+dovekie_fts_update_build_more(struct fts_backend_update_context *_ctx ATTR_UNUSED,
+			      const unsigned char *data ATTR_UNUSED,
+			      size_t size ATTR_UNUSED)
+{
+	/* never reached: every build key is declined */
+	return 0;
+}
+
+static int dovekie_fts_refresh(struct fts_backend *_backend ATTR_UNUSED)
+{
+	/* Each lookup reads the committed state of the database. */
+	return 0;
+}
+
+/* Runs reset (rescan) or optimize on the index of every mailbox. */
+static int dovekie_fts_all_boxes(struct dovekie_fts_backend *backend, bool reset)
+{
+	struct mailbox_list_iterate_context *iter;
+	const struct mailbox_info *info;
+	int ret = 0;
+
+	dovekie_fts_close_index(backend);
+	iter = mailbox_list_iter_init(backend->backend.ns->list, "*",
+				      MAILBOX_LIST_ITER_SKIP_ALIASES |
+				      MAILBOX_LIST_ITER_NO_AUTO_BOXES);
+	while ((info = mailbox_list_iter_next(iter)) != NULL) T_BEGIN {
+		struct mailbox *box;
+		struct dovekie_bridge_index *index;
+		char error[DOVEKIE_BRIDGE_REASON_MAX];
+		const char *reason;
+
+		if ((info->flags & (MAILBOX_NOSELECT | MAILBOX_NONEXISTENT)) == 0) {
+			box = mailbox_alloc(info->ns->list, info->vname, 0);
+			if (dovekie_fts_open(backend, box, &index, &reason) < 0) {
+				e_error(backend->event, "%s: %s", info->vname, reason);
+				ret = -1;
+			} else if ((reset ? dovekie_bridge_index_reset(index, error) :
+				    dovekie_bridge_index_optimize(index, error)) < 0) {
+				e_error(backend->event, "%s: %s", info->vname, error);
+				ret = -1;
+			}
+			dovekie_fts_close_index(backend);
+			mailbox_free(&box);
+		}
+	} T_END;
+	if (mailbox_list_iter_deinit(&iter) < 0)
+		ret = -1;
+	return ret;
+}
+
+static int dovekie_fts_rescan(struct fts_backend *_backend)
+{
+	/* Emptying the index makes the next indexing run add every mail
+	   that exists and nothing that does not. */
+	return dovekie_fts_all_boxes((struct dovekie_fts_backend *)_backend, TRUE);
+}
+
+static int dovekie_fts_optimize(struct fts_backend *_backend)
+{
+	return dovekie_fts_all_boxes((struct dovekie_fts_backend *)_backend, FALSE);
+}
+
+/* ---- lookups ---- */
+
+struct dovekie_fts_uids {
+	ARRAY_TYPE(seq_range) definite, maybe;
+};
+
+static void dovekie_fts_add_uid(void *context, uint32_t uid, bool definite)
+{
+	struct dovekie_fts_uids *uids = context;
+
+	seq_range_array_add(definite ? &uids->definite : &uids->maybe, uid);
+}
+
+/* Combines one argument's UIDs into the result as squat does: NOT turns
+   everything the index cannot rule out into maybe; AND and OR follow
+   definite/maybe logic. */
+static void
+dovekie_fts_merge(const struct mail_search_arg *arg, bool and_args, uint32_t last_uid,
+		  struct dovekie_fts_uids *tmp, ARRAY_TYPE(seq_range) *definite_uids,
+		  ARRAY_TYPE(seq_range) *maybe_uids)
+{
+	if (arg->match_not) {
+		array_clear(&tmp->maybe);
+		if (last_uid > 0)
+			seq_range_array_add_range(&tmp->maybe, 1, last_uid);
+		seq_range_array_remove_seq_range(&tmp->maybe, &tmp->definite);
+		array_clear(&tmp->definite);
+	}
+	if (and_args) {
+		seq_range_array_merge(maybe_uids, definite_uids);
+		seq_range_array_merge(&tmp->maybe, &tmp->definite);
+		seq_range_array_intersect(maybe_uids, &tmp->maybe);
+		seq_range_array_intersect(definite_uids, &tmp->definite);
+		seq_range_array_remove_seq_range(maybe_uids, definite_uids);
+	} else {
+		seq_range_array_remove_seq_range(&tmp->maybe, definite_uids);
+		seq_range_array_remove_seq_range(maybe_uids, &tmp->definite);
+		seq_range_array_merge(definite_uids, &tmp->definite);
+		seq_range_array_merge(maybe_uids, &tmp->maybe);
+	}
+}
+
+/* Returns 1 if arg was used, 0 if Dovecot must search it, -1 on error. */
+static int
+dovekie_fts_lookup_arg(struct dovekie_fts_backend *backend, struct mailbox *box,
+		       struct dovekie_bridge_index *index, struct mail_search_arg *arg,
+		       bool and_args, struct fts_result *result)
+{
+	enum dovekie_bridge_index_scope scope;
+	struct dovekie_fts_uids tmp;
+	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	uint32_t last_uid = 0;
+	string_t *needle;
+	int ret;
+
+	switch (arg->type) {
+	case SEARCH_TEXT:
+		scope = DOVEKIE_BRIDGE_INDEX_SCOPE_TEXT;
+		break;
+	case SEARCH_BODY:
+		scope = DOVEKIE_BRIDGE_INDEX_SCOPE_BODY;
+		break;
+	case SEARCH_HEADER:
+	case SEARCH_HEADER_ADDRESS:
+	case SEARCH_HEADER_COMPRESS_LWSP:
+		scope = DOVEKIE_BRIDGE_INDEX_SCOPE_HEADER;
+		break;
+	default:
+		return 0;
+	}
+	if (arg->value.str == NULL || arg->value.str[0] == '\0')
+		return 0;
+	/* The same normalizer as the sequential search's. */
+	needle = t_str_new(128);
+	if (box->storage->user->default_normalizer(arg->value.str, strlen(arg->value.str),
+						   needle) < 0 || str_len(needle) == 0)
+		return 0;
+
+	t_array_init(&tmp.definite, 64);
+	t_array_init(&tmp.maybe, 64);
+	ret = dovekie_bridge_index_lookup(index, scope, str_c(needle), dovekie_fts_add_uid,
+					  &tmp, error);
+	if (ret < 0) {
+		e_error(backend->event, "%s: lookup failed: %s", mailbox_get_vname(box), error);
+		return -1;
+	}
+	if (ret == 0)
+		return 0;
+	if (arg->match_not && dovekie_bridge_index_last_uid(index, &last_uid, error) < 0) {
+		e_error(backend->event, "%s: %s", mailbox_get_vname(box), error);
+		return -1;
+	}
+	dovekie_fts_merge(arg, and_args, last_uid, &tmp, &result->definite_uids,
+			  &result->maybe_uids);
+	return 1;
+}
+
+static int
+dovekie_fts_lookup(struct fts_backend *_backend, struct mailbox *box,
+		   struct mail_search_arg *args, enum fts_lookup_flags flags,
+		   struct fts_result *result)
+{
+	struct dovekie_fts_backend *backend = (struct dovekie_fts_backend *)_backend;
+	struct dovekie_bridge_index *index;
+	bool and_args = (flags & FTS_LOOKUP_FLAG_AND_ARGS) != 0;
+	bool first = TRUE;
+	const char *reason;
+	int ret = 0;
+
+	if (dovekie_fts_open(backend, box, &index, &reason) < 0) {
+		e_error(backend->event, "%s: %s", mailbox_get_vname(box), reason);
+		return -1;
+	}
+	for (; args != NULL && ret >= 0; args = args->next) T_BEGIN {
+		ret = dovekie_fts_lookup_arg(backend, box, index, args,
+					     first ? FALSE : and_args, result);
+		if (ret > 0) {
+			args->match_always = TRUE;
+			first = FALSE;
+		}
+	} T_END;
+	if (ret < 0)
+		dovekie_fts_close_index(backend);
+	return ret < 0 ? -1 : 0;
+}
+
+static int
+dovekie_fts_lookup_multi(struct fts_backend *_backend, struct mailbox *const boxes[],
+			 struct mail_search_arg *args, enum fts_lookup_flags flags,
+			 struct fts_multi_result *result)
+{
+	struct fts_result *box_results;
+	unsigned int i, count;
+
+	for (count = 0; boxes[count] != NULL; count++) ;
+	box_results = p_new(result->pool, struct fts_result, count + 1);
+	for (i = 0; i < count; i++) {
+		box_results[i].box = boxes[i];
+		box_results[i].pool = result->pool;
+		p_array_init(&box_results[i].definite_uids, result->pool, 32);
+		p_array_init(&box_results[i].maybe_uids, result->pool, 32);
+		p_array_init(&box_results[i].scores, result->pool, 1);
+		if (dovekie_fts_lookup(_backend, boxes[i], args, flags, &box_results[i]) < 0)
+			return -1;
+	}
+	result->box_results = box_results;
+	return 0;
+}
+
+static bool
+dovekie_fts_can_lookup(struct fts_backend *backend, const struct mail_search_arg *args)
+{
+	return fts_backend_default_can_lookup(backend, args);
+}
+
+static void dovekie_fts_lookup_done(struct fts_backend *_backend ATTR_UNUSED)
+{
+}
+
+const struct fts_backend dovekie_fts_backend_template = {
+	.name = DOVEKIE_FTS_BACKEND_NAME,
+	.flags = 0,
+	{
+		.alloc = dovekie_fts_alloc,
+		.init = dovekie_fts_init_backend,
+		.deinit = dovekie_fts_backend_deinit,
+		.get_last_uid = dovekie_fts_get_last_uid,
+		.update_init = dovekie_fts_update_init,
+		.update_deinit = dovekie_fts_update_deinit,
+		.update_set_mailbox = dovekie_fts_update_set_mailbox,
+		.update_expunge = dovekie_fts_update_expunge,
+		.update_set_build_key = dovekie_fts_update_set_build_key,
+		.update_unset_build_key = dovekie_fts_update_unset_build_key,
+		.update_build_more = dovekie_fts_update_build_more,
+		.refresh = dovekie_fts_refresh,
+		.rescan = dovekie_fts_rescan,
+		.optimize = dovekie_fts_optimize,
+		.can_lookup = dovekie_fts_can_lookup,
+		.lookup = dovekie_fts_lookup,
+		.lookup_multi = dovekie_fts_lookup_multi,
+		.lookup_done = dovekie_fts_lookup_done,
+	}
+};
+
+/* ---- per user: the fts plugin's user state is made by its backends ---- */
+
+void dovekie_fts_user_release(struct mail_user *user)
+{
+	struct dovekie_fts_user *fuser;
+	struct dovekie_fts_backend *backend;
+
+	if (!dovekie_fts_registered)
+		return;
+	fuser = DOVEKIE_FTS_USER_CONTEXT(user);
+	if (fuser == NULL)
+		return;
+	/* The fts backends are freed only with the namespaces, after the
+	   dovekie plugin has unloaded the modules their indexes live in. */
+	array_foreach_elem(&fuser->backends, backend) {
+		dovekie_fts_close_index(backend);
+		backend->duser = NULL;
+		backend->fuser = NULL;
+	}
+	array_clear(&fuser->backends);
+}
+
+static void dovekie_fts_user_deinit(struct mail_user *user)
+{
+	struct dovekie_fts_user *fuser = DOVEKIE_FTS_USER_CONTEXT(user);
+
+	dovekie_fts_user_release(user);
+	fts_mail_user_deinit(user);
+	fuser->module_ctx.super.deinit(user);
+}
+
+static void dovekie_fts_mail_user_created(struct mail_user *user)
+{
+	struct mail_user_vfuncs *v = user->vlast;
+	struct dovekie_fts_user *fuser;
+	const char *name, *error;
+
+	name = mail_user_plugin_getenv(user, "fts");
+	if (name == NULL || strcmp(name, DOVEKIE_FTS_BACKEND_NAME) != 0)
+		return;
+	/* No language libraries: the index takes whole text. */
+	if (fts_mail_user_init(user, FALSE, &error) < 0) {
+		e_error(user->event, "fts-dovekie: %s", error);
+		return;
+	}
+	fuser = p_new(user->pool, struct dovekie_fts_user, 1);
+	p_array_init(&fuser->backends, user->pool, 2);
+	fuser->module_ctx.super = *v;
+	user->vlast = &fuser->module_ctx.super;
+	v->deinit = dovekie_fts_user_deinit;
+	MODULE_CONTEXT_SET(user, dovekie_fts_user_module, fuser);
+}
+
+static struct mail_storage_hooks dovekie_fts_mail_storage_hooks = {
+	.mail_user_created = dovekie_fts_mail_user_created,
+};
+
+void dovekie_fts_init(struct module *module)
+{
+	if (fts_backend_register == NULL || fts_mail_user_init == NULL)
+		return;
+	fts_backend_register(&dovekie_fts_backend_template);
+	mail_storage_hooks_add(module, &dovekie_fts_mail_storage_hooks);
+	dovekie_fts_registered = TRUE;
+}
+
+void dovekie_fts_deinit(void)
+{
+	if (!dovekie_fts_registered)
+		return;
+	mail_storage_hooks_remove(&dovekie_fts_mail_storage_hooks);
+	fts_backend_unregister(DOVEKIE_FTS_BACKEND_NAME);
+	dovekie_fts_registered = FALSE;
+}

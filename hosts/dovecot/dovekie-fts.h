@@ -1,0 +1,21 @@
+#ifndef DOVEKIE_FTS_H
+#define DOVEKIE_FTS_H
+
+struct module;
+struct mail_user;
+
+/* The fts backend "dovekie" (fts = dovekie). Its vfuncs need the search
+   module (the "index" service) loaded for the user; without it the
+   backend's init fails and Dovecot searches without fts. */
+extern const struct fts_backend dovekie_fts_backend_template;
+
+/* Registers the backend if Dovecot's fts plugin is loaded (it must come
+   first in mail_plugins); a no-op otherwise. */
+void dovekie_fts_init(struct module *module);
+void dovekie_fts_deinit(void);
+/* Closes the user's open indexes and disables its fts backends; called
+   before the user's modules are unloaded. Idempotent; a no-op for users
+   without fts = dovekie. */
+void dovekie_fts_user_release(struct mail_user *user);
+
+#endif

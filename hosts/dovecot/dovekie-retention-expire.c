@@ -1,0 +1,142 @@
+/* The retention expiry run over one INBOX, shared by the end of a POP3
+ * session and `doveadm dovekie retention run`.
+ *
+ * It lists every message (UID, save date, physical size), asks the module
+ * for its plan, and expunges exactly the planned messages in one
+ * transaction. While the plan is open, the module's expunge hook lets
+ * those (and only those) through, even in a POP3 session. */
+#include "lib.h"
+#include "array.h"
+#include "mail-storage.h"
+#include "mail-namespace.h"
+#include "mail-search-build.h"
+#include "dovekie-plugin.h"
+#include "dovekie-retention.h"
+
+ARRAY_DEFINE_TYPE(dovekie_retention_message, struct dovekie_bridge_retention_message);
+
+/* A progress line every this many messages on large runs. */
+#define RETENTION_PROGRESS_EVERY 10000
+
+static int
+retention_list(struct mailbox *box, struct mailbox_transaction_context *t,
+	       ARRAY_TYPE(dovekie_retention_message) *messages,
+	       const char **error_r)
+{
+	struct mail_search_args *args;
+	struct mail_search_context *ctx;
+	struct mail *mail;
+	time_t saved;
+	uoff_t size;
+
+	args = mail_search_build_init();
+	mail_search_build_add_all(args);
+	ctx = mailbox_search_init(t, args, NULL,
+				  MAIL_FETCH_SAVE_DATE | MAIL_FETCH_PHYSICAL_SIZE, NULL);
+	mail_search_args_unref(&args);
+	while (mailbox_search_next(ctx, &mail)) {
+		struct dovekie_bridge_retention_message *msg =
+			array_append_space(messages);
+
+		msg->uid = mail->uid;
+		msg->saved = mail_get_save_date(mail, &saved) < 0 ? -1 : (int64_t)saved;
+		msg->size = mail_get_physical_size(mail, &size) < 0 ? -1 : (int64_t)size;
+	}
+	if (mailbox_search_deinit(&ctx) < 0) {
+		*error_r = mailbox_get_last_internal_error(box, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bool dry_run,
+			     void (*print)(void *context, const struct dovekie_retention_action *action),
+			     void *context, const char **error_r)
+{
+	ARRAY_TYPE(dovekie_retention_message) messages;
+	ARRAY_TYPE(uint32_t) gone;
+	struct dovekie_bridge *bridge = duser->bridge;
+	struct mailbox_transaction_context *t;
+	enum dovekie_bridge_retention_reason *reasons;
+	const struct dovekie_bridge_retention_message *msgs;
+	struct dovekie_retention_action action;
+	struct mail *mail;
+	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	unsigned int i, count, planned = 0;
+	int ret = 0;
+
+	if (!dovekie_bridge_has_retention(bridge)) {
+		*error_r = "the retention module is not loaded for this user";
+		return -1;
+	}
+	if (mailbox_sync(box, 0) < 0) {
+		*error_r = mailbox_get_last_internal_error(box, NULL);
+		return -1;
+	}
+	i_array_init(&messages, 256);
+	i_array_init(&gone, 16);
+	t = mailbox_transaction_begin(box, 0, "dovekie retention expire");
+	if (retention_list(box, t, &messages, error_r) < 0) {
+		mailbox_transaction_rollback(&t);
+		array_free(&messages);
+		array_free(&gone);
+		return -1;
+	}
+	msgs = array_get(&messages, &count);
+	reasons = i_new(enum dovekie_bridge_retention_reason, count + 1);
+	if (dovekie_bridge_retention_plan(bridge, msgs, count, 0, 0, reasons, error) < 0) {
+		*error_r = t_strdup(error);
+		mailbox_transaction_rollback(&t);
+		i_free(reasons);
+		array_free(&messages);
+		array_free(&gone);
+		return -1;
+	}
+
+	i_zero(&action);
+	action.user = mailbox_get_namespace(box)->user->username;
+	action.mailbox = mailbox_get_vname(box);
+	action.dry_run = dry_run;
+	mail = mail_alloc(t, 0, NULL);
+	for (i = 0; i < count; i++) {
+		if (i > 0 && i % RETENTION_PROGRESS_EVERY == 0) {
+			dovekie_bridge_retention_log(bridge, t_strdup_printf(
+				"progress user=%s mailbox=%s checked=%u/%u planned=%u",
+				action.user, action.mailbox, i, count, planned));
+		}
+		if (reasons[i] == DOVEKIE_BRIDGE_RETENTION_KEEP ||
+		    !mail_set_uid(mail, msgs[i].uid))
+			continue;
+		planned++;
+		action.uid = msgs[i].uid;
+		action.reason = dovekie_bridge_retention_reason_name(reasons[i]);
+		dovekie_bridge_retention_log(bridge, t_strdup_printf(
+			"%s user=%s mailbox=%s uid=%u reason=%s",
+			dry_run ? "would expunge" : "expunge", action.user,
+			action.mailbox, action.uid, action.reason));
+		if (print != NULL)
+			print(context, &action);
+		if (!dry_run) {
+			mail_expunge(mail);
+			array_push_back(&gone, &msgs[i].uid);
+		}
+	}
+	mail_free(&mail);
+	if (dry_run)
+		mailbox_transaction_rollback(&t);
+	else if (mailbox_transaction_commit(&t) < 0) {
+		*error_r = mailbox_get_last_internal_error(box, NULL);
+		array_clear(&gone);
+		ret = -1;
+	} else if (array_count(&gone) > 0 && mailbox_sync(box, 0) < 0) {
+		*error_r = mailbox_get_last_internal_error(box, NULL);
+		ret = -1;
+	}
+	/* Ends the plan; drops the records of what is gone. */
+	dovekie_bridge_retention_done(bridge,
+		array_count(&gone) > 0 ? array_front(&gone) : NULL, array_count(&gone));
+	i_free(reasons);
+	array_free(&messages);
+	array_free(&gone);
+	return ret < 0 ? -1 : (int)planned;
+}

@@ -1,0 +1,433 @@
+/* Retention in the pop3 process: the per-client listing filter and the
+ * recording of a session's RETRs and DELEs at QUIT.
+ *
+ *   listing   pop3 builds its message list with one search on INBOX (opened
+ *             with MAILBOX_FLAG_POP3_SESSION) before its transaction exists;
+ *             our search_next_nonblock skips what the module hides and
+ *             remembers msgnum -> UID.
+ *   keyword   pop3 only builds a correct sequence set for a filtered list
+ *             when pop3_deleted_flag is set; so when it is empty, this
+ *             session's copy of the pop3 settings gets the module's hide
+ *             keyword ($PopHidden). The delete type stays what it was
+ *             (expunge), so DELE still reaches the expunge hook, which the
+ *             module answers with KEEP.
+ *   download  a message whose stream a POP3 fetch read to its end: RETR,
+ *             or TOP with enough lines (fetchmail fetches with TOP), but
+ *             not a TOP that stops short. pop3 allocates one mail per
+ *             fetch; its free() tells whether the stream hit EOF.
+ *   QUIT      in destroy, after pop3 committed its QUIT: downloaded UIDs
+ *             (and RETRed msgnums of seen_bitmask) and DELEd msgnums
+ *             (deleted_bitmask) go to the module as UIDs, whose state
+ *             writes are one kv batch (one attribute commit); the UIDs it
+ *             returns get the keyword; then the expiry check runs, if the
+ *             module says something can be due. A
+ *             session without QUIT records nothing (RFC 1939).
+ *
+ * pop3's symbols exist only in the pop3 binary: weak, as in dovekie-pop3.c.
+ */
+#include "lib.h"
+#include "array.h"
+#include "istream.h"
+#include "mail-storage-private.h"
+#include "mail-storage-hooks.h"
+#include "pop3-common.h"
+#include "pop3-client.h"
+#include "pop3-settings.h"
+#include "dovekie-plugin.h"
+#include "dovekie-retention.h"
+
+#pragma weak pop3_client_created_hook_set
+#pragma weak pop3_module_register
+
+#define RETENTION_CLIENT_CONTEXT(obj) \
+	MODULE_CONTEXT_REQUIRE(obj, dovekie_retention_pop3_module)
+#define RETENTION_USER_CONTEXT(obj) \
+	MODULE_CONTEXT(obj, dovekie_retention_user_module)
+#define RETENTION_BOX_CONTEXT(obj) \
+	MODULE_CONTEXT_REQUIRE(obj, dovekie_retention_storage_module)
+
+struct dovekie_retention_client {
+	union pop3_module_context module_ctx;
+	struct client *client;
+	struct dovekie_user *duser;
+	/* [msgnum] = UID of the session's listing */
+	ARRAY(uint32_t) listing;
+	struct mail_search_context *listing_search;
+	bool listing_complete;
+	/* UIDs whose whole message was sent (see "download" above) */
+	ARRAY(uint32_t) downloaded;
+};
+
+struct dovekie_retention_user {
+	union mail_user_module_context module_ctx;
+	struct dovekie_retention_client *rclient;
+};
+
+struct dovekie_retention_mailbox {
+	union mailbox_module_context module_ctx;
+	struct dovekie_retention_client *rclient;
+};
+
+struct dovekie_retention_mail {
+	union mail_module_context module_ctx;
+	struct dovekie_retention_client *rclient;
+	/* the stream handed to pop3's fetch; owned by the mail */
+	struct istream *body;
+	uint32_t body_uid;
+};
+
+static MODULE_CONTEXT_DEFINE_INIT(dovekie_retention_pop3_module, &pop3_module_register);
+static MODULE_CONTEXT_DEFINE_INIT(dovekie_retention_user_module, &mail_user_module_register);
+static MODULE_CONTEXT_DEFINE_INIT(dovekie_retention_storage_module,
+				  &mail_storage_module_register);
+static MODULE_CONTEXT_DEFINE_INIT(dovekie_retention_mail_module, &mail_module_register);
+#define RETENTION_MAIL_CONTEXT(obj) \
+	MODULE_CONTEXT_REQUIRE(obj, dovekie_retention_mail_module)
+static pop3_client_created_func_t *next_hook_client_created;
+static bool retention_pop3_hooked;
+
+/* ---- the listing ---- */
+
+static struct mail_search_context *
+retention_search_init(struct mailbox_transaction_context *t,
+		      struct mail_search_args *args,
+		      const enum mail_sort_type *sort_program,
+		      enum mail_fetch_field wanted_fields,
+		      struct mailbox_header_lookup_ctx *wanted_headers)
+{
+	struct dovekie_retention_mailbox *rbox = RETENTION_BOX_CONTEXT(t->box);
+	struct dovekie_retention_client *rclient = rbox->rclient;
+	struct mail_search_context *ctx;
+
+	ctx = rbox->module_ctx.super.search_init(t, args, sort_program,
+						 wanted_fields, wanted_headers);
+	/* pop3 sets client->trans when its listing succeeded: every search
+	   before that is a (re)try of the listing. (client->trans is NULL
+	   again after QUIT, hence listing_complete.) */
+	if (rclient != NULL && !rclient->listing_complete &&
+	    rclient->client->trans == NULL &&
+	    rclient->client->mailbox == t->box) {
+		array_clear(&rclient->listing);
+		rclient->listing_search = ctx;
+		rclient->listing_complete = FALSE;
+	}
+	return ctx;
+}
+
+static bool
+retention_search_next_nonblock(struct mail_search_context *ctx,
+			       struct mail **mail_r, bool *tryagain_r)
+{
+	struct dovekie_retention_mailbox *rbox =
+		RETENTION_BOX_CONTEXT(ctx->transaction->box);
+	struct dovekie_retention_client *rclient = rbox->rclient;
+
+	for (;;) {
+		if (!rbox->module_ctx.super.search_next_nonblock(ctx, mail_r,
+								 tryagain_r))
+			return FALSE;
+		if (rclient == NULL || ctx != rclient->listing_search)
+			return TRUE;
+		if (!dovekie_bridge_retention_pop3_hidden(rclient->duser->bridge,
+							  (*mail_r)->uid))
+			break;
+	}
+	array_push_back(&rclient->listing, &(*mail_r)->uid);
+	return TRUE;
+}
+
+static int retention_search_deinit(struct mail_search_context *ctx)
+{
+	struct dovekie_retention_mailbox *rbox =
+		RETENTION_BOX_CONTEXT(ctx->transaction->box);
+	struct dovekie_retention_client *rclient = rbox->rclient;
+	bool listing = rclient != NULL && ctx == rclient->listing_search;
+	int ret;
+
+	ret = rbox->module_ctx.super.search_deinit(ctx);
+	if (listing) {
+		rclient->listing_search = NULL;
+		rclient->listing_complete = ret == 0;
+	}
+	return ret;
+}
+
+static void retention_mailbox_allocated(struct mailbox *box)
+{
+	struct dovekie_retention_user *ruser =
+		RETENTION_USER_CONTEXT(box->storage->user);
+	struct mailbox_vfuncs *v = box->vlast;
+	struct dovekie_retention_mailbox *rbox;
+
+	if ((box->flags & MAILBOX_FLAG_POP3_SESSION) == 0 || ruser == NULL ||
+	    ruser->rclient == NULL)
+		return;
+	rbox = p_new(box->pool, struct dovekie_retention_mailbox, 1);
+	rbox->module_ctx.super = *v;
+	rbox->rclient = ruser->rclient;
+	box->vlast = &rbox->module_ctx.super;
+	v->search_init = retention_search_init;
+	v->search_next_nonblock = retention_search_next_nonblock;
+	v->search_deinit = retention_search_deinit;
+	MODULE_CONTEXT_SET(box, dovekie_retention_storage_module, rbox);
+}
+
+/* ---- downloads ---- */
+
+static int
+retention_mail_get_stream(struct mail *_mail, bool get_body,
+			  struct message_size *hdr_size,
+			  struct message_size *body_size,
+			  struct istream **stream_r)
+{
+	struct mail_private *mail = (struct mail_private *)_mail;
+	struct dovekie_retention_mail *rmail = RETENTION_MAIL_CONTEXT(mail);
+
+	if (rmail->module_ctx.super.get_stream(_mail, get_body, hdr_size,
+					       body_size, stream_r) < 0)
+		return -1;
+	if (get_body) {
+		rmail->body = *stream_r;
+		rmail->body_uid = _mail->uid;
+	}
+	return 0;
+}
+
+static void retention_mail_note(struct dovekie_retention_mail *rmail)
+{
+	/* pop3's fetch stops reading at EOF (the whole message was sent) or
+	   when a TOP's line count ran out (eof stays unset). A seek back to
+	   0, as the read hooks of other modules do, clears eof too. */
+	if (rmail->body != NULL && rmail->body->eof &&
+	    i_stream_get_data_size(rmail->body) == 0 &&
+	    rmail->rclient->client->trans != NULL)
+		array_push_back(&rmail->rclient->downloaded, &rmail->body_uid);
+	rmail->body = NULL;
+}
+
+static void retention_mail_close(struct mail *_mail)
+{
+	struct mail_private *mail = (struct mail_private *)_mail;
+	struct dovekie_retention_mail *rmail = RETENTION_MAIL_CONTEXT(mail);
+
+	retention_mail_note(rmail);
+	rmail->module_ctx.super.close(_mail);
+}
+
+static void retention_mail_free(struct mail *_mail)
+{
+	struct mail_private *mail = (struct mail_private *)_mail;
+	struct dovekie_retention_mail *rmail = RETENTION_MAIL_CONTEXT(mail);
+
+	retention_mail_note(rmail);
+	rmail->module_ctx.super.free(_mail);
+}
+
+static void retention_mail_allocated(struct mail *_mail)
+{
+	struct mail_private *mail = (struct mail_private *)_mail;
+	struct mail_vfuncs *v = mail->vlast;
+	struct dovekie_retention_mailbox *rbox;
+	struct dovekie_retention_mail *rmail;
+
+	if ((_mail->box->flags & MAILBOX_FLAG_POP3_SESSION) == 0)
+		return;
+	rbox = MODULE_CONTEXT(_mail->box, dovekie_retention_storage_module);
+	if (rbox == NULL || rbox->rclient == NULL)
+		return;
+	rmail = p_new(mail->pool, struct dovekie_retention_mail, 1);
+	rmail->module_ctx.super = *v;
+	rmail->rclient = rbox->rclient;
+	mail->vlast = &rmail->module_ctx.super;
+	v->get_stream = retention_mail_get_stream;
+	v->close = retention_mail_close;
+	v->free = retention_mail_free;
+	MODULE_CONTEXT_SET(mail, dovekie_retention_mail_module, rmail);
+}
+
+static struct mail_storage_hooks dovekie_retention_storage_hooks = {
+	.mailbox_allocated = retention_mailbox_allocated,
+	.mail_allocated = retention_mail_allocated,
+};
+
+/* ---- QUIT ---- */
+
+static bool bit_set(const unsigned char *bitmask, unsigned int msgnum)
+{
+	return bitmask != NULL &&
+		(bitmask[msgnum / CHAR_BIT] & (1 << (msgnum % CHAR_BIT))) != 0;
+}
+
+static int
+retention_mark_hidden(struct mailbox *box, const char *keyword,
+		      const uint32_t *uids, unsigned int count, const char **error_r)
+{
+	const char *keywords[] = { keyword, NULL };
+	struct mailbox_transaction_context *t;
+	struct mail_keywords *kw;
+	struct mail *mail;
+	unsigned int i;
+
+	if (mailbox_keywords_create(box, keywords, &kw) < 0) {
+		*error_r = mailbox_get_last_internal_error(box, NULL);
+		return -1;
+	}
+	t = mailbox_transaction_begin(box, 0, "dovekie retention hide");
+	mail = mail_alloc(t, 0, NULL);
+	for (i = 0; i < count; i++) {
+		if (mail_set_uid(mail, uids[i]))
+			mail_update_keywords(mail, MODIFY_ADD, kw);
+	}
+	mail_free(&mail);
+	mailbox_keywords_unref(&kw);
+	if (mailbox_transaction_commit(&t) < 0) {
+		*error_r = mailbox_get_last_internal_error(box, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+static void retention_quit(struct dovekie_retention_client *rclient)
+{
+	struct client *client = rclient->client;
+	struct dovekie_bridge *bridge = rclient->duser->bridge;
+	const uint32_t *uids;
+	unsigned int i, count, n_retr = 0, n_del = 0, n_hide = 0;
+	uint32_t *retr, *del, *hide;
+	const uint32_t *down;
+	unsigned int n_down;
+	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	const char *errstr;
+
+	uids = array_get(&rclient->listing, &count);
+	count = I_MIN(count, client->messages_count);
+	down = array_get(&rclient->downloaded, &n_down);
+	retr = t_new(uint32_t, count + n_down + 1);
+	del = t_new(uint32_t, count + 1);
+	hide = t_new(uint32_t, count + 1);
+	for (i = 0; i < count; i++) {
+		if (bit_set(client->seen_bitmask, i))
+			retr[n_retr++] = uids[i];
+		if (client->deleted && bit_set(client->deleted_bitmask, i))
+			del[n_del++] = uids[i];
+	}
+	/* The module records a UID's first download once; repeats are fine. */
+	for (i = 0; i < n_down; i++)
+		retr[n_retr++] = down[i];
+	/* One attribute transaction for all of the session's records, not
+	   one INBOX open and commit per message: all or nothing. */
+	if (dovekie_kv_batch_begin(rclient->duser, &errstr) < 0) {
+		e_error(rclient->duser->event,
+			"retention: recording the session failed: %s", errstr);
+		return;
+	}
+	if (dovekie_bridge_retention_pop3_quit(bridge, retr, n_retr, del, n_del,
+					       hide, &n_hide, error) < 0) {
+		(void)dovekie_kv_batch_end(rclient->duser, FALSE, &errstr);
+		e_error(rclient->duser->event,
+			"retention: recording the session failed: %s", error);
+		return;
+	}
+	if (dovekie_kv_batch_end(rclient->duser, TRUE, &errstr) < 0) {
+		e_error(rclient->duser->event,
+			"retention: recording the session failed: %s", errstr);
+		return;
+	}
+	if (n_hide > 0 &&
+	    retention_mark_hidden(client->mailbox,
+				  dovekie_bridge_retention_keyword(bridge),
+				  hide, n_hide, &errstr) < 0) {
+		e_error(rclient->duser->event,
+			"retention: marking DELEd messages failed: %s", errstr);
+	}
+	if (dovekie_bridge_retention_expire_at_quit(bridge) &&
+	    dovekie_retention_expire(rclient->duser, client->mailbox, FALSE,
+				     NULL, NULL, &errstr) < 0) {
+		e_error(rclient->duser->event,
+			"retention: expiry at QUIT failed: %s", errstr);
+	}
+}
+
+static void retention_destroy(struct client *client, const char *reason)
+{
+	struct dovekie_retention_client *rclient = RETENTION_CLIENT_CONTEXT(client);
+	struct dovekie_retention_user *ruser = RETENTION_USER_CONTEXT(client->user);
+
+	/* delete_success: pop3 committed its QUIT changes. */
+	if (client->quit_seen && client->delete_success &&
+	    rclient->listing_complete && client->mailbox != NULL &&
+	    rclient->duser->bridge != NULL) T_BEGIN {
+		retention_quit(rclient);
+	} T_END;
+	if (ruser != NULL)
+		ruser->rclient = NULL;
+	array_free(&rclient->listing);
+	array_free(&rclient->downloaded);
+	rclient->module_ctx.super.destroy(client, reason);
+}
+
+static void retention_client_created(struct client **clientp)
+{
+	struct client *client;
+	struct dovekie_user *duser;
+	struct dovekie_retention_client *rclient;
+	struct dovekie_retention_user *ruser;
+	const char *keyword;
+
+	/* The others first, so our destroy runs before theirs (before
+	   dovekie-pop3.c's pop3_end). */
+	if (next_hook_client_created != NULL)
+		next_hook_client_created(clientp);
+	client = *clientp;
+	duser = DOVEKIE_USER_CONTEXT(client->user);
+	if (duser == NULL || !dovekie_bridge_has_retention(duser->bridge))
+		return;
+
+	keyword = dovekie_bridge_retention_keyword(duser->bridge);
+	if (client->set->pop3_deleted_flag[0] == '\0') {
+		struct pop3_settings *set = p_new(client->pool, struct pop3_settings, 1);
+
+		*set = *client->set;
+		set->pop3_deleted_flag = p_strdup(client->pool, keyword);
+		client->set = set;
+	} else if (strcmp(client->set->pop3_deleted_flag, keyword) != 0) {
+		e_warning(duser->event, "retention: pop3_deleted_flag=%s also hides "
+			  "messages from POP3; dovekie_retention_keyword=%s is the "
+			  "one dovekie sets", client->set->pop3_deleted_flag, keyword);
+	}
+
+	rclient = p_new(client->pool, struct dovekie_retention_client, 1);
+	rclient->client = client;
+	rclient->duser = duser;
+	i_array_init(&rclient->listing, 64);
+	i_array_init(&rclient->downloaded, 16);
+	rclient->module_ctx.super = client->v;
+	client->v.destroy = retention_destroy;
+	MODULE_CONTEXT_SET(client, dovekie_retention_pop3_module, rclient);
+
+	ruser = RETENTION_USER_CONTEXT(client->user);
+	if (ruser == NULL) {
+		ruser = p_new(client->user->pool, struct dovekie_retention_user, 1);
+		MODULE_CONTEXT_SET(client->user, dovekie_retention_user_module, ruser);
+	}
+	ruser->rclient = rclient;
+}
+
+void dovekie_retention_hooks_init(struct module *module)
+{
+	if (pop3_client_created_hook_set == NULL)
+		return;
+	mail_storage_hooks_add(module, &dovekie_retention_storage_hooks);
+	next_hook_client_created =
+		pop3_client_created_hook_set(retention_client_created);
+	retention_pop3_hooked = TRUE;
+}
+
+void dovekie_retention_hooks_deinit(void)
+{
+	if (!retention_pop3_hooked)
+		return;
+	(void)pop3_client_created_hook_set(next_hook_client_created);
+	mail_storage_hooks_remove(&dovekie_retention_storage_hooks);
+	retention_pop3_hooked = FALSE;
+}

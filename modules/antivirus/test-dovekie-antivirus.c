@@ -1,0 +1,588 @@
+/* Unit tests for the antivirus module's hooks: a fake host API (settings,
+ * log, clock, kv store) and the fake clamd of test-av-fake-clamd.h, or
+ * libclamav on a DB made at run time. */
+#include "dovekie-config.h"
+
+#include <stdlib.h>
+
+#include "dovekie-test.h"
+#include "dovekie-av-engine.h"
+#include "dovekie/antivirus.h"
+#include "test-av-fake-clamd.h"
+#include "test-av-sigs.h"
+
+extern const DovekieModule dovekie_module;
+
+static TestHost host;
+static GHashTable *settings; /* overrides of the declared defaults */
+static GHashTable *kv;       /* NULL: the kv store fails */
+static FakeClamd *fake;
+
+static const DovekieSettingDef *
+find_def (const gchar *key)
+{
+  for (guint i = 0; dovekie_module.settings[i].name != NULL; i++)
+    if (g_str_equal (dovekie_module.settings[i].name, key))
+      return &dovekie_module.settings[i];
+  ck_abort_msg ("undeclared setting %s", key);
+  return NULL;
+}
+
+static const gchar *
+fake_get_string (DovekieContext *ctx, const gchar *key)
+{
+  const gchar *value = g_hash_table_lookup (settings, key);
+  (void) ctx;
+  return value != NULL ? value : find_def (key)->default_value;
+}
+
+static guint64
+fake_get_uint (DovekieContext *ctx, const gchar *key)
+{
+  guint64 number = 0;
+  g_autoptr (GError) error = NULL;
+  ck_assert_msg (dovekie_setting_validate (find_def (key), fake_get_string (ctx, key), &number,
+                                           &error), "%s", error != NULL ? error->message : "");
+  return number;
+}
+
+static gboolean
+fake_get_bool (DovekieContext *ctx, const gchar *key)
+{
+  return fake_get_uint (ctx, key) != 0;
+}
+
+static void
+fake_log (DovekieContext *ctx, DovekieLogLevel level, const gchar *message)
+{
+  (void) ctx;
+  test_host_log (&host, level, "antivirus", message);
+}
+
+static gint64
+fake_now (DovekieContext *ctx)
+{
+  (void) ctx;
+  return host.now;
+}
+
+static gssize
+fake_read (DovekieMessage *msg, guint8 *buf, gsize len, GError **error)
+{
+  return test_source_read (msg, buf, len, error);
+}
+
+static gboolean
+fake_rewind (DovekieMessage *msg, GError **error)
+{
+  return test_source_rewind (msg, error);
+}
+
+static gboolean
+fake_kv_get (DovekieContext *ctx, const gchar *key, gchar **value_r, GError **error)
+{
+  (void) ctx;
+  if (kv == NULL)
+    {
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE, "kv is down");
+      return FALSE;
+    }
+  *value_r = g_strdup (g_hash_table_lookup (kv, key));
+  return TRUE;
+}
+
+static gboolean
+fake_kv_set (DovekieContext *ctx, const gchar *key, const gchar *value, GError **error)
+{
+  (void) ctx;
+  if (kv == NULL)
+    {
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE, "kv is down");
+      return FALSE;
+    }
+  ck_assert_uint_le (strlen (key), 200);
+  if (value == NULL)
+    g_hash_table_remove (kv, key);
+  else
+    g_hash_table_insert (kv, g_strdup (key), g_strdup (value));
+  return TRUE;
+}
+
+static gboolean
+fake_kv_foreach (DovekieContext *ctx, const gchar *prefix,
+                 gboolean (*func) (const gchar *key, const gchar *value, gpointer data),
+                 gpointer data, GError **error)
+{
+  GHashTableIter iter;
+  gpointer key, value;
+
+  (void) ctx;
+  if (kv == NULL)
+    {
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE, "kv is down");
+      return FALSE;
+    }
+  g_hash_table_iter_init (&iter, kv);
+  while (g_hash_table_iter_next (&iter, &key, &value))
+    if (g_str_has_prefix (key, prefix) && !func (key, value, data))
+      break;
+  return TRUE;
+}
+
+/* Events are logged as "event NAME k=v k=v". */
+static void
+fake_emit (DovekieContext *ctx, const gchar *name, const gchar *const *fields)
+{
+  GString *line = g_string_new ("event ");
+  (void) ctx;
+  g_string_append (line, name);
+  for (guint i = 0; fields[i] != NULL && fields[i + 1] != NULL; i += 2)
+    g_string_append_printf (line, " %s=%s", fields[i], fields[i + 1]);
+  test_host_log (&host, DOVEKIE_LOG_DEBUG, "antivirus", line->str);
+  g_string_free (line, TRUE);
+}
+
+static const DovekieHostApi fake_api = {
+  .get_string = fake_get_string,
+  .get_uint = fake_get_uint,
+  .get_bool = fake_get_bool,
+  .log = fake_log,
+  .now = fake_now,
+  .read = fake_read,
+  .rewind = fake_rewind,
+  .kv_get = fake_kv_get,
+  .kv_set = fake_kv_set,
+  .kv_foreach = fake_kv_foreach,
+  .emit = fake_emit,
+};
+
+static DovekieContext ctx = { &fake_api, NULL };
+
+static void
+setup (void)
+{
+  host.lines = g_ptr_array_new_with_free_func (g_free);
+  host.now = 1000000;
+  settings = g_hash_table_new (g_str_hash, g_str_equal);
+  kv = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  fake = fake_clamd_start (FALSE, FAKE_OK);
+  g_hash_table_insert (settings, "dovekie_av_clamd", fake->address);
+  g_hash_table_insert (settings, "dovekie_av_scan_timeout_msecs", "2000");
+}
+
+static void
+teardown (void)
+{
+  if (ctx.module_data != NULL)
+    dovekie_module.deinit (&ctx);
+  fake_clamd_stop (fake);
+  g_clear_pointer (&settings, g_hash_table_unref);
+  g_clear_pointer (&kv, g_hash_table_unref);
+  g_clear_pointer (&host.lines, g_ptr_array_unref);
+  dovekie_av_engine_shutdown ();
+}
+
+static void
+init_module (void)
+{
+  g_autoptr (GError) error = NULL;
+  ck_assert_msg (dovekie_module.init (&ctx, &error), "%s", error != NULL ? error->message : "");
+}
+
+/* Runs the save (or read) hook on `text` and fills `verdict` (the caller
+ * clears it). */
+static void
+run_hook_verdict (gboolean save, gint origin, const gchar *text, DovekieVerdict *verdict)
+{
+  TestSource src = { (const guint8 *) text, strlen (text), 0, 0, FALSE };
+  DovekieMessageInfo info = { "INBOX", 7, (gint64) strlen (text) };
+  g_autoptr (GError) error = NULL;
+  gboolean ok;
+
+  if (save)
+    ok = dovekie_module.save (&ctx, (DovekieSaveOrigin) origin, &info, (DovekieMessage *) &src,
+                              verdict, &error);
+  else
+    ok = dovekie_module.read (&ctx, (DovekieReadOrigin) origin, &info, (DovekieMessage *) &src,
+                              verdict, &error);
+  ck_assert_msg (ok, "hook failed: %s", error != NULL ? error->message : "");
+}
+
+/* Runs the save (or read) hook on `text`; returns the verdict kind and
+ * leaves the reason in *reason_r (g_free). */
+static DovekieVerdictKind
+run_hook (gboolean save, gint origin, const gchar *text, gchar **reason_r)
+{
+  DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
+  DovekieVerdictKind kind;
+
+  run_hook_verdict (save, origin, text, &verdict);
+  kind = verdict.kind;
+  if (reason_r != NULL)
+    *reason_r = g_steal_pointer (&verdict.reason);
+  dovekie_verdict_clear (&verdict);
+  return kind;
+}
+
+static void
+assert_logged (const gchar *needle, guint times)
+{
+  g_autofree gchar *dump = test_host_dump (&host);
+  ck_assert_msg (test_host_count (&host, needle) == times, "'%s' not %u times in:\n%s", needle,
+                 times, dump);
+}
+
+START_TEST (test_contract)
+{
+  ck_assert_uint_eq (dovekie_module.abi, DOVEKIE_MODULE_ABI);
+  ck_assert_str_eq (dovekie_module.name, "antivirus");
+  for (guint i = 0; dovekie_module.settings[i].name != NULL; i++)
+    {
+      const DovekieSettingDef *def = &dovekie_module.settings[i];
+      ck_assert (g_str_has_prefix (def->name, "dovekie_av_"));
+      ck_assert_msg (dovekie_setting_validate (def, def->default_value, NULL, NULL), "%s", def->name);
+      ck_assert_ptr_nonnull (def->help);
+    }
+}
+END_TEST
+
+START_TEST (test_bad_server_list_refuses_module)
+{
+  g_autoptr (GError) error = NULL;
+  g_hash_table_insert (settings, "dovekie_av_clamd", "tcp:nowhere");
+  ck_assert (!dovekie_module.init (&ctx, &error));
+  ck_assert_ptr_nonnull (strstr (error->message, "dovekie_av_clamd"));
+  ck_assert_ptr_null (ctx.module_data);
+}
+END_TEST
+
+START_TEST (test_clean_and_infected)
+{
+  gchar *reason = NULL;
+
+  g_hash_table_insert (settings, "dovekie_av_action", "reject");
+  init_module ();
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "clean mail\r\n", NULL),
+                    DOVEKIE_VERDICT_ACCEPT);
+  assert_logged ("scan origin=append mailbox=INBOX uid=7 size=12", 1);
+  assert_logged ("result=clean engine=unix:", 1);
+
+  fake->mode = FAKE_FOUND;
+  for (gint origin = DOVEKIE_ORIGIN_APPEND; origin <= DOVEKIE_ORIGIN_DELIVERY; origin++)
+    {
+      ck_assert_int_eq (run_hook (TRUE, origin, "bad mail\r\n", &reason), DOVEKIE_VERDICT_REJECT);
+      ck_assert_str_eq (reason, "Message rejected: virus Fake.Test.Virus found");
+      g_free (reason);
+    }
+  assert_logged ("result=infected signature=Fake.Test.Virus", 3);
+  /* Scanned once, then served from the cache. */
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 2);
+  assert_logged ("engine=cache cached=yes", 2);
+}
+END_TEST
+
+START_TEST (test_delivery_actions)
+{
+  DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
+
+  init_module ();
+  fake->mode = FAKE_FOUND;
+  /* The default: quarantine. */
+  run_hook_verdict (TRUE, DOVEKIE_ORIGIN_DELIVERY, "bad mail\r\n", &verdict);
+  ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_DIVERT);
+  ck_assert_str_eq (verdict.mailbox, "Quarantine");
+  ck_assert_str_eq (verdict.reason, "Message quarantined: virus Fake.Test.Virus found");
+  ck_assert_ptr_null (verdict.keyword);
+  dovekie_verdict_clear (&verdict);
+  assert_logged ("result=infected signature=Fake.Test.Virus engine=unix:", 1);
+  assert_logged ("action=quarantine", 2); /* the log line and the event */
+  assert_logged ("event dovekie_av_scan_finished origin=delivery result=infected engine=clamd "
+                 "cached=no action=quarantine", 1);
+
+  g_hash_table_insert (settings, "dovekie_av_quarantine_mailbox", "Junk/Virus");
+  run_hook_verdict (TRUE, DOVEKIE_ORIGIN_DELIVERY, "bad mail\r\n", &verdict);
+  ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_DIVERT);
+  ck_assert_str_eq (verdict.mailbox, "Junk/Virus");
+  dovekie_verdict_clear (&verdict);
+  assert_logged ("event dovekie_av_scan_finished origin=delivery result=infected engine=clamd "
+                 "cached=yes action=quarantine", 1);
+
+  g_hash_table_insert (settings, "dovekie_av_action", "tag");
+  run_hook_verdict (TRUE, DOVEKIE_ORIGIN_DELIVERY, "bad mail\r\n", &verdict);
+  ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_str_eq (verdict.keyword, "$Infected");
+  ck_assert_ptr_null (verdict.reason);
+  dovekie_verdict_clear (&verdict);
+  assert_logged ("action=tag", 2);
+
+  g_hash_table_insert (settings, "dovekie_av_action", "discard");
+  run_hook_verdict (TRUE, DOVEKIE_ORIGIN_DELIVERY, "bad mail\r\n", &verdict);
+  ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_DISCARD);
+  ck_assert_str_eq (verdict.reason, "Message discarded: virus Fake.Test.Virus found");
+  dovekie_verdict_clear (&verdict);
+
+  /* APPEND and COPY are refused whatever the delivery action. */
+  for (gint origin = DOVEKIE_ORIGIN_APPEND; origin <= DOVEKIE_ORIGIN_COPY; origin++)
+    {
+      run_hook_verdict (TRUE, origin, "bad mail\r\n", &verdict);
+      ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_REJECT);
+      ck_assert_ptr_null (verdict.keyword);
+      ck_assert_ptr_null (verdict.mailbox);
+      dovekie_verdict_clear (&verdict);
+    }
+  assert_logged ("event dovekie_av_scan_finished origin=copy result=infected engine=clamd "
+                 "cached=yes action=reject", 1);
+
+  fake->mode = FAKE_OK;
+  run_hook_verdict (TRUE, DOVEKIE_ORIGIN_DELIVERY, "clean mail\r\n", &verdict);
+  ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_ptr_null (verdict.keyword);
+  dovekie_verdict_clear (&verdict);
+  assert_logged ("event dovekie_av_scan_finished origin=delivery result=clean engine=clamd "
+                 "cached=no action=accept", 1);
+}
+END_TEST
+
+static void
+count_status (const gchar *version, const gchar *verdict, gpointer data)
+{
+  g_autofree gchar *key = g_strdup_printf ("%s %s", version, verdict);
+  GHashTable *counts = data;
+  guint n = GPOINTER_TO_UINT (g_hash_table_lookup (counts, key));
+  g_hash_table_replace (counts, g_steal_pointer (&key), GUINT_TO_POINTER (n + 1));
+}
+
+START_TEST (test_status_service)
+{
+  const DovekieAntivirusService *svc = NULL;
+  g_autoptr (GHashTable) counts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr (GError) error = NULL;
+
+  for (guint i = 0; dovekie_module.services[i].name != NULL; i++)
+    if (g_str_equal (dovekie_module.services[i].name, DOVEKIE_ANTIVIRUS_SERVICE))
+      svc = dovekie_module.services[i].vtable;
+  ck_assert_ptr_nonnull (svc);
+  init_module ();
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "clean one\r\n", NULL),
+                    DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "clean two\r\n", NULL),
+                    DOVEKIE_VERDICT_ACCEPT);
+  fake->mode = FAKE_FOUND;
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "bad\r\n", NULL),
+                    DOVEKIE_VERDICT_REJECT);
+  g_hash_table_insert (kv, g_strdup ("v/0000"), g_strdup ("garbage"));
+  g_hash_table_insert (kv, g_strdup ("other"), g_strdup ("not a verdict"));
+  ck_assert (svc->foreach_verdict (&ctx, count_status, counts, &error));
+  ck_assert_uint_eq (g_hash_table_size (counts), 3);
+  ck_assert_uint_eq (GPOINTER_TO_UINT (g_hash_table_lookup (counts, "1.4.6/27000 clean")), 2);
+  ck_assert_uint_eq (GPOINTER_TO_UINT (g_hash_table_lookup (counts, "1.4.6/27000 infected")), 1);
+  ck_assert_uint_eq (GPOINTER_TO_UINT (g_hash_table_lookup (counts, " malformed")), 1);
+
+  g_clear_pointer (&kv, g_hash_table_unref);
+  ck_assert (!svc->foreach_verdict (&ctx, count_status, counts, &error));
+}
+END_TEST
+
+START_TEST (test_scanner_down)
+{
+  gchar *reason = NULL;
+  g_autofree gchar *dir = test_make_dir ();
+  g_autofree gchar *nowhere = g_strdup_printf ("unix:%s/none.sock", dir);
+
+  g_hash_table_insert (settings, "dovekie_av_clamd", nowhere);
+  init_module ();
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_DELIVERY, "mail\r\n", &reason),
+                    DOVEKIE_VERDICT_TEMPFAIL);
+  ck_assert_str_eq (reason, "Virus scanner unavailable, try again later");
+  g_free (reason);
+  assert_logged ("E antivirus: scan origin=delivery mailbox=INBOX uid=7 result=error action=tempfail", 1);
+
+  dovekie_module.deinit (&ctx);
+  g_hash_table_insert (settings, "dovekie_av_on_error", "accept");
+  init_module ();
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "mail\r\n", NULL), DOVEKIE_VERDICT_ACCEPT);
+  assert_logged ("W antivirus: scan origin=append mailbox=INBOX uid=7 result=error action=accept", 1);
+  test_remove_dir (dir);
+}
+END_TEST
+
+START_TEST (test_garbage_reply_tempfails)
+{
+  g_hash_table_insert (settings, "dovekie_av_cache", "no");
+  init_module ();
+  fake->mode = FAKE_GARBAGE;
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_COPY, "mail\r\n", NULL), DOVEKIE_VERDICT_TEMPFAIL);
+  assert_logged ("not one line of text", 1);
+}
+END_TEST
+
+START_TEST (test_cache_and_db_version)
+{
+  init_module ();
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "same mail\r\n", NULL),
+                    DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_COPY, "same mail\r\n", NULL),
+                    DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_int_eq (run_hook (FALSE, DOVEKIE_READ_FETCH, "same mail\r\n", NULL),
+                    DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 1);
+  ck_assert_uint_eq (g_hash_table_size (kv), 1);
+
+  /* A new DB: not seen before the check interval ends, then exactly one
+   * rescan, then cached again. */
+  fake->version = "ClamAV 1.4.6/27001/Tue Jan  2 00:00:00 2024";
+  ck_assert_int_eq (run_hook (FALSE, DOVEKIE_READ_FETCH, "same mail\r\n", NULL),
+                    DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 1);
+  host.now += 60;
+  fake->mode = FAKE_FOUND;
+  ck_assert_int_eq (run_hook (FALSE, DOVEKIE_READ_FETCH, "same mail\r\n", NULL),
+                    DOVEKIE_VERDICT_REJECT);
+  ck_assert_int_eq (run_hook (FALSE, DOVEKIE_READ_POP3, "same mail\r\n", NULL),
+                    DOVEKIE_VERDICT_REJECT);
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 2);
+  assert_logged ("signature DB version changed: 1.4.6/27000 -> 1.4.6/27001", 1);
+  ck_assert_uint_eq (g_hash_table_size (kv), 1);
+}
+END_TEST
+
+START_TEST (test_read_modes)
+{
+  g_hash_table_insert (settings, "dovekie_av_scan_on_read", "off");
+  init_module ();
+  ck_assert_int_eq (run_hook (FALSE, DOVEKIE_READ_FETCH, "read me\r\n", NULL), DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_int_eq (g_atomic_int_get (&fake->connections), 0);
+
+  g_hash_table_insert (settings, "dovekie_av_scan_on_read", "always");
+  ck_assert_int_eq (run_hook (FALSE, DOVEKIE_READ_FETCH, "read me\r\n", NULL), DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_int_eq (run_hook (FALSE, DOVEKIE_READ_FETCH, "read me\r\n", NULL), DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 2);
+
+  g_hash_table_insert (settings, "dovekie_av_scan_on_read", "unscanned");
+  ck_assert_int_eq (run_hook (FALSE, DOVEKIE_READ_POP3, "read me\r\n", NULL), DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 2);
+  assert_logged ("scan origin=pop3", 1);
+}
+END_TEST
+
+START_TEST (test_over_size)
+{
+  static const gchar *const policies[] = { "accept-and-log", "tempfail", "reject" };
+  static const DovekieVerdictKind kinds[] = {
+    DOVEKIE_VERDICT_ACCEPT, DOVEKIE_VERDICT_TEMPFAIL, DOVEKIE_VERDICT_REJECT,
+  };
+  g_hash_table_insert (settings, "dovekie_av_max_size", "10");
+  init_module ();
+  for (guint i = 0; i < G_N_ELEMENTS (policies); i++)
+    {
+      gchar *reason = NULL;
+      g_hash_table_insert (settings, "dovekie_av_over_size", (gpointer) policies[i]);
+      ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_DELIVERY, "eleven bytes", &reason), kinds[i]);
+      if (kinds[i] != DOVEKIE_VERDICT_ACCEPT)
+        ck_assert_str_eq (reason, "Message too large to be scanned for viruses");
+      g_free (reason);
+    }
+  assert_logged ("result=too-big size>10", 3);
+  ck_assert_int_eq (g_atomic_int_get (&fake->connections), 0);
+  /* Exactly at the limit is scanned. */
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_DELIVERY, "ten bytes!", NULL), DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 1);
+}
+END_TEST
+
+START_TEST (test_kv_down)
+{
+  g_clear_pointer (&kv, g_hash_table_unref);
+  init_module ();
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "m\r\n", NULL), DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "m\r\n", NULL), DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 2);
+  assert_logged ("verdict cache unavailable", 1);
+}
+END_TEST
+
+START_TEST (test_malformed_cache_record)
+{
+  init_module ();
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "m\r\n", NULL), DOVEKIE_VERDICT_ACCEPT);
+  GList *keys = g_hash_table_get_keys (kv);
+  g_hash_table_insert (kv, g_strdup (keys->data), g_strdup ("1.4.6/27000 infected"));
+  g_list_free (keys);
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "m\r\n", NULL), DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 2);
+  assert_logged ("ignoring malformed cache record v/", 1);
+}
+END_TEST
+
+START_TEST (test_message_read_error)
+{
+  TestSource src = { (const guint8 *) "x", 1, 0, 0, TRUE };
+  DovekieMessageInfo info = { "INBOX", 1, 1 };
+  DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
+  g_autoptr (GError) error = NULL;
+
+  init_module ();
+  ck_assert (!dovekie_module.save (&ctx, DOVEKIE_ORIGIN_APPEND, &info, (DovekieMessage *) &src,
+                                   &verdict, &error));
+  ck_assert (g_error_matches (error, DOVEKIE_ERROR, DOVEKIE_ERROR_IO));
+}
+END_TEST
+
+START_TEST (test_libclamav_engine)
+{
+  g_autofree gchar *dir = test_make_dir ();
+  gchar *reason = NULL;
+
+  test_av_write_sigs (dir);
+  g_hash_table_insert (settings, "dovekie_av_engine", "libclamav");
+  g_hash_table_insert (settings, "dovekie_av_libclamav_db", dir);
+  init_module ();
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "clean\r\n", NULL), DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "x\r\n" TEST_EICAR "\r\n", &reason),
+                    DOVEKIE_VERDICT_REJECT);
+  ck_assert_ptr_nonnull (strstr (reason, "Test.Eicar"));
+  g_free (reason);
+  assert_logged ("libclamav engine ready", 1);
+  assert_logged ("engine=libclamav cached=no", 4); /* 2 scans: each logged and emitted */
+  ck_assert_int_eq (g_atomic_int_get (&fake->connections), 0);
+
+  /* No DB: tempfail, not a crash. */
+  dovekie_av_engine_shutdown ();
+  g_hash_table_insert (settings, "dovekie_av_libclamav_db", "/nonexistent");
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "other\r\n", NULL),
+                    DOVEKIE_VERDICT_TEMPFAIL);
+  test_remove_dir (dir);
+}
+END_TEST
+
+int
+main (void)
+{
+  Suite *s = suite_create ("dovekie-antivirus");
+  TCase *tc = tcase_create ("antivirus");
+  SRunner *runner;
+  int failed;
+
+  tcase_add_checked_fixture (tc, setup, teardown);
+  tcase_add_test (tc, test_contract);
+  tcase_add_test (tc, test_bad_server_list_refuses_module);
+  tcase_add_test (tc, test_clean_and_infected);
+  tcase_add_test (tc, test_delivery_actions);
+  tcase_add_test (tc, test_status_service);
+  tcase_add_test (tc, test_scanner_down);
+  tcase_add_test (tc, test_garbage_reply_tempfails);
+  tcase_add_test (tc, test_cache_and_db_version);
+  tcase_add_test (tc, test_read_modes);
+  tcase_add_test (tc, test_over_size);
+  tcase_add_test (tc, test_kv_down);
+  tcase_add_test (tc, test_malformed_cache_record);
+  tcase_add_test (tc, test_message_read_error);
+  tcase_add_test (tc, test_libclamav_engine);
+  tcase_set_timeout (tc, 120);
+  suite_add_tcase (s, tc);
+  runner = srunner_create (s);
+  srunner_run_all (runner, CK_NORMAL);
+  failed = srunner_ntests_failed (runner);
+  srunner_free (runner);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

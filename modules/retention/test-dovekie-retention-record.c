@@ -1,0 +1,203 @@
+/* Unit tests for the retention state record: grammar tables, round trips. */
+#include "dovekie-config.h"
+
+#include <stdlib.h>
+
+#include "dovekie-test.h"
+#include "dovekie-retention-record.h"
+
+typedef struct {
+  const gchar *text;
+  gboolean ok;
+  guint n_clients; /* when ok */
+} ParseCase;
+
+static const ParseCase parse_cases[] = {
+  { "1", TRUE, 0 },
+  { "1 *:1700000000:-", TRUE, 1 },
+  { "1 *:1700000000:d", TRUE, 1 },
+  { "1 *:0:d", TRUE, 1 },
+  { "1 laptop:1700000000:- desktop:1700000100:d", TRUE, 2 },
+  { "1 a.b_c-D9:5:-", TRUE, 1 },
+  { "1 abcdefghijklmnopqrstuvwxyz012345:5:-", TRUE, 1 },  /* 32 chars */
+  { "1 *:253402300799:-", TRUE, 1 },
+  { "", FALSE, 0 },
+  { "2", FALSE, 0 },
+  { "1 ", FALSE, 0 },
+  { " 1", FALSE, 0 },
+  { "1  *:5:-", FALSE, 0 },
+  { "1 *:5:- ", FALSE, 0 },
+  { "1 *:5", FALSE, 0 },
+  { "1 *:5:", FALSE, 0 },
+  { "1 *:5:x", FALSE, 0 },
+  { "1 *:5:dd", FALSE, 0 },
+  { "1 *:0:-", FALSE, 0 },                 /* says nothing */
+  { "1 *:05:-", FALSE, 0 },                /* leading zero */
+  { "1 *:-5:-", FALSE, 0 },
+  { "1 *:+5:-", FALSE, 0 },
+  { "1 *::-", FALSE, 0 },
+  { "1 *:253402300800:-", FALSE, 0 },      /* past 9999 */
+  { "1 *:99999999999999999999:-", FALSE, 0 },
+  { "1 :5:-", FALSE, 0 },
+  { "1 **:5:-", FALSE, 0 },
+  { "1 lap top:5:-", FALSE, 0 },
+  { "1 lap/top:5:-", FALSE, 0 },
+  { "1 abcdefghijklmnopqrstuvwxyz0123456:5:-", FALSE, 0 }, /* 33 chars */
+  { "1 a:5:- a:6:-", FALSE, 0 },           /* twice */
+  { "1 a:5:-\n", FALSE, 0 },
+  { "1 a:5:-\tb:5:-", FALSE, 0 },
+  { "1 a:5:-;", FALSE, 0 },
+  { "1 \xc3\xa9:5:-", FALSE, 0 },
+};
+
+START_TEST (test_parse_table)
+{
+  const ParseCase *c = &parse_cases[_i];
+  DovekieRetentionRecord record;
+  g_autoptr (GError) error = NULL;
+  gboolean ok = dovekie_retention_record_parse (c->text, strlen (c->text), &record, &error);
+
+  ck_assert_msg (ok == c->ok, "'%s': expected %s", c->text, c->ok ? "ok" : "error");
+  if (ok)
+    {
+      g_autofree gchar *again = dovekie_retention_record_format (&record);
+      ck_assert_uint_eq (record.n_clients, c->n_clients);
+      ck_assert_str_eq (again, c->text);
+    }
+  else
+    {
+      ck_assert (error != NULL && g_str_has_prefix (error->message, "bad retention record"));
+      ck_assert_uint_eq (record.n_clients, 0);
+    }
+}
+END_TEST
+
+START_TEST (test_parse_nul_and_length)
+{
+  DovekieRetentionRecord record;
+  g_autofree gchar *big = NULL;
+  GString *many = g_string_new ("1");
+
+  ck_assert (!dovekie_retention_record_parse ("1 a:5:-\0b", 9, &record, NULL));
+  ck_assert (!dovekie_retention_record_parse ("1 a\0:5:-", 8, &record, NULL));
+  big = g_strnfill (DOVEKIE_RETENTION_RECORD_MAX + 1, '1');
+  ck_assert (!dovekie_retention_record_parse (big, strlen (big), &record, NULL));
+
+  for (guint i = 0; i < DOVEKIE_RETENTION_CLIENTS_MAX; i++)
+    g_string_append_printf (many, " c%u:%u:-", i, i + 1);
+  ck_assert (dovekie_retention_record_parse (many->str, many->len, &record, NULL));
+  ck_assert_uint_eq (record.n_clients, DOVEKIE_RETENTION_CLIENTS_MAX);
+  ck_assert (dovekie_retention_record_client (&record, "new", TRUE) == NULL);
+  g_string_append (many, " extra:1:-");
+  ck_assert (!dovekie_retention_record_parse (many->str, many->len, &record, NULL));
+  g_string_free (many, TRUE);
+}
+END_TEST
+
+START_TEST (test_client)
+{
+  DovekieRetentionRecord record = { 0 };
+  DovekieRetentionClient *c;
+
+  ck_assert (dovekie_retention_record_client (&record, "laptop", FALSE) == NULL);
+  ck_assert (dovekie_retention_record_client (&record, "bad id", TRUE) == NULL);
+  c = dovekie_retention_record_client (&record, "laptop", TRUE);
+  ck_assert (c != NULL);
+  ck_assert_str_eq (c->id, "laptop");
+  ck_assert (dovekie_retention_record_client (&record, "laptop", TRUE) == c);
+  ck_assert_uint_eq (record.n_clients, 1);
+  {
+    /* An empty entry is not written. */
+    g_autofree gchar *text = dovekie_retention_record_format (&record);
+    ck_assert_str_eq (text, "1");
+  }
+}
+END_TEST
+
+START_TEST (test_first_download_and_deleted)
+{
+  DovekieRetentionRecord record;
+
+  ck_assert (dovekie_retention_record_parse ("1 a:0:d b:300:- c:200:-", 23, &record, NULL));
+  ck_assert_int_eq (dovekie_retention_record_first_download (&record), 200);
+  ck_assert (dovekie_retention_record_deleted (&record));
+  ck_assert (dovekie_retention_record_parse ("1 a:7:-", 7, &record, NULL));
+  ck_assert (!dovekie_retention_record_deleted (&record));
+  ck_assert (dovekie_retention_record_parse ("1", 1, &record, NULL));
+  ck_assert_int_eq (dovekie_retention_record_first_download (&record), 0);
+}
+END_TEST
+
+START_TEST (test_id_valid)
+{
+  ck_assert (dovekie_retention_id_valid ("*"));
+  ck_assert (dovekie_retention_id_valid ("phone-2"));
+  ck_assert (!dovekie_retention_id_valid (""));
+  ck_assert (!dovekie_retention_id_valid (NULL));
+  ck_assert (!dovekie_retention_id_valid ("a*"));
+  ck_assert (!dovekie_retention_id_valid ("a:b"));
+}
+END_TEST
+
+/* Random records survive format -> parse unchanged. */
+START_TEST (test_roundtrip_random)
+{
+  GRand *rand = g_rand_new_with_seed (20240517);
+
+  for (guint round = 0; round < 2000; round++)
+    {
+      DovekieRetentionRecord record = { 0 }, back;
+      guint n = g_rand_int_range (rand, 0, 6);
+      for (guint i = 0; i < n; i++)
+        {
+          g_autofree gchar *id = g_rand_boolean (rand) ? g_strdup ("*")
+                                                       : g_strdup_printf ("c%d", g_rand_int_range (rand, 0, 9));
+          DovekieRetentionClient *c = dovekie_retention_record_client (&record, id, TRUE);
+          c->downloaded = g_rand_boolean (rand) ? 0 : g_rand_int_range (rand, 1, G_MAXINT32);
+          c->deleted = c->downloaded == 0 || g_rand_boolean (rand);
+        }
+      g_autofree gchar *text = dovekie_retention_record_format (&record);
+      ck_assert_msg (dovekie_retention_record_parse (text, strlen (text), &back, NULL), "%s", text);
+      g_autofree gchar *again = dovekie_retention_record_format (&back);
+      ck_assert_str_eq (text, again);
+      ck_assert_int_eq (dovekie_retention_record_first_download (&back),
+                        dovekie_retention_record_first_download (&record));
+    }
+  g_rand_free (rand);
+}
+END_TEST
+
+static Suite *
+record_suite (void)
+{
+  Suite *s = suite_create ("retention-record");
+  TCase *tc;
+
+  tc = tcase_create ("parse");
+  tcase_add_loop_test (tc, test_parse_table, 0, G_N_ELEMENTS (parse_cases));
+  tcase_add_test (tc, test_parse_nul_and_length);
+  suite_add_tcase (s, tc);
+  tc = tcase_create ("format");
+  tcase_add_test (tc, test_roundtrip_random);
+  suite_add_tcase (s, tc);
+  tc = tcase_create ("client");
+  tcase_add_test (tc, test_client);
+  tcase_add_test (tc, test_id_valid);
+  suite_add_tcase (s, tc);
+  tc = tcase_create ("first_download");
+  tcase_add_test (tc, test_first_download_and_deleted);
+  suite_add_tcase (s, tc);
+  return s;
+}
+
+int
+main (void)
+{
+  SRunner *runner = srunner_create (record_suite ());
+  int failed;
+
+  srunner_run_all (runner, CK_NORMAL);
+  failed = srunner_ntests_failed (runner);
+  srunner_free (runner);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,698 @@
+/* Unit tests for the retention module through its hooks and service, with
+ * a fake host (settings, clock, kv store), including a property test over
+ * random POP3 sessions, clients, DELEs, IMAP changes and clock steps. */
+#include "dovekie-config.h"
+
+#include <stdlib.h>
+
+#include "dovekie-test.h"
+#include "dovekie-retention.h"
+#include "dovekie-retention-record.h"
+
+#define DAY G_GINT64_CONSTANT (86400)
+#define T0 G_GINT64_CONSTANT (1700000000)
+
+static TestHost host;
+static GHashTable *settings; /* overrides of the declared defaults */
+
+static const DovekieSettingDef *
+find_def (const gchar *key)
+{
+  for (const DovekieSettingDef *d = dovekie_module.settings; d->name != NULL; d++)
+    if (g_str_equal (d->name, key))
+      return d;
+  ck_abort_msg ("undeclared setting %s", key);
+  return NULL;
+}
+
+static const gchar *
+fake_get_string (DovekieContext *ctx, const gchar *key)
+{
+  const DovekieSettingDef *def = find_def (key);
+  (void) ctx;
+  return g_hash_table_contains (settings, key) ? g_hash_table_lookup (settings, key)
+                                               : def->default_value;
+}
+
+static guint64
+fake_get_uint (DovekieContext *ctx, const gchar *key)
+{
+  const DovekieSettingDef *def = find_def (key);
+  guint64 number = 0;
+  ck_assert (dovekie_setting_validate (def, fake_get_string (ctx, key), &number, NULL));
+  return number;
+}
+
+static gboolean
+fake_get_bool (DovekieContext *ctx, const gchar *key)
+{
+  return fake_get_uint (ctx, key) != 0;
+}
+
+static void
+fake_log (DovekieContext *ctx, DovekieLogLevel level, const gchar *message)
+{
+  (void) ctx;
+  test_host_log (&host, level, "retention", message);
+}
+
+static gint64
+fake_now (DovekieContext *ctx)
+{
+  (void) ctx;
+  return host.now;
+}
+
+static gboolean
+fake_kv_get (DovekieContext *ctx, const gchar *key, gchar **value_r, GError **error)
+{
+  (void) ctx;
+  return test_host_kv_get (&host, "retention", key, value_r, error);
+}
+
+static gboolean
+fake_kv_set (DovekieContext *ctx, const gchar *key, const gchar *value, GError **error)
+{
+  (void) ctx;
+  ck_assert (dovekie_kv_key_valid (key));
+  return test_host_kv_set (&host, "retention", key, value, error);
+}
+
+static gboolean
+fake_kv_foreach (DovekieContext *ctx, const gchar *prefix,
+                 gboolean (*func) (const gchar *key, const gchar *value, gpointer data),
+                 gpointer data, GError **error)
+{
+  (void) ctx;
+  return test_host_kv_foreach (&host, "retention", prefix, func, data, error);
+}
+
+static void
+fake_emit (DovekieContext *ctx, const gchar *name, const gchar *const *fields)
+{
+  (void) ctx;
+  test_host_emit (&host, "retention", name, fields);
+}
+
+static const DovekieHostApi fake_api = {
+  .get_string = fake_get_string,
+  .get_uint = fake_get_uint,
+  .get_bool = fake_get_bool,
+  .log = fake_log,
+  .now = fake_now,
+  .kv_get = fake_kv_get,
+  .kv_set = fake_kv_set,
+  .kv_foreach = fake_kv_foreach,
+  .emit = fake_emit,
+};
+
+static const DovekieRetentionService *svc;
+
+static void
+setup (void)
+{
+  host.lines = g_ptr_array_new_with_free_func (g_free);
+  host.kv = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  host.now = T0;
+  settings = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  svc = dovekie_module.services[0].vtable;
+  ck_assert_str_eq (dovekie_module.services[0].name, DOVEKIE_RETENTION_SERVICE);
+}
+
+static void
+teardown (void)
+{
+  g_ptr_array_unref (host.lines);
+  if (host.kv != NULL)
+    g_hash_table_unref (host.kv);
+  host.kv = NULL;
+  g_hash_table_unref (settings);
+}
+
+static void
+set (const gchar *key, const gchar *value)
+{
+  g_hash_table_insert (settings, g_strdup (key), g_strdup (value));
+}
+
+/* One user session: a context from init to deinit. */
+static DovekieContext *
+session_new (const gchar *login)
+{
+  DovekieContext *ctx = g_new0 (DovekieContext, 1);
+  g_autoptr (GError) error = NULL;
+
+  ctx->api = &fake_api;
+  set ("dovekie_retention_login", login);
+  ck_assert_msg (dovekie_module.init (ctx, &error), "init: %s", error ? error->message : "");
+  return ctx;
+}
+
+static void
+session_free (DovekieContext *ctx)
+{
+  dovekie_module.deinit (ctx);
+  g_free (ctx);
+}
+
+static DovekieMessageInfo
+inbox (guint32 uid)
+{
+  DovekieMessageInfo info = { "INBOX", uid, 100 };
+  return info;
+}
+
+/* ---- init ---- */
+
+typedef struct {
+  const gchar *key, *value, *error;
+} BadSetting;
+
+static const BadSetting bad_settings[] = {
+  { "dovekie_retention_days", "seven", "dovekie_retention_days" },
+  { "dovekie_retention_days", "-1", "dovekie_retention_days" },
+  { "dovekie_retention_separator", "", "dovekie_retention_separator" },
+  { "dovekie_retention_separator", "a", "dovekie_retention_separator" },
+  { "dovekie_retention_keyword", "", "dovekie_retention_keyword" },
+  { "dovekie_retention_keyword", "\\Deleted", "dovekie_retention_keyword" },
+  { "dovekie_retention_keyword", "two words", "dovekie_retention_keyword" },
+};
+
+START_TEST (test_init_rejects)
+{
+  const BadSetting *c = &bad_settings[_i];
+  DovekieContext ctx = { &fake_api, NULL };
+  g_autoptr (GError) error = NULL;
+
+  set (c->key, c->value);
+  ck_assert (!dovekie_module.init (&ctx, &error));
+  ck_assert_msg (strstr (error->message, c->error) != NULL, "%s", error->message);
+  ck_assert (ctx.module_data == NULL);
+}
+END_TEST
+
+START_TEST (test_init_identity)
+{
+  DovekieContext *ctx;
+
+  ctx = session_new ("alice#laptop");
+  ck_assert_str_eq (dovekie_retention_current_identity (ctx), "*"); /* shared view */
+  session_free (ctx);
+  set ("dovekie_retention_view", "per-client");
+  ctx = session_new ("alice#laptop");
+  ck_assert_str_eq (dovekie_retention_current_identity (ctx), "laptop");
+  ck_assert_str_eq (svc->hide_keyword (ctx), "$PopHidden");
+  ck_assert (svc->expire_at_quit (ctx));
+  session_free (ctx);
+}
+END_TEST
+
+START_TEST (test_key)
+{
+  guint32 uid = 0;
+  g_autofree gchar *key = dovekie_retention_key (4294967295u);
+
+  ck_assert_str_eq (key, "uid/4294967295");
+  ck_assert (dovekie_kv_key_valid (key));
+  ck_assert (dovekie_retention_key_uid (key, &uid) && uid == 4294967295u);
+  ck_assert (!dovekie_retention_key_uid ("uid/0", &uid));
+  ck_assert (!dovekie_retention_key_uid ("uid/01", &uid));
+  ck_assert (!dovekie_retention_key_uid ("uid/4294967296", &uid));
+  ck_assert (!dovekie_retention_key_uid ("uid/", &uid));
+  ck_assert (!dovekie_retention_key_uid ("uid/-1", &uid));
+  ck_assert (!dovekie_retention_key_uid ("other/1", &uid));
+}
+END_TEST
+
+/* ---- expunge ---- */
+
+START_TEST (test_expunge)
+{
+  DovekieContext *ctx = session_new ("alice");
+  DovekieMessageInfo info = inbox (5);
+
+  ck_assert_int_eq (dovekie_module.expunge (ctx, &info, TRUE), DOVEKIE_EXPUNGE_KEEP);
+  ck_assert_int_eq (dovekie_module.expunge (ctx, &info, FALSE), DOVEKIE_EXPUNGE_ALLOW);
+  session_free (ctx);
+
+  set ("dovekie_retention_dele", "expunge");
+  ctx = session_new ("alice");
+  ck_assert_int_eq (dovekie_module.expunge (ctx, &info, TRUE), DOVEKIE_EXPUNGE_ALLOW);
+  session_free (ctx);
+
+  set ("dovekie_retention_dele", "ignore");
+  ctx = session_new ("alice");
+  ck_assert_int_eq (dovekie_module.expunge (ctx, &info, TRUE), DOVEKIE_EXPUNGE_KEEP);
+  session_free (ctx);
+
+  set ("dovekie_retention_dele", "hide");
+  set ("dovekie_retention_days", "0");
+  ctx = session_new ("alice");
+  ck_assert_int_eq (dovekie_module.expunge (ctx, &info, TRUE), DOVEKIE_EXPUNGE_ALLOW);
+  session_free (ctx);
+}
+END_TEST
+
+/* ---- sessions ---- */
+
+static void
+quit (DovekieContext *ctx, const guint32 *retr, guint n_retr, const guint32 *del, guint n_del,
+      GArray *hide)
+{
+  g_autoptr (GError) error = NULL;
+  DovekiePop3Info info = { "alice", 0, FALSE };
+
+  dovekie_module.pop3_start (ctx, &info);
+  for (guint i = 0; i < n_del; i++)
+    {
+      DovekieMessageInfo m = inbox (del[i]);
+      (void) dovekie_module.expunge (ctx, &m, TRUE);
+    }
+  ck_assert_msg (svc->pop3_quit (ctx, retr, n_retr, del, n_del, hide, &error), "%s",
+                 error ? error->message : "");
+}
+
+START_TEST (test_quit_records_downloads_and_dele)
+{
+  DovekieContext *ctx = session_new ("alice");
+  g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
+  const guint32 retr[] = { 1, 2 }, del[] = { 2, 3 };
+
+  quit (ctx, retr, 2, del, 2, hide);
+  ck_assert_str_eq (g_hash_table_lookup (host.kv, "retention/uid/1"), "1 *:1700000000:-");
+  ck_assert_str_eq (g_hash_table_lookup (host.kv, "retention/uid/2"), "1 *:1700000000:d");
+  ck_assert_str_eq (g_hash_table_lookup (host.kv, "retention/uid/3"), "1 *:0:d");
+  ck_assert_uint_eq (hide->len, 2);
+  ck_assert_uint_eq (g_array_index (hide, guint32, 0), 2);
+  ck_assert_uint_eq (test_host_count (&host, "V retention: dovekie_retention_downloaded mailbox=INBOX"), 2);
+  ck_assert_uint_eq (test_host_count (&host, "V retention: dovekie_retention_hidden mailbox=INBOX view=shared"), 2);
+  ck_assert_uint_eq (test_host_count (&host, "dovekie_retention_expunged"), 0);
+  session_free (ctx);
+
+  /* A second download keeps the first time. */
+  host.now += DAY;
+  ctx = session_new ("alice");
+  g_array_set_size (hide, 0);
+  quit (ctx, retr, 1, NULL, 0, hide);
+  ck_assert_str_eq (g_hash_table_lookup (host.kv, "retention/uid/1"), "1 *:1700000000:-");
+  ck_assert_uint_eq (hide->len, 0);
+  ck_assert_uint_eq (test_host_count (&host, "dovekie_retention_downloaded"), 2); /* not again */
+  session_free (ctx);
+}
+END_TEST
+
+/* The plan at QUIT runs only when some message can be due. */
+START_TEST (test_expire_at_quit_only_when_due)
+{
+  DovekieContext *ctx;
+  g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
+  const guint32 retr[] = { 1, 2 }, del[] = { 1 };
+
+  set ("dovekie_retention_days", "7");
+  ctx = session_new ("alice");
+  quit (ctx, NULL, 0, NULL, 0, hide);
+  ck_assert (!svc->expire_at_quit (ctx)); /* no records */
+  quit (ctx, retr, 2, del, 1, hide);
+  ck_assert (!svc->expire_at_quit (ctx)); /* downloaded just now */
+  session_free (ctx);
+
+  host.now += 7 * DAY - 1;
+  ctx = session_new ("alice");
+  quit (ctx, NULL, 0, NULL, 0, hide);
+  ck_assert (!svc->expire_at_quit (ctx));
+  session_free (ctx);
+
+  host.now += 1;
+  ctx = session_new ("alice");
+  quit (ctx, NULL, 0, NULL, 0, hide);
+  ck_assert (svc->expire_at_quit (ctx)); /* uid 1: DELEd, 7 days over */
+  session_free (ctx);
+
+  set ("dovekie_retention_expire_at_quit", "no");
+  ctx = session_new ("alice");
+  quit (ctx, NULL, 0, NULL, 0, hide);
+  ck_assert (!svc->expire_at_quit (ctx));
+  session_free (ctx);
+
+  /* max_age needs the save dates: any downloaded message may be due. */
+  host.now -= 7 * DAY;
+  set ("dovekie_retention_expire_at_quit", "yes");
+  set ("dovekie_retention_max_age", "30");
+  ctx = session_new ("alice");
+  quit (ctx, NULL, 0, NULL, 0, hide);
+  ck_assert (svc->expire_at_quit (ctx));
+  session_free (ctx);
+}
+END_TEST
+
+START_TEST (test_per_client_views)
+{
+  DovekieContext *ctx;
+  g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
+  const guint32 retr[] = { 1 }, del[] = { 2 };
+  DovekiePop3Info info = { "alice", 3, FALSE };
+
+  set ("dovekie_retention_view", "per-client");
+  ctx = session_new ("alice#laptop");
+  quit (ctx, retr, 1, del, 1, hide);
+  ck_assert_uint_eq (hide->len, 0); /* per-client: no global keyword */
+  session_free (ctx);
+
+  ctx = session_new ("alice#laptop");
+  dovekie_module.pop3_start (ctx, &info);
+  ck_assert (svc->pop3_hidden (ctx, 1));
+  ck_assert (svc->pop3_hidden (ctx, 2));
+  ck_assert (!svc->pop3_hidden (ctx, 3));
+  session_free (ctx);
+
+  ctx = session_new ("alice#desktop");
+  dovekie_module.pop3_start (ctx, &info);
+  ck_assert (!svc->pop3_hidden (ctx, 1));
+  ck_assert (!svc->pop3_hidden (ctx, 2));
+  session_free (ctx);
+}
+END_TEST
+
+START_TEST (test_plan_and_done)
+{
+  DovekieContext *ctx = session_new ("alice");
+  g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
+  const guint32 retr[] = { 1, 2 }, del[] = { 1, 2, 3 };
+  const DovekieRetentionMessage msgs[] = { { 1, T0, 10 }, { 2, T0, 10 }, { 3, T0, 10 }, { 4, T0, 10 } };
+  DovekieRetentionReason reasons[4];
+  DovekieMessageInfo m1 = inbox (1), m3 = inbox (3);
+  const guint32 gone[] = { 1, 2 };
+
+  set ("dovekie_retention_days", "7");
+  session_free (ctx);
+  ctx = session_new ("alice");
+  quit (ctx, retr, 2, del, 3, hide);
+  g_hash_table_insert (host.kv, g_strdup ("retention/uid/99"), g_strdup ("1 *:5:d")); /* gone */
+
+  host.now = T0 + 7 * DAY - 1;
+  ck_assert (svc->plan (ctx, msgs, 4, 0, 0, reasons, NULL));
+  for (guint i = 0; i < 4; i++)
+    ck_assert_int_eq (reasons[i], DOVEKIE_RETENTION_KEEP);
+  ck_assert (!g_hash_table_contains (host.kv, "retention/uid/99"));
+  svc->done (ctx, NULL, 0);
+
+  host.now = T0 + 7 * DAY;
+  ck_assert (svc->plan (ctx, msgs, 4, 0, 0, reasons, NULL));
+  ck_assert_int_eq (reasons[0], DOVEKIE_RETENTION_EXPIRED);
+  ck_assert_int_eq (reasons[1], DOVEKIE_RETENTION_EXPIRED);
+  ck_assert_int_eq (reasons[2], DOVEKIE_RETENTION_KEEP); /* DELE, never downloaded */
+  ck_assert_int_eq (reasons[3], DOVEKIE_RETENTION_KEEP);
+  /* During the plan, the planned expunges pass even inside POP3. */
+  ck_assert_int_eq (dovekie_module.expunge (ctx, &m1, TRUE), DOVEKIE_EXPUNGE_ALLOW);
+  ck_assert_int_eq (dovekie_module.expunge (ctx, &m3, TRUE), DOVEKIE_EXPUNGE_KEEP);
+  ck_assert_uint_eq (test_host_count (&host, "dovekie_retention_expunged"), 0);
+  svc->done (ctx, gone, 2);
+  ck_assert_uint_eq (test_host_count (&host, "V retention: dovekie_retention_expunged "
+                                             "mailbox=INBOX reason=expired"), 2);
+  ck_assert_int_eq (dovekie_module.expunge (ctx, &m1, TRUE), DOVEKIE_EXPUNGE_KEEP);
+  ck_assert (!g_hash_table_contains (host.kv, "retention/uid/1"));
+  ck_assert (g_hash_table_contains (host.kv, "retention/uid/3"));
+  session_free (ctx);
+}
+END_TEST
+
+START_TEST (test_corrupt_record_is_kept)
+{
+  DovekieContext *ctx;
+  const DovekieRetentionMessage msgs[] = { { 1, T0, 10 } };
+  DovekieRetentionReason reason;
+
+  set ("dovekie_retention_max_age", "1");
+  set ("dovekie_retention_max_age_scope", "all");
+  g_hash_table_insert (host.kv, g_strdup ("retention/uid/1"), g_strdup ("1 *:5:d junk"));
+  g_hash_table_insert (host.kv, g_strdup ("retention/uid/x"), g_strdup ("1"));
+  ctx = session_new ("alice");
+  host.now = T0 + 10 * DAY;
+  ck_assert (svc->plan (ctx, msgs, 1, 0, 0, &reason, NULL));
+  ck_assert_int_eq (reason, DOVEKIE_RETENTION_KEEP);
+  ck_assert_uint_eq (test_host_count (&host, "uid=1: bad retention record"), 1);
+  ck_assert_uint_eq (test_host_count (&host, "ignoring state key 'uid/x'"), 1);
+  svc->done (ctx, NULL, 0);
+  session_free (ctx);
+}
+END_TEST
+
+START_TEST (test_kv_down)
+{
+  DovekieContext *ctx = session_new ("alice");
+  g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autoptr (GError) error = NULL;
+  const guint32 retr[] = { 1 };
+  DovekieRetentionReason reason;
+  const DovekieRetentionMessage msgs[] = { { 1, T0, 10 } };
+  DovekiePop3Info info = { "alice", 1, FALSE };
+
+  g_hash_table_unref (host.kv);
+  host.kv = NULL;
+  dovekie_module.pop3_start (ctx, &info);
+  ck_assert_uint_eq (test_host_count (&host, "cannot read the retention state"), 1);
+  ck_assert (!svc->pop3_hidden (ctx, 1));
+  ck_assert (!svc->pop3_quit (ctx, retr, 1, NULL, 0, hide, &error));
+  ck_assert (!svc->plan (ctx, msgs, 1, 0, 0, &reason, NULL));
+  session_free (ctx);
+}
+END_TEST
+
+/* ---- property test ----
+ *
+ * A simulated host runs random steps over one INBOX: POP3 sessions of
+ * random clients that RETR and DELE random messages and end with QUIT or
+ * drop; IMAP keyword removals and expunges; clock steps; expiry runs. It
+ * tracks the truth independently of the module (what each identity really
+ * downloaded, at QUIT) and checks after every step:
+ *   - no message is expunged by the policy before `days` after its first
+ *     real download, and none that no one really downloaded;
+ *   - a POP3 DELE never expunges (dele=hide, days > 0);
+ *   - per-client: each identity sees exactly the messages it has not
+ *     downloaded or DELEd (shared: those without the hide keyword).
+ */
+
+#define SIM_MESSAGES 24
+#define SIM_DAYS 7
+
+typedef struct {
+  gboolean exists;
+  gboolean keyword;
+  gint64 saved;
+  gint64 first_download;            /* truth: first RETR+QUIT by anyone */
+  gboolean deleted_by_any;          /* truth: some DELE+QUIT */
+  GHashTable *seen_by;              /* identities that RETRed or DELEd (with QUIT) */
+} SimMessage;
+
+static const gchar *const sim_logins[] = { "alice", "alice#laptop", "alice#desktop", "alice#phone" };
+
+static const gchar *
+sim_identity (const gchar *login, gboolean per_client)
+{
+  const gchar *sep = strchr (login, '#');
+  return per_client && sep != NULL ? sep + 1 : "*";
+}
+
+static void
+sim_expire (DovekieContext *ctx, SimMessage *box, guint n, gboolean pop3)
+{
+  DovekieRetentionMessage msgs[SIM_MESSAGES] = { { 0, 0, 0 } };
+  DovekieRetentionReason reasons[SIM_MESSAGES] = { 0 };
+  guint32 uids[SIM_MESSAGES], gone[SIM_MESSAGES];
+  guint count = 0, n_gone = 0;
+
+  for (guint i = 0; i < n; i++)
+    if (box[i].exists)
+      {
+        msgs[count] = (DovekieRetentionMessage) { i + 1, box[i].saved, 1000 };
+        uids[count++] = i + 1;
+      }
+  ck_assert (svc->plan (ctx, msgs, count, 0, 0, reasons, NULL));
+  for (guint k = 0; k < count; k++)
+    {
+      SimMessage *m = &box[uids[k] - 1];
+      DovekieMessageInfo info = inbox (uids[k]);
+      if (reasons[k] == DOVEKIE_RETENTION_KEEP)
+        continue;
+      ck_assert_msg (m->first_download > 0, "uid %u expunged but never downloaded", uids[k]);
+      ck_assert_msg (host.now >= m->first_download + SIM_DAYS * DAY,
+                     "uid %u expunged %" G_GINT64_FORMAT "s early", uids[k],
+                     m->first_download + SIM_DAYS * DAY - host.now);
+      ck_assert_msg (m->deleted_by_any, "uid %u expunged but never DELEd", uids[k]);
+      ck_assert_int_eq (dovekie_module.expunge (ctx, &info, pop3), DOVEKIE_EXPUNGE_ALLOW);
+      m->exists = FALSE;
+      gone[n_gone++] = uids[k];
+    }
+  svc->done (ctx, gone, n_gone);
+}
+
+static void
+sim_run (guint32 seed, gboolean per_client)
+{
+  GRand *rand = g_rand_new_with_seed (seed);
+  SimMessage box[SIM_MESSAGES] = { { 0 } };
+  guint n = 0;
+
+  set ("dovekie_retention_days", G_STRINGIFY (SIM_DAYS));
+  set ("dovekie_retention_view", per_client ? "per-client" : "shared");
+  for (guint i = 0; i < SIM_MESSAGES; i++)
+    box[i].seen_by = g_hash_table_new (g_str_hash, g_str_equal);
+
+  for (guint step = 0; step < 300; step++)
+    {
+      gint what = g_rand_int_range (rand, 0, 100);
+
+      if (what < 15 && n < SIM_MESSAGES)
+        {
+          box[n].exists = TRUE;
+          box[n].saved = host.now;
+          n++;
+        }
+      else if (what < 65)
+        {
+          const gchar *login = sim_logins[g_rand_int_range (rand, 0, G_N_ELEMENTS (sim_logins))];
+          const gchar *id = sim_identity (login, per_client);
+          DovekieContext *ctx = session_new (login);
+          DovekiePop3Info info = { "alice", 0, FALSE };
+          guint32 retr[SIM_MESSAGES], del[SIM_MESSAGES];
+          guint n_retr = 0, n_del = 0;
+          gboolean quit_seen = g_rand_int_range (rand, 0, 4) != 0;
+
+          dovekie_module.pop3_start (ctx, &info);
+          for (guint i = 0; i < n; i++)
+            {
+              gboolean visible;
+              if (!box[i].exists)
+                continue;
+              /* What the host lists: the keyword filter, then the module. */
+              visible = !(box[i].keyword && !per_client) && !svc->pop3_hidden (ctx, i + 1);
+              if (per_client)
+                ck_assert_msg (visible == !g_hash_table_contains (box[i].seen_by, id),
+                               "seed %u step %u: uid %u visibility for %s", seed, step, i + 1, id);
+              else
+                ck_assert (visible == !box[i].keyword);
+              if (!visible)
+                continue;
+              if (g_rand_int_range (rand, 0, 2) == 0)
+                retr[n_retr++] = i + 1;
+              if (g_rand_int_range (rand, 0, 3) == 0)
+                del[n_del++] = i + 1;
+            }
+          if (quit_seen)
+            {
+              g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
+              for (guint k = 0; k < n_del; k++)
+                {
+                  DovekieMessageInfo m = inbox (del[k]);
+                  ck_assert_int_eq (dovekie_module.expunge (ctx, &m, TRUE), DOVEKIE_EXPUNGE_KEEP);
+                }
+              ck_assert (svc->pop3_quit (ctx, retr, n_retr, del, n_del, hide, NULL));
+              for (guint k = 0; k < n_retr; k++)
+                {
+                  SimMessage *m = &box[retr[k] - 1];
+                  if (m->first_download == 0)
+                    m->first_download = host.now;
+                  g_hash_table_add (m->seen_by, (gpointer) id);
+                }
+              for (guint k = 0; k < n_del; k++)
+                {
+                  box[del[k] - 1].deleted_by_any = TRUE;
+                  g_hash_table_add (box[del[k] - 1].seen_by, (gpointer) id);
+                }
+              for (guint k = 0; k < hide->len; k++)
+                box[g_array_index (hide, guint32, k) - 1].keyword = TRUE;
+              if (svc->expire_at_quit (ctx))
+                sim_expire (ctx, box, n, TRUE);
+            }
+          session_free (ctx);
+        }
+      else if (what < 72 && n > 0)
+        {
+          /* IMAP: the user removes the keyword (the message comes back to
+           * POP3 in the shared view) or expunges the message. */
+          SimMessage *m = &box[g_rand_int_range (rand, 0, n)];
+          if (g_rand_boolean (rand))
+            m->keyword = FALSE;
+          else if (m->exists)
+            {
+              DovekieContext *ctx = session_new ("alice");
+              DovekieMessageInfo info = inbox ((guint32) (m - box) + 1);
+              ck_assert_int_eq (dovekie_module.expunge (ctx, &info, FALSE), DOVEKIE_EXPUNGE_ALLOW);
+              m->exists = FALSE;
+              session_free (ctx);
+            }
+        }
+      else if (what < 92)
+        host.now += g_rand_int_range (rand, 0, 3 * 86400);
+      else
+        {
+          DovekieContext *ctx = session_new ("");
+          sim_expire (ctx, box, n, FALSE);
+          session_free (ctx);
+        }
+    }
+  for (guint i = 0; i < SIM_MESSAGES; i++)
+    g_hash_table_unref (box[i].seen_by);
+  g_rand_free (rand);
+}
+
+START_TEST (test_property_shared)
+{
+  sim_run (1000 + _i, FALSE);
+}
+END_TEST
+
+START_TEST (test_property_per_client)
+{
+  sim_run (5000 + _i, TRUE);
+}
+END_TEST
+
+static Suite *
+retention_suite (void)
+{
+  Suite *s = suite_create ("retention");
+  TCase *tc;
+
+  tc = tcase_create ("init");
+  tcase_add_checked_fixture (tc, setup, teardown);
+  tcase_add_loop_test (tc, test_init_rejects, 0, G_N_ELEMENTS (bad_settings));
+  tcase_add_test (tc, test_init_identity);
+  tcase_add_test (tc, test_key);
+  suite_add_tcase (s, tc);
+  tc = tcase_create ("expunge");
+  tcase_add_checked_fixture (tc, setup, teardown);
+  tcase_add_test (tc, test_expunge);
+  suite_add_tcase (s, tc);
+  tc = tcase_create ("pop3_quit");
+  tcase_add_checked_fixture (tc, setup, teardown);
+  tcase_add_test (tc, test_quit_records_downloads_and_dele);
+  tcase_add_test (tc, test_per_client_views);
+  tcase_add_test (tc, test_expire_at_quit_only_when_due);
+  tcase_add_test (tc, test_kv_down);
+  suite_add_tcase (s, tc);
+  tc = tcase_create ("plan");
+  tcase_add_checked_fixture (tc, setup, teardown);
+  tcase_add_test (tc, test_plan_and_done);
+  tcase_add_test (tc, test_corrupt_record_is_kept);
+  suite_add_tcase (s, tc);
+  tc = tcase_create ("property");
+  tcase_add_checked_fixture (tc, setup, teardown);
+  tcase_set_timeout (tc, 120);
+  tcase_add_loop_test (tc, test_property_shared, 0, 40);
+  tcase_add_loop_test (tc, test_property_per_client, 0, 40);
+  suite_add_tcase (s, tc);
+  return s;
+}
+
+int
+main (void)
+{
+  SRunner *runner = srunner_create (retention_suite ());
+  int failed;
+
+  srunner_run_all (runner, CK_NORMAL);
+  failed = srunner_ntests_failed (runner);
+  srunner_free (runner);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

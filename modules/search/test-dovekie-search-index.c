@@ -1,0 +1,367 @@
+/* Unit tests for the SQLite index (dovekie-search-index.c). */
+#include "dovekie-config.h"
+
+#include <check.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+
+#include "dovekie-search-index.h"
+
+static const DovekieIndexVtable *v = &dovekie_search_index_vtable;
+static gchar *tmpdir;
+static gchar *dbpath;
+
+static const DovekieSearchLimits limits = { 2, 1024 * 1024, 1024 * 1024 };
+
+static void
+setup (void)
+{
+  tmpdir = g_dir_make_tmp ("dovekie-search-XXXXXX", NULL);
+  ck_assert_ptr_nonnull (tmpdir);
+  dbpath = g_build_filename (tmpdir, "index.db", NULL);
+}
+
+static void
+rm_rf (const gchar *dir)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const gchar *name;
+
+  while (d != NULL && (name = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree gchar *p = g_build_filename (dir, name, NULL);
+      (void) g_unlink (p);
+    }
+  (void) g_rmdir (dir);
+}
+
+static void
+teardown (void)
+{
+  (void) g_chmod (tmpdir, 0700);
+  rm_rf (tmpdir);
+  g_clear_pointer (&tmpdir, g_free);
+  g_clear_pointer (&dbpath, g_free);
+}
+
+static DovekieIndex *
+open_index (guint32 uidvalidity)
+{
+  g_autoptr (GError) error = NULL;
+  DovekieIndex *index = dovekie_search_index_open_with (NULL, dbpath, uidvalidity, &limits, &error);
+
+  ck_assert_msg (index != NULL, "open: %s", error != NULL ? error->message : "?");
+  return index;
+}
+
+static void
+add_doc (DovekieIndex *index, guint32 uid, const gchar *header, const gchar *body)
+{
+  g_autoptr (GError) error = NULL;
+
+  ck_assert (v->doc_begin (index, uid, &error));
+  if (header != NULL)
+    ck_assert (v->doc_append (index, DOVEKIE_INDEX_FIELD_HEADER, header, strlen (header), &error));
+  if (body != NULL)
+    ck_assert (v->doc_append (index, DOVEKIE_INDEX_FIELD_BODY, body, strlen (body), &error));
+  ck_assert_msg (v->doc_end (index, &error), "doc_end: %s", error ? error->message : "");
+}
+
+/* "1d 3m" style: uid followed by d(efinite) or m(aybe). */
+static void
+collect (gpointer data, guint32 uid, gboolean definite)
+{
+  GString *out = data;
+
+  if (out->len > 0)
+    g_string_append_c (out, ' ');
+  g_string_append_printf (out, "%u%c", uid, definite ? 'd' : 'm');
+}
+
+static gchar *
+lookup (DovekieIndex *index, DovekieIndexScope scope, const gchar *needle)
+{
+  g_autoptr (GError) error = NULL;
+  GString *out = g_string_new (NULL);
+  gboolean handled = FALSE;
+
+  ck_assert_msg (v->lookup (index, scope, needle, collect, out, &handled, &error),
+                 "lookup: %s", error ? error->message : "");
+  if (!handled)
+    g_string_assign (out, "unhandled");
+  return g_string_free (out, FALSE);
+}
+
+#define ASSERT_LOOKUP(index, scope, needle, expected) \
+  do { g_autofree gchar *got_ = lookup (index, scope, needle); \
+       ck_assert_str_eq (got_, expected); } while (0)
+
+START_TEST (test_open_creates_and_reopens)
+{
+  DovekieIndex *index = open_index (7);
+  guint32 last = 99;
+
+  ck_assert (v->get_last_uid (index, &last, NULL));
+  ck_assert_uint_eq (last, 0);
+  add_doc (index, 3, "Subject: hello\r\n", "body text");
+  v->close (index);
+  index = open_index (7);
+  ck_assert (v->get_last_uid (index, &last, NULL));
+  ck_assert_uint_eq (last, 3);
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "ody", "3d");
+  v->close (index);
+}
+END_TEST
+
+START_TEST (test_uidvalidity_change_empties)
+{
+  DovekieIndex *index = open_index (7);
+  guint32 last = 0;
+
+  add_doc (index, 5, NULL, "something");
+  v->close (index);
+  index = open_index (8);
+  ck_assert (v->get_last_uid (index, &last, NULL));
+  ck_assert_uint_eq (last, 0);
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "thing", "");
+  v->close (index);
+}
+END_TEST
+
+START_TEST (test_lookup_scopes)
+{
+  DovekieIndex *index = open_index (1);
+
+  add_doc (index, 1, "Subject: alpha\r\n", "bravo charlie");
+  add_doc (index, 2, "Subject: bravo\r\n", "alpha");
+  add_doc (index, 3, "From: x\r\n", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e text");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_TEXT, "alp", "1d 2d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "alp", "2d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_HEADER, "alp", "1m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_TEXT, "bravo", "1m 2m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "o ch", "1m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", "3d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "nothing here", "");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "al", "unhandled");
+  /* case is the host's business: the index compares exactly */
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "ALP", "");
+  v->close (index);
+}
+END_TEST
+
+START_TEST (test_expunge_hides)
+{
+  g_autoptr (GError) error = NULL;
+  DovekieIndex *index = open_index (1);
+
+  add_doc (index, 1, NULL, "needle one");
+  add_doc (index, 2, NULL, "needle two");
+  ck_assert (v->expunge (index, 1, &error));
+  ck_assert (v->flush (index, &error));
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "needle", "2m");
+  v->close (index);
+  index = open_index (1);
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "needle", "2m");
+  v->close (index);
+}
+END_TEST
+
+START_TEST (test_chunks_overlap)
+{
+  g_autoptr (GString) body = g_string_new (NULL);
+  DovekieIndex *index = open_index (1);
+
+  /* The marker straddles the first chunk boundary. */
+  while (body->len < DOVEKIE_SEARCH_CHUNK - 2)
+    g_string_append_c (body, 'x');
+  g_string_append (body, "QZJW");
+  while (body->len < 2 * DOVEKIE_SEARCH_CHUNK + 10)
+    g_string_append_c (body, 'y');
+  add_doc (index, 4, NULL, body->str);
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "QZJ", "4d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "ZJW", "4d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "xQZJWy", "4m");
+  v->close (index);
+}
+END_TEST
+
+START_TEST (test_too_big_is_always_maybe)
+{
+  g_autoptr (GString) body = g_string_new (NULL);
+  DovekieIndex *index = open_index (1);
+
+  while (body->len <= limits.max_text)
+    g_string_append (body, "0123456789");
+  add_doc (index, 6, NULL, body->str);
+  add_doc (index, 7, NULL, "small");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "zzz", "6m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "mal", "6m 7d");
+  v->close (index);
+}
+END_TEST
+
+START_TEST (test_invalid_utf8_is_stored)
+{
+  DovekieIndex *index = open_index (1);
+
+  add_doc (index, 1, NULL, "abc\xff\xfe" "def\0ghi");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "def", "1d");
+  v->close (index);
+}
+END_TEST
+
+START_TEST (test_reset_and_optimize)
+{
+  g_autoptr (GError) error = NULL;
+  DovekieIndex *index = open_index (1);
+  guint32 last = 0;
+
+  add_doc (index, 1, NULL, "foobar");
+  ck_assert (v->optimize (index, &error));
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "oba", "1d");
+  ck_assert (v->reset (index, &error));
+  ck_assert (v->get_last_uid (index, &last, NULL));
+  ck_assert_uint_eq (last, 0);
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "oba", "");
+  v->close (index);
+}
+END_TEST
+
+START_TEST (test_uncommitted_batch_is_lost_on_crash)
+{
+  DovekieIndex *index = open_index (1);
+  DovekieIndex *other;
+  guint32 last = 0;
+
+  /* batch_size is 2: uid 1 and 2 commit, uid 3 stays pending. */
+  add_doc (index, 1, NULL, "one");
+  add_doc (index, 2, NULL, "two");
+  add_doc (index, 3, NULL, "three");
+  other = open_index (1);
+  ck_assert (v->get_last_uid (other, &last, NULL));
+  ck_assert_uint_eq (last, 2);
+  v->close (other);
+  v->close (index);
+}
+END_TEST
+
+START_TEST (test_corrupt_file_is_rebuilt)
+{
+  DovekieIndex *index;
+  guint32 last = 1;
+
+  ck_assert (g_file_set_contents (dbpath, "this is not a database, just garbage bytes......"
+                                  "................................................", -1, NULL));
+  index = open_index (1);
+  ck_assert (v->get_last_uid (index, &last, NULL));
+  ck_assert_uint_eq (last, 0);
+  add_doc (index, 1, NULL, "works again");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "again", "1m");
+  v->close (index);
+}
+END_TEST
+
+START_TEST (test_read_only_dir_fails_cleanly)
+{
+  g_autoptr (GError) error = NULL;
+  DovekieIndex *index;
+
+  if (geteuid () == 0)
+    return; /* root writes anyway; the integration test covers this */
+  ck_assert_int_eq (g_chmod (tmpdir, 0500), 0);
+  index = dovekie_search_index_open_with (NULL, dbpath, 1, &limits, &error);
+  ck_assert_ptr_null (index);
+  ck_assert_ptr_nonnull (error);
+}
+END_TEST
+
+/* A context that only logs and records events, as "name k=v k=v;". */
+static void
+fake_log (DovekieContext *ctx, DovekieLogLevel level, const gchar *message)
+{
+  (void) ctx; (void) level; (void) message;
+}
+
+static void
+fake_emit (DovekieContext *ctx, const gchar *name, const gchar *const *fields)
+{
+  GString *events = ctx->module_data;
+
+  g_string_append (events, name);
+  for (guint i = 0; fields[i] != NULL && fields[i + 1] != NULL; i += 2)
+    g_string_append_printf (events, " %s=%s", fields[i], fields[i + 1]);
+  g_string_append_c (events, ';');
+}
+
+START_TEST (test_events)
+{
+  DovekieHostApi api = { .log = fake_log, .emit = fake_emit };
+  g_autoptr (GString) events = g_string_new (NULL);
+  g_autoptr (GError) error = NULL;
+  DovekieContext ctx = { &api, events };
+  DovekieIndex *index = dovekie_search_index_open_with (&ctx, dbpath, 1, &limits, &error);
+
+  ck_assert_ptr_nonnull (index);
+  /* batch_size 2: one event for uids 1-2, one at close for uid 3. */
+  add_doc (index, 1, "abc", "defg");
+  add_doc (index, 2, NULL, "xyz");
+  ck_assert_str_eq (events->str, "dovekie_search_indexed messages=2 bytes=10;");
+  g_string_truncate (events, 0);
+  add_doc (index, 3, NULL, "hello");
+  ck_assert (v->expunge (index, 1, &error));
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "xyz", "2d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_TEXT, "hell", "3m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "qq", "unhandled");
+  ck_assert_str_eq (events->str,
+                    "dovekie_search_lookup scope=body definite=1 maybe=0;"
+                    "dovekie_search_lookup scope=text definite=0 maybe=1;");
+  g_string_truncate (events, 0);
+  v->close (index);
+  ck_assert_str_eq (events->str, "dovekie_search_indexed messages=1 bytes=5;");
+}
+END_TEST
+
+static Suite *
+index_suite (void)
+{
+  Suite *s = suite_create ("dovekie-search-index");
+  struct { const gchar *name; const TTest *test; } cases[] = {
+    { "open", test_open_creates_and_reopens },
+    { "open_uidvalidity", test_uidvalidity_change_empties },
+    { "open_corrupt", test_corrupt_file_is_rebuilt },
+    { "open_read_only", test_read_only_dir_fails_cleanly },
+    { "lookup", test_lookup_scopes },
+    { "expunge", test_expunge_hides },
+    { "doc_append_chunks", test_chunks_overlap },
+    { "doc_append_too_big", test_too_big_is_always_maybe },
+    { "doc_append_invalid_utf8", test_invalid_utf8_is_stored },
+    { "doc_end_batches", test_uncommitted_batch_is_lost_on_crash },
+    { "reset_optimize", test_reset_and_optimize },
+    { "events", test_events },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      TCase *tc = tcase_create (cases[i].name);
+      tcase_add_checked_fixture (tc, setup, teardown);
+      tcase_add_test (tc, cases[i].test);
+      tcase_set_timeout (tc, 60);
+      suite_add_tcase (s, tc);
+    }
+  return s;
+}
+
+int
+main (void)
+{
+  SRunner *runner = srunner_create (index_suite ());
+  int failed;
+
+  srunner_run_all (runner, CK_NORMAL);
+  failed = srunner_ntests_failed (runner);
+  srunner_free (runner);
+  return failed == 0 ? 0 : 1;
+}

