@@ -9,6 +9,7 @@
 #include <gmodule.h>
 
 #include "dovekie/loader.h"
+#include "dovekie-loader-private.h"
 
 G_DEFINE_QUARK (dovekie-loader-error-quark, dovekie_loader_error)
 
@@ -29,235 +30,11 @@ const DovekieSettingDef dovekie_loader_settings[] = {
   { NULL, 0, NULL, 0, 0, NULL, NULL },
 };
 
-typedef struct {
-  DovekieContext pub; /* first: modules get &pub and we cast back */
-  DovekieLoader *loader;
-  GModule *gmodule;
-  const DovekieModule *module;
-  GHashTable *values;  /* key -> effective value (owned copies) */
-  GHashTable *numbers; /* key -> guint64* (owned) */
-  gboolean initialized;
-} LoadedModule;
-
-struct _DovekieLoader {
-  GHashTable *settings; /* the user's view: key -> value, owned copies */
-  gchar *module_dir;
-  DovekieHost host;
-  gint64 clock_offset;
-  GPtrArray *modules;   /* LoadedModule*, load order */
-  GHashTable *services; /* service name -> LoadedModule* (borrowed) */
-};
-
-struct _DovekieMessage {
-  const DovekieMessageSource *source;
-  gpointer data;
-};
-
-static void
-loader_log (DovekieLoader *loader, DovekieLogLevel level, const gchar *module, const gchar *message)
+void
+dovekie_loader_log (DovekieLoader *loader, DovekieLogLevel level, const gchar *module, const gchar *message)
 {
   loader->host.log (loader->host.data, level, module, message);
 }
-
-/* ---- the host API handed to modules ---- */
-
-static LoadedModule *
-loaded_from_ctx (DovekieContext *ctx)
-{
-  return (LoadedModule *) ctx;
-}
-
-static const gchar *
-api_get_string (DovekieContext *ctx, const gchar *key)
-{
-  LoadedModule *lm = loaded_from_ctx (ctx);
-  if (!g_hash_table_contains (lm->values, key))
-    {
-      g_critical ("dovekie-%s asked for undeclared setting %s", lm->module->name, key);
-      return NULL;
-    }
-  return g_hash_table_lookup (lm->values, key);
-}
-
-static guint64
-api_get_uint (DovekieContext *ctx, const gchar *key)
-{
-  LoadedModule *lm = loaded_from_ctx (ctx);
-  const guint64 *number = g_hash_table_lookup (lm->numbers, key);
-  if (number == NULL)
-    {
-      g_critical ("dovekie-%s asked for undeclared number %s", lm->module->name, key);
-      return 0;
-    }
-  return *number;
-}
-
-static gboolean
-api_get_bool (DovekieContext *ctx, const gchar *key)
-{
-  return api_get_uint (ctx, key) != 0;
-}
-
-static void
-api_log (DovekieContext *ctx, DovekieLogLevel level, const gchar *message)
-{
-  LoadedModule *lm = loaded_from_ctx (ctx);
-  loader_log (lm->loader, level, lm->module->name, message);
-}
-
-static gint64
-api_now (DovekieContext *ctx)
-{
-  LoadedModule *lm = loaded_from_ctx (ctx);
-  return lm->loader->host.now (lm->loader->host.data) + lm->loader->clock_offset;
-}
-
-static gssize
-api_read (DovekieMessage *msg, guint8 *buf, gsize len, GError **error)
-{
-  return msg->source->read (msg->data, buf, len, error);
-}
-
-static gboolean
-api_rewind (DovekieMessage *msg, GError **error)
-{
-  return msg->source->rewind (msg->data, error);
-}
-
-static gint
-api_fd (DovekieMessage *msg)
-{
-  return msg->source->fd != NULL ? msg->source->fd (msg->data) : -1;
-}
-
-gboolean
-dovekie_kv_key_valid (const gchar *key)
-{
-  gsize len = strlen (key);
-
-  if (len == 0 || len > DOVEKIE_KV_KEY_MAX)
-    return FALSE;
-  for (gsize i = 0; i < len; i++)
-    {
-      if (!g_ascii_isalnum (key[i]) && strchr ("._:/-", key[i]) == NULL)
-        return FALSE;
-    }
-  return TRUE;
-}
-
-static gboolean
-kv_check (LoadedModule *lm, const gchar *key, const gchar *value, gboolean need_host, GError **error)
-{
-  if (!dovekie_kv_key_valid (key))
-    {
-      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
-                   "invalid kv key '%.64s' (1..%d bytes of A-Z a-z 0-9 . _ : / -)",
-                   key, DOVEKIE_KV_KEY_MAX);
-      return FALSE;
-    }
-  if (value != NULL && (strlen (value) > DOVEKIE_KV_VALUE_MAX || !g_utf8_validate (value, -1, NULL)))
-    {
-      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
-                   "kv value of %s is not UTF-8 text of at most %d bytes", key, DOVEKIE_KV_VALUE_MAX);
-      return FALSE;
-    }
-  if (need_host)
-    {
-      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE,
-                   "module %s: this host keeps no state (kv not supported)", lm->module->name);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-static gboolean
-api_kv_get (DovekieContext *ctx, const gchar *key, gchar **value_r, GError **error)
-{
-  LoadedModule *lm = loaded_from_ctx (ctx);
-  const DovekieHost *host = &lm->loader->host;
-
-  *value_r = NULL;
-  if (!kv_check (lm, key, NULL, host->kv_get == NULL, error))
-    return FALSE;
-  return host->kv_get (host->data, lm->module->name, key, value_r, error);
-}
-
-static gboolean
-api_kv_set (DovekieContext *ctx, const gchar *key, const gchar *value, GError **error)
-{
-  LoadedModule *lm = loaded_from_ctx (ctx);
-  const DovekieHost *host = &lm->loader->host;
-
-  if (!kv_check (lm, key, value, host->kv_set == NULL, error))
-    return FALSE;
-  return host->kv_set (host->data, lm->module->name, key, value, error);
-}
-
-static gboolean
-api_kv_foreach (DovekieContext *ctx, const gchar *prefix, DovekieKvFunc func, gpointer data,
-                GError **error)
-{
-  LoadedModule *lm = loaded_from_ctx (ctx);
-  const DovekieHost *host = &lm->loader->host;
-
-  /* An empty prefix lists everything; anything else must look like a key. */
-  if (*prefix != '\0' && !kv_check (lm, prefix, NULL, FALSE, error))
-    return FALSE;
-  if (host->kv_foreach == NULL)
-    return kv_check (lm, "x", NULL, TRUE, error);
-  return host->kv_foreach (host->data, lm->module->name, prefix, func, data, error);
-}
-
-static gboolean
-event_name_valid (const gchar *name)
-{
-  if (*name == '\0' || strlen (name) > 64)
-    return FALSE;
-  for (const gchar *p = name; *p != '\0'; p++)
-    if (!g_ascii_islower (*p) && !g_ascii_isdigit (*p) && *p != '_')
-      return FALSE;
-  return TRUE;
-}
-
-static void
-api_emit (DovekieContext *ctx, const gchar *name, const gchar *const *fields)
-{
-  LoadedModule *lm = loaded_from_ctx (ctx);
-  const DovekieHost *host = &lm->loader->host;
-  guint n = 0;
-
-  if (!event_name_valid (name))
-    {
-      g_critical ("dovekie-%s: invalid event name '%.64s'", lm->module->name, name);
-      return;
-    }
-  while (fields != NULL && fields[n] != NULL)
-    {
-      if (fields[n + 1] == NULL || !event_name_valid (fields[n]))
-        {
-          g_critical ("dovekie-%s: event %s has a bad field list", lm->module->name, name);
-          return;
-        }
-      n += 2;
-    }
-  if (host->emit != NULL)
-    host->emit (host->data, lm->module->name, name, fields);
-}
-
-static const DovekieHostApi host_api = {
-  .get_string = api_get_string,
-  .get_uint = api_get_uint,
-  .get_bool = api_get_bool,
-  .log = api_log,
-  .now = api_now,
-  .read = api_read,
-  .rewind = api_rewind,
-  .fd = api_fd,
-  .kv_get = api_kv_get,
-  .kv_set = api_kv_set,
-  .kv_foreach = api_kv_foreach,
-  .emit = api_emit,
-};
 
 /* ---- loading ---- */
 
@@ -404,7 +181,7 @@ dovekie_loader_load (DovekieLoader *loader, const gchar *name, GError **error)
     return FALSE;
 
   lm = g_new0 (LoadedModule, 1);
-  lm->pub.api = &host_api;
+  lm->pub.api = &dovekie_host_api;
   lm->loader = loader;
   lm->values = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   lm->numbers = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
@@ -553,7 +330,7 @@ dovekie_loader_new (GHashTable *settings, const gchar *default_module_dir, const
       if (!dovekie_setting_validate (def, text != NULL ? text : def->default_value,
                                      &number, &error))
         {
-          loader_log (loader, DOVEKIE_LOG_ERROR, NULL, error->message);
+          dovekie_loader_log (loader, DOVEKIE_LOG_ERROR, NULL, error->message);
           /* A bad loader setting means we cannot know what the admin
            * wanted: load nothing rather than guess. */
           return loader;
@@ -575,13 +352,13 @@ dovekie_loader_new (GHashTable *settings, const gchar *default_module_dir, const
       if (names[i][0] == '\0' || g_str_equal (names[i], "none"))
         continue;
       if (!dovekie_loader_load (loader, names[i], &error))
-        loader_log (loader, DOVEKIE_LOG_ERROR, NULL, error->message);
+        dovekie_loader_log (loader, DOVEKIE_LOG_ERROR, NULL, error->message);
     }
 
   {
     g_autoptr (GError) error = NULL;
     if (!dovekie_loader_check_unknown (loader, &error))
-      loader_log (loader, DOVEKIE_LOG_ERROR, NULL, error->message);
+      dovekie_loader_log (loader, DOVEKIE_LOG_ERROR, NULL, error->message);
   }
   return loader;
 }
@@ -652,196 +429,3 @@ dovekie_loader_context (DovekieLoader *loader, const gchar *name)
   return NULL;
 }
 
-/* ---- dispatch ---- */
-
-typedef gboolean (*VerdictHook) (const DovekieModule *module, LoadedModule *lm, gint origin,
-                                 const DovekieMessageInfo *info, DovekieMessage *msg,
-                                 DovekieVerdict *verdict, GError **error);
-
-static gboolean
-call_save (const DovekieModule *module, LoadedModule *lm, gint origin,
-           const DovekieMessageInfo *info, DovekieMessage *msg,
-           DovekieVerdict *verdict, GError **error)
-{
-  if (module->save == NULL)
-    return TRUE;
-  return module->save (&lm->pub, (DovekieSaveOrigin) origin, info, msg, verdict, error);
-}
-
-static gboolean
-call_read (const DovekieModule *module, LoadedModule *lm, gint origin,
-           const DovekieMessageInfo *info, DovekieMessage *msg,
-           DovekieVerdict *verdict, GError **error)
-{
-  if (module->read == NULL)
-    return TRUE;
-  return module->read (&lm->pub, (DovekieReadOrigin) origin, info, msg, verdict, error);
-}
-
-/* An IMAP keyword is an atom: printable ASCII without atom-specials. */
-static gboolean
-keyword_is_valid (const gchar *keyword)
-{
-  if (keyword[0] == '\0' || strlen (keyword) > 200)
-    return FALSE;
-  for (const gchar *p = keyword; *p != '\0'; p++)
-    {
-      if (*p <= 0x20 || *p >= 0x7f || strchr ("(){]%*\"\\", *p) != NULL)
-        return FALSE;
-    }
-  return TRUE;
-}
-
-/* Checks the parts of a verdict the host acts on; a module that broke the
- * contract gets a TEMPFAIL (nothing is lost) and a logged error. */
-static gboolean
-verdict_is_valid (DovekieLoader *loader, const LoadedModule *lm, DovekieVerdict *verdict)
-{
-  const gchar *problem = NULL;
-
-  if ((gint) verdict->kind < (gint) DOVEKIE_VERDICT_ACCEPT ||
-      (gint) verdict->kind > (gint) DOVEKIE_VERDICT_DISCARD)
-    problem = "unknown verdict kind";
-  else if (verdict->kind == DOVEKIE_VERDICT_DIVERT &&
-           (verdict->mailbox == NULL || verdict->mailbox[0] == '\0'))
-    problem = "DIVERT without a mailbox";
-  else if (verdict->keyword != NULL && !keyword_is_valid (verdict->keyword))
-    problem = "invalid keyword";
-  if (problem == NULL)
-    return TRUE;
-  loader_log (loader, DOVEKIE_LOG_ERROR, lm->module->name, problem);
-  dovekie_verdict_clear (verdict);
-  dovekie_verdict_set (verdict, DOVEKIE_VERDICT_TEMPFAIL,
-                       "Temporary failure checking the message, try again later");
-  return FALSE;
-}
-
-static void
-dispatch_verdict (DovekieLoader *loader, VerdictHook hook, gint origin,
-                  const DovekieMessageInfo *info, const DovekieMessageSource *source,
-                  gpointer source_data, DovekieVerdict *verdict)
-{
-  DovekieMessage msg = { source, source_data };
-
-  verdict->kind = DOVEKIE_VERDICT_ACCEPT;
-  for (guint i = 0; i < loader->modules->len; i++)
-    {
-      LoadedModule *lm = g_ptr_array_index (loader->modules, i);
-      g_autoptr (GError) error = NULL;
-
-      /* Each module reads from the start, whatever the previous one did. */
-      if (i > 0 && !source->rewind (source_data, &error))
-        {
-          loader_log (loader, DOVEKIE_LOG_ERROR, NULL, error->message);
-          dovekie_verdict_clear (verdict);
-          dovekie_verdict_set (verdict, DOVEKIE_VERDICT_TEMPFAIL,
-                               "Temporary failure reading the message, try again later");
-          return;
-        }
-      if (!hook (lm->module, lm, origin, info, &msg, verdict, &error))
-        {
-          loader_log (loader, DOVEKIE_LOG_ERROR, lm->module->name,
-                      error != NULL ? error->message : "hook failed without a reason");
-          dovekie_verdict_clear (verdict);
-          dovekie_verdict_set (verdict, DOVEKIE_VERDICT_TEMPFAIL,
-                               "Temporary failure checking the message, try again later");
-          return;
-        }
-      if (!verdict_is_valid (loader, lm, verdict))
-        return;
-      if (verdict->kind != DOVEKIE_VERDICT_ACCEPT)
-        {
-          if (verdict->reason == NULL)
-            verdict->reason = g_strdup ("Message refused");
-          return;
-        }
-    }
-}
-
-void
-dovekie_loader_dispatch_save (DovekieLoader *loader, DovekieSaveOrigin origin,
-                              const DovekieMessageInfo *info,
-                              const DovekieMessageSource *source, gpointer source_data,
-                              DovekieVerdict *verdict)
-{
-  dispatch_verdict (loader, call_save, (gint) origin, info, source, source_data, verdict);
-}
-
-void
-dovekie_loader_dispatch_read (DovekieLoader *loader, DovekieReadOrigin origin,
-                              const DovekieMessageInfo *info,
-                              const DovekieMessageSource *source, gpointer source_data,
-                              DovekieVerdict *verdict)
-{
-  dispatch_verdict (loader, call_read, (gint) origin, info, source, source_data, verdict);
-}
-
-DovekieExpungeAction
-dovekie_loader_dispatch_expunge (DovekieLoader *loader, const DovekieMessageInfo *info,
-                                 gboolean pop3)
-{
-  DovekieExpungeAction action = DOVEKIE_EXPUNGE_ALLOW;
-
-  /* Every module hears about the expunge, even after one kept it, so that
-   * each can keep its own state consistent. */
-  for (guint i = 0; i < loader->modules->len; i++)
-    {
-      LoadedModule *lm = g_ptr_array_index (loader->modules, i);
-      if (lm->module->expunge != NULL &&
-          lm->module->expunge (&lm->pub, info, pop3) == DOVEKIE_EXPUNGE_KEEP)
-        action = DOVEKIE_EXPUNGE_KEEP;
-    }
-  return action;
-}
-
-void
-dovekie_loader_dispatch_pop3_start (DovekieLoader *loader, const DovekiePop3Info *info)
-{
-  for (guint i = 0; i < loader->modules->len; i++)
-    {
-      LoadedModule *lm = g_ptr_array_index (loader->modules, i);
-      if (lm->module->pop3_start != NULL)
-        lm->module->pop3_start (&lm->pub, info);
-    }
-}
-
-void
-dovekie_loader_dispatch_pop3_end (DovekieLoader *loader, const DovekiePop3Info *info)
-{
-  for (guint i = 0; i < loader->modules->len; i++)
-    {
-      LoadedModule *lm = g_ptr_array_index (loader->modules, i);
-      if (lm->module->pop3_end != NULL)
-        lm->module->pop3_end (&lm->pub, info);
-    }
-}
-
-static gboolean
-any_module_has (DovekieLoader *loader, gsize offset)
-{
-  for (guint i = 0; i < loader->modules->len; i++)
-    {
-      LoadedModule *lm = g_ptr_array_index (loader->modules, i);
-      if (G_STRUCT_MEMBER (gpointer, lm->module, offset) != NULL)
-        return TRUE;
-    }
-  return FALSE;
-}
-
-gboolean
-dovekie_loader_wants_save (DovekieLoader *loader)
-{
-  return any_module_has (loader, G_STRUCT_OFFSET (DovekieModule, save));
-}
-
-gboolean
-dovekie_loader_wants_read (DovekieLoader *loader)
-{
-  return any_module_has (loader, G_STRUCT_OFFSET (DovekieModule, read));
-}
-
-gboolean
-dovekie_loader_wants_expunge (DovekieLoader *loader)
-{
-  return any_module_has (loader, G_STRUCT_OFFSET (DovekieModule, expunge));
-}
