@@ -18,32 +18,18 @@ static GHashTable *settings; /* overrides of the declared defaults */
 static GHashTable *kv;       /* NULL: the kv store fails */
 static FakeClamd *fake;
 
-static const DovekieSettingDef *
-find_def (const gchar *key)
-{
-  for (guint i = 0; dovekie_module.settings[i].name != NULL; i++)
-    if (g_str_equal (dovekie_module.settings[i].name, key))
-      return &dovekie_module.settings[i];
-  ck_abort_msg ("undeclared setting %s", key);
-  return NULL;
-}
-
 static const gchar *
 fake_get_string (DovekieContext *ctx, const gchar *key)
 {
-  const gchar *value = g_hash_table_lookup (settings, key);
   (void) ctx;
-  return value != NULL ? value : find_def (key)->default_value;
+  return test_setting_string (&dovekie_module, settings, key);
 }
 
 static guint64
 fake_get_uint (DovekieContext *ctx, const gchar *key)
 {
-  guint64 number = 0;
-  g_autoptr (GError) error = NULL;
-  ck_assert_msg (dovekie_setting_validate (find_def (key), fake_get_string (ctx, key), &number,
-                                           &error), "%s", error != NULL ? error->message : "");
-  return number;
+  (void) ctx;
+  return test_setting_uint (&dovekie_module, settings, key);
 }
 
 static gboolean

@@ -15,32 +15,18 @@
 static TestHost host;
 static GHashTable *settings; /* overrides of the declared defaults */
 
-static const DovekieSettingDef *
-find_def (const gchar *key)
-{
-  for (const DovekieSettingDef *d = dovekie_module.settings; d->name != NULL; d++)
-    if (g_str_equal (d->name, key))
-      return d;
-  ck_abort_msg ("undeclared setting %s", key);
-  return NULL;
-}
-
 static const gchar *
 fake_get_string (DovekieContext *ctx, const gchar *key)
 {
-  const DovekieSettingDef *def = find_def (key);
   (void) ctx;
-  return g_hash_table_contains (settings, key) ? g_hash_table_lookup (settings, key)
-                                               : def->default_value;
+  return test_setting_string (&dovekie_module, settings, key);
 }
 
 static guint64
 fake_get_uint (DovekieContext *ctx, const gchar *key)
 {
-  const DovekieSettingDef *def = find_def (key);
-  guint64 number = 0;
-  ck_assert (dovekie_setting_validate (def, fake_get_string (ctx, key), &number, NULL));
-  return number;
+  (void) ctx;
+  return test_setting_uint (&dovekie_module, settings, key);
 }
 
 static gboolean

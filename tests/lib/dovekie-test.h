@@ -132,6 +132,40 @@ test_host_dump (TestHost *host)
   return g_string_free (out, FALSE);
 }
 
+/* A module's settings as the loader would give them in its unit tests:
+ * `overrides` (key -> value, may be NULL) over the declared defaults,
+ * validated with the loader's own parser. An undeclared key fails the test. */
+static inline const DovekieSettingDef *
+test_setting_def (const DovekieModule *module, const gchar *key)
+{
+  for (const DovekieSettingDef *d = module->settings; d != NULL && d->name != NULL; d++)
+    if (g_str_equal (d->name, key))
+      return d;
+  ck_abort_msg ("%s: undeclared setting %s", module->name, key);
+  return NULL;
+}
+
+static inline const gchar *
+test_setting_string (const DovekieModule *module, GHashTable *overrides, const gchar *key)
+{
+  const DovekieSettingDef *def = test_setting_def (module, key);
+  if (overrides != NULL && g_hash_table_contains (overrides, key))
+    return g_hash_table_lookup (overrides, key);
+  return def->default_value;
+}
+
+static inline guint64
+test_setting_uint (const DovekieModule *module, GHashTable *overrides, const gchar *key)
+{
+  g_autoptr (GError) error = NULL;
+  guint64 number = 0;
+  ck_assert_msg (dovekie_setting_validate (test_setting_def (module, key),
+                                           test_setting_string (module, overrides, key),
+                                           &number, &error),
+                 "%s", error != NULL ? error->message : "");
+  return number;
+}
+
 /* An in-memory message. */
 typedef struct {
   const guint8 *data;
