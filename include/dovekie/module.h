@@ -153,7 +153,9 @@ typedef struct {
    * *value_r NULL when absent, FALSE with `error` on failure. */
   gboolean (*kv_get)(DovekieContext *ctx, const gchar *key, gchar **value_r, GError **error);
   /* Stores `value`, or deletes the key when `value` is NULL. Committed
-   * before it returns. */
+   * before it returns, except inside a batch the host opened around one
+   * event (the Dovecot host does so for the retention service's POP3
+   * QUIT work): then all writes of the batch commit together, or none. */
   gboolean (*kv_set)(DovekieContext *ctx, const gchar *key, const gchar *value, GError **error);
   /* Calls `func` for every key that starts with `prefix` (keys as given to
    * kv_set), in no particular order, until `func` returns FALSE. */
