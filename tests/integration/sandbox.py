@@ -202,6 +202,33 @@ print(c.fetch('1', '(BODY[HEADER.FIELDS (SUBJECT)])'))"
                 if after != before - 1 or imap_count != expected or kept != 1:
                     return 1
             # --- end retention ---
+            if "antivirus" in names:
+                # EICAR over LMTP: on the embedded default action it is
+                # quarantined (kept, out of INBOX); over APPEND it is refused.
+                from clamd_harness import EICAR
+                code, text = dc.deliver(ADDRESS, make_message(
+                    "EICAR demo", EICAR.decode() + "\n", to=ADDRESS))
+                quarantined = dc.message_count("Quarantine", user=USER)
+                print(f"LMTP delivery of EICAR: {code} {text.strip()} "
+                      f"(Quarantine has {quarantined})")
+                conn = dc.imap(USER)
+                typ, data = conn.append("INBOX", None, None, make_message(
+                    "EICAR demo", EICAR.decode() + "\n"))
+                conn.logout()
+                text = b" ".join(d for d in data if isinstance(d, bytes)).decode()
+                print(f"IMAP APPEND of EICAR: {typ} {text}")
+                if code != 250 or quarantined != 1 or typ != "NO":
+                    return 1
+            if "search" in names:
+                # A substring inside a word, answered with the search index.
+                conn = dc.imap(USER)
+                conn.select("INBOX")
+                typ, data = conn.uid("SEARCH", "BODY", "nvoic")
+                conn.logout()
+                hits = (data[0] or b"").decode().split() if typ == "OK" else []
+                print(f"IMAP UID SEARCH BODY \"nvoic\": {typ} {len(hits)} hit(s)")
+                if typ != "OK" or len(hits) != 1:
+                    return 1
             return 0
 
         print("Press Ctrl-C to stop.", flush=True)

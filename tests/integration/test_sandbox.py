@@ -30,6 +30,10 @@ def test_sandbox_once(build_dir, plugin_path, module_paths):
     assert ("IMAP APPEND containing DOVEKIE-EXAMPLE-REJECT: NO [CANNOT] "
             "message refused by the example module") in out, out
     assert "IMAP login as demo OK, INBOX has 5 messages" in out, out
+    # Every module shows its behaviour on its embedded defaults.
+    assert re.search(r"^LMTP delivery of EICAR: 250 .*\(Quarantine has 1\)$", out, re.M), out
+    assert re.search(r"^IMAP APPEND of EICAR: NO .*Dovekie\.Test\.Eicar", out, re.M), out
+    assert 'IMAP UID SEARCH BODY "nvoic": OK 1 hit(s)' in out, out
     # The retention module keeps a POP3 DELE for IMAP.
     assert "retention" in re.search(r"^  modules: +(.*)$", out, re.M).group(1)
     assert ("POP3 DELE 1 + QUIT: POP3 lists 4 of 5, "
