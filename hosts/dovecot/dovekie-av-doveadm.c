@@ -1,24 +1,15 @@
 /* doveadm dovekie scan-status [-u user | -A]
  *
  * Counts each user's antivirus verdict cache per signature-DB version and
- * verdict (clean, infected, malformed): one row per user and pair. Registered like
- * `doveadm dovekie status` (dovekie-doveadm.c): an ELF constructor that
- * does nothing outside doveadm.
+ * verdict (clean, infected, malformed): one row per user and pair. Registered with
+ * the other commands by dovekie-doveadm.c.
  */
 #include "lib.h"
 #include "mail-storage.h"
-#include "doveadm-print.h"
-#include "doveadm-mail.h"
 #include "dovekie-plugin.h"
+#include "dovekie-doveadm.h"
 #include "dovekie-antivirus.h"
 
-#pragma weak doveadm_cmd_register_ver2
-#pragma weak doveadm_mail_cmd_alloc_size
-#pragma weak doveadm_print_init
-#pragma weak doveadm_print_header
-#pragma weak doveadm_print
-#pragma weak doveadm_print_num
-#pragma weak doveadm_mail_failed_error
 
 static void
 scan_status_row(void *context, const char *version, const char *verdict,
@@ -79,7 +70,7 @@ static struct doveadm_mail_cmd_context *cmd_scan_status_alloc(void)
 	return ctx;
 }
 
-static struct doveadm_cmd_ver2 dovekie_cmd_scan_status = {
+struct doveadm_cmd_ver2 dovekie_cmd_scan_status = {
 	.name = "dovekie scan-status",
 	.usage = "[-u <user>|-A]",
 	.mail_cmd = cmd_scan_status_alloc,
@@ -87,10 +78,3 @@ DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
 DOVEADM_CMD_PARAMS_END
 };
-
-static void __attribute__((constructor)) dovekie_av_doveadm_register(void)
-{
-	if (doveadm_cmd_register_ver2 == NULL)
-		return; /* not running inside doveadm */
-	doveadm_cmd_register_ver2(&dovekie_cmd_scan_status);
-}

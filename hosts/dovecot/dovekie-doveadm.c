@@ -15,16 +15,9 @@
 #include "lib.h"
 #include "str.h"
 #include "mail-user.h"
-#include "doveadm-print.h"
-#include "doveadm-mail.h"
 #include "dovekie-plugin.h"
+#include "dovekie-doveadm.h"
 
-#pragma weak doveadm_cmd_register_ver2
-#pragma weak doveadm_mail_cmd_alloc_size
-#pragma weak doveadm_print_init
-#pragma weak doveadm_print_header
-#pragma weak doveadm_print
-#pragma weak doveadm_mail_failed_error
 
 static int
 cmd_dovekie_status_run(struct doveadm_mail_cmd_context *ctx, struct mail_user *user)
@@ -87,9 +80,11 @@ DOVEADM_CMD_PARAMS_END
 };
 
 /* Every `doveadm dovekie` command. A module's own commands live in its
-   host file (e.g. dovekie-av-doveadm.c) and are listed here. */
+   host file (declared in dovekie-doveadm.h) and are listed here. */
 static struct doveadm_cmd_ver2 *const dovekie_doveadm_commands[] = {
 	&dovekie_cmd_status,
+	&dovekie_cmd_scan_status,
+	&dovekie_cmd_retention_run,
 };
 
 static void __attribute__((constructor)) dovekie_doveadm_register(void)

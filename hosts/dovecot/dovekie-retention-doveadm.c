@@ -2,24 +2,16 @@
  *
  * Runs the retention expiry over each user's INBOX: prints one row per
  * message it expunges (or would, with --dry-run) and logs the same through
- * the module. Registered like `doveadm dovekie status` (dovekie-doveadm.c):
- * an ELF constructor that does nothing outside doveadm.
+ * the module. Registered with the other
+ * commands by dovekie-doveadm.c.
  */
 #include "lib.h"
 #include "mail-namespace.h"
 #include "mail-storage.h"
-#include "doveadm-print.h"
-#include "doveadm-mail.h"
 #include "dovekie-plugin.h"
+#include "dovekie-doveadm.h"
 #include "dovekie-retention.h"
 
-#pragma weak doveadm_cmd_register_ver2
-#pragma weak doveadm_mail_cmd_alloc_size
-#pragma weak doveadm_print_init
-#pragma weak doveadm_print_header
-#pragma weak doveadm_print
-#pragma weak doveadm_print_num
-#pragma weak doveadm_mail_failed_error
 
 struct retention_cmd_context {
 	struct doveadm_mail_cmd_context ctx;
@@ -109,7 +101,7 @@ static struct doveadm_mail_cmd_context *cmd_retention_alloc(void)
 	return &ctx->ctx;
 }
 
-static struct doveadm_cmd_ver2 dovekie_cmd_retention_run = {
+struct doveadm_cmd_ver2 dovekie_cmd_retention_run = {
 	.name = "dovekie retention run",
 	.usage = "[-u <user>|-A] [--dry-run]",
 	.mail_cmd = cmd_retention_alloc,
@@ -118,10 +110,3 @@ DOVEADM_CMD_MAIL_COMMON
 DOVEADM_CMD_PARAM('n', "dry-run", CMD_PARAM_BOOL, 0)
 DOVEADM_CMD_PARAMS_END
 };
-
-static void __attribute__((constructor)) dovekie_retention_doveadm_register(void)
-{
-	if (doveadm_cmd_register_ver2 == NULL)
-		return; /* not running inside doveadm */
-	doveadm_cmd_register_ver2(&dovekie_cmd_retention_run);
-}

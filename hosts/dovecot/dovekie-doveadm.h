@@ -1,0 +1,26 @@
+/* For the files that define `doveadm dovekie ...` commands.
+ *
+ * doveadm's functions exist only in the doveadm binary, so every file that
+ * uses them declares them weak: the plugin still loads in imap, pop3 and
+ * lmtp. The commands are registered in one place, dovekie-doveadm.c, from
+ * an ELF constructor (see there for why).
+ */
+#ifndef DOVEKIE_DOVEADM_H
+#define DOVEKIE_DOVEADM_H
+
+#include "doveadm-print.h"
+#include "doveadm-mail.h"
+
+#pragma weak doveadm_cmd_register_ver2
+#pragma weak doveadm_mail_cmd_alloc_size
+#pragma weak doveadm_print_init
+#pragma weak doveadm_print_header
+#pragma weak doveadm_print
+#pragma weak doveadm_print_num
+#pragma weak doveadm_mail_failed_error
+
+/* Module commands, defined in their host files. */
+extern struct doveadm_cmd_ver2 dovekie_cmd_scan_status;   /* dovekie-av-doveadm.c */
+extern struct doveadm_cmd_ver2 dovekie_cmd_retention_run; /* dovekie-retention-doveadm.c */
+
+#endif
