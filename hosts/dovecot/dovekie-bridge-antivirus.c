@@ -1,4 +1,5 @@
-/* GLib side of the antivirus service: counts a user's cached verdicts. */
+/* GLib side of the antivirus service: counts a user's cached verdicts
+ * (scan-status) and judges stored mail for a rescan. */
 #include "dovekie-config.h"
 
 #include <stdlib.h>
@@ -78,5 +79,149 @@ dovekie_bridge_av_status (struct dovekie_bridge *bridge, dovekie_bridge_av_row_f
       row (context, version, tab + 1,
            GPOINTER_TO_UINT (g_hash_table_lookup (counts, key)));
     }
+  return 0;
+}
+
+static const DovekieAntivirusService *
+av_service_or_error (struct dovekie_bridge *bridge, DovekieContext **ctx_r,
+                     char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  const DovekieAntivirusService *svc = av_service (bridge, ctx_r);
+
+  if (svc == NULL)
+    g_strlcpy (error_r, "the antivirus module is not loaded", DOVEKIE_BRIDGE_REASON_MAX);
+  return svc;
+}
+
+static int
+av_failed (GError *error, char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  g_strlcpy (error_r, error != NULL ? error->message : "unknown error",
+             DOVEKIE_BRIDGE_REASON_MAX);
+  return -1;
+}
+
+int
+dovekie_bridge_av_rescan_begin (struct dovekie_bridge *bridge,
+                                char version_r[DOVEKIE_BRIDGE_REASON_MAX],
+                                char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  DovekieContext *ctx;
+  const DovekieAntivirusService *svc = av_service_or_error (bridge, &ctx, error_r);
+  g_autoptr (GError) error = NULL;
+  g_autofree gchar *version = NULL;
+
+  version_r[0] = '\0';
+  if (svc == NULL)
+    return -1;
+  if (!svc->rescan_begin (ctx, &version, &error))
+    return av_failed (error, error_r);
+  g_strlcpy (version_r, version, DOVEKIE_BRIDGE_REASON_MAX);
+  return 0;
+}
+
+int
+dovekie_bridge_av_quarantine_mailbox (struct dovekie_bridge *bridge,
+                                      char quarantine_r[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  DovekieContext *ctx;
+  const DovekieAntivirusService *svc = av_service (bridge, &ctx);
+
+  quarantine_r[0] = '\0';
+  if (svc == NULL)
+    return -1;
+  g_strlcpy (quarantine_r, svc->quarantine_mailbox (ctx), DOVEKIE_BRIDGE_REASON_MAX);
+  return 0;
+}
+
+int
+dovekie_bridge_av_rescan_message (struct dovekie_bridge *bridge,
+                                  const struct dovekie_bridge_message *msg,
+                                  const struct dovekie_bridge_source *source,
+                                  struct dovekie_bridge_av_rescan *result_r,
+                                  char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  DovekieContext *ctx;
+  const DovekieAntivirusService *svc = av_service_or_error (bridge, &ctx, error_r);
+  DovekieMessageInfo info = { msg->mailbox, msg->uid, msg->size };
+  DovekieAntivirusRescan result = { 0 };
+  g_autoptr (GError) error = NULL;
+  DovekieMessage *message;
+  gboolean ok;
+
+  memset (result_r, 0, sizeof (*result_r));
+  if (svc == NULL)
+    return -1;
+  message = dovekie_message_new (&dovekie_bridge_message_source, (gpointer) source);
+  ok = svc->rescan_message (ctx, &info, message, &result, &error);
+  dovekie_message_free (message);
+  if (!ok)
+    return av_failed (error, error_r);
+  result_r->status = (enum dovekie_bridge_av_status) result.status;
+  result_r->cached = result.cached;
+  if (result.signature != NULL)
+    g_strlcpy (result_r->signature, result.signature, DOVEKIE_BRIDGE_REASON_MAX);
+  g_free (result.signature);
+  return 0;
+}
+
+int
+dovekie_bridge_av_rescan_get_mark (struct dovekie_bridge *bridge, const char *mailbox_key,
+                                   const char *version, uint32_t *uid_r,
+                                   char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  DovekieContext *ctx;
+  const DovekieAntivirusService *svc = av_service_or_error (bridge, &ctx, error_r);
+  g_autoptr (GError) error = NULL;
+  guint32 uid = 0;
+
+  *uid_r = 0;
+  if (svc == NULL)
+    return -1;
+  if (!svc->rescan_get_mark (ctx, mailbox_key, version, &uid, &error))
+    return av_failed (error, error_r);
+  *uid_r = uid;
+  return 0;
+}
+
+int
+dovekie_bridge_av_rescan_set_mark (struct dovekie_bridge *bridge, const char *mailbox_key,
+                                   const char *version, uint32_t uid,
+                                   char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  DovekieContext *ctx;
+  const DovekieAntivirusService *svc = av_service_or_error (bridge, &ctx, error_r);
+  g_autoptr (GError) error = NULL;
+
+  if (svc == NULL)
+    return -1;
+  if (!svc->rescan_set_mark (ctx, mailbox_key, version, uid, &error))
+    return av_failed (error, error_r);
+  return 0;
+}
+
+int
+dovekie_bridge_av_probe (struct dovekie_bridge *bridge,
+                         char scanner_r[DOVEKIE_BRIDGE_REASON_MAX],
+                         char version_r[DOVEKIE_BRIDGE_REASON_MAX],
+                         char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  DovekieContext *ctx;
+  const DovekieAntivirusService *svc = av_service_or_error (bridge, &ctx, error_r);
+  g_autoptr (GError) error = NULL;
+  g_autofree gchar *scanner = NULL;
+  g_autofree gchar *version = NULL;
+  gboolean ok;
+
+  scanner_r[0] = '\0';
+  version_r[0] = '\0';
+  if (svc == NULL)
+    return -1;
+  ok = svc->probe (ctx, &scanner, &version, &error);
+  if (scanner != NULL)
+    g_strlcpy (scanner_r, scanner, DOVEKIE_BRIDGE_REASON_MAX);
+  if (!ok)
+    return av_failed (error, error_r);
+  g_strlcpy (version_r, version, DOVEKIE_BRIDGE_REASON_MAX);
   return 0;
 }

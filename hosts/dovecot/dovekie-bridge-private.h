@@ -9,4 +9,8 @@
 
 DovekieLoader *dovekie_bridge_get_loader (struct dovekie_bridge *bridge);
 
+/* Reads a struct dovekie_bridge_source (the data pointer) for a module:
+ * with dovekie_message_new for service calls that take a message. */
+extern const DovekieMessageSource dovekie_bridge_message_source;
+
 #endif

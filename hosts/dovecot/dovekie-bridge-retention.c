@@ -1,6 +1,8 @@
 /* GLib side of the retention service: plain C in, the module's vtable out. */
 #include "dovekie-config.h"
 
+#include <string.h>
+
 #include "dovekie/loader.h"
 #include "dovekie/retention.h"
 #include "dovekie-bridge-private.h"
@@ -135,4 +137,33 @@ dovekie_bridge_retention_log (struct dovekie_bridge *bridge, const char *message
 
   if (svc != NULL)
     ctx->api->log (ctx, DOVEKIE_LOG_INFO, message);
+}
+
+int
+dovekie_bridge_retention_summary (struct dovekie_bridge *bridge,
+                                  struct dovekie_bridge_retention_summary *summary_r,
+                                  char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  DovekieContext *ctx;
+  const DovekieRetentionService *svc = retention_service (bridge, &ctx);
+  DovekieRetentionSummary summary;
+  g_autoptr (GError) error = NULL;
+
+  memset (summary_r, 0, sizeof (*summary_r));
+  if (svc == NULL)
+    {
+      g_strlcpy (error_r, "the retention module is not loaded", DOVEKIE_BRIDGE_REASON_MAX);
+      return -1;
+    }
+  if (!svc->summary (ctx, &summary, &error))
+    {
+      g_strlcpy (error_r, error != NULL ? error->message : "unknown error",
+                 DOVEKIE_BRIDGE_REASON_MAX);
+      return -1;
+    }
+  summary_r->records = summary.records;
+  summary_r->downloaded = summary.downloaded;
+  summary_r->deleted = summary.deleted;
+  summary_r->corrupt = summary.corrupt;
+  return 0;
 }

@@ -140,7 +140,7 @@ source_fd (gpointer data)
   return source->fd != NULL ? source->fd (source->context) : -1;
 }
 
-static const DovekieMessageSource bridge_source = {
+const DovekieMessageSource dovekie_bridge_message_source = {
   .read = source_read,
   .rewind = source_rewind,
   .fd = source_fd,
@@ -253,8 +253,9 @@ finish_result (struct dovekie_bridge *bridge, DovekieVerdict *verdict,
       g_strlcpy (result->mailbox, verdict->mailbox, sizeof (result->mailbox)) >=
         sizeof (result->mailbox))
     {
-      bridge->host.log (bridge->host.context, DOVEKIE_BRIDGE_ERROR, NULL,
-                        "DIVERT mailbox name too long");
+      if (bridge != NULL)
+        bridge->host.log (bridge->host.context, DOVEKIE_BRIDGE_ERROR, NULL,
+                          "DIVERT mailbox name too long");
       result->mailbox[0] = '\0';
       kind = DOVEKIE_VERDICT_TEMPFAIL;
       g_strlcpy (result->reason, "Temporary failure checking the message, try again later",
@@ -269,19 +270,37 @@ finish_result (struct dovekie_bridge *bridge, DovekieVerdict *verdict,
   return (enum dovekie_bridge_verdict) kind;
 }
 
-/* The plain form: DIVERT and DISCARD are refusals where they cannot apply. */
+/* Runs the save (or read) hooks. `full`: DIVERT and DISCARD come back as
+ * such (a delivery, or a read's DIVERT); else they are refusals, as they
+ * cannot apply. A read has no DISCARD and no keyword. */
 static enum dovekie_bridge_verdict
-finish_verdict (DovekieVerdict *verdict, char reason[DOVEKIE_BRIDGE_REASON_MAX])
+judge (struct dovekie_bridge *bridge, gboolean save, gint origin,
+       const struct dovekie_bridge_message *msg, const struct dovekie_bridge_source *source,
+       gboolean full, struct dovekie_bridge_result *result)
 {
-  DovekieVerdictKind kind = verdict->kind;
+  DovekieMessageInfo info = { msg->mailbox, msg->uid, msg->size };
+  DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
+  enum dovekie_bridge_verdict kind;
 
-  reason[0] = '\0';
-  if (kind != DOVEKIE_VERDICT_ACCEPT && verdict->reason != NULL)
-    g_strlcpy (reason, verdict->reason, DOVEKIE_BRIDGE_REASON_MAX);
-  dovekie_verdict_clear (verdict);
-  if (kind == DOVEKIE_VERDICT_DIVERT || kind == DOVEKIE_VERDICT_DISCARD)
-    kind = DOVEKIE_VERDICT_REJECT;
-  return (enum dovekie_bridge_verdict) kind;
+  if (bridge == NULL)
+    return finish_result (bridge, &verdict, result);
+  if (save)
+    dovekie_loader_dispatch_save (bridge->loader, (DovekieSaveOrigin) origin, &info,
+                                  &dovekie_bridge_message_source, (gpointer) source, &verdict);
+  else
+    dovekie_loader_dispatch_read (bridge->loader, (DovekieReadOrigin) origin, &info,
+                                  &dovekie_bridge_message_source, (gpointer) source, &verdict);
+  kind = finish_result (bridge, &verdict, result);
+  if (!save)
+    result->keyword[0] = '\0';
+  if (kind == DOVEKIE_BRIDGE_DISCARD && (!full || !save))
+    kind = DOVEKIE_BRIDGE_REJECT;
+  if (kind == DOVEKIE_BRIDGE_DIVERT && !full)
+    {
+      kind = DOVEKIE_BRIDGE_REJECT;
+      result->mailbox[0] = '\0';
+    }
+  return kind;
 }
 
 enum dovekie_bridge_verdict
@@ -290,14 +309,11 @@ dovekie_bridge_save (struct dovekie_bridge *bridge, enum dovekie_bridge_origin o
                      const struct dovekie_bridge_source *source,
                      char reason[DOVEKIE_BRIDGE_REASON_MAX])
 {
-  DovekieMessageInfo info = { msg->mailbox, msg->uid, msg->size };
-  DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
+  struct dovekie_bridge_result result;
+  enum dovekie_bridge_verdict kind = judge (bridge, TRUE, origin, msg, source, FALSE, &result);
 
-  if (bridge == NULL)
-    return finish_verdict (&verdict, reason);
-  dovekie_loader_dispatch_save (bridge->loader, (DovekieSaveOrigin) origin, &info,
-                                &bridge_source, (gpointer) source, &verdict);
-  return finish_verdict (&verdict, reason);
+  g_strlcpy (reason, result.reason, DOVEKIE_BRIDGE_REASON_MAX);
+  return kind;
 }
 
 enum dovekie_bridge_verdict
@@ -306,17 +322,7 @@ dovekie_bridge_save_result (struct dovekie_bridge *bridge, enum dovekie_bridge_o
                             const struct dovekie_bridge_source *source,
                             struct dovekie_bridge_result *result)
 {
-  DovekieMessageInfo info = { msg->mailbox, msg->uid, msg->size };
-  DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
-
-  if (bridge == NULL)
-    {
-      result->reason[0] = result->mailbox[0] = result->keyword[0] = '\0';
-      return DOVEKIE_BRIDGE_ACCEPT;
-    }
-  dovekie_loader_dispatch_save (bridge->loader, (DovekieSaveOrigin) origin, &info,
-                                &bridge_source, (gpointer) source, &verdict);
-  return finish_result (bridge, &verdict, result);
+  return judge (bridge, TRUE, origin, msg, source, TRUE, result);
 }
 
 enum dovekie_bridge_verdict
@@ -325,14 +331,20 @@ dovekie_bridge_read (struct dovekie_bridge *bridge, enum dovekie_bridge_read_ori
                      const struct dovekie_bridge_source *source,
                      char reason[DOVEKIE_BRIDGE_REASON_MAX])
 {
-  DovekieMessageInfo info = { msg->mailbox, msg->uid, msg->size };
-  DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
+  struct dovekie_bridge_result result;
+  enum dovekie_bridge_verdict kind = judge (bridge, FALSE, origin, msg, source, FALSE, &result);
 
-  if (bridge == NULL)
-    return finish_verdict (&verdict, reason);
-  dovekie_loader_dispatch_read (bridge->loader, (DovekieReadOrigin) origin, &info,
-                                &bridge_source, (gpointer) source, &verdict);
-  return finish_verdict (&verdict, reason);
+  g_strlcpy (reason, result.reason, DOVEKIE_BRIDGE_REASON_MAX);
+  return kind;
+}
+
+enum dovekie_bridge_verdict
+dovekie_bridge_read_result (struct dovekie_bridge *bridge, enum dovekie_bridge_read_origin origin,
+                            const struct dovekie_bridge_message *msg,
+                            const struct dovekie_bridge_source *source,
+                            struct dovekie_bridge_result *result)
+{
+  return judge (bridge, FALSE, origin, msg, source, TRUE, result);
 }
 
 bool

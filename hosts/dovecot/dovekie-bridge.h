@@ -146,6 +146,14 @@ dovekie_bridge_read(struct dovekie_bridge *bridge, enum dovekie_bridge_read_orig
 		    const struct dovekie_bridge_message *msg,
 		    const struct dovekie_bridge_source *source,
 		    char reason[DOVEKIE_BRIDGE_REASON_MAX]);
+/* The read hooks, with DIVERT (move the message into result->mailbox and
+   serve a notice quoting result->reason) kept as such; DISCARD becomes
+   REJECT, and keywords are dropped. */
+enum dovekie_bridge_verdict
+dovekie_bridge_read_result(struct dovekie_bridge *bridge, enum dovekie_bridge_read_origin origin,
+			   const struct dovekie_bridge_message *msg,
+			   const struct dovekie_bridge_source *source,
+			   struct dovekie_bridge_result *result);
 /* Returns true if the expunge may go ahead, false if a module kept it. */
 bool dovekie_bridge_expunge(struct dovekie_bridge *bridge,
 			    const struct dovekie_bridge_message *msg, bool pop3);

@@ -19,8 +19,10 @@
 #pragma weak doveadm_print_num
 #pragma weak doveadm_mail_failed_error
 
-/* Module commands, defined in their host files. */
+/* The commands, defined in their own files. */
+extern struct doveadm_cmd_ver2 dovekie_cmd_status;        /* dovekie-status.c */
 extern struct doveadm_cmd_ver2 dovekie_cmd_scan_status;   /* dovekie-av-doveadm.c */
+extern struct doveadm_cmd_ver2 dovekie_cmd_rescan;        /* dovekie-av-rescan.c */
 extern struct doveadm_cmd_ver2 dovekie_cmd_retention_run; /* dovekie-retention-doveadm.c */
 
 #endif

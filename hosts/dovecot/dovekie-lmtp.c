@@ -15,6 +15,7 @@
 #include "mail-storage.h"
 #include "mail-namespace.h"
 #include "dovekie-plugin.h"
+#include "dovekie-quarantine.h"
 
 #pragma weak lmtp_client_created_hook_set
 #pragma weak lmtp_module_register
@@ -30,34 +31,6 @@ static MODULE_CONTEXT_DEFINE_INIT(dovekie_lmtp_module, &lmtp_module_register);
 static lmtp_client_created_func_t *next_hook_client_created;
 static bool dovekie_lmtp_hooked;
 
-/* The quarantine mailbox of a DIVERT must exist before mail_deliver saves
-   into it (lda_mailbox_autocreate is off by default, and would subscribe
-   it when on). Created without subscribing it. */
-static int
-dovekie_lmtp_prepare_divert(struct dovekie_user *duser, struct mail_user *user,
-			    const char *vname)
-{
-	struct mail_namespace *ns = mail_namespace_find(user->namespaces, vname);
-	struct mailbox *box;
-	enum mail_error error;
-	const char *errstr;
-	int ret = 0;
-
-	box = mailbox_alloc(ns->list, vname, 0);
-	if (mailbox_create(box, NULL, FALSE) < 0) {
-		errstr = mailbox_get_last_internal_error(box, &error);
-		if (error != MAIL_ERROR_EXISTS) {
-			e_error(duser->event, "cannot create mailbox %s: %s",
-				vname, errstr);
-			ret = -1;
-		}
-	} else {
-		e_info(duser->event, "created mailbox %s (not subscribed)", vname);
-	}
-	mailbox_free(&box);
-	return ret;
-}
-
 static int
 dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
 			   struct smtp_server_cmd_ctx *cmd,
@@ -68,6 +41,7 @@ dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
 	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(lldctx->rcpt_user);
 	enum dovekie_bridge_verdict verdict;
 	struct dovekie_bridge_result *result;
+	const char *error;
 	int ret;
 
 	if (duser == NULL || !dovekie_bridge_wants_save(duser->bridge)) {
@@ -96,8 +70,12 @@ dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
 					    lldctx->session_id, result->reason);
 		return 0;
 	case DOVEKIE_BRIDGE_DIVERT:
-		if (dovekie_lmtp_prepare_divert(duser, lldctx->rcpt_user,
-						result->mailbox) < 0) {
+		/* The mailbox must exist before mail_deliver saves into it
+		   (lda_mailbox_autocreate is off by default, and would
+		   subscribe it when on). */
+		if (dovekie_quarantine_create(lldctx->rcpt_user, duser->event,
+					      result->mailbox, &error) < 0) {
+			e_error(duser->event, "%s", error);
 			smtp_server_recipient_reply(lrcpt->rcpt, 451, "4.2.0",
 				"Temporary failure storing the message, try again later");
 			return -1;

@@ -1,5 +1,6 @@
 /* Dovecot 2.3 mail plugin: one dovekie loader per mail user. */
 #include "lib.h"
+#include "istream.h"
 #include "ioloop.h"
 #include "array.h"
 #include "hash.h"
@@ -130,6 +131,8 @@ static void dovekie_user_deinit(struct mail_user *user)
 		event_unref(&event);
 	hash_table_iterate_deinit(&iter);
 	hash_table_destroy(&duser->module_events);
+	i_stream_unref(&duser->notice);
+	i_free(duser->notice_mailbox);
 	event_unref(&duser->event);
 	duser->module_ctx.super.deinit(user);
 }

@@ -2,6 +2,7 @@
 #define DOVEKIE_PLUGIN_H
 
 #include "module-context.h"
+#include "message-size.h"
 #include "mail-user.h"
 #include "dovekie-bridge.h"
 
@@ -38,8 +39,19 @@ struct dovekie_user {
 	bool delivery_checked:1;
 	/* We are reading a message for a hook: our own read hook stays out. */
 	bool in_hook:1;
+	/* We are moving a message into quarantine: the modules' expunge hooks
+	   stay out (it is not the user's expunge, nor a POP3 DELE). */
+	bool moving:1;
 	/* POP3: the session start was reported. */
 	bool pop3_started:1;
+
+	/* The last message a read DIVERT moved into quarantine
+	   (dovekie-storage.c): every later read of it in this session, through
+	   any mail object, gets this notice. */
+	struct istream *notice;
+	char *notice_mailbox;
+	uint32_t notice_uid;
+	struct message_size notice_hdr, notice_body;
 };
 
 extern MODULE_CONTEXT_DEFINE(dovekie_user_module, &mail_user_module_register);

@@ -10,10 +10,19 @@
 #include "mail-storage.h"
 #include "mail-namespace.h"
 #include "mail-search-build.h"
+#include "quota.h"
 #include "dovekie-plugin.h"
 #include "dovekie-retention.h"
 
 ARRAY_DEFINE_TYPE(dovekie_retention_message, struct dovekie_bridge_retention_message);
+
+/* Dovecot's quota plugin, when mail_plugins loads it (before us: lib10 <
+   lib90): its functions are found at our dlopen. Weak, so the plugin loads
+   without it; dovekie_retention_quota_percent then has nothing to go by. */
+#pragma weak quota_root_iter_init
+#pragma weak quota_root_iter_next
+#pragma weak quota_root_iter_deinit
+#pragma weak quota_get_resource
 
 /* A progress line every this many messages on large runs. */
 #define RETENTION_PROGRESS_EVERY 10000
@@ -49,6 +58,43 @@ retention_list(struct mailbox *box, struct mailbox_transaction_context *t,
 	return 0;
 }
 
+/* The storage quota of box that is fullest (used / limit), in bytes: 0 0
+   without the quota plugin, a quota root or a storage limit. */
+static void
+retention_quota(struct dovekie_user *duser, struct mailbox *box, uint64_t *used_r,
+		uint64_t *limit_r)
+{
+	struct quota_root_iter *iter;
+	struct quota_root *root;
+	uint64_t used, limit;
+	const char *error;
+
+	*used_r = *limit_r = 0;
+	if (quota_root_iter_init == NULL || quota_get_resource == NULL)
+		return;
+	iter = quota_root_iter_init(box);
+	while ((root = quota_root_iter_next(iter)) != NULL) {
+		switch (quota_get_resource(root, mailbox_get_vname(box),
+					   QUOTA_NAME_STORAGE_BYTES, &used, &limit, &error)) {
+		case QUOTA_GET_RESULT_LIMITED:
+			/* used/limit > *used_r / *limit_r, without division */
+			if (limit > 0 && (*limit_r == 0 ||
+			    (double)used * (double)*limit_r > (double)*used_r * (double)limit)) {
+				*used_r = used;
+				*limit_r = limit;
+			}
+			break;
+		case QUOTA_GET_RESULT_INTERNAL_ERROR:
+			e_warning(duser->event, "quota of %s unknown: %s",
+				  mailbox_get_vname(box), error);
+			break;
+		default:
+			break;
+		}
+	}
+	quota_root_iter_deinit(&iter);
+}
+
 int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bool dry_run,
 			     void (*print)(void *context, const struct dovekie_retention_action *action),
 			     void *context, const char **error_r)
@@ -63,6 +109,7 @@ int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bo
 	struct mail *mail;
 	char error[DOVEKIE_BRIDGE_REASON_MAX];
 	unsigned int i, count, planned = 0;
+	uint64_t quota_used, quota_limit;
 	int ret = 0;
 
 	if (!dovekie_bridge_has_retention(bridge)) {
@@ -84,7 +131,9 @@ int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bo
 	}
 	msgs = array_get(&messages, &count);
 	reasons = i_new(enum dovekie_bridge_retention_reason, count + 1);
-	if (dovekie_bridge_retention_plan(bridge, msgs, count, 0, 0, reasons, error) < 0) {
+	retention_quota(duser, box, &quota_used, &quota_limit);
+	if (dovekie_bridge_retention_plan(bridge, msgs, count, quota_used, quota_limit,
+					  reasons, error) < 0) {
 		*error_r = t_strdup(error);
 		mailbox_transaction_rollback(&t);
 		i_free(reasons);

@@ -49,6 +49,14 @@ int dovekie_bridge_retention_plan(struct dovekie_bridge *bridge,
 				  char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
 void dovekie_bridge_retention_done(struct dovekie_bridge *bridge,
 				   const uint32_t *uids, unsigned int n);
+/* Counts of the retention records, for `doveadm dovekie status`. */
+struct dovekie_bridge_retention_summary {
+	unsigned int records, downloaded, deleted, corrupt;
+};
+/* 0, or -1 with error_r. */
+int dovekie_bridge_retention_summary(struct dovekie_bridge *bridge,
+				     struct dovekie_bridge_retention_summary *summary_r,
+				     char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
 /* Logs one Info line with the module's prefix ("dovekie-retention: "). */
 void dovekie_bridge_retention_log(struct dovekie_bridge *bridge, const char *message);
 const char *dovekie_bridge_retention_reason_name(enum dovekie_bridge_retention_reason reason);

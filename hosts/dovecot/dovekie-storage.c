@@ -5,14 +5,19 @@
  *   LMTP delivery     mailbox vfunc copy with ctx->saving (mail_deliver saves
  *                     with mailbox_save_using_mail), unless dovekie-lmtp.c's
  *                     delivery hook already judged the message
- *   FETCH, RETR, TOP  mail vfunc get_stream with a body, imap/pop3 only
+ *   FETCH, RETR, TOP  mail vfunc get_stream with a body, imap/pop3 only (a
+ *                     DIVERT moves the message into quarantine and serves a
+ *                     notice in its place: dovekie-quarantine.c)
  *   expunge           mail vfunc expunge (IMAP EXPUNGE, POP3 DELE at QUIT)
  *   POP3 start        mailbox vfunc sync_deinit of the POP3 session's INBOX
  */
 #include "lib.h"
 #include "istream.h"
+#include <fcntl.h>
+#include <sys/stat.h>
 #include "mail-storage-private.h"
 #include "dovekie-plugin.h"
+#include "dovekie-quarantine.h"
 #include "dovekie-storage.h"
 
 #define DOVEKIE_CONTEXT(obj) \
@@ -73,11 +78,98 @@ static int dovekie_source_rewind(void *context, const char **error_r ATTR_UNUSED
 	return 0;
 }
 
-static int dovekie_source_fd(void *context ATTR_UNUSED)
+/* Bytes compared at each end of the message before its fd is offered. */
+#define DOVEKIE_FD_PROBE_SIZE 4096
+
+/* Reads up to `len` bytes of the stream from `offset`; returns the count
+   (less only at EOF), or -1 on error. */
+static ssize_t
+dovekie_stream_read_at(struct istream *input, uoff_t offset,
+		       unsigned char *buf, size_t len)
 {
-	/* Mail streams may be decompressed or decrypted on the fly, so the
-	   raw fd is not the message. Modules read through read(). */
-	return -1;
+	const unsigned char *data;
+	size_t size, have = 0;
+	int ret;
+
+	i_stream_seek(input, offset);
+	while (have < len) {
+		ret = i_stream_read_more(input, &data, &size);
+		if (ret == -1) {
+			if (input->stream_errno != 0)
+				return -1;
+			break;
+		}
+		if (ret == 0)
+			return -1;
+		size = I_MIN(size, len - have);
+		memcpy(buf + have, data, size);
+		i_stream_skip(input, size);
+		have += size;
+	}
+	return (ssize_t)have;
+}
+
+/* Whether the file behind fd has the stream's bytes at `offset`. */
+static bool
+dovekie_fd_matches_stream(int fd, struct istream *input, uoff_t offset,
+			  size_t len)
+{
+	unsigned char from_stream[DOVEKIE_FD_PROBE_SIZE];
+	unsigned char from_file[DOVEKIE_FD_PROBE_SIZE];
+	size_t have = 0;
+	ssize_t ret;
+
+	i_assert(len <= DOVEKIE_FD_PROBE_SIZE);
+	if (dovekie_stream_read_at(input, offset, from_stream, len) != (ssize_t)len)
+		return FALSE;
+	while (have < len) {
+		ret = pread(fd, from_file + have, len - have,
+			    (off_t)(offset + have));
+		if (ret < 0 && errno == EINTR)
+			continue;
+		if (ret <= 0)
+			return FALSE;
+		have += (size_t)ret;
+	}
+	return memcmp(from_stream, from_file, len) == 0;
+}
+
+/* The stream's fd, when the file behind it holds exactly the message:
+   that is the case for maildir, but not for a compressed or encrypted
+   mail (zlib, mail_crypt: the stream is decoded on the fly, and passes
+   on the file's fd), for mbox, sdbox and mdbox (a file holds a header,
+   metadata or other messages), or for LMTP's raw mail (headers prepended
+   to a temp file, or no file at all). Dovecot does not say which it is,
+   so we check: a readable regular file whose size is the stream's, with
+   the stream's bytes at both ends. Every such decoding changes the
+   size or the first bytes (a magic header). The stream is left where it
+   was. The fd is shared with the stream: Dovecot reads regular files
+   with pread(), so a reader that moves its offset does no harm. */
+static int dovekie_source_fd(void *context)
+{
+	struct dovekie_istream_source *src = context;
+	struct istream *input = src->input;
+	uoff_t old_offset = input->v_offset, size;
+	struct stat st;
+	size_t probe;
+	int fd, flags;
+	bool same;
+
+	fd = i_stream_get_fd(input);
+	if (fd == -1 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return -1;
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || (flags & O_ACCMODE) == O_WRONLY)
+		return -1;
+	probe = I_MIN((uoff_t)st.st_size, DOVEKIE_FD_PROBE_SIZE);
+	/* The head first: it fails at once for an encoded file, before the
+	   exact size would decode all of it. */
+	same = dovekie_fd_matches_stream(fd, input, 0, probe) &&
+		i_stream_get_size(input, TRUE, &size) > 0 &&
+		size == (uoff_t)st.st_size &&
+		dovekie_fd_matches_stream(fd, input, size - probe, probe);
+	i_stream_seek(input, old_offset);
+	return same ? fd : -1;
 }
 
 static bool dovekie_service_is(struct mail_user *user, const char *service)
@@ -160,6 +252,10 @@ dovekie_check_mail_int(struct dovekie_user *duser, struct mail *mail, bool save,
 			verdict = dovekie_bridge_save_result(duser->bridge,
 				(enum dovekie_bridge_origin)origin, &msg,
 				&source, result);
+		} else if (result != NULL) {
+			verdict = dovekie_bridge_read_result(duser->bridge,
+				(enum dovekie_bridge_read_origin)origin, &msg,
+				&source, result);
 		} else if (save) {
 			verdict = dovekie_bridge_save(duser->bridge,
 				(enum dovekie_bridge_origin)origin, &msg,
@@ -198,6 +294,50 @@ dovekie_check_delivery(struct dovekie_user *duser, struct mail *mail,
 	return dovekie_check_mail_int(duser, mail, TRUE,
 				      DOVEKIE_BRIDGE_SAVE_DELIVERY, mailbox_name,
 				      FALSE, result->reason, result);
+}
+
+int dovekie_read_mail(struct dovekie_user *duser, struct mail *mail,
+		      dovekie_mail_reader_t *func, void *context, const char **error_r)
+{
+	struct dovekie_istream_source src;
+	struct dovekie_bridge_source source;
+	struct dovekie_bridge_message msg;
+	uoff_t size;
+	bool was_in_hook = duser->in_hook;
+	int ret;
+
+	duser->in_hook = TRUE;
+	i_zero(&msg);
+	msg.mailbox = mailbox_get_vname(mail->box);
+	msg.uid = mail->uid;
+	msg.size = mail_get_physical_size(mail, &size) < 0 ? -1 : (int64_t)size;
+	if (mail_get_stream_because(mail, NULL, NULL, "dovekie", &src.input) < 0) {
+		*error_r = t_strdup_printf("cannot read message uid=%u in %s: %s",
+			mail->uid, msg.mailbox,
+			mailbox_get_last_internal_error(mail->box, NULL));
+		duser->in_hook = was_in_hook;
+		return -1;
+	}
+	i_stream_seek(src.input, 0);
+	i_zero(&source);
+	source.read = dovekie_source_read;
+	source.rewind = dovekie_source_rewind;
+	source.fd = dovekie_source_fd;
+	source.context = &src;
+	ret = func(context, &msg, &source, error_r);
+	duser->in_hook = was_in_hook;
+	return ret;
+}
+
+/* Judges a message a client is about to read, with everything the
+   verdict says (a DIVERT's mailbox) in result. */
+static enum dovekie_bridge_verdict
+dovekie_check_read(struct dovekie_user *duser, struct mail *mail, int origin,
+		   struct dovekie_bridge_result *result)
+{
+	return dovekie_check_mail_int(duser, mail, FALSE, origin,
+				      mailbox_get_vname(mail->box), FALSE,
+				      result->reason, result);
 }
 
 /* Sets the storage error that IMAP and LMTP turn into their replies:
@@ -365,6 +505,73 @@ void dovekie_mailbox_allocated(struct mailbox *box)
 
 /* ---- read and expunge ---- */
 
+/* Whether _mail is the message a read DIVERT moved away. */
+static bool dovekie_is_noticed(struct dovekie_user *duser, struct mail *_mail)
+{
+	return duser != NULL && duser->notice_mailbox != NULL && duser->notice_uid == _mail->uid &&
+		strcmp(duser->notice_mailbox, mailbox_get_vname(_mail->box)) == 0;
+}
+
+/* Serves the notice that replaced a quarantined message; without one (the
+   original was too small to hold it), every read of it fails: the reader
+   must never fall through to the original. */
+static int
+dovekie_serve_notice(struct mail *_mail, struct dovekie_user *duser,
+		     struct message_size *hdr_size, struct message_size *body_size,
+		     struct istream **stream_r)
+{
+	if (duser->notice == NULL) {
+		mail_storage_set_error(_mail->box->storage, MAIL_ERROR_EXPUNGED,
+			"The message was moved to quarantine");
+		return -1;
+	}
+	if (hdr_size != NULL)
+		*hdr_size = duser->notice_hdr;
+	if (body_size != NULL)
+		*body_size = duser->notice_body;
+	i_stream_seek(duser->notice, 0);
+	*stream_r = duser->notice;
+	return 0;
+}
+
+/* A read DIVERT: the message goes into quarantine and a notice takes its
+   place. The reader gets the notice, or (when the message could not be
+   moved, or is too small to hold the notice) a failed read. */
+static int
+dovekie_read_divert(struct mail *_mail, struct dovekie_user *duser,
+		    const struct dovekie_bridge_result *result,
+		    struct message_size *hdr_size, struct message_size *body_size,
+		    struct istream **stream_r)
+{
+	struct istream *notice;
+	struct message_size hdr, body;
+	const char *error;
+
+	if (dovekie_quarantine_replace(duser, _mail, result->mailbox, result->reason,
+				       &notice, &hdr, &body, &error) < 0) {
+		e_error(duser->event, "cannot quarantine uid=%u of %s: %s", _mail->uid,
+			mailbox_get_vname(_mail->box), error);
+		/* Judged again on the next read: it stays refused. */
+		struct dovekie_mail *dmail = DOVEKIE_MAIL_CONTEXT((struct mail_private *)_mail);
+		dmail->read_checked_uid = 0;
+		dovekie_set_verdict_error(_mail->box, DOVEKIE_BRIDGE_REJECT, result->reason);
+		return -1;
+	}
+	i_stream_unref(&duser->notice);
+	i_free(duser->notice_mailbox);
+	duser->notice = notice;
+	duser->notice_mailbox = i_strdup(mailbox_get_vname(_mail->box));
+	duser->notice_uid = _mail->uid;
+	duser->notice_hdr = hdr;
+	duser->notice_body = body;
+	if (notice == NULL) {
+		dovekie_set_verdict_error(_mail->box, DOVEKIE_BRIDGE_REJECT, t_strdup_printf(
+			"%s; the message was moved to %s", result->reason, result->mailbox));
+		return -1;
+	}
+	return dovekie_serve_notice(_mail, duser, hdr_size, body_size, stream_r);
+}
+
 static int
 dovekie_mail_get_stream(struct mail *_mail, bool get_body,
 			struct message_size *hdr_size,
@@ -376,9 +583,11 @@ dovekie_mail_get_stream(struct mail *_mail, bool get_body,
 	struct dovekie_user *duser = dovekie_box_user(_mail->box);
 	struct mail_user *user = _mail->box->storage->user;
 	enum dovekie_bridge_verdict verdict;
-	char reason[DOVEKIE_BRIDGE_REASON_MAX];
+	struct dovekie_bridge_result result;
 	int origin;
 
+	if (dovekie_is_noticed(duser, _mail))
+		return dovekie_serve_notice(_mail, duser, hdr_size, body_size, stream_r);
 	if (get_body && duser != NULL && !duser->in_hook &&
 	    dmail->read_checked_uid != _mail->uid && _mail->uid != 0 &&
 	    !_mail->saving && dovekie_bridge_wants_read(duser->bridge)) {
@@ -390,11 +599,14 @@ dovekie_mail_get_stream(struct mail *_mail, bool get_body,
 			origin = -1;
 		if (origin >= 0) {
 			dmail->read_checked_uid = _mail->uid;
-			verdict = dovekie_check_mail(duser, _mail, FALSE, origin,
-				mailbox_get_vname(_mail->box), reason);
+			verdict = dovekie_check_read(duser, _mail, origin, &result);
+			if (verdict == DOVEKIE_BRIDGE_DIVERT) {
+				return dovekie_read_divert(_mail, duser, &result,
+							   hdr_size, body_size, stream_r);
+			}
 			if (verdict != DOVEKIE_BRIDGE_ACCEPT) {
 				dmail->read_checked_uid = 0;
-				dovekie_set_verdict_error(_mail->box, verdict, reason);
+				dovekie_set_verdict_error(_mail->box, verdict, result.reason);
 				return -1;
 			}
 		}
@@ -412,7 +624,7 @@ static void dovekie_mail_expunge(struct mail *_mail)
 	uoff_t size;
 	bool allow = TRUE;
 
-	if (duser != NULL && dovekie_bridge_wants_expunge(duser->bridge)) {
+	if (duser != NULL && !duser->moving && dovekie_bridge_wants_expunge(duser->bridge)) {
 		i_zero(&msg);
 		msg.mailbox = mailbox_get_vname(_mail->box);
 		msg.uid = _mail->uid;
@@ -424,6 +636,34 @@ static void dovekie_mail_expunge(struct mail *_mail)
 	}
 	if (allow)
 		dmail->module_ctx.super.expunge(_mail);
+}
+
+/* The sizes of a message replaced by a notice are the notice's (padded to
+   the original's virtual size), without a look at the moved file. */
+static int dovekie_mail_get_virtual_size(struct mail *_mail, uoff_t *size_r)
+{
+	struct mail_private *mail = (struct mail_private *)_mail;
+	struct dovekie_mail *dmail = DOVEKIE_MAIL_CONTEXT(mail);
+	struct dovekie_user *duser = dovekie_box_user(_mail->box);
+
+	if (dovekie_is_noticed(duser, _mail) && duser->notice != NULL) {
+		*size_r = duser->notice_hdr.virtual_size + duser->notice_body.virtual_size;
+		return 0;
+	}
+	return dmail->module_ctx.super.get_virtual_size(_mail, size_r);
+}
+
+static int dovekie_mail_get_physical_size(struct mail *_mail, uoff_t *size_r)
+{
+	struct mail_private *mail = (struct mail_private *)_mail;
+	struct dovekie_mail *dmail = DOVEKIE_MAIL_CONTEXT(mail);
+	struct dovekie_user *duser = dovekie_box_user(_mail->box);
+
+	if (dovekie_is_noticed(duser, _mail) && duser->notice != NULL) {
+		*size_r = duser->notice_hdr.physical_size + duser->notice_body.physical_size;
+		return 0;
+	}
+	return dmail->module_ctx.super.get_physical_size(_mail, size_r);
 }
 
 void dovekie_mail_allocated(struct mail *_mail)
@@ -441,5 +681,7 @@ void dovekie_mail_allocated(struct mail *_mail)
 	mail->vlast = &dmail->module_ctx.super;
 	v->get_stream = dovekie_mail_get_stream;
 	v->expunge = dovekie_mail_expunge;
+	v->get_virtual_size = dovekie_mail_get_virtual_size;
+	v->get_physical_size = dovekie_mail_get_physical_size;
 	MODULE_CONTEXT_SET(mail, dovekie_mail_module, dmail);
 }

@@ -1,11 +1,24 @@
 #ifndef DOVEKIE_STORAGE_H
 #define DOVEKIE_STORAGE_H
 
+#include "dovekie-bridge.h"
+
 struct mailbox;
 struct mail;
+struct dovekie_user;
 
 /* mail-storage hooks: save / copy / read / expunge / POP3 session start. */
 void dovekie_mailbox_allocated(struct mailbox *box);
 void dovekie_mail_allocated(struct mail *mail);
+
+/* Hands func a bridge source over mail's bytes (from the start) and the
+   message's facts, for a job that reads stored mail (doveadm). Our own
+   read hook stays out while it runs. Returns func's result, or -1 with
+   *error_r when the stream cannot be opened. */
+typedef int dovekie_mail_reader_t(void *context, const struct dovekie_bridge_message *msg,
+				  const struct dovekie_bridge_source *source,
+				  const char **error_r);
+int dovekie_read_mail(struct dovekie_user *duser, struct mail *mail,
+		      dovekie_mail_reader_t *func, void *context, const char **error_r);
 
 #endif

@@ -1,5 +1,7 @@
 /* The "antivirus" service: what the antivirus module tells the host's
- * `doveadm dovekie scan-status` about a user's verdict cache.
+ * `doveadm dovekie scan-status` about a user's verdict cache and
+ * `doveadm dovekie status` about the scanner, and how `doveadm dovekie
+ * rescan` judges stored mail.
  *
  * A host looks it up with dovekie_loader_service (loader, "antivirus", &ctx)
  * and calls every function with that ctx. All functions are non-NULL.
@@ -21,11 +23,53 @@ G_BEGIN_DECLS
 typedef void (*DovekieAntivirusVerdictFunc) (const gchar *version, const gchar *verdict,
                                              gpointer data);
 
+/* What a rescan made of one stored message. */
+typedef enum {
+  DOVEKIE_ANTIVIRUS_RESCAN_CLEAN = 0,
+  DOVEKIE_ANTIVIRUS_RESCAN_INFECTED,
+  DOVEKIE_ANTIVIRUS_RESCAN_TOO_BIG, /* over dovekie_av_max_size: not scanned */
+} DovekieAntivirusRescanStatus;
+
+typedef struct {
+  DovekieAntivirusRescanStatus status;
+  gboolean cached;   /* judged with this DB version before: not scanned again */
+  gchar *signature;  /* INFECTED: the signature name (owned by the caller) */
+} DovekieAntivirusRescan;
+
 typedef struct {
   /* Calls func once per record of the user's verdict cache, in no
    * particular order. FALSE with `error` when the store cannot be read. */
   gboolean (*foreach_verdict) (DovekieContext *ctx, DovekieAntivirusVerdictFunc func,
                                gpointer data, GError **error);
+
+  /* For `doveadm dovekie status`: the scanner the user's settings name, in
+   * scanner_r ("clamd unix:/run/clamav/clamd.ctl", the server that
+   * answered; "libclamav /var/lib/clamav"), and its signature-DB version
+   * in version_r. clamd is asked for VERSION; libclamav's DB headers are
+   * read without loading it. FALSE with `error` (scanner_r still set)
+   * when the scanner does not answer. Both strings owned by the caller. */
+  gboolean (*probe) (DovekieContext *ctx, gchar **scanner_r, gchar **version_r, GError **error);
+
+  /* Makes the in-process libclamav engine ready (whatever dovekie_av_engine
+   * says: a rescan is a long-lived job, not an imap process) and returns
+   * its signature-DB version in version_r (owned by the caller). */
+  gboolean (*rescan_begin) (DovekieContext *ctx, gchar **version_r, GError **error);
+  /* The mailbox a rescan moves infected mail into, and leaves alone:
+   * dovekie_av_quarantine_mailbox. Valid while ctx is. */
+  const gchar *(*quarantine_mailbox) (DovekieContext *ctx);
+  /* Judges one stored message with that engine, the verdict cache first,
+   * and stores the verdict. Logs and counts it (origin "rescan"). FALSE
+   * with `error` when the message cannot be read or the scan fails. */
+  gboolean (*rescan_message) (DovekieContext *ctx, const DovekieMessageInfo *info,
+                              DovekieMessage *msg, DovekieAntivirusRescan *result,
+                              GError **error);
+  /* Where a rescan of one mailbox got to: the highest UID finished with
+   * DB version `version`, or 0. `mailbox_key` names the mailbox (the host
+   * uses its GUID and UIDVALIDITY). set stores it; uid 0 forgets it. */
+  gboolean (*rescan_get_mark) (DovekieContext *ctx, const gchar *mailbox_key,
+                               const gchar *version, guint32 *uid_r, GError **error);
+  gboolean (*rescan_set_mark) (DovekieContext *ctx, const gchar *mailbox_key,
+                               const gchar *version, guint32 uid, GError **error);
 } DovekieAntivirusService;
 
 G_END_DECLS

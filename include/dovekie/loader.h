@@ -111,6 +111,11 @@ typedef struct {
   gint (*fd) (gpointer data);
 } DovekieMessageSource;
 
+/* A DovekieMessage over a host's source, for the service calls that take
+ * one (the dispatch functions below make their own). */
+DovekieMessage *dovekie_message_new (const DovekieMessageSource *source, gpointer data);
+void dovekie_message_free (DovekieMessage *msg);
+
 /* Dispatch. Each runs the matching hook of every loaded module in order.
  * The verdict functions return the first non-ACCEPT verdict; a module that
  * fails (returns FALSE) yields TEMPFAIL with a generic reason, and the

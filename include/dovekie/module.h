@@ -66,9 +66,11 @@ typedef enum {
   DOVEKIE_VERDICT_TEMPFAIL,   /* refuse for now: IMAP NO [UNAVAILABLE], LMTP 451 4.7.1 */
   /* Store the message into verdict->mailbox instead of where it was going
    * (created on demand, not subscribed), so nothing is lost: LMTP answers
-   * 250. Only deliveries can be diverted: for APPEND and COPY (and reads)
-   * the host treats DIVERT as REJECT with `reason`. If `mailbox` is NULL or
-   * empty, the loader turns the verdict into a TEMPFAIL (a module bug). */
+   * 250. On a read, the host moves the stored message into `mailbox`,
+   * stores a notice quoting `reason` in its place, and gives the reader
+   * that notice. APPEND and COPY cannot be diverted: the host treats DIVERT
+   * as REJECT with `reason`. If `mailbox` is NULL or empty, the loader
+   * turns the verdict into a TEMPFAIL (a module bug). */
   DOVEKIE_VERDICT_DIVERT,
   /* Store nothing but tell the sender it was taken: LMTP answers
    * 250 2.0.0 with `reason`, and the host logs it. Only for deliveries: for
@@ -138,9 +140,12 @@ typedef struct {
   gssize (*read)(DovekieMessage *msg, guint8 *buf, gsize len, GError **error);
   /* Starts reading from byte 0 again. FALSE with `error` on failure. */
   gboolean (*rewind)(DovekieMessage *msg, GError **error);
-  /* A readable fd holding exactly the message bytes, or -1 when the host
-   * has none (compressed or encrypted storage, a stream in memory). The
-   * fd stays owned by the host. */
+  /* A readable fd of a regular file holding exactly the message bytes,
+   * from file offset 0 to its end, or -1 when the host has none
+   * (compressed or encrypted storage, a dbox file holding several
+   * messages, a stream in memory). The fd stays owned by the host; its
+   * offset is shared with the host, so a module that moves it puts it
+   * back. */
   gint (*fd)(DovekieMessage *msg);
 
   /* Per-user persistent key-value state of this module. The Dovecot host
@@ -215,8 +220,10 @@ typedef struct {
   gboolean (*save)(DovekieContext *ctx, DovekieSaveOrigin origin,
                    const DovekieMessageInfo *info, DovekieMessage *msg,
                    DovekieVerdict *verdict, GError **error);
-  /* A client is about to read the message body. Same contract as save;
-   * a non-ACCEPT verdict makes the read fail with the reason. */
+  /* A client is about to read the message body. Same contract as save:
+   * REJECT and TEMPFAIL make the read fail with the reason, DIVERT moves the
+   * message away and serves a notice instead (see DOVEKIE_VERDICT_DIVERT),
+   * DISCARD is REJECT. */
   gboolean (*read)(DovekieContext *ctx, DovekieReadOrigin origin,
                    const DovekieMessageInfo *info, DovekieMessage *msg,
                    DovekieVerdict *verdict, GError **error);

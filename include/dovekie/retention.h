@@ -32,6 +32,14 @@ typedef struct {
   gint64 size;  /* physical size in bytes; -1 if unknown */
 } DovekieRetentionMessage;
 
+/* What `doveadm dovekie status` shows of a user's retention state. */
+typedef struct {
+  guint records;    /* INBOX messages some POP3 view downloaded or DELEd */
+  guint downloaded; /* of them, downloaded by at least one view */
+  guint deleted;    /* of them, DELEd by at least one view (hidden or kept) */
+  guint corrupt;    /* records that do not parse (their messages are kept) */
+} DovekieRetentionSummary;
+
 typedef struct {
   /* The keyword that marks a message hidden from every POP3 view (the
    * host uses it as the session's pop3_deleted_flag). Valid until deinit. */
@@ -66,6 +74,9 @@ typedef struct {
    * show that the plan would expunge nothing (it then also leaves records
    * of vanished messages for the next doveadm run to drop). */
   gboolean (*expire_at_quit) (DovekieContext *ctx);
+  /* Counts the records, read afresh. FALSE with `error` if they cannot be
+   * read. */
+  gboolean (*summary) (DovekieContext *ctx, DovekieRetentionSummary *summary, GError **error);
 } DovekieRetentionService;
 
 /* "keep", "expired", "max-age", "quota". */

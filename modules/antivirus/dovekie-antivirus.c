@@ -8,7 +8,9 @@
  *   3. the verdict cache (kv "v/<sha256>") answers if it holds a verdict
  *      made with the current signature-DB version;
  *   4. else scan, and store the verdict;
- *   5. infected: APPEND/COPY/read are refused with the signature name,
+ *   5. infected: APPEND/COPY are refused with the signature name, a read
+ *      follows dovekie_av_read_action (replace: DIVERT into the quarantine
+ *      mailbox, the host serves a notice in its place; refuse: REJECT),
  *      LMTP follows dovekie_av_action (quarantine: DIVERT into
  *      dovekie_av_quarantine_mailbox; reject; tag: ACCEPT with the keyword
  *      $Infected; discard: DISCARD); a scanner failure follows
@@ -35,6 +37,7 @@ static const gchar *const action_choices[] = { "quarantine", "reject", "tag", "d
 static const gchar *const on_error_choices[] = { "tempfail", "accept", NULL };
 static const gchar *const over_size_choices[] = { "accept-and-log", "tempfail", "reject", NULL };
 static const gchar *const on_read_choices[] = { "off", "unscanned", "always", NULL };
+static const gchar *const read_action_choices[] = { "replace", "refuse", NULL };
 
 static const DovekieSettingDef av_settings[] = {
   { "dovekie_av_engine", DOVEKIE_SETTING_ENUM, "clamd", 0, 0, engine_choices,
@@ -45,6 +48,8 @@ static const DovekieSettingDef av_settings[] = {
     "time to connect to one clamd server, in milliseconds" },
   { "dovekie_av_scan_timeout_msecs", DOVEKIE_SETTING_UINT, "60000", 1, 3600000, NULL,
     "time for one clamd server to take a message and answer, in milliseconds" },
+  { "dovekie_av_clamd_fildes", DOVEKIE_SETTING_BOOL, "yes", 0, 0, NULL,
+    "unix: clamd servers read a plainly stored message's file themselves (FILDES, no copy)" },
   { "dovekie_av_max_size", DOVEKIE_SETTING_SIZE, "25M", 1, G_GUINT64_CONSTANT (1) << 30, NULL,
     "largest message scanned; larger ones follow dovekie_av_over_size" },
   { "dovekie_av_over_size", DOVEKIE_SETTING_ENUM, "accept-and-log", 0, 0, over_size_choices,
@@ -58,6 +63,9 @@ static const DovekieSettingDef av_settings[] = {
     "scanner unavailable, timed out or unparsable: tempfail (retry later) or accept (logged)" },
   { "dovekie_av_scan_on_read", DOVEKIE_SETTING_ENUM, "unscanned", 0, 0, on_read_choices,
     "scan on FETCH/RETR/TOP: off, unscanned (not yet judged with the current DB) or always" },
+  { "dovekie_av_read_action", DOVEKIE_SETTING_ENUM, "replace", 0, 0, read_action_choices,
+    "infected message read (FETCH, RETR, TOP): replace (moved into the quarantine mailbox, "
+    "a notice naming the signature takes its place) or refuse (the read fails)" },
   { "dovekie_av_cache", DOVEKIE_SETTING_BOOL, "yes", 0, 0, NULL,
     "keep verdicts per message digest and DB version in the user's mailbox attributes" },
   { "dovekie_av_db_check_interval", DOVEKIE_SETTING_UINT, "60", 0, 86400, NULL,
@@ -128,6 +136,13 @@ message_rewind (gpointer data, GError **error)
   return r->ctx->api->rewind (r->msg, error);
 }
 
+static gint
+message_fd (gpointer data)
+{
+  MessageReader *r = data;
+  return r->ctx->api->fd (r->msg);
+}
+
 /* ---- module lifecycle ---- */
 
 static gboolean
@@ -152,6 +167,8 @@ av_init (DovekieContext *ctx, GError **error)
           g_free (user);
           return FALSE;
         }
+      dovekie_av_clamd_set_fildes (user->clamd,
+                                   ctx->api->get_bool (ctx, "dovekie_av_clamd_fildes"));
     }
   ctx->module_data = user;
   return TRUE;
@@ -285,18 +302,22 @@ av_cache_store (DovekieContext *ctx, AvUser *user, const gchar *key, const gchar
 
 /* ---- judging one message ---- */
 
-/* Scans (or looks up) one message. FALSE with `error`: DOVEKIE_ERROR_IO
- * when the message could not be read, anything else is a scanner failure. */
+/* Scans (or looks up) one message, with clamd unless the user has
+ * libclamav or `in_process` asks for it (a rescan job). FALSE with
+ * `error`: DOVEKIE_ERROR_IO when the message could not be read, anything
+ * else is a scanner failure. */
 static gboolean
-av_scan_message (DovekieContext *ctx, DovekieMessage *msg, gboolean use_cache, AvScan *scan,
-                 GError **error)
+av_scan_message (DovekieContext *ctx, DovekieMessage *msg, gboolean use_cache,
+                 gboolean in_process, AvScan *scan, GError **error)
 {
   AvUser *user = ctx->module_data;
+  DovekieAvClamd *clamd = in_process ? NULL : user->clamd;
   MessageReader mr = { ctx, msg };
-  DovekieAvReader reader = { message_read, message_rewind, &mr };
+  DovekieAvReader reader = { message_read, message_rewind, &mr, message_fd };
   guint64 max_size = ctx->api->get_uint (ctx, "dovekie_av_max_size");
-  g_autoptr (GByteArray) bytes = user->clamd == NULL ? g_byte_array_new () : NULL;
+  g_autoptr (GByteArray) bytes = clamd == NULL ? g_byte_array_new () : NULL;
   g_autofree gchar *key = NULL;
+  g_autofree gchar *engine_version = NULL;
   const gchar *version = NULL;
 
   if (!dovekie_av_digest (&reader, max_size, scan->digest, &scan->size, &scan->too_big, bytes,
@@ -306,16 +327,23 @@ av_scan_message (DovekieContext *ctx, DovekieMessage *msg, gboolean use_cache, A
     return TRUE;
   if (ctx->api->get_bool (ctx, "dovekie_av_cache"))
     {
-      if (!av_db_version (ctx, user, &version, error))
+      if (clamd == NULL && user->clamd != NULL)
+        {
+          /* A clamd user's rescan: the in-process engine's version. */
+          if (!av_prepare_libclamav (ctx, error))
+            return FALSE;
+          version = engine_version = dovekie_av_engine_version ();
+        }
+      else if (!av_db_version (ctx, user, &version, error))
         return FALSE;
       key = dovekie_av_cache_key (scan->digest);
       if (use_cache && av_cache_lookup (ctx, user, key, version, scan))
         return TRUE;
     }
-  if (user->clamd != NULL)
+  if (clamd != NULL)
     {
       if (!message_rewind (&mr, error) ||
-          !dovekie_av_clamd_scan (user->clamd, &reader, max_size, &scan->status, &scan->signature,
+          !dovekie_av_clamd_scan (clamd, &reader, max_size, &scan->status, &scan->signature,
                                   error))
         return FALSE;
     }
@@ -335,7 +363,7 @@ static const gchar *
 av_engine_name (DovekieContext *ctx)
 {
   AvUser *user = ctx->module_data;
-  return user->clamd != NULL ? dovekie_av_clamd_server (user->clamd) : "libclamav";
+  return user->clamd != NULL ? dovekie_av_clamd_scan_label (user->clamd) : "libclamav";
 }
 
 /* Counts one judged message as an event: result clean, infected, error or
@@ -352,12 +380,20 @@ av_emit (DovekieContext *ctx, const gchar *origin, const gchar *result, gboolean
 
 /* Sets the verdict for an infected message; returns the action's name. */
 static const gchar *
-av_infected_verdict (DovekieContext *ctx, gboolean delivery, const gchar *signature,
-                     DovekieVerdict *verdict)
+av_infected_verdict (DovekieContext *ctx, gboolean delivery, gboolean read,
+                     const gchar *signature, DovekieVerdict *verdict)
 {
   const gchar *action = ctx->api->get_string (ctx, "dovekie_av_action");
   g_autofree gchar *reason = NULL;
 
+  if (read && g_str_equal (ctx->api->get_string (ctx, "dovekie_av_read_action"), "replace"))
+    {
+      reason = g_strdup_printf ("Virus %s found", signature);
+      dovekie_verdict_divert (verdict,
+                              ctx->api->get_string (ctx, "dovekie_av_quarantine_mailbox"),
+                              reason);
+      return "replace";
+    }
   if (!delivery || g_str_equal (action, "reject"))
     {
       reason = g_strdup_printf ("Message rejected: virus %s found", signature);
@@ -381,21 +417,40 @@ av_infected_verdict (DovekieContext *ctx, gboolean delivery, const gchar *signat
   return "quarantine";
 }
 
+/* The log line of one judged message; `action` is only shown for an
+ * infected one. */
+static void
+av_log_scan (DovekieContext *ctx, const gchar *origin, const DovekieMessageInfo *info,
+             const AvScan *scan, const gchar *engine, const gchar *action)
+{
+  gboolean infected = scan->status == DOVEKIE_AV_INFECTED;
+  gchar digest_hex[17];
+
+  for (guint i = 0; i < 8; i++)
+    g_snprintf (digest_hex + 2 * i, 3, "%02x", scan->digest[i]);
+  dovekie_log (ctx, infected ? DOVEKIE_LOG_WARNING : DOVEKIE_LOG_INFO,
+               "scan origin=%s mailbox=%s uid=%u size=%" G_GUINT64_FORMAT
+               " sha256=%s result=%s%s%s engine=%s cached=%s%s%s", origin, info->mailbox,
+               info->uid, scan->size, digest_hex, infected ? "infected" : "clean",
+               infected ? " signature=" : "", infected ? scan->signature : "",
+               scan->cached ? "cache" : engine, scan->cached ? "yes" : "no",
+               infected ? " action=" : "", infected ? action : "");
+}
+
 /* Runs one message through the scanner and the policy. `origin` names
  * the event in the log. On TRUE the verdict is set; FALSE only when the
  * message itself could not be read. */
 static gboolean
-av_judge (DovekieContext *ctx, const gchar *origin, gboolean delivery, gboolean use_cache,
-          const DovekieMessageInfo *info, DovekieMessage *msg, DovekieVerdict *verdict,
-          GError **error)
+av_judge (DovekieContext *ctx, const gchar *origin, gboolean delivery, gboolean read,
+          gboolean use_cache, const DovekieMessageInfo *info, DovekieMessage *msg,
+          DovekieVerdict *verdict, GError **error)
 {
   AvScan scan;
   g_autoptr (GError) local = NULL;
-  gchar digest_hex[17];
   const gchar *action = "accept";
 
   memset (&scan, 0, sizeof (scan));
-  if (!av_scan_message (ctx, msg, use_cache, &scan, &local))
+  if (!av_scan_message (ctx, msg, use_cache, FALSE, &scan, &local))
     {
       const gchar *on_error = ctx->api->get_string (ctx, "dovekie_av_on_error");
       av_scan_clear (&scan);
@@ -435,20 +490,9 @@ av_judge (DovekieContext *ctx, const gchar *origin, gboolean delivery, gboolean 
       return TRUE;
     }
 
-  for (guint i = 0; i < 8; i++)
-    g_snprintf (digest_hex + 2 * i, 3, "%02x", scan.digest[i]);
   if (scan.status == DOVEKIE_AV_INFECTED)
-    action = av_infected_verdict (ctx, delivery, scan.signature, verdict);
-  dovekie_log (ctx, scan.status == DOVEKIE_AV_INFECTED ? DOVEKIE_LOG_WARNING : DOVEKIE_LOG_INFO,
-               "scan origin=%s mailbox=%s uid=%u size=%" G_GUINT64_FORMAT
-               " sha256=%s result=%s%s%s engine=%s cached=%s%s%s", origin, info->mailbox,
-               info->uid, scan.size, digest_hex,
-               scan.status == DOVEKIE_AV_INFECTED ? "infected" : "clean",
-               scan.status == DOVEKIE_AV_INFECTED ? " signature=" : "",
-               scan.status == DOVEKIE_AV_INFECTED ? scan.signature : "",
-               scan.cached ? "cache" : av_engine_name (ctx), scan.cached ? "yes" : "no",
-               scan.status == DOVEKIE_AV_INFECTED ? " action=" : "",
-               scan.status == DOVEKIE_AV_INFECTED ? action : "");
+    action = av_infected_verdict (ctx, delivery, read, scan.signature, verdict);
+  av_log_scan (ctx, origin, info, &scan, av_engine_name (ctx), action);
   av_emit (ctx, origin, scan.status == DOVEKIE_AV_INFECTED ? "infected" : "clean", scan.cached,
            action);
   av_scan_clear (&scan);
@@ -459,8 +503,8 @@ static gboolean
 av_save (DovekieContext *ctx, DovekieSaveOrigin origin, const DovekieMessageInfo *info,
          DovekieMessage *msg, DovekieVerdict *verdict, GError **error)
 {
-  return av_judge (ctx, save_origin_names[origin], origin == DOVEKIE_ORIGIN_DELIVERY, TRUE, info,
-                   msg, verdict, error);
+  return av_judge (ctx, save_origin_names[origin], origin == DOVEKIE_ORIGIN_DELIVERY, FALSE, TRUE,
+                   info, msg, verdict, error);
 }
 
 static gboolean
@@ -471,8 +515,8 @@ av_read (DovekieContext *ctx, DovekieReadOrigin origin, const DovekieMessageInfo
 
   if (g_str_equal (when, "off"))
     return TRUE;
-  return av_judge (ctx, read_origin_names[origin], FALSE, g_str_equal (when, "unscanned"), info,
-                   msg, verdict, error);
+  return av_judge (ctx, read_origin_names[origin], FALSE, TRUE, g_str_equal (when, "unscanned"),
+                   info, msg, verdict, error);
 }
 
 /* ---- the "antivirus" service: the verdict cache, for scan-status ---- */
@@ -506,8 +550,135 @@ av_foreach_verdict (DovekieContext *ctx, DovekieAntivirusVerdictFunc func, gpoin
   return ctx->api->kv_foreach (ctx, DOVEKIE_AV_CACHE_PREFIX, av_foreach_record, &each, error);
 }
 
+static gboolean
+av_probe (DovekieContext *ctx, gchar **scanner_r, gchar **version_r, GError **error)
+{
+  AvUser *user = ctx->module_data;
+
+  *version_r = NULL;
+  if (user->clamd == NULL)
+    {
+      const gchar *db = ctx->api->get_string (ctx, "dovekie_av_libclamav_db");
+      *scanner_r = g_strconcat ("libclamav ", db, NULL);
+      return dovekie_av_engine_peek_version (db, version_r, error);
+    }
+  if (!dovekie_av_clamd_version (user->clamd, version_r, error))
+    {
+      *scanner_r = g_strconcat ("clamd ", ctx->api->get_string (ctx, "dovekie_av_clamd"), NULL);
+      return FALSE;
+    }
+  *scanner_r = g_strconcat ("clamd ", dovekie_av_clamd_server (user->clamd), NULL);
+  return TRUE;
+}
+
+/* ---- rescan of stored mail (doveadm dovekie rescan) ---- */
+
+#define RESCAN_MARK_PREFIX "r/"
+
+static gboolean
+av_rescan_begin (DovekieContext *ctx, gchar **version_r, GError **error)
+{
+  *version_r = NULL;
+  if (!av_prepare_libclamav (ctx, error))
+    return FALSE;
+  *version_r = dovekie_av_engine_version ();
+  return TRUE;
+}
+
+static const gchar *
+av_quarantine_mailbox (DovekieContext *ctx)
+{
+  return ctx->api->get_string (ctx, "dovekie_av_quarantine_mailbox");
+}
+
+static gboolean
+av_rescan_message (DovekieContext *ctx, const DovekieMessageInfo *info, DovekieMessage *msg,
+                   DovekieAntivirusRescan *result, GError **error)
+{
+  AvScan scan;
+
+  memset (result, 0, sizeof (*result));
+  memset (&scan, 0, sizeof (scan));
+  if (!av_scan_message (ctx, msg, TRUE, TRUE, &scan, error))
+    {
+      av_scan_clear (&scan);
+      av_emit (ctx, "rescan", "error", FALSE, "none");
+      return FALSE;
+    }
+  if (scan.too_big)
+    {
+      dovekie_log (ctx, DOVEKIE_LOG_WARNING,
+                   "scan origin=rescan mailbox=%s uid=%u result=too-big size>%" G_GUINT64_FORMAT,
+                   info->mailbox, info->uid, ctx->api->get_uint (ctx, "dovekie_av_max_size"));
+      av_emit (ctx, "rescan", "too_big", FALSE, "none");
+      result->status = DOVEKIE_ANTIVIRUS_RESCAN_TOO_BIG;
+      return TRUE;
+    }
+  /* The host applies the action (it moves the message) and says so. */
+  av_log_scan (ctx, "rescan", info, &scan, "libclamav", "quarantine");
+  av_emit (ctx, "rescan", scan.status == DOVEKIE_AV_INFECTED ? "infected" : "clean", scan.cached,
+           scan.status == DOVEKIE_AV_INFECTED ? "quarantine" : "accept");
+  result->status = scan.status == DOVEKIE_AV_INFECTED ? DOVEKIE_ANTIVIRUS_RESCAN_INFECTED
+                                                      : DOVEKIE_ANTIVIRUS_RESCAN_CLEAN;
+  result->cached = scan.cached;
+  result->signature = g_steal_pointer (&scan.signature);
+  return TRUE;
+}
+
+/* A mark is the kv record "r/<mailbox_key>" = "<version> <uid>" (the
+ * loader refuses a key that is not plain). */
+static gchar *
+av_rescan_mark_key (const gchar *mailbox_key)
+{
+  return g_strconcat (RESCAN_MARK_PREFIX, mailbox_key, NULL);
+}
+
+static gboolean
+av_rescan_get_mark (DovekieContext *ctx, const gchar *mailbox_key, const gchar *version,
+                    guint32 *uid_r, GError **error)
+{
+  g_autofree gchar *key = av_rescan_mark_key (mailbox_key);
+  g_autofree gchar *value = NULL;
+  const gchar *space;
+  guint64 uid;
+
+  *uid_r = 0;
+  if (!ctx->api->kv_get (ctx, key, &value, error))
+    return FALSE;
+  if (value == NULL)
+    return TRUE;
+  space = strrchr (value, ' ');
+  if (space == NULL || !g_ascii_string_to_unsigned (space + 1, 10, 1, G_MAXUINT32, &uid, NULL))
+    {
+      /* A mark we cannot read costs a full pass, nothing else. */
+      dovekie_log (ctx, DOVEKIE_LOG_WARNING, "ignoring malformed rescan mark %s", key);
+      return TRUE;
+    }
+  if ((gsize) (space - value) == strlen (version) && strncmp (value, version, strlen (version)) == 0)
+    *uid_r = (guint32) uid;
+  return TRUE;
+}
+
+static gboolean
+av_rescan_set_mark (DovekieContext *ctx, const gchar *mailbox_key, const gchar *version,
+                    guint32 uid, GError **error)
+{
+  g_autofree gchar *key = av_rescan_mark_key (mailbox_key);
+  g_autofree gchar *value = NULL;
+
+  if (uid != 0)
+    value = g_strdup_printf ("%s %u", version, uid);
+  return ctx->api->kv_set (ctx, key, value, error);
+}
+
 static const DovekieAntivirusService av_service = {
   .foreach_verdict = av_foreach_verdict,
+  .probe = av_probe,
+  .rescan_begin = av_rescan_begin,
+  .quarantine_mailbox = av_quarantine_mailbox,
+  .rescan_message = av_rescan_message,
+  .rescan_get_mark = av_rescan_get_mark,
+  .rescan_set_mark = av_rescan_set_mark,
 };
 
 static const DovekieService av_services[] = {

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -25,6 +26,8 @@ struct _DovekieAvClamd {
   GPtrArray *servers; /* of ClamdServer */
   guint connect_ms, scan_ms;
   guint preferred;
+  gboolean fildes;
+  gchar *label;       /* see dovekie_av_clamd_scan_label */
 };
 
 static void
@@ -127,6 +130,7 @@ dovekie_av_clamd_new (const gchar *servers, guint connect_ms, guint scan_ms, GEr
   clamd->servers = g_steal_pointer (&list);
   clamd->connect_ms = MAX (connect_ms, 1);
   clamd->scan_ms = MAX (scan_ms, 1);
+  clamd->fildes = TRUE;
   return clamd;
 }
 
@@ -136,6 +140,7 @@ dovekie_av_clamd_free (DovekieAvClamd *clamd)
   if (clamd == NULL)
     return;
   g_ptr_array_unref (clamd->servers);
+  g_free (clamd->label);
   g_free (clamd);
 }
 
@@ -144,6 +149,18 @@ dovekie_av_clamd_server (DovekieAvClamd *clamd)
 {
   ClamdServer *server = g_ptr_array_index (clamd->servers, clamd->preferred);
   return server->text;
+}
+
+void
+dovekie_av_clamd_set_fildes (DovekieAvClamd *clamd, gboolean fildes)
+{
+  clamd->fildes = fildes;
+}
+
+const gchar *
+dovekie_av_clamd_scan_label (DovekieAvClamd *clamd)
+{
+  return clamd->label != NULL ? clamd->label : dovekie_av_clamd_server (clamd);
 }
 
 /* ---- one connection ---- */
@@ -327,6 +344,9 @@ read_reply (gint fd, gchar *buf, gsize *len_r, gint64 deadline, GError **error)
 
 typedef enum { COMMAND_INSTREAM, COMMAND_VERSION } ClamdCommand;
 
+typedef enum { MODE_INSTREAM, MODE_FILDES, MODE_INSTREAM_FALLBACK } ScanMode;
+static const gchar *const mode_names[] = { "instream", "fildes", "instream-fallback" };
+
 typedef struct {
   ClamdCommand command;
   const DovekieAvReader *reader;
@@ -336,6 +356,7 @@ typedef struct {
   gchar *signature;
   gchar *version;
   gboolean reader_failed;
+  ScanMode mode;
 } Exchange;
 
 static gboolean
@@ -372,6 +393,145 @@ stream_message (gint fd, Exchange *ex, gint64 deadline, GError **error)
     }
 }
 
+/* ---- FILDES ---- */
+
+/* The reader's fd if clamd may read it instead of the stream: a regular
+ * file, open for reading, no larger than we would stream. Else -1. A
+ * write-only fd must never go out: clamd 1.4 answers "OK" for a file it
+ * cannot read. */
+static gint
+fildes_fd (DovekieAvClamd *clamd, const ClamdServer *server, const Exchange *ex)
+{
+  struct stat st;
+  gint fd, flags;
+
+  if (!clamd->fildes || !server->is_unix || ex->command != COMMAND_INSTREAM ||
+      ex->reader->fd == NULL)
+    return -1;
+  fd = ex->reader->fd (ex->reader->data);
+  if (fd < 0 || fstat (fd, &st) < 0 || !S_ISREG (st.st_mode) || st.st_size < 0 ||
+      (guint64) st.st_size > ex->max_bytes)
+    return -1;
+  flags = fcntl (fd, F_GETFL);
+  if (flags < 0 || (flags & O_ACCMODE) == O_WRONLY)
+    return -1;
+#ifdef O_PATH
+  if ((flags & O_PATH) != 0)
+    return -1;
+#endif
+  return fd;
+}
+
+/* Passes `fd` the way clamdscan does: one NUL byte carrying SCM_RIGHTS,
+ * in its own message after the command (clamd refuses an fd that comes
+ * with the command's own bytes). */
+static gboolean
+send_fd (gint sock, gint fd, gint64 deadline, GError **error)
+{
+  union {
+    struct cmsghdr align;
+    gchar buf[CMSG_SPACE (sizeof (gint))];
+  } control;
+  guint8 nul = 0;
+  struct iovec iov = { &nul, 1 };
+  struct msghdr msg;
+  struct cmsghdr *cmsg;
+
+  memset (&control, 0, sizeof (control));
+  memset (&msg, 0, sizeof (msg));
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = sizeof (control.buf);
+  cmsg = CMSG_FIRSTHDR (&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN (sizeof (gint));
+  memcpy (CMSG_DATA (cmsg), &fd, sizeof (gint));
+  for (;;)
+    {
+      gssize n = sendmsg (sock, &msg, MSG_NOSIGNAL);
+      if (n == 1)
+        return TRUE;
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0 && errno == EAGAIN)
+        {
+          if (!wait_fd (sock, POLLOUT, deadline, "sending the fd to clamd", error))
+            return FALSE;
+          continue;
+        }
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE, "sending the fd to clamd: %s",
+                   n < 0 ? g_strerror (errno) : "nothing sent");
+      return FALSE;
+    }
+}
+
+/* clamd answers FILDES with "fd[<its fd number>]: " where INSTREAM has
+ * "stream: "; what follows is parsed exactly as for INSTREAM. A reply
+ * without that prefix can only be an error (a "stream: " verdict is not
+ * an answer to FILDES). */
+static gboolean
+fildes_reply_parse (const gchar *reply, gsize len, Exchange *ex, GError **error)
+{
+  gchar rewritten[DOVEKIE_AV_REPLY_MAX + 16];
+  gsize i = 3, digits = 0;
+
+  if (len <= DOVEKIE_AV_REPLY_MAX && len > 3 && memcmp (reply, "fd[", 3) == 0)
+    {
+      while (i < len && g_ascii_isdigit (reply[i]))
+        i++;
+      digits = i - 3;
+    }
+  if (digits == 0 || digits > 10 || len - i < 2 || reply[i] != ']' || reply[i + 1] != ':')
+    {
+      if (dovekie_av_reply_parse (reply, len, &ex->status, &ex->signature, error))
+        {
+          g_clear_pointer (&ex->signature, g_free);
+          g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_PROTOCOL,
+                       "clamd sent an unexpected reply to FILDES: '%.*s'", (gint) MIN (len, 80),
+                       reply);
+        }
+      return FALSE;
+    }
+  i += 2;
+  /* "fd[N]:" + " rest" -> "stream:" + " rest" */
+  memcpy (rewritten, "stream:", 7);
+  memcpy (rewritten + 7, reply + i, len - i);
+  return dovekie_av_reply_parse (rewritten, 7 + len - i, &ex->status, &ex->signature, error);
+}
+
+/* One FILDES exchange. *connected_r tells whether clamd was reached. */
+static gboolean
+exchange_fildes (const ClamdServer *server, DovekieAvClamd *clamd, Exchange *ex, gint msg_fd,
+                 gboolean *connected_r, GError **error)
+{
+  static const gchar fildes[] = "zFILDES";
+  gchar reply[DOVEKIE_AV_REPLY_MAX + 1];
+  gsize reply_len = 0;
+  gint64 deadline;
+  off_t offset;
+  gboolean ok;
+  gint fd;
+
+  *connected_r = FALSE;
+  fd = server_connect (server, clamd->connect_ms, error);
+  if (fd < 0)
+    return FALSE;
+  *connected_r = TRUE;
+  deadline = g_get_monotonic_time () + (gint64) clamd->scan_ms * 1000;
+  /* clamd scans from byte 0 whatever the offset, but leaves the shared
+   * offset at 0: put it back for the fd's owner. */
+  offset = lseek (msg_fd, 0, SEEK_CUR);
+  ok = send_all (fd, (const guint8 *) fildes, sizeof (fildes), deadline, error) &&
+       send_fd (fd, msg_fd, deadline, error) &&
+       read_reply (fd, reply, &reply_len, deadline, error);
+  close (fd);
+  if (offset >= 0)
+    (void) lseek (msg_fd, offset, SEEK_SET);
+  return ok && fildes_reply_parse (reply, reply_len, ex, error);
+}
+
 static gboolean
 exchange_once (const ClamdServer *server, DovekieAvClamd *clamd, Exchange *ex, GError **error)
 {
@@ -383,6 +543,28 @@ exchange_once (const ClamdServer *server, DovekieAvClamd *clamd, Exchange *ex, G
   gboolean sent;
   gint fd;
 
+  ex->mode = MODE_INSTREAM;
+  fd = fildes_fd (clamd, server, ex);
+  if (fd >= 0)
+    {
+      g_autoptr (GError) fildes_error = NULL;
+      gboolean connected;
+
+      if (exchange_fildes (server, clamd, ex, fd, &connected, &fildes_error))
+        {
+          ex->mode = MODE_FILDES;
+          return TRUE;
+        }
+      g_clear_pointer (&ex->signature, g_free);
+      /* Unreachable or too slow: the stream would fare no better. */
+      if (!connected || fildes_error->code == DOVEKIE_ERROR_TIMEOUT)
+        {
+          g_propagate_error (error, g_steal_pointer (&fildes_error));
+          return FALSE;
+        }
+      /* clamd refused the fd or could not read it: stream the bytes. */
+      ex->mode = MODE_INSTREAM_FALLBACK;
+    }
   fd = server_connect (server, clamd->connect_ms, error);
   if (fd < 0)
     return FALSE;
@@ -443,6 +625,11 @@ exchange (DovekieAvClamd *clamd, Exchange *ex, GError **error)
       if (exchange_once (server, clamd, ex, &local))
         {
           clamd->preferred = index;
+          if (ex->command == COMMAND_INSTREAM)
+            {
+              g_free (clamd->label);
+              clamd->label = g_strdup_printf ("%s mode=%s", server->text, mode_names[ex->mode]);
+            }
           return TRUE;
         }
       if (ex->reader_failed)
@@ -465,7 +652,8 @@ gboolean
 dovekie_av_clamd_scan (DovekieAvClamd *clamd, const DovekieAvReader *reader, guint64 max_bytes,
                        DovekieAvStatus *status_r, gchar **signature_r, GError **error)
 {
-  Exchange ex = { COMMAND_INSTREAM, reader, max_bytes, DOVEKIE_AV_CLEAN, NULL, NULL, FALSE };
+  Exchange ex = { COMMAND_INSTREAM, reader, max_bytes, DOVEKIE_AV_CLEAN, NULL, NULL, FALSE,
+                   MODE_INSTREAM };
 
   *signature_r = NULL;
   if (!exchange (clamd, &ex, error))
@@ -478,7 +666,7 @@ dovekie_av_clamd_scan (DovekieAvClamd *clamd, const DovekieAvReader *reader, gui
 gboolean
 dovekie_av_clamd_version (DovekieAvClamd *clamd, gchar **version_r, GError **error)
 {
-  Exchange ex = { COMMAND_VERSION, NULL, 0, DOVEKIE_AV_CLEAN, NULL, NULL, FALSE };
+  Exchange ex = { COMMAND_VERSION, NULL, 0, DOVEKIE_AV_CLEAN, NULL, NULL, FALSE, MODE_INSTREAM };
 
   *version_r = NULL;
   if (!exchange (clamd, &ex, error))

@@ -1,5 +1,5 @@
-/* A clamd client: INSTREAM and VERSION over unix sockets and TCP, with
- * several servers, failover, and bounded time and reply size.
+/* A clamd client: INSTREAM, FILDES and VERSION over unix sockets and TCP,
+ * with several servers, failover, and bounded time and reply size.
  *
  * A client is used from one thread. Each call opens a fresh connection
  * (clamd closes it after one command), so nothing is kept between calls
@@ -31,7 +31,20 @@ DovekieAvClamd *dovekie_av_clamd_new (const gchar *servers, guint connect_ms, gu
 void dovekie_av_clamd_free (DovekieAvClamd *clamd);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (DovekieAvClamd, dovekie_av_clamd_free)
 
-/* Streams the reader's bytes to clamd (INSTREAM) and parses the verdict.
+/* Whether scans may pass the message's fd to a unix: server (FILDES)
+ * instead of streaming its bytes; TRUE after dovekie_av_clamd_new. */
+void dovekie_av_clamd_set_fildes (DovekieAvClamd *clamd, gboolean fildes);
+
+/* Sends the reader's bytes to clamd and parses the verdict.
+ *
+ * How: FILDES when it is enabled, the server is unix:, and reader->fd
+ * gives a readable regular file of at most `max_bytes` (clamd reads the
+ * file itself; the fd's offset is put back afterwards, as clamd moves
+ * it). If clamd answers FILDES with an error of its own ("... ERROR") or
+ * with anything unparsable, or the fd cannot be sent, the same server is
+ * asked again over INSTREAM: a failed FILDES never yields a verdict. Else
+ * INSTREAM (the reader is read from where it is).
+ *
  * Servers are tried in list order, starting with the one that answered
  * last; a server that cannot be reached, times out or answers garbage is
  * skipped after rewinding the reader. At most `max_bytes` are sent (more
@@ -42,6 +55,12 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (DovekieAvClamd, dovekie_av_clamd_free)
 gboolean dovekie_av_clamd_scan (DovekieAvClamd *clamd, const DovekieAvReader *reader,
                                 guint64 max_bytes, DovekieAvStatus *status_r,
                                 gchar **signature_r, GError **error);
+
+/* How the last successful scan reached clamd, for logs:
+ * "<server> mode=fildes", "<server> mode=instream", or
+ * "<server> mode=instream-fallback" (FILDES was tried and refused); the
+ * first server alone before any scan. Valid until the next call. */
+const gchar *dovekie_av_clamd_scan_label (DovekieAvClamd *clamd);
 
 /* Asks clamd for VERSION and returns "<engine>/<db version>" (g_free it).
  * Same server order and failover as a scan. */

@@ -2,7 +2,9 @@
 #include "dovekie-config.h"
 
 #include <string.h>
+#include <sys/stat.h>
 
+#include <glib/gstdio.h>
 #include <clamav.h>
 
 #include "dovekie-av-engine.h"
@@ -14,6 +16,8 @@ static struct cl_stat engine_stat;
 static gchar *engine_dir;
 static DovekieAvLimits engine_limits;
 static guint engine_signatures;
+/* "+<hex>" naming the DB directory's unofficial signature files, or "". */
+static gchar engine_local[20];
 static gint64 engine_checked; /* monotonic µs of the last cl_statchkdir */
 /* libclamav's last error line, instead of its default of writing to stderr
  * (which Dovecot would log as a bare error). Under engine_lock. */
@@ -105,6 +109,56 @@ build (const gchar *db_dir, const DovekieAvLimits *limits, guint *signatures_r, 
   return e;
 }
 
+/* The official DB version (cl_engine_get_num) only moves with the .cvd and
+ * .cld files. Third-party signature files (.ndb, .hdb, .ldb, ... from
+ * Sanesecurity and the like, or an admin's own) change without it, yet a
+ * verdict made before they changed is stale. So the version the verdict
+ * cache and the rescan go by also carries a fingerprint of every other
+ * file of the directory: names, sizes and modification times. Left out:
+ * dotfiles and *.dat (freshclam's own state, rewritten on every run). */
+static gint
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const gchar *const *) a, *(const gchar *const *) b);
+}
+
+static void
+local_fingerprint (const gchar *db_dir, gchar *out, gsize out_len)
+{
+  g_autoptr (GDir) dir = g_dir_open (db_dir, 0, NULL);
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+  const gchar *name;
+
+  out[0] = '\0';
+  if (dir == NULL)
+    return;
+  while ((name = g_dir_read_name (dir)) != NULL)
+    {
+      if (name[0] == '.' || g_str_has_suffix (name, ".cvd") || g_str_has_suffix (name, ".cld") ||
+          g_str_has_suffix (name, ".dat"))
+        continue;
+      g_ptr_array_add (names, g_strdup (name));
+    }
+  if (names->len == 0)
+    return;
+  g_ptr_array_sort (names, compare_names);
+  for (guint i = 0; i < names->len; i++)
+    {
+      g_autofree gchar *path = g_build_filename (db_dir, names->pdata[i], NULL);
+      g_autofree gchar *line = NULL;
+      GStatBuf st;
+
+      if (g_stat (path, &st) != 0 || !S_ISREG (st.st_mode))
+        continue;
+      line = g_strdup_printf ("%s\t%" G_GUINT64_FORMAT "\t%" G_GINT64_FORMAT ".%09ld\n",
+                              (const gchar *) names->pdata[i], (guint64) st.st_size,
+                              (gint64) st.st_mtim.tv_sec, (long) st.st_mtim.tv_nsec);
+      g_checksum_update (sum, (const guchar *) line, (gssize) strlen (line));
+    }
+  g_snprintf (out, out_len, "+%.8s", g_checksum_get_string (sum));
+}
+
 static void
 drop_locked (void)
 {
@@ -128,6 +182,7 @@ rebuild_locked (const gchar *db_dir, const DovekieAvLimits *limits, GError **err
   drop_locked ();
   engine = e;
   engine_dir = g_strdup (db_dir);
+  local_fingerprint (db_dir, engine_local, sizeof (engine_local));
   engine_limits = *limits;
   engine_signatures = sigs;
   memset (&engine_stat, 0, sizeof (engine_stat));
@@ -141,7 +196,8 @@ version_locked (void)
 {
   int err = 0;
   long long db = engine != NULL ? cl_engine_get_num (engine, CL_ENGINE_DB_VERSION, &err) : 0;
-  return g_strdup_printf ("%s/%lld", cl_retver (), err == CL_SUCCESS ? db : 0);
+  return g_strdup_printf ("%s/%lld%s", cl_retver (), err == CL_SUCCESS ? db : 0,
+                          engine != NULL ? engine_local : "");
 }
 
 gboolean
@@ -251,6 +307,48 @@ dovekie_av_engine_version (void)
 {
   g_autoptr (GMutexLocker) locker = g_mutex_locker_new (&engine_lock);
   return version_locked ();
+}
+
+gboolean
+dovekie_av_engine_peek_version (const gchar *db_dir, gchar **version_r, GError **error)
+{
+  g_autoptr (GDir) dir = NULL;
+  g_autoptr (GError) local = NULL;
+  const gchar *name;
+  gchar fingerprint[sizeof (engine_local)];
+  guint official = 0;
+
+  *version_r = NULL;
+  dir = g_dir_open (db_dir, 0, &local);
+  if (dir == NULL)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE,
+                   "libclamav: cannot read the signature DB directory: %s", local->message);
+      return FALSE;
+    }
+  while ((name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree gchar *path = NULL;
+      struct cl_cvd *head;
+
+      if (!g_str_has_suffix (name, ".cvd") && !g_str_has_suffix (name, ".cld"))
+        continue;
+      path = g_build_filename (db_dir, name, NULL);
+      head = cl_cvdhead (path);
+      if (head == NULL)
+        continue;
+      official = MAX (official, head->version);
+      cl_cvdfree (head);
+    }
+  local_fingerprint (db_dir, fingerprint, sizeof (fingerprint));
+  if (official == 0 && fingerprint[0] == '\0')
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE,
+                   "libclamav: no signature file in %s", db_dir);
+      return FALSE;
+    }
+  *version_r = g_strdup_printf ("%s/%u%s", cl_retver (), official, fingerprint);
+  return TRUE;
 }
 
 void

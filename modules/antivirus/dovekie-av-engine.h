@@ -43,6 +43,13 @@ gboolean dovekie_av_engine_scan (const guint8 *data, gsize len, DovekieAvStatus 
  * in the same form as dovekie_av_clamd_version. */
 gchar *dovekie_av_engine_version (void);
 
+/* What dovekie_av_engine_version would say once an engine is built on
+ * `db_dir`, read from the headers of its .cvd/.cld files (cl_cvdhead)
+ * and the unofficial files' fingerprint, without loading a signature:
+ * cheap enough for a status command. FALSE with `error` when db_dir
+ * cannot be read or holds no signature file at all. */
+gboolean dovekie_av_engine_peek_version (const gchar *db_dir, gchar **version_r, GError **error);
+
 /* Frees the engine (tests, and the module's unload). */
 void dovekie_av_engine_shutdown (void);
 

@@ -26,11 +26,15 @@ typedef enum {
 #define DOVEKIE_AV_VERSION_MAX 64
 
 /* A scanner's bytes come from here: read returns the count, 0 at the end,
- * -1 with `error` set; rewind starts again at byte 0 (used on failover). */
+ * -1 with `error` set; rewind starts again at byte 0 (used on failover).
+ * fd, if not NULL, returns a readable fd of a regular file that holds
+ * exactly the bytes read yields (from file offset 0), or -1 when there is
+ * none; the fd stays the reader's (clamd's FILDES reads it directly). */
 typedef struct {
   gssize (*read) (gpointer data, guint8 *buf, gsize len, GError **error);
   gboolean (*rewind) (gpointer data, GError **error);
   gpointer data;
+  gint (*fd) (gpointer data);
 } DovekieAvReader;
 
 /* Errors are reported in the DOVEKIE_ERROR domain:

@@ -1,7 +1,10 @@
 /* A fake clamd for unit tests: one thread serving a unix socket or a TCP
  * port on 127.0.0.1, answering every command the way `mode` says. It reads
- * INSTREAM framing for real, so a client's framing bugs show up. Header
- * only; used by test-dovekie-av-clamd.c and test-dovekie-antivirus.c. */
+ * INSTREAM framing for real, so a client's framing bugs show up, and
+ * receives FILDES descriptors for real (SCM_RIGHTS in a message of its
+ * own after the command, as clamd wants), reading the file from byte 0
+ * and leaving its offset at the end, as clamd does. Header only; used by
+ * test-dovekie-av-clamd.c and test-dovekie-antivirus.c. */
 #ifndef TEST_AV_FAKE_CLAMD_H
 #define TEST_AV_FAKE_CLAMD_H
 
@@ -36,6 +39,8 @@ typedef struct {
   guint slow_ms;
   gint connections;      /* atomic: connections accepted */
   gint scans;            /* atomic: complete INSTREAM bodies received */
+  gint fildes;           /* atomic: FILDES descriptors received and read */
+  const gchar *fildes_reply; /* if set, the reply to every FILDES (else by mode) */
   GMutex lock;
   GByteArray *last_body; /* last INSTREAM body, under lock */
 } FakeClamd;
@@ -62,6 +67,65 @@ fake_send (gint fd, const void *data, gsize len)
   (void) send (fd, data, len, MSG_NOSIGNAL);
 }
 
+/* The descriptor of a FILDES: one byte with SCM_RIGHTS; -1 if none. */
+static gint
+fake_recv_fd (gint fd)
+{
+  union {
+    struct cmsghdr align;
+    gchar buf[CMSG_SPACE (sizeof (gint))];
+  } control;
+  guint8 byte;
+  struct iovec iov = { &byte, 1 };
+  struct msghdr msg;
+  struct cmsghdr *cmsg;
+  gint passed = -1;
+
+  memset (&msg, 0, sizeof (msg));
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = sizeof (control.buf);
+  if (recvmsg (fd, &msg, MSG_CMSG_CLOEXEC) != 1)
+    return -1;
+  for (cmsg = CMSG_FIRSTHDR (&msg); cmsg != NULL; cmsg = CMSG_NXTHDR (&msg, cmsg))
+    if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS)
+      memcpy (&passed, CMSG_DATA (cmsg), sizeof (gint));
+  return passed;
+}
+
+static void fake_reply (FakeClamd *fake, gint fd, const gchar *prefix);
+
+static void
+fake_serve_fildes (FakeClamd *fake, gint fd)
+{
+  gint passed = fake_recv_fd (fd);
+  g_autoptr (GByteArray) body = g_byte_array_new ();
+  guint8 buf[4096];
+  gssize n;
+
+  if (passed < 0)
+    {
+      static const char err[] = "FILDES: didn't receive file descriptor. ERROR";
+      fake_send (fd, err, sizeof (err));
+      return;
+    }
+  /* Like clamd: from byte 0, whatever the offset, which it moves. */
+  (void) lseek (passed, 0, SEEK_SET);
+  while ((n = read (passed, buf, sizeof (buf))) > 0)
+    g_byte_array_append (body, buf, (guint) n);
+  close (passed);
+  g_atomic_int_inc (&fake->fildes);
+  g_mutex_lock (&fake->lock);
+  g_byte_array_set_size (fake->last_body, 0);
+  g_byte_array_append (fake->last_body, body->data, body->len);
+  g_mutex_unlock (&fake->lock);
+  if (fake->fildes_reply != NULL)
+    fake_send (fd, fake->fildes_reply, strlen (fake->fildes_reply) + 1);
+  else
+    fake_reply (fake, fd, "fd[9]");
+}
+
 static void
 fake_serve (FakeClamd *fake, gint fd)
 {
@@ -82,6 +146,11 @@ fake_serve (FakeClamd *fake, gint fd)
   if (g_str_equal (command, "zVERSION"))
     {
       fake_send (fd, fake->version, strlen (fake->version) + 1);
+      return;
+    }
+  if (g_str_equal (command, "zFILDES"))
+    {
+      fake_serve_fildes (fake, fd);
       return;
     }
   if (!g_str_equal (command, "zINSTREAM"))
@@ -116,15 +185,23 @@ fake_serve (FakeClamd *fake, gint fd)
   g_byte_array_set_size (fake->last_body, 0);
   g_byte_array_append (fake->last_body, body->data, body->len);
   g_mutex_unlock (&fake->lock);
+  fake_reply (fake, fd, "stream");
+}
+
+/* The verdict after a received message; `prefix` is "stream" or "fd[N]". */
+static void
+fake_reply (FakeClamd *fake, gint fd, const gchar *prefix)
+{
+  g_autofree gchar *ok = g_strdup_printf ("%s: OK", prefix);
 
   switch (fake->mode)
     {
     case FAKE_OK:
-      fake_send (fd, "stream: OK", sizeof ("stream: OK"));
+      fake_send (fd, ok, strlen (ok) + 1);
       break;
     case FAKE_FOUND:
       {
-        g_autofree gchar *reply = g_strdup_printf ("stream: %s FOUND", fake->found_name);
+        g_autofree gchar *reply = g_strdup_printf ("%s: %s FOUND", prefix, fake->found_name);
         fake_send (fd, reply, strlen (reply) + 1);
       }
       break;
@@ -134,7 +211,7 @@ fake_serve (FakeClamd *fake, gint fd)
       break;
     case FAKE_SLOW:
       g_usleep ((gulong) fake->slow_ms * 1000);
-      fake_send (fd, "stream: OK", sizeof ("stream: OK"));
+      fake_send (fd, ok, strlen (ok) + 1);
       break;
     case FAKE_ENDLESS:
       {

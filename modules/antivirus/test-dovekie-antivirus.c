@@ -3,6 +3,7 @@
  * libclamav on a DB made at run time. */
 #include "dovekie-config.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 
 #include "dovekie-test.h"
@@ -17,6 +18,7 @@ static TestHost host;
 static GHashTable *settings; /* overrides of the declared defaults */
 static GHashTable *kv;       /* NULL: the kv store fails */
 static FakeClamd *fake;
+static gint message_fd = -1; /* what the host's fd() gives */
 
 static const gchar *
 fake_get_string (DovekieContext *ctx, const gchar *key)
@@ -62,6 +64,13 @@ static gboolean
 fake_rewind (DovekieMessage *msg, GError **error)
 {
   return test_source_rewind (msg, error);
+}
+
+static gint
+fake_fd (DovekieMessage *msg)
+{
+  (void) msg;
+  return message_fd;
 }
 
 static gboolean
@@ -136,6 +145,7 @@ static const DovekieHostApi fake_api = {
   .now = fake_now,
   .read = fake_read,
   .rewind = fake_rewind,
+  .fd = fake_fd,
   .kv_get = fake_kv_get,
   .kv_set = fake_kv_set,
   .kv_foreach = fake_kv_foreach,
@@ -152,6 +162,7 @@ setup (void)
   settings = g_hash_table_new (g_str_hash, g_str_equal);
   kv = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   fake = fake_clamd_start (FALSE, FAKE_OK);
+  message_fd = -1;
   g_hash_table_insert (settings, "dovekie_av_clamd", fake->address);
   g_hash_table_insert (settings, "dovekie_av_scan_timeout_msecs", "2000");
 }
@@ -264,6 +275,57 @@ START_TEST (test_clean_and_infected)
   /* Scanned once, then served from the cache. */
   ck_assert_int_eq (g_atomic_int_get (&fake->scans), 2);
   assert_logged ("engine=cache cached=yes", 2);
+}
+END_TEST
+
+/* Writes `text` to a file in `dir` and makes it what the host's fd()
+ * gives; returns the fd (the caller closes it). */
+static gint
+offer_fd (const gchar *dir, const gchar *text)
+{
+  g_autofree gchar *path = g_build_filename (dir, "msg", NULL);
+
+  ck_assert (g_file_set_contents (path, text, -1, NULL));
+  message_fd = open (path, O_RDONLY | O_CLOEXEC);
+  ck_assert_int_ge (message_fd, 0);
+  return message_fd;
+}
+
+/* With the host offering an fd, a unix: clamd reads the file (FILDES),
+ * and the log line says so; dovekie_av_clamd_fildes = no streams it. */
+START_TEST (test_clamd_fildes)
+{
+  g_autofree gchar *dir = test_make_dir ();
+  gchar *reason = NULL;
+  gint fd;
+
+  g_hash_table_insert (settings, "dovekie_av_cache", "no");
+  init_module ();
+  fd = offer_fd (dir, "fildes mail\r\n");
+  fake->mode = FAKE_FOUND;
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "fildes mail\r\n", &reason),
+                    DOVEKIE_VERDICT_REJECT);
+  ck_assert_str_eq (reason, "Message rejected: virus Fake.Test.Virus found");
+  g_free (reason);
+  ck_assert_int_eq (g_atomic_int_get (&fake->fildes), 1);
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 0);
+  assert_logged ("result=infected signature=Fake.Test.Virus engine=unix:", 1);
+  assert_logged (" mode=fildes cached=no", 1);
+  fake->mode = FAKE_OK;
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "fildes mail\r\n", NULL),
+                    DOVEKIE_VERDICT_ACCEPT);
+  assert_logged (" mode=fildes cached=no", 2);
+  dovekie_module.deinit (&ctx);
+
+  g_hash_table_insert (settings, "dovekie_av_clamd_fildes", "no");
+  init_module ();
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "fildes mail\r\n", NULL),
+                    DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_int_eq (g_atomic_int_get (&fake->fildes), 2);
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 1);
+  assert_logged (" mode=instream cached=no", 1);
+  close (fd);
+  test_remove_dir (dir);
 }
 END_TEST
 
@@ -423,7 +485,8 @@ START_TEST (test_cache_and_db_version)
   host.now += 60;
   fake->mode = FAKE_FOUND;
   ck_assert_int_eq (run_hook (FALSE, DOVEKIE_READ_FETCH, "same mail\r\n", NULL),
-                    DOVEKIE_VERDICT_REJECT);
+                    DOVEKIE_VERDICT_DIVERT);
+  g_hash_table_insert (settings, "dovekie_av_read_action", "refuse");
   ck_assert_int_eq (run_hook (FALSE, DOVEKIE_READ_POP3, "same mail\r\n", NULL),
                     DOVEKIE_VERDICT_REJECT);
   ck_assert_int_eq (g_atomic_int_get (&fake->scans), 2);
@@ -448,6 +511,35 @@ START_TEST (test_read_modes)
   ck_assert_int_eq (run_hook (FALSE, DOVEKIE_READ_POP3, "read me\r\n", NULL), DOVEKIE_VERDICT_ACCEPT);
   ck_assert_int_eq (g_atomic_int_get (&fake->scans), 2);
   assert_logged ("scan origin=pop3", 1);
+}
+END_TEST
+
+/* An infected read: replace (the default) diverts into the quarantine
+ * mailbox, naming the signature; refuse rejects with it. */
+START_TEST (test_read_actions)
+{
+  DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
+
+  g_hash_table_insert (settings, "dovekie_av_quarantine_mailbox", "Virus");
+  init_module ();
+  fake->mode = FAKE_FOUND;
+  run_hook_verdict (FALSE, DOVEKIE_READ_FETCH, "bad\r\n", &verdict);
+  ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_DIVERT);
+  ck_assert_str_eq (verdict.mailbox, "Virus");
+  ck_assert_ptr_nonnull (strstr (verdict.reason, "Fake.Test.Virus"));
+  dovekie_verdict_clear (&verdict);
+  assert_logged ("action=replace", 2); /* the log line and the event */
+
+  g_hash_table_insert (settings, "dovekie_av_read_action", "refuse");
+  run_hook_verdict (FALSE, DOVEKIE_READ_POP3, "bad\r\n", &verdict);
+  ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_REJECT);
+  ck_assert_ptr_null (verdict.mailbox);
+  ck_assert_ptr_nonnull (strstr (verdict.reason, "Fake.Test.Virus"));
+  dovekie_verdict_clear (&verdict);
+  /* Saves are refused whatever the read action is. */
+  g_hash_table_insert (settings, "dovekie_av_read_action", "replace");
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "bad\r\n", NULL),
+                    DOVEKIE_VERDICT_REJECT);
 }
 END_TEST
 
@@ -541,6 +633,96 @@ START_TEST (test_libclamav_engine)
 }
 END_TEST
 
+static const DovekieAntivirusService *
+av_service (void)
+{
+  for (guint i = 0; dovekie_module.services[i].name != NULL; i++)
+    if (g_str_equal (dovekie_module.services[i].name, DOVEKIE_ANTIVIRUS_SERVICE))
+      return dovekie_module.services[i].vtable;
+  ck_abort_msg ("no antivirus service");
+  return NULL;
+}
+
+static DovekieAntivirusRescan
+rescan (const DovekieAntivirusService *svc, const gchar *text)
+{
+  TestSource src = { (const guint8 *) text, strlen (text), 0, 0, FALSE };
+  DovekieMessageInfo info = { "INBOX", 9, (gint64) strlen (text) };
+  DovekieAntivirusRescan result;
+  g_autoptr (GError) error = NULL;
+
+  ck_assert_msg (svc->rescan_message (&ctx, &info, (DovekieMessage *) &src, &result, &error),
+                 "%s", error != NULL ? error->message : "");
+  return result;
+}
+
+/* The rescan job's service: in-process libclamav even for a clamd user,
+ * the verdict cache under that engine's version, and the resume marks. */
+START_TEST (test_rescan_service)
+{
+  const DovekieAntivirusService *svc = av_service ();
+  g_autofree gchar *dir = test_make_dir ();
+  g_autofree gchar *version = NULL;
+  g_autofree gchar *extra = g_build_filename (dir, "extra.ndb", NULL);
+  g_autoptr (GError) error = NULL;
+  DovekieAntivirusRescan r;
+  guint32 uid = 99;
+
+  test_av_write_sigs (dir);
+  g_hash_table_insert (settings, "dovekie_av_libclamav_db", dir);
+  init_module (); /* engine: clamd, the default */
+  ck_assert_str_eq (svc->quarantine_mailbox (&ctx), "Quarantine");
+  ck_assert (svc->rescan_begin (&ctx, &version, &error));
+  ck_assert_ptr_nonnull (strchr (version, '+'));
+
+  r = rescan (svc, "clean text\r\n");
+  ck_assert_int_eq (r.status, DOVEKIE_ANTIVIRUS_RESCAN_CLEAN);
+  ck_assert (!r.cached);
+  r = rescan (svc, "clean text\r\n");
+  ck_assert (r.cached);
+  r = rescan (svc, "x\r\n" TEST_EICAR "\r\n");
+  ck_assert_int_eq (r.status, DOVEKIE_ANTIVIRUS_RESCAN_INFECTED);
+  ck_assert (g_str_has_prefix (r.signature, "Test.Eicar"));
+  g_free (r.signature);
+  ck_assert_int_eq (g_atomic_int_get (&fake->connections), 0); /* clamd never asked */
+  assert_logged ("scan origin=rescan mailbox=INBOX uid=9", 3);
+
+  /* Marks: per mailbox key and DB version. */
+  ck_assert (svc->rescan_get_mark (&ctx, "box.1", version, &uid, &error));
+  ck_assert_uint_eq (uid, 0);
+  ck_assert (svc->rescan_set_mark (&ctx, "box.1", version, 42, &error));
+  ck_assert (svc->rescan_get_mark (&ctx, "box.1", version, &uid, &error));
+  ck_assert_uint_eq (uid, 42);
+  ck_assert (svc->rescan_get_mark (&ctx, "box.2", version, &uid, &error));
+  ck_assert_uint_eq (uid, 0);
+  ck_assert (svc->rescan_get_mark (&ctx, "box.1", "1.0.0/1", &uid, &error));
+  ck_assert_uint_eq (uid, 0);
+  g_hash_table_replace (kv, g_strdup ("r/box.1"), g_strdup ("no-number-here"));
+  ck_assert (svc->rescan_get_mark (&ctx, "box.1", version, &uid, &error));
+  ck_assert_uint_eq (uid, 0);
+  assert_logged ("ignoring malformed rescan mark r/box.1", 1);
+  ck_assert (svc->rescan_set_mark (&ctx, "box.1", version, 0, &error));
+  ck_assert (!g_hash_table_contains (kv, "r/box.1"));
+
+  /* A signature update: the cached verdict is not used any more. */
+  ck_assert (g_file_set_contents (extra, "Test.New:0:*:61206e657720746872656174\n", -1, NULL));
+  g_hash_table_insert (settings, "dovekie_av_db_check_interval", "0");
+  g_free (version);
+  ck_assert (svc->rescan_begin (&ctx, &version, &error));
+  r = rescan (svc, "clean text\r\n");
+  ck_assert (!r.cached);
+  g_remove (extra);
+
+  /* No signature DB: the job cannot start. */
+  dovekie_av_engine_shutdown ();
+  g_hash_table_insert (settings, "dovekie_av_libclamav_db", "/nonexistent");
+  g_clear_pointer (&version, g_free);
+  ck_assert (!svc->rescan_begin (&ctx, &version, &error));
+  ck_assert_ptr_nonnull (strstr (error->message, "/nonexistent"));
+  test_remove_dir (dir);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -553,17 +735,20 @@ main (void)
   tcase_add_test (tc, test_contract);
   tcase_add_test (tc, test_bad_server_list_refuses_module);
   tcase_add_test (tc, test_clean_and_infected);
+  tcase_add_test (tc, test_clamd_fildes);
   tcase_add_test (tc, test_delivery_actions);
   tcase_add_test (tc, test_status_service);
   tcase_add_test (tc, test_scanner_down);
   tcase_add_test (tc, test_garbage_reply_tempfails);
   tcase_add_test (tc, test_cache_and_db_version);
   tcase_add_test (tc, test_read_modes);
+  tcase_add_test (tc, test_read_actions);
   tcase_add_test (tc, test_over_size);
   tcase_add_test (tc, test_kv_down);
   tcase_add_test (tc, test_malformed_cache_record);
   tcase_add_test (tc, test_message_read_error);
   tcase_add_test (tc, test_libclamav_engine);
+  tcase_add_test (tc, test_rescan_service);
   tcase_set_timeout (tc, 120);
   suite_add_tcase (s, tc);
   runner = srunner_create (s);

@@ -32,7 +32,7 @@ START_TEST (test_digest)
   /* SHA-256("abc"), FIPS 180-2. */
   static const gchar abc_hex[] = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
   Src src = { (const guint8 *) "abc", 3, 0, 1, FALSE };
-  DovekieAvReader reader = { src_read, NULL, &src };
+  DovekieAvReader reader = { src_read, NULL, &src, NULL };
   guint8 digest[DOVEKIE_AV_DIGEST_LEN];
   guint64 size;
   gboolean too_big;

@@ -1,6 +1,7 @@
 /* Unit tests for the clamd client, against a fake clamd (test-av-fake-clamd.h). */
 #include "dovekie-config.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 
 #include "dovekie-test.h"
@@ -46,7 +47,7 @@ scan_text (DovekieAvClamd *clamd, const gchar *text, DovekieAvStatus *status, gc
            GError **error)
 {
   MemReader mr = { (const guint8 *) text, strlen (text), 0, 0, FALSE };
-  DovekieAvReader reader = { mem_read, mem_rewind, &mr };
+  DovekieAvReader reader = { mem_read, mem_rewind, &mr, NULL };
   return dovekie_av_clamd_scan (clamd, &reader, G_MAXUINT64, status, signature, error);
 }
 
@@ -205,7 +206,7 @@ START_TEST (test_failover)
   g_autoptr (DovekieAvClamd) clamd = dovekie_av_clamd_new (servers, 200, 500, NULL);
   const gchar *text = "failover body";
   MemReader mr = { (const guint8 *) text, strlen (text), 0, 0, FALSE };
-  DovekieAvReader reader = { mem_read, mem_rewind, &mr };
+  DovekieAvReader reader = { mem_read, mem_rewind, &mr, NULL };
   DovekieAvStatus status;
   gchar *signature = NULL;
   g_autoptr (GError) error = NULL;
@@ -263,7 +264,7 @@ START_TEST (test_reader_failure_stops)
   g_autofree gchar *servers = g_strdup_printf ("%s %s", a->address, b->address);
   g_autoptr (DovekieAvClamd) clamd = dovekie_av_clamd_new (servers, 200, 300, NULL);
   MemReader mr = { (const guint8 *) "x", 1, 0, 0, TRUE };
-  DovekieAvReader reader = { mem_read, mem_rewind, &mr };
+  DovekieAvReader reader = { mem_read, mem_rewind, &mr, NULL };
   DovekieAvStatus status;
   gchar *signature = NULL;
   g_autoptr (GError) error = NULL;
@@ -283,6 +284,254 @@ START_TEST (test_reader_failure_stops)
   ck_assert_int_eq (g_atomic_int_get (&b->connections), 0);
   fake_clamd_stop (a);
   fake_clamd_stop (b);
+}
+END_TEST
+
+/* ---- FILDES ---- */
+
+/* A message in memory and, for FILDES, the same bytes in a file. */
+typedef struct {
+  MemReader mem;
+  gint fd;
+  guint fd_calls;
+} FileReader;
+
+static gssize
+file_read (gpointer data, guint8 *buf, gsize len, GError **error)
+{
+  return mem_read (&((FileReader *) data)->mem, buf, len, error);
+}
+
+static gboolean
+file_rewind (gpointer data, GError **error)
+{
+  return mem_rewind (&((FileReader *) data)->mem, error);
+}
+
+static gint
+file_fd (gpointer data)
+{
+  FileReader *r = data;
+  r->fd_calls++;
+  return r->fd;
+}
+
+/* Writes `text` into dir/name and opens it with `flags`. */
+static gint
+file_open (const gchar *dir, const gchar *name, const gchar *text, gint flags)
+{
+  g_autofree gchar *path = g_build_filename (dir, name, NULL);
+  gint fd;
+
+  ck_assert (g_file_set_contents (path, text, -1, NULL));
+  fd = open (path, flags | O_CLOEXEC);
+  ck_assert_int_ge (fd, 0);
+  return fd;
+}
+
+static gboolean
+scan_file (DovekieAvClamd *clamd, FileReader *fr, DovekieAvStatus *status, gchar **signature,
+           GError **error)
+{
+  DovekieAvReader reader = { file_read, file_rewind, fr, file_fd };
+  return dovekie_av_clamd_scan (clamd, &reader, 1 << 20, status, signature, error);
+}
+
+static void
+assert_label_mode (DovekieAvClamd *clamd, const gchar *mode)
+{
+  g_autofree gchar *want = g_strdup_printf (" mode=%s", mode);
+  ck_assert_msg (g_str_has_suffix (dovekie_av_clamd_scan_label (clamd), want), "label '%s'",
+                 dovekie_av_clamd_scan_label (clamd));
+}
+
+START_TEST (test_fildes_used)
+{
+  g_autofree gchar *dir = test_make_dir ();
+  const gchar *text = "Subject: fildes\n\nbody read by clamd from the file\n";
+  FakeClamd *fake = fake_clamd_start (FALSE, FAKE_FOUND);
+  g_autoptr (DovekieAvClamd) clamd = dovekie_av_clamd_new (fake->address, 500, 2000, NULL);
+  FileReader fr = { { (const guint8 *) text, strlen (text), 0, 0, FALSE }, -1, 0 };
+  DovekieAvStatus status = 99;
+  gchar *signature = NULL;
+  g_autoptr (GError) error = NULL;
+
+  fr.fd = file_open (dir, "msg", text, O_RDONLY);
+  /* The fd's offset is not 0: clamd reads from byte 0 anyway, and the
+   * owner finds the offset where it left it. */
+  ck_assert_int_eq (lseek (fr.fd, 7, SEEK_SET), 7);
+  ck_assert_msg (scan_file (clamd, &fr, &status, &signature, &error), "%s",
+                 error != NULL ? error->message : "");
+  ck_assert_int_eq (status, DOVEKIE_AV_INFECTED);
+  ck_assert_str_eq (signature, "Fake.Test.Virus");
+  g_clear_pointer (&signature, g_free);
+  ck_assert_int_eq (g_atomic_int_get (&fake->fildes), 1);
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 0);
+  ck_assert_uint_eq (fake->last_body->len, strlen (text));
+  ck_assert (memcmp (fake->last_body->data, text, strlen (text)) == 0);
+  ck_assert_int_eq (lseek (fr.fd, 0, SEEK_CUR), 7);
+  /* No byte went through the reader. */
+  ck_assert_uint_eq (fr.mem.pos, 0);
+  assert_label_mode (clamd, "fildes");
+  ck_assert (g_str_has_prefix (dovekie_av_clamd_scan_label (clamd), fake->address));
+
+  fake->mode = FAKE_OK;
+  ck_assert (scan_file (clamd, &fr, &status, &signature, &error));
+  ck_assert_int_eq (status, DOVEKIE_AV_CLEAN);
+  ck_assert_ptr_null (signature);
+  ck_assert_int_eq (g_atomic_int_get (&fake->fildes), 2);
+  close (fr.fd);
+  fake_clamd_stop (fake);
+  test_remove_dir (dir);
+}
+END_TEST
+
+/* Replies to FILDES that are no verdict: each time the same server is
+ * asked over INSTREAM, which finds the message infected. So a refused or
+ * garbled FILDES never makes an infected message clean. */
+static const gchar *const fildes_refusals[] = {
+  "fd[9]: Not a regular file ERROR",
+  "FILDES: didn't receive file descriptor. ERROR",
+  "PROTOCOL ERROR: ancillary data sent without FILDES. ERROR",
+  "stream: OK",
+  "fd[9]: OK junk",
+  "fd[]: OK",
+  "fd[9]:OK",
+  "fd[9] OK",
+  "fd[12345678901]: OK",
+  "fd[9]: ",
+  "fd[9",
+  "",
+  "\x01\xff binary",
+};
+
+START_TEST (test_fildes_fallback)
+{
+  g_autofree gchar *dir = test_make_dir ();
+  const gchar *text = "refused body";
+  FakeClamd *fake = fake_clamd_start (FALSE, FAKE_FOUND);
+  g_autoptr (DovekieAvClamd) clamd = dovekie_av_clamd_new (fake->address, 500, 2000, NULL);
+  FileReader fr = { { (const guint8 *) text, strlen (text), 0, 0, FALSE }, -1, 0 };
+  DovekieAvStatus status = DOVEKIE_AV_CLEAN;
+  gchar *signature = NULL;
+  g_autoptr (GError) error = NULL;
+
+  fake->fildes_reply = fildes_refusals[_i];
+  fr.fd = file_open (dir, "msg", text, O_RDONLY);
+  ck_assert_msg (scan_file (clamd, &fr, &status, &signature, &error), "case %d: %s", _i,
+                 error != NULL ? error->message : "");
+  ck_assert_int_eq (g_atomic_int_get (&fake->fildes), 1);
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 1);
+  ck_assert_int_eq (status, DOVEKIE_AV_INFECTED);
+  ck_assert_str_eq (signature, "Fake.Test.Virus");
+  g_free (signature);
+  ck_assert_uint_eq (fake->last_body->len, strlen (text));
+  assert_label_mode (clamd, "instream-fallback");
+  close (fr.fd);
+  fake_clamd_stop (fake);
+  test_remove_dir (dir);
+}
+END_TEST
+
+typedef enum {
+  NOT_TCP,          /* a tcp: server cannot take an fd */
+  NOT_DISABLED,     /* dovekie_av_clamd_set_fildes (FALSE) */
+  NOT_NO_FD,        /* the reader has none (-1) */
+  NOT_WRITE_ONLY,   /* clamd would answer OK for a file it cannot read */
+  NOT_DIRECTORY,    /* not a regular file */
+  NOT_PIPE,         /* not a regular file */
+  NOT_TOO_BIG,      /* larger than max_bytes: the stream's own check says so */
+} NotCase;
+
+START_TEST (test_fildes_not_used)
+{
+  NotCase c = (NotCase) _i;
+  g_autofree gchar *dir = test_make_dir ();
+  const gchar *text = "streamed body";
+  FakeClamd *fake = fake_clamd_start (c == NOT_TCP, FAKE_OK);
+  g_autoptr (DovekieAvClamd) clamd = dovekie_av_clamd_new (fake->address, 500, 2000, NULL);
+  FileReader fr = { { (const guint8 *) text, strlen (text), 0, 0, FALSE }, -1, 0 };
+  DovekieAvReader reader = { file_read, file_rewind, &fr, file_fd };
+  DovekieAvStatus status = 99;
+  gchar *signature = NULL;
+  g_autoptr (GError) error = NULL;
+  gint pipe_fds[2] = { -1, -1 };
+  gboolean ok;
+
+  switch (c)
+    {
+    case NOT_WRITE_ONLY:
+      fr.fd = file_open (dir, "msg", text, O_WRONLY);
+      break;
+    case NOT_DIRECTORY:
+      fr.fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      break;
+    case NOT_PIPE:
+      ck_assert_int_eq (pipe (pipe_fds), 0);
+      ck_assert_int_eq (write (pipe_fds[1], text, strlen (text)), (gssize) strlen (text));
+      fr.fd = pipe_fds[0];
+      break;
+    case NOT_NO_FD:
+      break;
+    default:
+      fr.fd = file_open (dir, "msg", text, O_RDONLY);
+      break;
+    }
+  if (c == NOT_DISABLED)
+    dovekie_av_clamd_set_fildes (clamd, FALSE);
+  ok = dovekie_av_clamd_scan (clamd, &reader, c == NOT_TOO_BIG ? 5 : 1 << 20, &status,
+                              &signature, &error);
+  ck_assert_int_eq (g_atomic_int_get (&fake->fildes), 0);
+  if (c == NOT_TOO_BIG)
+    {
+      ck_assert (!ok);
+      ck_assert_ptr_nonnull (strstr (error->message, "larger than"));
+    }
+  else
+    {
+      ck_assert_msg (ok, "case %d: %s", _i, error != NULL ? error->message : "");
+      ck_assert_int_eq (status, DOVEKIE_AV_CLEAN);
+      ck_assert_int_eq (g_atomic_int_get (&fake->scans), 1);
+      ck_assert_uint_eq (fake->last_body->len, strlen (text));
+      assert_label_mode (clamd, "instream");
+    }
+  /* The fd is not even asked for where it could not be used. */
+  ck_assert_uint_eq (fr.fd_calls, c == NOT_TCP || c == NOT_DISABLED ? 0 : 1);
+  if (fr.fd >= 0)
+    close (fr.fd);
+  if (pipe_fds[1] >= 0)
+    close (pipe_fds[1]);
+  fake_clamd_stop (fake);
+  test_remove_dir (dir);
+}
+END_TEST
+
+/* A FILDES that times out is a server failure, not a reason to stream the
+ * message to the same slow server. */
+START_TEST (test_fildes_timeout)
+{
+  g_autofree gchar *dir = test_make_dir ();
+  const gchar *text = "slow body";
+  FakeClamd *fake = fake_clamd_start (FALSE, FAKE_SLOW);
+  g_autoptr (DovekieAvClamd) clamd = dovekie_av_clamd_new (fake->address, 500, 200, NULL);
+  FileReader fr = { { (const guint8 *) text, strlen (text), 0, 0, FALSE }, -1, 0 };
+  DovekieAvStatus status;
+  gchar *signature = NULL;
+  g_autoptr (GError) error = NULL;
+
+  fake->slow_ms = 600;
+  fr.fd = file_open (dir, "msg", text, O_RDONLY);
+  ck_assert (!scan_file (clamd, &fr, &status, &signature, &error));
+  ck_assert_ptr_null (signature);
+  ck_assert_msg (g_error_matches (error, DOVEKIE_ERROR, DOVEKIE_ERROR_TIMEOUT), "%s",
+                 error->message);
+  close (fr.fd);
+  /* Once the fake has served its slow FILDES, nothing else is waiting. */
+  g_usleep (900 * 1000);
+  ck_assert_int_eq (g_atomic_int_get (&fake->connections), 1);
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 0);
+  fake_clamd_stop (fake);
+  test_remove_dir (dir);
 }
 END_TEST
 
@@ -323,6 +572,10 @@ main (void)
   tcase_add_test (tc_scan, test_failover);
   tcase_add_test (tc_scan, test_all_fail);
   tcase_add_test (tc_scan, test_reader_failure_stops);
+  tcase_add_test (tc_scan, test_fildes_used);
+  tcase_add_loop_test (tc_scan, test_fildes_fallback, 0, G_N_ELEMENTS (fildes_refusals));
+  tcase_add_loop_test (tc_scan, test_fildes_not_used, 0, NOT_TOO_BIG + 1);
+  tcase_add_test (tc_scan, test_fildes_timeout);
   tcase_add_test (tc_version, test_version);
   /* Under valgrind everything is slower. */
   tcase_set_timeout (tc_scan, 60);

@@ -502,6 +502,31 @@ service_expire_at_quit (DovekieContext *ctx)
   return FALSE;
 }
 
+static gboolean
+service_summary (DovekieContext *ctx, DovekieRetentionSummary *summary, GError **error)
+{
+  Retention *r = retention (ctx);
+  GHashTableIter iter;
+  gpointer value;
+
+  memset (summary, 0, sizeof (*summary));
+  r->loaded = FALSE;
+  if (!ensure_loaded (ctx, error))
+    return FALSE;
+  g_hash_table_iter_init (&iter, r->records);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    {
+      const DovekieRetentionRecord *record = value;
+      summary->records++;
+      if (dovekie_retention_record_first_download (record) > 0)
+        summary->downloaded++;
+      if (dovekie_retention_record_deleted (record))
+        summary->deleted++;
+    }
+  summary->corrupt = g_hash_table_size (r->corrupt);
+  return TRUE;
+}
+
 const DovekieRetentionService dovekie_retention_service = {
   .hide_keyword = service_hide_keyword,
   .pop3_hidden = service_pop3_hidden,
@@ -509,6 +534,7 @@ const DovekieRetentionService dovekie_retention_service = {
   .plan = service_plan,
   .done = service_done,
   .expire_at_quit = service_expire_at_quit,
+  .summary = service_summary,
 };
 
 static const DovekieService retention_services[] = {

@@ -219,6 +219,20 @@ print(c.fetch('1', '(BODY[HEADER.FIELDS (SUBJECT)])'))"
                 print(f"IMAP APPEND of EICAR: {typ} {text}")
                 if code != 250 or quarantined != 1 or typ != "NO":
                     return 1
+                # Mail stored before the signatures knew it: put straight
+                # into the Maildir, then found by the rescan job.
+                import os
+                new = dc.home(USER) / "Maildir" / "new"
+                stored = new / "1.sandbox-stored-before-the-update"
+                stored.write_bytes(make_message("stored EICAR", EICAR.decode() + "\n"))
+                os.chown(stored, dc.mail_uid, dc.mail_gid)
+                res = dc.doveadm("dovekie", "rescan", "-u", USER)
+                quarantined = dc.message_count("Quarantine", user=USER)
+                print(f"doveadm dovekie rescan: exit {res.returncode}, "
+                      f"Quarantine has {quarantined}")
+                if res.returncode != 0 or quarantined != 2:
+                    print(res.stdout + res.stderr, file=sys.stderr)
+                    return 1
             if "search" in names:
                 # A substring inside a word, answered with the search index.
                 conn = dc.imap(USER)

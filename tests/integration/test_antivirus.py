@@ -365,7 +365,7 @@ def test_fetch_and_retr_of_unscanned_infected_mail(av, shared_clamd):
     # client_send_error, freed by mail_storage_last_error_pop; seen with the
     # example module too). The save hook's COPY verdict is covered by
     # test_copy_of_clean_mail_is_served_from_the_cache and the unit tests.
-    dc = av(shared_clamd.unix_address)
+    dc = av(shared_clamd.unix_address, dovekie_av_read_action="refuse")
     plant(dc, eicar_inline())
     imap = dc.imap()
     typ, data = imap.select("INBOX")
@@ -388,6 +388,92 @@ def test_fetch_and_retr_of_unscanned_infected_mail(av, shared_clamd):
     dc.wait_for_log(av_line("pop3", "scan origin=pop3 mailbox=INBOX [^\n]*result=infected"))
     # Nothing was deleted.
     assert dc.message_count("INBOX") == 1
+    assert_no_crash(dc)
+
+
+def fetch_literal(imap, uid_or_seq: str, item: str = "BODY[]") -> bytes:
+    typ, data = imap.fetch(uid_or_seq, f"({item})")
+    assert typ == "OK", data
+    return b"".join(part[1] for part in data if isinstance(part, tuple))
+
+
+def test_read_of_infected_mail_replaces_it_with_a_notice(av, shared_clamd):
+    dc = av(shared_clamd.unix_address)  # dovekie_av_read_action = replace, the default
+    # Big enough to hold the full notice (the tiny case is the next test).
+    infected = make_message("inline test string",
+                            "The next line is the EICAR test string.\n"
+                            + EICAR.decode() + "\n" + "More text.\n" * 60)
+    plant(dc, infected)
+    plant(dc, make_message("clean", "a clean message\n"))
+    imap = dc.imap()
+    assert int(imap.select("INBOX")[1][0]) == 2
+    typ, data = imap.fetch("1", "(RFC822.SIZE)")
+    size = int(re.search(rb"RFC822.SIZE (\d+)", data[0]).group(1))
+    # The reader gets the notice in the original's place (same size, so the
+    # FETCH completes), never the virus.
+    body = fetch_literal(imap, "1")
+    assert len(body) == size, (len(body), size)
+    assert EICAR not in body
+    assert b"Subject: [virus removed] inline test string" in body, body[:400]
+    assert EICAR_SIGNATURE.encode() in body and b'"Quarantine"' in body, body[:600]
+    # The original is in quarantine; a stored notice took its place.
+    typ, data = imap.noop()
+    imap.logout()
+    assert dc.message_count("Quarantine") == 1
+    assert dc.message_count("INBOX") == 2
+    res = dc.doveadm("fetch", "-u", "alice", "text", "mailbox", "Quarantine")
+    assert res.returncode == 0 and EICAR.decode() in res.stdout, res.stdout + res.stderr
+    imap = dc.imap()
+    imap.select("INBOX")
+    typ, data = imap.uid("SEARCH", "SUBJECT", '"virus removed"')
+    uids = data[0].split()
+    assert len(uids) == 1, data
+    typ, data = imap.uid("FETCH", uids[0], "(BODY[])")
+    stored = b"".join(part[1] for part in data if isinstance(part, tuple))
+    assert EICAR_SIGNATURE.encode() in stored and EICAR not in stored
+    assert b"Subject: [virus removed] inline test string" in stored, stored[:400]
+    imap.logout()
+    dc.wait_for_log(av_line("imap", "scan origin=fetch mailbox=INBOX [^\n]*result=infected"
+                            "[^\n]*action=replace"))
+    dc.wait_for_log(r"dovekie: moved uid=1 from INBOX to Quarantine: Virus "
+                    + re.escape(EICAR_SIGNATURE) + r"\S* found")
+
+    # POP3 RETR: the same, and the next session lists the notice.
+    plant(dc, infected)
+    pop = dc.pop3()
+    count = len(pop.list()[1])
+    resp, lines, _ = pop.retr(count)
+    text = b"\r\n".join(lines)
+    assert EICAR not in text and EICAR_SIGNATURE.encode() in text, text[:400]
+    pop.quit()
+    assert dc.message_count("Quarantine") == 2
+    # The moved files are gone from INBOX for good (no "reappeared" UIDs).
+    assert dc.message_count("INBOX") == 3  # clean + two notices
+    assert not dc.find_log("reappeared"), dc.log_tail()
+    assert_no_crash(dc)
+
+
+def test_read_of_a_tiny_infected_message_fails_after_moving_it(av, shared_clamd):
+    dc = av(shared_clamd.unix_address)
+    plant(dc, b"Subject: t\r\n\r\n" + EICAR + b"\r\n")
+    imap = dc.imap()
+    imap.select("INBOX")
+    # Too small to hold even the short notice: the read fails, but the
+    # message is in quarantine and the notice in the mailbox. Never the
+    # original, however imap ends the FETCH.
+    try:
+        typ, data = imap.fetch("1", "(BODY[])")
+        answer = repr((typ, data))
+    except (imaplib.IMAP4.abort, imaplib.IMAP4.error) as err:
+        answer = str(err)
+    assert "EICAR" not in answer and "quarantine" in answer.lower(), answer
+    assert dc.message_count("Quarantine") == 1
+    assert dc.message_count("INBOX") == 1
+    imap = dc.imap()
+    imap.select("INBOX")
+    body = fetch_literal(imap, "1")
+    assert b"[virus removed]" in body and EICAR not in body
+    imap.logout()
     assert_no_crash(dc)
 
 

@@ -50,15 +50,18 @@ def retention_module(module_paths: list[Path]) -> Path:
 def retention(dovecot, plugin_path, retention_module):
     """Factory: a Dovecot with only the retention module (7 days)."""
 
-    def make(extra_conf: str = "", **settings) -> PrivateDovecot:
+    def make(extra_conf: str = "", plugin_extra: dict | None = None, mail_plugins=None,
+             **settings) -> PrivateDovecot:
         plugin_settings = {"dovekie_modules": "retention",
                            "dovekie_retention_days": "7"}
         plugin_settings.update({f"dovekie_retention_{k}": str(v)
                                 for k, v in settings.items()})
+        plugin_settings.update(plugin_extra or {})
+        kwargs = {"mail_plugins": mail_plugins} if mail_plugins else {}
         return dovecot(plugin_path=plugin_path,
                        module_files=[retention_module],
                        plugin_settings=plugin_settings,
-                       users=USERS, extra_conf=EXTRA_CONF + extra_conf)
+                       users=USERS, extra_conf=EXTRA_CONF + extra_conf, **kwargs)
 
     return make
 
@@ -416,3 +419,48 @@ def test_fetchmail_keep_leaves_mail_and_downloads_once(retention, tmp_path):
     flags = imap_flags(dc)
     assert sorted(flags) == [1, 2]
     assert all(KEYWORD not in f.split() for f in flags.values()), flags
+
+
+def test_quota_rule_expunges_oldest_downloads_first(retention):
+    """Over dovekie_retention_quota_percent of Dovecot's own quota (the quota
+    plugin), the run expunges downloaded messages, oldest download first,
+    until the mailbox is under it; never one no client downloaded."""
+    # The run, not the end of a POP3 session (test_expiry_runs_at_the_end_of
+    # _a_pop3_session covers that path, which plans the same way).
+    dc = retention(quota_percent=50, expire_at_quit="no",
+                   mail_plugins="$mail_plugins quota dovekie",
+                   plugin_extra={"quota": "maildir:User quota",
+                                 "quota_rule": "*:storage=48K"})
+    imap = dc.imap()
+    for i in range(6):  # 6 x 5 KB of 48 KB: 62 %
+        typ, data = imap.append("INBOX", None, None,
+                                make_message(f"q-{i}", f"line {i}\n" * 700))
+        assert typ == "OK", data
+    imap.logout()
+    res = dc.doveadm("-f", "tab", "quota", "get", "-u", "alice")
+    row = [line.split("\t") for line in res.stdout.splitlines() if "\tSTORAGE\t" in line]
+    assert len(row) == 1, res.stdout + res.stderr
+    used, limit = int(row[0][2]), int(row[0][3])  # KB
+    assert limit == 48 and used > 24, row
+
+    # Downloads in two sessions: 1 and 2 first, then 3 and 4 a day later.
+    pop = dc.pop3()
+    pop.retr(1)
+    pop.retr(2)
+    assert pop.quit().startswith(b"+OK")
+    set_clock_offset(dc, DAY)
+    pop = dc.pop3()
+    pop.retr(3)
+    pop.retr(4)
+    assert pop.quit().startswith(b"+OK")
+
+    res = retention_run(dc, DAY, "--dry-run")
+    planned = re.findall(r"^INBOX\s+(\d+)\s+quota\s+would-expunge", res.stdout, re.M)
+    # 62 % -> under 50 %: the two oldest downloads are enough; 5 and 6
+    # (never downloaded) are never candidates.
+    assert planned == ["1", "2"], res.stdout
+    res = retention_run(dc, DAY)
+    assert re.findall(r"^INBOX\s+(\d+)\s+quota\s+expunged", res.stdout, re.M) == ["1", "2"]
+    assert dc.message_count() == 4
+    # Under the threshold now: the next run expunges nothing.
+    assert "expunged" not in retention_run(dc, DAY).stdout

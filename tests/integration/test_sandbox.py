@@ -33,6 +33,7 @@ def test_sandbox_once(build_dir, plugin_path, module_paths):
     # Every module shows its behaviour on its embedded defaults.
     assert re.search(r"^LMTP delivery of EICAR: 250 .*\(Quarantine has 1\)$", out, re.M), out
     assert re.search(r"^IMAP APPEND of EICAR: NO .*Dovekie\.Test\.Eicar", out, re.M), out
+    assert "doveadm dovekie rescan: exit 0, Quarantine has 2" in out, out
     assert 'IMAP UID SEARCH BODY "nvoic": OK 1 hit(s)' in out, out
     # The retention module keeps a POP3 DELE for IMAP.
     assert "retention" in re.search(r"^  modules: +(.*)$", out, re.M).group(1)

@@ -76,7 +76,7 @@ def test_status_lists_installed_modules(installed):
     res = installed.doveadm("dovekie", "status", "-u", "alice")
     assert res.returncode == 0, res.stderr
     for module in MODULES:
-        assert re.search(rf"^{module} +0\.1\.0 ", res.stdout, re.M), res.stdout
+        assert re.search(rf"^module +{module} +0\.1\.0; ", res.stdout, re.M), res.stdout
 
 
 def test_eicar_append_is_refused(installed):
@@ -135,3 +135,18 @@ def test_example_refusal_through_installed_files(installed):
     imap.logout()
     assert installed.message_count("INBOX") == 1
     assert not installed.find_log(r"dovekie: [^\n]*Error|Error: [^\n]*dovekie")
+
+
+def test_timers_are_shipped_and_not_enabled():
+    """The retention run and the antivirus rescan come as systemd timers,
+    left for the admin to enable once the modules are on."""
+    commands = {"retention": "doveadm dovekie retention run -A",
+                "rescan": "doveadm dovekie rescan -A"}
+    for name, command in commands.items():
+        timer = Path(f"/lib/systemd/system/dovekie-{name}.timer")
+        service = Path(f"/lib/systemd/system/dovekie-{name}.service")
+        assert timer.is_file() and service.is_file(), name
+        assert "OnCalendar=" in timer.read_text(), timer
+        assert f"ExecStart=/usr/bin/{command}\n" in service.read_text(), service
+        wants = Path(f"/etc/systemd/system/timers.target.wants/dovekie-{name}.timer")
+        assert not wants.exists(), f"{wants} is enabled by the package"
