@@ -155,18 +155,22 @@ def run_engine(engine: str, args, messages) -> dict:
             result["index_bytes"] = index_bytes(dc, engine)
         conn = dc.imap()
         conn.select("INBOX")
-        times, answers = [], {}
+        times, answers, per_query = [], {}, {}
         for q in QUERIES:
             answers[q] = uid_search(conn, q)  # warm-up, and the answer
+            mine = []
             for _ in range(args.reps):
                 t0 = time.monotonic()
                 uid_search(conn, q)
-                times.append((time.monotonic() - t0) * 1000)
+                mine.append((time.monotonic() - t0) * 1000)
+            times += mine
+            per_query[q] = statistics.median(mine) if mine else float("nan")
         conn.logout()
         times.sort()
         result["p50_ms"] = statistics.median(times)
         result["p95_ms"] = times[min(len(times) - 1, int(len(times) * 0.95))]
         result["answers"] = answers
+        result["per_query"] = per_query
         errors = dc.find_log(r"^[^\n]*(?:Error|Panic|Fatal): [^\n]*$")
         result["log_errors"] = [m.group(0) for m in errors][:3]
         return result
@@ -180,6 +184,8 @@ def main() -> int:
     ap.add_argument("--scale", type=int, default=1)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--engines", default="nofts,dovekie,xapian,lucene")
+    ap.add_argument("--per-query", action="store_true",
+                    help="also print each query's median ms and match count per engine")
     args = ap.parse_args()
     messages = corpus()
     results = {}
@@ -215,6 +221,11 @@ def main() -> int:
               f"{precision:9.3f} {build:>11} {size:>10} {rss:>7} {live:>7}")
         for line in r["log_errors"]:
             print(f"  log: {line}")
+    if args.per_query:
+        print(f"\n{'query':34}" + "".join(f" {name + ' ms':>12} {'n':>6}" for name in results))
+        for q in QUERIES:
+            print(f"{q:34}" + "".join(f" {r['per_query'][q]:12.1f} {len(r['answers'][q]):6}"
+                                     for r in results.values()))
     return 0
 
 

@@ -10,6 +10,7 @@
 
 #include "dovekie-search-index.h"
 #include "dovekie-search-plan.h"
+#include "dovekie-search-tokenizer.h"
 
 #define BUSY_TIMEOUT_MS 10000
 
@@ -32,6 +33,8 @@ struct _DovekieIndex {
   /* A corrupt file was replaced while writing: later writes would give an
    * index that claims messages it lacks, so they fail until reopened. */
   gboolean poisoned;
+  /* open_db found an index of an older schema: it is rebuilt. */
+  gboolean outdated;
 
   /* The message being added. */
   gboolean doc_open;
@@ -151,7 +154,7 @@ static const gchar schema_sql[] =
   "CREATE TABLE IF NOT EXISTS gone(uid INTEGER PRIMARY KEY);"
   "CREATE TABLE IF NOT EXISTS unindexed(uid INTEGER PRIMARY KEY);"
   "CREATE VIRTUAL TABLE IF NOT EXISTS text USING fts5(body,"
-  " tokenize = 'trigram case_sensitive 1', detail = none, content = '');";
+  " tokenize = '" DOVEKIE_SEARCH_TOKENIZER "', detail = none, content = '', columnsize = 0);";
 
 /* Empties the tables inside the caller's transaction. */
 static gboolean
@@ -184,6 +187,8 @@ open_db (DovekieIndex *index, GError **error)
     }
   sqlite3_extended_result_codes (index->db, 1);
   sqlite3_busy_timeout (index->db, BUSY_TIMEOUT_MS);
+  if (!dovekie_search_tokenizer_register (index->db, error))
+    return FALSE;
   pragmas = g_strdup_printf ("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
                              "PRAGMA cache_size = -%" G_GUINT64_FORMAT ";",
                              MAX (index->limits.cache_size / 1024, 64));
@@ -204,6 +209,14 @@ open_db (DovekieIndex *index, GError **error)
       index->last_uid = (guint32) CLAMP (last_uid, 0, G_MAXUINT32);
       return TRUE;
     }
+  if (schema != 0 && schema < DOVEKIE_SEARCH_SCHEMA)
+    {
+      index->outdated = TRUE;
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+                   "%s: schema %" G_GINT64_FORMAT " is older than %d", index->path, schema,
+                   DOVEKIE_SEARCH_SCHEMA);
+      return FALSE;
+    }
   if (schema != 0 && schema != DOVEKIE_SEARCH_SCHEMA)
     {
       g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
@@ -220,12 +233,17 @@ open_db (DovekieIndex *index, GError **error)
          exec (index, "COMMIT", error);
 }
 
-/* Drops a corrupt file and starts an empty index in its place. */
+/* Drops a corrupt or outdated file and starts an empty index in its place. */
 static gboolean
 recreate (DovekieIndex *index, GError **error)
 {
-  index_log (index, DOVEKIE_LOG_WARNING, "%s: index is corrupt; removed, it will be rebuilt",
-             index->path);
+  if (index->outdated)
+    index_log (index, DOVEKIE_LOG_INFO, "%s: index has an older format; removed, it will be "
+               "rebuilt", index->path);
+  else
+    index_log (index, DOVEKIE_LOG_WARNING, "%s: index is corrupt; removed, it will be rebuilt",
+               index->path);
+  index->outdated = FALSE;
   close_db (index);
   remove_files (index->path);
   index->last_uid = 0;
@@ -248,7 +266,8 @@ dovekie_search_index_open_with (DovekieContext *ctx, const gchar *path, guint32 
 
   if (!open_db (index, &local))
     {
-      gboolean corrupt = index->db != NULL && is_corrupt_code (sqlite3_errcode (index->db));
+      gboolean corrupt = index->outdated ||
+                         (index->db != NULL && is_corrupt_code (sqlite3_errcode (index->db)));
 
       if (!corrupt || !recreate (index, error))
         {
@@ -402,8 +421,9 @@ insert_row (DovekieIndex *index, DovekieIndexField field, const gchar *text, gsi
   return TRUE;
 }
 
-/* Stores the chunk and keeps its last two code points, so that trigrams
- * across the cut are still in the index. */
+/* Stores the chunk and keeps at least its last DOVEKIE_SEARCH_WORD_BYTES
+ * bytes (from a code point boundary): a short word or a run of that
+ * length cut at the end of this row is then whole in the next one. */
 static gboolean
 flush_chunk (DovekieIndex *index, DovekieIndexField field, gboolean last, GError **error)
 {
@@ -419,11 +439,9 @@ flush_chunk (DovekieIndex *index, DovekieIndexField field, gboolean last, GError
       g_string_truncate (chunk, 0);
       return TRUE;
     }
-  for (guint i = 0; i < 2 && keep > chunk->str; i++)
-    {
-      const gchar *prev = g_utf8_find_prev_char (chunk->str, keep);
-      keep = prev != NULL ? prev : chunk->str;
-    }
+  while (keep > chunk->str && (chunk->str + chunk->len - keep < DOVEKIE_SEARCH_WORD_BYTES ||
+                                ((guchar) *keep & 0xc0) == 0x80))
+    keep--;
   g_string_erase (chunk, 0, keep - chunk->str);
   return TRUE;
 }
@@ -617,27 +635,17 @@ emit_lookup (DovekieIndex *index, DovekieIndexScope scope, guint definite, guint
                 "definite", definite_s, "maybe", maybe_s, NULL);
 }
 
+/* Appends the UIDs of the rows in `fields` that match `expr` to `uids`,
+ * ascending and once each, leaving out the sorted `gone`. */
 static gboolean
-lookup_real (DovekieIndex *index, DovekieIndexScope scope, const DovekieSearchPlan *plan,
-             DovekieIndexAddFunc add, gpointer data, GError **error)
+match_uids (DovekieIndex *index, const gchar *expr, guint fields, GArray *gone, GArray *uids,
+            GError **error)
 {
-  g_autoptr (GArray) gone = g_array_new (FALSE, FALSE, sizeof (guint32));
-  g_autoptr (GArray) unindexed = g_array_new (FALSE, FALSE, sizeof (guint32));
-  g_autoptr (GArray) hits = g_array_new (FALSE, FALSE, sizeof (guint32));
-  g_autofree gchar *expr = dovekie_search_plan_match_expr (plan);
-  guint fields = scope == DOVEKIE_INDEX_SCOPE_TEXT ? (1u << DOVEKIE_INDEX_FIELD_HEADER) |
-                                                       (1u << DOVEKIE_INDEX_FIELD_BODY)
-                 : scope == DOVEKIE_INDEX_SCOPE_BODY ? (1u << DOVEKIE_INDEX_FIELD_BODY)
-                 : (1u << DOVEKIE_INDEX_FIELD_HEADER) | (1u << DOVEKIE_INDEX_FIELD_ADDRESS);
   sqlite3_stmt *stmt = NULL;
   guint32 prev = 0;
   gboolean have_prev = FALSE;
-  guint i = 0, j = 0, definite = 0, maybe = 0;
   int rc;
 
-  if (!load_uids (index, "SELECT uid FROM gone ORDER BY uid", gone, error) ||
-      !load_uids (index, "SELECT uid FROM unindexed ORDER BY uid", unindexed, error))
-    return FALSE;
   if (sqlite3_prepare_v2 (index->db, "SELECT rowid FROM text WHERE text MATCH ? ORDER BY rowid",
                           -1, &stmt, NULL) != SQLITE_OK)
     return sql_fail (index, error, "preparing lookup");
@@ -652,38 +660,69 @@ lookup_real (DovekieIndex *index, DovekieIndexScope scope, const DovekieSearchPl
       prev = uid;
       have_prev = TRUE;
       if (!array_has (gone, uid))
-        g_array_append_val (hits, uid);
+        g_array_append_val (uids, uid);
     }
   sqlite3_finalize (stmt);
   if (rc != SQLITE_DONE)
     return sql_fail (index, error, "lookup");
+  return TRUE;
+}
 
-  /* Merge the hits with the unindexed messages, both ascending. */
-  while (i < hits->len || j < unindexed->len)
+/* The UID at pos, or past every UID at the end. */
+static guint64
+head (GArray *uids, guint pos)
+{
+  return pos < uids->len ? g_array_index (uids, guint32, pos) : G_MAXUINT64;
+}
+
+static gboolean
+lookup_real (DovekieIndex *index, DovekieIndexScope scope, const DovekieSearchPlan *plan,
+             DovekieIndexAddFunc add, gpointer data, GError **error)
+{
+  g_autoptr (GArray) gone = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autoptr (GArray) unindexed = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autoptr (GArray) proven = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autoptr (GArray) candidates = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autofree gchar *proof = dovekie_search_plan_proof_expr (plan);
+  guint fields = scope == DOVEKIE_INDEX_SCOPE_TEXT ? (1u << DOVEKIE_INDEX_FIELD_HEADER) |
+                                                       (1u << DOVEKIE_INDEX_FIELD_BODY)
+                 : scope == DOVEKIE_INDEX_SCOPE_BODY ? (1u << DOVEKIE_INDEX_FIELD_BODY)
+                 : (1u << DOVEKIE_INDEX_FIELD_HEADER) | (1u << DOVEKIE_INDEX_FIELD_ADDRESS);
+  guint p = 0, c = 0, u = 0, definite = 0, maybe = 0;
+
+  if (!load_uids (index, "SELECT uid FROM gone ORDER BY uid", gone, error) ||
+      !load_uids (index, "SELECT uid FROM unindexed ORDER BY uid", unindexed, error))
+    return FALSE;
+  if (proof != NULL && !match_uids (index, proof, fields, gone, proven, error))
+    return FALSE;
+  if (!dovekie_search_plan_proof_is_complete (plan))
     {
-      guint32 h = i < hits->len ? g_array_index (hits, guint32, i) : G_MAXUINT32;
-      guint32 u = j < unindexed->len ? g_array_index (unindexed, guint32, j) : G_MAXUINT32;
+      g_autofree gchar *expr = dovekie_search_plan_match_expr (plan);
 
-      if (h <= u)
-        {
-          add (data, h, plan->definite);
-          if (plan->definite)
-            definite++;
-          else
-            maybe++;
-          i++;
-          if (h == u)
-            j++;
-        }
+      if (!match_uids (index, expr, fields, gone, candidates, error))
+        return FALSE;
+    }
+
+  /* Merge the three ascending lists; a proven UID is definite. */
+  while (p < proven->len || c < candidates->len || u < unindexed->len)
+    {
+      guint64 uid = MIN (head (proven, p), MIN (head (candidates, c), head (unindexed, u)));
+      gboolean is_proven = head (proven, p) == uid;
+      gboolean listed = is_proven || head (candidates, c) == uid;
+
+      if (is_proven)
+        p++;
+      if (head (candidates, c) == uid)
+        c++;
+      if (head (unindexed, u) == uid)
+        u++;
+      if (!listed && array_has (gone, (guint32) uid))
+        continue;
+      add (data, (guint32) uid, is_proven);
+      if (is_proven)
+        definite++;
       else
-        {
-          if (!array_has (gone, u))
-            {
-              add (data, u, FALSE);
-              maybe++;
-            }
-          j++;
-        }
+        maybe++;
     }
   emit_lookup (index, scope, definite, maybe);
   return TRUE;
@@ -693,7 +732,7 @@ static gboolean
 index_lookup (DovekieIndex *index, DovekieIndexScope scope, const gchar *needle,
               DovekieIndexAddFunc add, gpointer data, gboolean *handled_r, GError **error)
 {
-  DovekieSearchPlan plan = { NULL, FALSE };
+  DovekieSearchPlan plan = { NULL, NULL, NULL, FALSE };
   gboolean ok = TRUE;
 
   *handled_r = FALSE;

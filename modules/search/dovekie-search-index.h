@@ -1,10 +1,11 @@
 /* The search module's index: one SQLite FTS5 database per mailbox.
  *
- * Schema (version 1):
- *   text(body)  FTS5, trigram tokenizer (case_sensitive 1), detail=none,
- *               contentless. rowid = uid * 4 + DovekieIndexField; a long
- *               text is stored as several rows with the same rowid whose
- *               chunks overlap by two code points.
+ * Schema (version 2; an index of an older version is removed and rebuilt):
+ *   text(body)  FTS5, tokenizer dovekie_gram (the terms of
+ *               dovekie-search-plan.h), detail=none, contentless.
+ *               rowid = uid * 4 + DovekieIndexField; a long text is stored
+ *               as several rows with the same rowid whose chunks overlap
+ *               by DOVEKIE_SEARCH_WORD_BYTES bytes.
  *   gone(uid)   expunged messages (a contentless FTS5 table of this SQLite
  *               cannot delete rows): filtered out of every lookup.
  *   unindexed(uid)  messages too large to index: always "maybe".
@@ -20,7 +21,7 @@
 
 G_BEGIN_DECLS
 
-#define DOVEKIE_SEARCH_SCHEMA 1
+#define DOVEKIE_SEARCH_SCHEMA 2
 /* Bytes of one stored row before a text is split. */
 #define DOVEKIE_SEARCH_CHUNK (256 * 1024)
 

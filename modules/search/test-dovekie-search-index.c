@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include <glib/gstdio.h>
+#include <sqlite3.h>
 
 #include "dovekie-search-index.h"
+#include "dovekie-search-plan.h"
 
 static const DovekieIndexVtable *v = &dovekie_search_index_vtable;
 static gchar *tmpdir;
@@ -141,8 +143,16 @@ START_TEST (test_lookup_scopes)
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_TEXT, "alp", "1d 2d");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "alp", "2d");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_HEADER, "alp", "1m");
-  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_TEXT, "bravo", "1m 2m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_TEXT, "bravo", "1d 2d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_TEXT, "ravo", "1d 2d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_HEADER, "bravo", "2m");
+  /* a separator: every run is required, the host verifies */
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "avo ch", "1m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "avo chx", "");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "o ch", "1m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "o c", "1d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "o  c", "unhandled");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "avo xh", "");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", "3d");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "nothing here", "");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "al", "unhandled");
@@ -161,10 +171,11 @@ START_TEST (test_expunge_hides)
   add_doc (index, 2, NULL, "needle two");
   ck_assert (v->expunge (index, 1, &error));
   ck_assert (v->flush (index, &error));
-  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "needle", "2m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "needle", "2d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "needle t", "2m");
   v->close (index);
   index = open_index (1);
-  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "needle", "2m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "needle", "2d");
   v->close (index);
 }
 END_TEST
@@ -185,6 +196,106 @@ START_TEST (test_chunks_overlap)
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "ZJW", "4d");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "xQZJWy", "4m");
   v->close (index);
+}
+END_TEST
+
+/* Appends `text` in pieces of `piece` bytes, so that rows are cut. */
+static void
+append_pieces (DovekieIndex *index, const gchar *text, gsize piece)
+{
+  g_autoptr (GError) error = NULL;
+  gsize len = strlen (text);
+
+  for (gsize pos = 0; pos < len; pos += piece)
+    ck_assert (v->doc_append (index, DOVEKIE_INDEX_FIELD_BODY, text + pos, MIN (piece, len - pos),
+                              &error));
+}
+
+START_TEST (test_chunks_keep_words_whole)
+{
+  g_autoptr (GString) body = g_string_new (NULL);
+  g_autoptr (GError) error = NULL;
+  DovekieIndex *index = open_index (1);
+
+  /* Short words; the first row ends after "QZJW" (each append of 4096
+   * bytes is checked against the chunk size). */
+  while (body->len < DOVEKIE_SEARCH_CHUNK - 5)
+    g_string_append (body, "ab ");
+  g_string_truncate (body, DOVEKIE_SEARCH_CHUNK - 5);
+  g_string_append (body, " QZJWKV ");
+  while (body->len < 2 * DOVEKIE_SEARCH_CHUNK + 10)
+    g_string_append (body, "cd ");
+  ck_assert (v->doc_begin (index, 4, &error));
+  append_pieces (index, body->str, 4096);
+  ck_assert (v->doc_end (index, &error));
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "QZJWKV", "4d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "JWK", "4d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "QZJWKVX", "");
+  v->close (index);
+}
+END_TEST
+
+START_TEST (test_long_words_are_maybe)
+{
+  DovekieIndex *index = open_index (1);
+
+  /* 21 bytes: a long word, indexed by its trigrams */
+  add_doc (index, 1, NULL, "abcdefghijklmnopqrstu short");
+  add_doc (index, 2, NULL, "xbcdefghij");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "bcdefghij", "1m 2d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "hij", "1d 2d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "abcdefghijklmnopqrstu", "1m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "hort", "1d");
+  /* every trigram asked is there, the run is not: a candidate all the same */
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "abcdefghijklmnopqXstu", "1m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "abcstu", "");
+  v->close (index);
+}
+END_TEST
+
+/* Creates the database file with plain SQL, as another version would. */
+static void
+write_db (const gchar *sql)
+{
+  sqlite3 *db = NULL;
+
+  ck_assert_int_eq (sqlite3_open (dbpath, &db), SQLITE_OK);
+  ck_assert_int_eq (sqlite3_exec (db, sql, NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close (db);
+}
+
+/* Fixed bug: an index of an older schema was refused with an error
+ * instead of being rebuilt. */
+START_TEST (test_older_schema_is_rebuilt)
+{
+  DovekieIndex *index;
+  guint32 last = 1;
+
+  /* schema 1: the trigram tokenizer */
+  write_db ("CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;"
+            "CREATE VIRTUAL TABLE text USING fts5(body, tokenize = 'trigram',"
+            " detail = none, content = '');"
+            "INSERT INTO text(rowid, body) VALUES(13, 'old text');"
+            "INSERT INTO meta VALUES('schema', 1), ('uidvalidity', 1), ('last_uid', 3);");
+  index = open_index (1);
+  ck_assert (v->get_last_uid (index, &last, NULL));
+  ck_assert_uint_eq (last, 0);
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "old", "");
+  add_doc (index, 1, NULL, "new text");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "text", "1d");
+  v->close (index);
+}
+END_TEST
+
+START_TEST (test_newer_schema_is_refused)
+{
+  g_autoptr (GError) error = NULL;
+
+  write_db ("CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;"
+            "INSERT INTO meta VALUES('schema', 99);");
+  ck_assert_ptr_null (dovekie_search_index_open_with (NULL, dbpath, 1, &limits, &error));
+  ck_assert_ptr_nonnull (error);
+  ck_assert_ptr_nonnull (strstr (error->message, "schema 99"));
 }
 END_TEST
 
@@ -259,7 +370,7 @@ START_TEST (test_corrupt_file_is_rebuilt)
   ck_assert (v->get_last_uid (index, &last, NULL));
   ck_assert_uint_eq (last, 0);
   add_doc (index, 1, NULL, "works again");
-  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "again", "1m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "again", "1d");
   v->close (index);
 }
 END_TEST
@@ -313,7 +424,7 @@ START_TEST (test_events)
   add_doc (index, 3, NULL, "hello");
   ck_assert (v->expunge (index, 1, &error));
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "xyz", "2d");
-  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_TEXT, "hell", "3m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_TEXT, "hel!", "3m");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "qq", "unhandled");
   ck_assert_str_eq (events->str,
                     "dovekie_search_lookup scope=body definite=1 maybe=0;"
@@ -332,10 +443,14 @@ index_suite (void)
     { "open", test_open_creates_and_reopens },
     { "open_uidvalidity", test_uidvalidity_change_empties },
     { "open_corrupt", test_corrupt_file_is_rebuilt },
+    { "open_older_schema", test_older_schema_is_rebuilt },
+    { "open_newer_schema", test_newer_schema_is_refused },
     { "open_read_only", test_read_only_dir_fails_cleanly },
     { "lookup", test_lookup_scopes },
     { "expunge", test_expunge_hides },
     { "doc_append_chunks", test_chunks_overlap },
+    { "doc_append_chunk_words", test_chunks_keep_words_whole },
+    { "lookup_long_words", test_long_words_are_maybe },
     { "doc_append_too_big", test_too_big_is_always_maybe },
     { "doc_append_invalid_utf8", test_invalid_utf8_is_stored },
     { "doc_end_batches", test_uncommitted_batch_is_lost_on_crash },

@@ -11,7 +11,9 @@ typedef struct {
   DovekieIndexScope scope;
   gboolean handled;
   gboolean definite;
-  const gchar *terms; /* terms joined by '|' */
+  /* runs joined by '|', each as prefix (or "~") "/" trigrams joined by ',',
+   * then "|[boundary]" for each boundary term */
+  const gchar *runs;
 } PlanCase;
 
 static const PlanCase plan_cases[] = {
@@ -19,55 +21,100 @@ static const PlanCase plan_cases[] = {
   { "", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
   { "ab", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
   { "\xc3\xa9t", DOVEKIE_INDEX_SCOPE_BODY, FALSE, FALSE, "" },
-  /* exactly three: one term, and the index proves it */
-  { "abc", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, TRUE, "abc" },
-  { "abc", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "abc" },
-  { "abc", DOVEKIE_INDEX_SCOPE_HEADER, TRUE, FALSE, "abc" },
-  { "a b", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, TRUE, "a b" },
+  /* no run of three word code points, no boundary */
   { "a b", DOVEKIE_INDEX_SCOPE_HEADER, FALSE, FALSE, "" },
-  /* longer: sliding trigrams, candidates only */
-  { "ternet", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, FALSE, "ter|ern|rne|net" },
-  { "aaaaa", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, FALSE, "aaa" },
-  { "hello world", DOVEKIE_INDEX_SCOPE_HEADER, TRUE, FALSE, "hel|ell|llo|wor|orl|rld" },
+  { "a  b", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
+  { "a\"b", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
+  { "ab\r\ncd", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
+  { "ab\xff" "cd", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
+  /* one boundary term: proven */
+  { "a b", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, TRUE, "[a b]" },
+  { "\xc3\xa9 \xe6\x97\xa5", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "[\xc3\xa9 \xe6\x97\xa5]" },
+  { "ab c", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "[b c]" },
+  /* one run of at most DOVEKIE_SEARCH_WORD_BYTES: proven */
+  { "abc", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, TRUE, "abc/#abc" },
+  { "abc", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "abc/#abc" },
+  { "ternet", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, TRUE, "ternet/#ter,#ern,#rne,#net" },
+  { "e-mail", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "e-mail/#e-m,#-ma,#mai,#ail" },
+  { "abcdefghijklmnopqrst", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE,
+    "abcdefghijklmnopqrst/#abc,#def,#ghi,#klm,#nop,#rst" },
   /* code points, not bytes */
   { "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE,
-    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e" },
-  { "caf\xc3\xa9s", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "caf|af\xc3\xa9|f\xc3\xa9s" },
-  /* control characters and invalid bytes split runs */
-  { "ab\r\ncd", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
-  { "abc\ndef", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, FALSE, "abc|def" },
-  { "ab\xff" "cd", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
-  { "abc\xff", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, FALSE, "abc" },
-  /* quotes are kept in the term; the expression escapes them */
-  { "a\"b", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, TRUE, "a\"b" },
+    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e/#\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e" },
+  { "caf\xc3\xa9s", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE,
+    "caf\xc3\xa9s/#caf,#af\xc3\xa9,#f\xc3\xa9s" },
+  /* never proven in a header, whose text is not stored verbatim */
+  { "abc", DOVEKIE_INDEX_SCOPE_HEADER, TRUE, FALSE, "abc/#abc" },
+  /* longer than a short word: trigrams only */
+  { "abcdefghijklmnopqrstuvwxy", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE,
+    "~/#abc,#efg,#ijk,#nop,#rst,#wxy" },
+  /* separators: several runs (too short ones dropped), candidates only */
+  { "click here", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE,
+    "click/#cli,#lic,#ick|here/#her,#ere|[k h]" },
+  { "click here", DOVEKIE_INDEX_SCOPE_HEADER, TRUE, FALSE, "click/#cli,#lic,#ick|here/#her,#ere" },
+  { "of the", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "the/#the|[f t]" },
+  { "a, the", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "the/#the" },
+  { "x.yz@abc", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, FALSE, "abc/#abc" },
+  { "abc\ndef", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, FALSE, "abc/#abc|def/#def" },
+  { "abc\xff", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, FALSE, "abc/#abc" },
 };
+
+static gchar *
+runs_string (const DovekieSearchPlan *plan)
+{
+  GString *out = g_string_new (NULL);
+
+  for (guint i = 0; i < plan->runs->len; i++)
+    {
+      const DovekieSearchRun *run = g_ptr_array_index (plan->runs, i);
+
+      if (i > 0)
+        g_string_append_c (out, '|');
+      g_string_append (out, run->prefix != NULL ? run->prefix : "~");
+      g_string_append_c (out, '/');
+      for (guint j = 0; j < run->trigrams->len; j++)
+        {
+          if (j > 0)
+            g_string_append_c (out, ',');
+          g_string_append (out, g_ptr_array_index (run->trigrams, j));
+        }
+    }
+  for (guint i = 0; i < plan->boundaries->len; i++)
+    g_string_append_printf (out, "%s[%s]", out->len > 0 ? "|" : "",
+                            (const gchar *) g_ptr_array_index (plan->boundaries, i));
+  return g_string_free (out, FALSE);
+}
 
 START_TEST (test_plan_build)
 {
   const PlanCase *c = &plan_cases[_i];
   DovekieSearchPlan plan;
-  g_autofree gchar *joined = NULL;
+  g_autofree gchar *runs = NULL;
   gboolean handled = dovekie_search_plan_build (c->needle, strlen (c->needle), c->scope, &plan);
 
   ck_assert_msg (handled == c->handled, "case %d (%s): handled", _i, c->needle);
   ck_assert_msg (plan.definite == c->definite, "case %d (%s): definite", _i, c->needle);
-  g_ptr_array_add (plan.terms, NULL);
-  joined = g_strjoinv ("|", (gchar **) plan.terms->pdata);
-  ck_assert_str_eq (joined, c->terms);
+  runs = runs_string (&plan);
+  ck_assert_str_eq (runs, c->runs);
+  for (guint i = 0; i < plan.terms->len; i++)
+    ck_assert_int_eq (g_utf8_strlen (g_ptr_array_index (plan.terms, i), -1), 3);
   dovekie_search_plan_clear (&plan);
 }
 END_TEST
 
-START_TEST (test_plan_max_terms)
+START_TEST (test_plan_max_runs)
 {
   g_autoptr (GString) needle = g_string_new (NULL);
   DovekieSearchPlan plan;
 
-  for (guint i = 0; i < 200; i++)
-    g_string_append_c (needle, (gchar) ('a' + (i * 7) % 26));
+  for (guint i = 0; i < 50; i++)
+    g_string_append_printf (needle, "w%03u ", i);
   ck_assert (dovekie_search_plan_build (needle->str, needle->len, DOVEKIE_INDEX_SCOPE_TEXT,
                                         &plan));
-  ck_assert_uint_eq (plan.terms->len, DOVEKIE_SEARCH_PLAN_MAX_TERMS);
+  ck_assert_uint_eq (plan.runs->len, DOVEKIE_SEARCH_PLAN_MAX_RUNS);
+  ck_assert_uint_eq (plan.boundaries->len, DOVEKIE_SEARCH_PLAN_MAX_RUNS);
+  ck_assert (!plan.definite);
+  ck_assert_uint_le (plan.terms->len, DOVEKIE_SEARCH_PLAN_MAX_TERMS);
   dovekie_search_plan_clear (&plan);
 }
 END_TEST
@@ -76,11 +123,121 @@ START_TEST (test_plan_match_expr)
 {
   DovekieSearchPlan plan;
   g_autofree gchar *expr = NULL;
+  g_autofree gchar *rest = NULL;
 
-  ck_assert (dovekie_search_plan_build ("x\"yz", 4, DOVEKIE_INDEX_SCOPE_TEXT, &plan));
+  ck_assert (dovekie_search_plan_build ("click here", 10, DOVEKIE_INDEX_SCOPE_BODY, &plan));
   expr = dovekie_search_plan_match_expr (&plan);
-  ck_assert_str_eq (expr, "\"x\"\"y\" AND \"\"\"yz\"");
+  ck_assert_str_eq (expr, "(\"click\" * OR (\"#cli\" AND \"#lic\" AND \"#ick\")) AND "
+                          "(\"here\" * OR (\"#her\" AND \"#ere\")) AND \"k h\"");
   dovekie_search_plan_clear (&plan);
+  /* definite: what the proof leaves */
+  ck_assert (dovekie_search_plan_build ("money", 5, DOVEKIE_INDEX_SCOPE_BODY, &plan));
+  rest = dovekie_search_plan_match_expr (&plan);
+  ck_assert_str_eq (rest, "((\"#mon\" AND \"#one\" AND \"#ney\"))");
+  dovekie_search_plan_clear (&plan);
+}
+END_TEST
+
+typedef struct {
+  const gchar *needle;
+  const gchar *proof; /* NULL: none */
+  gboolean complete;
+} ProofCase;
+
+static const ProofCase proof_cases[] = {
+  { "abc", "\"abc\" * OR \"#abc\"", TRUE },
+  { "money", "\"money\" *", FALSE },
+  { "click here", NULL, FALSE },
+  { "abcdefghijklmnopqrstu", NULL, FALSE },
+  { "a b", "\"a b\"", TRUE },
+};
+
+START_TEST (test_plan_proof_expr)
+{
+  const ProofCase *c = &proof_cases[_i];
+  DovekieSearchPlan plan;
+  g_autofree gchar *proof = NULL;
+
+  ck_assert (dovekie_search_plan_build (c->needle, strlen (c->needle), DOVEKIE_INDEX_SCOPE_BODY,
+                                        &plan));
+  proof = dovekie_search_plan_proof_expr (&plan);
+  if (c->proof == NULL)
+    ck_assert_ptr_null (proof);
+  else
+    ck_assert_str_eq (proof, c->proof);
+  ck_assert (dovekie_search_plan_proof_is_complete (&plan) == c->complete);
+  dovekie_search_plan_clear (&plan);
+}
+END_TEST
+
+typedef struct {
+  const gchar *text;
+  const gchar *terms; /* joined by '|' */
+} TermsCase;
+
+static const TermsCase terms_cases[] = {
+  { "", "" },
+  { "ab, c. de", "" },
+  { "abc", "abc" },
+  /* one space between words: a boundary term */
+  { "cde-f x", "cde-f|de-f|e-f|f x" },
+  { "ab  cd", "" },
+  { "ab\tcd", "" },
+  { "\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac", "\xc3\xa9 \xe6\x97\xa5" },
+  { "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9ex", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9ex|"
+    "\xe6\x9c\xac\xe8\xaa\x9ex" },
+  { "a@bcd.efg", "bcd|efg" },
+  /* DOVEKIE_SEARCH_WORD_BYTES: suffixes */
+  { "abcdefghijklmnopqrst",
+    "abcdefghijklmnopqrst|bcdefghijklmnopqrst|cdefghijklmnopqrst|defghijklmnopqrst|"
+    "efghijklmnopqrst|fghijklmnopqrst|ghijklmnopqrst|hijklmnopqrst|ijklmnopqrst|jklmnopqrst|"
+    "klmnopqrst|lmnopqrst|mnopqrst|nopqrst|opqrst|pqrst|qrst|rst" },
+  /* one byte longer: marked trigrams */
+  { "abcdefghijklmnopqrstu",
+    "#abc|#bcd|#cde|#def|#efg|#fgh|#ghi|#hij|#ijk|#jkl|#klm|#lmn|#mno|#nop|#opq|#pqr|#qrs|"
+    "#rst|#stu" },
+  { "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9",
+    "#\xc3\xa9\xc3\xa9\xc3\xa9|#\xc3\xa9\xc3\xa9\xc3\xa9|#\xc3\xa9\xc3\xa9\xc3\xa9|"
+    "#\xc3\xa9\xc3\xa9\xc3\xa9|#\xc3\xa9\xc3\xa9\xc3\xa9|#\xc3\xa9\xc3\xa9\xc3\xa9|"
+    "#\xc3\xa9\xc3\xa9\xc3\xa9|#\xc3\xa9\xc3\xa9\xc3\xa9|#\xc3\xa9\xc3\xa9\xc3\xa9" },
+};
+
+static gboolean
+collect_term (gpointer data, const gchar *term, gsize len)
+{
+  GString *out = data;
+
+  if (out->len > 0)
+    g_string_append_c (out, '|');
+  g_string_append_len (out, term, (gssize) len);
+  return TRUE;
+}
+
+static gboolean
+stop_after_one (gpointer data, const gchar *term, gsize len)
+{
+  (void) term;
+  (void) len;
+  (*(guint *) data)++;
+  return FALSE;
+}
+
+START_TEST (test_terms_foreach)
+{
+  const TermsCase *c = &terms_cases[_i];
+  g_autoptr (GString) out = g_string_new (NULL);
+
+  ck_assert (dovekie_search_terms_foreach (c->text, strlen (c->text), collect_term, out));
+  ck_assert_str_eq (out->str, c->terms);
+}
+END_TEST
+
+START_TEST (test_terms_foreach_stops)
+{
+  guint calls = 0;
+
+  ck_assert (!dovekie_search_terms_foreach ("abcd efgh", 9, stop_after_one, &calls));
+  ck_assert_uint_eq (calls, 1);
 }
 END_TEST
 
@@ -94,6 +251,25 @@ START_TEST (test_is_separator)
 }
 END_TEST
 
+START_TEST (test_is_word_char)
+{
+  ck_assert (dovekie_search_is_word_char ('a'));
+  ck_assert (dovekie_search_is_word_char ('Z'));
+  ck_assert (dovekie_search_is_word_char ('7'));
+  ck_assert (dovekie_search_is_word_char ('-'));
+  ck_assert (dovekie_search_is_word_char ('_'));
+  ck_assert (dovekie_search_is_word_char (0xe9));
+  ck_assert (dovekie_search_is_word_char (0x65e5));
+  ck_assert (dovekie_search_is_word_char (0x10ffff));
+  ck_assert (!dovekie_search_is_word_char (' '));
+  ck_assert (!dovekie_search_is_word_char ('.'));
+  ck_assert (!dovekie_search_is_word_char ('@'));
+  ck_assert (!dovekie_search_is_word_char ('"'));
+  ck_assert (!dovekie_search_is_word_char (DOVEKIE_SEARCH_TRIGRAM_MARK));
+  ck_assert (!dovekie_search_is_word_char ('\0'));
+}
+END_TEST
+
 static Suite *
 plan_suite (void)
 {
@@ -102,13 +278,23 @@ plan_suite (void)
 
   tc = tcase_create ("dovekie_search_plan_build");
   tcase_add_loop_test (tc, test_plan_build, 0, G_N_ELEMENTS (plan_cases));
-  tcase_add_test (tc, test_plan_max_terms);
+  tcase_add_test (tc, test_plan_max_runs);
   suite_add_tcase (s, tc);
   tc = tcase_create ("dovekie_search_plan_match_expr");
   tcase_add_test (tc, test_plan_match_expr);
   suite_add_tcase (s, tc);
+  tc = tcase_create ("dovekie_search_plan_proof_expr");
+  tcase_add_loop_test (tc, test_plan_proof_expr, 0, G_N_ELEMENTS (proof_cases));
+  suite_add_tcase (s, tc);
+  tc = tcase_create ("dovekie_search_terms_foreach");
+  tcase_add_loop_test (tc, test_terms_foreach, 0, G_N_ELEMENTS (terms_cases));
+  tcase_add_test (tc, test_terms_foreach_stops);
+  suite_add_tcase (s, tc);
   tc = tcase_create ("dovekie_search_is_separator");
   tcase_add_test (tc, test_is_separator);
+  suite_add_tcase (s, tc);
+  tc = tcase_create ("dovekie_search_is_word_char");
+  tcase_add_test (tc, test_is_word_char);
   suite_add_tcase (s, tc);
   return s;
 }
