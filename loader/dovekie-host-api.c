@@ -92,8 +92,20 @@ dovekie_kv_key_valid (const gchar *key)
   return TRUE;
 }
 
+/* FALSE with `error` when the host keeps no state. */
 static gboolean
-kv_check (LoadedModule *lm, const gchar *key, const gchar *value, gboolean need_host, GError **error)
+kv_supported (LoadedModule *lm, gboolean supported, GError **error)
+{
+  if (!supported)
+    g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE,
+                 "module %s: this host keeps no state (kv not supported)", lm->module->name);
+  return supported;
+}
+
+/* FALSE with `error` when the key (and the value, if not NULL) break the
+ * contract in loader.h. */
+static gboolean
+kv_valid (const gchar *key, const gchar *value, GError **error)
 {
   if (!dovekie_kv_key_valid (key))
     {
@@ -108,12 +120,6 @@ kv_check (LoadedModule *lm, const gchar *key, const gchar *value, gboolean need_
                    "kv value of %s is not UTF-8 text of at most %d bytes", key, DOVEKIE_KV_VALUE_MAX);
       return FALSE;
     }
-  if (need_host)
-    {
-      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE,
-                   "module %s: this host keeps no state (kv not supported)", lm->module->name);
-      return FALSE;
-    }
   return TRUE;
 }
 
@@ -124,7 +130,7 @@ api_kv_get (DovekieContext *ctx, const gchar *key, gchar **value_r, GError **err
   const DovekieHost *host = &lm->loader->host;
 
   *value_r = NULL;
-  if (!kv_check (lm, key, NULL, host->kv_get == NULL, error))
+  if (!kv_valid (key, NULL, error) || !kv_supported (lm, host->kv_get != NULL, error))
     return FALSE;
   return host->kv_get (host->data, lm->module->name, key, value_r, error);
 }
@@ -135,7 +141,7 @@ api_kv_set (DovekieContext *ctx, const gchar *key, const gchar *value, GError **
   LoadedModule *lm = loaded_from_ctx (ctx);
   const DovekieHost *host = &lm->loader->host;
 
-  if (!kv_check (lm, key, value, host->kv_set == NULL, error))
+  if (!kv_valid (key, value, error) || !kv_supported (lm, host->kv_set != NULL, error))
     return FALSE;
   return host->kv_set (host->data, lm->module->name, key, value, error);
 }
@@ -148,10 +154,9 @@ api_kv_foreach (DovekieContext *ctx, const gchar *prefix, DovekieKvFunc func, gp
   const DovekieHost *host = &lm->loader->host;
 
   /* An empty prefix lists everything; anything else must look like a key. */
-  if (*prefix != '\0' && !kv_check (lm, prefix, NULL, FALSE, error))
+  if ((*prefix != '\0' && !kv_valid (prefix, NULL, error)) ||
+      !kv_supported (lm, host->kv_foreach != NULL, error))
     return FALSE;
-  if (host->kv_foreach == NULL)
-    return kv_check (lm, "x", NULL, TRUE, error);
   return host->kv_foreach (host->data, lm->module->name, prefix, func, data, error);
 }
 

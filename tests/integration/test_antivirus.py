@@ -208,6 +208,36 @@ def test_lmtp_clean_mail_is_delivered_untouched(av, shared_clamd):
                             + re.escape(f"engine={shared_clamd.unix_address}")), since=offset)
 
 
+def test_clean_corpus_mail_passes_untouched(av, shared_clamd):
+    """Real mail (the SpamAssassin corpus) over LMTP and APPEND: every
+    message is accepted and stored byte for byte."""
+    from test_search import corpus_messages
+    messages = []
+    for raw in corpus_messages(limit=150):
+        if raw.startswith(b"From "):  # the mbox separator line
+            raw = raw.split(b"\n", 1)[1]
+        messages.append(raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+    dc = av(shared_clamd.unix_address)
+    for message in messages[:100]:
+        code, text = dc.deliver("alice@example.test", message)
+        assert code == 250, text
+    imap = dc.imap()
+    for message in messages[100:]:
+        typ, data = append(imap, message)
+        assert typ == "OK", data
+    imap.select("INBOX")
+    typ, data = imap.fetch("1:*", "(BODY.PEEK[])")
+    bodies = [part[1] for part in data if isinstance(part, tuple)]
+    imap.logout()
+    assert len(bodies) == len(messages)
+    for stored, sent in zip(bodies, messages):
+        # LMTP adds only its trace headers (Return-Path, Delivered-To).
+        assert stored.endswith(sent), stored[:200]
+    assert not dc.find_log("result=infected|result=error")
+    assert len(dc.find_log(r"scan origin=(?:delivery|append) [^\n]*result=clean")) == \
+        len(messages)
+
+
 # --- LMTP actions for infected mail (dovekie_av_action) ----------------------
 
 def mailbox_names(imap, command: str = "LIST") -> set[str]:
