@@ -42,7 +42,6 @@ int fts_mail_user_init(struct mail_user *user, bool initialize_libfts,
 void fts_mail_user_deinit(struct mail_user *user);
 
 #define DOVEKIE_FTS_BACKEND_NAME "dovekie"
-#define DOVEKIE_FTS_INDEX_FILE "dovekie-search.db"
 
 struct dovekie_fts_backend {
 	struct fts_backend backend;

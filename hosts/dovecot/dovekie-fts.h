@@ -4,6 +4,10 @@
 struct module;
 struct mail_user;
 
+/* The index of a mailbox, in its index directory (also read by
+   `doveadm dovekie status`). */
+#define DOVEKIE_FTS_INDEX_FILE "dovekie-search.db"
+
 /* The fts backend "dovekie" (fts = dovekie). Its vfuncs need the search
    module (the "index" service) loaded for the user; without it the
    backend's init fails and Dovecot searches without fts. */

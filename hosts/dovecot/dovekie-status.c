@@ -19,14 +19,12 @@
 #include "mailbox-list-iter.h"
 #include "dovekie-plugin.h"
 #include "dovekie-doveadm.h"
+#include "dovekie-fts.h"
 #include "dovekie-antivirus.h"
 #include "dovekie-retention.h"
 
 #include <sys/stat.h>
 
-/* The search module's index file in a mailbox's index directory (see
-   dovekie-fts.c). */
-#define DOVEKIE_FTS_INDEX_FILE "dovekie-search.db"
 
 
 static void status_row(const char *area, const char *name, const char *state)

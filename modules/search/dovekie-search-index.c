@@ -21,8 +21,15 @@ struct _DovekieIndex {
   guint32 uidvalidity;
   DovekieSearchLimits limits;
 
+  /* Prepared once when the database opens (open_db), reset after each use. */
   sqlite3_stmt *insert_text;
   sqlite3_stmt *set_meta;
+  sqlite3_stmt *get_meta;
+  sqlite3_stmt *add_gone;
+  sqlite3_stmt *add_unindexed;
+  sqlite3_stmt *load_gone;
+  sqlite3_stmt *load_unindexed;
+  sqlite3_stmt *match;
 
   gboolean in_txn;
   guint batch_docs;
@@ -93,18 +100,22 @@ exec (DovekieIndex *index, const gchar *sql, GError **error)
 static gboolean
 get_meta (DovekieIndex *index, const gchar *key, gint64 *value_r, GError **error)
 {
-  sqlite3_stmt *stmt = NULL;
+  sqlite3_stmt *stmt = index->get_meta;
   int rc;
 
   *value_r = 0;
-  if (sqlite3_prepare_v2 (index->db, "SELECT value FROM meta WHERE key = ?", -1, &stmt, NULL)
-      != SQLITE_OK)
-    return sql_fail (index, error, "reading meta");
+  if (stmt == NULL)
+    {
+      /* a failed recreate left no database */
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED, "%s: index is closed",
+                   index->path);
+      return FALSE;
+    }
   sqlite3_bind_text (stmt, 1, key, -1, SQLITE_STATIC);
   rc = sqlite3_step (stmt);
   if (rc == SQLITE_ROW)
     *value_r = sqlite3_column_int64 (stmt, 0);
-  sqlite3_finalize (stmt);
+  sqlite3_reset (stmt);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE)
     return sql_fail (index, error, "reading meta");
   return TRUE;
@@ -130,6 +141,12 @@ close_db (DovekieIndex *index)
 {
   g_clear_pointer (&index->insert_text, sqlite3_finalize);
   g_clear_pointer (&index->set_meta, sqlite3_finalize);
+  g_clear_pointer (&index->get_meta, sqlite3_finalize);
+  g_clear_pointer (&index->add_gone, sqlite3_finalize);
+  g_clear_pointer (&index->add_unindexed, sqlite3_finalize);
+  g_clear_pointer (&index->load_gone, sqlite3_finalize);
+  g_clear_pointer (&index->load_unindexed, sqlite3_finalize);
+  g_clear_pointer (&index->match, sqlite3_finalize);
   if (index->db != NULL)
     sqlite3_close_v2 (index->db);
   index->db = NULL;
@@ -144,9 +161,14 @@ remove_files (const gchar *path)
   g_autofree gchar *wal = g_strconcat (path, "-wal", NULL);
   g_autofree gchar *shm = g_strconcat (path, "-shm", NULL);
 
-  (void) g_unlink (path);
+  /* The journal files first: a process that opens the index between two
+   * unlinks then finds the old (corrupt) database and fails, instead of
+   * pairing a new empty database with the old write-ahead log, which SQLite
+   * would replay into it. Processes that had the old files open keep
+   * working on them, consistent with themselves, until they close. */
   (void) g_unlink (wal);
   (void) g_unlink (shm);
+  (void) g_unlink (path);
 }
 
 static const gchar schema_sql[] =
@@ -156,6 +178,16 @@ static const gchar schema_sql[] =
   "CREATE VIRTUAL TABLE IF NOT EXISTS text USING fts5(body,"
   " tokenize = '" DOVEKIE_SEARCH_TOKENIZER "', detail = none, content = '', columnsize = 0);";
 
+/* FTS5 merge settings of a new index (stored in it). Indexing time goes
+ * mostly to FTS5 merging the segments that each batch writes: merging 16
+ * segments of a level at a time instead of 4 rewrites each entry about
+ * half as often (about 15% less CPU for `doveadm index`), for a few more
+ * segments for a lookup to read and a larger index (0.40x of the mailbox
+ * instead of 0.35x at corpus x10). */
+static const gchar fts5_config_sql[] =
+  "INSERT INTO text(text, rank) VALUES('automerge', 16);"
+  "INSERT INTO text(text, rank) VALUES('crisismerge', 32);";
+
 /* Empties the tables inside the caller's transaction. */
 static gboolean
 clear_tables (DovekieIndex *index, GError **error)
@@ -164,6 +196,45 @@ clear_tables (DovekieIndex *index, GError **error)
                       "INSERT INTO text(text) VALUES('delete-all');", error) &&
          set_meta (index, "last_uid", 0, error) &&
          set_meta (index, "uidvalidity", index->uidvalidity, error);
+}
+
+/* The statements every write and lookup uses, compiled once. */
+static gboolean
+prepare_all (DovekieIndex *index, GError **error)
+{
+  const struct {
+    sqlite3_stmt **stmt;
+    const gchar *sql;
+  } stmts[] = {
+    { &index->insert_text, "INSERT INTO text(rowid, body) VALUES(?, ?)" },
+    { &index->set_meta, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)" },
+    { &index->get_meta, "SELECT value FROM meta WHERE key = ?" },
+    { &index->add_gone, "INSERT OR IGNORE INTO gone(uid) VALUES(?)" },
+    { &index->add_unindexed, "INSERT OR IGNORE INTO unindexed(uid) VALUES(?)" },
+    { &index->load_gone, "SELECT uid FROM gone ORDER BY uid" },
+    { &index->load_unindexed, "SELECT uid FROM unindexed ORDER BY uid" },
+    { &index->match, "SELECT rowid FROM text WHERE text MATCH ? ORDER BY rowid" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (stmts); i++)
+    if (sqlite3_prepare_v3 (index->db, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT,
+                            stmts[i].stmt, NULL) != SQLITE_OK)
+      return sql_fail (index, error, stmts[i].sql);
+  return TRUE;
+}
+
+/* Runs a prepared one-row write with `uid` bound to its parameter. */
+static gboolean
+step_uid (DovekieIndex *index, sqlite3_stmt *stmt, guint32 uid, GError **error)
+{
+  int rc;
+
+  sqlite3_bind_int64 (stmt, 1, uid);
+  rc = sqlite3_step (stmt);
+  sqlite3_reset (stmt);
+  if (rc != SQLITE_DONE)
+    return sql_fail (index, error, sqlite3_sql (stmt));
+  return TRUE;
 }
 
 static gboolean
@@ -194,11 +265,8 @@ open_db (DovekieIndex *index, GError **error)
                              MAX (index->limits.cache_size / 1024, 64));
   if (!exec (index, pragmas, error) || !exec (index, schema_sql, error))
     return FALSE;
-  if (sqlite3_prepare_v2 (index->db, "INSERT INTO text(rowid, body) VALUES(?, ?)", -1,
-                          &index->insert_text, NULL) != SQLITE_OK ||
-      sqlite3_prepare_v2 (index->db, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
-                          -1, &index->set_meta, NULL) != SQLITE_OK)
-    return sql_fail (index, error, "preparing");
+  if (!prepare_all (index, error))
+    return FALSE;
   if (!get_meta (index, "schema", &schema, error) ||
       !get_meta (index, "uidvalidity", &uidvalidity, error) ||
       !get_meta (index, "last_uid", &last_uid, error))
@@ -228,6 +296,7 @@ open_db (DovekieIndex *index, GError **error)
     index_log (index, DOVEKIE_LOG_INFO, "%s: uidvalidity changed, index emptied", index->path);
   index->last_uid = 0;
   return exec (index, "BEGIN IMMEDIATE", error) &&
+         (schema != 0 || exec (index, fts5_config_sql, error)) &&
          set_meta (index, "schema", DOVEKIE_SEARCH_SCHEMA, error) &&
          clear_tables (index, error) &&
          exec (index, "COMMIT", error);
@@ -490,7 +559,7 @@ index_doc_append (DovekieIndex *index, DovekieIndexField field, const gchar *tex
     }
   chunk = index->chunk[field];
   old_len = chunk->len;
-  /* The trigram tokenizer reads code points: store valid UTF-8 only. */
+  /* The tokenizer reads code points: store valid UTF-8 only. */
   while (len > 0)
     {
       if (g_utf8_validate_len (text, len, &end))
@@ -530,13 +599,11 @@ index_doc_end (DovekieIndex *index, GError **error)
       goto failed;
   if (index->doc_too_big)
     {
-      g_autofree gchar *sql = g_strdup_printf ("INSERT OR IGNORE INTO unindexed(uid) VALUES(%u)",
-                                               index->doc_uid);
       index_log (index, DOVEKIE_LOG_WARNING,
                  "uid %u: text is larger than dovekie_search_max_text (%" G_GUINT64_FORMAT
                  " bytes); not indexed, searches read it", index->doc_uid,
                  index->limits.max_text);
-      if (!exec (index, sql, error))
+      if (!step_uid (index, index->add_unindexed, index->doc_uid, error))
         goto failed;
     }
   index->last_uid = MAX (index->last_uid, index->doc_uid);
@@ -554,11 +621,9 @@ failed:
 static gboolean
 index_expunge (DovekieIndex *index, guint32 uid, GError **error)
 {
-  g_autofree gchar *sql = g_strdup_printf ("INSERT OR IGNORE INTO gone(uid) VALUES(%u)", uid);
-
   if (!check_writable (index, error))
     return FALSE;
-  if (!begin (index, error) || !exec (index, sql, error))
+  if (!begin (index, error) || !step_uid (index, index->add_gone, uid, error))
     {
       write_failed (index);
       return FALSE;
@@ -580,21 +645,18 @@ index_flush (DovekieIndex *index, GError **error)
 }
 
 static gboolean
-load_uids (DovekieIndex *index, const gchar *sql, GArray *uids, GError **error)
+load_uids (DovekieIndex *index, sqlite3_stmt *stmt, GArray *uids, GError **error)
 {
-  sqlite3_stmt *stmt = NULL;
   int rc;
 
-  if (sqlite3_prepare_v2 (index->db, sql, -1, &stmt, NULL) != SQLITE_OK)
-    return sql_fail (index, error, sql);
   while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
     {
       guint32 uid = (guint32) sqlite3_column_int64 (stmt, 0);
       g_array_append_val (uids, uid);
     }
-  sqlite3_finalize (stmt);
+  sqlite3_reset (stmt);
   if (rc != SQLITE_DONE)
-    return sql_fail (index, error, sql);
+    return sql_fail (index, error, sqlite3_sql (stmt));
   return TRUE;
 }
 
@@ -641,14 +703,11 @@ static gboolean
 match_uids (DovekieIndex *index, const gchar *expr, guint fields, GArray *gone, GArray *uids,
             GError **error)
 {
-  sqlite3_stmt *stmt = NULL;
+  sqlite3_stmt *stmt = index->match;
   guint32 prev = 0;
   gboolean have_prev = FALSE;
   int rc;
 
-  if (sqlite3_prepare_v2 (index->db, "SELECT rowid FROM text WHERE text MATCH ? ORDER BY rowid",
-                          -1, &stmt, NULL) != SQLITE_OK)
-    return sql_fail (index, error, "preparing lookup");
   sqlite3_bind_text (stmt, 1, expr, -1, SQLITE_STATIC);
   while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
     {
@@ -662,7 +721,8 @@ match_uids (DovekieIndex *index, const gchar *expr, guint fields, GArray *gone, 
       if (!array_has (gone, uid))
         g_array_append_val (uids, uid);
     }
-  sqlite3_finalize (stmt);
+  sqlite3_reset (stmt);
+  sqlite3_clear_bindings (stmt);
   if (rc != SQLITE_DONE)
     return sql_fail (index, error, "lookup");
   return TRUE;
@@ -690,8 +750,8 @@ lookup_real (DovekieIndex *index, DovekieIndexScope scope, const DovekieSearchPl
                  : (1u << DOVEKIE_INDEX_FIELD_HEADER) | (1u << DOVEKIE_INDEX_FIELD_ADDRESS);
   guint p = 0, c = 0, u = 0, definite = 0, maybe = 0;
 
-  if (!load_uids (index, "SELECT uid FROM gone ORDER BY uid", gone, error) ||
-      !load_uids (index, "SELECT uid FROM unindexed ORDER BY uid", unindexed, error))
+  if (!load_uids (index, index->load_gone, gone, error) ||
+      !load_uids (index, index->load_unindexed, unindexed, error))
     return FALSE;
   if (proof != NULL && !match_uids (index, proof, fields, gone, proven, error))
     return FALSE;
@@ -732,7 +792,7 @@ static gboolean
 index_lookup (DovekieIndex *index, DovekieIndexScope scope, const gchar *needle,
               DovekieIndexAddFunc add, gpointer data, gboolean *handled_r, GError **error)
 {
-  DovekieSearchPlan plan = { NULL, NULL, NULL, FALSE };
+  DovekieSearchPlan plan = { NULL, NULL, FALSE };
   gboolean ok = TRUE;
 
   *handled_r = FALSE;

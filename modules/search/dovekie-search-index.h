@@ -1,6 +1,7 @@
 /* The search module's index: one SQLite FTS5 database per mailbox.
  *
- * Schema (version 2; an index of an older version is removed and rebuilt):
+ * Schema (version 3, 4-grams of long words; an index of an older version is
+ * removed and rebuilt):
  *   text(body)  FTS5, tokenizer dovekie_gram (the terms of
  *               dovekie-search-plan.h), detail=none, contentless.
  *               rowid = uid * 4 + DovekieIndexField; a long text is stored
@@ -21,7 +22,7 @@
 
 G_BEGIN_DECLS
 
-#define DOVEKIE_SEARCH_SCHEMA 2
+#define DOVEKIE_SEARCH_SCHEMA 3
 /* Bytes of one stored row before a text is split. */
 #define DOVEKIE_SEARCH_CHUNK (256 * 1024)
 

@@ -5,20 +5,20 @@
 
 #include "dovekie-search-plan.h"
 
-gboolean
-dovekie_search_is_separator (gunichar c, DovekieIndexScope scope)
-{
-  if (c < 0x20 || c == 0x7f)
-    return TRUE;
-  return scope == DOVEKIE_INDEX_SCOPE_HEADER && c == ' ';
-}
-
 /* The next code point of s[0..len), or (gunichar) -1 for an invalid byte;
  * *step_r is at least 1, so the walk always moves on. */
 static gunichar
 next_char (const gchar *s, gsize len, gsize *step_r)
 {
-  gunichar c = g_utf8_get_char_validated (s, (gssize) MIN (len, 6));
+  gunichar c;
+
+  /* Most mail text is ASCII. */
+  if ((guchar) *s < 0x80)
+    {
+      *step_r = 1;
+      return (guchar) *s;
+    }
+  c = g_utf8_get_char_validated (s, (gssize) MIN (len, 6));
 
   if (c == (gunichar) -1 || c == (gunichar) -2)
     {
@@ -37,13 +37,13 @@ is_continuation (guchar b)
 
 /* ---- terms of a text ---- */
 
-/* The bytes of the (at most) three code points that start s[0..avail). */
+/* The bytes of the (at most) `chars` code points that start s[0..avail). */
 static gsize
-trigram_len (const gchar *s, gsize avail)
+chars_len (const gchar *s, gsize avail, guint chars)
 {
   gsize n = 0;
 
-  for (guint i = 0; i < 3 && n < avail; i++)
+  for (guint i = 0; i < chars && n < avail; i++)
     {
       n++;
       while (n < avail && is_continuation ((guchar) s[n]))
@@ -53,12 +53,14 @@ trigram_len (const gchar *s, gsize avail)
 }
 
 /* Calls `func` for the terms of one word of `len` bytes and `chars` code
- * points: its suffixes, or its marked trigrams when it is long. */
+ * points: its suffixes, or its marked grams when it is long (4-grams, or
+ * trigrams past DOVEKIE_SEARCH_GRAM_WORD_BYTES). */
 static gboolean
 word_terms (const gchar *word, gsize len, guint chars, DovekieSearchTermFunc func,
             gpointer data)
 {
-  gchar trigram[1 + 3 * 4];
+  gchar gram[1 + DOVEKIE_SEARCH_GRAM_CHARS * 4];
+  guint gram_chars = len <= DOVEKIE_SEARCH_GRAM_WORD_BYTES ? DOVEKIE_SEARCH_GRAM_CHARS : 3;
 
   for (gsize i = 0; i < len && chars >= 3; i++)
     {
@@ -71,12 +73,13 @@ word_terms (const gchar *word, gsize len, guint chars, DovekieSearchTermFunc fun
         }
       else
         {
-          /* Valid UTF-8: three code points take at most 12 bytes. */
-          gsize n = trigram_len (word + i, len - i);
+          /* The next `gram_chars` code points, or the last three. Valid
+           * UTF-8: a code point takes at most 4 bytes. */
+          gsize n = chars_len (word + i, len - i, MIN (chars, gram_chars));
 
-          trigram[0] = DOVEKIE_SEARCH_TRIGRAM_MARK;
-          memcpy (trigram + 1, word + i, MIN (n, sizeof trigram - 1));
-          if (!func (data, trigram, 1 + MIN (n, sizeof trigram - 1)))
+          gram[0] = DOVEKIE_SEARCH_GRAM_MARK;
+          memcpy (gram + 1, word + i, MIN (n, sizeof gram - 1));
+          if (!func (data, gram, 1 + MIN (n, sizeof gram - 1)))
             return FALSE;
         }
       chars--;
@@ -111,9 +114,52 @@ boundary_term (const gchar *left, gsize left_len, const gchar *right, gsize righ
   return left_len + 1 + right_len;
 }
 
-gboolean
-dovekie_search_terms_foreach (const gchar *text, gsize len, DovekieSearchTermFunc func,
-                              gpointer data)
+/* The words of one text already given, as an open-addressing set of
+ * (offset, length) into the text. When it is half full, further words are
+ * not remembered: they are given again, which is only slower. */
+typedef struct {
+  guint32 offset, len;
+} WordSlot;
+
+typedef struct {
+  const gchar *text;
+  WordSlot *slots;
+  guint mask, used;
+} WordSet;
+
+/* Slots of the largest set (16k words, 128 KiB), and of one on the stack. */
+#define WORD_SET_MAX_SLOTS 16384
+#define WORD_SET_STACK_SLOTS 512
+
+/* Whether text[start..start+len) was seen before; remembers it if not. */
+static gboolean
+word_set_seen (WordSet *set, gsize start, gsize len)
+{
+  const gchar *word = set->text + start;
+  guint32 hash = 2166136261u;
+  guint i;
+
+  if (set->slots == NULL)
+    return FALSE;
+  for (gsize j = 0; j < len; j++)
+    hash = (hash ^ (guchar) word[j]) * 16777619u;
+  for (i = hash & set->mask; set->slots[i].len != 0; i = (i + 1) & set->mask)
+    if (set->slots[i].len == len && memcmp (set->text + set->slots[i].offset, word, len) == 0)
+      return TRUE;
+  if (set->used * 2 < set->mask + 1)
+    {
+      set->slots[i].offset = (guint32) start;
+      set->slots[i].len = (guint32) len;
+      set->used++;
+    }
+  return FALSE;
+}
+
+/* Walks the words of text: their terms (only for a word's first
+ * occurrence when `set` is given) and the boundary terms. */
+static gboolean
+terms_walk (const gchar *text, gsize len, WordSet *set, DovekieSearchTermFunc func,
+            gpointer data)
 {
   gsize pos = 0, prev_end = 0, prev_last = 0;
   gboolean have_prev = FALSE;
@@ -139,7 +185,8 @@ dovekie_search_terms_foreach (const gchar *text, gsize len, DovekieSearchTermFun
           !func (data, boundary, boundary_term (text + prev_last, prev_end - prev_last,
                                                 text + start, pos - start, boundary)))
         return FALSE;
-      if (!word_terms (text + start, pos - start, chars, func, data))
+      if (chars >= 3 && (set == NULL || !word_set_seen (set, start, pos - start)) &&
+          !word_terms (text + start, pos - start, chars, func, data))
         return FALSE;
       have_prev = TRUE;
       prev_end = pos;
@@ -148,54 +195,39 @@ dovekie_search_terms_foreach (const gchar *text, gsize len, DovekieSearchTermFun
   return TRUE;
 }
 
-/* ---- planning ---- */
-
-static void
-add_term (GPtrArray *terms, GHashTable *seen, const gchar *start, gsize bytes)
+gboolean
+dovekie_search_terms_foreach (const gchar *text, gsize len, DovekieSearchTermFunc func,
+                              gpointer data)
 {
-  gchar *term;
-
-  if (terms->len >= DOVEKIE_SEARCH_PLAN_MAX_TERMS)
-    return;
-  term = g_strndup (start, bytes);
-  if (g_hash_table_contains (seen, term))
-    {
-      g_free (term);
-      return;
-    }
-  g_hash_table_add (seen, term);
-  g_ptr_array_add (terms, g_strdup (term));
+  return terms_walk (text, len, NULL, func, data);
 }
 
-/* The needle's trigrams (see DovekieSearchPlan.terms). */
-static void
-plan_trigrams (const gchar *needle, gsize len, DovekieIndexScope scope,
-               DovekieSearchPlan *plan)
+gboolean
+dovekie_search_terms_foreach_unique (const gchar *text, gsize len, DovekieSearchTermFunc func,
+                                     gpointer data)
 {
-  g_autoptr (GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  /* Byte offsets of the last three searchable code points of the run. */
-  gsize starts[3] = { 0, 0, 0 };
-  guint run = 0;
-  gsize pos = 0;
+  WordSlot stack_slots[WORD_SET_STACK_SLOTS];
+  g_autofree WordSlot *heap_slots = NULL;
+  WordSet set = { text, NULL, 0, 0 };
+  guint slots = 64;
 
-  while (pos < len)
+  /* A word of three code points or more and its separator take four
+   * bytes at least: len / 2 slots keep the set at most half full. */
+  while (slots < len / 2 && slots < WORD_SET_MAX_SLOTS)
+    slots *= 2;
+  if (len < G_MAXUINT32)
     {
-      gsize step;
-      gunichar c = next_char (needle + pos, len - pos, &step);
-
-      if (c == (gunichar) -1 || dovekie_search_is_separator (c, scope))
-        run = 0;
+      if (slots <= WORD_SET_STACK_SLOTS)
+        set.slots = stack_slots;
       else
-        {
-          starts[0] = starts[1];
-          starts[1] = starts[2];
-          starts[2] = pos;
-          if (++run >= 3)
-            add_term (plan->terms, seen, needle + starts[0], pos + step - starts[0]);
-        }
-      pos += step;
+        set.slots = heap_slots = g_new (WordSlot, slots);
+      memset (set.slots, 0, slots * sizeof (WordSlot));
+      set.mask = slots - 1;
     }
+  return terms_walk (text, len, &set, func, data);
 }
+
+/* ---- planning ---- */
 
 static void
 run_free (gpointer data)
@@ -203,8 +235,39 @@ run_free (gpointer data)
   DovekieSearchRun *run = data;
 
   g_free (run->prefix);
+  g_ptr_array_unref (run->grams);
   g_ptr_array_unref (run->trigrams);
   g_free (run);
+}
+
+/* Adds to `grams` at most DOVEKIE_SEARCH_PLAN_RUN_GRAMS marked grams of
+ * `gram_chars` code points of the run needle[start..end) of `chars` code
+ * points, spread over it, the first and the last among them. */
+static void
+pick_grams (const gchar *needle, gsize start, gsize end, guint chars, guint gram_chars,
+            GPtrArray *grams)
+{
+  guint count = chars - gram_chars + 1, wanted = MIN (count, DOVEKIE_SEARCH_PLAN_RUN_GRAMS);
+  guint index = 0, next = 0, taken = 0;
+
+  for (gsize i = start; i < end && taken < wanted; i++)
+    {
+      if (is_continuation ((guchar) needle[i]))
+        continue;
+      if (index == next)
+        {
+          gsize n = chars_len (needle + i, end - i, gram_chars);
+          gchar *term = g_malloc (n + 2);
+
+          term[0] = DOVEKIE_SEARCH_GRAM_MARK;
+          memcpy (term + 1, needle + i, n);
+          term[n + 1] = '\0';
+          g_ptr_array_add (grams, term);
+          taken++;
+          next = wanted > 1 ? (guint) ((guint64) taken * (count - 1) / (wanted - 1)) : count;
+        }
+      index++;
+    }
 }
 
 /* Adds the run needle[start..end) (word characters, valid UTF-8) of
@@ -213,35 +276,20 @@ static void
 plan_run (const gchar *needle, gsize start, gsize end, guint chars, DovekieSearchPlan *plan)
 {
   DovekieSearchRun *run;
-  guint count = chars - 2, wanted = MIN (count, DOVEKIE_SEARCH_PLAN_RUN_TRIGRAMS);
-  guint index = 0, next = 0, taken = 0;
 
   if (plan->runs->len >= DOVEKIE_SEARCH_PLAN_MAX_RUNS)
     return;
   run = g_new0 (DovekieSearchRun, 1);
   if (end - start <= DOVEKIE_SEARCH_WORD_BYTES)
     run->prefix = g_strndup (needle + start, end - start);
+  run->grams = g_ptr_array_new_with_free_func (g_free);
   run->trigrams = g_ptr_array_new_with_free_func (g_free);
-  /* `wanted` trigrams spread over the run, the first and the last among
-   * them. */
-  for (gsize i = start; i < end && taken < wanted; i++)
-    {
-      if (is_continuation ((guchar) needle[i]))
-        continue;
-      if (index == next)
-        {
-          gsize n = trigram_len (needle + i, end - i);
-          gchar *term = g_malloc (n + 2);
-
-          term[0] = DOVEKIE_SEARCH_TRIGRAM_MARK;
-          memcpy (term + 1, needle + i, n);
-          term[n + 1] = '\0';
-          g_ptr_array_add (run->trigrams, term);
-          taken++;
-          next = wanted > 1 ? (guint) ((guint64) taken * (count - 1) / (wanted - 1)) : count;
-        }
-      index++;
-    }
+  /* A run of three code points has one gram, itself, asked as a prefix:
+   * it matches the 4-grams that start with it and every trigram. */
+  run->gram_is_prefix = chars < DOVEKIE_SEARCH_GRAM_CHARS;
+  pick_grams (needle, start, end, chars, MIN (chars, DOVEKIE_SEARCH_GRAM_CHARS), run->grams);
+  if (!run->gram_is_prefix)
+    pick_grams (needle, start, end, chars, 3, run->trigrams);
   g_ptr_array_add (plan->runs, run);
 }
 
@@ -253,11 +301,9 @@ dovekie_search_plan_build (const gchar *needle, gsize len, DovekieIndexScope sco
   guint run_chars = 0;
   gboolean one_run = TRUE, have_prev = FALSE;
 
-  plan->terms = g_ptr_array_new_with_free_func (g_free);
   plan->runs = g_ptr_array_new_with_free_func (run_free);
   plan->boundaries = g_ptr_array_new_with_free_func (g_free);
   plan->definite = FALSE;
-  plan_trigrams (needle, len, scope, plan);
 
   while (pos <= len)
     {
@@ -277,7 +323,7 @@ dovekie_search_plan_build (const gchar *needle, gsize len, DovekieIndexScope sco
                 {
                   gchar term[9];
                   gsize n = boundary_term (needle + prev_last, prev_end - prev_last,
-                                           needle + pos, len - pos, term);
+                                           needle + pos, step, term);
                   g_ptr_array_add (plan->boundaries, g_strndup (term, n));
                 }
             }
@@ -300,10 +346,7 @@ dovekie_search_plan_build (const gchar *needle, gsize len, DovekieIndexScope sco
       pos += step;
     }
   if (plan->runs->len == 0 && plan->boundaries->len == 0)
-    {
-      g_ptr_array_set_size (plan->terms, 0);
-      return FALSE;
-    }
+    return FALSE;
   if (plan->runs->len > 0)
     plan->definite = one_run && len <= DOVEKIE_SEARCH_WORD_BYTES &&
                      scope != DOVEKIE_INDEX_SCOPE_HEADER;
@@ -316,7 +359,6 @@ dovekie_search_plan_build (const gchar *needle, gsize len, DovekieIndexScope sco
 void
 dovekie_search_plan_clear (DovekieSearchPlan *plan)
 {
-  g_clear_pointer (&plan->terms, g_ptr_array_unref);
   g_clear_pointer (&plan->runs, g_ptr_array_unref);
   g_clear_pointer (&plan->boundaries, g_ptr_array_unref);
   plan->definite = FALSE;
@@ -337,6 +379,34 @@ append_literal (GString *expr, const gchar *term)
   g_string_append_c (expr, '"');
 }
 
+/* ("#gram" AND ...), with " *" for a run of three code points. */
+static void
+append_all (GString *expr, GPtrArray *grams, gboolean prefix)
+{
+  g_string_append_c (expr, '(');
+  for (guint j = 0; j < grams->len; j++)
+    {
+      if (j > 0)
+        g_string_append (expr, " AND ");
+      append_literal (expr, g_ptr_array_index (grams, j));
+    }
+  if (prefix)
+    g_string_append (expr, " *");
+  g_string_append_c (expr, ')');
+}
+
+/* The run in long words: its 4-grams, OR its trigrams (very long words). */
+static void
+append_grams (GString *expr, const DovekieSearchRun *run)
+{
+  append_all (expr, run->grams, run->gram_is_prefix);
+  if (run->trigrams->len > 0)
+    {
+      g_string_append (expr, " OR ");
+      append_all (expr, run->trigrams, FALSE);
+    }
+}
+
 gchar *
 dovekie_search_plan_match_expr (const DovekieSearchPlan *plan)
 {
@@ -354,14 +424,8 @@ dovekie_search_plan_match_expr (const DovekieSearchPlan *plan)
           append_literal (expr, run->prefix);
           g_string_append (expr, " * OR ");
         }
-      g_string_append_c (expr, '(');
-      for (guint j = 0; j < run->trigrams->len; j++)
-        {
-          if (j > 0)
-            g_string_append (expr, " AND ");
-          append_literal (expr, g_ptr_array_index (run->trigrams, j));
-        }
-      g_string_append (expr, "))");
+      append_grams (expr, run);
+      g_string_append_c (expr, ')');
     }
   for (guint i = 0; i < plan->boundaries->len; i++)
     {
@@ -382,7 +446,7 @@ dovekie_search_plan_proof_is_complete (const DovekieSearchPlan *plan)
   if (plan->runs->len == 0)
     return TRUE;
   run = g_ptr_array_index (plan->runs, 0);
-  return g_utf8_strlen (run->prefix, -1) == 3;
+  return run->gram_is_prefix;
 }
 
 gchar *
@@ -402,10 +466,12 @@ dovekie_search_plan_proof_expr (const DovekieSearchPlan *plan)
   run = g_ptr_array_index (plan->runs, 0);
   append_literal (expr, run->prefix);
   g_string_append (expr, " *");
-  if (dovekie_search_plan_proof_is_complete (plan))
+  /* Three or four code points: the gram itself, found in long words up
+   * to DOVEKIE_SEARCH_GRAM_WORD_BYTES (and, three, in longer ones). */
+  if (g_utf8_strlen (run->prefix, -1) <= DOVEKIE_SEARCH_GRAM_CHARS)
     {
       g_string_append (expr, " OR ");
-      append_literal (expr, g_ptr_array_index (run->trigrams, 0));
+      append_all (expr, run->grams, run->gram_is_prefix);
     }
   return g_string_free (expr, FALSE);
 }

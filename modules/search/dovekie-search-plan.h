@@ -7,30 +7,33 @@
  *
  * Terms. A word of at most DOVEKIE_SEARCH_WORD_BYTES bytes is indexed by
  * its suffixes of three or more code points; a longer word by its marked
- * trigrams (DOVEKIE_SEARCH_TRIGRAM_MARK and three code points, one per
- * code point with two more after it). Every term is a substring of the
- * text (after its mark). Where exactly one space separates two words, the
- * index also holds a boundary term: the last code point of the first, the
- * space, the first code point of the second. So:
+ * grams: DOVEKIE_SEARCH_GRAM_MARK and the DOVEKIE_SEARCH_GRAM_CHARS code
+ * points that start at each of its code points, and its last three code
+ * points; a word longer than DOVEKIE_SEARCH_GRAM_WORD_BYTES by its marked
+ * trigrams (the three code points at each position). Every term is a
+ * substring of the text (after its mark). Where exactly one space
+ * separates two words, the index also holds a boundary term: the last code
+ * point of the first, the space, the first code point of the second. So:
  *   - a run R of word characters (three or more code points) lies in a
  *     short word exactly when some suffix term starts with R (the FTS5
- *     prefix query "R" *), and in a long word only if every trigram of R
- *     is there as a marked trigram;
- *   - a three-code-point R is in the text exactly when the prefix query
- *     or the marked trigram "#R" matches;
+ *     prefix query "R" *), and in a long word only if every 4-gram of R
+ *     or every trigram of R is there as a marked term;
+ *   - an R of three code points is in the text exactly when the prefix
+ *     query or "#R" * matches; one of four is when "#R" is there;
  *   - "x y" (two word code points and a space) is in the text exactly when
  *     its boundary term is.
  *
  * A needle is planned as its runs of word characters. A message may
  * contain it only if each run (of three or more code points) is in a short
  * or in a long word, and (in TEXT and BODY) each single space between two
- * runs is a boundary term: the AND over runs of (prefix OR trigrams) and
- * over those boundaries gives a superset of the matches. Other separators
- * are never required: they may be where the host's text and the index's
- * legitimately differ (a MIME part boundary, a folded header line); in a
- * header search Dovecot may also compress white space. A needle that is
- * one run, at most DOVEKIE_SEARCH_WORD_BYTES long, is proven by the prefix
- * query (and by its marked trigram when it is three code points long);
+ * runs is a boundary term: the AND over runs of (prefix OR 4-grams OR
+ * trigrams) and over those boundaries gives a superset of the matches.
+ * Other separators are never required: they may be where the host's text
+ * and the index's legitimately differ (a MIME part boundary, a folded
+ * header line); in a header search Dovecot may also compress white space.
+ * A needle that is one run, at most DOVEKIE_SEARCH_WORD_BYTES long, is
+ * proven by the prefix query (and by its marked gram when it is three or
+ * four code points); for three code points that finds every match, else
  * only the messages that hold it in long words alone are left to verify.
  * A needle "x y" is proven by its boundary term.
  */
@@ -43,33 +46,43 @@
 
 G_BEGIN_DECLS
 
-/* More trigrams narrow the candidates less and less; any subset keeps the
- * superset property. */
-#define DOVEKIE_SEARCH_PLAN_MAX_TERMS 24
-/* Trigrams asked per run, and runs asked per needle (same reasoning). */
-#define DOVEKIE_SEARCH_PLAN_RUN_TRIGRAMS 6
+/* Grams asked per run, and runs asked per needle: more narrow the
+ * candidates less and less, and any subset keeps the superset property. */
+#define DOVEKIE_SEARCH_PLAN_RUN_GRAMS 6
 #define DOVEKIE_SEARCH_PLAN_MAX_RUNS 8
 
 /* Longest word indexed by its suffixes, in bytes. */
 #define DOVEKIE_SEARCH_WORD_BYTES 20
-/* First byte of a trigram term; never a word character. */
-#define DOVEKIE_SEARCH_TRIGRAM_MARK '#'
+/* First byte of a gram term; never a word character. */
+#define DOVEKIE_SEARCH_GRAM_MARK '#'
+/* Code points of a gram. Four, not three: the trigrams of a long run of
+ * random letters (base64 that a broken MIME part left as text) cover
+ * nearly every trigram, so that message was a candidate of nearly every
+ * search; its 4-grams cover a small part of all 4-grams. */
+#define DOVEKIE_SEARCH_GRAM_CHARS 4
+/* Longest word indexed by 4-grams, in bytes; longer ones (a megabyte of
+ * base64 on one line) get trigrams: their 4-grams would nearly all be
+ * distinct terms, slow to index (a 10 MB word took seconds more). */
+#define DOVEKIE_SEARCH_GRAM_WORD_BYTES 256
 
 typedef struct {
   /* The run (UTF-8, word characters only, three or more code points)
    * when it is short enough to lie in a short word, else NULL. */
   gchar *prefix;
-  /* Marked trigrams of the run (DOVEKIE_SEARCH_TRIGRAM_MARK and 3 code
-   * points), at most DOVEKIE_SEARCH_PLAN_RUN_TRIGRAMS, never empty. */
+  /* Marked grams of the run (DOVEKIE_SEARCH_GRAM_MARK and
+   * DOVEKIE_SEARCH_GRAM_CHARS code points, or the whole run when it has
+   * three), at most DOVEKIE_SEARCH_PLAN_RUN_GRAMS, never empty. */
+  GPtrArray *grams;
+  /* Marked trigrams of the run when it has four code points or more (it
+   * may lie in a word longer than DOVEKIE_SEARCH_GRAM_WORD_BYTES), at
+   * most DOVEKIE_SEARCH_PLAN_RUN_GRAMS; else empty. */
   GPtrArray *trigrams;
+  /* TRUE when the run has three code points: its one gram is asked as an
+   * FTS5 prefix ("#abc" *), which matches 4-grams and trigrams. */
+  gboolean gram_is_prefix;
 } DovekieSearchRun;
 
 typedef struct {
-  /* Distinct trigrams of the needle's runs of searchable code points
-   * (UTF-8, 3 code points each, see dovekie_search_is_separator), in
-   * needle order; owned by the plan. Informational: the index looks up
-   * `runs`. */
-  GPtrArray *terms;
   /* The needle's runs of word characters with three or more code points
    * (DovekieSearchRun *), in needle order, at most
    * DOVEKIE_SEARCH_PLAN_MAX_RUNS; owned by the plan. */
@@ -84,11 +97,6 @@ typedef struct {
    * matches. */
   gboolean definite;
 } DovekieSearchPlan;
-
-/* Whether `c` separates runs of trigrams in `scope`: control characters
- * always; in HEADER scope also the space, because Dovecot compresses white
- * space in some header searches. */
-gboolean dovekie_search_is_separator (gunichar c, DovekieIndexScope scope);
 
 /* Whether code point `c` belongs to a word (see above). */
 static inline gboolean
@@ -107,6 +115,12 @@ typedef gboolean (*DovekieSearchTermFunc) (gpointer data, const gchar *term, gsi
 gboolean dovekie_search_terms_foreach (const gchar *text, gsize len, DovekieSearchTermFunc func,
                                        gpointer data);
 
+/* Like dovekie_search_terms_foreach, but the terms of a word that occurred
+ * before in `text` may be left out: every distinct term is still given at
+ * least once, which is all a detail=none index records of one row. */
+gboolean dovekie_search_terms_foreach_unique (const gchar *text, gsize len,
+                                              DovekieSearchTermFunc func, gpointer data);
+
 /* Plans a lookup of `needle` (`len` bytes; invalid UTF-8 bytes count as
  * separators). Returns FALSE, with no runs, when the needle has no run of
  * three word code points and no boundary: the index cannot help then. Clear the plan with
@@ -116,20 +130,21 @@ gboolean dovekie_search_plan_build (const gchar *needle, gsize len, DovekieIndex
 void dovekie_search_plan_clear (DovekieSearchPlan *plan);
 
 /* The FTS5 MATCH expression of the candidates of a handled plan: for each
- * run ("prefix" * OR ("#tri" AND ...)), and each boundary term, joined by
- * AND; string literals have "" doubled. For a definite plan only the
- * candidates that the proof expression does not cover: the run's
- * trigrams. Free with g_free. */
+ * run ("prefix" * OR ("#4-gram" AND ...) OR ("#trigram" AND ...)) (("#abc"
+ * *) for a run of three code points), and each boundary term, joined by
+ * AND; string literals have "" doubled. For a definite plan without the
+ * prefix, which the proof expression covers. Free with g_free. */
 gchar *dovekie_search_plan_match_expr (const DovekieSearchPlan *plan);
 
 /* For a definite plan, the FTS5 MATCH expression whose rows certainly
- * contain the needle: "prefix" *, OR "#prefix" when it is a trigram; or
- * the boundary term. NULL when the plan is not definite. Free with
- * g_free. */
+ * contain the needle: "prefix" *, OR its marked gram when the needle is at
+ * most DOVEKIE_SEARCH_GRAM_CHARS code points; or the boundary term. NULL
+ * when the plan is not definite. Free with g_free. */
 gchar *dovekie_search_plan_proof_expr (const DovekieSearchPlan *plan);
 
-/* Whether a definite plan's candidates are all proven (the needle is
- * three code points: the proof expression finds every match). */
+/* Whether a definite plan's candidates are all proven (the needle is a
+ * boundary term, or three code points: the proof expression finds every
+ * match). */
 gboolean dovekie_search_plan_proof_is_complete (const DovekieSearchPlan *plan);
 
 G_END_DECLS

@@ -54,7 +54,7 @@ gram_tokenize (Fts5Tokenizer *tokenizer, void *ctx, int flags, const char *text,
   /* A query term is a gram already (or a prefix of one). */
   if ((flags & FTS5_TOKENIZE_QUERY) != 0)
     return token (ctx, 0, text, len, 0, len);
-  (void) dovekie_search_terms_foreach (text, (gsize) len, emit_gram, &emit);
+  (void) dovekie_search_terms_foreach_unique (text, (gsize) len, emit_gram, &emit);
   return emit.rc;
 }
 

@@ -1,7 +1,7 @@
 /* The search module's FTS5 tokenizer "dovekie_gram".
  *
  * A document's terms are those of dovekie_search_terms_foreach (suffixes
- * of short words, marked trigrams of long ones). A query string is one
+ * of short words, marked grams of long ones). A query string is one
  * term, verbatim: the planner only sends terms and term prefixes. The
  * tokenizer folds nothing, so terms match bytes exactly.
  */

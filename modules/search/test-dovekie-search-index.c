@@ -239,16 +239,41 @@ START_TEST (test_long_words_are_maybe)
 {
   DovekieIndex *index = open_index (1);
 
-  /* 21 bytes: a long word, indexed by its trigrams */
+  /* 21 bytes: a long word, indexed by its 4-grams */
   add_doc (index, 1, NULL, "abcdefghijklmnopqrstu short");
   add_doc (index, 2, NULL, "xbcdefghij");
+  add_doc (index, 3, NULL, "abcdeqqqqqqqqqqqbcdefgqqqq");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "bcdefghij", "1m 2d");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "hij", "1d 2d");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "abcdefghijklmnopqrstu", "1m");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "hort", "1d");
-  /* every trigram asked is there, the run is not: a candidate all the same */
-  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "abcdefghijklmnopqXstu", "1m");
+  /* three and four code points: proven in long words too */
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "stu", "1d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "klmn", "1d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "eqqq", "3d");
+  /* every 4-gram asked is there, the run is not: a candidate all the same */
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "abcdefg", "1m 3m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "abcdefghijklmnopqXstu", "");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "abcstu", "");
+  v->close (index);
+}
+END_TEST
+
+START_TEST (test_very_long_words_have_trigrams)
+{
+  DovekieIndex *index = open_index (1);
+  g_autofree gchar *q280 = g_strnfill (280, 'q');
+  g_autofree gchar *blob = g_strconcat (q280, "needleword", "qqqqqqqqqq", NULL);
+
+  /* past DOVEKIE_SEARCH_GRAM_WORD_BYTES: trigrams, not 4-grams */
+  ck_assert_uint_gt (strlen (blob), DOVEKIE_SEARCH_GRAM_WORD_BYTES);
+  add_doc (index, 1, NULL, blob);
+  add_doc (index, 2, NULL, "needle");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "needlewor", "1m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "dlew", "1m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "dle", "1d 2d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "needle", "1m 2d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "wordneedle", "");
   v->close (index);
 }
 END_TEST
@@ -265,18 +290,22 @@ write_db (const gchar *sql)
 }
 
 /* Fixed bug: an index of an older schema was refused with an error
- * instead of being rebuilt. */
+ * instead of being rebuilt. Schema 1 had the trigram tokenizer, schema 2
+ * trigrams of long words (its own tokenizer, which plain SQLite lacks:
+ * the file is made with the built-in one). */
 START_TEST (test_older_schema_is_rebuilt)
 {
   DovekieIndex *index;
   guint32 last = 1;
+  g_autofree gchar *sql = g_strdup_printf (
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;"
+    "CREATE VIRTUAL TABLE text USING fts5(body, tokenize = 'trigram',"
+    " detail = none, content = '');"
+    "INSERT INTO text(rowid, body) VALUES(13, 'old text');"
+    "INSERT INTO meta VALUES('schema', %d), ('uidvalidity', 1), ('last_uid', 3);", _i + 1);
 
-  /* schema 1: the trigram tokenizer */
-  write_db ("CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;"
-            "CREATE VIRTUAL TABLE text USING fts5(body, tokenize = 'trigram',"
-            " detail = none, content = '');"
-            "INSERT INTO text(rowid, body) VALUES(13, 'old text');"
-            "INSERT INTO meta VALUES('schema', 1), ('uidvalidity', 1), ('last_uid', 3);");
+  ck_assert_int_lt (_i + 1, DOVEKIE_SEARCH_SCHEMA);
+  write_db (sql);
   index = open_index (1);
   ck_assert (v->get_last_uid (index, &last, NULL));
   ck_assert_uint_eq (last, 0);
@@ -439,30 +468,31 @@ static Suite *
 index_suite (void)
 {
   Suite *s = suite_create ("dovekie-search-index");
-  struct { const gchar *name; const TTest *test; } cases[] = {
-    { "open", test_open_creates_and_reopens },
-    { "open_uidvalidity", test_uidvalidity_change_empties },
-    { "open_corrupt", test_corrupt_file_is_rebuilt },
-    { "open_older_schema", test_older_schema_is_rebuilt },
-    { "open_newer_schema", test_newer_schema_is_refused },
-    { "open_read_only", test_read_only_dir_fails_cleanly },
-    { "lookup", test_lookup_scopes },
-    { "expunge", test_expunge_hides },
-    { "doc_append_chunks", test_chunks_overlap },
-    { "doc_append_chunk_words", test_chunks_keep_words_whole },
-    { "lookup_long_words", test_long_words_are_maybe },
-    { "doc_append_too_big", test_too_big_is_always_maybe },
-    { "doc_append_invalid_utf8", test_invalid_utf8_is_stored },
-    { "doc_end_batches", test_uncommitted_batch_is_lost_on_crash },
-    { "reset_optimize", test_reset_and_optimize },
-    { "events", test_events },
+  struct { const gchar *name; const TTest *test; gint loops; } cases[] = {
+    { "open", test_open_creates_and_reopens, 1 },
+    { "open_uidvalidity", test_uidvalidity_change_empties, 1 },
+    { "open_corrupt", test_corrupt_file_is_rebuilt, 1 },
+    { "open_older_schema", test_older_schema_is_rebuilt, DOVEKIE_SEARCH_SCHEMA - 1 },
+    { "open_newer_schema", test_newer_schema_is_refused, 1 },
+    { "open_read_only", test_read_only_dir_fails_cleanly, 1 },
+    { "lookup", test_lookup_scopes, 1 },
+    { "expunge", test_expunge_hides, 1 },
+    { "doc_append_chunks", test_chunks_overlap, 1 },
+    { "doc_append_chunk_words", test_chunks_keep_words_whole, 1 },
+    { "lookup_long_words", test_long_words_are_maybe, 1 },
+    { "lookup_very_long_words", test_very_long_words_have_trigrams, 1 },
+    { "doc_append_too_big", test_too_big_is_always_maybe, 1 },
+    { "doc_append_invalid_utf8", test_invalid_utf8_is_stored, 1 },
+    { "doc_end_batches", test_uncommitted_batch_is_lost_on_crash, 1 },
+    { "reset_optimize", test_reset_and_optimize, 1 },
+    { "events", test_events, 1 },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
       TCase *tc = tcase_create (cases[i].name);
       tcase_add_checked_fixture (tc, setup, teardown);
-      tcase_add_test (tc, cases[i].test);
+      tcase_add_loop_test (tc, cases[i].test, 0, MAX (cases[i].loops, 1));
       tcase_set_timeout (tc, 60);
       suite_add_tcase (s, tc);
     }
