@@ -36,7 +36,6 @@ from pathlib import Path
 
 import pytest
 
-from dovekie_harness import SANITIZER_PRELOAD
 from test_search import (OWN_MESSAGES, assert_clean_log, assert_same, corpus_messages,
                          index_path, load, start_dovecot, uid_search, wait_closed)
 
@@ -503,13 +502,13 @@ def _peak_rss_kb(dc, args: list[str]) -> tuple[int, float]:
     return hwm, time.monotonic() - t0
 
 
+@pytest.mark.plain_build_only("peak RSS means nothing under ASan: its quarantine grows "
+                              "with the work done")
 def test_indexer_memory_is_flat_as_the_mailbox_grows(plugin_path, module_paths):
     """`doveadm index` of N and of 4N distinct generated messages, each from
     scratch. The SQLite page cache is set to its minimum (256k): it is
     bounded by dovekie_search_cache_size and would otherwise fill up
     between N and 4N (at the 8M default that alone is up to 8 MiB)."""
-    if SANITIZER_PRELOAD:
-        pytest.skip("peak RSS means nothing under ASan: its quarantine grows with the work done")
     corpus = generated_messages(4 * RSS_N)
     peaks = {}
     for n in (RSS_N, 4 * RSS_N):
