@@ -125,11 +125,18 @@ rescan_batch(struct rescan_run *run, struct mailbox *box, struct mailbox **qbox,
 	struct mail *mail;
 	struct rescan_message_ctx mctx;
 	const char *vname = mailbox_get_vname(box);
+	const char *kv_error;
 	bool is_quarantine = strcmp(vname, run->quarantine) == 0;
 	unsigned int i, moved_before = counts->moved;
 	int ret = 0;
 
 	*done_r = 0;
+	/* The verdicts the batch stores go into one attribute transaction,
+	   committed with the batch (one write instead of one per message). */
+	if (dovekie_kv_batch_begin(run->duser, error_r) < 0) {
+		*error_r = p_strdup(run->user->pool, *error_r);
+		return -1;
+	}
 	t = mailbox_transaction_begin(box, 0, "dovekie rescan");
 	mail = mail_alloc(t, 0, NULL);
 	for (i = 0; i < count && ret == 0; i++) {
@@ -187,6 +194,12 @@ rescan_batch(struct rescan_run *run, struct mailbox *box, struct mailbox **qbox,
 			run->quarantine));
 	}
 	mail_free(&mail);
+	/* The verdicts are stored whatever happens to the moves: they are a
+	   cache, and one that is lost is only scanned again. */
+	if (dovekie_kv_batch_end(run->duser, TRUE, &kv_error) < 0) {
+		i_warning("dovekie: rescan: cannot store the verdicts of %s: %s", vname,
+			  kv_error);
+	}
 	/* The copies first: a crash between the commits leaves a duplicate in
 	   quarantine, never a lost message. */
 	if (qt != NULL && ret == 0 && mailbox_transaction_commit(&qt) < 0) {
