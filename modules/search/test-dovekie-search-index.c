@@ -370,6 +370,53 @@ START_TEST (test_reset_and_optimize)
 }
 END_TEST
 
+/* PRAGMA `name` of the index file, read by a connection of its own. */
+static gint64
+db_pragma (const gchar *name)
+{
+  g_autofree gchar *sql = g_strdup_printf ("PRAGMA %s", name);
+  sqlite3 *db = NULL;
+  sqlite3_stmt *stmt = NULL;
+  gint64 value;
+
+  ck_assert_int_eq (sqlite3_open_v2 (dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  ck_assert_int_eq (sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL), SQLITE_OK);
+  ck_assert_int_eq (sqlite3_step (stmt), SQLITE_ROW);
+  value = sqlite3_column_int64 (stmt, 0);
+  sqlite3_finalize (stmt);
+  sqlite3_close (db);
+  return value;
+}
+
+START_TEST (test_optimize_merges_and_returns_pages)
+{
+  g_autoptr (GError) error = NULL;
+  DovekieIndex *index = open_index (1);
+  gint64 pages_before, pages_after;
+
+  /* 600 documents in batches of 2: hundreds of segments, each holding
+   * the shared words again. */
+  for (guint32 uid = 1; uid <= 600; uid++)
+    {
+      g_autofree gchar *body = g_strdup_printf ("shared vocabulary of every message, "
+                                                "international correspondence %u "
+                                                "uniqueword%ux", uid, uid * 7919);
+      add_doc (index, uid, NULL, body);
+    }
+  ck_assert (v->flush (index, &error));
+  ck_assert_int_eq (db_pragma ("auto_vacuum"), 2);
+  pages_before = db_pragma ("page_count");
+  ck_assert_msg (v->optimize (index, &error), "optimize: %s", error ? error->message : "");
+  pages_after = db_pragma ("page_count");
+  ck_assert_int_eq (db_pragma ("freelist_count"), 0);
+  ck_assert_msg (pages_after < pages_before, "pages %" G_GINT64_FORMAT " -> %" G_GINT64_FORMAT,
+                 pages_before, pages_after);
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "ueword7919x", "1d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "correspondence 600", "600m");
+  v->close (index);
+}
+END_TEST
+
 START_TEST (test_uncommitted_batch_is_lost_on_crash)
 {
   DovekieIndex *index = open_index (1);
@@ -485,6 +532,7 @@ index_suite (void)
     { "doc_append_invalid_utf8", test_invalid_utf8_is_stored, 1 },
     { "doc_end_batches", test_uncommitted_batch_is_lost_on_crash, 1 },
     { "reset_optimize", test_reset_and_optimize, 1 },
+    { "optimize_merges_and_returns_pages", test_optimize_merges_and_returns_pages, 1 },
     { "events", test_events, 1 },
   };
 

@@ -279,6 +279,31 @@ def test_doveadm_index_rescan_optimize(corpus_dc, corpus):
     assert_clean_log(dc)
 
 
+def index_file_bytes(dc: PrivateDovecot) -> int:
+    path = index_path(dc)
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+
+def test_optimize_merges_the_index_and_shrinks_its_file(corpus_dc):
+    dc = corpus_dc
+    proc = dc.doveadm("index", "-u", "alice", "INBOX")
+    assert proc.returncode == 0, proc.stderr
+    before = index_file_bytes(dc)
+    proc = dc.doveadm("fts", "optimize", "-u", "alice")
+    assert proc.returncode == 0, proc.stderr
+    after = index_file_bytes(dc)
+    db = sqlite3.connect(f"file:{index_path(dc)}?mode=ro", uri=True)
+    try:
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+    finally:
+        db.close()
+    assert free == 0
+    # The batches of `doveadm index` left the corpus in many segments.
+    assert after < before * 0.95, (before, after)
+    assert_same(dc, ["BODY money", "TEXT ternet", "SUBJECT ILUG", "BODY \"click here\""])
+    assert_clean_log(dc)
+
+
 # ---- faults: small mailboxes, own Dovecot each ----
 
 SMALL = 300

@@ -138,10 +138,12 @@ def test_example_refusal_through_installed_files(installed):
 
 
 def test_timers_are_shipped_and_not_enabled():
-    """The retention run and the antivirus rescan come as systemd timers,
-    left for the admin to enable once the modules are on."""
+    """The retention run, the antivirus rescan and the search index merge
+    come as systemd timers, left for the admin to enable once the modules
+    are on."""
     commands = {"retention": "doveadm dovekie retention run -A",
-                "rescan": "doveadm dovekie rescan -A"}
+                "rescan": "doveadm dovekie rescan -A",
+                "optimize": "doveadm fts optimize -A"}
     for name, command in commands.items():
         timer = Path(f"/lib/systemd/system/dovekie-{name}.timer")
         service = Path(f"/lib/systemd/system/dovekie-{name}.service")
