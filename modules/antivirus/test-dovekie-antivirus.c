@@ -20,39 +20,7 @@ static GHashTable *kv;       /* NULL: the kv store fails */
 static FakeClamd *fake;
 static gint message_fd = -1; /* what the host's fd() gives */
 
-static const gchar *
-fake_get_string (DovekieContext *ctx, const gchar *key)
-{
-  (void) ctx;
-  return test_setting_string (&dovekie_module, settings, key);
-}
-
-static guint64
-fake_get_uint (DovekieContext *ctx, const gchar *key)
-{
-  (void) ctx;
-  return test_setting_uint (&dovekie_module, settings, key);
-}
-
-static gboolean
-fake_get_bool (DovekieContext *ctx, const gchar *key)
-{
-  return fake_get_uint (ctx, key) != 0;
-}
-
-static void
-fake_log (DovekieContext *ctx, DovekieLogLevel level, const gchar *message)
-{
-  (void) ctx;
-  test_host_log (&host, level, "antivirus", message);
-}
-
-static gint64
-fake_now (DovekieContext *ctx)
-{
-  (void) ctx;
-  return host.now;
-}
+TEST_FAKE_HOST_BASICS (dovekie_module, "antivirus", host, settings)
 
 static gssize
 fake_read (DovekieMessage *msg, guint8 *buf, gsize len, GError **error)

@@ -15,39 +15,7 @@
 static TestHost host;
 static GHashTable *settings; /* overrides of the declared defaults */
 
-static const gchar *
-fake_get_string (DovekieContext *ctx, const gchar *key)
-{
-  (void) ctx;
-  return test_setting_string (&dovekie_module, settings, key);
-}
-
-static guint64
-fake_get_uint (DovekieContext *ctx, const gchar *key)
-{
-  (void) ctx;
-  return test_setting_uint (&dovekie_module, settings, key);
-}
-
-static gboolean
-fake_get_bool (DovekieContext *ctx, const gchar *key)
-{
-  return fake_get_uint (ctx, key) != 0;
-}
-
-static void
-fake_log (DovekieContext *ctx, DovekieLogLevel level, const gchar *message)
-{
-  (void) ctx;
-  test_host_log (&host, level, "retention", message);
-}
-
-static gint64
-fake_now (DovekieContext *ctx)
-{
-  (void) ctx;
-  return host.now;
-}
+TEST_FAKE_HOST_BASICS (dovekie_module, "retention", host, settings)
 
 static gboolean
 fake_kv_get (DovekieContext *ctx, const gchar *key, gchar **value_r, GError **error)

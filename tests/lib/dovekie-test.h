@@ -166,6 +166,37 @@ test_setting_uint (const DovekieModule *module, GHashTable *overrides, const gch
   return number;
 }
 
+/* Defines the host API's settings, log and clock callbacks of a module's
+ * test (fake_get_string, fake_get_uint, fake_get_bool, fake_log, fake_now)
+ * over the TestHost `host` and the GHashTable * `overrides` of settings.
+ * A macro: the callbacks take no data pointer, so each test binary gets
+ * its own, bound to its own statics. */
+#define TEST_FAKE_HOST_BASICS(module, module_name, host, overrides)                      \
+  static const gchar *fake_get_string (DovekieContext *ctx, const gchar *key)            \
+  {                                                                                      \
+    (void) ctx;                                                                          \
+    return test_setting_string (&(module), (overrides), key);                            \
+  }                                                                                      \
+  static guint64 fake_get_uint (DovekieContext *ctx, const gchar *key)                   \
+  {                                                                                      \
+    (void) ctx;                                                                          \
+    return test_setting_uint (&(module), (overrides), key);                              \
+  }                                                                                      \
+  static gboolean fake_get_bool (DovekieContext *ctx, const gchar *key)                  \
+  {                                                                                      \
+    return fake_get_uint (ctx, key) != 0;                                                \
+  }                                                                                      \
+  static void fake_log (DovekieContext *ctx, DovekieLogLevel level, const gchar *message) \
+  {                                                                                      \
+    (void) ctx;                                                                          \
+    test_host_log (&(host), level, (module_name), message);                              \
+  }                                                                                      \
+  static gint64 fake_now (DovekieContext *ctx)                                           \
+  {                                                                                      \
+    (void) ctx;                                                                          \
+    return (host).now;                                                                   \
+  }
+
 /* An in-memory message. */
 typedef struct {
   const guint8 *data;
