@@ -50,6 +50,8 @@ struct rescan_run {
 	/* Messages looked at by this run, over every mailbox. */
 	uint64_t checked;
 	bool failed;
+	/* rescan_all: a listed mailbox failed. */
+	bool listed_failed;
 };
 
 /* One mailbox's figures, printed as a row. */
@@ -331,34 +333,28 @@ static int rescan_named(struct rescan_run *run, const char *vname)
 	return ret;
 }
 
+/* dovekie_mailbox_func_t: one mailbox of rescan_all. */
+static bool rescan_listed(void *context, const struct mailbox_info *info)
+{
+	struct rescan_run *run = context;
+
+	if (strcmp(info->vname, run->quarantine) != 0 &&
+	    rescan_named(run, info->vname) < 0)
+		run->listed_failed = TRUE;
+	return run->cmd->max_messages == 0 || run->checked < run->cmd->max_messages;
+}
+
 static int rescan_all(struct rescan_run *run)
 {
-	const enum mailbox_list_iter_flags iter_flags =
-		MAILBOX_LIST_ITER_NO_AUTO_BOXES | MAILBOX_LIST_ITER_RETURN_NO_FLAGS;
-	const char *const patterns[] = { "*", NULL };
-	struct mailbox_list_iterate_context *iter;
-	const struct mailbox_info *info;
 	int ret = 0;
 
-	iter = mailbox_list_iter_init_namespaces(run->user->namespaces, patterns,
-						 MAIL_NAMESPACE_TYPE_PRIVATE, iter_flags);
-	while ((info = mailbox_list_iter_next(iter)) != NULL) {
-		if ((info->flags & (MAILBOX_NOSELECT | MAILBOX_NONEXISTENT)) != 0 ||
-		    strcmp(info->vname, run->quarantine) == 0)
-			continue;
-		T_BEGIN {
-			if (rescan_named(run, info->vname) < 0)
-				ret = -1;
-		} T_END;
-		if (run->cmd->max_messages > 0 && run->checked >= run->cmd->max_messages)
-			break;
-	}
-	if (mailbox_list_iter_deinit(&iter) < 0) {
+	run->listed_failed = FALSE;
+	if (dovekie_foreach_mailbox(run->user, rescan_listed, run) < 0) {
 		i_error("dovekie: rescan: cannot list the mailboxes of %s",
 			run->user->username);
 		ret = -1;
 	}
-	return ret;
+	return run->listed_failed ? -1 : ret;
 }
 
 static int

@@ -22,6 +22,7 @@
 #include "dovekie-fts.h"
 #include "dovekie-antivirus.h"
 #include "dovekie-retention.h"
+#include "dovekie-storage.h"
 
 #include <sys/stat.h>
 
@@ -117,29 +118,21 @@ static void status_index_mailbox(struct dovekie_user *duser, struct mailbox *box
 		seq1 == 0 ? 0 : seq2 - seq1 + 1, status.messages, bytes));
 }
 
+/* dovekie_mailbox_func_t: the search row of one mailbox. */
+static bool status_index_listed(void *context, const struct mailbox_info *info)
+{
+	struct mailbox *box = mailbox_alloc(info->ns->list, info->vname, MAILBOX_FLAG_READONLY);
+
+	status_index_mailbox(context, box);
+	mailbox_free(&box);
+	return TRUE;
+}
+
 static void status_index(struct dovekie_user *duser, struct mail_user *user)
 {
-	const enum mailbox_list_iter_flags iter_flags =
-		MAILBOX_LIST_ITER_NO_AUTO_BOXES | MAILBOX_LIST_ITER_RETURN_NO_FLAGS;
-	const char *const patterns[] = { "*", NULL };
-	struct mailbox_list_iterate_context *iter;
-	const struct mailbox_info *info;
-	struct mailbox *box;
-
 	if (!dovekie_bridge_has_index(duser->bridge))
 		return;
-	iter = mailbox_list_iter_init_namespaces(user->namespaces, patterns,
-						 MAIL_NAMESPACE_TYPE_PRIVATE, iter_flags);
-	while ((info = mailbox_list_iter_next(iter)) != NULL) {
-		if ((info->flags & (MAILBOX_NOSELECT | MAILBOX_NONEXISTENT)) != 0)
-			continue;
-		box = mailbox_alloc(info->ns->list, info->vname, MAILBOX_FLAG_READONLY);
-		T_BEGIN {
-			status_index_mailbox(duser, box);
-		} T_END;
-		mailbox_free(&box);
-	}
-	if (mailbox_list_iter_deinit(&iter) < 0)
+	if (dovekie_foreach_mailbox(user, status_index_listed, duser) < 0)
 		status_row("search", "-", "cannot list the mailboxes");
 }
 

@@ -16,6 +16,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include "mail-storage-private.h"
+#include "mailbox-list-iter.h"
+#include "mail-namespace.h"
 #include "dovekie-plugin.h"
 #include "dovekie-quarantine.h"
 #include "dovekie-storage.h"
@@ -294,6 +296,28 @@ dovekie_check_delivery(struct dovekie_user *duser, struct mail *mail,
 	return dovekie_check_mail_int(duser, mail, TRUE,
 				      DOVEKIE_BRIDGE_SAVE_DELIVERY, mailbox_name,
 				      FALSE, result->reason, result);
+}
+
+int dovekie_foreach_mailbox(struct mail_user *user, dovekie_mailbox_func_t *func,
+			    void *context)
+{
+	const enum mailbox_list_iter_flags iter_flags =
+		MAILBOX_LIST_ITER_NO_AUTO_BOXES | MAILBOX_LIST_ITER_RETURN_NO_FLAGS;
+	const char *const patterns[] = { "*", NULL };
+	struct mailbox_list_iterate_context *iter;
+	const struct mailbox_info *info;
+	bool more = TRUE;
+
+	iter = mailbox_list_iter_init_namespaces(user->namespaces, patterns,
+						 MAIL_NAMESPACE_TYPE_PRIVATE, iter_flags);
+	while (more && (info = mailbox_list_iter_next(iter)) != NULL) {
+		if ((info->flags & (MAILBOX_NOSELECT | MAILBOX_NONEXISTENT)) != 0)
+			continue;
+		T_BEGIN {
+			more = func(context, info);
+		} T_END;
+	}
+	return mailbox_list_iter_deinit(&iter);
 }
 
 int dovekie_read_mail(struct dovekie_user *duser, struct mail *mail,

@@ -4,7 +4,9 @@
 #include "dovekie-bridge.h"
 
 struct mailbox;
+struct mailbox_info;
 struct mail;
+struct mail_user;
 struct dovekie_user;
 
 /* mail-storage hooks: save / copy / read / expunge / POP3 session start. */
@@ -20,5 +22,12 @@ typedef int dovekie_mail_reader_t(void *context, const struct dovekie_bridge_mes
 				  const char **error_r);
 int dovekie_read_mail(struct dovekie_user *duser, struct mail *mail,
 		      dovekie_mail_reader_t *func, void *context, const char **error_r);
+
+/* Calls func (inside a data stack frame) for each selectable mailbox of
+   the user's private namespaces, until it returns FALSE. Returns -1 when
+   the listing failed, else 0. */
+typedef bool dovekie_mailbox_func_t(void *context, const struct mailbox_info *info);
+int dovekie_foreach_mailbox(struct mail_user *user, dovekie_mailbox_func_t *func,
+			    void *context);
 
 #endif
