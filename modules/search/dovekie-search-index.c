@@ -8,48 +8,11 @@
 #include <glib/gstdio.h>
 #include <sqlite3.h>
 
-#include "dovekie-search-index.h"
+#include "dovekie-search-index-private.h"
 #include "dovekie-search-plan.h"
 #include "dovekie-search-tokenizer.h"
 
 #define BUSY_TIMEOUT_MS 10000
-
-struct _DovekieIndex {
-  DovekieContext *ctx;
-  gchar *path;
-  sqlite3 *db;
-  guint32 uidvalidity;
-  DovekieSearchLimits limits;
-
-  /* Prepared once when the database opens (open_db), reset after each use. */
-  sqlite3_stmt *insert_text;
-  sqlite3_stmt *set_meta;
-  sqlite3_stmt *get_meta;
-  sqlite3_stmt *add_gone;
-  sqlite3_stmt *add_unindexed;
-  sqlite3_stmt *load_gone;
-  sqlite3_stmt *load_unindexed;
-  sqlite3_stmt *match;
-
-  gboolean in_txn;
-  guint batch_docs;
-  /* Bytes of text in the batch, for the dovekie_search_indexed event. */
-  guint64 batch_bytes;
-  /* Highest uid written, committed or not; committed with the batch. */
-  guint32 last_uid;
-  /* A corrupt file was replaced while writing: later writes would give an
-   * index that claims messages it lacks, so they fail until reopened. */
-  gboolean poisoned;
-  /* open_db found an index of an older schema: it is rebuilt. */
-  gboolean outdated;
-
-  /* The message being added. */
-  gboolean doc_open;
-  guint32 doc_uid;
-  guint64 doc_bytes;
-  gboolean doc_too_big;
-  GString *chunk[DOVEKIE_INDEX_FIELD_COUNT];
-};
 
 static void
 index_log (DovekieIndex *index, DovekieLogLevel level, const gchar *format, ...)
@@ -76,17 +39,6 @@ is_corrupt_code (int code)
 {
   code &= 0xff;
   return code == SQLITE_CORRUPT || code == SQLITE_NOTADB;
-}
-
-static gboolean
-sql_fail (DovekieIndex *index, GError **error, const gchar *what)
-{
-  int code = sqlite3_extended_errcode (index->db);
-
-  g_set_error (error, DOVEKIE_ERROR,
-               (code & 0xff) == SQLITE_BUSY ? DOVEKIE_ERROR_TIMEOUT : DOVEKIE_ERROR_IO,
-               "%s: %s: %s", index->path, what, sqlite3_errmsg (index->db));
-  return FALSE;
 }
 
 static gboolean
@@ -679,150 +631,6 @@ index_flush (DovekieIndex *index, GError **error)
 }
 
 static gboolean
-load_uids (DovekieIndex *index, sqlite3_stmt *stmt, GArray *uids, GError **error)
-{
-  int rc;
-
-  while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
-    {
-      guint32 uid = (guint32) sqlite3_column_int64 (stmt, 0);
-      g_array_append_val (uids, uid);
-    }
-  sqlite3_reset (stmt);
-  if (rc != SQLITE_DONE)
-    return sql_fail (index, error, sqlite3_sql (stmt));
-  return TRUE;
-}
-
-static gboolean
-array_has (GArray *sorted, guint32 uid)
-{
-  guint lo = 0, hi = sorted->len;
-
-  while (lo < hi)
-    {
-      guint mid = lo + (hi - lo) / 2;
-      guint32 v = g_array_index (sorted, guint32, mid);
-
-      if (v == uid)
-        return TRUE;
-      if (v < uid)
-        lo = mid + 1;
-      else
-        hi = mid;
-    }
-  return FALSE;
-}
-
-/* Counts an answered lookup: event dovekie_search_lookup with the scope
- * and how many UIDs were definite and how many maybe (the host reads those). */
-static void
-emit_lookup (DovekieIndex *index, DovekieIndexScope scope, guint definite, guint maybe)
-{
-  static const gchar *const scopes[] = { "text", "body", "header" };
-  gchar definite_s[16], maybe_s[16];
-
-  if (index->ctx == NULL)
-    return;
-  g_snprintf (definite_s, sizeof definite_s, "%u", definite);
-  g_snprintf (maybe_s, sizeof maybe_s, "%u", maybe);
-  dovekie_emit (index->ctx, "dovekie_search_lookup",
-                "scope", (guint) scope < G_N_ELEMENTS (scopes) ? scopes[scope] : "other",
-                "definite", definite_s, "maybe", maybe_s, NULL);
-}
-
-/* Appends the UIDs of the rows in `fields` that match `expr` to `uids`,
- * ascending and once each, leaving out the sorted `gone`. */
-static gboolean
-match_uids (DovekieIndex *index, const gchar *expr, guint fields, GArray *gone, GArray *uids,
-            GError **error)
-{
-  sqlite3_stmt *stmt = index->match;
-  guint32 prev = 0;
-  gboolean have_prev = FALSE;
-  int rc;
-
-  sqlite3_bind_text (stmt, 1, expr, -1, SQLITE_STATIC);
-  while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
-    {
-      sqlite3_int64 rowid = sqlite3_column_int64 (stmt, 0);
-      guint32 uid = (guint32) (rowid >> 2);
-
-      if ((fields & (1u << (rowid & 3))) == 0 || (have_prev && uid == prev))
-        continue;
-      prev = uid;
-      have_prev = TRUE;
-      if (!array_has (gone, uid))
-        g_array_append_val (uids, uid);
-    }
-  sqlite3_reset (stmt);
-  sqlite3_clear_bindings (stmt);
-  if (rc != SQLITE_DONE)
-    return sql_fail (index, error, "lookup");
-  return TRUE;
-}
-
-/* The UID at pos, or past every UID at the end. */
-static guint64
-head (GArray *uids, guint pos)
-{
-  return pos < uids->len ? g_array_index (uids, guint32, pos) : G_MAXUINT64;
-}
-
-static gboolean
-lookup_real (DovekieIndex *index, DovekieIndexScope scope, const DovekieSearchPlan *plan,
-             DovekieIndexAddFunc add, gpointer data, GError **error)
-{
-  g_autoptr (GArray) gone = g_array_new (FALSE, FALSE, sizeof (guint32));
-  g_autoptr (GArray) unindexed = g_array_new (FALSE, FALSE, sizeof (guint32));
-  g_autoptr (GArray) proven = g_array_new (FALSE, FALSE, sizeof (guint32));
-  g_autoptr (GArray) candidates = g_array_new (FALSE, FALSE, sizeof (guint32));
-  g_autofree gchar *proof = dovekie_search_plan_proof_expr (plan);
-  guint fields = scope == DOVEKIE_INDEX_SCOPE_TEXT ? (1u << DOVEKIE_INDEX_FIELD_HEADER) |
-                                                       (1u << DOVEKIE_INDEX_FIELD_BODY)
-                 : scope == DOVEKIE_INDEX_SCOPE_BODY ? (1u << DOVEKIE_INDEX_FIELD_BODY)
-                 : (1u << DOVEKIE_INDEX_FIELD_HEADER) | (1u << DOVEKIE_INDEX_FIELD_ADDRESS);
-  guint p = 0, c = 0, u = 0, definite = 0, maybe = 0;
-
-  if (!load_uids (index, index->load_gone, gone, error) ||
-      !load_uids (index, index->load_unindexed, unindexed, error))
-    return FALSE;
-  if (proof != NULL && !match_uids (index, proof, fields, gone, proven, error))
-    return FALSE;
-  if (!dovekie_search_plan_proof_is_complete (plan))
-    {
-      g_autofree gchar *expr = dovekie_search_plan_match_expr (plan);
-
-      if (!match_uids (index, expr, fields, gone, candidates, error))
-        return FALSE;
-    }
-
-  /* Merge the three ascending lists; a proven UID is definite. */
-  while (p < proven->len || c < candidates->len || u < unindexed->len)
-    {
-      guint64 uid = MIN (head (proven, p), MIN (head (candidates, c), head (unindexed, u)));
-      gboolean is_proven = head (proven, p) == uid;
-      gboolean listed = is_proven || head (candidates, c) == uid;
-
-      if (is_proven)
-        p++;
-      if (head (candidates, c) == uid)
-        c++;
-      if (head (unindexed, u) == uid)
-        u++;
-      if (!listed && array_has (gone, (guint32) uid))
-        continue;
-      add (data, (guint32) uid, is_proven);
-      if (is_proven)
-        definite++;
-      else
-        maybe++;
-    }
-  emit_lookup (index, scope, definite, maybe);
-  return TRUE;
-}
-
-static gboolean
 index_lookup (DovekieIndex *index, DovekieIndexScope scope, const gchar *needle,
               DovekieIndexAddFunc add, gpointer data, gboolean *handled_r, GError **error)
 {
@@ -837,7 +645,7 @@ index_lookup (DovekieIndex *index, DovekieIndexScope scope, const gchar *needle,
     }
   if (dovekie_search_plan_build (needle, strlen (needle), scope, &plan))
     {
-      ok = lookup_real (index, scope, &plan, add, data, error);
+      ok = dovekie_search_lookup_run (index, scope, &plan, add, data, error);
       *handled_r = ok;
       if (!ok && is_corrupt_code (sqlite3_errcode (index->db)))
         {

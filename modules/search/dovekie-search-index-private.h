@@ -1,0 +1,69 @@
+/* What the index's files share: dovekie-search-index.c (open, write,
+ * maintain) and dovekie-search-lookup.c (answer a search). */
+#ifndef DOVEKIE_SEARCH_INDEX_PRIVATE_H
+#define DOVEKIE_SEARCH_INDEX_PRIVATE_H
+
+#include <sqlite3.h>
+
+#include "dovekie-search-index.h"
+#include "dovekie-search-plan.h"
+
+G_BEGIN_DECLS
+
+struct _DovekieIndex {
+  DovekieContext *ctx;
+  gchar *path;
+  sqlite3 *db;
+  guint32 uidvalidity;
+  DovekieSearchLimits limits;
+
+  /* Prepared once when the database opens (open_db), reset after each use. */
+  sqlite3_stmt *insert_text;
+  sqlite3_stmt *set_meta;
+  sqlite3_stmt *get_meta;
+  sqlite3_stmt *add_gone;
+  sqlite3_stmt *add_unindexed;
+  sqlite3_stmt *load_gone;
+  sqlite3_stmt *load_unindexed;
+  sqlite3_stmt *match;
+
+  gboolean in_txn;
+  guint batch_docs;
+  /* Bytes of text in the batch, for the dovekie_search_indexed event. */
+  guint64 batch_bytes;
+  /* Highest uid written, committed or not; committed with the batch. */
+  guint32 last_uid;
+  /* A corrupt file was replaced while writing: later writes would give an
+   * index that claims messages it lacks, so they fail until reopened. */
+  gboolean poisoned;
+  /* open_db found an index of an older schema: it is rebuilt. */
+  gboolean outdated;
+
+  /* The message being added. */
+  gboolean doc_open;
+  guint32 doc_uid;
+  guint64 doc_bytes;
+  gboolean doc_too_big;
+  GString *chunk[DOVEKIE_INDEX_FIELD_COUNT];
+};
+
+static inline gboolean
+sql_fail (DovekieIndex *index, GError **error, const gchar *what)
+{
+  int code = sqlite3_extended_errcode (index->db);
+
+  g_set_error (error, DOVEKIE_ERROR,
+               (code & 0xff) == SQLITE_BUSY ? DOVEKIE_ERROR_TIMEOUT : DOVEKIE_ERROR_IO,
+               "%s: %s: %s", index->path, what, sqlite3_errmsg (index->db));
+  return FALSE;
+}
+
+/* Answers a planned lookup (dovekie-search-lookup.c): definite UIDs, maybe
+ * UIDs and the messages not indexed, without the expunged ones. */
+gboolean dovekie_search_lookup_run (DovekieIndex *index, DovekieIndexScope scope,
+                                    const DovekieSearchPlan *plan, DovekieIndexAddFunc add,
+                                    gpointer data, GError **error);
+
+G_END_DECLS
+
+#endif

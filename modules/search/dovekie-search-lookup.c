@@ -1,0 +1,149 @@
+/* Answering a search from the index. See dovekie-search-index.h. */
+#include "dovekie-config.h"
+
+#include "dovekie-search-index-private.h"
+
+static gboolean
+load_uids (DovekieIndex *index, sqlite3_stmt *stmt, GArray *uids, GError **error)
+{
+  int rc;
+
+  while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
+    {
+      guint32 uid = (guint32) sqlite3_column_int64 (stmt, 0);
+      g_array_append_val (uids, uid);
+    }
+  sqlite3_reset (stmt);
+  if (rc != SQLITE_DONE)
+    return sql_fail (index, error, sqlite3_sql (stmt));
+  return TRUE;
+}
+
+static gboolean
+array_has (GArray *sorted, guint32 uid)
+{
+  guint lo = 0, hi = sorted->len;
+
+  while (lo < hi)
+    {
+      guint mid = lo + (hi - lo) / 2;
+      guint32 v = g_array_index (sorted, guint32, mid);
+
+      if (v == uid)
+        return TRUE;
+      if (v < uid)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+  return FALSE;
+}
+
+/* Counts an answered lookup: event dovekie_search_lookup with the scope
+ * and how many UIDs were definite and how many maybe (the host reads those). */
+static void
+emit_lookup (DovekieIndex *index, DovekieIndexScope scope, guint definite, guint maybe)
+{
+  static const gchar *const scopes[] = { "text", "body", "header" };
+  gchar definite_s[16], maybe_s[16];
+
+  if (index->ctx == NULL)
+    return;
+  g_snprintf (definite_s, sizeof definite_s, "%u", definite);
+  g_snprintf (maybe_s, sizeof maybe_s, "%u", maybe);
+  dovekie_emit (index->ctx, "dovekie_search_lookup",
+                "scope", (guint) scope < G_N_ELEMENTS (scopes) ? scopes[scope] : "other",
+                "definite", definite_s, "maybe", maybe_s, NULL);
+}
+
+/* Appends the UIDs of the rows in `fields` that match `expr` to `uids`,
+ * ascending and once each, leaving out the sorted `gone`. */
+static gboolean
+match_uids (DovekieIndex *index, const gchar *expr, guint fields, GArray *gone, GArray *uids,
+            GError **error)
+{
+  sqlite3_stmt *stmt = index->match;
+  guint32 prev = 0;
+  gboolean have_prev = FALSE;
+  int rc;
+
+  sqlite3_bind_text (stmt, 1, expr, -1, SQLITE_STATIC);
+  while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
+    {
+      sqlite3_int64 rowid = sqlite3_column_int64 (stmt, 0);
+      guint32 uid = (guint32) (rowid >> 2);
+
+      if ((fields & (1u << (rowid & 3))) == 0 || (have_prev && uid == prev))
+        continue;
+      prev = uid;
+      have_prev = TRUE;
+      if (!array_has (gone, uid))
+        g_array_append_val (uids, uid);
+    }
+  sqlite3_reset (stmt);
+  sqlite3_clear_bindings (stmt);
+  if (rc != SQLITE_DONE)
+    return sql_fail (index, error, "lookup");
+  return TRUE;
+}
+
+/* The UID at pos, or past every UID at the end. */
+static guint64
+head (GArray *uids, guint pos)
+{
+  return pos < uids->len ? g_array_index (uids, guint32, pos) : G_MAXUINT64;
+}
+
+gboolean
+dovekie_search_lookup_run (DovekieIndex *index, DovekieIndexScope scope,
+                           const DovekieSearchPlan *plan, DovekieIndexAddFunc add, gpointer data,
+                           GError **error)
+{
+  g_autoptr (GArray) gone = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autoptr (GArray) unindexed = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autoptr (GArray) proven = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autoptr (GArray) candidates = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autofree gchar *proof = dovekie_search_plan_proof_expr (plan);
+  guint fields = scope == DOVEKIE_INDEX_SCOPE_TEXT ? (1u << DOVEKIE_INDEX_FIELD_HEADER) |
+                                                       (1u << DOVEKIE_INDEX_FIELD_BODY)
+                 : scope == DOVEKIE_INDEX_SCOPE_BODY ? (1u << DOVEKIE_INDEX_FIELD_BODY)
+                 : (1u << DOVEKIE_INDEX_FIELD_HEADER) | (1u << DOVEKIE_INDEX_FIELD_ADDRESS);
+  guint p = 0, c = 0, u = 0, definite = 0, maybe = 0;
+
+  if (!load_uids (index, index->load_gone, gone, error) ||
+      !load_uids (index, index->load_unindexed, unindexed, error))
+    return FALSE;
+  if (proof != NULL && !match_uids (index, proof, fields, gone, proven, error))
+    return FALSE;
+  if (!dovekie_search_plan_proof_is_complete (plan))
+    {
+      g_autofree gchar *expr = dovekie_search_plan_match_expr (plan);
+
+      if (!match_uids (index, expr, fields, gone, candidates, error))
+        return FALSE;
+    }
+
+  /* Merge the three ascending lists; a proven UID is definite. */
+  while (p < proven->len || c < candidates->len || u < unindexed->len)
+    {
+      guint64 uid = MIN (head (proven, p), MIN (head (candidates, c), head (unindexed, u)));
+      gboolean is_proven = head (proven, p) == uid;
+      gboolean listed = is_proven || head (candidates, c) == uid;
+
+      if (is_proven)
+        p++;
+      if (head (candidates, c) == uid)
+        c++;
+      if (head (unindexed, u) == uid)
+        u++;
+      if (!listed && array_has (gone, (guint32) uid))
+        continue;
+      add (data, (guint32) uid, is_proven);
+      if (is_proven)
+        definite++;
+      else
+        maybe++;
+    }
+  emit_lookup (index, scope, definite, maybe);
+  return TRUE;
+}
