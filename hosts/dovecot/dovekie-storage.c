@@ -184,19 +184,106 @@ static bool dovekie_is_delivery(struct mail_user *user)
 	return dovekie_service_is(user, "lmtp") || dovekie_service_is(user, "lda");
 }
 
+/* Hands func a source over reader's bytes and the message's facts, under
+   the name and UID given (a copy's reader is another mail object). The
+   stream is left at its start afterwards, where its readers expect it. */
+static int
+dovekie_read_mail_as(struct dovekie_user *duser, struct mail *reader, uint32_t uid,
+		     const char *mailbox_name, dovekie_mail_reader_t *func,
+		     void *context, const char **error_r)
+{
+	struct dovekie_istream_source src;
+	struct dovekie_bridge_source source;
+	struct dovekie_bridge_message msg;
+	uoff_t size;
+	bool was_in_hook = duser->in_hook;
+	int ret;
+
+	/* From here on, any read of this message is ours, not the client's:
+	   even the size lookup may open the stream. */
+	duser->in_hook = TRUE;
+	i_zero(&msg);
+	msg.mailbox = mailbox_name;
+	msg.uid = uid;
+	msg.size = mail_get_physical_size(reader, &size) < 0 ? -1 : (int64_t)size;
+	if (mail_get_stream_because(reader, NULL, NULL, "dovekie", &src.input) < 0) {
+		*error_r = t_strdup_printf("cannot read message uid=%u in %s: %s",
+			uid, mailbox_name,
+			mailbox_get_last_internal_error(reader->box, NULL));
+		duser->in_hook = was_in_hook;
+		return -1;
+	}
+	i_stream_seek(src.input, 0);
+	i_zero(&source);
+	source.read = dovekie_source_read;
+	source.rewind = dovekie_source_rewind;
+	source.fd = dovekie_source_fd;
+	source.context = &src;
+	ret = func(context, &msg, &source, error_r);
+	i_stream_seek(src.input, 0);
+	duser->in_hook = was_in_hook;
+	return ret;
+}
+
+int dovekie_read_mail(struct dovekie_user *duser, struct mail *mail,
+		      dovekie_mail_reader_t *func, void *context, const char **error_r)
+{
+	return dovekie_read_mail_as(duser, mail, mail->uid, mailbox_get_vname(mail->box),
+				    func, context, error_r);
+}
+
+struct dovekie_judge_ctx {
+	struct dovekie_user *duser;
+	bool save;
+	int origin;
+	char *reason;
+	struct dovekie_bridge_result *result;
+	enum dovekie_bridge_verdict verdict;
+};
+
+/* dovekie_mail_reader_t: asks the bridge for the verdict. */
+static int
+dovekie_judge(void *context, const struct dovekie_bridge_message *msg,
+	      const struct dovekie_bridge_source *source, const char **error_r ATTR_UNUSED)
+{
+	struct dovekie_judge_ctx *ctx = context;
+	struct dovekie_bridge *bridge = ctx->duser->bridge;
+
+	T_BEGIN {
+		if (ctx->save && ctx->result != NULL) {
+			ctx->verdict = dovekie_bridge_save_result(bridge,
+				(enum dovekie_bridge_origin)ctx->origin, msg, source,
+				ctx->result);
+		} else if (ctx->result != NULL) {
+			ctx->verdict = dovekie_bridge_read_result(bridge,
+				(enum dovekie_bridge_read_origin)ctx->origin, msg, source,
+				ctx->result);
+		} else if (ctx->save) {
+			ctx->verdict = dovekie_bridge_save(bridge,
+				(enum dovekie_bridge_origin)ctx->origin, msg, source,
+				ctx->reason);
+		} else {
+			ctx->verdict = dovekie_bridge_read(bridge,
+				(enum dovekie_bridge_read_origin)ctx->origin, msg, source,
+				ctx->reason);
+		}
+	} T_END;
+	return 0;
+}
+
 static enum dovekie_bridge_verdict
 dovekie_check_mail_int(struct dovekie_user *duser, struct mail *mail, bool save,
 		       int origin, const char *mailbox_name, bool isolated,
 		       char reason[DOVEKIE_BRIDGE_REASON_MAX],
 		       struct dovekie_bridge_result *result)
 {
-	struct dovekie_istream_source src;
-	struct dovekie_bridge_source source;
-	struct dovekie_bridge_message msg;
-	enum dovekie_bridge_verdict verdict;
+	struct dovekie_judge_ctx ctx = {
+		.duser = duser, .save = save, .origin = origin,
+		.reason = reason, .result = result,
+	};
 	struct mailbox_transaction_context *own_trans = NULL;
 	struct mail *own = NULL, *reader = mail;
-	uoff_t size;
+	const char *error;
 	bool was_in_hook = duser->in_hook;
 
 	reason[0] = '\0';
@@ -205,8 +292,8 @@ dovekie_check_mail_int(struct dovekie_user *duser, struct mail *mail, bool save,
 		result->mailbox[0] = '\0';
 		result->keyword[0] = '\0';
 	}
-	/* From here on, any read of this message is ours, not the client's:
-	   even the size lookup may open the stream. */
+	/* Any read of this message from here on is ours, not the client's,
+	   the mail object of our own below included. */
 	duser->in_hook = TRUE;
 
 	/* isolated: the stored message is read in a transaction and mail
@@ -223,61 +310,19 @@ dovekie_check_mail_int(struct dovekie_user *duser, struct mail *mail, bool save,
 		mail_set_seq(own, mail->seq);
 		reader = own;
 	}
-
-	i_zero(&msg);
-	msg.mailbox = mailbox_name;
-	msg.uid = mail->uid;
-	msg.size = mail_get_physical_size(reader, &size) < 0 ? -1 : (int64_t)size;
-
-	if (mail_get_stream_because(reader, NULL, NULL, "dovekie", &src.input) < 0) {
-		e_error(duser->event, "cannot read message uid=%u in %s: %s",
-			mail->uid, mailbox_name,
-			mailbox_get_last_internal_error(mail->box, NULL));
+	if (dovekie_read_mail_as(duser, reader, mail->uid, mailbox_name, dovekie_judge,
+				 &ctx, &error) < 0) {
+		e_error(duser->event, "%s", error);
 		i_strocpy(reason, "Temporary failure reading the message, try again later",
 			  DOVEKIE_BRIDGE_REASON_MAX);
-		if (own != NULL) {
-			mail_free(&own);
-			mailbox_transaction_rollback(&own_trans);
-		}
-		duser->in_hook = was_in_hook;
-		return DOVEKIE_BRIDGE_TEMPFAIL;
+		ctx.verdict = DOVEKIE_BRIDGE_TEMPFAIL;
 	}
-	i_stream_seek(src.input, 0);
-	i_zero(&source);
-	source.read = dovekie_source_read;
-	source.rewind = dovekie_source_rewind;
-	source.fd = dovekie_source_fd;
-	source.context = &src;
-
-	T_BEGIN {
-		if (save && result != NULL) {
-			verdict = dovekie_bridge_save_result(duser->bridge,
-				(enum dovekie_bridge_origin)origin, &msg,
-				&source, result);
-		} else if (result != NULL) {
-			verdict = dovekie_bridge_read_result(duser->bridge,
-				(enum dovekie_bridge_read_origin)origin, &msg,
-				&source, result);
-		} else if (save) {
-			verdict = dovekie_bridge_save(duser->bridge,
-				(enum dovekie_bridge_origin)origin, &msg,
-				&source, reason);
-		} else {
-			verdict = dovekie_bridge_read(duser->bridge,
-				(enum dovekie_bridge_read_origin)origin, &msg,
-				&source, reason);
-		}
-	} T_END;
 	if (own != NULL) {
 		mail_free(&own);
 		mailbox_transaction_rollback(&own_trans);
-	} else {
-		/* The stream belongs to the mail: leave it where its readers
-		   expect it. */
-		i_stream_seek(src.input, 0);
 	}
 	duser->in_hook = was_in_hook;
-	return verdict;
+	return ctx.verdict;
 }
 
 enum dovekie_bridge_verdict
@@ -318,39 +363,6 @@ int dovekie_foreach_mailbox(struct mail_user *user, dovekie_mailbox_func_t *func
 		} T_END;
 	}
 	return mailbox_list_iter_deinit(&iter);
-}
-
-int dovekie_read_mail(struct dovekie_user *duser, struct mail *mail,
-		      dovekie_mail_reader_t *func, void *context, const char **error_r)
-{
-	struct dovekie_istream_source src;
-	struct dovekie_bridge_source source;
-	struct dovekie_bridge_message msg;
-	uoff_t size;
-	bool was_in_hook = duser->in_hook;
-	int ret;
-
-	duser->in_hook = TRUE;
-	i_zero(&msg);
-	msg.mailbox = mailbox_get_vname(mail->box);
-	msg.uid = mail->uid;
-	msg.size = mail_get_physical_size(mail, &size) < 0 ? -1 : (int64_t)size;
-	if (mail_get_stream_because(mail, NULL, NULL, "dovekie", &src.input) < 0) {
-		*error_r = t_strdup_printf("cannot read message uid=%u in %s: %s",
-			mail->uid, msg.mailbox,
-			mailbox_get_last_internal_error(mail->box, NULL));
-		duser->in_hook = was_in_hook;
-		return -1;
-	}
-	i_stream_seek(src.input, 0);
-	i_zero(&source);
-	source.read = dovekie_source_read;
-	source.rewind = dovekie_source_rewind;
-	source.fd = dovekie_source_fd;
-	source.context = &src;
-	ret = func(context, &msg, &source, error_r);
-	duser->in_hook = was_in_hook;
-	return ret;
 }
 
 /* Judges a message a client is about to read, with everything the
