@@ -35,21 +35,68 @@ static bool content_type_is_text(const struct message_header_line *hdr)
 	return ret;
 }
 
-/* The normalized address list, as a FROM/TO/CC/BCC search sees it. */
+/* The field of a header that a search key compares, if any. */
+static bool
+keyed_field(const char *name, enum dovekie_bridge_index_field *field_r)
+{
+	static const struct {
+		const char *name;
+		enum dovekie_bridge_index_field field;
+	} keyed[] = {
+		{ "Subject", DOVEKIE_BRIDGE_INDEX_SUBJECT },
+		{ "From", DOVEKIE_BRIDGE_INDEX_FROM },
+		{ "To", DOVEKIE_BRIDGE_INDEX_TO },
+		{ "Cc", DOVEKIE_BRIDGE_INDEX_CC },
+		{ "Bcc", DOVEKIE_BRIDGE_INDEX_BCC },
+	};
+
+	for (unsigned int i = 0; i < N_ELEMENTS(keyed); i++) {
+		if (strcasecmp(name, keyed[i].name) == 0) {
+			*field_r = keyed[i].field;
+			return TRUE;
+		}
+	}
+	return FALSE;
+}
+
+/* Runs of spaces and tabs as one space, as index-search.c's
+   compress_lwsp() gives a SUBJECT search. */
+static void compress_lwsp(string_t *dest, const unsigned char *src, size_t size)
+{
+	bool prev_lwsp = TRUE;
+
+	for (size_t i = 0; i < size; i++) {
+		if (src[i] == ' ' || src[i] == '\t') {
+			if (!prev_lwsp)
+				str_append_c(dest, ' ');
+			prev_lwsp = TRUE;
+		} else {
+			str_append_c(dest, src[i]);
+			prev_lwsp = FALSE;
+		}
+	}
+}
+
+/* A keyed header's value as its search key compares it (index-search.c,
+   search_header_arg): SUBJECT with white space compressed, FROM/TO/CC/BCC
+   as the normalized address list; then MIME-decoded and normalized. */
 static void
-text_add_address(struct dovekie_fts_text *text, struct message_decoder_context *decoder,
-		 struct message_block *raw_block)
+text_add_keyed(struct dovekie_fts_text *text, struct message_decoder_context *decoder,
+	       struct message_block *raw_block, enum dovekie_bridge_index_field field)
 {
 	struct message_header_line hdr = *raw_block->hdr;
-	struct message_address *addr;
 	struct message_block block, decoded;
-	string_t *str;
+	string_t *str = t_str_new(hdr.full_value_len + 16);
 
-	addr = message_address_parse(pool_datastack_create(), hdr.full_value,
-				     hdr.full_value_len, UINT_MAX,
-				     MESSAGE_ADDRESS_PARSE_FLAG_FILL_MISSING);
-	str = t_str_new(hdr.full_value_len + 16);
-	message_address_write(str, addr);
+	if (field == DOVEKIE_BRIDGE_INDEX_SUBJECT) {
+		compress_lwsp(str, hdr.full_value, hdr.full_value_len);
+	} else {
+		struct message_address *addr =
+			message_address_parse(pool_datastack_create(), hdr.full_value,
+					      hdr.full_value_len, UINT_MAX,
+					      MESSAGE_ADDRESS_PARSE_FLAG_FILL_MISSING);
+		message_address_write(str, addr);
+	}
 	hdr.name = ""; hdr.name_len = 0;
 	hdr.middle_len = 0;
 	hdr.value = hdr.full_value = str_data(str);
@@ -59,9 +106,8 @@ text_add_address(struct dovekie_fts_text *text, struct message_decoder_context *
 	block.hdr = &hdr;
 	if (message_decoder_decode_next_block(decoder, &block, &decoded) &&
 	    decoded.hdr != NULL) {
-		text_add(text, DOVEKIE_BRIDGE_INDEX_ADDRESS,
-			 decoded.hdr->full_value, decoded.hdr->full_value_len);
-		text_add(text, DOVEKIE_BRIDGE_INDEX_ADDRESS, "\n", 1);
+		text_add(text, field, decoded.hdr->full_value, decoded.hdr->full_value_len);
+		text_add(text, field, "\n", 1);
 	}
 }
 
@@ -75,16 +121,17 @@ int dovekie_fts_extract(struct dovekie_fts_text *text, struct mail *mail,
 	};
 	normalizer_func_t *normalizer = mail->box->storage->user->default_normalizer;
 	struct message_parser_ctx *parser;
-	struct message_decoder_context *decoder, *addr_decoder;
+	struct message_decoder_context *decoder, *key_decoder;
 	struct message_block raw_block, block;
 	struct message_part *prev_part = NULL, *parts;
+	enum dovekie_bridge_index_field field;
 	bool text_part = TRUE;
 	const char *error;
 	int ret;
 
 	parser = message_parser_init(pool_datastack_create(), input, &parser_set);
 	decoder = message_decoder_init(normalizer, 0);
-	addr_decoder = message_decoder_init(normalizer, 0);
+	key_decoder = message_decoder_init(normalizer, 0);
 	while ((ret = message_parser_parse_next_block(parser, &raw_block)) > 0) {
 		struct message_header_line *hdr = raw_block.hdr;
 
@@ -111,8 +158,8 @@ int dovekie_fts_extract(struct dovekie_fts_text *text, struct mail *mail,
 				text_part = content_type_is_text(hdr);
 			} T_END;
 			if (!hdr->eoh && raw_block.part->parent == NULL &&
-			    message_header_is_address(hdr->name)) T_BEGIN {
-				text_add_address(text, addr_decoder, &raw_block);
+			    keyed_field(hdr->name, &field)) T_BEGIN {
+				text_add_keyed(text, key_decoder, &raw_block, field);
 			} T_END;
 		} else if (!text_part) {
 			continue;
@@ -141,7 +188,7 @@ int dovekie_fts_extract(struct dovekie_fts_text *text, struct mail *mail,
 		ret = -2;
 	}
 	(void)message_parser_deinit_from_parts(&parser, &parts, &error);
-	message_decoder_deinit(&addr_decoder);
+	message_decoder_deinit(&key_decoder);
 	message_decoder_deinit(&decoder);
 	if (text->failed) {
 		*error_r = t_strdup(text->error);

@@ -473,6 +473,35 @@ dovekie_fts_merge(const struct mail_search_arg *arg, bool and_args, uint32_t las
 }
 
 /* Returns 1 if arg was used, 0 if Dovecot must search it, -1 on error. */
+/* The scope of a SUBJECT, FROM, TO, CC or BCC search key (Dovecot's
+   mail-search-register-imap.c: SUBJECT compresses white space, the others
+   compare the normalized address list). FALSE for any other header. */
+static bool
+dovekie_fts_keyed_scope(const struct mail_search_arg *arg,
+			enum dovekie_bridge_index_scope *scope_r)
+{
+	static const struct {
+		enum mail_search_arg_type type;
+		const char *name;
+		enum dovekie_bridge_index_scope scope;
+	} keys[] = {
+		{ SEARCH_HEADER_COMPRESS_LWSP, "Subject", DOVEKIE_BRIDGE_INDEX_SCOPE_SUBJECT },
+		{ SEARCH_HEADER_ADDRESS, "From", DOVEKIE_BRIDGE_INDEX_SCOPE_FROM },
+		{ SEARCH_HEADER_ADDRESS, "To", DOVEKIE_BRIDGE_INDEX_SCOPE_TO },
+		{ SEARCH_HEADER_ADDRESS, "Cc", DOVEKIE_BRIDGE_INDEX_SCOPE_CC },
+		{ SEARCH_HEADER_ADDRESS, "Bcc", DOVEKIE_BRIDGE_INDEX_SCOPE_BCC },
+	};
+
+	for (unsigned int i = 0; i < N_ELEMENTS(keys); i++) {
+		if (arg->type == keys[i].type &&
+		    strcasecmp(arg->hdr_field_name, keys[i].name) == 0) {
+			*scope_r = keys[i].scope;
+			return TRUE;
+		}
+	}
+	return FALSE;
+}
+
 static int
 dovekie_fts_lookup_arg(struct dovekie_fts_backend *backend, struct mailbox *box,
 		       struct dovekie_bridge_index *index, struct mail_search_arg *arg,
@@ -493,9 +522,14 @@ dovekie_fts_lookup_arg(struct dovekie_fts_backend *backend, struct mailbox *box,
 		scope = DOVEKIE_BRIDGE_INDEX_SCOPE_BODY;
 		break;
 	case SEARCH_HEADER:
+		scope = DOVEKIE_BRIDGE_INDEX_SCOPE_HEADER;
+		break;
 	case SEARCH_HEADER_ADDRESS:
 	case SEARCH_HEADER_COMPRESS_LWSP:
-		scope = DOVEKIE_BRIDGE_INDEX_SCOPE_HEADER;
+		/* The keys the index holds the compared text of; any other
+		   header compared so (no IMAP key makes one) is Dovecot's. */
+		if (!dovekie_fts_keyed_scope(arg, &scope))
+			return 0;
 		break;
 	default:
 		return 0;

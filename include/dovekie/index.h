@@ -34,20 +34,35 @@ G_BEGIN_DECLS
 
 typedef struct _DovekieIndex DovekieIndex;
 
-/* Which text of a message a piece belongs to. */
+/* Which text of a message a piece belongs to. The keyed fields (SUBJECT
+ * to BCC) hold exactly the text that Dovecot's search key of that name
+ * compares, each instance of the header of the message (not of its parts)
+ * followed by a line feed. */
 typedef enum {
   DOVEKIE_INDEX_FIELD_HEADER = 0,  /* every header of every MIME part, as TEXT sees it */
   DOVEKIE_INDEX_FIELD_BODY = 1,    /* decoded text/ and message/ part bodies, as BODY sees it */
-  DOVEKIE_INDEX_FIELD_ADDRESS = 2, /* normalized address headers, as FROM/TO/CC/BCC see them */
+  DOVEKIE_INDEX_FIELD_SUBJECT = 2, /* Subject, white space compressed, decoded */
+  DOVEKIE_INDEX_FIELD_FROM = 3,    /* From, as a normalized address list, decoded */
+  DOVEKIE_INDEX_FIELD_TO = 4,      /* To, likewise */
+  DOVEKIE_INDEX_FIELD_CC = 5,      /* Cc, likewise */
+  DOVEKIE_INDEX_FIELD_BCC = 6,     /* Bcc, likewise */
 } DovekieIndexField;
-#define DOVEKIE_INDEX_FIELD_COUNT 3
+#define DOVEKIE_INDEX_FIELD_COUNT 7
 
 /* What a needle is searched in. */
 typedef enum {
-  DOVEKIE_INDEX_SCOPE_TEXT = 0,   /* HEADER or BODY fields */
-  DOVEKIE_INDEX_SCOPE_BODY = 1,   /* BODY field only */
-  DOVEKIE_INDEX_SCOPE_HEADER = 2, /* one named header: HEADER and ADDRESS fields; never definite */
+  DOVEKIE_INDEX_SCOPE_TEXT = 0,    /* HEADER or BODY fields */
+  DOVEKIE_INDEX_SCOPE_BODY = 1,    /* BODY field only */
+  DOVEKIE_INDEX_SCOPE_HEADER = 2,  /* one named header's value: HEADER field; never definite */
+  /* The search keys SUBJECT, FROM, TO, CC, BCC: their keyed field; a
+   * needle that the index proves there is definite. */
+  DOVEKIE_INDEX_SCOPE_SUBJECT = 3,
+  DOVEKIE_INDEX_SCOPE_FROM = 4,
+  DOVEKIE_INDEX_SCOPE_TO = 5,
+  DOVEKIE_INDEX_SCOPE_CC = 6,
+  DOVEKIE_INDEX_SCOPE_BCC = 7,
 } DovekieIndexScope;
+#define DOVEKIE_INDEX_SCOPE_COUNT 8
 
 /* Called once per matching UID, in ascending UID order; `definite` tells
  * a proven match from a candidate. */

@@ -466,7 +466,8 @@ insert_row (DovekieIndex *index, DovekieIndexField field, const gchar *text, gsi
   sqlite3_stmt *stmt = index->insert_text;
   int rc;
 
-  sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) index->doc_uid * 4 + field);
+  sqlite3_bind_int64 (stmt, 1,
+                      (sqlite3_int64) index->doc_uid << DOVEKIE_SEARCH_FIELD_BITS | field);
   sqlite3_bind_text (stmt, 2, text, (int) len, SQLITE_STATIC);
   rc = sqlite3_step (stmt);
   sqlite3_reset (stmt);
@@ -643,7 +644,8 @@ index_lookup (DovekieIndex *index, DovekieIndexScope scope, const gchar *needle,
       g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED, "%s: index is closed", index->path);
       return FALSE;
     }
-  if (dovekie_search_plan_build (needle, strlen (needle), scope, &plan))
+  if ((guint) scope < DOVEKIE_INDEX_SCOPE_COUNT &&
+      dovekie_search_plan_build (needle, strlen (needle), scope, &plan))
     {
       ok = dovekie_search_lookup_run (index, scope, &plan, add, data, error);
       *handled_r = ok;

@@ -1,10 +1,10 @@
 /* The search module's index: one SQLite FTS5 database per mailbox.
  *
- * Schema (version 3, 4-grams of long words; an index of an older version is
+ * Schema (version 4, keyed header fields; an index of an older version is
  * removed and rebuilt):
  *   text(body)  FTS5, tokenizer dovekie_gram (the terms of
  *               dovekie-search-plan.h), detail=none, contentless.
- *               rowid = uid * 4 + DovekieIndexField; a long text is stored
+ *               rowid = uid * 8 + DovekieIndexField; a long text is stored
  *               as several rows with the same rowid whose chunks overlap
  *               by DOVEKIE_SEARCH_WORD_BYTES bytes.
  *   gone(uid)   expunged messages (a contentless FTS5 table of this SQLite
@@ -22,7 +22,10 @@
 
 G_BEGIN_DECLS
 
-#define DOVEKIE_SEARCH_SCHEMA 3
+#define DOVEKIE_SEARCH_SCHEMA 4
+/* rowid = uid << DOVEKIE_SEARCH_FIELD_BITS | field */
+#define DOVEKIE_SEARCH_FIELD_BITS 3
+G_STATIC_ASSERT (DOVEKIE_INDEX_FIELD_COUNT <= 1 << DOVEKIE_SEARCH_FIELD_BITS);
 /* Bytes of one stored row before a text is split. */
 #define DOVEKIE_SEARCH_CHUNK (256 * 1024)
 

@@ -44,7 +44,8 @@ array_has (GArray *sorted, guint32 uid)
 static void
 emit_lookup (DovekieIndex *index, DovekieIndexScope scope, guint definite, guint maybe)
 {
-  static const gchar *const scopes[] = { "text", "body", "header" };
+  static const gchar *const scopes[] = { "text", "body", "header", "subject",
+                                          "from", "to", "cc", "bcc" };
   gchar definite_s[16], maybe_s[16];
 
   if (index->ctx == NULL)
@@ -71,9 +72,10 @@ match_uids (DovekieIndex *index, const gchar *expr, guint fields, GArray *gone, 
   while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
     {
       sqlite3_int64 rowid = sqlite3_column_int64 (stmt, 0);
-      guint32 uid = (guint32) (rowid >> 2);
+      guint32 uid = (guint32) (rowid >> DOVEKIE_SEARCH_FIELD_BITS);
+      guint field = (guint) (rowid & ((1 << DOVEKIE_SEARCH_FIELD_BITS) - 1));
 
-      if ((fields & (1u << (rowid & 3))) == 0 || (have_prev && uid == prev))
+      if ((fields & (1u << field)) == 0 || (have_prev && uid == prev))
         continue;
       prev = uid;
       have_prev = TRUE;
@@ -85,6 +87,28 @@ match_uids (DovekieIndex *index, const gchar *expr, guint fields, GArray *gone, 
   if (rc != SQLITE_DONE)
     return sql_fail (index, error, "lookup");
   return TRUE;
+}
+
+/* The fields whose rows hold what the scope's search compares. */
+static guint
+scope_fields (DovekieIndexScope scope)
+{
+  G_STATIC_ASSERT (DOVEKIE_INDEX_FIELD_BCC - DOVEKIE_INDEX_FIELD_SUBJECT ==
+                   DOVEKIE_INDEX_SCOPE_BCC - DOVEKIE_INDEX_SCOPE_SUBJECT);
+
+  switch (scope)
+    {
+    case DOVEKIE_INDEX_SCOPE_TEXT:
+      return 1u << DOVEKIE_INDEX_FIELD_HEADER | 1u << DOVEKIE_INDEX_FIELD_BODY;
+    case DOVEKIE_INDEX_SCOPE_BODY:
+      return 1u << DOVEKIE_INDEX_FIELD_BODY;
+    case DOVEKIE_INDEX_SCOPE_HEADER:
+      return 1u << DOVEKIE_INDEX_FIELD_HEADER;
+    default:
+      /* SUBJECT to BCC: the keyed field, which holds exactly the text the
+       * search key compares, as BODY holds what BODY compares. */
+      return 1u << (DOVEKIE_INDEX_FIELD_SUBJECT + (scope - DOVEKIE_INDEX_SCOPE_SUBJECT));
+    }
 }
 
 /* The UID at pos, or past every UID at the end. */
@@ -104,10 +128,7 @@ dovekie_search_lookup_run (DovekieIndex *index, DovekieIndexScope scope,
   g_autoptr (GArray) proven = g_array_new (FALSE, FALSE, sizeof (guint32));
   g_autoptr (GArray) candidates = g_array_new (FALSE, FALSE, sizeof (guint32));
   g_autofree gchar *proof = dovekie_search_plan_proof_expr (plan);
-  guint fields = scope == DOVEKIE_INDEX_SCOPE_TEXT ? (1u << DOVEKIE_INDEX_FIELD_HEADER) |
-                                                       (1u << DOVEKIE_INDEX_FIELD_BODY)
-                 : scope == DOVEKIE_INDEX_SCOPE_BODY ? (1u << DOVEKIE_INDEX_FIELD_BODY)
-                 : (1u << DOVEKIE_INDEX_FIELD_HEADER) | (1u << DOVEKIE_INDEX_FIELD_ADDRESS);
+  guint fields = scope_fields (scope);
   guint p = 0, c = 0, u = 0, definite = 0, maybe = 0;
 
   if (!load_uids (index, index->load_gone, gone, error) ||

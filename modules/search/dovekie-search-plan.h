@@ -25,7 +25,7 @@
  *
  * A needle is planned as its runs of word characters. A message may
  * contain it only if each run (of three or more code points) is in a short
- * or in a long word, and (in TEXT and BODY) each single space between two
+ * or in a long word, and (in every scope but HEADER) each single space between two
  * runs is a boundary term: the AND over runs of (prefix OR 4-grams OR
  * trigrams) and over those boundaries gives a superset of the matches.
  * Other separators are never required: they may be where the host's text
@@ -88,10 +88,11 @@ typedef struct {
    * DOVEKIE_SEARCH_PLAN_MAX_RUNS; owned by the plan. */
   GPtrArray *runs;
   /* Boundary terms (UTF-8 "x y") of the runs of any length that one
-   * space separates, TEXT and BODY scope only, at most
+   * space separates, every scope but HEADER, at most
    * DOVEKIE_SEARCH_PLAN_MAX_RUNS; owned by the plan. */
   GPtrArray *boundaries;
-  /* TRUE when the scope's text is stored verbatim (TEXT, BODY) and the
+  /* TRUE when the scope's text is stored verbatim (every scope but
+   * HEADER, whose search may compress white space) and the
    * needle is one run of at most DOVEKIE_SEARCH_WORD_BYTES bytes, or is
    * one boundary term: then dovekie_search_plan_proof_expr proves
    * matches. */

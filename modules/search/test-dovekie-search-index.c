@@ -353,6 +353,48 @@ START_TEST (test_invalid_utf8_is_stored)
 }
 END_TEST
 
+static void
+add_keyed (DovekieIndex *index, guint32 uid, const gchar *header, DovekieIndexField field,
+           const gchar *text)
+{
+  g_autoptr (GError) error = NULL;
+
+  ck_assert (v->doc_begin (index, uid, &error));
+  ck_assert (v->doc_append (index, DOVEKIE_INDEX_FIELD_HEADER, header, strlen (header), &error));
+  ck_assert (v->doc_append (index, field, text, strlen (text), &error));
+  ck_assert_msg (v->doc_end (index, &error), "doc_end: %s", error ? error->message : "");
+}
+
+START_TEST (test_keyed_scopes)
+{
+  DovekieIndex *index = open_index (1);
+
+  add_keyed (index, 1, "Subject: ilug meeting\r\n", DOVEKIE_INDEX_FIELD_SUBJECT,
+             "ilug meeting\n");
+  add_keyed (index, 2, "List-Id: ilug\r\nSubject: other\r\n", DOVEKIE_INDEX_FIELD_SUBJECT,
+             "other\n");
+  add_keyed (index, 3, "From: Ann <ann@example.org>\r\n", DOVEKIE_INDEX_FIELD_FROM,
+             "Ann <ann@example.org>\n");
+  add_keyed (index, 4, "Cc: x\r\n", DOVEKIE_INDEX_FIELD_CC,
+             "<x@MISSING_DOMAIN>\n");
+  /* the keyed field alone, and proven as BODY is */
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_SUBJECT, "ilug", "1d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_SUBJECT, "lug", "1d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_SUBJECT, "g m", "1d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_SUBJECT, "lug meet", "1m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_SUBJECT, "ann", "");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_FROM, "ann", "3d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_TO, "ann", "");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BCC, "ann", "");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_CC, "SING_DOM", "4d");
+  /* any header: maybe, from HEADER only */
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_HEADER, "ilug", "1m 2m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_HEADER, "SING_DOM", "");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_TEXT, "ilug", "1d 2d");
+  v->close (index);
+}
+END_TEST
+
 START_TEST (test_reset_and_optimize)
 {
   g_autoptr (GError) error = NULL;
@@ -532,6 +574,7 @@ index_suite (void)
     { "doc_append_invalid_utf8", test_invalid_utf8_is_stored, 1 },
     { "doc_end_batches", test_uncommitted_batch_is_lost_on_crash, 1 },
     { "reset_optimize", test_reset_and_optimize, 1 },
+    { "keyed_scopes", test_keyed_scopes, 1 },
     { "optimize_merges_and_returns_pages", test_optimize_merges_and_returns_pages, 1 },
     { "events", test_events, 1 },
   };

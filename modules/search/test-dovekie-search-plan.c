@@ -53,6 +53,11 @@ static const PlanCase plan_cases[] = {
     "caf\xc3\xa9s/#caf\xc3\xa9,#af\xc3\xa9s+#caf,#af\xc3\xa9,#f\xc3\xa9s" },
   /* never proven in a header, whose text is not stored verbatim */
   { "abc", DOVEKIE_INDEX_SCOPE_HEADER, TRUE, FALSE, "abc/#abc*" },
+  /* the keyed fields are (what SUBJECT, FROM... compare, as stored) */
+  { "abc", DOVEKIE_INDEX_SCOPE_SUBJECT, TRUE, TRUE, "abc/#abc*" },
+  { "a b", DOVEKIE_INDEX_SCOPE_FROM, TRUE, TRUE, "[a b]" },
+  { "ternet", DOVEKIE_INDEX_SCOPE_BCC, TRUE, TRUE,
+    "ternet/#tern,#erne,#rnet+#ter,#ern,#rne,#net" },
   /* longer than a short word: grams only */
   { "abcdefghijklmnopqrstuvwxy", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE,
     "~/#abcd,#efgh,#ijkl,#mnop,#qrst,#vwxy+#abc,#efg,#ijk,#nop,#rst,#wxy" },
@@ -61,6 +66,8 @@ static const PlanCase plan_cases[] = {
     "click/#clic,#lick+#cli,#lic,#ick|here/#here+#her,#ere|[k h]" },
   { "click here", DOVEKIE_INDEX_SCOPE_HEADER, TRUE, FALSE,
     "click/#clic,#lick+#cli,#lic,#ick|here/#here+#her,#ere" },
+  { "click here", DOVEKIE_INDEX_SCOPE_SUBJECT, TRUE, FALSE,
+    "click/#clic,#lick+#cli,#lic,#ick|here/#here+#her,#ere|[k h]" },
   { "of the", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "the/#the*|[f t]" },
   { "a, the", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "the/#the*" },
   { "x.yz@abc", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, FALSE, "abc/#abc*" },

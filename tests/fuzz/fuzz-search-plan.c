@@ -1,7 +1,8 @@
 /* Fuzz target: query planning and the index's text intake and lookups.
  *
- * Input: byte 0 picks the scope (byte 0 % 3) and where a needle is cut from
- * the text (byte 0 / 3); the rest is both a needle and a message text.
+ * Input: byte 0 picks the scope (byte 0 % DOVEKIE_INDEX_SCOPE_COUNT) and
+ * where a needle is cut from the text (byte 0 / DOVEKIE_INDEX_SCOPE_COUNT);
+ * the rest is both a needle and a message text.
  *
  * Planner (on the raw bytes, any scope): every run and boundary of the plan
  * is made of the needle's own word characters, within the documented
@@ -9,8 +10,8 @@
  * needle, the terms the plan requires are among the terms the tokenizer
  * gives for the needle as a text (the superset property, without SQLite).
  *
- * Index: the text is added as one message (a BODY, or a HEADER in header
- * scope), then two needles are looked up: the whole text, and a slice of
+ * Index: the text is added as one message (into the field the scope
+ * searches: BODY for TEXT), then two needles are looked up: the whole text, and a slice of
  * it. Against every message in the index: each one that contains the
  * needle is returned, and each definite one contains it (the oracle is
  * strstr on the text as the index stores it: invalid UTF-8 replaced).
@@ -298,6 +299,24 @@ found (gpointer data, guint32 uid, gboolean definite)
     answer->answer[uid - answer->base] = definite ? 2 : 1;
 }
 
+/* The field a message of this input goes into: the one that the scope
+ * searches (BODY for TEXT). */
+static DovekieIndexField
+scope_field (DovekieIndexScope scope)
+{
+  switch (scope)
+    {
+    case DOVEKIE_INDEX_SCOPE_TEXT:
+    case DOVEKIE_INDEX_SCOPE_BODY:
+      return DOVEKIE_INDEX_FIELD_BODY;
+    case DOVEKIE_INDEX_SCOPE_HEADER:
+      return DOVEKIE_INDEX_FIELD_HEADER;
+    default:
+      return (DovekieIndexField) (DOVEKIE_INDEX_FIELD_SUBJECT +
+                                  (scope - DOVEKIE_INDEX_SCOPE_SUBJECT));
+    }
+}
+
 static gboolean
 in_scope (DovekieIndexField field, DovekieIndexScope scope)
 {
@@ -308,8 +327,9 @@ in_scope (DovekieIndexField field, DovekieIndexScope scope)
     case DOVEKIE_INDEX_SCOPE_BODY:
       return field == DOVEKIE_INDEX_FIELD_BODY;
     case DOVEKIE_INDEX_SCOPE_HEADER:
+      return field == DOVEKIE_INDEX_FIELD_HEADER;
     default:
-      return field == DOVEKIE_INDEX_FIELD_HEADER || field == DOVEKIE_INDEX_FIELD_ADDRESS;
+      return field == scope_field (scope);
     }
 }
 
@@ -368,7 +388,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 
   if (size < 1)
     return 0;
-  scope = (DovekieIndexScope) (data[0] % 3);
+  scope = (DovekieIndexScope) (data[0] % DOVEKIE_INDEX_SCOPE_COUNT);
   check_plan (text, size - 1, scope);
 
   if (fuzz_index == NULL)
@@ -391,8 +411,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       memset (fuzz_text, 0, sizeof fuzz_text);
       fuzz_arena_used = 0;
     }
-  field = scope == DOVEKIE_INDEX_SCOPE_HEADER ? DOVEKIE_INDEX_FIELD_HEADER
-                                              : DOVEKIE_INDEX_FIELD_BODY;
+  field = scope_field (scope);
   if (!dovekie_search_index_vtable.doc_begin (fuzz_index, fuzz_uid, NULL) ||
       !dovekie_search_index_vtable.doc_append (fuzz_index, field, text, size - 1, NULL) ||
       !dovekie_search_index_vtable.doc_end (fuzz_index, NULL))
@@ -402,7 +421,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 
   if (fuzz_text[slot] != NULL)
     {
-      g_autofree gchar *part = slice (fuzz_text[slot], data[0] / 3);
+      g_autofree gchar *part = slice (fuzz_text[slot], data[0] / DOVEKIE_INDEX_SCOPE_COUNT);
 
       check_lookup (fuzz_text[slot], scope);
       if (part != NULL)

@@ -65,20 +65,30 @@ def test_search_events_reach_dovecot_stats(dovecot, plugin_path, module_paths):
     assert uid_search(conn, "BODY zebrafish") == [3]   # one word: the index proves it
     assert uid_search(conn, "BODY zeb") == [3]         # inside a word: proven too
     assert uid_search(conn, "BODY \"of the\"") == [4]  # spans a space: verified
-    assert uid_search(conn, "SUBJECT folded") == [4]
+    assert uid_search(conn, "SUBJECT folded") == [4]   # keyed headers: proven
+    assert uid_search(conn, "FROM john") == [4]
+    assert uid_search(conn, "HEADER X-Custom tab") == [4]  # any header: verified
     assert uid_search(conn, "BODY ab") == []           # too short: not asked
     conn.logout()
 
     got = wait_stats(dc, ("dovekie_search_lookup_header", "duration"), 1)
+    got = wait_stats(dc, ("dovekie_search_lookup", "duration"), 6)
     messages = got.get(("dovekie_search_indexed", "messages"))
     assert messages is not None and messages[0] >= 1, got
     assert messages[1] == len(OWN_MESSAGES), got  # every message, once
     assert got[("dovekie_search_indexed", "bytes")][1] > 200, got
-    assert got.get(("dovekie_search_lookup", "duration"), (0, 0))[0] == 4, got
+    assert got.get(("dovekie_search_lookup", "duration"), (0, 0))[0] == 6, got
     assert got.get(("dovekie_search_lookup_body", "duration"), (0, 0))[0] == 3, got
+    assert got.get(("dovekie_search_lookup_subject", "duration"), (0, 0))[0] == 1, got
+    assert got.get(("dovekie_search_lookup_from", "duration"), (0, 0))[0] == 1, got
     assert got.get(("dovekie_search_lookup_header", "duration"), (0, 0))[0] == 1, got
     # Each answer held the one matching message: definite for the needles
-    # inside a word, maybe (verified by Dovecot) for the one that spans a
-    # space and for the header search.
-    assert got[("dovekie_search_lookup", "definite")][1] == 2, got
-    assert got[("dovekie_search_lookup", "maybe")][1] == 2, got
+    # inside a word (in a body or in the header a SUBJECT or FROM key
+    # compares), maybe (verified by Dovecot) for the one that spans a space.
+    # A search in any other header is maybe: "tab" is in two messages'
+    # headers (X-Custom here, "quoted-printable" in the first).
+    assert got[("dovekie_search_lookup", "definite")][1] == 4, got
+    assert got[("dovekie_search_lookup_body", "maybe")][1] == 1, got
+    assert got[("dovekie_search_lookup_subject", "maybe")][1] == 0, got
+    assert got[("dovekie_search_lookup_from", "maybe")][1] == 0, got
+    assert got[("dovekie_search_lookup_header", "maybe")][1] == 2, got
