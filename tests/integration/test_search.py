@@ -101,6 +101,7 @@ QUERIES = [
     "SUBJECT \"d s\"", "SUBJECT \"folded subject\"", "SUBJECT \"line\"", "FROM \"c <j\"",
     "FROM example", "TO \"recipients:;\"", "TO alice", "CC doe", "BCC alice", "FROM missing",
     "SUBJECT yahoo", "FROM ilug", "NOT SUBJECT re", "HEADER Subject ILUG", "HEADER From yahoo",
+    "FROM john HEADER From \"(john\"", "HEADER From \"(john\"", "FROM \"public <\"",
     "HEADER X-Mailer Outlook", "HEADER X-Custom \"tab here\"", "HEADER Received localhost",
     "BODY zqxjvkwpf", "BODY a", "BODY xy", "SUBJECT re", "TEXT ab",
     "OR BODY money SUBJECT free", "NOT BODY the", "BODY money NOT FROM yahoo",
