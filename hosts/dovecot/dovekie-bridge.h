@@ -175,6 +175,7 @@ enum dovekie_bridge_index_field {
 	DOVEKIE_BRIDGE_INDEX_CC = 5,
 	DOVEKIE_BRIDGE_INDEX_BCC = 6,
 };
+/* The keyed scopes (SUBJECT to BCC) are in the keyed fields' order. */
 enum dovekie_bridge_index_scope {
 	DOVEKIE_BRIDGE_INDEX_SCOPE_TEXT = 0,
 	DOVEKIE_BRIDGE_INDEX_SCOPE_BODY = 1,

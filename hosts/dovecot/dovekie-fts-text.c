@@ -35,9 +35,7 @@ static bool content_type_is_text(const struct message_header_line *hdr)
 	return ret;
 }
 
-/* The field of a header that a search key compares, if any. */
-static bool
-keyed_field(const char *name, enum dovekie_bridge_index_field *field_r)
+bool dovekie_fts_keyed_field(const char *name, enum dovekie_bridge_index_field *field_r)
 {
 	static const struct {
 		const char *name;
@@ -158,7 +156,7 @@ int dovekie_fts_extract(struct dovekie_fts_text *text, struct mail *mail,
 				text_part = content_type_is_text(hdr);
 			} T_END;
 			if (!hdr->eoh && raw_block.part->parent == NULL &&
-			    keyed_field(hdr->name, &field)) T_BEGIN {
+			    dovekie_fts_keyed_field(hdr->name, &field)) T_BEGIN {
 				text_add_keyed(text, key_decoder, &raw_block, field);
 			} T_END;
 		} else if (!text_part) {

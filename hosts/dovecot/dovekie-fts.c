@@ -472,36 +472,26 @@ dovekie_fts_merge(const struct mail_search_arg *arg, bool and_args, uint32_t las
 	}
 }
 
-/* Returns 1 if arg was used, 0 if Dovecot must search it, -1 on error. */
 /* The scope of a SUBJECT, FROM, TO, CC or BCC search key (Dovecot's
    mail-search-register-imap.c: SUBJECT compresses white space, the others
-   compare the normalized address list). FALSE for any other header. */
+   compare the normalized address list): the keyed field of its header,
+   compared the way that field was written. FALSE for any other header. */
 static bool
 dovekie_fts_keyed_scope(const struct mail_search_arg *arg,
 			enum dovekie_bridge_index_scope *scope_r)
 {
-	static const struct {
-		enum mail_search_arg_type type;
-		const char *name;
-		enum dovekie_bridge_index_scope scope;
-	} keys[] = {
-		{ SEARCH_HEADER_COMPRESS_LWSP, "Subject", DOVEKIE_BRIDGE_INDEX_SCOPE_SUBJECT },
-		{ SEARCH_HEADER_ADDRESS, "From", DOVEKIE_BRIDGE_INDEX_SCOPE_FROM },
-		{ SEARCH_HEADER_ADDRESS, "To", DOVEKIE_BRIDGE_INDEX_SCOPE_TO },
-		{ SEARCH_HEADER_ADDRESS, "Cc", DOVEKIE_BRIDGE_INDEX_SCOPE_CC },
-		{ SEARCH_HEADER_ADDRESS, "Bcc", DOVEKIE_BRIDGE_INDEX_SCOPE_BCC },
-	};
+	enum dovekie_bridge_index_field field;
 
-	for (unsigned int i = 0; i < N_ELEMENTS(keys); i++) {
-		if (arg->type == keys[i].type &&
-		    strcasecmp(arg->hdr_field_name, keys[i].name) == 0) {
-			*scope_r = keys[i].scope;
-			return TRUE;
-		}
-	}
-	return FALSE;
+	if (!dovekie_fts_keyed_field(arg->hdr_field_name, &field) ||
+	    (field == DOVEKIE_BRIDGE_INDEX_SUBJECT) !=
+	    (arg->type == SEARCH_HEADER_COMPRESS_LWSP))
+		return FALSE;
+	/* The keyed scopes are in the keyed fields' order (dovekie-bridge.h). */
+	*scope_r = DOVEKIE_BRIDGE_INDEX_SCOPE_SUBJECT + (field - DOVEKIE_BRIDGE_INDEX_SUBJECT);
+	return TRUE;
 }
 
+/* Returns 1 if arg was used, 0 if Dovecot must search it, -1 on error. */
 static int
 dovekie_fts_lookup_arg(struct dovekie_fts_backend *backend, struct mailbox *box,
 		       struct dovekie_bridge_index *index, struct mail_search_arg *arg,
