@@ -49,9 +49,8 @@ struct rescan_run {
 	char quarantine[DOVEKIE_BRIDGE_REASON_MAX];
 	/* Messages looked at by this run, over every mailbox. */
 	uint64_t checked;
-	bool failed;
 	/* rescan_all: a listed mailbox failed. */
-	bool listed_failed;
+	bool failed;
 };
 
 /* One mailbox's figures, printed as a row. */
@@ -340,7 +339,7 @@ static bool rescan_listed(void *context, const struct mailbox_info *info)
 
 	if (strcmp(info->vname, run->quarantine) != 0 &&
 	    rescan_named(run, info->vname) < 0)
-		run->listed_failed = TRUE;
+		run->failed = TRUE;
 	return run->cmd->max_messages == 0 || run->checked < run->cmd->max_messages;
 }
 
@@ -348,13 +347,13 @@ static int rescan_all(struct rescan_run *run)
 {
 	int ret = 0;
 
-	run->listed_failed = FALSE;
+	run->failed = FALSE;
 	if (dovekie_foreach_mailbox(run->user, rescan_listed, run) < 0) {
 		i_error("dovekie: rescan: cannot list the mailboxes of %s",
 			run->user->username);
 		ret = -1;
 	}
-	return run->listed_failed ? -1 : ret;
+	return run->failed ? -1 : ret;
 }
 
 static int

@@ -26,8 +26,6 @@
 
 #include <sys/stat.h>
 
-
-
 static void status_row(const char *area, const char *name, const char *state)
 {
 	doveadm_print(area);
