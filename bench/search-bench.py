@@ -99,24 +99,32 @@ def index_bytes(dc: PrivateDovecot, engine: str) -> int:
 
 
 def wait_sampling_rss(proc: subprocess.Popen):
-    """Waits for proc; returns (status, rusage, peak sampled RSS in kB).
+    """Waits for proc; returns (status, peak RSS in kB, peak sampled RSS in kB).
 
-    ru_maxrss also counts Dovecot's own start (config, mailbox sync), which
-    peaks before any indexing; sampling /proc/PID/smaps_rollup every 10 ms
-    while it runs shows what the indexing itself holds."""
-    peak = 0
+    The peak is the process's own high-water mark (VmHWM), read every 10 ms
+    once it runs doveadm. Not ru_maxrss: Python starts the child with vfork,
+    and Linux carries the parent's peak RSS over the exec into the child's
+    ru_maxrss, so it reported this script's own size (the corpus it holds),
+    not doveadm's. The sampled RSS (smaps_rollup) is what it holds at each
+    sample; its peak is a little below VmHWM."""
+    peak = hwm = 0
     while True:
         try:
-            with open(f"/proc/{proc.pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Rss:"):
-                        peak = max(peak, int(line.split()[1]))
-                        break
+            if os.readlink(f"/proc/{proc.pid}/exe").endswith("/doveadm"):
+                with open(f"/proc/{proc.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            hwm = max(hwm, int(line.split()[1]))
+                with open(f"/proc/{proc.pid}/smaps_rollup") as f:
+                    for line in f:
+                        if line.startswith("Rss:"):
+                            peak = max(peak, int(line.split()[1]))
+                            break
         except (OSError, ValueError):
             pass
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
         if pid != 0:
-            return status, usage, peak
+            return status, hwm, peak
         time.sleep(0.01)
 
 
@@ -132,7 +140,8 @@ def run_engine(engine: str, args, messages) -> dict:
     dc = PrivateDovecot(plugin_path=build / "hosts/dovecot/.libs/lib90_dovekie_plugin.so",
                         module_files=[build / "modules/search/.libs/search.so"],
                         mail_plugins=spec["mail_plugins"] + " dovekie",
-                        plugin_settings=dict({"dovekie_modules": "none"}, **spec["settings"]))
+                        plugin_settings=dict({"dovekie_modules": "none"}, **spec["settings"],
+                                             **(args.set if engine == "dovekie" else {})))
     dc.start()
     try:
         mailbox_bytes = write_maildir(dc, messages, args.scale)
@@ -144,13 +153,13 @@ def run_engine(engine: str, args, messages) -> dict:
             t0 = time.monotonic()
             proc = subprocess.Popen(["doveadm", "-c", str(dc.config_path), "index", "-u",
                                      "alice", "INBOX"])
-            status, usage, live_kb = wait_sampling_rss(proc)
+            status, hwm_kb, live_kb = wait_sampling_rss(proc)
             elapsed = time.monotonic() - t0
             if status != 0:
                 raise RuntimeError(f"{engine}: doveadm index failed:\n{dc.log_tail()}")
             result["build_s"] = elapsed
             result["build_msgs_per_s"] = count / elapsed
-            result["rss_mb"] = usage.ru_maxrss / 1024
+            result["rss_mb"] = hwm_kb / 1024
             result["live_rss_mb"] = live_kb / 1024
             result["index_bytes"] = index_bytes(dc, engine)
         conn = dc.imap()
@@ -233,7 +242,11 @@ def main() -> int:
     ap.add_argument("--engines", default="nofts,dovekie,xapian,lucene")
     ap.add_argument("--per-query", action="store_true",
                     help="also print each query's median ms and match count per engine")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a plugin setting for the dovekie engine, e.g. "
+                         "dovekie_search_batch_size=5000 (repeatable)")
     args = ap.parse_args()
+    args.set = dict(kv.split("=", 1) for kv in args.set)
     messages = corpus()
     for scale in [int(x) for x in args.scale.split(",")]:
         args.scale = scale
