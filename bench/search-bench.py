@@ -128,6 +128,23 @@ def wait_sampling_rss(proc: subprocess.Popen):
         time.sleep(0.01)
 
 
+# The anchors' Debian packages, and a file each installs.
+ANCHOR_PACKAGES = {
+    "xapian": ("dovecot-fts-xapian", "/usr/lib/dovecot/modules/lib21_fts_xapian_plugin.so"),
+    "lucene": ("dovecot-lucene", "/usr/lib/dovecot/modules/lib21_fts_lucene_plugin.so"),
+}
+
+
+def install_anchors(engines: list[str]) -> None:
+    """apt-get installs the anchor engines that are asked for and missing."""
+    missing = [ANCHOR_PACKAGES[e][0] for e in engines
+               if e in ANCHOR_PACKAGES and not Path(ANCHOR_PACKAGES[e][1]).exists()]
+    if missing:
+        print(f"installing {' '.join(missing)}", file=sys.stderr)
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *missing],
+                       check=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+
+
 def uid_search(conn, query) -> set[int]:
     typ, data = conn.uid("SEARCH", query)
     assert typ == "OK", (query, data)
@@ -247,14 +264,12 @@ def main() -> int:
                          "dovekie_search_batch_size=5000 (repeatable)")
     args = ap.parse_args()
     args.set = dict(kv.split("=", 1) for kv in args.set)
+    install_anchors(args.engines.split(","))
     messages = corpus()
     for scale in [int(x) for x in args.scale.split(",")]:
         args.scale = scale
         results = {}
         for engine in args.engines.split(","):
-            if engine == "lucene" and not Path("/usr/lib/dovecot/modules/lib21_fts_lucene_plugin.so").exists():
-                print("lucene: skipped (apt-get install dovecot-lucene)")
-                continue
             results[engine] = run_engine(engine, args, messages)
             print(f"x{scale} {engine}: done", file=sys.stderr)
         report(scale, messages, results, args.per_query)
