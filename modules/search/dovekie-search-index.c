@@ -660,22 +660,54 @@ index_expunge (DovekieIndex *index, guint32 uid, GError **error)
  * from 0.59x of the mailbox to 0.55x, with the merge 0.51x, for 3-5% of
  * the build time (a whole optimize: 0.47x for 15%). Small runs (new mail)
  * leave it to FTS5's automerge and `doveadm fts optimize`.
- * A failure only logs: the index is whole either way. */
+ *
+ * Another writer comes first: the merge goes in steps of
+ * TIDY_STEP_PAGES, each its own transaction taken without waiting, and
+ * stops when the lock is taken, the budget is spent or TIDY_MAX_USEC have
+ * passed. So a tidy delays another indexer (doveadm index and a search's
+ * indexer on the same mailbox) by one step at most once it has the lock,
+ * and by TIDY_MAX_USEC at worst. A failure only logs: the index is whole
+ * either way. */
+#define TIDY_STEP_PAGES 64
+#define TIDY_MAX_USEC G_USEC_PER_SEC
+
+static gboolean
+is_busy_code (int code)
+{
+  code &= 0xff;
+  return code == SQLITE_BUSY || code == SQLITE_LOCKED;
+}
+
 static void
 tidy (DovekieIndex *index)
 {
+  static const gchar merge[] = "INSERT INTO @T(@T, rank) VALUES('merge', "
+                               G_STRINGIFY (TIDY_STEP_PAGES) ");";
   g_autoptr (GError) error = NULL;
-  g_autofree gchar *merge = NULL;
+  gint64 deadline = g_get_monotonic_time () + TIDY_MAX_USEC;
+  guint budget = index->run_docs / 4;
 
   if (index->run_docs < DOVEKIE_SEARCH_TIDY_DOCS)
     return;
-  merge = g_strdup_printf ("INSERT INTO @T(@T, rank) VALUES('merge', %u);",
-                           MAX (index->run_docs / 4, 1));
   index->run_docs = 0;
-  if (!exec_each_table (index, merge, &error) ||
-      !exec (index, "PRAGMA incremental_vacuum;", &error))
+  sqlite3_busy_timeout (index->db, 0);
+  for (guint done = 0; done < budget && g_get_monotonic_time () < deadline;
+       done += TIDY_STEP_PAGES)
+    {
+      if (!exec (index, "BEGIN IMMEDIATE", &error))
+        break;
+      if (!exec_each_table (index, merge, &error) || !exec (index, "COMMIT", &error))
+        {
+          (void) sqlite3_exec (index->db, "ROLLBACK", NULL, NULL, NULL);
+          break;
+        }
+    }
+  if (error == NULL)
+    (void) exec (index, "PRAGMA incremental_vacuum;", &error);
+  if (error != NULL && !is_busy_code (sqlite3_errcode (index->db)))
     index_log (index, DOVEKIE_LOG_WARNING, "tidying the index after indexing: %s",
                error->message);
+  sqlite3_busy_timeout (index->db, BUSY_TIMEOUT_MS);
 }
 
 static gboolean
