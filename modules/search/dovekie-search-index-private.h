@@ -29,6 +29,10 @@ struct _DovekieIndex {
   sqlite3_stmt *match_body;
   sqlite3_stmt *match_header;
 
+  /* busy_wait(): how long to wait for the write lock, and since when. */
+  gint64 busy_usec;
+  gint64 busy_since;
+
   gboolean in_txn;
   guint batch_docs;
   /* Messages committed since the index was opened or last tidied. */

@@ -12,7 +12,39 @@
 #include "dovekie-search-plan.h"
 #include "dovekie-search-tokenizer.h"
 
-#define BUSY_TIMEOUT_MS 10000
+#define BUSY_TIMEOUT_USEC (10 * G_USEC_PER_SEC)
+/* How long a writer that goes on writing lets the lock go between two of
+ * its transactions; see busy_wait(). */
+#define YIELD_USEC 5000
+
+/* SQLite's busy handler. SQLite's own (sqlite3_busy_timeout) sleeps up to
+ * 100 ms between two tries, so a writer that commits a batch and begins
+ * the next at once never let a waiting one in: with `doveadm index` and
+ * the indexer of a search writing the same mailbox, the waiting one could
+ * give up after the timeout ("database is locked"). This one tries again
+ * every millisecond, and a writer pauses YIELD_USEC between two of its
+ * transactions (yield_lock()), so the lock changes hands.
+ * index->busy_usec is the time to wait in all (0 while tidying: a tidy
+ * gives way). */
+static int
+busy_wait (void *data, int tries)
+{
+  DovekieIndex *index = data;
+  gint64 now = g_get_monotonic_time ();
+
+  if (tries == 0)
+    index->busy_since = now;
+  if (now - index->busy_since >= index->busy_usec)
+    return 0;
+  g_usleep (1000);
+  return 1;
+}
+
+static void
+yield_lock (void)
+{
+  g_usleep (YIELD_USEC);
+}
 
 static void
 index_log (DovekieIndex *index, DovekieLogLevel level, const gchar *format, ...)
@@ -271,7 +303,8 @@ open_db (DovekieIndex *index, GError **error)
       return sql_fail (index, error, "opening");
     }
   sqlite3_extended_result_codes (index->db, 1);
-  sqlite3_busy_timeout (index->db, BUSY_TIMEOUT_MS);
+  index->busy_usec = BUSY_TIMEOUT_USEC;
+  sqlite3_busy_handler (index->db, busy_wait, index);
   if (!dovekie_search_tokenizer_register (index->db, error))
     return FALSE;
   if (!set_auto_vacuum (index, error))
@@ -629,8 +662,12 @@ index_doc_end (DovekieIndex *index, GError **error)
   index->last_uid = MAX (index->last_uid, index->doc_uid);
   if (!index->doc_too_big)
     index->batch_bytes += index->doc_bytes;
-  if (++index->batch_docs >= index->limits.batch_size && !commit (index, error))
-    goto failed;
+  if (++index->batch_docs >= index->limits.batch_size)
+    {
+      if (!commit (index, error))
+        goto failed;
+      yield_lock ();
+    }
   return TRUE;
 
 failed:
@@ -690,7 +727,7 @@ tidy (DovekieIndex *index)
   if (index->run_docs < DOVEKIE_SEARCH_TIDY_DOCS)
     return;
   index->run_docs = 0;
-  sqlite3_busy_timeout (index->db, 0);
+  index->busy_usec = 0;
   for (guint done = 0; done < budget && g_get_monotonic_time () < deadline;
        done += TIDY_STEP_PAGES)
     {
@@ -701,13 +738,14 @@ tidy (DovekieIndex *index)
           (void) sqlite3_exec (index->db, "ROLLBACK", NULL, NULL, NULL);
           break;
         }
+      yield_lock ();
     }
   if (error == NULL)
     (void) exec (index, "PRAGMA incremental_vacuum;", &error);
   if (error != NULL && !is_busy_code (sqlite3_errcode (index->db)))
     index_log (index, DOVEKIE_LOG_WARNING, "tidying the index after indexing: %s",
                error->message);
-  sqlite3_busy_timeout (index->db, BUSY_TIMEOUT_MS);
+  index->busy_usec = BUSY_TIMEOUT_USEC;
 }
 
 static gboolean
