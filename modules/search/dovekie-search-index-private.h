@@ -18,25 +18,17 @@ struct _DovekieIndex {
   DovekieSearchLimits limits;
 
   /* Prepared once when the database opens (open_db), reset after each use. */
-  sqlite3_stmt *insert_body;
-  sqlite3_stmt *insert_header;
+  sqlite3_stmt *insert_text;
   sqlite3_stmt *set_meta;
   sqlite3_stmt *get_meta;
   sqlite3_stmt *add_gone;
   sqlite3_stmt *add_unindexed;
   sqlite3_stmt *load_gone;
   sqlite3_stmt *load_unindexed;
-  sqlite3_stmt *match_body;
-  sqlite3_stmt *match_header;
-
-  /* busy_wait(): how long to wait for the write lock, and since when. */
-  gint64 busy_usec;
-  gint64 busy_since;
+  sqlite3_stmt *match;
 
   gboolean in_txn;
   guint batch_docs;
-  /* Messages committed since the index was opened or last tidied. */
-  guint run_docs;
   /* Bytes of text in the batch, for the dovekie_search_indexed event. */
   guint64 batch_bytes;
   /* Highest uid written, committed or not; committed with the batch. */
