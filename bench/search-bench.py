@@ -26,7 +26,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
-from dovekie_harness import PrivateDovecot  # noqa: E402
+from dovekie_harness import PrivateDovecot, doveadm_peak_rss_kb  # noqa: E402
 
 CORPUS_DIR = HERE / "data"
 
@@ -100,20 +100,17 @@ def index_bytes(dc: PrivateDovecot, engine: str) -> int:
 def wait_sampling_rss(proc: subprocess.Popen):
     """Waits for proc; returns (status, peak RSS in kB, peak sampled RSS in kB).
 
-    The peak is the process's own high-water mark (VmHWM), read every 10 ms
-    once it runs doveadm. Not ru_maxrss: Python starts the child with vfork,
-    and Linux carries the parent's peak RSS over the exec into the child's
-    ru_maxrss, so it reported this script's own size (the corpus it holds),
-    not doveadm's. The sampled RSS (smaps_rollup) is what it holds at each
-    sample; its peak is a little below VmHWM."""
+    The peak is doveadm's own high-water mark (doveadm_peak_rss_kb), read
+    every 10 ms. Not ru_maxrss, which reported this script's own size (the
+    corpus it holds): Linux carries it over the exec into the child. The
+    sampled RSS (smaps_rollup) is what doveadm holds at each sample; its
+    peak is a little below VmHWM."""
     peak = hwm = 0
     while True:
         try:
-            if os.readlink(f"/proc/{proc.pid}/exe").endswith("/doveadm"):
-                with open(f"/proc/{proc.pid}/status") as f:
-                    for line in f:
-                        if line.startswith("VmHWM:"):
-                            hwm = max(hwm, int(line.split()[1]))
+            here = doveadm_peak_rss_kb(proc.pid)
+            hwm = max(hwm, here)
+            if here:
                 with open(f"/proc/{proc.pid}/smaps_rollup") as f:
                     for line in f:
                         if line.startswith("Rss:"):
@@ -263,12 +260,13 @@ def main() -> int:
                          "dovekie_search_batch_size=5000 (repeatable)")
     args = ap.parse_args()
     args.set = dict(kv.split("=", 1) for kv in args.set)
-    install_anchors(args.engines.split(","))
+    engines = args.engines.split(",")
+    install_anchors(engines)
     messages = corpus()
     for scale in [int(x) for x in args.scale.split(",")]:
         args.scale = scale
         results = {}
-        for engine in args.engines.split(","):
+        for engine in engines:
             results[engine] = run_engine(engine, args, messages)
             print(f"x{scale} {engine}: done", file=sys.stderr)
         report(scale, messages, results, args.per_query)

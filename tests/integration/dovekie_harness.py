@@ -70,6 +70,25 @@ class DovecotStartError(RuntimeError):
     """Dovecot did not come up; the message carries the diagnostics."""
 
 
+def doveadm_peak_rss_kb(pid: int) -> int:
+    """The peak RSS in KiB (VmHWM) of process `pid` while it runs doveadm,
+    else 0 (gone, or not yet doveadm). Not ru_maxrss from os.wait4(): it
+    survives exec, so it also counts the vforked copy of the (large) Python
+    process that started it and doveadm's first image, doveconf, which
+    parses the config and execs doveadm again. Callers sample this while
+    the process runs and keep the highest value."""
+    try:
+        if not os.readlink(f"/proc/{pid}/exe").endswith("/doveadm"):
+            return 0
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """Return a TCP port that was free a moment ago (bind to port 0).
 

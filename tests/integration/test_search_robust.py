@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from dovekie_harness import doveadm_peak_rss_kb
 from test_search import (OWN_MESSAGES, assert_clean_log, assert_same, corpus_messages,
                          index_path, load, start_dovecot, uid_search, wait_closed)
 
@@ -467,13 +468,8 @@ def generated_messages(count: int, seed: int = RNG_SEED + 2) -> list[bytes]:
 
 
 def _peak_rss_kb(dc, args: list[str]) -> tuple[int, float]:
-    """Runs doveadm ARGS; returns (peak RSS of doveadm in KiB, seconds).
-
-    The rusage of os.wait4() is no use here: ru_maxrss survives exec, so it
-    also counts the forked copy of this (large) Python process and doveadm's
-    first image, doveconf, which parses the config and execs doveadm again.
-    So the peak of doveadm itself is read from /proc/<pid>/status (VmHWM,
-    the high-water mark of the current image) until the process exits."""
+    """Runs doveadm ARGS; returns (peak RSS of doveadm in KiB, seconds),
+    sampled with doveadm_peak_rss_kb() until the process exits."""
     t0 = time.monotonic()
     proc = subprocess.Popen(["doveadm", "-c", str(dc.config_path), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -483,14 +479,7 @@ def _peak_rss_kb(dc, args: list[str]) -> tuple[int, float]:
         pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
-        try:
-            exe = os.readlink(f"/proc/{proc.pid}/exe")
-            with open(f"/proc/{proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:") and exe.endswith("/doveadm"):
-                        hwm = max(hwm, int(line.split()[1]))
-        except OSError:
-            pass
+        hwm = max(hwm, doveadm_peak_rss_kb(proc.pid))
         if time.monotonic() - t0 > 60:
             proc.kill()   # our own child, by PID
             os.waitpid(proc.pid, 0)
