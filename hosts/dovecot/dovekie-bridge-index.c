@@ -152,15 +152,19 @@ int
 dovekie_bridge_index_lookup (struct dovekie_bridge_index *index,
                              enum dovekie_bridge_index_scope scope, const char *needle,
                              void (*add)(void *context, uint32_t uid, bool definite),
-                             void *context, char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                             void *context, uint32_t *last_uid_r,
+                             char error_r[DOVEKIE_BRIDGE_REASON_MAX])
 {
   struct lookup_trampoline t = { add, context };
   GError *error = NULL;
   gboolean handled = FALSE;
+  guint32 last_uid = 0;
 
+  *last_uid_r = 0;
   if (!index->v->lookup (index->index, (DovekieIndexScope) scope, needle, lookup_add, &t,
-                         &handled, &error))
+                         &last_uid, &handled, &error))
     return fail (error, error_r);
+  *last_uid_r = last_uid;
   return handled ? 1 : 0;
 }
 

@@ -210,11 +210,13 @@ int dovekie_bridge_index_expunge(struct dovekie_bridge_index *index, uint32_t ui
 				 char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
 int dovekie_bridge_index_flush(struct dovekie_bridge_index *index,
 			       char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
-/* add() is called per UID in ascending order. */
+/* add() is called per UID in ascending order; *last_uid_r is the last UID
+   the answer covers (DovekieIndexVtable.lookup). */
 int dovekie_bridge_index_lookup(struct dovekie_bridge_index *index,
 				enum dovekie_bridge_index_scope scope, const char *needle,
 				void (*add)(void *context, uint32_t uid, bool definite),
-				void *context, char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+				void *context, uint32_t *last_uid_r,
+				char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
 int dovekie_bridge_index_reset(struct dovekie_bridge_index *index,
 			       char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
 int dovekie_bridge_index_optimize(struct dovekie_bridge_index *index,

@@ -445,11 +445,15 @@ static void dovekie_fts_add_uid(void *context, uint32_t uid, bool definite)
 
 /* Combines one argument's UIDs into the result as squat does: NOT turns
    everything the index cannot rule out into maybe; AND and OR follow
-   definite/maybe logic. */
+   definite/maybe logic. The answer covers the UIDs up to last_uid; every
+   mail above it up to last_mail_uid is maybe. Dovecot searches the mails
+   above the last UID it was told itself, but another process may have
+   reset the index since (`doveadm fts rescan`), and without this the mails
+   between would be non-matches. */
 static void
 dovekie_fts_merge(const struct mail_search_arg *arg, bool and_args, uint32_t last_uid,
-		  struct dovekie_fts_uids *tmp, ARRAY_TYPE(seq_range) *definite_uids,
-		  ARRAY_TYPE(seq_range) *maybe_uids)
+		  uint32_t last_mail_uid, struct dovekie_fts_uids *tmp,
+		  ARRAY_TYPE(seq_range) *definite_uids, ARRAY_TYPE(seq_range) *maybe_uids)
 {
 	if (arg->match_not) {
 		array_clear(&tmp->maybe);
@@ -458,6 +462,8 @@ dovekie_fts_merge(const struct mail_search_arg *arg, bool and_args, uint32_t las
 		seq_range_array_remove_seq_range(&tmp->maybe, &tmp->definite);
 		array_clear(&tmp->definite);
 	}
+	if (last_uid < last_mail_uid)
+		seq_range_array_add_range(&tmp->maybe, last_uid + 1, last_mail_uid);
 	if (and_args) {
 		seq_range_array_merge(maybe_uids, definite_uids);
 		seq_range_array_merge(&tmp->maybe, &tmp->definite);
@@ -499,6 +505,7 @@ dovekie_fts_lookup_arg(struct dovekie_fts_backend *backend, struct mailbox *box,
 {
 	enum dovekie_bridge_index_scope scope;
 	struct dovekie_fts_uids tmp;
+	struct mailbox_status status;
 	char error[DOVEKIE_BRIDGE_REASON_MAX];
 	uint32_t last_uid = 0;
 	string_t *needle;
@@ -535,19 +542,20 @@ dovekie_fts_lookup_arg(struct dovekie_fts_backend *backend, struct mailbox *box,
 	t_array_init(&tmp.definite, 64);
 	t_array_init(&tmp.maybe, 64);
 	ret = dovekie_bridge_index_lookup(index, scope, str_c(needle), dovekie_fts_add_uid,
-					  &tmp, error);
+					  &tmp, &last_uid, error);
 	if (ret < 0) {
 		e_error(backend->event, "%s: lookup failed: %s", mailbox_get_vname(box), error);
 		return -1;
 	}
 	if (ret == 0)
 		return 0;
-	if (arg->match_not && dovekie_bridge_index_last_uid(index, &last_uid, error) < 0) {
-		e_error(backend->event, "%s: %s", mailbox_get_vname(box), error);
+	if (mailbox_get_status(box, STATUS_UIDNEXT, &status) < 0) {
+		e_error(backend->event, "%s: %s", mailbox_get_vname(box),
+			mailbox_get_last_internal_error(box, NULL));
 		return -1;
 	}
-	dovekie_fts_merge(arg, and_args, last_uid, &tmp, &result->definite_uids,
-			  &result->maybe_uids);
+	dovekie_fts_merge(arg, and_args, last_uid, status.uidnext - 1, &tmp,
+			  &result->definite_uids, &result->maybe_uids);
 	return 1;
 }
 

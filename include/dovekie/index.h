@@ -20,6 +20,14 @@
  * used from one thread. Writes are batched in transactions: a crash loses
  * at most the uncommitted batch, and get_last_uid then reports the last
  * committed message, so the host indexes the rest again.
+ *
+ * Several processes may write one index at once (Dovecot: `doveadm index`
+ * and the indexer of a search). The index keeps "every message up to the
+ * last UID is in it" true for all of them: the last UID never goes back
+ * except by reset, a writer skips the messages another one has committed,
+ * and a writer whose index was reset under it stops adding until the host
+ * asks get_last_uid again. A lookup answers from one consistent state and
+ * says which last UID that state covers.
  */
 #ifndef DOVEKIE_INDEX_H
 #define DOVEKIE_INDEX_H
@@ -80,7 +88,9 @@ typedef struct {
   /* Commits pending writes (errors are logged) and frees. NULL is a no-op. */
   void (*close) (DovekieIndex *index);
 
-  /* Highest UID whose text is committed, 0 for an empty index. */
+  /* Highest UID whose text is committed, 0 for an empty index. Outside a
+   * batch it also starts a new indexing run: a writer that stopped adding
+   * because the index was reset under it adds again from here. */
   gboolean (*get_last_uid) (DovekieIndex *index, guint32 *last_uid_r, GError **error);
 
   /* Adding one message: doc_begin, any number of doc_append, doc_end.
@@ -89,7 +99,9 @@ typedef struct {
    * match). A message larger than dovekie_search_max_text is logged and
    * recorded as unindexed: every lookup then returns it as maybe. doc_end
    * commits when a batch (dovekie_search_batch_size) is full. After a FALSE
-   * return the message is dropped and the next doc_begin starts clean. */
+   * return the message is dropped and the next doc_begin starts clean.
+   * A message at or below the last UID (another process indexed it first)
+   * is skipped, as is every message of a run the index was reset under. */
   gboolean (*doc_begin) (DovekieIndex *index, guint32 uid, GError **error);
   gboolean (*doc_append) (DovekieIndex *index, DovekieIndexField field, const gchar *text,
                           gsize len, GError **error);
@@ -103,12 +115,15 @@ typedef struct {
   /* Looks `needle` (normalized UTF-8, NUL-terminated) up in `scope`.
    * *handled_r is FALSE when the index cannot narrow the search (no run of
    * three searchable characters); nothing is added then. Otherwise `add`
-   * is called for every definite and maybe UID. FALSE with `error` on an
-   * index failure; a corrupt index is also removed, so the next indexing
-   * run rebuilds it. */
+   * is called for every definite and maybe UID, and *last_uid_r is the last
+   * UID of the state the answer was read from: the answer says nothing
+   * about messages above it (another process may have reset the index
+   * since the host asked get_last_uid). FALSE with `error` on an index
+   * failure; a corrupt index is also removed, so the next indexing run
+   * rebuilds it. */
   gboolean (*lookup) (DovekieIndex *index, DovekieIndexScope scope, const gchar *needle,
-                      DovekieIndexAddFunc add, gpointer data, gboolean *handled_r,
-                      GError **error);
+                      DovekieIndexAddFunc add, gpointer data, guint32 *last_uid_r,
+                      gboolean *handled_r, GError **error);
 
   /* Empties the index (last UID 0), so everything is indexed again. */
   gboolean (*reset) (DovekieIndex *index, GError **error);

@@ -29,10 +29,22 @@ struct _DovekieIndex {
 
   gboolean in_txn;
   guint batch_docs;
+  /* Messages of the batch skipped by doc_begin (already in the index). */
+  guint batch_skipped;
   /* Bytes of text in the batch, for the dovekie_search_indexed event. */
   guint64 batch_bytes;
-  /* Highest uid written, committed or not; committed with the batch. */
+  /* Highest uid written, committed or not; committed with the batch. At
+   * the start of each transaction it is raised to the committed one, so it
+   * never goes back (see begin()). */
   guint32 last_uid;
+  /* meta "generation" as this handle last read it; reset changes it. */
+  gint64 generation;
+  /* The index was reset by another process during this indexing run:
+   * the messages still to come would leave a gap below them, so they are
+   * skipped until get_last_uid starts a new run. */
+  gboolean stale;
+  /* When the busy handler began waiting for the write lock. */
+  gint64 busy_since;
   /* A corrupt file was replaced while writing: later writes would give an
    * index that claims messages it lacks, so they fail until reopened. */
   gboolean poisoned;
@@ -41,6 +53,9 @@ struct _DovekieIndex {
 
   /* The message being added. */
   gboolean doc_open;
+  /* The message is already in the index, or the run is stale: its text
+   * is dropped. */
+  gboolean doc_skip;
   guint32 doc_uid;
   guint64 doc_bytes;
   gboolean doc_too_big;

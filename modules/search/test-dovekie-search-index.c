@@ -89,9 +89,14 @@ lookup (DovekieIndex *index, DovekieIndexScope scope, const gchar *needle)
   g_autoptr (GError) error = NULL;
   GString *out = g_string_new (NULL);
   gboolean handled = FALSE;
+  guint32 covered = 0, last_uid = 0;
 
-  ck_assert_msg (v->lookup (index, scope, needle, collect, out, &handled, &error),
+  ck_assert_msg (v->lookup (index, scope, needle, collect, out, &covered, &handled, &error),
                  "lookup: %s", error ? error->message : "");
+  /* An answer covers exactly what the index holds. */
+  ck_assert (v->get_last_uid (index, &last_uid, NULL));
+  if (handled)
+    ck_assert_uint_eq (covered, last_uid);
   if (!handled)
     g_string_assign (out, "unhandled");
   return g_string_free (out, FALSE);
@@ -459,6 +464,72 @@ START_TEST (test_optimize_merges_and_returns_pages)
 }
 END_TEST
 
+/* Two processes indexing one mailbox (doveadm index and a search's
+ * indexer): the one that is behind skips what the other committed, and the
+ * last UID never goes back. Before, the one behind committed its own lower
+ * last UID, and a search told the higher one lost the mails between. */
+START_TEST (test_writers_share_last_uid)
+{
+  DovekieIndex *a = open_index (1), *b = open_index (1), *reader;
+  guint32 last = 0;
+
+  ck_assert (v->get_last_uid (b, &last, NULL));
+  ck_assert_uint_eq (last, 0);
+  for (guint32 uid = 1; uid <= 4; uid++)
+    add_doc (a, uid, NULL, "alpha text");
+  ck_assert (v->flush (a, NULL));
+  /* b started from 0: 1-4 are a's, 5 and 6 its own */
+  for (guint32 uid = 1; uid <= 6; uid++)
+    add_doc (b, uid, NULL, "bravo text");
+  ck_assert (v->flush (b, NULL));
+  reader = open_index (1);
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "alpha", "1d 2d 3d 4d");
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "bravo", "5d 6d");
+  /* a, still at 4, skips 5 and 6, and its commit keeps 6 */
+  add_doc (a, 5, NULL, "charlie text");
+  ck_assert (v->flush (a, NULL));
+  ck_assert (v->get_last_uid (reader, &last, NULL));
+  ck_assert_uint_eq (last, 6);
+  add_doc (a, 7, NULL, "charlie text");
+  ck_assert (v->flush (a, NULL));
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "charlie", "7d");
+  v->close (reader);
+  v->close (b);
+  v->close (a);
+}
+END_TEST
+
+/* `doveadm fts rescan` empties the index while another process adds to it:
+ * that writer's remaining mails would claim the emptied ones below them, so
+ * it adds nothing more until its next run (get_last_uid). */
+START_TEST (test_reset_under_a_writer_stops_it)
+{
+  DovekieIndex *a = open_index (1), *b = open_index (1), *reader = open_index (1);
+  guint32 last = 9;
+
+  ck_assert (v->get_last_uid (a, &last, NULL));
+  add_doc (a, 1, NULL, "delta text");
+  add_doc (a, 2, NULL, "delta text");   /* batch of 2: committed */
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "delta", "1d 2d");
+  ck_assert (v->reset (b, NULL));
+  add_doc (a, 3, NULL, "delta echo");
+  add_doc (a, 4, NULL, "delta echo");
+  ck_assert (v->flush (a, NULL));
+  ck_assert (v->get_last_uid (reader, &last, NULL));
+  ck_assert_uint_eq (last, 0);
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "delta", "");
+  /* the next run starts from the emptied index */
+  ck_assert (v->get_last_uid (a, &last, NULL));
+  ck_assert_uint_eq (last, 0);
+  add_doc (a, 1, NULL, "delta text");
+  ck_assert (v->flush (a, NULL));
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "delta", "1d");
+  v->close (reader);
+  v->close (b);
+  v->close (a);
+}
+END_TEST
+
 START_TEST (test_uncommitted_batch_is_lost_on_crash)
 {
   DovekieIndex *index = open_index (1);
@@ -573,6 +644,8 @@ index_suite (void)
     { "doc_append_too_big", test_too_big_is_always_maybe, 1 },
     { "doc_append_invalid_utf8", test_invalid_utf8_is_stored, 1 },
     { "doc_end_batches", test_uncommitted_batch_is_lost_on_crash, 1 },
+    { "two_writers", test_writers_share_last_uid, 1 },
+    { "reset_under_writer", test_reset_under_a_writer_stops_it, 1 },
     { "reset_optimize", test_reset_and_optimize, 1 },
     { "keyed_scopes", test_keyed_scopes, 1 },
     { "optimize_merges_and_returns_pages", test_optimize_merges_and_returns_pages, 1 },

@@ -340,10 +340,13 @@ check_lookup (const gchar *needle, DovekieIndexScope scope)
 {
   FuzzAnswer answer = { .base = fuzz_uid - fuzz_uid % FUZZ_RESET_EVERY };
   gboolean handled;
+  guint32 covered = 0;
 
-  if (!dovekie_search_index_vtable.lookup (fuzz_index, scope, needle, found, &answer, &handled,
-                                           NULL))
+  if (!dovekie_search_index_vtable.lookup (fuzz_index, scope, needle, found, &answer, &covered,
+                                           &handled, NULL))
     fail ("lookup failed", needle);
+  if (handled && covered != fuzz_uid)
+    fail ("the answer does not cover the message just added", needle);
   if (answer.stray)
     fail ("a message from before the reset came back", needle);
   if (!handled)

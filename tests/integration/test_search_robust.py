@@ -229,6 +229,18 @@ def test_pathological_messages_search_equals_dovecot(patho_dc):
     mode, dc, count = patho_dc
     _, queries, must_hit_one, must_miss = pathological_messages()
     t0 = time.monotonic()
+    # The first TEXT or BODY search has the indexer index the mailbox, the
+    # 10 MB word included (8 s here, 14 s under ASan), and Dovecot sends the
+    # client nothing meanwhile: that one search gets the long timeout. Its
+    # answer is compared with Dovecot's below like every other.
+    conn = dc.imap("alice")
+    conn.sock.settimeout(SEARCH_TIMEOUT)
+    try:
+        assert conn.select("INBOX")[0] == "OK"
+        uid_search(conn, "BODY hugesubjectneedle")
+    finally:
+        conn.logout()
+    assert index_coverage(dc) == (count, count)
     results = assert_same(dc, queries)
     elapsed = time.monotonic() - t0
     print(f"\n[{mode}] {len(queries)} queries on {count} messages: {elapsed:.1f}s")
