@@ -26,8 +26,11 @@ G_BEGIN_DECLS
 /* rowid = uid << DOVEKIE_SEARCH_FIELD_BITS | field */
 #define DOVEKIE_SEARCH_FIELD_BITS 3
 G_STATIC_ASSERT (DOVEKIE_INDEX_FIELD_COUNT <= 1 << DOVEKIE_SEARCH_FIELD_BITS);
-/* Bytes of one stored row before a text is split. */
-#define DOVEKIE_SEARCH_CHUNK (256 * 1024)
+/* Bytes of one stored row before a text is split. Each row gives the
+ * distinct grams of its long words again (FTS5 keeps a message's term
+ * once, but looks each one up): 1 MiB instead of 256 KiB took indexing a
+ * 10 MB single word from 4.2 s to 2.2 s (peak RSS of doveadm 28 MB). */
+#define DOVEKIE_SEARCH_CHUNK (1024 * 1024)
 
 extern const DovekieIndexVtable dovekie_search_index_vtable;
 

@@ -52,12 +52,78 @@ chars_len (const gchar *s, gsize avail, guint chars)
   return n;
 }
 
+/* The words of one text already given, as an open-addressing set of
+ * (offset, length) into the text. When it is half full, further words are
+ * not remembered: they are given again, which is only slower. */
+typedef struct {
+  guint32 offset, len;
+} WordSlot;
+
+typedef struct {
+  const gchar *text;
+  WordSlot *slots;
+  guint mask, used;
+} WordSet;
+
+/* Slots of the largest set (16k words, 128 KiB), and of one on the stack. */
+#define WORD_SET_MAX_SLOTS 16384
+#define WORD_SET_STACK_SLOTS 512
+
+/* Slots of the largest set of grams (1 MiB): the distinct grams of a row
+ * of random letters and digits (47k) leave it a third full. */
+#define GRAM_SET_MAX_SLOTS (1u << 17)
+
+/* The gram set of a row, its slots allocated when the row's first long
+ * word comes (most rows have none): enough that the grams of the row keep
+ * it at most half full, up to GRAM_SET_MAX_SLOTS. NULL stays NULL. */
+static WordSet *
+word_set_ready (WordSet *grams, gsize text_len)
+{
+  guint slots = 64;
+
+  if (grams == NULL || grams->slots != NULL)
+    return grams;
+  while (slots < text_len * 2 && slots < GRAM_SET_MAX_SLOTS)
+    slots *= 2;
+  grams->slots = g_new0 (WordSlot, slots);
+  grams->mask = slots - 1;
+  return grams;
+}
+
+/* Whether text[start..start+len) was seen before; remembers it if not. */
+static gboolean
+word_set_seen (WordSet *set, gsize start, gsize len)
+{
+  const gchar *word = set->text + start;
+  guint32 hash = 2166136261u;
+  guint i;
+
+  if (set->slots == NULL)
+    return FALSE;
+  for (gsize j = 0; j < len; j++)
+    hash = (hash ^ (guchar) word[j]) * 16777619u;
+  for (i = hash & set->mask; set->slots[i].len != 0; i = (i + 1) & set->mask)
+    if (set->slots[i].len == len && memcmp (set->text + set->slots[i].offset, word, len) == 0)
+      return TRUE;
+  if (set->used * 2 < set->mask + 1)
+    {
+      set->slots[i].offset = (guint32) start;
+      set->slots[i].len = (guint32) len;
+      set->used++;
+    }
+  return FALSE;
+}
+
 /* Calls `func` for the terms of one word of `len` bytes and `chars` code
  * points: its suffixes, or its marked grams when it is long (4-grams, or
- * trigrams past DOVEKIE_SEARCH_GRAM_WORD_BYTES). */
+ * trigrams past DOVEKIE_SEARCH_GRAM_WORD_BYTES). A gram already in `grams`
+ * (when given: the grams of the row so far) is not given again: a 10 MB
+ * word of 36 letters and digits has 10M trigrams but 47k distinct ones,
+ * and FTS5 looking each up in its hash table took most of the 8 s of
+ * indexing it. */
 static gboolean
-word_terms (const gchar *word, gsize len, guint chars, DovekieSearchTermFunc func,
-            gpointer data)
+word_terms (const gchar *word, gsize len, guint chars, WordSet *grams,
+            DovekieSearchTermFunc func, gpointer data)
 {
   gchar gram[1 + DOVEKIE_SEARCH_GRAM_CHARS * 4];
   guint gram_chars = len <= DOVEKIE_SEARCH_GRAM_WORD_BYTES ? DOVEKIE_SEARCH_GRAM_CHARS : 3;
@@ -75,12 +141,16 @@ word_terms (const gchar *word, gsize len, guint chars, DovekieSearchTermFunc fun
         {
           /* The next `gram_chars` code points, or the last three. Valid
            * UTF-8: a code point takes at most 4 bytes. */
-          gsize n = chars_len (word + i, len - i, MIN (chars, gram_chars));
+          gsize n = MIN (chars_len (word + i, len - i, MIN (chars, gram_chars)),
+                         sizeof gram - 1);
 
-          gram[0] = DOVEKIE_SEARCH_GRAM_MARK;
-          memcpy (gram + 1, word + i, MIN (n, sizeof gram - 1));
-          if (!func (data, gram, 1 + MIN (n, sizeof gram - 1)))
-            return FALSE;
+          if (grams == NULL || !word_set_seen (grams, (gsize) (word + i - grams->text), n))
+            {
+              gram[0] = DOVEKIE_SEARCH_GRAM_MARK;
+              memcpy (gram + 1, word + i, n);
+              if (!func (data, gram, 1 + n))
+                return FALSE;
+            }
         }
       chars--;
     }
@@ -114,52 +184,12 @@ boundary_term (const gchar *left, gsize left_len, const gchar *right, gsize righ
   return left_len + 1 + right_len;
 }
 
-/* The words of one text already given, as an open-addressing set of
- * (offset, length) into the text. When it is half full, further words are
- * not remembered: they are given again, which is only slower. */
-typedef struct {
-  guint32 offset, len;
-} WordSlot;
-
-typedef struct {
-  const gchar *text;
-  WordSlot *slots;
-  guint mask, used;
-} WordSet;
-
-/* Slots of the largest set (16k words, 128 KiB), and of one on the stack. */
-#define WORD_SET_MAX_SLOTS 16384
-#define WORD_SET_STACK_SLOTS 512
-
-/* Whether text[start..start+len) was seen before; remembers it if not. */
-static gboolean
-word_set_seen (WordSet *set, gsize start, gsize len)
-{
-  const gchar *word = set->text + start;
-  guint32 hash = 2166136261u;
-  guint i;
-
-  if (set->slots == NULL)
-    return FALSE;
-  for (gsize j = 0; j < len; j++)
-    hash = (hash ^ (guchar) word[j]) * 16777619u;
-  for (i = hash & set->mask; set->slots[i].len != 0; i = (i + 1) & set->mask)
-    if (set->slots[i].len == len && memcmp (set->text + set->slots[i].offset, word, len) == 0)
-      return TRUE;
-  if (set->used * 2 < set->mask + 1)
-    {
-      set->slots[i].offset = (guint32) start;
-      set->slots[i].len = (guint32) len;
-      set->used++;
-    }
-  return FALSE;
-}
 
 /* Walks the words of text: their terms (only for a word's first
  * occurrence when `set` is given) and the boundary terms. */
 static gboolean
-terms_walk (const gchar *text, gsize len, WordSet *set, DovekieSearchTermFunc func,
-            gpointer data)
+terms_walk (const gchar *text, gsize len, WordSet *set, WordSet *grams,
+            DovekieSearchTermFunc func, gpointer data)
 {
   gsize pos = 0, prev_end = 0, prev_last = 0;
   gboolean have_prev = FALSE;
@@ -186,7 +216,9 @@ terms_walk (const gchar *text, gsize len, WordSet *set, DovekieSearchTermFunc fu
                                                 text + start, pos - start, boundary)))
         return FALSE;
       if (chars >= 3 && (set == NULL || !word_set_seen (set, start, pos - start)) &&
-          !word_terms (text + start, pos - start, chars, func, data))
+          !word_terms (text + start, pos - start, chars,
+                       pos - start > DOVEKIE_SEARCH_WORD_BYTES ? word_set_ready (grams, len) : NULL,
+                       func, data))
         return FALSE;
       have_prev = TRUE;
       prev_end = pos;
@@ -199,7 +231,7 @@ gboolean
 dovekie_search_terms_foreach (const gchar *text, gsize len, DovekieSearchTermFunc func,
                               gpointer data)
 {
-  return terms_walk (text, len, NULL, func, data);
+  return terms_walk (text, len, NULL, NULL, func, data);
 }
 
 gboolean
@@ -208,8 +240,9 @@ dovekie_search_terms_foreach_unique (const gchar *text, gsize len, DovekieSearch
 {
   WordSlot stack_slots[WORD_SET_STACK_SLOTS];
   g_autofree WordSlot *heap_slots = NULL;
-  WordSet set = { text, NULL, 0, 0 };
+  WordSet set = { text, NULL, 0, 0 }, grams = { text, NULL, 0, 0 };
   guint slots = 64;
+  gboolean ok;
 
   /* A word of three code points or more and its separator take four
    * bytes at least: len / 2 slots keep the set at most half full. */
@@ -224,7 +257,9 @@ dovekie_search_terms_foreach_unique (const gchar *text, gsize len, DovekieSearch
       memset (set.slots, 0, slots * sizeof (WordSlot));
       set.mask = slots - 1;
     }
-  return terms_walk (text, len, &set, func, data);
+  ok = terms_walk (text, len, &set, len < G_MAXUINT32 ? &grams : NULL, func, data);
+  g_free (grams.slots);
+  return ok;
 }
 
 /* ---- planning ---- */

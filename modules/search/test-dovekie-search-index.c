@@ -59,6 +59,18 @@ open_index (guint32 uidvalidity)
   return index;
 }
 
+/* An index that takes texts of a few chunks (the default limits' max_text
+ * is 1 MiB). */
+static DovekieIndex *
+open_index_for_chunks (void)
+{
+  const DovekieSearchLimits big = { 2, 1024 * 1024, 4 * DOVEKIE_SEARCH_CHUNK };
+  DovekieIndex *index = dovekie_search_index_open_with (NULL, dbpath, 1, &big, NULL);
+
+  ck_assert_ptr_nonnull (index);
+  return index;
+}
+
 static void
 add_doc (DovekieIndex *index, guint32 uid, const gchar *header, const gchar *body)
 {
@@ -188,7 +200,7 @@ END_TEST
 START_TEST (test_chunks_overlap)
 {
   g_autoptr (GString) body = g_string_new (NULL);
-  DovekieIndex *index = open_index (1);
+  DovekieIndex *index = open_index_for_chunks ();
 
   /* The marker straddles the first chunk boundary. */
   while (body->len < DOVEKIE_SEARCH_CHUNK - 2)
@@ -220,7 +232,7 @@ START_TEST (test_chunks_keep_words_whole)
 {
   g_autoptr (GString) body = g_string_new (NULL);
   g_autoptr (GError) error = NULL;
-  DovekieIndex *index = open_index (1);
+  DovekieIndex *index = open_index_for_chunks ();
 
   /* Short words; the first row ends after "QZJW" (each append of 4096
    * bytes is checked against the chunk size). */

@@ -323,6 +323,55 @@ START_TEST (test_terms_foreach_unique_repeats)
 }
 END_TEST
 
+static gboolean
+count_term (gpointer data, const gchar *term, gsize len)
+{
+  (void) term;
+  (void) len;
+  (*(guint *) data)++;
+  return TRUE;
+}
+
+/* The grams of long words are given once per text: a 3000-byte word of
+ * "abcdefg" repeated has 7 distinct trigrams, a 100-byte one 7 4-grams and
+ * the trigram of its end; the distinct terms are those of the plain walk,
+ * also with multibyte code points and more grams than the set holds. */
+START_TEST (test_terms_foreach_unique_grams)
+{
+  g_autoptr (GString) word = g_string_new (NULL);
+  g_autoptr (GString) mixed = g_string_new (NULL);
+  g_autoptr (GString) random = g_string_new (NULL);
+  GRand *rand = g_rand_new_with_seed (7);
+  guint calls = 0;
+
+  while (word->len < 3000)
+    g_string_append (word, "abcdefg");
+  ck_assert (dovekie_search_terms_foreach_unique (word->str, word->len, count_term, &calls));
+  ck_assert_uint_eq (calls, 7);
+  calls = 0;
+  ck_assert (dovekie_search_terms_foreach_unique (word->str, 100, count_term, &calls));
+  ck_assert_uint_eq (calls, 8);
+  for (guint i = 0; i < 400; i++)
+    g_string_append (mixed, i % 3 == 0 ? "\xc3\xa9" : i % 3 == 1 ? "\xe6\x97\xa5" : "q");
+  g_string_append (mixed, " ");
+  g_string_append_len (mixed, word->str, 90);
+  /* words of 200 random letters and digits: 300k 4-grams, nearly all
+   * distinct, more than the largest set keeps */
+  for (guint i = 1; i <= 300000; i++)
+    g_string_append_c (random, i % 201 == 0 ? ' ' : "abcdefghijklmnopqrstuvwxyz0123456789"
+                                                    [g_rand_int_range (rand, 0, 36)]);
+  g_rand_free (rand);
+  for (guint i = 0; i < 3; i++)
+    {
+      const gchar *text = i == 0 ? word->str : i == 1 ? mixed->str : random->str;
+      g_autofree gchar *all = distinct_terms (text, FALSE);
+      g_autofree gchar *unique = distinct_terms (text, TRUE);
+
+      ck_assert_str_eq (unique, all);
+    }
+}
+END_TEST
+
 START_TEST (test_terms_foreach_stops)
 {
   guint calls = 0;
@@ -372,6 +421,7 @@ plan_suite (void)
   tcase_add_test (tc, test_terms_foreach_stops);
   tcase_add_loop_test (tc, test_terms_foreach_unique, 0, G_N_ELEMENTS (unique_texts));
   tcase_add_test (tc, test_terms_foreach_unique_repeats);
+  tcase_add_test (tc, test_terms_foreach_unique_grams);
   suite_add_tcase (s, tc);
   tc = tcase_create ("dovekie_search_is_word_char");
   tcase_add_test (tc, test_is_word_char);
