@@ -18,17 +18,21 @@ struct _DovekieIndex {
   DovekieSearchLimits limits;
 
   /* Prepared once when the database opens (open_db), reset after each use. */
-  sqlite3_stmt *insert_text;
+  sqlite3_stmt *insert_body;
+  sqlite3_stmt *insert_header;
   sqlite3_stmt *set_meta;
   sqlite3_stmt *get_meta;
   sqlite3_stmt *add_gone;
   sqlite3_stmt *add_unindexed;
   sqlite3_stmt *load_gone;
   sqlite3_stmt *load_unindexed;
-  sqlite3_stmt *match;
+  sqlite3_stmt *match_body;
+  sqlite3_stmt *match_header;
 
   gboolean in_txn;
   guint batch_docs;
+  /* Messages committed since the index was opened or last tidied. */
+  guint run_docs;
   /* Messages of the batch skipped by doc_begin (already in the index). */
   guint batch_skipped;
   /* Bytes of text in the batch, for the dovekie_search_indexed event. */
@@ -43,7 +47,8 @@ struct _DovekieIndex {
    * the messages still to come would leave a gap below them, so they are
    * skipped until get_last_uid starts a new run. */
   gboolean stale;
-  /* When the busy handler began waiting for the write lock. */
+  /* busy_wait(): how long to wait for the write lock, and since when. */
+  gint64 busy_usec;
   gint64 busy_since;
   /* A corrupt file was replaced while writing: later writes would give an
    * index that claims messages it lacks, so they fail until reopened. */

@@ -57,13 +57,14 @@ emit_lookup (DovekieIndex *index, DovekieIndexScope scope, guint definite, guint
                 "definite", definite_s, "maybe", maybe_s, NULL);
 }
 
-/* Appends the UIDs of the rows in `fields` that match `expr` to `uids`,
- * ascending and once each, leaving out the sorted `gone`. */
+/* Appends the UIDs of the rows that match `expr` to `uids`, ascending and
+ * once each, leaving out the sorted `gone`: of body_terms (rowid = uid)
+ * when `fields` is 0, else of header_terms' rows in `fields`. */
 static gboolean
-match_uids (DovekieIndex *index, const gchar *expr, guint fields, GArray *gone, GArray *uids,
-            GError **error)
+match_table (DovekieIndex *index, const gchar *expr, guint fields, GArray *gone, GArray *uids,
+             GError **error)
 {
-  sqlite3_stmt *stmt = index->match;
+  sqlite3_stmt *stmt = fields == 0 ? index->match_body : index->match_header;
   guint32 prev = 0;
   gboolean have_prev = FALSE;
   int rc;
@@ -72,10 +73,10 @@ match_uids (DovekieIndex *index, const gchar *expr, guint fields, GArray *gone, 
   while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
     {
       sqlite3_int64 rowid = sqlite3_column_int64 (stmt, 0);
-      guint32 uid = (guint32) (rowid >> DOVEKIE_SEARCH_FIELD_BITS);
+      guint32 uid = (guint32) (fields == 0 ? rowid : rowid >> DOVEKIE_SEARCH_FIELD_BITS);
       guint field = (guint) (rowid & ((1 << DOVEKIE_SEARCH_FIELD_BITS) - 1));
 
-      if ((fields & (1u << field)) == 0 || (have_prev && uid == prev))
+      if ((fields != 0 && (fields & (1u << field)) == 0) || (have_prev && uid == prev))
         continue;
       prev = uid;
       have_prev = TRUE;
@@ -86,6 +87,45 @@ match_uids (DovekieIndex *index, const gchar *expr, guint fields, GArray *gone, 
   sqlite3_clear_bindings (stmt);
   if (rc != SQLITE_DONE)
     return sql_fail (index, error, "lookup");
+  return TRUE;
+}
+
+/* The UID at pos, or past every UID at the end. */
+static guint64
+head (GArray *uids, guint pos)
+{
+  return pos < uids->len ? g_array_index (uids, guint32, pos) : G_MAXUINT64;
+}
+
+/* match_table over the rows in `fields`: the body's table, the other
+ * fields' table, or both (TEXT), their ascending UIDs merged. */
+static gboolean
+match_uids (DovekieIndex *index, const gchar *expr, guint fields, GArray *gone, GArray *uids,
+            GError **error)
+{
+  const guint body = 1u << DOVEKIE_INDEX_FIELD_BODY;
+  g_autoptr (GArray) in_body = NULL, in_headers = NULL;
+  guint b = 0, h = 0;
+
+  if (fields == body)
+    return match_table (index, expr, 0, gone, uids, error);
+  if ((fields & body) == 0)
+    return match_table (index, expr, fields, gone, uids, error);
+  in_body = g_array_new (FALSE, FALSE, sizeof (guint32));
+  in_headers = g_array_new (FALSE, FALSE, sizeof (guint32));
+  if (!match_table (index, expr, 0, gone, in_body, error) ||
+      !match_table (index, expr, fields & ~body, gone, in_headers, error))
+    return FALSE;
+  while (b < in_body->len || h < in_headers->len)
+    {
+      guint32 uid = (guint32) MIN (head (in_body, b), head (in_headers, h));
+
+      if (head (in_body, b) == uid)
+        b++;
+      if (head (in_headers, h) == uid)
+        h++;
+      g_array_append_val (uids, uid);
+    }
   return TRUE;
 }
 
@@ -109,13 +149,6 @@ scope_fields (DovekieIndexScope scope)
        * search key compares, as BODY holds what BODY compares. */
       return 1u << (DOVEKIE_INDEX_FIELD_SUBJECT + (scope - DOVEKIE_INDEX_SCOPE_SUBJECT));
     }
-}
-
-/* The UID at pos, or past every UID at the end. */
-static guint64
-head (GArray *uids, guint pos)
-{
-  return pos < uids->len ? g_array_index (uids, guint32, pos) : G_MAXUINT64;
 }
 
 gboolean

@@ -447,6 +447,73 @@ db_pragma (const gchar *name)
   return value;
 }
 
+/* Segments of body_terms: FTS5 stores segment segid's pages at rowids
+ * segid << 37 + page of body_terms_data. */
+static gint64
+body_segments (void)
+{
+  sqlite3 *db = NULL;
+  sqlite3_stmt *stmt = NULL;
+  gint64 value;
+
+  ck_assert_int_eq (sqlite3_open_v2 (dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  ck_assert_int_eq (sqlite3_prepare_v2 (db, "SELECT count(DISTINCT id >> 37) FROM "
+                                        "body_terms_data WHERE id >> 37 > 0", -1, &stmt, NULL),
+                    SQLITE_OK);
+  ck_assert_int_eq (sqlite3_step (stmt), SQLITE_ROW);
+  value = sqlite3_column_int64 (stmt, 0);
+  sqlite3_finalize (stmt);
+  sqlite3_close (db);
+  return value;
+}
+
+/* Indexes `docs` messages into a new index in batches of 2 and flushes;
+ * returns the body's segments, and the free pages in *free_r. */
+static gint64
+index_run (guint32 docs, gint64 *free_r)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree gchar *wal = g_strconcat (dbpath, "-wal", NULL);
+  g_autofree gchar *shm = g_strconcat (dbpath, "-shm", NULL);
+  DovekieIndex *index;
+  gint64 segments;
+
+  (void) g_unlink (dbpath);
+  (void) g_unlink (wal);
+  (void) g_unlink (shm);
+  index = open_index (1);
+  for (guint32 uid = 1; uid <= docs; uid++)
+    {
+      g_autofree gchar *body = g_strdup_printf ("common words of each message, "
+                                                "international post %u uniq%ux", uid,
+                                                uid * 7919);
+      add_doc (index, uid, "Subject: hello", body);
+    }
+  ck_assert (v->flush (index, &error));
+  segments = body_segments ();
+  *free_r = db_pragma ("freelist_count");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "iq7919x", "1d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_TEXT, "iq7919x", "1d");
+  v->close (index);
+  return segments;
+}
+
+/* The flush that ends a run of DOVEKIE_SEARCH_TIDY_DOCS messages merges
+ * segments and gives back the pages merges freed; one of a message less
+ * leaves them to FTS5's automerge. */
+START_TEST (test_flush_after_a_big_run_tidies)
+{
+  gint64 small_free, big_free;
+  gint64 small = index_run (DOVEKIE_SEARCH_TIDY_DOCS - 1, &small_free);
+  gint64 big = index_run (DOVEKIE_SEARCH_TIDY_DOCS, &big_free);
+
+  ck_assert_int_gt (small_free, 0);
+  ck_assert_int_eq (big_free, 0);
+  ck_assert_msg (big < small, "segments: %" G_GINT64_FORMAT " after the small run, %"
+                 G_GINT64_FORMAT " after the big one", small, big);
+}
+END_TEST
+
 START_TEST (test_optimize_merges_and_returns_pages)
 {
   g_autoptr (GError) error = NULL;
@@ -661,6 +728,7 @@ index_suite (void)
     { "reset_optimize", test_reset_and_optimize, 1 },
     { "keyed_scopes", test_keyed_scopes, 1 },
     { "optimize_merges_and_returns_pages", test_optimize_merges_and_returns_pages, 1 },
+    { "flush_tidies", test_flush_after_a_big_run_tidies, 1 },
     { "events", test_events, 1 },
   };
 
