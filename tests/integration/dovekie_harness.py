@@ -689,6 +689,20 @@ plugin {{
                     f"--- log tail ({self.log_path}):\n{self.log_tail()}")
             time.sleep(0.05)
 
+    def find_log_at_least(self, pattern: str, count: int, timeout: float = 10.0,
+                          since: int = 0) -> list[re.Match]:
+        """find_log() once `count` matches are there or `timeout` has
+        passed: Dovecot's log process writes asynchronously, so the lines of
+        the last command may land after its reply. The caller asserts the
+        exact count (a check for no more than `count` waits in vain only
+        when the count is wrong)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.find_log(pattern, since=since)
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<PrivateDovecot {state} tmp={self.tmpdir} ports={self.ports}>"

@@ -220,7 +220,8 @@ def test_dbox_and_mbox_files_are_streamed_not_passed(av, logging_clamd, location
     assert typ == "OK", data
     assert [part[1] for part in data if isinstance(part, tuple)] == clean
     imap.logout()
-    scans = dc.find_log(av_line("imap", r"scan origin=(append|fetch) [^\n]*"), since=offset)
+    scans = dc.find_log_at_least(av_line("imap", r"scan origin=(append|fetch) [^\n]*"), 5,
+                                 since=offset)
     assert len(scans) == 5, [m.group(0) for m in scans]
     for match in scans:
         assert f"engine={logging_clamd.unix_address} mode=instream " in match.group(0), \
