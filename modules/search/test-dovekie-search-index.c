@@ -429,11 +429,11 @@ START_TEST (test_reset_and_optimize)
 }
 END_TEST
 
-/* PRAGMA `name` of the index file, read by a connection of its own. */
+/* The one value `sql` gives on the index file, read by a connection of its
+ * own. */
 static gint64
-db_pragma (const gchar *name)
+db_value (const gchar *sql)
 {
-  g_autofree gchar *sql = g_strdup_printf ("PRAGMA %s", name);
   sqlite3 *db = NULL;
   sqlite3_stmt *stmt = NULL;
   gint64 value;
@@ -447,24 +447,21 @@ db_pragma (const gchar *name)
   return value;
 }
 
+/* PRAGMA `name` of the index file. */
+static gint64
+db_pragma (const gchar *name)
+{
+  g_autofree gchar *sql = g_strdup_printf ("PRAGMA %s", name);
+
+  return db_value (sql);
+}
+
 /* Segments of body_terms: FTS5 stores segment segid's pages at rowids
  * segid << 37 + page of body_terms_data. */
 static gint64
 body_segments (void)
 {
-  sqlite3 *db = NULL;
-  sqlite3_stmt *stmt = NULL;
-  gint64 value;
-
-  ck_assert_int_eq (sqlite3_open_v2 (dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-  ck_assert_int_eq (sqlite3_prepare_v2 (db, "SELECT count(DISTINCT id >> 37) FROM "
-                                        "body_terms_data WHERE id >> 37 > 0", -1, &stmt, NULL),
-                    SQLITE_OK);
-  ck_assert_int_eq (sqlite3_step (stmt), SQLITE_ROW);
-  value = sqlite3_column_int64 (stmt, 0);
-  sqlite3_finalize (stmt);
-  sqlite3_close (db);
-  return value;
+  return db_value ("SELECT count(DISTINCT id >> 37) FROM body_terms_data WHERE id >> 37 > 0");
 }
 
 /* Indexes `docs` messages into a new index in batches of 2 and flushes;
@@ -543,6 +540,16 @@ START_TEST (test_optimize_merges_and_returns_pages)
 }
 END_TEST
 
+/* get_last_uid of `index` (which also starts its next run). */
+static guint32
+last_uid_of (DovekieIndex *index)
+{
+  guint32 last = G_MAXUINT32;
+
+  ck_assert (v->get_last_uid (index, &last, NULL));
+  return last;
+}
+
 /* Two processes indexing one mailbox (doveadm index and a search's
  * indexer): the one that is behind skips what the other committed, and the
  * last UID never goes back. Before, the one behind committed its own lower
@@ -550,10 +557,8 @@ END_TEST
 START_TEST (test_writers_share_last_uid)
 {
   DovekieIndex *a = open_index (1), *b = open_index (1), *reader;
-  guint32 last = 0;
 
-  ck_assert (v->get_last_uid (b, &last, NULL));
-  ck_assert_uint_eq (last, 0);
+  ck_assert_uint_eq (last_uid_of (b), 0);
   for (guint32 uid = 1; uid <= 4; uid++)
     add_doc (a, uid, NULL, "alpha text");
   ck_assert (v->flush (a, NULL));
@@ -567,8 +572,7 @@ START_TEST (test_writers_share_last_uid)
   /* a, still at 4, skips 5 and 6, and its commit keeps 6 */
   add_doc (a, 5, NULL, "charlie text");
   ck_assert (v->flush (a, NULL));
-  ck_assert (v->get_last_uid (reader, &last, NULL));
-  ck_assert_uint_eq (last, 6);
+  ck_assert_uint_eq (last_uid_of (reader), 6);
   add_doc (a, 7, NULL, "charlie text");
   ck_assert (v->flush (a, NULL));
   ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "charlie", "7d");
@@ -584,9 +588,8 @@ END_TEST
 START_TEST (test_reset_under_a_writer_stops_it)
 {
   DovekieIndex *a = open_index (1), *b = open_index (1), *reader = open_index (1);
-  guint32 last = 9;
 
-  ck_assert (v->get_last_uid (a, &last, NULL));
+  ck_assert_uint_eq (last_uid_of (a), 0);
   add_doc (a, 1, NULL, "delta text");
   add_doc (a, 2, NULL, "delta text");   /* batch of 2: committed */
   ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "delta", "1d 2d");
@@ -594,12 +597,10 @@ START_TEST (test_reset_under_a_writer_stops_it)
   add_doc (a, 3, NULL, "delta echo");
   add_doc (a, 4, NULL, "delta echo");
   ck_assert (v->flush (a, NULL));
-  ck_assert (v->get_last_uid (reader, &last, NULL));
-  ck_assert_uint_eq (last, 0);
+  ck_assert_uint_eq (last_uid_of (reader), 0);
   ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "delta", "");
   /* the next run starts from the emptied index */
-  ck_assert (v->get_last_uid (a, &last, NULL));
-  ck_assert_uint_eq (last, 0);
+  ck_assert_uint_eq (last_uid_of (a), 0);
   add_doc (a, 1, NULL, "delta text");
   ck_assert (v->flush (a, NULL));
   ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "delta", "1d");
