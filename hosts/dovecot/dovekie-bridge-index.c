@@ -158,13 +158,10 @@ dovekie_bridge_index_lookup (struct dovekie_bridge_index *index,
   struct lookup_trampoline t = { add, context };
   GError *error = NULL;
   gboolean handled = FALSE;
-  guint32 last_uid = 0;
 
-  *last_uid_r = 0;
   if (!index->v->lookup (index->index, (DovekieIndexScope) scope, needle, lookup_add, &t,
-                         &last_uid, &handled, &error))
+                         last_uid_r, &handled, &error))
     return fail (error, error_r);
-  *last_uid_r = last_uid;
   return handled ? 1 : 0;
 }
 

@@ -497,15 +497,15 @@ dovekie_fts_keyed_scope(const struct mail_search_arg *arg,
 	return TRUE;
 }
 
-/* Returns 1 if arg was used, 0 if Dovecot must search it, -1 on error. */
+/* Returns 1 if arg was used, 0 if Dovecot must search it, -1 on error.
+   last_mail_uid is the UID of the mailbox's last mail. */
 static int
 dovekie_fts_lookup_arg(struct dovekie_fts_backend *backend, struct mailbox *box,
 		       struct dovekie_bridge_index *index, struct mail_search_arg *arg,
-		       bool and_args, struct fts_result *result)
+		       bool and_args, uint32_t last_mail_uid, struct fts_result *result)
 {
 	enum dovekie_bridge_index_scope scope;
 	struct dovekie_fts_uids tmp;
-	struct mailbox_status status;
 	char error[DOVEKIE_BRIDGE_REASON_MAX];
 	uint32_t last_uid = 0;
 	string_t *needle;
@@ -549,12 +549,7 @@ dovekie_fts_lookup_arg(struct dovekie_fts_backend *backend, struct mailbox *box,
 	}
 	if (ret == 0)
 		return 0;
-	if (mailbox_get_status(box, STATUS_UIDNEXT, &status) < 0) {
-		e_error(backend->event, "%s: %s", mailbox_get_vname(box),
-			mailbox_get_last_internal_error(box, NULL));
-		return -1;
-	}
-	dovekie_fts_merge(arg, and_args, last_uid, status.uidnext - 1, &tmp,
+	dovekie_fts_merge(arg, and_args, last_uid, last_mail_uid, &tmp,
 			  &result->definite_uids, &result->maybe_uids);
 	return 1;
 }
@@ -566,18 +561,25 @@ dovekie_fts_lookup(struct fts_backend *_backend, struct mailbox *box,
 {
 	struct dovekie_fts_backend *backend = (struct dovekie_fts_backend *)_backend;
 	struct dovekie_bridge_index *index;
+	struct mailbox_status status;
 	bool and_args = (flags & FTS_LOOKUP_FLAG_AND_ARGS) != 0;
 	bool first = TRUE;
 	const char *reason;
 	int ret = 0;
 
+	if (mailbox_get_status(box, STATUS_UIDNEXT, &status) < 0) {
+		e_error(backend->event, "%s: %s", mailbox_get_vname(box),
+			mailbox_get_last_internal_error(box, NULL));
+		return -1;
+	}
 	if (dovekie_fts_open(backend, box, &index, &reason) < 0) {
 		e_error(backend->event, "%s: %s", mailbox_get_vname(box), reason);
 		return -1;
 	}
 	for (; args != NULL && ret >= 0; args = args->next) T_BEGIN {
 		ret = dovekie_fts_lookup_arg(backend, box, index, args,
-					     first ? FALSE : and_args, result);
+					     first ? FALSE : and_args, status.uidnext - 1,
+					     result);
 		if (ret > 0) {
 			args->match_always = TRUE;
 			first = FALSE;

@@ -114,6 +114,30 @@ set_meta (DovekieIndex *index, const gchar *key, gint64 value, GError **error)
   return TRUE;
 }
 
+/* The committed last UID. */
+static gboolean
+get_last_uid_meta (DovekieIndex *index, guint32 *last_uid_r, GError **error)
+{
+  gint64 value = 0;
+
+  if (!get_meta (index, "last_uid", &value, error))
+    return FALSE;
+  *last_uid_r = (guint32) CLAMP (value, 0, G_MAXUINT32);
+  return TRUE;
+}
+
+/* Starts an indexing run from the committed state: its last UID and
+ * generation, whatever reset happened before. */
+static gboolean
+start_run (DovekieIndex *index, GError **error)
+{
+  if (!get_last_uid_meta (index, &index->last_uid, error) ||
+      !get_meta (index, "generation", &index->generation, error))
+    return FALSE;
+  index->stale = FALSE;
+  return TRUE;
+}
+
 static void
 close_db (DovekieIndex *index)
 {
@@ -291,7 +315,7 @@ static gboolean
 open_db (DovekieIndex *index, GError **error)
 {
   g_autofree gchar *pragmas = NULL;
-  gint64 schema = 0, uidvalidity = 0, last_uid = 0;
+  gint64 schema = 0, uidvalidity = 0;
   int rc;
 
   rc = sqlite3_open_v2 (index->path, &index->db,
@@ -321,17 +345,11 @@ open_db (DovekieIndex *index, GError **error)
   if (!prepare_all (index, error))
     return FALSE;
   if (!get_meta (index, "schema", &schema, error) ||
-      !get_meta (index, "uidvalidity", &uidvalidity, error) ||
-      !get_meta (index, "last_uid", &last_uid, error) ||
-      !get_meta (index, "generation", &index->generation, error))
+      !get_meta (index, "uidvalidity", &uidvalidity, error) || !start_run (index, error))
     return FALSE;
-  index->stale = FALSE;
 
   if (schema == DOVEKIE_SEARCH_SCHEMA && uidvalidity == index->uidvalidity)
-    {
-      index->last_uid = (guint32) CLAMP (last_uid, 0, G_MAXUINT32);
-      return TRUE;
-    }
+    return TRUE;
   if (schema != 0 && schema < DOVEKIE_SEARCH_SCHEMA)
     {
       index->outdated = TRUE;
@@ -468,14 +486,15 @@ commit (DovekieIndex *index, GError **error)
 static gboolean
 begin (DovekieIndex *index, GError **error)
 {
-  gint64 committed = 0, generation = 0;
+  gint64 generation = 0;
+  guint32 committed = 0;
 
   if (index->in_txn)
     return TRUE;
   if (!exec (index, "BEGIN IMMEDIATE", error))
     return FALSE;
   index->in_txn = TRUE;
-  if (!get_meta (index, "last_uid", &committed, error) ||
+  if (!get_last_uid_meta (index, &committed, error) ||
       !get_meta (index, "generation", &generation, error))
     return FALSE;
   if (generation != index->generation && !index->stale)
@@ -485,10 +504,7 @@ begin (DovekieIndex *index, GError **error)
                  "this one added to it; the rest of this run is left to the next one",
                  index->path);
     }
-  if (index->stale)
-    index->last_uid = (guint32) CLAMP (committed, 0, G_MAXUINT32);
-  else
-    index->last_uid = MAX (index->last_uid, (guint32) CLAMP (committed, 0, G_MAXUINT32));
+  index->last_uid = index->stale ? committed : MAX (index->last_uid, committed);
   return TRUE;
 }
 
@@ -496,8 +512,6 @@ begin (DovekieIndex *index, GError **error)
 static void
 write_failed (DovekieIndex *index)
 {
-  gint64 committed = 0;
-
   if (index->db != NULL && is_corrupt_code (sqlite3_errcode (index->db)))
     {
       index->poisoned = TRUE;
@@ -510,8 +524,8 @@ write_failed (DovekieIndex *index)
   index->batch_docs = 0;
   index->batch_skipped = 0;
   index->batch_bytes = 0;
-  if (index->db != NULL && get_meta (index, "last_uid", &committed, NULL))
-    index->last_uid = (guint32) CLAMP (committed, 0, G_MAXUINT32);
+  if (index->db != NULL)
+    (void) get_last_uid_meta (index, &index->last_uid, NULL);
 }
 
 static void
@@ -545,20 +559,9 @@ check_writable (DovekieIndex *index, GError **error)
 static gboolean
 index_get_last_uid (DovekieIndex *index, guint32 *last_uid_r, GError **error)
 {
-  gint64 value = 0;
-
-  if (index->in_txn)
-    {
-      *last_uid_r = index->last_uid;
-      return TRUE;
-    }
-  /* A new run: whatever reset happened before is the state it starts
-   * from. */
-  if (!get_meta (index, "last_uid", &value, error) ||
-      !get_meta (index, "generation", &index->generation, error))
+  /* Outside a batch, a new run. */
+  if (!index->in_txn && !start_run (index, error))
     return FALSE;
-  index->stale = FALSE;
-  index->last_uid = (guint32) CLAMP (value, 0, G_MAXUINT32);
   *last_uid_r = index->last_uid;
   return TRUE;
 }
@@ -822,23 +825,16 @@ lookup_in_snapshot (DovekieIndex *index, DovekieIndexScope scope, const DovekieS
                     DovekieIndexAddFunc add, gpointer data, guint32 *last_uid_r,
                     gboolean *corrupt_r, GError **error)
 {
-  gint64 last_uid = 0;
+  gboolean reading = !index->in_txn;
   gboolean ok;
 
-  if (index->in_txn)
-    {
-      *last_uid_r = index->last_uid;
-      ok = dovekie_search_lookup_run (index, scope, plan, add, data, error);
-      *corrupt_r = !ok && is_corrupt_code (sqlite3_errcode (index->db));
-      return ok;
-    }
-  ok = exec (index, "BEGIN", error) &&
-       get_meta (index, "last_uid", &last_uid, error) &&
+  *last_uid_r = index->last_uid;
+  ok = (!reading || (exec (index, "BEGIN", error) &&
+                     get_last_uid_meta (index, last_uid_r, error))) &&
        dovekie_search_lookup_run (index, scope, plan, add, data, error);
-  *last_uid_r = (guint32) CLAMP (last_uid, 0, G_MAXUINT32);
   *corrupt_r = !ok && is_corrupt_code (sqlite3_errcode (index->db));
   /* Ending a read transaction cannot change the answer. */
-  if (sqlite3_get_autocommit (index->db) == 0)
+  if (reading && sqlite3_get_autocommit (index->db) == 0)
     (void) sqlite3_exec (index->db, ok ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
   return ok;
 }
