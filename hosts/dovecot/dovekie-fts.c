@@ -443,9 +443,13 @@ static void dovekie_fts_add_uid(void *context, uint32_t uid, bool definite)
 	seq_range_array_add(definite ? &uids->definite : &uids->maybe, uid);
 }
 
-/* Combines one argument's UIDs into the result as squat does: NOT turns
-   everything the index cannot rule out into maybe; AND and OR follow
-   definite/maybe logic. The answer covers the UIDs up to last_uid; every
+/* Combines one argument's UIDs into the result. The answer covers the
+   UIDs up to last_uid, and there a UID the index gave neither as definite
+   nor as maybe cannot match (index.h). So NOT makes that UID a definite
+   match, a maybe stays maybe and a definite match becomes a non-match.
+   (Squat, which cannot rule mail out, makes everything maybe; doing so
+   here had Dovecot read 53,620 mails for NOT BODY money at corpus x10.)
+   AND and OR follow definite/maybe logic. Every
    mail above it up to last_mail_uid is maybe. Dovecot searches the mails
    above the last UID it was told itself, but another process may have
    reset the index since (`doveadm fts rescan`), and without this the mails
@@ -456,11 +460,15 @@ dovekie_fts_merge(const struct mail_search_arg *arg, bool and_args, uint32_t las
 		  ARRAY_TYPE(seq_range) *definite_uids, ARRAY_TYPE(seq_range) *maybe_uids)
 {
 	if (arg->match_not) {
-		array_clear(&tmp->maybe);
+		ARRAY_TYPE(seq_range) ruled_out;
+
+		t_array_init(&ruled_out, 64);
 		if (last_uid > 0)
-			seq_range_array_add_range(&tmp->maybe, 1, last_uid);
-		seq_range_array_remove_seq_range(&tmp->maybe, &tmp->definite);
+			seq_range_array_add_range(&ruled_out, 1, last_uid);
+		seq_range_array_remove_seq_range(&ruled_out, &tmp->definite);
+		seq_range_array_remove_seq_range(&ruled_out, &tmp->maybe);
 		array_clear(&tmp->definite);
+		array_append_array(&tmp->definite, &ruled_out);
 	}
 	if (last_uid < last_mail_uid)
 		seq_range_array_add_range(&tmp->maybe, last_uid + 1, last_mail_uid);
@@ -701,8 +709,15 @@ static void dovekie_fts_mail_user_created(struct mail_user *user)
 	MODULE_CONTEXT_SET(user, dovekie_fts_user_module, fuser);
 }
 
+static void dovekie_fts_mailbox_allocated(struct mailbox *box)
+{
+	if (DOVEKIE_FTS_USER_CONTEXT(box->storage->user) != NULL)
+		dovekie_fts_search_mailbox_allocated(box);
+}
+
 static struct mail_storage_hooks dovekie_fts_mail_storage_hooks = {
 	.mail_user_created = dovekie_fts_mail_user_created,
+	.mailbox_allocated = dovekie_fts_mailbox_allocated,
 };
 
 void dovekie_fts_init(struct module *module)

@@ -3,6 +3,8 @@
 
 struct module;
 struct mail_user;
+struct mailbox;
+struct mail_search_args;
 
 /* The index of a mailbox, in its index directory (also read by
    `doveadm dovekie status`). */
@@ -21,5 +23,13 @@ void dovekie_fts_deinit(void);
    before the user's modules are unloaded. Idempotent; a no-op for users
    without fts = dovekie. */
 void dovekie_fts_user_release(struct mail_user *user);
+
+/* For a user with fts = dovekie (dovekie-fts-search.c): a search passes
+   over the messages whose result the fts lookup already made false,
+   without setting up each mail. Answers stay Dovecot's. */
+void dovekie_fts_search_mailbox_allocated(struct mailbox *box);
+/* The result the search keys of `args` give as they stand: 1 true, 0
+   false, -1 not known yet. Reads only. */
+int dovekie_fts_search_result(const struct mail_search_args *args);
 
 #endif

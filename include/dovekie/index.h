@@ -115,10 +115,11 @@ typedef struct {
   /* Looks `needle` (normalized UTF-8, NUL-terminated) up in `scope`.
    * *handled_r is FALSE when the index cannot narrow the search (no run of
    * three searchable characters); nothing is added then. Otherwise `add`
-   * is called for every definite and maybe UID, and *last_uid_r is the last
-   * UID of the state the answer was read from: the answer says nothing
-   * about messages above it (another process may have reset the index
-   * since the host asked get_last_uid). FALSE with `error` on an index
+   * is called for every definite and maybe UID, and *last_uid_r is the
+   * last UID of the state the answer was read from. A UID up to it that
+   * `add` is not called for cannot match (a host relies on this for NOT);
+   * the answer says nothing about messages above it (another process may
+   * have reset the index since the host asked get_last_uid). FALSE with `error` on an index
    * failure; a corrupt index is also removed, so the next indexing run
    * rebuilds it. */
   gboolean (*lookup) (DovekieIndex *index, DovekieIndexScope scope, const gchar *needle,

@@ -107,6 +107,15 @@ QUERIES = [
     "OR BODY money SUBJECT free", "NOT BODY the", "BODY money NOT FROM yahoo",
     "BODY money BODY click", "OR TEXT viagra OR BODY mortgage SUBJECT loan",
     "NOT OR BODY money BODY free",
+    # NOT of an index answer: what the index rules out is a definite match
+    # of the NOT, its candidates stay for Dovecot to read.
+    "NOT BODY money", "NOT BODY \"click here\"", "NOT TEXT \"money back\"",
+    "NOT NOT BODY money", "OR NOT BODY money NOT SUBJECT ILUG",
+    "NOT BODY font NOT BODY remove", "NOT BODY zqxjvkwpf", "NOT BODY ab",
+    "NOT (BODY money FROM yahoo)", "NOT HEADER Received localhost",
+    # index keys beside fts keys
+    "UID 1:500 BODY money", "NOT UID 1:500 BODY money", "LARGER 5000 BODY money",
+    "OR SMALLER 2000 BODY money",
     ("literal", "BODY", "ärger"), ("literal", "BODY", "ÄRGER"), ("literal", "BODY", "café"),
     ("literal", "BODY", "CRÈME"), ("literal", "SUBJECT", "köln"),
     ("literal", "FROM", "müller"), ("literal", "BODY", "日本語"),
@@ -235,6 +244,63 @@ def test_corpus_results_equal_dovecot_search(corpus_dc, corpus):
     # sanity: the queries are not all trivially empty
     assert len(results["BODY money"]) > 100
     assert results["BODY zebrafish"] and results["BODY font"]
+    assert_clean_log(dc)
+
+
+def esearch(conn, *args) -> bytes:
+    """An ESEARCH reply without its (TAG ...) part, which is per connection."""
+    typ, data = conn._simple_command(*args)
+    assert typ == "OK", (args, data)
+    typ, data = conn._untagged_response(typ, data, "ESEARCH")
+    return b" ".join(re.sub(rb'^\(TAG "[^"]*"\) ?', b"", d or b"") for d in data)
+
+
+def test_searches_around_the_index_equal_dovecot(corpus_dc):
+    """Dovecot passes over the mails the index ruled out (dovekie-fts-search.c)
+    except where it records every non-match: every way a search is used must
+    still answer as Dovecot's own search does."""
+    dc = corpus_dc
+    conns = {user: dc.imap(user) for user in ("alice", "bob")}
+    try:
+        for conn in conns.values():
+            assert conn.select("INBOX")[0] == "OK"
+            assert conn.uid("STORE", "1:3000", "+FLAGS.SILENT", r"(\Seen)")[0] == "OK"
+            assert conn.uid("STORE", "2000:2600", "+FLAGS.SILENT", r"(\Flagged)")[0] == "OK"
+        flag_queries = ["BODY money NOT SEEN", "BODY money SEEN", "OR BODY zqxjvkwpf SEEN",
+                        "FLAGGED NOT BODY money", "OR FLAGGED BODY ternet",
+                        "UNSEEN NOT TEXT spamassassin", "NOT (SEEN BODY money)"]
+        results = {q: [uid_search(c, q) for c in conns.values()] for q in flag_queries}
+        for q, (got, want) in results.items():
+            assert got == want, (q, len(got), len(want))
+        assert results["BODY money SEEN"][1] and results["BODY money NOT SEEN"][1]
+
+        answers = {}
+        for user, conn in conns.items():
+            mine = answers[user] = {}
+            # SEARCHRES (RFC 5182): saved, then used; every non-match is
+            # recorded while saving, so nothing may be passed over.
+            assert conn._simple_command("UID", "SEARCH", "RETURN", "(SAVE)", "BODY", "money",
+                                        "NOT", "SEEN")[0] == "OK"
+            mine["$"] = uid_search(conn, "$")
+            mine["$ FROM yahoo"] = uid_search(conn, "$ FROM yahoo")
+            mine["esearch"] = esearch(conn, "UID", "SEARCH", "RETURN", "(MIN MAX COUNT ALL)",
+                                      "NOT", "BODY", "money")
+            # CONTEXT=SEARCH (RFC 5267): Dovecot keeps the result updated.
+            mine["update"] = esearch(conn, "UID", "SEARCH", "RETURN", "(UPDATE COUNT)",
+                                     "BODY", "ternet")
+            typ, data = conn.uid("SORT", "(REVERSE SIZE)", "UTF-8", "BODY", "font",
+                                 "NOT", "FROM", "yahoo")
+            assert typ == "OK", data
+            mine["sort"] = data[0]
+            typ, data = conn.uid("THREAD", "REFERENCES", "UTF-8", "SUBJECT", "ILUG")
+            assert typ == "OK", data
+            mine["thread"] = data[0]
+        assert answers["alice"] == answers["bob"]
+        assert answers["bob"]["$"] and answers["bob"]["sort"] and answers["bob"]["thread"]
+        assert b"COUNT" in answers["bob"]["esearch"] and b"COUNT" in answers["bob"]["update"]
+    finally:
+        for conn in conns.values():
+            conn.logout()
     assert_clean_log(dc)
 
 
