@@ -39,9 +39,9 @@ struct dovekie_fts_search_box {
 static MODULE_CONTEXT_DEFINE_INIT(dovekie_fts_search_module, &mail_storage_module_register);
 
 /* The result the keys of one list already give: AND of the list when
-   `and_list`, else OR. 1 true, 0 false, -1 not known yet. Reads only:
-   Dovecot's own evaluation (mail_search_args_foreach) stores results in
-   the OR and SUB nodes as it goes. */
+   `and_list`, else OR. 1 true, 0 false, -1 not known yet. It only reads
+   the keys, where Dovecot's own evaluation (mail_search_args_foreach)
+   would store results in the OR and SUB nodes it passes. */
 static int dovekie_fts_args_result(const struct mail_search_arg *arg, bool and_list);
 
 static int dovekie_fts_arg_result(const struct mail_search_arg *arg)
