@@ -37,8 +37,9 @@ from pathlib import Path
 import pytest
 
 from dovekie_harness import doveadm_peak_rss_kb
-from test_search import (OWN_MESSAGES, assert_clean_log, assert_same, corpus_messages,
-                         index_path, load, start_dovecot, uid_search, wait_closed)
+from test_search import (INDEXING_SEARCH_TIMEOUT, OWN_MESSAGES, assert_clean_log, assert_same,
+                         corpus_messages, index_path, load, start_dovecot, uid_search,
+                         wait_closed)
 
 CRASH_RE = r"^[^\n]*(?:Panic: |Fatal: |killed with signal)[^\n]*$"
 
@@ -235,7 +236,7 @@ def test_pathological_messages_search_equals_dovecot(patho_dc):
     # long timeout. Its answer is compared with Dovecot's below like every
     # other.
     conn = dc.imap("alice")
-    conn.sock.settimeout(SEARCH_TIMEOUT)
+    conn.sock.settimeout(INDEXING_SEARCH_TIMEOUT)
     try:
         assert conn.select("INBOX")[0] == "OK"
         uid_search(conn, "BODY hugesubjectneedle")
@@ -345,16 +346,13 @@ def rebuild_dc(plugin_path, module_paths):
         dc.stop()
 
 
-SEARCH_TIMEOUT = 120.0
-
-
 def _search_rounds(dc, want, running, errors: list, counter: list) -> None:
     """Searches as alice (one session) until running() is false, then once
     more; each answer must be bob's."""
     conn = dc.imap("alice")
     # The first search waits for the index to be built (by the indexer or
     # by doveadm, whichever gets there): slow under ASan.
-    conn.sock.settimeout(SEARCH_TIMEOUT)
+    conn.sock.settimeout(INDEXING_SEARCH_TIMEOUT)
     try:
         assert conn.select("INBOX")[0] == "OK"
         while True:
@@ -394,7 +392,7 @@ def _rebuild_and_search(dc, count, want, sessions: int) -> str:
         for t in threads:
             t.start()
         for t in threads:
-            t.join(timeout=2 * SEARCH_TIMEOUT)
+            t.join(timeout=2 * INDEXING_SEARCH_TIMEOUT)
         assert not any(t.is_alive() for t in threads), "a search session hangs"
         stderr = proc.communicate(timeout=60)[1].decode(errors="replace")
     finally:
