@@ -29,8 +29,12 @@ G_BEGIN_DECLS
 #define DOVEKIE_MODULE_SYMBOL "dovekie_module"
 
 /* Errors modules and the host report to each other (not the loader's own,
- * which use DOVEKIE_LOADER_ERROR). A macro, so modules need no symbol. */
-#define DOVEKIE_ERROR (g_quark_from_static_string ("dovekie-error"))
+ * which use DOVEKIE_LOADER_ERROR). A macro, so modules need no symbol.
+ * g_quark_from_string, not _from_static_string: GLib keeps the string of
+ * the first call for good, and the first call may come from a module that
+ * the loader unloads later; the next lookup then read its unmapped string
+ * (ASan, loader unit test, as a fixture module was reloaded). */
+#define DOVEKIE_ERROR (g_quark_from_string ("dovekie-error"))
 typedef enum {
   DOVEKIE_ERROR_FAILED,      /* anything else */
   DOVEKIE_ERROR_IO,          /* reading the message failed */
