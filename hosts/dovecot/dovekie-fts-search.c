@@ -31,6 +31,8 @@
 	MODULE_CONTEXT_REQUIRE(obj, dovekie_fts_search_module)
 
 struct dovekie_fts_search_box {
+	/* Only to be a module context: its `super` is left empty, as this
+	   wraps box->v and not box->vlast. */
 	union mailbox_module_context module_ctx;
 	/* What box->v held before: the fts plugin's function. */
 	bool (*next_update_seq)(struct mail_search_context *ctx);
@@ -115,7 +117,6 @@ void dovekie_fts_search_mailbox_allocated(struct mailbox *box)
 	   ours (lib90). So this one function is wrapped at box->v itself;
 	   the hook chain of every other vfunc is left as it is. */
 	sbox = p_new(box->pool, struct dovekie_fts_search_box, 1);
-	sbox->module_ctx.super = *box->vlast;
 	sbox->next_update_seq = box->v.search_next_update_seq;
 	box->v.search_next_update_seq = dovekie_fts_search_next_update_seq;
 	MODULE_CONTEXT_SET(box, dovekie_fts_search_module, sbox);

@@ -449,8 +449,8 @@ static void dovekie_fts_add_uid(void *context, uint32_t uid, bool definite)
    match, a maybe stays maybe and a definite match becomes a non-match.
    (Squat, which cannot rule mail out, makes everything maybe; doing so
    here had Dovecot read 53,620 mails for NOT BODY money at corpus x10.)
-   AND and OR follow definite/maybe logic. Every
-   mail above it up to last_mail_uid is maybe. Dovecot searches the mails
+   AND and OR follow definite/maybe logic. Every mail above last_uid
+   up to last_mail_uid is maybe. Dovecot searches the mails
    above the last UID it was told itself, but another process may have
    reset the index since (`doveadm fts rescan`), and without this the mails
    between would be non-matches. */

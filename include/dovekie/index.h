@@ -119,9 +119,9 @@ typedef struct {
    * last UID of the state the answer was read from. A UID up to it that
    * `add` is not called for cannot match (a host relies on this for NOT);
    * the answer says nothing about messages above it (another process may
-   * have reset the index since the host asked get_last_uid). FALSE with `error` on an index
-   * failure; a corrupt index is also removed, so the next indexing run
-   * rebuilds it. */
+   * have reset the index since the host asked get_last_uid). FALSE with
+   * `error` on an index failure; a corrupt index is also removed, so the
+   * next indexing run rebuilds it. */
   gboolean (*lookup) (DovekieIndex *index, DovekieIndexScope scope, const gchar *needle,
                       DovekieIndexAddFunc add, gpointer data, guint32 *last_uid_r,
                       gboolean *handled_r, GError **error);

@@ -677,17 +677,12 @@ plugin {{
         Dovecot's log process writes asynchronously, so a line caused by a
         command may land shortly after the client saw the reply.
         """
-        rx = re.compile(pattern, re.M)
-        deadline = time.monotonic() + timeout
-        while True:
-            m = rx.search(self.log_since(since))
-            if m:
-                return m
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"log pattern not seen within {timeout:.0f}s: {pattern!r}\n"
-                    f"--- log tail ({self.log_path}):\n{self.log_tail()}")
-            time.sleep(0.05)
+        found = self.find_log_at_least(pattern, 1, timeout=timeout, since=since)
+        if not found:
+            raise AssertionError(
+                f"log pattern not seen within {timeout:.0f}s: {pattern!r}\n"
+                f"--- log tail ({self.log_path}):\n{self.log_tail()}")
+        return found[0]
 
     def find_log_at_least(self, pattern: str, count: int, timeout: float = 10.0,
                           since: int = 0) -> list[re.Match]:
