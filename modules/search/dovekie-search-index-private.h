@@ -28,6 +28,30 @@ struct _DovekieIndex {
   sqlite3_stmt *load_unindexed;
   sqlite3_stmt *match_body;
   sqlite3_stmt *match_header;
+  sqlite3_stmt *get_word;
+  sqlite3_stmt *insert_word;
+  sqlite3_stmt *insert_vocab;
+  sqlite3_stmt *read_vocab;
+
+  /* Short words known to be in the vocabulary, or about to be added
+   * (vocab_new): each is looked up in the words table once per run, not
+   * once per row. Words leave the vocabulary only when the index is
+   * reset, so it is emptied when a run starts (start_run), when begin()
+   * finds the index reset, and when a write rolls back. */
+  GHashTable *vocab_known;
+  GStringChunk *vocab_strings;
+  /* Words of the row being inserted that vocab_known did not hold (its
+   * keys), added to the vocabulary once the row is in (store_words()). */
+  GPtrArray *vocab_new;
+  /* Words added to the words table, each ending in '\n', that
+   * flush_vocab() has yet to log, before the transaction commits. */
+  GString *vocab_added;
+  /* The vocabulary as the lookup last read it: '\n', then each word
+   * followed by '\n' (empty: not read yet), up to vocab_log row
+   * vocab_seq, of index generation vocab_generation. */
+  GString *vocab_text;
+  gint64 vocab_seq;
+  gint64 vocab_generation;
 
   gboolean in_txn;
   guint batch_docs;
@@ -78,10 +102,15 @@ sql_fail (DovekieIndex *index, GError **error, const gchar *what)
   return FALSE;
 }
 
+/* Brings vocab_text up to date, inside the lookup's read transaction:
+ * the vocab_log rows added since it was read, or all of them when the
+ * index was reset since. */
+gboolean dovekie_search_vocab_read (DovekieIndex *index, GError **error);
+
 /* Answers a planned lookup (dovekie-search-lookup.c): definite UIDs, maybe
  * UIDs and the messages not indexed, without the expunged ones. */
 gboolean dovekie_search_lookup_run (DovekieIndex *index, DovekieIndexScope scope,
-                                    const DovekieSearchPlan *plan, DovekieIndexAddFunc add,
+                                    DovekieSearchPlan *plan, DovekieIndexAddFunc add,
                                     gpointer data, GError **error);
 
 G_END_DECLS

@@ -126,6 +126,24 @@ get_last_uid_meta (DovekieIndex *index, guint32 *last_uid_r, GError **error)
   return TRUE;
 }
 
+static void
+vocab_forget (DovekieIndex *index)
+{
+  g_ptr_array_set_size (index->vocab_new, 0);
+  g_string_truncate (index->vocab_added, 0);
+  g_hash_table_remove_all (index->vocab_known);
+  g_string_chunk_clear (index->vocab_strings);
+}
+
+/* After a rollback or a reset by this handle: what the lookup read of the
+ * vocabulary may be gone (a rolled-back batch's log seq numbers come
+ * again, with other words), so it is read again. */
+static void
+vocab_unread (DovekieIndex *index)
+{
+  g_string_truncate (index->vocab_text, 0);
+}
+
 /* Starts an indexing run from the committed state: its last UID and
  * generation, whatever reset happened before. */
 static gboolean
@@ -135,6 +153,7 @@ start_run (DovekieIndex *index, GError **error)
       !get_meta (index, "generation", &index->generation, error))
     return FALSE;
   index->stale = FALSE;
+  vocab_forget (index);
   return TRUE;
 }
 
@@ -151,6 +170,11 @@ close_db (DovekieIndex *index)
   g_clear_pointer (&index->load_unindexed, sqlite3_finalize);
   g_clear_pointer (&index->match_body, sqlite3_finalize);
   g_clear_pointer (&index->match_header, sqlite3_finalize);
+  g_clear_pointer (&index->get_word, sqlite3_finalize);
+  g_clear_pointer (&index->insert_word, sqlite3_finalize);
+  g_clear_pointer (&index->insert_vocab, sqlite3_finalize);
+  g_string_truncate (index->vocab_text, 0);
+  g_clear_pointer (&index->read_vocab, sqlite3_finalize);
   if (index->db != NULL)
     sqlite3_close_v2 (index->db);
   index->db = NULL;
@@ -177,15 +201,23 @@ remove_files (const gchar *path)
   (void) g_unlink (path);
 }
 
-#define TERMS_TABLE(name)                                                                  \
-  "CREATE VIRTUAL TABLE IF NOT EXISTS " name " USING fts5(t, tokenize = '"                 \
-  DOVEKIE_SEARCH_TOKENIZER "', detail = none, content = '', columnsize = 0);"
+#define TERMS_TABLE(name, tokenizer)                                                        \
+  "CREATE VIRTUAL TABLE IF NOT EXISTS " name " USING fts5(t, tokenize = '" tokenizer         \
+  "', detail = none, content = '', columnsize = 0);"
 
+/* The vocabulary (see dovekie-search-plan.h): `words` holds each short
+ * word once, under an id that a hash of it gives (store_words()), for a
+ * writer to find whether a word is new; vocab_log holds the same words,
+ * one row of words ending in '\n' per batch that added any, for a lookup
+ * to read (all at first, then the rows added since) and scan. */
 static const gchar schema_sql[] =
   "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;"
   "CREATE TABLE IF NOT EXISTS gone(uid INTEGER PRIMARY KEY);"
   "CREATE TABLE IF NOT EXISTS unindexed(uid INTEGER PRIMARY KEY);"
-  TERMS_TABLE ("body_terms") TERMS_TABLE ("header_terms");
+  "CREATE TABLE IF NOT EXISTS words(id INTEGER PRIMARY KEY, word TEXT NOT NULL);"
+  TERMS_TABLE ("body_terms", DOVEKIE_SEARCH_TOKENIZER)
+  TERMS_TABLE ("header_terms", DOVEKIE_SEARCH_TOKENIZER)
+  "CREATE TABLE IF NOT EXISTS vocab_log(seq INTEGER PRIMARY KEY, words TEXT NOT NULL);";
 
 /* Runs `sql` once for each terms table, "@T" standing for its name. */
 static gboolean
@@ -236,11 +268,116 @@ clear_tables (DovekieIndex *index, GError **error)
     return FALSE;
   index->generation = generation + 1;
   index->stale = FALSE;
-  return exec (index, "DELETE FROM gone; DELETE FROM unindexed;", error) &&
+  vocab_forget (index);
+  vocab_unread (index);
+  return exec (index, "DELETE FROM gone; DELETE FROM unindexed; DELETE FROM words;"
+               "DELETE FROM vocab_log;", error) &&
          exec_each_table (index, "INSERT INTO @T(@T) VALUES('delete-all');", error) &&
          set_meta (index, "last_uid", 0, error) &&
          set_meta (index, "generation", index->generation, error) &&
          set_meta (index, "uidvalidity", index->uidvalidity, error);
+}
+
+/* Words the writer's vocabulary cache holds at most: about 8 MiB (the
+ * hash table's slots and the words), whatever the mailbox's size. */
+#define VOCAB_KNOWN_MAX 262144
+
+
+/* The tokenizer's word function: a short word of the row being inserted. */
+static void
+note_word (gpointer data, const gchar *word, gsize len)
+{
+  DovekieIndex *index = data;
+  gchar key[DOVEKIE_SEARCH_WORD_BYTES + 1];
+  gchar *copy;
+
+  g_assert (len <= DOVEKIE_SEARCH_WORD_BYTES);
+  memcpy (key, word, len);
+  key[len] = '\0';
+  if (g_hash_table_contains (index->vocab_known, key))
+    return;
+  copy = g_string_chunk_insert_len (index->vocab_strings, key, (gssize) len);
+  g_hash_table_add (index->vocab_known, copy);
+  g_ptr_array_add (index->vocab_new, copy);
+}
+
+/* Finds `word` in the words table, or adds it there and to vocab_added
+ * (for flush_vocab()). Its id
+ * is a 31-bit hash of it, or the next free id after that when another
+ * word has it: one lookup by rowid answers whether it is there, and the
+ * word is stored once (a UNIQUE index on it would store it twice). */
+static gboolean
+store_word (DovekieIndex *index, const gchar *word, GError **error)
+{
+  guint32 hash = 2166136261u;
+  sqlite3_int64 id;
+  int rc;
+
+  for (const gchar *p = word; *p != '\0'; p++)
+    hash = (hash ^ (guchar) *p) * 16777619u;
+  for (id = hash & 0x7fffffff;; id++)
+    {
+      gboolean same;
+
+      /* Most words looked up are new (a build): try the insert first. */
+      sqlite3_bind_int64 (index->insert_word, 1, id);
+      sqlite3_bind_text (index->insert_word, 2, word, -1, SQLITE_STATIC);
+      rc = sqlite3_step (index->insert_word);
+      sqlite3_reset (index->insert_word);
+      if (rc != SQLITE_DONE)
+        return sql_fail (index, error, "adding a word");
+      if (sqlite3_changes (index->db) > 0)
+        break;
+      sqlite3_bind_int64 (index->get_word, 1, id);
+      rc = sqlite3_step (index->get_word);
+      same = rc == SQLITE_ROW &&
+             strcmp ((const gchar *) sqlite3_column_text (index->get_word, 0), word) == 0;
+      sqlite3_reset (index->get_word);
+      if (rc != SQLITE_ROW)
+        return sql_fail (index, error, "reading a word");
+      if (same)
+        return TRUE;
+    }
+  g_string_append (index->vocab_added, word);
+  g_string_append_c (index->vocab_added, '\n');
+  return TRUE;
+}
+
+/* Logs the words added to the words table since the last call, in one
+ * vocab_log row. */
+static gboolean
+flush_vocab (DovekieIndex *index, GError **error)
+{
+  int rc;
+
+  if (index->vocab_added->len == 0)
+    return TRUE;
+  sqlite3_bind_text (index->insert_vocab, 1, index->vocab_added->str,
+                     (int) index->vocab_added->len, SQLITE_STATIC);
+  rc = sqlite3_step (index->insert_vocab);
+  sqlite3_reset (index->insert_vocab);
+  sqlite3_clear_bindings (index->insert_vocab);
+  if (rc != SQLITE_DONE)
+    return sql_fail (index, error, "logging words");
+  g_string_truncate (index->vocab_added, 0);
+  return TRUE;
+}
+
+/* Adds the words of the row just inserted that the vocabulary lacks, in
+ * the same transaction. */
+static gboolean
+store_words (DovekieIndex *index, GError **error)
+{
+  for (guint i = 0; i < index->vocab_new->len; i++)
+    if (!store_word (index, g_ptr_array_index (index->vocab_new, i), error))
+      return FALSE;
+  g_ptr_array_set_size (index->vocab_new, 0);
+  if (g_hash_table_size (index->vocab_known) > VOCAB_KNOWN_MAX)
+    {
+      g_hash_table_remove_all (index->vocab_known);
+      g_string_chunk_clear (index->vocab_strings);
+    }
+  return TRUE;
 }
 
 /* The statements every write and lookup uses, compiled once. */
@@ -263,6 +400,10 @@ prepare_all (DovekieIndex *index, GError **error)
       "SELECT rowid FROM body_terms WHERE body_terms MATCH ? ORDER BY rowid" },
     { &index->match_header,
       "SELECT rowid FROM header_terms WHERE header_terms MATCH ? ORDER BY rowid" },
+    { &index->get_word, "SELECT word FROM words WHERE id = ?" },
+    { &index->insert_word, "INSERT OR IGNORE INTO words(id, word) VALUES(?, ?)" },
+    { &index->insert_vocab, "INSERT INTO vocab_log(words) VALUES(?)" },
+    { &index->read_vocab, "SELECT seq, words FROM vocab_log WHERE seq > ? ORDER BY seq" },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (stmts); i++)
@@ -333,7 +474,7 @@ open_db (DovekieIndex *index, GError **error)
   sqlite3_extended_result_codes (index->db, 1);
   index->busy_usec = BUSY_TIMEOUT_USEC;
   sqlite3_busy_handler (index->db, busy_wait, index);
-  if (!dovekie_search_tokenizer_register (index->db, error))
+  if (!dovekie_search_tokenizer_register (index->db, note_word, index, error))
     return FALSE;
   if (!set_auto_vacuum (index, error))
     return FALSE;
@@ -405,6 +546,12 @@ dovekie_search_index_open_with (DovekieContext *ctx, const gchar *path, guint32 
   index->limits = *limits;
   for (guint i = 0; i < DOVEKIE_INDEX_FIELD_COUNT; i++)
     index->chunk[i] = g_string_new (NULL);
+  /* Keys in a string chunk: 10 bytes for a word, not a 32-byte malloc. */
+  index->vocab_known = g_hash_table_new (g_str_hash, g_str_equal);
+  index->vocab_strings = g_string_chunk_new (64 * 1024);
+  index->vocab_new = g_ptr_array_new ();
+  index->vocab_added = g_string_new (NULL);
+  index->vocab_text = g_string_new (NULL);
 
   if (!open_db (index, &local))
     {
@@ -461,9 +608,12 @@ commit (DovekieIndex *index, GError **error)
   index->batch_docs = 0;
   index->batch_skipped = 0;
   index->batch_bytes = 0;
-  if (!set_meta (index, "last_uid", index->last_uid, error) || !exec (index, "COMMIT", error))
+  if (!flush_vocab (index, error) || !set_meta (index, "last_uid", index->last_uid, error) ||
+      !exec (index, "COMMIT", error))
     {
       (void) sqlite3_exec (index->db, "ROLLBACK", NULL, NULL, NULL);
+      vocab_forget (index);
+      vocab_unread (index);
       return FALSE;
     }
   index->run_docs += docs;
@@ -500,6 +650,7 @@ begin (DovekieIndex *index, GError **error)
   if (generation != index->generation && !index->stale)
     {
       index->stale = TRUE;
+      vocab_forget (index);
       index_log (index, DOVEKIE_LOG_INFO, "%s: index was emptied by another process while "
                  "this one added to it; the rest of this run is left to the next one",
                  index->path);
@@ -521,6 +672,8 @@ write_failed (DovekieIndex *index)
   if (index->in_txn)
     (void) sqlite3_exec (index->db, "ROLLBACK", NULL, NULL, NULL);
   index->in_txn = FALSE;
+  vocab_forget (index);
+  vocab_unread (index);
   index->batch_docs = 0;
   index->batch_skipped = 0;
   index->batch_bytes = 0;
@@ -540,6 +693,11 @@ index_close (DovekieIndex *index)
   close_db (index);
   for (guint i = 0; i < DOVEKIE_INDEX_FIELD_COUNT; i++)
     g_string_free (index->chunk[i], TRUE);
+  g_ptr_array_unref (index->vocab_new);
+  g_string_free (index->vocab_added, TRUE);
+  g_string_free (index->vocab_text, TRUE);
+  g_hash_table_unref (index->vocab_known);
+  g_string_chunk_free (index->vocab_strings);
   g_free (index->path);
   g_free (index);
 }
@@ -583,7 +741,7 @@ insert_row (DovekieIndex *index, DovekieIndexField field, const gchar *text, gsi
   sqlite3_clear_bindings (stmt);
   if (rc != SQLITE_DONE)
     return sql_fail (index, error, "inserting text");
-  return TRUE;
+  return store_words (index, error);
 }
 
 /* Stores the chunk and keeps at least its last DOVEKIE_SEARCH_WORD_BYTES
@@ -816,12 +974,46 @@ index_flush (DovekieIndex *index, GError **error)
   return TRUE;
 }
 
+gboolean
+dovekie_search_vocab_read (DovekieIndex *index, GError **error)
+{
+  GString *text = index->vocab_text;
+  gint64 generation = 0;
+  int rc;
+
+  if (!get_meta (index, "generation", &generation, error))
+    return FALSE;
+  /* Another process reset the index since: its vocabulary was emptied. */
+  if (generation != index->vocab_generation)
+    vocab_unread (index);
+  if (text->len == 0)
+    {
+      g_string_append_c (text, '\n');
+      index->vocab_seq = 0;
+      index->vocab_generation = generation;
+    }
+  sqlite3_bind_int64 (index->read_vocab, 1, index->vocab_seq);
+  while ((rc = sqlite3_step (index->read_vocab)) == SQLITE_ROW)
+    {
+      index->vocab_seq = sqlite3_column_int64 (index->read_vocab, 0);
+      g_string_append_len (text, (const gchar *) sqlite3_column_text (index->read_vocab, 1),
+                           sqlite3_column_bytes (index->read_vocab, 1));
+    }
+  sqlite3_reset (index->read_vocab);
+  if (rc != SQLITE_DONE)
+    {
+      vocab_unread (index);
+      return sql_fail (index, error, "reading the vocabulary");
+    }
+  return TRUE;
+}
+
 /* Reads the answer and the last UID it covers in one read transaction
  * (unless this handle is writing: it then reads its own batch), so that a
  * writer committing in between cannot make them disagree. On failure
  * *corrupt_r says whether SQLite found the file corrupt. */
 static gboolean
-lookup_in_snapshot (DovekieIndex *index, DovekieIndexScope scope, const DovekieSearchPlan *plan,
+lookup_in_snapshot (DovekieIndex *index, DovekieIndexScope scope, DovekieSearchPlan *plan,
                     DovekieIndexAddFunc add, gpointer data, guint32 *last_uid_r,
                     gboolean *corrupt_r, GError **error)
 {
@@ -829,8 +1021,9 @@ lookup_in_snapshot (DovekieIndex *index, DovekieIndexScope scope, const DovekieS
   gboolean ok;
 
   *last_uid_r = index->last_uid;
-  ok = (!reading || (exec (index, "BEGIN", error) &&
-                     get_last_uid_meta (index, last_uid_r, error))) &&
+  /* A writer reads its own batch: its new words too. */
+  ok = (reading ? exec (index, "BEGIN", error) && get_last_uid_meta (index, last_uid_r, error)
+                : flush_vocab (index, error)) &&
        dovekie_search_lookup_run (index, scope, plan, add, data, error);
   *corrupt_r = !ok && is_corrupt_code (sqlite3_errcode (index->db));
   /* Ending a read transaction cannot change the answer. */
@@ -890,6 +1083,30 @@ index_reset (DovekieIndex *index, GError **error)
  * separate segments are stored once (about 0.45x of the mailbox instead
  * of 0.55x for the test corpus at x1), and the freed pages leave the file.
  * Costs about a fifth of the time the index took to build. */
+/* The vocabulary log in one row: mail delivered one message at a time
+ * leaves a row per message, each read by the first lookup of every
+ * process. The row keeps the highest seq, so that a reader that has read
+ * up to it reads nothing again and the rows to come still follow it; a
+ * reader that had read less reads the words it had again, which only
+ * repeats them in its expansions. */
+static const gchar compact_vocab_sql[] =
+  "BEGIN IMMEDIATE;"
+  "UPDATE vocab_log SET words = (SELECT group_concat(words, '') FROM "
+  "  (SELECT words FROM vocab_log ORDER BY seq)) "
+  "  WHERE seq = (SELECT max(seq) FROM vocab_log);"
+  "DELETE FROM vocab_log WHERE seq < (SELECT max(seq) FROM vocab_log);"
+  "COMMIT;";
+
+static gboolean
+compact_vocab (DovekieIndex *index, GError **error)
+{
+  if (exec (index, compact_vocab_sql, error))
+    return TRUE;
+  if (sqlite3_get_autocommit (index->db) == 0)
+    (void) sqlite3_exec (index->db, "ROLLBACK", NULL, NULL, NULL);
+  return FALSE;
+}
+
 static gboolean
 index_optimize (DovekieIndex *index, GError **error)
 {
@@ -897,6 +1114,7 @@ index_optimize (DovekieIndex *index, GError **error)
     return FALSE;
   index->run_docs = 0;
   return exec_each_table (index, "INSERT INTO @T(@T) VALUES('optimize');", error) &&
+         compact_vocab (index, error) &&
          exec (index, "PRAGMA incremental_vacuum;"
                       "PRAGMA wal_checkpoint(TRUNCATE);", error);
 }

@@ -1,9 +1,9 @@
 /* The search module's index: one SQLite FTS5 database per mailbox.
  *
- * Schema (version 5; an index of an older version is removed and rebuilt):
+ * Schema (version 6; an index of an older version is removed and rebuilt):
  *   body_terms(t)    FTS5, tokenizer dovekie_gram (the terms of
- *                    dovekie-search-plan.h), detail=none, contentless:
- *                    the BODY field, rowid = uid.
+ *                    dovekie-search-plan.h: short words whole), detail=none,
+ *                    contentless: the BODY field, rowid = uid.
  *   header_terms(t)  the same for the other fields,
  *                    rowid = uid * 8 + DovekieIndexField.
  *   The body, most of the index, has a table of its own so that its
@@ -16,7 +16,16 @@
  *   unindexed(uid)  messages too large to index: always "maybe".
  *   meta(key, value)  schema, uidvalidity, last_uid, generation (changed
  *               by every reset; see begin() in dovekie-search-index.c).
- * The rows of a message and last_uid are committed in one transaction.
+ *   words(id, word)  the vocabulary: every short word of three code points
+ *               or more in any row, once; id = a 31-bit hash of the word
+ *               (the next free id on a collision), so that a writer finds
+ *               whether a word is new with one rowid lookup.
+ *   vocab_log(seq, words)  the same words, one row per batch that added
+ *               any ('\n' after each word), which a lookup reads once and
+ *               then from the seq it reached, and scans in memory for the
+ *               words that contain a needle's run. optimize joins the rows.
+ * The rows of a message, its new words and last_uid are committed in one
+ * transaction.
  */
 #ifndef DOVEKIE_SEARCH_INDEX_H
 #define DOVEKIE_SEARCH_INDEX_H
@@ -27,7 +36,7 @@
 
 G_BEGIN_DECLS
 
-#define DOVEKIE_SEARCH_SCHEMA 5
+#define DOVEKIE_SEARCH_SCHEMA 6
 /* header_terms: rowid = uid << DOVEKIE_SEARCH_FIELD_BITS | field */
 #define DOVEKIE_SEARCH_FIELD_BITS 3
 G_STATIC_ASSERT (DOVEKIE_INDEX_FIELD_COUNT <= 1 << DOVEKIE_SEARCH_FIELD_BITS);

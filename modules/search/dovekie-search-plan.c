@@ -115,12 +115,12 @@ word_set_seen (WordSet *set, gsize start, gsize len)
 }
 
 /* Calls `func` for the terms of one word of `len` bytes and `chars` code
- * points: its suffixes, or its marked grams when it is long (4-grams, or
- * trigrams past DOVEKIE_SEARCH_GRAM_WORD_BYTES). A gram already in `grams`
- * (when given: the grams of the row so far) is not given again: a 10 MB
- * word of 36 letters and digits has 10M trigrams but 47k distinct ones,
- * and FTS5 looking each up in its hash table took most of the 8 s of
- * indexing it. */
+ * points: the word itself when it is short, else its marked grams
+ * (4-grams, or trigrams past DOVEKIE_SEARCH_GRAM_WORD_BYTES). A gram
+ * already in `grams` (when given: the grams of the row so far) is not
+ * given again: a 10 MB word of 36 letters and digits has 10M trigrams but
+ * 47k distinct ones, and FTS5 looking each up in its hash table took most
+ * of the 8 s of indexing it. */
 static gboolean
 word_terms (const gchar *word, gsize len, guint chars, WordSet *grams,
             DovekieSearchTermFunc func, gpointer data)
@@ -128,29 +128,23 @@ word_terms (const gchar *word, gsize len, guint chars, WordSet *grams,
   gchar gram[1 + DOVEKIE_SEARCH_GRAM_CHARS * 4];
   guint gram_chars = len <= DOVEKIE_SEARCH_GRAM_WORD_BYTES ? DOVEKIE_SEARCH_GRAM_CHARS : 3;
 
+  if (len <= DOVEKIE_SEARCH_WORD_BYTES)
+    return func (data, word, len);
   for (gsize i = 0; i < len && chars >= 3; i++)
     {
+      /* The next `gram_chars` code points, or the last three. Valid
+       * UTF-8: a code point takes at most 4 bytes. */
+      gsize n;
+
       if (is_continuation ((guchar) word[i]))
         continue;
-      if (len <= DOVEKIE_SEARCH_WORD_BYTES)
+      n = MIN (chars_len (word + i, len - i, MIN (chars, gram_chars)), sizeof gram - 1);
+      if (grams == NULL || !word_set_seen (grams, (gsize) (word + i - grams->text), n))
         {
-          if (!func (data, word + i, len - i))
+          gram[0] = DOVEKIE_SEARCH_GRAM_MARK;
+          memcpy (gram + 1, word + i, n);
+          if (!func (data, gram, 1 + n))
             return FALSE;
-        }
-      else
-        {
-          /* The next `gram_chars` code points, or the last three. Valid
-           * UTF-8: a code point takes at most 4 bytes. */
-          gsize n = MIN (chars_len (word + i, len - i, MIN (chars, gram_chars)),
-                         sizeof gram - 1);
-
-          if (grams == NULL || !word_set_seen (grams, (gsize) (word + i - grams->text), n))
-            {
-              gram[0] = DOVEKIE_SEARCH_GRAM_MARK;
-              memcpy (gram + 1, word + i, n);
-              if (!func (data, gram, 1 + n))
-                return FALSE;
-            }
         }
       chars--;
     }
@@ -187,8 +181,44 @@ boundary_term (const gchar *left, gsize left_len, const gchar *right, gsize righ
 
 /* Walks the words of text: their terms (only for a word's first
  * occurrence when `set` is given) and the boundary terms. */
+/* Boundary terms already given in a row: each packed into 64 bits (its
+ * two code points, 4 bytes at most each, zero-padded; never 0). A row of
+ * prose has one boundary per word but few distinct ones, and FTS5 takes a
+ * term it already holds for the row slower than this set answers. */
+#define BOUNDARY_SET_SLOTS 1024
+
+typedef struct {
+  guint64 slots[BOUNDARY_SET_SLOTS];
+  guint used;
+} BoundarySet;
+
+/* Whether the boundary term of left[0..left_len) and right[0..right_len)
+ * was seen before; remembers it if not (while the set is half empty). */
 static gboolean
-terms_walk (const gchar *text, gsize len, WordSet *set, WordSet *grams,
+boundary_seen (BoundarySet *set, const gchar *left, gsize left_len, const gchar *right,
+               gsize right_len)
+{
+  guint64 key = 0;
+  guint i;
+
+  if (set == NULL)
+    return FALSE;
+  memcpy (&key, left, MIN (left_len, 4));
+  memcpy ((gchar *) &key + 4, right, MIN (right_len, 4));
+  for (i = (guint) ((key * 0x9e3779b97f4a7c15u) >> 54) & (BOUNDARY_SET_SLOTS - 1);
+       set->slots[i] != 0; i = (i + 1) & (BOUNDARY_SET_SLOTS - 1))
+    if (set->slots[i] == key)
+      return TRUE;
+  if (set->used * 2 < BOUNDARY_SET_SLOTS)
+    {
+      set->slots[i] = key;
+      set->used++;
+    }
+  return FALSE;
+}
+
+static gboolean
+terms_walk (const gchar *text, gsize len, WordSet *set, WordSet *grams, BoundarySet *boundaries,
             DovekieSearchTermFunc func, gpointer data)
 {
   gsize pos = 0, prev_end = 0, prev_last = 0;
@@ -212,6 +242,8 @@ terms_walk (const gchar *text, gsize len, WordSet *set, WordSet *grams,
           pos += step;
         }
       if (have_prev && start == prev_end + 1 && text[prev_end] == ' ' &&
+          !boundary_seen (boundaries, text + prev_last, prev_end - prev_last, text + start,
+                          char_len (text + start, pos - start)) &&
           !func (data, boundary, boundary_term (text + prev_last, prev_end - prev_last,
                                                 text + start, pos - start, boundary)))
         return FALSE;
@@ -231,7 +263,7 @@ gboolean
 dovekie_search_terms_foreach (const gchar *text, gsize len, DovekieSearchTermFunc func,
                               gpointer data)
 {
-  return terms_walk (text, len, NULL, NULL, func, data);
+  return terms_walk (text, len, NULL, NULL, NULL, func, data);
 }
 
 gboolean
@@ -241,6 +273,7 @@ dovekie_search_terms_foreach_unique (const gchar *text, gsize len, DovekieSearch
   WordSlot stack_slots[WORD_SET_STACK_SLOTS];
   g_autofree WordSlot *heap_slots = NULL;
   WordSet set = { text, NULL, 0, 0 }, grams = { text, NULL, 0, 0 };
+  BoundarySet boundaries;
   guint slots = 64;
   gboolean ok;
 
@@ -257,7 +290,8 @@ dovekie_search_terms_foreach_unique (const gchar *text, gsize len, DovekieSearch
       memset (set.slots, 0, slots * sizeof (WordSlot));
       set.mask = slots - 1;
     }
-  ok = terms_walk (text, len, &set, len < G_MAXUINT32 ? &grams : NULL, func, data);
+  memset (&boundaries, 0, sizeof boundaries);
+  ok = terms_walk (text, len, &set, len < G_MAXUINT32 ? &grams : NULL, &boundaries, func, data);
   g_free (grams.slots);
   return ok;
 }
@@ -270,6 +304,7 @@ run_free (gpointer data)
   DovekieSearchRun *run = data;
 
   g_free (run->prefix);
+  g_ptr_array_unref (run->words);
   g_ptr_array_unref (run->grams);
   g_ptr_array_unref (run->trigrams);
   g_free (run);
@@ -317,6 +352,7 @@ plan_run (const gchar *needle, gsize start, gsize end, guint chars, DovekieSearc
   run = g_new0 (DovekieSearchRun, 1);
   if (end - start <= DOVEKIE_SEARCH_WORD_BYTES)
     run->prefix = g_strndup (needle + start, end - start);
+  run->words = g_ptr_array_new_with_free_func (g_free);
   run->grams = g_ptr_array_new_with_free_func (g_free);
   run->trigrams = g_ptr_array_new_with_free_func (g_free);
   /* A run of three code points has one gram, itself, asked as a prefix:
@@ -442,22 +478,61 @@ append_grams (GString *expr, const DovekieSearchRun *run)
     }
 }
 
-gchar *
-dovekie_search_plan_match_expr (const DovekieSearchPlan *plan)
+/* ("word" OR ...) of words[from..to). */
+static void
+append_words (GString *expr, GPtrArray *words, guint from, guint to)
 {
+  g_string_append_c (expr, '(');
+  for (guint j = from; j < to; j++)
+    {
+      if (j > from)
+        g_string_append (expr, " OR ");
+      append_literal (expr, g_ptr_array_index (words, j));
+    }
+  g_string_append_c (expr, ')');
+}
+
+/* Adds to `out` one expression per DOVEKIE_SEARCH_PLAN_EXPR_WORDS words
+ * of `words`. */
+static void
+add_word_parts (GPtrArray *out, GPtrArray *words)
+{
+  for (guint from = 0; from < words->len; from += DOVEKIE_SEARCH_PLAN_EXPR_WORDS)
+    {
+      GString *expr = g_string_new (NULL);
+
+      append_words (expr, words, from, MIN (words->len, from + DOVEKIE_SEARCH_PLAN_EXPR_WORDS));
+      g_ptr_array_add (out, g_string_free (expr, FALSE));
+    }
+}
+
+GPtrArray *
+dovekie_search_plan_match_exprs (const DovekieSearchPlan *plan)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
   GString *expr = g_string_new (NULL);
+  const DovekieSearchRun *wide = NULL;
 
   for (guint i = 0; i < plan->runs->len; i++)
     {
       const DovekieSearchRun *run = g_ptr_array_index (plan->runs, i);
+      gboolean with_words = !plan->definite && run->words->len > 0;
 
-      if (i > 0)
+      if (with_words && run->words->len > DOVEKIE_SEARCH_PLAN_EXPR_WORDS)
+        {
+          /* Too many words for one expression: left out of the AND, which
+           * stays a superset. */
+          if (wide == NULL)
+            wide = run;
+          continue;
+        }
+      if (expr->len > 0)
         g_string_append (expr, " AND ");
       g_string_append_c (expr, '(');
-      if (run->prefix != NULL && !plan->definite)
+      if (with_words)
         {
-          append_literal (expr, run->prefix);
-          g_string_append (expr, " * OR ");
+          append_words (expr, run->words, 0, run->words->len);
+          g_string_append (expr, " OR ");
         }
       append_grams (expr, run);
       g_string_append_c (expr, ')');
@@ -468,7 +543,22 @@ dovekie_search_plan_match_expr (const DovekieSearchPlan *plan)
         g_string_append (expr, " AND ");
       append_literal (expr, g_ptr_array_index (plan->boundaries, i));
     }
-  return g_string_free (expr, FALSE);
+  if (expr->len > 0)
+    {
+      g_ptr_array_add (out, g_string_free (expr, FALSE));
+      return out;
+    }
+  g_string_free (expr, TRUE);
+  /* Only runs in too many words: the first one alone, in parts. */
+  if (wide != NULL)
+    {
+      GString *grams = g_string_new (NULL);
+
+      add_word_parts (out, wide->words);
+      append_grams (grams, wide);
+      g_ptr_array_add (out, g_string_free (grams, FALSE));
+    }
+  return out;
 }
 
 gboolean
@@ -484,29 +574,32 @@ dovekie_search_plan_proof_is_complete (const DovekieSearchPlan *plan)
   return run->gram_is_prefix;
 }
 
-gchar *
-dovekie_search_plan_proof_expr (const DovekieSearchPlan *plan)
+GPtrArray *
+dovekie_search_plan_proof_exprs (const DovekieSearchPlan *plan)
 {
+  GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
   const DovekieSearchRun *run;
-  GString *expr;
 
   if (!plan->definite)
-    return NULL;
-  expr = g_string_new (NULL);
+    return out;
   if (plan->runs->len == 0)
     {
+      GString *expr = g_string_new (NULL);
+
       append_literal (expr, g_ptr_array_index (plan->boundaries, 0));
-      return g_string_free (expr, FALSE);
+      g_ptr_array_add (out, g_string_free (expr, FALSE));
+      return out;
     }
   run = g_ptr_array_index (plan->runs, 0);
-  append_literal (expr, run->prefix);
-  g_string_append (expr, " *");
+  add_word_parts (out, run->words);
   /* Three or four code points: the gram itself, found in long words up
    * to DOVEKIE_SEARCH_GRAM_WORD_BYTES (and, three, in longer ones). */
   if (g_utf8_strlen (run->prefix, -1) <= DOVEKIE_SEARCH_GRAM_CHARS)
     {
-      g_string_append (expr, " OR ");
+      GString *expr = g_string_new (NULL);
+
       append_all (expr, run->grams, run->gram_is_prefix);
+      g_ptr_array_add (out, g_string_free (expr, FALSE));
     }
-  return g_string_free (expr, FALSE);
+  return out;
 }

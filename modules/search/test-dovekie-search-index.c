@@ -554,6 +554,75 @@ last_uid_of (DovekieIndex *index)
  * indexer): the one that is behind skips what the other committed, and the
  * last UID never goes back. Before, the one behind committed its own lower
  * last UID, and a search told the higher one lost the mails between. */
+/* A run found in more words than one expression takes: proven in parts
+ * (BODY), or asked in parts as candidates (HEADER, never proven). The
+ * vocabulary is read a batch (2 messages) at a time as it grows. */
+START_TEST (test_run_in_many_words)
+{
+  DovekieIndex *index = open_index (1), *reader = open_index (1);
+  g_autoptr (GString) all_definite = g_string_new (NULL);
+  g_autoptr (GString) all_maybe = g_string_new (NULL);
+  g_autoptr (GString) hundreds = g_string_new (NULL);
+  const guint count = DOVEKIE_SEARCH_PLAN_EXPR_WORDS + 44;
+
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "qzv", "");
+  for (guint32 uid = 1; uid <= count; uid++)
+    {
+      g_autofree gchar *text = g_strdup_printf ("qzv%03u tail", uid);
+
+      add_doc (index, uid, text, text);
+      g_string_append_printf (all_definite, "%s%ud", uid > 1 ? " " : "", uid);
+      g_string_append_printf (all_maybe, "%s%um", uid > 1 ? " " : "", uid);
+      if (uid >= 100 && uid <= 199)
+        g_string_append_printf (hundreds, "%s%ud", uid > 100 ? " " : "", uid);
+      if (uid == 10)
+        ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "qzv", "1d 2d 3d 4d 5d 6d 7d 8d 9d 10d");
+    }
+  ck_assert (v->flush (index, NULL));
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "qzv", all_definite->str);
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "qzv1", hundreds->str);
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_HEADER, "qzv", all_maybe->str);
+  /* several runs: words of "zv0", "tail" and the boundary "0 t" */
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "zv0 tai", "10m 20m 30m 40m 50m 60m 70m 80m 90m");
+  /* a run in too many words is left out of the AND: "tail" holds */
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "qzv.tail", all_maybe->str);
+  v->close (reader);
+  v->close (index);
+}
+END_TEST
+
+/* optimize leaves the vocabulary log in one row, under its highest seq: a
+ * reader that read it all still gets the words logged after, and a new
+ * one gets every word. */
+START_TEST (test_optimize_compacts_the_vocabulary)
+{
+  DovekieIndex *index = open_index (1), *reader = open_index (1), *fresh;
+
+  for (guint32 uid = 1; uid <= 6; uid++)
+    {
+      g_autofree gchar *text = g_strdup_printf ("word%u common", uid);
+
+      add_doc (index, uid, NULL, text);
+    }
+  ck_assert (v->flush (index, NULL));
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "ord4", "4d");
+  ck_assert_int_eq (db_value ("SELECT count(*) FROM vocab_log"), 3);
+  ck_assert (v->optimize (index, NULL));
+  ck_assert_int_eq (db_value ("SELECT count(*) FROM vocab_log"), 1);
+  ck_assert_int_eq (db_value ("SELECT seq FROM vocab_log"), 3);
+  add_doc (index, 7, NULL, "newcomer common");
+  ck_assert (v->flush (index, NULL));
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "comer", "7d");
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "ommo", "1d 2d 3d 4d 5d 6d 7d");
+  fresh = open_index (1);
+  ASSERT_LOOKUP (fresh, DOVEKIE_INDEX_SCOPE_BODY, "ord2", "2d");
+  ASSERT_LOOKUP (fresh, DOVEKIE_INDEX_SCOPE_BODY, "comer", "7d");
+  v->close (fresh);
+  v->close (reader);
+  v->close (index);
+}
+END_TEST
+
 START_TEST (test_writers_share_last_uid)
 {
   DovekieIndex *a = open_index (1), *b = open_index (1), *reader;
@@ -724,6 +793,8 @@ index_suite (void)
     { "doc_append_too_big", test_too_big_is_always_maybe, 1 },
     { "doc_append_invalid_utf8", test_invalid_utf8_is_stored, 1 },
     { "doc_end_batches", test_uncommitted_batch_is_lost_on_crash, 1 },
+    { "lookup_run_in_many_words", test_run_in_many_words, 1 },
+    { "optimize_compacts_vocabulary", test_optimize_compacts_the_vocabulary, 1 },
     { "two_writers", test_writers_share_last_uid, 1 },
     { "reset_under_writer", test_reset_under_a_writer_stops_it, 1 },
     { "reset_optimize", test_reset_and_optimize, 1 },

@@ -139,42 +139,111 @@ START_TEST (test_plan_max_runs)
 }
 END_TEST
 
-START_TEST (test_plan_match_expr)
+/* Gives run `i` of `plan` the words of `words` ('|'-joined), or `count`
+ * generated ones when `words` is NULL. */
+static void
+set_words (DovekieSearchPlan *plan, guint i, const gchar *words, guint count)
+{
+  DovekieSearchRun *run = g_ptr_array_index (plan->runs, i);
+
+  g_ptr_array_set_size (run->words, 0);
+  if (words != NULL)
+    {
+      g_auto (GStrv) split = g_strsplit (words, "|", -1);
+
+      for (guint j = 0; split[j] != NULL; j++)
+        g_ptr_array_add (run->words, g_strdup (split[j]));
+      return;
+    }
+  for (guint j = 0; j < count; j++)
+    g_ptr_array_add (run->words, g_strdup_printf ("%sx%u", run->prefix, j));
+}
+
+/* The expressions of `exprs`, joined by " || ". */
+static gchar *
+join_exprs (GPtrArray *exprs)
+{
+  GString *out = g_string_new (NULL);
+
+  for (guint i = 0; i < exprs->len; i++)
+    g_string_append_printf (out, "%s%s", i > 0 ? " || " : "",
+                            (const gchar *) g_ptr_array_index (exprs, i));
+  g_ptr_array_unref (exprs);
+  return g_string_free (out, FALSE);
+}
+
+START_TEST (test_plan_match_exprs)
 {
   DovekieSearchPlan plan;
   g_autofree gchar *expr = NULL;
+  g_autofree gchar *unfound = NULL;
   g_autofree gchar *rest = NULL;
+  g_autofree gchar *wide = NULL;
+  g_autofree gchar *only_wide = NULL;
+  g_autoptr (GPtrArray) parts = NULL;
 
   ck_assert (dovekie_search_plan_build ("click here", 10, DOVEKIE_INDEX_SCOPE_BODY, &plan));
-  expr = dovekie_search_plan_match_expr (&plan);
-  ck_assert_str_eq (expr, "(\"click\" * OR (\"#clic\" AND \"#lick\") OR "
+  set_words (&plan, 0, "click|doubleclick", 0);
+  set_words (&plan, 1, "here|where", 0);
+  expr = join_exprs (dovekie_search_plan_match_exprs (&plan));
+  ck_assert_str_eq (expr, "((\"click\" OR \"doubleclick\") OR (\"#clic\" AND \"#lick\") OR "
                           "(\"#cli\" AND \"#lic\" AND \"#ick\")) AND "
-                          "(\"here\" * OR (\"#here\") OR (\"#her\" AND \"#ere\")) AND \"k h\"");
+                          "((\"here\" OR \"where\") OR (\"#here\") OR (\"#her\" AND \"#ere\")) "
+                          "AND \"k h\"");
+  /* no word holds the run: only long words may */
+  set_words (&plan, 1, NULL, 0);
+  unfound = join_exprs (dovekie_search_plan_match_exprs (&plan));
+  ck_assert_str_eq (unfound, "((\"click\" OR \"doubleclick\") OR (\"#clic\" AND \"#lick\") OR "
+                             "(\"#cli\" AND \"#lic\" AND \"#ick\")) AND "
+                             "((\"#here\") OR (\"#her\" AND \"#ere\")) AND \"k h\"");
+  /* a run in too many words is left out of the AND */
+  set_words (&plan, 0, NULL, DOVEKIE_SEARCH_PLAN_EXPR_WORDS + 1);
+  set_words (&plan, 1, "here", 0);
+  wide = join_exprs (dovekie_search_plan_match_exprs (&plan));
+  ck_assert_str_eq (wide, "((\"here\") OR (\"#here\") OR (\"#her\" AND \"#ere\")) AND \"k h\"");
   dovekie_search_plan_clear (&plan);
+
   /* definite: what the proof leaves */
   ck_assert (dovekie_search_plan_build ("money", 5, DOVEKIE_INDEX_SCOPE_BODY, &plan));
-  rest = dovekie_search_plan_match_expr (&plan);
+  set_words (&plan, 0, "money", 0);
+  rest = join_exprs (dovekie_search_plan_match_exprs (&plan));
   ck_assert_str_eq (rest, "((\"#mone\" AND \"#oney\") OR (\"#mon\" AND \"#one\" AND \"#ney\"))");
+  dovekie_search_plan_clear (&plan);
+
+  /* nothing but a run in too many words: its words in parts, its grams */
+  ck_assert (dovekie_search_plan_build ("money", 5, DOVEKIE_INDEX_SCOPE_HEADER, &plan));
+  set_words (&plan, 0, NULL, DOVEKIE_SEARCH_PLAN_EXPR_WORDS + 3);
+  parts = dovekie_search_plan_match_exprs (&plan);
+  ck_assert_uint_eq (parts->len, 3);
+  ck_assert_str_eq (g_ptr_array_index (parts, 1), "(\"moneyx256\" OR \"moneyx257\" OR \"moneyx258\")");
+  ck_assert_str_eq (g_ptr_array_index (parts, 2),
+                    "(\"#mone\" AND \"#oney\") OR (\"#mon\" AND \"#one\" AND \"#ney\")");
+  only_wide = g_strdup (g_ptr_array_index (parts, 0));
+  ck_assert (g_str_has_prefix (only_wide, "(\"moneyx0\" OR \"moneyx1\" OR "));
+  ck_assert (g_str_has_suffix (only_wide, " OR \"moneyx255\")"));
   dovekie_search_plan_clear (&plan);
 }
 END_TEST
 
 typedef struct {
   const gchar *needle;
-  const gchar *proof; /* NULL: none */
+  const gchar *words; /* of the first run, '|'-joined; NULL: none */
+  const gchar *proof; /* expressions joined by " || "; "" for none */
   gboolean complete;
 } ProofCase;
 
 static const ProofCase proof_cases[] = {
-  { "abc", "\"abc\" * OR (\"#abc\" *)", TRUE },
-  { "mone", "\"mone\" * OR (\"#mone\")", FALSE },
-  { "money", "\"money\" *", FALSE },
-  { "click here", NULL, FALSE },
-  { "abcdefghijklmnopqrstu", NULL, FALSE },
-  { "a b", "\"a b\"", TRUE },
+  { "abc", "abc|xabcx", "(\"abc\" OR \"xabcx\") || (\"#abc\" *)", TRUE },
+  { "abc", NULL, "(\"#abc\" *)", TRUE },
+  { "mone", "money", "(\"money\") || (\"#mone\")", FALSE },
+  { "money", "money|moneys", "(\"money\" OR \"moneys\")", FALSE },
+  { "money", NULL, "", FALSE },
+  { "click here", "click", "", FALSE },
+  { "abcdefghijklmnopqrstu", NULL, "", FALSE },
+  { "a b", NULL, "\"a b\"", TRUE },
 };
 
-START_TEST (test_plan_proof_expr)
+START_TEST (test_plan_proof_exprs)
 {
   const ProofCase *c = &proof_cases[_i];
   DovekieSearchPlan plan;
@@ -182,12 +251,26 @@ START_TEST (test_plan_proof_expr)
 
   ck_assert (dovekie_search_plan_build (c->needle, strlen (c->needle), DOVEKIE_INDEX_SCOPE_BODY,
                                         &plan));
-  proof = dovekie_search_plan_proof_expr (&plan);
-  if (c->proof == NULL)
-    ck_assert_ptr_null (proof);
-  else
-    ck_assert_str_eq (proof, c->proof);
+  if (c->words != NULL)
+    set_words (&plan, 0, c->words, 0);
+  proof = join_exprs (dovekie_search_plan_proof_exprs (&plan));
+  ck_assert_str_eq (proof, c->proof);
   ck_assert (dovekie_search_plan_proof_is_complete (&plan) == c->complete);
+  dovekie_search_plan_clear (&plan);
+}
+END_TEST
+
+/* A run in more words than one expression takes is proven in parts. */
+START_TEST (test_plan_proof_parts)
+{
+  DovekieSearchPlan plan;
+  g_autoptr (GPtrArray) parts = NULL;
+
+  ck_assert (dovekie_search_plan_build ("money", 5, DOVEKIE_INDEX_SCOPE_BODY, &plan));
+  set_words (&plan, 0, NULL, 2 * DOVEKIE_SEARCH_PLAN_EXPR_WORDS + 1);
+  parts = dovekie_search_plan_proof_exprs (&plan);
+  ck_assert_uint_eq (parts->len, 3);
+  ck_assert_str_eq (g_ptr_array_index (parts, 2), "(\"moneyx512\")");
   dovekie_search_plan_clear (&plan);
 }
 END_TEST
@@ -202,18 +285,16 @@ static const TermsCase terms_cases[] = {
   { "ab, c. de", "" },
   { "abc", "abc" },
   /* one space between words: a boundary term */
-  { "cde-f x", "cde-f|de-f|e-f|f x" },
+  { "cde-f x", "cde-f|f x" },
   { "ab  cd", "" },
   { "ab\tcd", "" },
   { "\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac", "\xc3\xa9 \xe6\x97\xa5" },
-  { "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9ex", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9ex|"
-    "\xe6\x9c\xac\xe8\xaa\x9ex" },
+  { "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9ex", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9ex" },
+  /* every occurrence, in text order */
+  { "abc x abc", "abc|c x|x a|abc" },
   { "a@bcd.efg", "bcd|efg" },
-  /* DOVEKIE_SEARCH_WORD_BYTES: suffixes */
-  { "abcdefghijklmnopqrst",
-    "abcdefghijklmnopqrst|bcdefghijklmnopqrst|cdefghijklmnopqrst|defghijklmnopqrst|"
-    "efghijklmnopqrst|fghijklmnopqrst|ghijklmnopqrst|hijklmnopqrst|ijklmnopqrst|jklmnopqrst|"
-    "klmnopqrst|lmnopqrst|mnopqrst|nopqrst|opqrst|pqrst|qrst|rst" },
+  /* DOVEKIE_SEARCH_WORD_BYTES: the word itself */
+  { "abcdefghijklmnopqrst", "abcdefghijklmnopqrst" },
   /* one byte longer: marked 4-grams, and the last three code points */
   { "abcdefghijklmnopqrstu",
     "#abcd|#bcde|#cdef|#defg|#efgh|#fghi|#ghij|#hijk|#ijkl|#jklm|#klmn|#lmno|#mnop|#nopq|"
@@ -288,6 +369,7 @@ distinct_terms (const gchar *text, gboolean unique)
 
 static const gchar *const unique_texts[] = {
   "abcd x abcd",
+  "a b a b \xc3\xa9 \xe6\x97\xa5 \xc3\xa9 \xe6\x97\xa5 b a",
   "the cat and the hat and the bat",
   "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e x",
   "abcdefghijklmnopqrstuvwxyz, abcdefghijklmnopqrstuvwxyz abc",
@@ -311,12 +393,27 @@ START_TEST (test_terms_foreach_unique_repeats)
   g_autofree gchar *all = NULL;
   g_autofree gchar *unique = NULL;
 
-  /* a repeated word gives its terms once; boundaries are kept */
-  ck_assert (dovekie_search_terms_foreach_unique ("abcd x abcd", 11, collect_term, out));
-  ck_assert_str_eq (out->str, "abcd|bcd|d x|x a");
+  /* a repeated word or boundary gives its term once */
+  ck_assert (dovekie_search_terms_foreach_unique ("abcd x abcd x abcd", 18, collect_term, out));
+  ck_assert_str_eq (out->str, "abcd|d x|x a");
   /* more distinct words than the set holds: still every term */
   for (guint i = 0; i < 40000; i++)
     g_string_append_printf (big, "w%05u ", i % 30000);
+  all = distinct_terms (big->str, FALSE);
+  unique = distinct_terms (big->str, TRUE);
+  ck_assert_str_eq (unique, all);
+  /* more distinct boundaries than their set holds (2,000 CJK code points
+   * each ending a word and starting the next), twice over */
+  g_string_truncate (big, 0);
+  for (guint i = 0; i < 4000; i++)
+    {
+      g_string_append_unichar (big, 0x4e00 + i % 2000);
+      g_string_append (big, "x");
+      g_string_append_unichar (big, 0x4e00 + (i + 1) % 2000);
+      g_string_append_c (big, ' ');
+    }
+  g_free (all);
+  g_free (unique);
   all = distinct_terms (big->str, FALSE);
   unique = distinct_terms (big->str, TRUE);
   ck_assert_str_eq (unique, all);
@@ -410,11 +507,12 @@ plan_suite (void)
   tcase_add_loop_test (tc, test_plan_build, 0, G_N_ELEMENTS (plan_cases));
   tcase_add_test (tc, test_plan_max_runs);
   suite_add_tcase (s, tc);
-  tc = tcase_create ("dovekie_search_plan_match_expr");
-  tcase_add_test (tc, test_plan_match_expr);
+  tc = tcase_create ("dovekie_search_plan_match_exprs");
+  tcase_add_test (tc, test_plan_match_exprs);
   suite_add_tcase (s, tc);
-  tc = tcase_create ("dovekie_search_plan_proof_expr");
-  tcase_add_loop_test (tc, test_plan_proof_expr, 0, G_N_ELEMENTS (proof_cases));
+  tc = tcase_create ("dovekie_search_plan_proof_exprs");
+  tcase_add_loop_test (tc, test_plan_proof_exprs, 0, G_N_ELEMENTS (proof_cases));
+  tcase_add_test (tc, test_plan_proof_parts);
   suite_add_tcase (s, tc);
   tc = tcase_create ("dovekie_search_terms_foreach");
   tcase_add_loop_test (tc, test_terms_foreach, 0, G_N_ELEMENTS (terms_cases));
