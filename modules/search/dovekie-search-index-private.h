@@ -28,30 +28,32 @@ struct _DovekieIndex {
   sqlite3_stmt *load_unindexed;
   sqlite3_stmt *match_body;
   sqlite3_stmt *match_header;
-  sqlite3_stmt *get_word;
-  sqlite3_stmt *insert_word;
   sqlite3_stmt *insert_vocab;
   sqlite3_stmt *read_vocab;
 
-  /* Short words known to be in the vocabulary, or about to be added
-   * (vocab_new): each is looked up in the words table once per run, not
-   * once per row. Words leave the vocabulary only when the index is
-   * reset, so it is emptied when a run starts (start_run), when begin()
-   * finds the index reset, and when a write rolls back. */
+  /* The writer's cache of short words in the vocabulary or in
+   * vocab_added (keys in vocab_strings), at most VOCAB_KNOWN_MAX: filled
+   * from vocab_text up to vocab_known_upto by each begin(), and by the
+   * words a batch adds. Words leave the vocabulary only when the index
+   * is reset, so it is emptied when a run starts (start_run), when
+   * begin() finds the index reset, when a write rolls back and when
+   * vocab_text is read again. */
   GHashTable *vocab_known;
   GStringChunk *vocab_strings;
-  /* Words of the row being inserted that vocab_known did not hold (its
-   * keys), added to the vocabulary once the row is in (store_words()). */
-  GPtrArray *vocab_new;
-  /* Words added to the words table, each ending in '\n', that
-   * flush_vocab() has yet to log, before the transaction commits. */
+  gsize vocab_known_upto;
+  /* FALSE from begin() until the batch's first row has caught up. */
+  gboolean vocab_current;
+  /* Words of the batch, each ending in '\n', that flush_vocab() has yet
+   * to log, before the transaction commits. */
   GString *vocab_added;
   /* The vocabulary as the lookup last read it: '\n', then each word
    * followed by '\n' (empty: not read yet), up to vocab_log row
-   * vocab_seq, of index generation vocab_generation. */
+   * vocab_seq, of index generation vocab_generation and vocabulary
+   * epoch vocab_epoch (see compact_vocab()). */
   GString *vocab_text;
   gint64 vocab_seq;
   gint64 vocab_generation;
+  gint64 vocab_epoch;
 
   gboolean in_txn;
   guint batch_docs;

@@ -126,22 +126,34 @@ get_last_uid_meta (DovekieIndex *index, guint32 *last_uid_r, GError **error)
   return TRUE;
 }
 
+/* Empties the writer's cache of known words; the next begin() fills it
+ * again from the vocabulary read so far (vocab_catch_up()). */
+static void
+vocab_uncache (DovekieIndex *index)
+{
+  g_hash_table_remove_all (index->vocab_known);
+  g_string_chunk_clear (index->vocab_strings);
+  index->vocab_known_upto = 0;
+}
+
+/* Drops the words of the batch not yet logged (a rollback, a reset) and
+ * the cache, which may hold them. */
 static void
 vocab_forget (DovekieIndex *index)
 {
-  g_ptr_array_set_size (index->vocab_new, 0);
   g_string_truncate (index->vocab_added, 0);
-  g_hash_table_remove_all (index->vocab_known);
-  g_string_chunk_clear (index->vocab_strings);
+  vocab_uncache (index);
 }
 
 /* After a rollback or a reset by this handle: what the lookup read of the
  * vocabulary may be gone (a rolled-back batch's log seq numbers come
- * again, with other words), so it is read again. */
+ * again, with other words), so it is read again, and the cache that was
+ * filled from it goes too. */
 static void
 vocab_unread (DovekieIndex *index)
 {
   g_string_truncate (index->vocab_text, 0);
+  vocab_uncache (index);
 }
 
 /* Starts an indexing run from the committed state: its last UID and
@@ -170,10 +182,8 @@ close_db (DovekieIndex *index)
   g_clear_pointer (&index->load_unindexed, sqlite3_finalize);
   g_clear_pointer (&index->match_body, sqlite3_finalize);
   g_clear_pointer (&index->match_header, sqlite3_finalize);
-  g_clear_pointer (&index->get_word, sqlite3_finalize);
-  g_clear_pointer (&index->insert_word, sqlite3_finalize);
   g_clear_pointer (&index->insert_vocab, sqlite3_finalize);
-  g_string_truncate (index->vocab_text, 0);
+  vocab_unread (index);
   g_clear_pointer (&index->read_vocab, sqlite3_finalize);
   if (index->db != NULL)
     sqlite3_close_v2 (index->db);
@@ -205,16 +215,13 @@ remove_files (const gchar *path)
   "CREATE VIRTUAL TABLE IF NOT EXISTS " name " USING fts5(t, tokenize = '" tokenizer         \
   "', detail = none, content = '', columnsize = 0);"
 
-/* The vocabulary (see dovekie-search-plan.h): `words` holds each short
- * word once, under an id that a hash of it gives (store_words()), for a
- * writer to find whether a word is new; vocab_log holds the same words,
- * one row of words ending in '\n' per batch that added any, for a lookup
- * to read (all at first, then the rows added since) and scan. */
+/* The vocabulary (see dovekie-search-plan.h): vocab_log holds each short
+ * word, one row of words ending in '\n' per batch that added any, for a
+ * lookup to read (all at first, then the rows added since) and scan. */
 static const gchar schema_sql[] =
   "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;"
   "CREATE TABLE IF NOT EXISTS gone(uid INTEGER PRIMARY KEY);"
   "CREATE TABLE IF NOT EXISTS unindexed(uid INTEGER PRIMARY KEY);"
-  "CREATE TABLE IF NOT EXISTS words(id INTEGER PRIMARY KEY, word TEXT NOT NULL);"
   TERMS_TABLE ("body_terms", DOVEKIE_SEARCH_TOKENIZER)
   TERMS_TABLE ("header_terms", DOVEKIE_SEARCH_TOKENIZER)
   "CREATE TABLE IF NOT EXISTS vocab_log(seq INTEGER PRIMARY KEY, words TEXT NOT NULL);";
@@ -270,8 +277,8 @@ clear_tables (DovekieIndex *index, GError **error)
   index->stale = FALSE;
   vocab_forget (index);
   vocab_unread (index);
-  return exec (index, "DELETE FROM gone; DELETE FROM unindexed; DELETE FROM words;"
-               "DELETE FROM vocab_log;", error) &&
+  return exec (index, "DELETE FROM gone; DELETE FROM unindexed; DELETE FROM vocab_log;",
+               error) &&
          exec_each_table (index, "INSERT INTO @T(@T) VALUES('delete-all');", error) &&
          set_meta (index, "last_uid", 0, error) &&
          set_meta (index, "generation", index->generation, error) &&
@@ -279,72 +286,53 @@ clear_tables (DovekieIndex *index, GError **error)
 }
 
 /* Words the writer's vocabulary cache holds at most: about 8 MiB (the
- * hash table's slots and the words), whatever the mailbox's size. */
+ * hash table's slots and the words), whatever the mailbox's size. The
+ * unit tests make it small, so that every case meets a full cache. */
+#ifndef VOCAB_KNOWN_MAX
 #define VOCAB_KNOWN_MAX 262144
+#endif
 
+/* Remembers `word` (NUL-terminated, `len` bytes) as in the vocabulary; a
+ * full cache is emptied first, and not filled again from what was read
+ * (vocab_known_upto stays where the reading is): the words of the mail
+ * to come fill it. */
+static void
+vocab_remember (DovekieIndex *index, const gchar *word, gsize len)
+{
+  if (g_hash_table_size (index->vocab_known) >= VOCAB_KNOWN_MAX)
+    {
+      g_hash_table_remove_all (index->vocab_known);
+      g_string_chunk_clear (index->vocab_strings);
+    }
+  g_hash_table_add (index->vocab_known,
+                    g_string_chunk_insert_len (index->vocab_strings, word, (gssize) len));
+}
 
-/* The tokenizer's word function: a short word of the row being inserted. */
+/* The tokenizer's word function: a short word of the row being inserted,
+ * logged with the batch unless the cache knows it. A word the cache lost
+ * (a vocabulary past VOCAB_KNOWN_MAX words, or one another writer added
+ * since this one last read) is logged again: a lookup takes each word
+ * once whatever the log repeats, and optimize leaves it once. So no
+ * table has to say for sure whether a word is new: keeping the words in
+ * a table of their own, to ask it, cost 12% of the build and 30% of the
+ * index. */
 static void
 note_word (gpointer data, const gchar *word, gsize len)
 {
   DovekieIndex *index = data;
   gchar key[DOVEKIE_SEARCH_WORD_BYTES + 1];
-  gchar *copy;
 
   g_assert (len <= DOVEKIE_SEARCH_WORD_BYTES);
   memcpy (key, word, len);
   key[len] = '\0';
   if (g_hash_table_contains (index->vocab_known, key))
     return;
-  copy = g_string_chunk_insert_len (index->vocab_strings, key, (gssize) len);
-  g_hash_table_add (index->vocab_known, copy);
-  g_ptr_array_add (index->vocab_new, copy);
-}
-
-/* Finds `word` in the words table, or adds it there and to vocab_added
- * (for flush_vocab()). Its id
- * is a 31-bit hash of it, or the next free id after that when another
- * word has it: one lookup by rowid answers whether it is there, and the
- * word is stored once (a UNIQUE index on it would store it twice). */
-static gboolean
-store_word (DovekieIndex *index, const gchar *word, GError **error)
-{
-  guint32 hash = 2166136261u;
-  sqlite3_int64 id;
-  int rc;
-
-  for (const gchar *p = word; *p != '\0'; p++)
-    hash = (hash ^ (guchar) *p) * 16777619u;
-  for (id = hash & 0x7fffffff;; id++)
-    {
-      gboolean same;
-
-      /* Most words looked up are new (a build): try the insert first. */
-      sqlite3_bind_int64 (index->insert_word, 1, id);
-      sqlite3_bind_text (index->insert_word, 2, word, -1, SQLITE_STATIC);
-      rc = sqlite3_step (index->insert_word);
-      sqlite3_reset (index->insert_word);
-      if (rc != SQLITE_DONE)
-        return sql_fail (index, error, "adding a word");
-      if (sqlite3_changes (index->db) > 0)
-        break;
-      sqlite3_bind_int64 (index->get_word, 1, id);
-      rc = sqlite3_step (index->get_word);
-      same = rc == SQLITE_ROW &&
-             strcmp ((const gchar *) sqlite3_column_text (index->get_word, 0), word) == 0;
-      sqlite3_reset (index->get_word);
-      if (rc != SQLITE_ROW)
-        return sql_fail (index, error, "reading a word");
-      if (same)
-        return TRUE;
-    }
-  g_string_append (index->vocab_added, word);
+  vocab_remember (index, key, len);
+  g_string_append_len (index->vocab_added, word, (gssize) len);
   g_string_append_c (index->vocab_added, '\n');
-  return TRUE;
 }
 
-/* Logs the words added to the words table since the last call, in one
- * vocab_log row. */
+/* Logs the words the batch added, in one vocab_log row. */
 static gboolean
 flush_vocab (DovekieIndex *index, GError **error)
 {
@@ -363,20 +351,41 @@ flush_vocab (DovekieIndex *index, GError **error)
   return TRUE;
 }
 
-/* Adds the words of the row just inserted that the vocabulary lacks, in
- * the same transaction. */
+/* Inside a write transaction: reads the vocabulary logged since this
+ * handle last read it (all of it at first; by any writer) and puts its
+ * words into the cache, so that a run adds to the log only words that
+ * are new. The cache takes the first VOCAB_KNOWN_MAX / 2 (the words
+ * logged first are mostly the common ones) and leaves room for the new
+ * words of a batch. At corpus x1 the vocabulary is 140k words (1.3 MB): reading
+ * it takes a few milliseconds. */
 static gboolean
-store_words (DovekieIndex *index, GError **error)
+vocab_catch_up (DovekieIndex *index, GError **error)
 {
-  for (guint i = 0; i < index->vocab_new->len; i++)
-    if (!store_word (index, g_ptr_array_index (index->vocab_new, i), error))
-      return FALSE;
-  g_ptr_array_set_size (index->vocab_new, 0);
-  if (g_hash_table_size (index->vocab_known) > VOCAB_KNOWN_MAX)
+  const gchar *text, *end, *word;
+
+  if (!dovekie_search_vocab_read (index, error))
+    return FALSE;
+  text = index->vocab_text->str;
+  end = text + index->vocab_text->len;
+  /* vocab_text is '\n', then words each followed by '\n' */
+  for (word = text + MAX (index->vocab_known_upto, 1); word < end;)
     {
-      g_hash_table_remove_all (index->vocab_known);
-      g_string_chunk_clear (index->vocab_strings);
+      const gchar *stop = memchr (word, '\n', (gsize) (end - word));
+      gchar key[DOVEKIE_SEARCH_WORD_BYTES + 1];
+      gsize len = (gsize) (stop - word);
+
+      if (g_hash_table_size (index->vocab_known) >= VOCAB_KNOWN_MAX / 2)
+        break;
+      if (len <= DOVEKIE_SEARCH_WORD_BYTES)
+        {
+          memcpy (key, word, len);
+          key[len] = '\0';
+          if (!g_hash_table_contains (index->vocab_known, key))
+            vocab_remember (index, key, len);
+        }
+      word = stop + 1;
     }
+  index->vocab_known_upto = index->vocab_text->len;
   return TRUE;
 }
 
@@ -400,8 +409,6 @@ prepare_all (DovekieIndex *index, GError **error)
       "SELECT rowid FROM body_terms WHERE body_terms MATCH ? ORDER BY rowid" },
     { &index->match_header,
       "SELECT rowid FROM header_terms WHERE header_terms MATCH ? ORDER BY rowid" },
-    { &index->get_word, "SELECT word FROM words WHERE id = ?" },
-    { &index->insert_word, "INSERT OR IGNORE INTO words(id, word) VALUES(?, ?)" },
     { &index->insert_vocab, "INSERT INTO vocab_log(words) VALUES(?)" },
     { &index->read_vocab, "SELECT seq, words FROM vocab_log WHERE seq > ? ORDER BY seq" },
   };
@@ -549,7 +556,6 @@ dovekie_search_index_open_with (DovekieContext *ctx, const gchar *path, guint32 
   /* Keys in a string chunk: 10 bytes for a word, not a 32-byte malloc. */
   index->vocab_known = g_hash_table_new (g_str_hash, g_str_equal);
   index->vocab_strings = g_string_chunk_new (64 * 1024);
-  index->vocab_new = g_ptr_array_new ();
   index->vocab_added = g_string_new (NULL);
   index->vocab_text = g_string_new (NULL);
 
@@ -656,6 +662,8 @@ begin (DovekieIndex *index, GError **error)
                  index->path);
     }
   index->last_uid = index->stale ? committed : MAX (index->last_uid, committed);
+  /* The first row of the batch reads what other writers logged. */
+  index->vocab_current = FALSE;
   return TRUE;
 }
 
@@ -693,7 +701,6 @@ index_close (DovekieIndex *index)
   close_db (index);
   for (guint i = 0; i < DOVEKIE_INDEX_FIELD_COUNT; i++)
     g_string_free (index->chunk[i], TRUE);
-  g_ptr_array_unref (index->vocab_new);
   g_string_free (index->vocab_added, TRUE);
   g_string_free (index->vocab_text, TRUE);
   g_hash_table_unref (index->vocab_known);
@@ -732,6 +739,10 @@ insert_row (DovekieIndex *index, DovekieIndexField field, const gchar *text, gsi
   sqlite3_stmt *stmt = body ? index->insert_body : index->insert_header;
   int rc;
 
+  if (!index->vocab_current && !vocab_catch_up (index, error))
+    return FALSE;
+  index->vocab_current = TRUE;
+
   sqlite3_bind_int64 (stmt, 1, body ? (sqlite3_int64) index->doc_uid
                                     : (sqlite3_int64) index->doc_uid << DOVEKIE_SEARCH_FIELD_BITS |
                                         field);
@@ -741,7 +752,7 @@ insert_row (DovekieIndex *index, DovekieIndexField field, const gchar *text, gsi
   sqlite3_clear_bindings (stmt);
   if (rc != SQLITE_DONE)
     return sql_fail (index, error, "inserting text");
-  return store_words (index, error);
+  return TRUE;
 }
 
 /* Stores the chunk and keeps at least its last DOVEKIE_SEARCH_WORD_BYTES
@@ -978,19 +989,22 @@ gboolean
 dovekie_search_vocab_read (DovekieIndex *index, GError **error)
 {
   GString *text = index->vocab_text;
-  gint64 generation = 0;
+  gint64 generation = 0, epoch = 0;
   int rc;
 
-  if (!get_meta (index, "generation", &generation, error))
+  if (!get_meta (index, "generation", &generation, error) ||
+      !get_meta (index, "vocab_epoch", &epoch, error))
     return FALSE;
-  /* Another process reset the index since: its vocabulary was emptied. */
-  if (generation != index->vocab_generation)
+  /* Another process reset the index since (its vocabulary was emptied),
+   * or compacted the vocabulary. */
+  if (generation != index->vocab_generation || epoch != index->vocab_epoch)
     vocab_unread (index);
   if (text->len == 0)
     {
       g_string_append_c (text, '\n');
       index->vocab_seq = 0;
       index->vocab_generation = generation;
+      index->vocab_epoch = epoch;
     }
   sqlite3_bind_int64 (index->read_vocab, 1, index->vocab_seq);
   while ((rc = sqlite3_step (index->read_vocab)) == SQLITE_ROW)
@@ -1083,28 +1097,56 @@ index_reset (DovekieIndex *index, GError **error)
  * separate segments are stored once (about 0.45x of the mailbox instead
  * of 0.55x for the test corpus at x1), and the freed pages leave the file.
  * Costs about a fifth of the time the index took to build. */
-/* The vocabulary log in one row: mail delivered one message at a time
- * leaves a row per message, each read by the first lookup of every
- * process. The row keeps the highest seq, so that a reader that has read
- * up to it reads nothing again and the rows to come still follow it; a
- * reader that had read less reads the words it had again, which only
- * repeats them in its expansions. */
-static const gchar compact_vocab_sql[] =
-  "BEGIN IMMEDIATE;"
-  "UPDATE vocab_log SET words = (SELECT group_concat(words, '') FROM "
-  "  (SELECT words FROM vocab_log ORDER BY seq)) "
-  "  WHERE seq = (SELECT max(seq) FROM vocab_log);"
-  "DELETE FROM vocab_log WHERE seq < (SELECT max(seq) FROM vocab_log);"
-  "COMMIT;";
-
+/* The vocabulary log in one row, each word once: mail delivered one
+ * message at a time leaves a row per message, each read by the first
+ * lookup of every process, and a word can be logged more than once (see
+ * note_word()). The meta key vocab_epoch changes with it, so that every
+ * reader reads the vocabulary again from the start. */
 static gboolean
 compact_vocab (DovekieIndex *index, GError **error)
 {
-  if (exec (index, compact_vocab_sql, error))
-    return TRUE;
-  if (sqlite3_get_autocommit (index->db) == 0)
+  g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr (GString) once = g_string_new (NULL);
+  g_autofree gchar *copy = NULL;
+  gint64 epoch = 0;
+  gboolean ok;
+  int rc;
+
+  if (!exec (index, "BEGIN IMMEDIATE", error))
+    return FALSE;
+  vocab_unread (index);
+  ok = dovekie_search_vocab_read (index, error) &&
+       get_meta (index, "vocab_epoch", &epoch, error);
+  if (ok)
+    {
+      /* '\n', then words each followed by '\n': made C strings in place */
+      copy = g_strdup (index->vocab_text->str + 1);
+      for (gchar *word = copy, *stop; *word != '\0'; word = stop + 1)
+        {
+          stop = strchr (word, '\n');
+          *stop = '\0';
+          if (!g_hash_table_contains (seen, word))
+            {
+              g_hash_table_add (seen, word);
+              g_string_append_len (once, word, stop - word);
+              g_string_append_c (once, '\n');
+            }
+        }
+      ok = exec (index, "DELETE FROM vocab_log", error);
+    }
+  if (ok && once->len > 0)
+    {
+      sqlite3_bind_text (index->insert_vocab, 1, once->str, (int) once->len, SQLITE_STATIC);
+      rc = sqlite3_step (index->insert_vocab);
+      sqlite3_reset (index->insert_vocab);
+      sqlite3_clear_bindings (index->insert_vocab);
+      ok = rc == SQLITE_DONE || sql_fail (index, error, "logging words");
+    }
+  ok = ok && set_meta (index, "vocab_epoch", epoch + 1, error) && exec (index, "COMMIT", error);
+  if (!ok && sqlite3_get_autocommit (index->db) == 0)
     (void) sqlite3_exec (index->db, "ROLLBACK", NULL, NULL, NULL);
-  return FALSE;
+  vocab_unread (index);
+  return ok;
 }
 
 static gboolean

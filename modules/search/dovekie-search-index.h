@@ -1,6 +1,6 @@
 /* The search module's index: one SQLite FTS5 database per mailbox.
  *
- * Schema (version 6; an index of an older version is removed and rebuilt):
+ * Schema (version 7; an index of an older version is removed and rebuilt):
  *   body_terms(t)    FTS5, tokenizer dovekie_gram (the terms of
  *                    dovekie-search-plan.h: short words whole), detail=none,
  *                    contentless: the BODY field, rowid = uid.
@@ -15,15 +15,15 @@
  *               cannot delete rows): filtered out of every lookup.
  *   unindexed(uid)  messages too large to index: always "maybe".
  *   meta(key, value)  schema, uidvalidity, last_uid, generation (changed
- *               by every reset; see begin() in dovekie-search-index.c).
- *   words(id, word)  the vocabulary: every short word of three code points
- *               or more in any row, once; id = a 31-bit hash of the word
- *               (the next free id on a collision), so that a writer finds
- *               whether a word is new with one rowid lookup.
- *   vocab_log(seq, words)  the same words, one row per batch that added
+ *               by every reset; see begin() in dovekie-search-index.c),
+ *               vocab_epoch (changed when optimize rewrites vocab_log).
+ *   vocab_log(seq, words)  the vocabulary: every short word of three code
+ *               points or more in any row, one row per batch that added
  *               any ('\n' after each word), which a lookup reads once and
  *               then from the seq it reached, and scans in memory for the
- *               words that contain a needle's run. optimize joins the rows.
+ *               words that contain a needle's run. A word may be logged
+ *               more than once (a writer only remembers so many);
+ *               optimize leaves each once, in one row.
  * The rows of a message, its new words and last_uid are committed in one
  * transaction.
  */
@@ -36,7 +36,7 @@
 
 G_BEGIN_DECLS
 
-#define DOVEKIE_SEARCH_SCHEMA 6
+#define DOVEKIE_SEARCH_SCHEMA 7
 /* header_terms: rowid = uid << DOVEKIE_SEARCH_FIELD_BITS | field */
 #define DOVEKIE_SEARCH_FIELD_BITS 3
 G_STATIC_ASSERT (DOVEKIE_INDEX_FIELD_COUNT <= 1 << DOVEKIE_SEARCH_FIELD_BITS);

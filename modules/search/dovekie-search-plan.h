@@ -16,7 +16,7 @@
  * the space, the first code point of the second.
  *
  * Vocabulary. Every short word of three code points or more that a row
- * holds is also in the index's vocabulary, once. So:
+ * holds is also in the index's vocabulary (dovekie-search-index.h). So:
  *   - a run R of word characters (three or more code points) lies in a
  *     short word exactly when that word is among the vocabulary words that
  *     contain R (the words of R: the lookup scans the vocabulary, a few
