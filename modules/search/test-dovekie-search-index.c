@@ -605,11 +605,14 @@ START_TEST (test_optimize_compacts_the_vocabulary)
   ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "ord4", "4d");
   ck_assert_int_eq (db_value ("SELECT count(*) FROM vocab_log"), 3);
   write_db ("INSERT INTO vocab_log(words) VALUES('word4\ncommon\n')");
+  /* a row without its last '\n' (not written by this code) */
+  write_db ("INSERT INTO vocab_log(words) VALUES('loose')");
   ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "ord4", "4d");
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "oose", "");
   ck_assert (v->optimize (index, NULL));
   ck_assert_int_eq (db_value ("SELECT count(*) FROM vocab_log"), 1);
-  /* word1 .. word6 and common, each once */
-  ck_assert_int_eq (db_value ("SELECT length(words) FROM vocab_log"), 6 * 6 + 7);
+  /* word1 .. word6, common and loose, each once */
+  ck_assert_int_eq (db_value ("SELECT length(words) FROM vocab_log"), 6 * 6 + 7 + 6);
   add_doc (index, 7, NULL, "newcomer common");
   ck_assert (v->flush (index, NULL));
   ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "comer", "7d");
