@@ -33,8 +33,8 @@ struct _DovekieIndex {
 
   /* The writer's cache of short words in the vocabulary or in
    * vocab_added (keys in vocab_strings), at most VOCAB_KNOWN_MAX: filled
-   * from vocab_text up to vocab_known_upto by each begin(), and by the
-   * words a batch adds. Words leave the vocabulary only when the index
+   * from vocab_text up to vocab_known_upto by the first row of each batch
+   * (vocab_catch_up()), and by the words a batch adds. Words leave the vocabulary only when the index
    * is reset, so it is emptied when a run starts (start_run), when
    * begin() finds the index reset, when a write rolls back and when
    * vocab_text is read again. */
@@ -104,9 +104,9 @@ sql_fail (DovekieIndex *index, GError **error, const gchar *what)
   return FALSE;
 }
 
-/* Brings vocab_text up to date, inside the lookup's read transaction:
- * the vocab_log rows added since it was read, or all of them when the
- * index was reset since. */
+/* Brings vocab_text up to date, inside the caller's transaction: the
+ * vocab_log rows added since it was read, or all of them when the index
+ * was reset or its vocabulary compacted since. */
 gboolean dovekie_search_vocab_read (DovekieIndex *index, GError **error);
 
 /* Answers a planned lookup (dovekie-search-lookup.c): definite UIDs, maybe

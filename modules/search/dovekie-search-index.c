@@ -126,8 +126,8 @@ get_last_uid_meta (DovekieIndex *index, guint32 *last_uid_r, GError **error)
   return TRUE;
 }
 
-/* Empties the writer's cache of known words; the next begin() fills it
- * again from the vocabulary read so far (vocab_catch_up()). */
+/* Empties the writer's cache of known words; the first row of the next
+ * batch fills it again from the vocabulary (vocab_catch_up()). */
 static void
 vocab_uncache (DovekieIndex *index)
 {

@@ -179,8 +179,6 @@ boundary_term (const gchar *left, gsize left_len, const gchar *right, gsize righ
 }
 
 
-/* Walks the words of text: their terms (only for a word's first
- * occurrence when `set` is given) and the boundary terms. */
 /* Boundary terms already given in a row: each packed into 64 bits (its
  * two code points, 4 bytes at most each, zero-padded; never 0). A row of
  * prose has one boundary per word but few distinct ones, and FTS5 takes a
@@ -217,6 +215,9 @@ boundary_seen (BoundarySet *set, const gchar *left, gsize left_len, const gchar 
   return FALSE;
 }
 
+/* Walks the words of text: their terms (only for a word's first
+ * occurrence when `set` is given) and the boundary terms (only once each
+ * when `boundaries` is given). */
 static gboolean
 terms_walk (const gchar *text, gsize len, WordSet *set, WordSet *grams, BoundarySet *boundaries,
             DovekieSearchTermFunc func, gpointer data)

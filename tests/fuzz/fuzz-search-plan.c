@@ -102,31 +102,32 @@ collect_term (gpointer data, const gchar *term, gsize len)
   return TRUE;
 }
 
+/* Whether some term of `terms` satisfies `test` with `arg`. */
 static gboolean
-has_term_with_prefix (GHashTable *terms, const gchar *prefix)
+has_term (GHashTable *terms, gboolean (*test) (const gchar *term, const gchar *arg),
+          const gchar *arg)
 {
   GHashTableIter iter;
   gpointer term;
 
   g_hash_table_iter_init (&iter, terms);
   while (g_hash_table_iter_next (&iter, &term, NULL))
-    if (g_str_has_prefix (term, prefix))
+    if (test (term, arg))
       return TRUE;
   return FALSE;
 }
 
-/* Whether a short-word term (the vocabulary's words) contains `run`. */
 static gboolean
-has_word_containing (GHashTable *terms, const gchar *run)
+starts_with (const gchar *term, const gchar *prefix)
 {
-  GHashTableIter iter;
-  gpointer term;
+  return g_str_has_prefix (term, prefix);
+}
 
-  g_hash_table_iter_init (&iter, terms);
-  while (g_hash_table_iter_next (&iter, &term, NULL))
-    if (dovekie_search_term_is_word (term, strlen (term)) && strstr (term, run) != NULL)
-      return TRUE;
-  return FALSE;
+/* Whether `term` is a short word (one of the vocabulary's) containing `run`. */
+static gboolean
+is_word_containing (const gchar *term, const gchar *run)
+{
+  return dovekie_search_term_is_word (term, strlen (term)) && strstr (term, run) != NULL;
 }
 
 static void
@@ -241,7 +242,7 @@ check_plan (const gchar *needle, gsize len, DovekieIndexScope scope)
           for (guint j = 0; j < run->grams->len && all; j++)
             {
               const gchar *gram = g_ptr_array_index (run->grams, j);
-              all = run->gram_is_prefix ? has_term_with_prefix (terms, gram)
+              all = run->gram_is_prefix ? has_term (terms, starts_with, gram)
                                         : g_hash_table_contains (terms, gram);
             }
           if (!all && run->trigrams->len > 0)
@@ -250,7 +251,7 @@ check_plan (const gchar *needle, gsize len, DovekieIndexScope scope)
               for (guint j = 0; j < run->trigrams->len && all; j++)
                 all = g_hash_table_contains (terms, g_ptr_array_index (run->trigrams, j));
             }
-          if (!all && (run->prefix == NULL || !has_word_containing (terms, run->prefix)))
+          if (!all && (run->prefix == NULL || !has_term (terms, is_word_containing, run->prefix)))
             fail ("run not found in the needle's own terms", needle);
         }
       for (guint i = 0; i < plan.boundaries->len; i++)
