@@ -83,6 +83,26 @@ dovekie_message_free (DovekieMessage *msg)
   g_free (msg);
 }
 
+/* A failed module that guards `guard` refuses: one error line naming the
+ * module and why it is not running, and a TEMPFAIL that says the server is
+ * misconfigured (the host maps it to LMTP 451 4.3.0). TRUE if refused. */
+static gboolean
+refuse_if_guarded (DovekieLoader *loader, DovekieGuard guard, const gchar *what,
+                   const DovekieMessageInfo *info, DovekieVerdict *verdict)
+{
+  const gchar *name, *reason;
+
+  if (!dovekie_loader_guarded (loader, guard, &name, &reason))
+    return FALSE;
+  g_autofree gchar *line = g_strdup_printf (
+    "refusing %s (uid %u): module %s is configured but not running: %s",
+    what, info != NULL ? info->uid : 0, name, reason);
+  dovekie_loader_log (loader, DOVEKIE_LOG_ERROR, NULL, line);
+  dovekie_verdict_clear (verdict);
+  dovekie_verdict_set (verdict, DOVEKIE_VERDICT_TEMPFAIL, DOVEKIE_GUARD_REASON);
+  return TRUE;
+}
+
 static void
 dispatch_verdict (DovekieLoader *loader, VerdictHook hook, gint origin,
                   const DovekieMessageInfo *info, const DovekieMessageSource *source,
@@ -91,6 +111,10 @@ dispatch_verdict (DovekieLoader *loader, VerdictHook hook, gint origin,
   DovekieMessage msg = { source, source_data };
 
   verdict->kind = DOVEKIE_VERDICT_ACCEPT;
+  if (refuse_if_guarded (loader, hook == call_save ? DOVEKIE_GUARD_SAVE : DOVEKIE_GUARD_READ,
+                         hook == call_save ? "to store a message" : "to read a message",
+                         info, verdict))
+    return;
   for (guint i = 0; i < loader->modules->len; i++)
     {
       LoadedModule *lm = g_ptr_array_index (loader->modules, i);
@@ -148,6 +172,17 @@ dovekie_loader_dispatch_expunge (DovekieLoader *loader, const DovekieMessageInfo
                                  gboolean pop3)
 {
   DovekieExpungeAction action = DOVEKIE_EXPUNGE_ALLOW;
+  const gchar *name, *reason;
+
+  /* No POP3 deletion while a module that decides about them is down. */
+  if (pop3 && dovekie_loader_guarded (loader, DOVEKIE_GUARD_POP3, &name, &reason))
+    {
+      g_autofree gchar *line = g_strdup_printf (
+        "keeping uid %u against a POP3 deletion: module %s is configured but not running: %s",
+        info->uid, name, reason);
+      dovekie_loader_log (loader, DOVEKIE_LOG_ERROR, NULL, line);
+      action = DOVEKIE_EXPUNGE_KEEP;
+    }
 
   /* Every module hears about the expunge, even after one kept it, so that
    * each can keep its own state consistent. */
@@ -198,17 +233,20 @@ any_module_has (DovekieLoader *loader, gsize offset)
 gboolean
 dovekie_loader_wants_save (DovekieLoader *loader)
 {
-  return any_module_has (loader, G_STRUCT_OFFSET (DovekieModule, save));
+  return any_module_has (loader, G_STRUCT_OFFSET (DovekieModule, save)) ||
+         dovekie_loader_guarded (loader, DOVEKIE_GUARD_SAVE, NULL, NULL);
 }
 
 gboolean
 dovekie_loader_wants_read (DovekieLoader *loader)
 {
-  return any_module_has (loader, G_STRUCT_OFFSET (DovekieModule, read));
+  return any_module_has (loader, G_STRUCT_OFFSET (DovekieModule, read)) ||
+         dovekie_loader_guarded (loader, DOVEKIE_GUARD_READ, NULL, NULL);
 }
 
 gboolean
 dovekie_loader_wants_expunge (DovekieLoader *loader)
 {
-  return any_module_has (loader, G_STRUCT_OFFSET (DovekieModule, expunge));
+  return any_module_has (loader, G_STRUCT_OFFSET (DovekieModule, expunge)) ||
+         dovekie_loader_guarded (loader, DOVEKIE_GUARD_POP3, NULL, NULL);
 }

@@ -122,6 +122,13 @@ dovekie_setting_validate (const DovekieSettingDef *def, const gchar *value,
     case DOVEKIE_SETTING_STRING:
       {
         gsize max = def->max > 0 ? (gsize) def->max : DOVEKIE_STRING_DEFAULT_MAX;
+        if (strlen (value) < def->min)
+          {
+            g_set_error (error, DOVEKIE_LOADER_ERROR, DOVEKIE_LOADER_ERROR_SETTING,
+                         "%s = \"%s\": value shorter than %" G_GUINT64_FORMAT " byte%s",
+                         def->name, value, def->min, def->min == 1 ? "" : "s");
+            return FALSE;
+          }
         if (strlen (value) > max)
           {
             g_set_error (error, DOVEKIE_LOADER_ERROR, DOVEKIE_LOADER_ERROR_SETTING,

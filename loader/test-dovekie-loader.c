@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "dovekie-test.h"
+#include "dovekie-loader-private.h"
 #include "fixtures/fixture.h"
 
 static gchar *module_dir;
@@ -13,6 +14,9 @@ static TestHost host;
 static void
 setup (void)
 {
+  /* Root in CI, so the real rule (root only) is what is tested there. */
+  dovekie_loader_trusted_uid = geteuid ();
+  dovekie_loader_test_after_open = NULL;
   module_dir = test_make_dir ();
   host.lines = g_ptr_array_new_with_free_func (g_free);
   host.now = 1700000000;
@@ -104,8 +108,23 @@ START_TEST (test_bad_setting_value)
   g_autoptr (DovekieLoader) loader = new_loader (
     "dovekie_modules", "good", "dovekie_good_count", "11", NULL);
 
+  /* Fail closed (issue: a bad value switched a guard off): the module is
+   * failed, not skipped, and the reason names setting and value. */
+  const gchar *name = NULL, *reason = NULL;
+  DovekieGuard guards = DOVEKIE_GUARD_NONE;
   ck_assert_uint_eq (dovekie_loader_count (loader), 0);
-  ck_assert_uint_eq (test_host_count (&host, "E loader: dovekie_good_count = 11: out of range (1..10)"), 1);
+  ck_assert_uint_eq (test_host_count (&host, "E loader: module 'good' cannot start: "
+                                      "dovekie_good_count = 11: out of range (1..10)"), 1);
+  ck_assert_uint_eq (dovekie_loader_failed_count (loader), 1);
+  ck_assert (dovekie_loader_failed_info (loader, 0, &name, &reason, &guards));
+  ck_assert_str_eq (name, "good");
+  ck_assert_ptr_nonnull (strstr (reason, "dovekie_good_count = 11"));
+  /* Not a shipped module: it may guard anything, so it guards all. */
+  ck_assert_int_eq (guards, DOVEKIE_GUARD_SAVE | DOVEKIE_GUARD_READ | DOVEKIE_GUARD_POP3);
+  ck_assert (!dovekie_loader_failed_info (loader, 1, &name, &reason, &guards));
+  ck_assert_uint_eq (dovekie_loader_problem_count (loader), 1);
+  /* No second, misleading "unknown setting" line for its own options. */
+  ck_assert_uint_eq (test_host_count (&host, "unknown setting"), 0);
 }
 END_TEST
 
@@ -115,10 +134,147 @@ START_TEST (test_unknown_setting)
     "dovekie_modules", "good", "dovekie_good_wrod", "x", "dovekie_zzz", "1", NULL);
   g_autofree gchar *dump = test_host_dump (&host);
 
-  /* The module still loads; the typo is reported once, by name. */
-  ck_assert_uint_eq (dovekie_loader_count (loader), 1);
-  ck_assert_msg (test_host_count (&host, "unknown setting(s) dovekie_good_wrod, dovekie_zzz") == 1,
+  /* A misspelt option of a listed module stops that module (its intent is
+   * unknown); a key no module could declare is reported once, by name. */
+  ck_assert_uint_eq (dovekie_loader_count (loader), 0);
+  ck_assert_uint_eq (dovekie_loader_failed_count (loader), 1);
+  ck_assert_msg (test_host_count (&host, "unknown setting dovekie_good_wrod: module good "
+                                  "declares no such setting") == 1, "log was:\n%s", dump);
+  ck_assert_msg (test_host_count (&host, "unknown setting(s) dovekie_zzz: no dovekie module") == 1,
                  "log was:\n%s", dump);
+}
+END_TEST
+
+/* Issue "fail closed": a user with dovekie_modules = none got "unknown
+ * setting(s) dovekie_av_clamd" on every login, because the global block
+ * sets options of modules that user does not load. */
+START_TEST (test_options_of_unloaded_modules)
+{
+  g_autoptr (DovekieLoader) loader = new_loader (
+    "dovekie_modules", "none", "dovekie_av_clamd", "unix:/x", "dovekie_retention_days", "3",
+    "dovekie_search_x", "1", "dovekie_example_reject", "y", NULL);
+  g_autofree gchar *dump = test_host_dump (&host);
+
+  ck_assert_uint_eq (dovekie_loader_count (loader), 0);
+  ck_assert_uint_eq (dovekie_loader_failed_count (loader), 0);
+  ck_assert_msg (test_host_count (&host, "E ") == 0, "log was:\n%s", dump);
+  ck_assert (!dovekie_loader_wants_save (loader));
+}
+END_TEST
+
+static gssize
+empty_read (G_GNUC_UNUSED gpointer data, G_GNUC_UNUSED guint8 *buf, G_GNUC_UNUSED gsize len,
+            G_GNUC_UNUSED GError **error)
+{
+  return 0;
+}
+
+static gboolean
+empty_rewind (G_GNUC_UNUSED gpointer data, G_GNUC_UNUSED GError **error)
+{
+  return TRUE;
+}
+
+static const DovekieMessageSource empty_source = { empty_read, empty_rewind, NULL };
+
+/* The guards of the shipped modules, when their files are missing. */
+START_TEST (test_failed_module_guards)
+{
+  static const struct {
+    const gchar *name;
+    gboolean save, read, pop3;
+  } cases[] = {
+    { "antivirus", TRUE, TRUE, FALSE },
+    { "retention", FALSE, FALSE, TRUE },
+    { "search", FALSE, FALSE, FALSE },
+    { "example", TRUE, FALSE, FALSE },
+  };
+  DovekieMessageInfo info = { "INBOX", 7, 10 };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (DovekieLoader) loader = new_loader ("dovekie_modules", cases[i].name, NULL);
+      DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
+      const gchar *name = NULL, *reason = NULL;
+
+      ck_assert_uint_eq (dovekie_loader_failed_count (loader), 1);
+      ck_assert_msg (dovekie_loader_wants_save (loader) == cases[i].save, "%s", cases[i].name);
+      ck_assert_msg (dovekie_loader_wants_read (loader) == cases[i].read, "%s", cases[i].name);
+      ck_assert_msg (dovekie_loader_guarded (loader, DOVEKIE_GUARD_POP3, &name, &reason) ==
+                     cases[i].pop3, "%s", cases[i].name);
+
+      dovekie_loader_dispatch_save (loader, DOVEKIE_ORIGIN_DELIVERY, &info, &empty_source, NULL,
+                                    &verdict);
+      ck_assert_int_eq (verdict.kind, cases[i].save ? DOVEKIE_VERDICT_TEMPFAIL
+                                                    : DOVEKIE_VERDICT_ACCEPT);
+      if (cases[i].save)
+        ck_assert_str_eq (verdict.reason, DOVEKIE_GUARD_REASON);
+      dovekie_verdict_clear (&verdict);
+      dovekie_loader_dispatch_read (loader, DOVEKIE_READ_FETCH, &info, &empty_source, NULL,
+                                    &verdict);
+      ck_assert_int_eq (verdict.kind, cases[i].read ? DOVEKIE_VERDICT_TEMPFAIL
+                                                    : DOVEKIE_VERDICT_ACCEPT);
+      dovekie_verdict_clear (&verdict);
+      ck_assert_int_eq (dovekie_loader_dispatch_expunge (loader, &info, TRUE),
+                        cases[i].pop3 ? DOVEKIE_EXPUNGE_KEEP : DOVEKIE_EXPUNGE_ALLOW);
+      /* An IMAP expunge is the user's own: never kept by a guard. */
+      ck_assert_int_eq (dovekie_loader_dispatch_expunge (loader, &info, FALSE),
+                        DOVEKIE_EXPUNGE_ALLOW);
+    }
+  /* Each refusal logged one line naming the module and why. */
+  ck_assert_uint_eq (test_host_count (&host, "refusing to store a message (uid 7): module "
+                                      "antivirus is configured but not running: module "
+                                      "'antivirus' is part of dovekie but"), 1);
+  ck_assert_uint_eq (test_host_count (&host, "refusing to read a message (uid 7): module "
+                                      "antivirus"), 1);
+  ck_assert_uint_eq (test_host_count (&host, "keeping uid 7 against a POP3 deletion: module "
+                                      "retention"), 1);
+}
+END_TEST
+
+/* Issue "fail closed": dovekie_module_dir and the test clock were taken from
+ * userdb, so whoever controls a userdb field chose the code that runs. */
+START_TEST (test_global_only_from_userdb)
+{
+  static const gchar *const keys[] = { DOVEKIE_SETTING_MODULE_DIR, DOVEKIE_SETTING_CLOCK_OFFSET };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (keys); i++)
+    {
+      g_autoptr (GHashTable) view = g_hash_table_new (g_str_hash, g_str_equal);
+      const gchar *const user_keys[] = { keys[i], NULL };
+      DovekieHost h = { test_host_log, test_host_now, &host, NULL, NULL, NULL, NULL };
+      const gchar *reason = NULL;
+
+      g_hash_table_insert (view, (gpointer) "dovekie_modules", (gpointer) "good second");
+      g_hash_table_insert (view, (gpointer) keys[i],
+                           (gpointer) (i == 0 ? module_dir : "0"));
+      g_autoptr (DovekieLoader) loader = dovekie_loader_new_full (view, user_keys, module_dir, &h);
+      ck_assert_uint_eq (dovekie_loader_count (loader), 0);
+      ck_assert_uint_eq (dovekie_loader_failed_count (loader), 2);
+      ck_assert (dovekie_loader_guarded (loader, DOVEKIE_GUARD_SAVE, NULL, &reason));
+      ck_assert_ptr_nonnull (strstr (reason, keys[i]));
+      ck_assert_ptr_nonnull (strstr (reason, "(from userdb): may be set only in the global"));
+    }
+  /* The same keys from the global configuration are fine. */
+  g_autoptr (DovekieLoader) loader = new_loader ("dovekie_modules", "good",
+                                                 "dovekie_test_clock_offset", "5", NULL);
+  ck_assert_uint_eq (dovekie_loader_count (loader), 1);
+}
+END_TEST
+
+/* A userdb value that is bad names its origin. */
+START_TEST (test_bad_value_from_userdb)
+{
+  g_autoptr (GHashTable) view = g_hash_table_new (g_str_hash, g_str_equal);
+  const gchar *const user_keys[] = { "dovekie_good_count", NULL };
+  DovekieHost h = { test_host_log, test_host_now, &host, NULL, NULL, NULL, NULL };
+
+  g_hash_table_insert (view, (gpointer) "dovekie_modules", (gpointer) "good");
+  g_hash_table_insert (view, (gpointer) "dovekie_good_count", (gpointer) "30MB");
+  g_autoptr (DovekieLoader) loader = dovekie_loader_new_full (view, user_keys, module_dir, &h);
+  ck_assert_uint_eq (dovekie_loader_failed_count (loader), 1);
+  ck_assert_uint_eq (test_host_count (&host, "from userdb: dovekie_good_count = 30MB: not a whole "
+                                      "number"), 1);
 }
 END_TEST
 
@@ -172,14 +328,72 @@ START_TEST (test_bad_permissions)
 
   if (geteuid () == 0)
     {
-      /* Only root can give a file away; CI runs as root. */
+      /* Only root can give a file away; CI runs as root. Issue "fail
+       * closed": a file owned by the mail uid was accepted. */
       ck_assert_int_eq (chown (path, 12345, 12345), 0);
-      assert_load_fails ("good", DOVEKIE_LOADER_ERROR_PERMISSION, "owned by uid 12345");
+      assert_load_fails ("good", DOVEKIE_LOADER_ERROR_PERMISSION, "owned by uid 12345, not by root");
       ck_assert_int_eq (chown (path, 0, 0), 0);
     }
+
+  /* Issue "fail closed": only the immediate directory was checked. */
+  {
+    g_autofree gchar *sub = g_build_filename (module_dir, "sub", NULL);
+    g_autofree gchar *sub_so = g_build_filename (sub, "good.so", NULL);
+    ck_assert_int_eq (g_mkdir (sub, 0755), 0);
+    ck_assert_int_eq (rename (path, sub_so), 0);
+    g_free (module_dir);
+    module_dir = g_strdup (sub);
+    g_autofree gchar *parent = g_path_get_dirname (sub);
+    ck_assert_int_eq (g_chmod (parent, 0777), 0);
+    assert_load_fails ("good", DOVEKIE_LOADER_ERROR_PERMISSION, "refusing a parent of the module directory");
+    /* Sticky, like /tmp: only an entry's owner may rename it. */
+    ck_assert_int_eq (g_chmod (parent, 01777), 0);
+    g_autoptr (DovekieLoader) sticky = new_loader ("dovekie_modules", "good", NULL);
+    ck_assert_uint_eq (dovekie_loader_count (sticky), 1);
+    ck_assert_int_eq (g_chmod (parent, 0755), 0);
+    ck_assert_int_eq (rename (sub_so, path), 0);
+    ck_assert_int_eq (g_rmdir (sub), 0);
+    g_free (module_dir);
+    module_dir = g_steal_pointer (&parent);
+  }
+
+  /* Issue "fail closed": the file was checked with stat and opened by path,
+   * following a symlink. */
+  {
+    g_autofree gchar *moved = g_strdup_printf ("%s/real-good.so", module_dir);
+    ck_assert_int_eq (rename (path, moved), 0);
+    ck_assert_int_eq (symlink (moved, path), 0);
+    assert_load_fails ("good", DOVEKIE_LOADER_ERROR_PERMISSION, "is a symbolic link");
+    ck_assert_int_eq (unlink (path), 0);
+    ck_assert_int_eq (rename (moved, path), 0);
+  }
   /* Back to safe: loads again. */
   g_autoptr (DovekieLoader) loader = new_loader ("dovekie_modules", "good", NULL);
   ck_assert_uint_eq (dovekie_loader_count (loader), 1);
+}
+END_TEST
+
+/* Swaps good.so for second.so between the loader's checks and its load. */
+static void
+swap_after_open (const gchar *path)
+{
+  g_autofree gchar *other = g_strdup_printf ("%s/second.so", module_dir);
+  ck_assert_int_eq (rename (other, path), 0);
+}
+
+/* Issue "fail closed": the file was checked, then re-opened by path, so a
+ * swap in between loaded unchecked code. It is loaded from the checked
+ * descriptor now: the swap changes nothing. */
+START_TEST (test_swap_after_check)
+{
+  dovekie_loader_test_after_open = swap_after_open;
+  g_autoptr (DovekieLoader) loader = new_loader ("dovekie_modules", "good", NULL);
+  dovekie_loader_test_after_open = NULL;
+  g_autofree gchar *dump = test_host_dump (&host);
+
+  ck_assert_msg (dovekie_loader_count (loader) == 1, "log was:\n%s", dump);
+  ck_assert_str_eq (dovekie_loader_module_name (loader, 0), "good");
+  ck_assert_int_ge (test_host_find (&host, "init good"), 0);
 }
 END_TEST
 
@@ -234,6 +448,9 @@ START_TEST (test_bad_loader_setting)
 
   ck_assert_uint_eq (dovekie_loader_count (loader), 0);
   ck_assert_uint_eq (test_host_count (&host, "dovekie_test_clock_offset = -5: not a whole number"), 1);
+  /* The listed module guards what it would have guarded. */
+  ck_assert_uint_eq (dovekie_loader_failed_count (loader), 1);
+  ck_assert (dovekie_loader_wants_save (loader));
 }
 END_TEST
 
@@ -495,6 +712,11 @@ loader_suite (void)
     { "wrong_name", test_wrong_name },
     { "unknown_and_missing", test_unknown_and_missing },
     { "bad_permissions", test_bad_permissions },
+    { "swap_after_check", test_swap_after_check },
+    { "options_of_unloaded_modules", test_options_of_unloaded_modules },
+    { "failed_module_guards", test_failed_module_guards },
+    { "global_only_from_userdb", test_global_only_from_userdb },
+    { "bad_value_from_userdb", test_bad_value_from_userdb },
     { "order_and_deinit", test_order_and_deinit },
     { "duplicates", test_duplicates },
     { "errors_logged_once", test_errors_logged_once },

@@ -96,6 +96,18 @@ START_TEST (test_bool) { run_case (&def_bool, &bool_cases[_i]); } END_TEST
 START_TEST (test_enum) { run_case (&def_enum, &enum_cases[_i]); } END_TEST
 START_TEST (test_string) { run_case (&def_str, &str_cases[_i]); } END_TEST
 
+/* Issue "fail closed": string minimums were declared but not enforced, so
+ * an empty quarantine mailbox name was accepted. */
+static const DovekieSettingDef def_str_min = { "dovekie_t_min", DOVEKIE_SETTING_STRING, "ab", 2, 4, NULL, "" };
+static const Case str_min_cases[] = {
+  { "", FALSE, 0, "dovekie_t_min = \"\": value shorter than 2 bytes" },
+  { "a", FALSE, 0, "value shorter than 2 bytes" },
+  { "ab", TRUE, 0, NULL },
+  { "abcd", TRUE, 0, NULL },
+  { "abcde", FALSE, 0, "value longer than 4 bytes" },
+};
+START_TEST (test_string_min) { run_case (&def_str_min, &str_min_cases[_i]); } END_TEST
+
 START_TEST (test_null_value)
 {
   g_autoptr (GError) error = NULL;
@@ -119,6 +131,7 @@ settings_suite (void)
   tcase_add_loop_test (tc, test_bool, 0, G_N_ELEMENTS (bool_cases));
   tcase_add_loop_test (tc, test_enum, 0, G_N_ELEMENTS (enum_cases));
   tcase_add_loop_test (tc, test_string, 0, G_N_ELEMENTS (str_cases));
+  tcase_add_loop_test (tc, test_string_min, 0, G_N_ELEMENTS (str_min_cases));
   tcase_add_test (tc, test_null_value);
   suite_add_tcase (s, tc);
   return s;

@@ -13,6 +13,9 @@ G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_TEMPFAIL == (gint) DOVEKIE_VERDICT_TEMPFA
 G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_DIVERT == (gint) DOVEKIE_VERDICT_DIVERT);
 G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_DISCARD == (gint) DOVEKIE_VERDICT_DISCARD);
 G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_ERROR == (gint) DOVEKIE_LOG_ERROR);
+G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_GUARD_SAVE == (gint) DOVEKIE_GUARD_SAVE);
+G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_GUARD_READ == (gint) DOVEKIE_GUARD_READ);
+G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_GUARD_POP3 == (gint) DOVEKIE_GUARD_POP3);
 
 struct dovekie_bridge {
   struct dovekie_bridge_host host;
@@ -147,8 +150,8 @@ const DovekieMessageSource dovekie_bridge_message_source = {
 };
 
 struct dovekie_bridge *
-dovekie_bridge_create (const char *const *settings, const char *default_module_dir,
-                       const struct dovekie_bridge_host *host)
+dovekie_bridge_create (const char *const *settings, const char *const *user_keys,
+                       const char *default_module_dir, const struct dovekie_bridge_host *host)
 {
   struct dovekie_bridge *bridge = g_new0 (struct dovekie_bridge, 1);
   g_autoptr (GHashTable) view = g_hash_table_new (g_str_hash, g_str_equal);
@@ -165,7 +168,7 @@ dovekie_bridge_create (const char *const *settings, const char *default_module_d
     loader_host.emit = bridge_emit;
   for (guint i = 0; settings != NULL && settings[i] != NULL && settings[i + 1] != NULL; i += 2)
     g_hash_table_insert (view, (gpointer) settings[i], (gpointer) settings[i + 1]);
-  bridge->loader = dovekie_loader_new (view, default_module_dir, &loader_host);
+  bridge->loader = dovekie_loader_new_full (view, user_keys, default_module_dir, &loader_host);
   return bridge;
 }
 
@@ -190,6 +193,55 @@ unsigned int
 dovekie_bridge_module_count (struct dovekie_bridge *bridge)
 {
   return bridge != NULL ? dovekie_loader_count (bridge->loader) : 0;
+}
+
+bool
+dovekie_bridge_active (struct dovekie_bridge *bridge)
+{
+  return bridge != NULL && (dovekie_loader_count (bridge->loader) > 0 ||
+                            dovekie_loader_failed_count (bridge->loader) > 0);
+}
+
+unsigned int
+dovekie_bridge_failed_count (struct dovekie_bridge *bridge)
+{
+  return bridge != NULL ? dovekie_loader_failed_count (bridge->loader) : 0;
+}
+
+bool
+dovekie_bridge_failed_info (struct dovekie_bridge *bridge, unsigned int index,
+                            const char **name_r, const char **reason_r, unsigned int *guards_r)
+{
+  DovekieGuard guards = DOVEKIE_GUARD_NONE;
+
+  if (bridge == NULL ||
+      !dovekie_loader_failed_info (bridge->loader, index, name_r, reason_r, &guards))
+    return FALSE;
+  if (guards_r != NULL)
+    *guards_r = (unsigned int) guards;
+  return TRUE;
+}
+
+bool
+dovekie_bridge_guarded (struct dovekie_bridge *bridge, enum dovekie_bridge_guard guard,
+                        const char **module_r, const char **reason_r)
+{
+  return bridge != NULL &&
+         dovekie_loader_guarded (bridge->loader, (DovekieGuard) guard, module_r, reason_r);
+}
+
+unsigned int
+dovekie_bridge_problem_count (struct dovekie_bridge *bridge)
+{
+  return bridge != NULL ? dovekie_loader_problem_count (bridge->loader) : 0;
+}
+
+const char *
+dovekie_bridge_problem (struct dovekie_bridge *bridge, unsigned int index)
+{
+  if (bridge == NULL || index >= dovekie_loader_problem_count (bridge->loader))
+    return NULL;
+  return dovekie_loader_problem (bridge->loader, index);
 }
 
 bool

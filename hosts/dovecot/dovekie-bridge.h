@@ -91,16 +91,51 @@ struct dovekie_bridge_message {
 
 struct dovekie_bridge;
 
-/* settings: key, value, key, value, ..., NULL (borrowed). Never returns
-   NULL; problems are logged through host->log and the session goes on. */
+/* settings: key, value, key, value, ..., NULL (borrowed). user_keys:
+   the keys among them that came from the user's own record (userdb), NULL
+   terminated, may be NULL. Never returns NULL; problems are logged through
+   host->log and the session goes on, with every module that failed to
+   start guarding what it guards (see dovekie_bridge_guarded). */
 struct dovekie_bridge *
-dovekie_bridge_create(const char *const *settings, const char *default_module_dir,
+dovekie_bridge_create(const char *const *settings, const char *const *user_keys,
+		      const char *default_module_dir,
 		      const struct dovekie_bridge_host *host);
 void dovekie_bridge_destroy(struct dovekie_bridge **bridge);
 /* Every function below accepts a NULL bridge (a user whose modules are
    already torn down) and then acts as if no module were loaded. */
 
 unsigned int dovekie_bridge_module_count(struct dovekie_bridge *bridge);
+/* Whether the user has anything to hook: a loaded module, or a listed one
+   that failed to start and now guards what it would have checked. */
+bool dovekie_bridge_active(struct dovekie_bridge *bridge);
+
+/* The text a client or sender gets for a guarded refusal; equals
+   DOVEKIE_GUARD_REASON (checked by the bridge's unit test). */
+#define DOVEKIE_BRIDGE_GUARD_REASON \
+	"Mail checks are unavailable because of a server configuration problem, try again later"
+
+/* Values equal DovekieGuard. */
+enum dovekie_bridge_guard {
+	DOVEKIE_BRIDGE_GUARD_SAVE = 1 << 0,
+	DOVEKIE_BRIDGE_GUARD_READ = 1 << 1,
+	DOVEKIE_BRIDGE_GUARD_POP3 = 1 << 2,
+};
+/* Modules listed for the user that failed to start, in list order:
+   name, why (naming the setting and value where one is to blame) and the
+   guards (enum dovekie_bridge_guard bits), borrowed until the bridge is
+   destroyed. Returns false when index is out of range. */
+unsigned int dovekie_bridge_failed_count(struct dovekie_bridge *bridge);
+bool dovekie_bridge_failed_info(struct dovekie_bridge *bridge, unsigned int index,
+				const char **name_r, const char **reason_r,
+				unsigned int *guards_r);
+/* true when a failed module guards `guard`: *module_r and *reason_r (why it
+   is not running) are borrowed until the bridge is destroyed. */
+bool dovekie_bridge_guarded(struct dovekie_bridge *bridge, enum dovekie_bridge_guard guard,
+			    const char **module_r, const char **reason_r);
+/* Every problem found when the bridge was created (each also logged
+   once), borrowed until the bridge is destroyed. */
+unsigned int dovekie_bridge_problem_count(struct dovekie_bridge *bridge);
+const char *dovekie_bridge_problem(struct dovekie_bridge *bridge, unsigned int index);
 /* Facts about loaded module `index` (< module_count), borrowed until the
    bridge is destroyed; services is a space-separated list, maybe empty.
    Returns false when index is out of range. */

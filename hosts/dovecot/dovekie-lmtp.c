@@ -14,6 +14,7 @@
 #include "lmtp-recipient.h"
 #include "mail-storage.h"
 #include "mail-namespace.h"
+#include "str-sanitize.h"
 #include "dovekie-plugin.h"
 #include "dovekie-quarantine.h"
 
@@ -31,6 +32,14 @@ static MODULE_CONTEXT_DEFINE_INIT(dovekie_lmtp_module, &lmtp_module_register);
 static lmtp_client_created_func_t *next_hook_client_created;
 static bool dovekie_lmtp_hooked;
 
+/* Whether two mailbox names name the same mailbox: INBOX in any case. */
+static bool dovekie_same_mailbox(const char *a, const char *b)
+{
+	if (strcasecmp(a, "INBOX") == 0 || strcasecmp(b, "INBOX") == 0)
+		return strcasecmp(a, b) == 0;
+	return strcmp(a, b) == 0;
+}
+
 static int
 dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
 			   struct smtp_server_cmd_ctx *cmd,
@@ -41,12 +50,23 @@ dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
 	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(lldctx->rcpt_user);
 	enum dovekie_bridge_verdict verdict;
 	struct dovekie_bridge_result *result;
-	const char *error;
+	const char *error, *module, *why;
 	int ret;
 
 	if (duser == NULL || !dovekie_bridge_wants_save(duser->bridge)) {
 		return dclient->module_ctx.super.local_deliver(client, lrcpt, cmd,
 							       trans, lldctx);
+	}
+	/* A guard that is configured but not running: the MTA retries, and
+	   4.3.0 (other mail system problem) tells its admin the cause is
+	   here, not in the message (4.7.1). */
+	if (dovekie_bridge_guarded(duser->bridge, DOVEKIE_BRIDGE_GUARD_SAVE,
+				   &module, &why)) {
+		e_error(duser->event, "refusing delivery: module %s is configured "
+			"but not running: %s", module, why);
+		smtp_server_recipient_reply(lrcpt->rcpt, 451, "4.3.0", "%s",
+					    DOVEKIE_BRIDGE_GUARD_REASON);
+		return -1;
 	}
 	/* Large buffers: keep them off the stack. Freed with the data stack
 	   frame of this delivery. */
@@ -70,6 +90,19 @@ dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
 					    lldctx->session_id, result->reason);
 		return 0;
 	case DOVEKIE_BRIDGE_DIVERT:
+		/* A divert into the very mailbox the message was going to
+		   would store it unguarded where the user reads it. */
+		if (dovekie_same_mailbox(result->mailbox,
+					 lldctx->rcpt_default_mailbox != NULL ?
+					 lldctx->rcpt_default_mailbox : "INBOX")) {
+			e_error(duser->event, "refusing delivery: the divert "
+				"mailbox %s is the delivery target; set the "
+				"module's quarantine mailbox to another one",
+				str_sanitize(result->mailbox, 80));
+			smtp_server_recipient_reply(lrcpt->rcpt, 451, "4.3.0", "%s",
+						    DOVEKIE_BRIDGE_GUARD_REASON);
+			return -1;
+		}
 		/* The mailbox must exist before mail_deliver saves into it
 		   (lda_mailbox_autocreate is off by default, and would
 		   subscribe it when on). */

@@ -159,6 +159,50 @@ static const char *const *dovekie_user_settings(struct mail_user *user)
 	return array_front(&kv);
 }
 
+/* The dovekie_* keys that came from the user's own userdb record, not from
+   the global configuration: the loader refuses global-only settings among
+   them and names the origin in its errors. Dovecot 2.3 passes the fields
+   as "key=value", a plugin setting maybe as "plugin/key=value". */
+static const char *const *dovekie_user_keys(struct mail_user *user)
+{
+	ARRAY_TYPE(const_string) keys;
+	const char *field, *key, *p;
+	unsigned int i;
+
+	t_array_init(&keys, 8);
+	for (i = 0; user->userdb_fields != NULL && user->userdb_fields[i] != NULL; i++) {
+		field = user->userdb_fields[i];
+		if (str_begins(field, "plugin/"))
+			field += strlen("plugin/");
+		if (!str_begins(field, "dovekie_"))
+			continue;
+		p = strchr(field, '=');
+		key = p == NULL ? field : t_strdup_until(field, p);
+		array_push_back(&keys, &key);
+	}
+	array_append_zero(&keys);
+	return array_front(&keys);
+}
+
+/* A POP3 session may delete mail, and deletions are what the retention
+   module decides about: while a module guarding POP3 is not running, the
+   login itself fails (the client gets -ERR [SYS/TEMP] before +OK), so no
+   session can delete against the configured policy. */
+static void dovekie_refuse_pop3_if_guarded(struct dovekie_user *duser)
+{
+	struct mail_user *user = duser->user;
+	const char *module, *why;
+
+	if (strcmp(user->service, "pop3") != 0 ||
+	    !dovekie_bridge_guarded(duser->bridge, DOVEKIE_BRIDGE_GUARD_POP3,
+				    &module, &why))
+		return;
+	e_error(duser->event, "refusing the POP3 login: module %s is configured "
+		"but not running: %s", module, why);
+	user->error = p_strdup_printf(user->pool, "dovekie: module %s is "
+		"configured but not running: %s", module, why);
+}
+
 static void dovekie_mail_user_created(struct mail_user *user)
 {
 	struct mail_user_vfuncs *v = user->vlast;
@@ -188,7 +232,11 @@ static void dovekie_mail_user_created(struct mail_user *user)
 	host.emit = dovekie_host_emit;
 	T_BEGIN {
 		duser->bridge = dovekie_bridge_create(dovekie_user_settings(user),
+						      dovekie_user_keys(user),
 						      DOVEKIE_MODULEDIR, &host);
+	} T_END;
+	T_BEGIN {
+		dovekie_refuse_pop3_if_guarded(duser);
 	} T_END;
 	e_debug(duser->event, "%u module(s) loaded for service %s",
 		dovekie_bridge_module_count(duser->bridge), user->service);

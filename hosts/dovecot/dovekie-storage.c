@@ -526,7 +526,7 @@ void dovekie_mailbox_allocated(struct mailbox *box)
 	struct dovekie_user *duser = dovekie_box_user(box);
 	union mailbox_module_context *mbox;
 
-	if (duser == NULL || dovekie_bridge_module_count(duser->bridge) == 0)
+	if (duser == NULL || !dovekie_bridge_active(duser->bridge))
 		return;
 
 	mbox = p_new(box->pool, union mailbox_module_context, 1);
@@ -709,7 +709,7 @@ void dovekie_mail_allocated(struct mail *_mail)
 	struct dovekie_user *duser = dovekie_box_user(_mail->box);
 	struct dovekie_mail *dmail;
 
-	if (duser == NULL || dovekie_bridge_module_count(duser->bridge) == 0)
+	if (duser == NULL || !dovekie_bridge_active(duser->bridge))
 		return;
 
 	dmail = p_new(mail->pool, struct dovekie_mail, 1);

@@ -58,7 +58,7 @@ new_bridge (const char *modules)
 {
   const char *settings[] = { "dovekie_modules", modules, "dovekie_good_word", "w", NULL };
   struct dovekie_bridge_host host = { bridge_log, bridge_now, NULL, NULL, NULL, NULL, NULL };
-  return dovekie_bridge_create (settings, module_dir, &host);
+  return dovekie_bridge_create (settings, NULL, module_dir, &host);
 }
 
 static void
@@ -186,10 +186,28 @@ START_TEST (test_bridge_bad_module)
 {
   struct dovekie_bridge *bridge = new_bridge ("nosuchmodule");
 
-  /* The session goes on with no module, and the error was logged once. */
+  /* The session goes on with no module loaded, and the error was logged
+   * once; the module is failed, and guards all (it is not a shipped one). */
+  const char *name = NULL, *reason = NULL;
+  unsigned int guards = 0;
   ck_assert_uint_eq (dovekie_bridge_module_count (bridge), 0);
   ck_assert (logged ("3 dovekie: unknown module 'nosuchmodule'"));
+  ck_assert (dovekie_bridge_active (bridge));
+  ck_assert_uint_eq (dovekie_bridge_failed_count (bridge), 1);
+  ck_assert (dovekie_bridge_failed_info (bridge, 0, &name, &reason, &guards));
+  ck_assert_str_eq (name, "nosuchmodule");
+  ck_assert_uint_eq (guards, DOVEKIE_BRIDGE_GUARD_SAVE | DOVEKIE_BRIDGE_GUARD_READ |
+                     DOVEKIE_BRIDGE_GUARD_POP3);
+  ck_assert (dovekie_bridge_guarded (bridge, DOVEKIE_BRIDGE_GUARD_POP3, &name, &reason));
+  /* new_bridge also sets dovekie_good_word, which no module declares. */
+  ck_assert_uint_eq (dovekie_bridge_problem_count (bridge), 2);
+  ck_assert_ptr_nonnull (strstr (dovekie_bridge_problem (bridge, 0), "nosuchmodule"));
+  ck_assert_ptr_nonnull (strstr (dovekie_bridge_problem (bridge, 1), "dovekie_good_word"));
+  ck_assert_ptr_null (dovekie_bridge_problem (bridge, 2));
+  /* The Dovecot side's copy of the refusal text is the loader's. */
+  ck_assert_str_eq (DOVEKIE_BRIDGE_GUARD_REASON, DOVEKIE_GUARD_REASON);
   dovekie_bridge_destroy (&bridge);
+  ck_assert (!dovekie_bridge_active (bridge));
 }
 END_TEST
 

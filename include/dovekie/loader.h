@@ -71,6 +71,25 @@ gboolean dovekie_kv_key_valid (const gchar *key);
 
 typedef struct _DovekieLoader DovekieLoader;
 
+/* What a module that is listed for a user but failed to start stands
+ * guard over. While such a module is failed, the dispatch functions refuse
+ * what it guards with a TEMPFAIL instead of letting it through unguarded
+ * (DESIGN.md principle 7, "fail closed"). */
+typedef enum {
+  DOVEKIE_GUARD_NONE = 0,
+  DOVEKIE_GUARD_SAVE = 1 << 0, /* deliveries, APPEND, COPY and MOVE */
+  DOVEKIE_GUARD_READ = 1 << 1, /* reads of message bodies */
+  DOVEKIE_GUARD_POP3 = 1 << 2, /* POP3 sessions, which may delete */
+} DovekieGuard;
+
+/* The reason text given to clients and senders for a guarded refusal. */
+#define DOVEKIE_GUARD_REASON \
+  "Mail checks are unavailable because of a server configuration problem, try again later"
+
+/* Settings that decide which code runs or what time it is: accepted only
+ * from the global configuration, never from a user's own record. */
+gboolean dovekie_setting_is_global_only (const gchar *key);
+
 /* Creates a loader for one user. `settings` maps keys to values (only the
  * `dovekie_*` keys are read; the table is copied). `default_module_dir` is
  * used when dovekie_module_dir is unset. Never fails: problems with single
@@ -80,13 +99,44 @@ DovekieLoader *dovekie_loader_new (GHashTable *settings,
                                    const gchar *default_module_dir,
                                    const DovekieHost *host);
 
+/* Like dovekie_loader_new, but `user_keys` (NULL-terminated, may be NULL)
+ * names the keys of `settings` that came from the user's own record (a
+ * userdb field) rather than the global configuration. A global-only key
+ * among them (see dovekie_setting_is_global_only) fails every listed
+ * module. Problems name their origin ("from userdb"). */
+DovekieLoader *dovekie_loader_new_full (GHashTable *settings,
+                                        const gchar *const *user_keys,
+                                        const gchar *default_module_dir,
+                                        const DovekieHost *host);
+
+/* Modules listed in dovekie_modules that failed to start (a bad or
+ * unknown setting of theirs, a missing or unsafe file, an ABI mismatch,
+ * an init error, a bad loader setting), in list order. `name_r` and
+ * `reason_r` are owned by the loader; `reason_r` names the setting and the
+ * value where one is to blame. FALSE when index is out of range. */
+guint dovekie_loader_failed_count (DovekieLoader *loader);
+gboolean dovekie_loader_failed_info (DovekieLoader *loader, guint index, const gchar **name_r,
+                                     const gchar **reason_r, DovekieGuard *guards_r);
+/* The first failed module that guards `guard`: TRUE with its name and
+ * reason (owned by the loader), FALSE when nothing guarding it failed. */
+gboolean dovekie_loader_guarded (DovekieLoader *loader, DovekieGuard guard,
+                                 const gchar **name_r, const gchar **reason_r);
+
+/* Every problem the loader found while it was created (failed modules,
+ * misspelt settings, bad loader settings), each once, in the order found;
+ * owned by the loader. Each is also logged once as an error. */
+guint dovekie_loader_problem_count (DovekieLoader *loader);
+const gchar *dovekie_loader_problem (DovekieLoader *loader, guint index);
+
 /* Loads one module by name into the loader. Used by dovekie_loader_new for
  * each name of dovekie_modules, and by tests. FALSE with `error` (domain
  * DOVEKIE_LOADER_ERROR) on failure; nothing is then kept of that module. */
 gboolean dovekie_loader_load (DovekieLoader *loader, const gchar *name, GError **error);
 
-/* Rejects `dovekie_*` keys that neither the loader nor a loaded module
- * declares. Called by dovekie_loader_new after loading. */
+/* Rejects `dovekie_*` keys that no module could declare: neither the
+ * loader, nor a loaded module, nor the prefix of a dovekie module or of a
+ * listed one (the options of a module a user does not load are not
+ * misspellings). Called by dovekie_loader_new after loading. */
 gboolean dovekie_loader_check_unknown (DovekieLoader *loader, GError **error);
 
 /* Deinits the modules in reverse order and unloads them. NULL is a no-op. */
@@ -138,7 +188,12 @@ DovekieExpungeAction dovekie_loader_dispatch_expunge (DovekieLoader *loader,
 void dovekie_loader_dispatch_pop3_start (DovekieLoader *loader, const DovekiePop3Info *info);
 void dovekie_loader_dispatch_pop3_end (DovekieLoader *loader, const DovekiePop3Info *info);
 
-/* Whether any loaded module has the given hook; lets the host skip work. */
+/* Whether any loaded module has the given hook, or a failed module guards
+ * it; lets the host skip work. While a module guarding save or read is
+ * failed, dispatch_save and dispatch_read answer TEMPFAIL with
+ * DOVEKIE_GUARD_REASON, and dispatch_expunge answers KEEP inside a POP3
+ * session while a module guarding POP3 is failed; each refusal logs one
+ * error naming the module and why it is not running. */
 gboolean dovekie_loader_wants_save (DovekieLoader *loader);
 gboolean dovekie_loader_wants_read (DovekieLoader *loader);
 gboolean dovekie_loader_wants_expunge (DovekieLoader *loader);

@@ -24,7 +24,8 @@ typedef struct {
   const gchar *name;          /* full key, e.g. "dovekie_example_reject" */
   DovekieSettingType type;
   const gchar *default_value; /* as the admin would write it; may be NULL for STRING */
-  guint64 min, max;           /* UINT/SIZE range, inclusive; STRING: max length (0 = 64 KiB) */
+  guint64 min, max;           /* UINT/SIZE range, inclusive; STRING: min and max length
+                               * in bytes (max 0 = 64 KiB), checked on any value given */
   const gchar *const *choices;/* ENUM only, NULL-terminated */
   const gchar *help;          /* one line, used by the man page and conf.d */
 } DovekieSettingDef;
