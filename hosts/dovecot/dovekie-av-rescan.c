@@ -26,6 +26,7 @@
 #include "dovekie-plugin.h"
 #include "dovekie-doveadm.h"
 #include "dovekie-quarantine.h"
+#include "dovekie-log-quote.h"
 #include "dovekie-storage.h"
 #include "dovekie-antivirus.h"
 
@@ -168,7 +169,8 @@ rescan_batch(struct rescan_run *run, struct mailbox *box, struct mailbox **qbox,
 		if (is_quarantine) {
 			rescan_log(run, t_strdup_printf(
 				"user=%s mailbox=%s uid=%u signature=%s action=none (already in quarantine)",
-				run->user->username, vname, mail->uid, mctx.result.signature));
+				run->user->username, dovekie_log_quote(vname), mail->uid,
+				mctx.result.signature));
 			continue;
 		}
 		if (*qbox == NULL) {
@@ -191,8 +193,8 @@ rescan_batch(struct rescan_run *run, struct mailbox *box, struct mailbox **qbox,
 		counts->moved++;
 		rescan_log(run, t_strdup_printf(
 			"user=%s mailbox=%s uid=%u signature=%s action=quarantine mailbox=%s",
-			run->user->username, vname, mail->uid, mctx.result.signature,
-			run->quarantine));
+			run->user->username, dovekie_log_quote(vname), mail->uid,
+			mctx.result.signature, dovekie_log_quote(run->quarantine)));
 	}
 	mail_free(&mail);
 	/* The verdicts are stored whatever happens to the moves: they are a
@@ -257,7 +259,7 @@ static int rescan_mailbox(struct rescan_run *run, struct mailbox *box)
 	i_zero(&counts);
 	if (mailbox_open(box) < 0 || mailbox_sync(box, 0) < 0 ||
 	    mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0) {
-		i_error("dovekie: rescan: cannot open %s of %s: %s", vname,
+		i_error("dovekie: rescan: cannot open %s of %s: %s", dovekie_log_quote(vname),
 			run->user->username, mailbox_get_last_internal_error(box, NULL));
 		return -1;
 	}
@@ -266,14 +268,15 @@ static int rescan_mailbox(struct rescan_run *run, struct mailbox *box)
 	if (!run->cmd->restart &&
 	    dovekie_bridge_av_rescan_get_mark(bridge, key, run->version,
 					      &counts.resumed_after, errbuf) < 0) {
-		i_error("dovekie: rescan: cannot read the mark of %s of %s: %s", vname,
+		i_error("dovekie: rescan: cannot read the mark of %s of %s: %s",
+			dovekie_log_quote(vname),
 			run->user->username, errbuf);
 		return -1;
 	}
 	counts.total = status.messages;
 	i_array_init(&uids, 256);
 	if (rescan_list(box, counts.resumed_after, &uids, &error) < 0) {
-		i_error("dovekie: rescan: cannot list %s of %s: %s", vname,
+		i_error("dovekie: rescan: cannot list %s of %s: %s", dovekie_log_quote(vname),
 			run->user->username, error);
 		array_free(&uids);
 		return -1;
@@ -281,7 +284,7 @@ static int rescan_mailbox(struct rescan_run *run, struct mailbox *box)
 	all = array_get(&uids, &count);
 	rescan_log(run, t_strdup_printf(
 		"start user=%s mailbox=%s version=%s messages=%u after_uid=%u to_check=%u",
-		run->user->username, vname, run->version, status.messages,
+		run->user->username, dovekie_log_quote(vname), run->version, status.messages,
 		counts.resumed_after, count));
 	for (pos = 0; pos < count; pos += n) {
 		n = I_MIN(RESCAN_BATCH, count - pos);
@@ -293,7 +296,7 @@ static int rescan_mailbox(struct rescan_run *run, struct mailbox *box)
 			n = I_MIN(n, run->cmd->max_messages - run->checked);
 		}
 		if (rescan_batch(run, box, &qbox, all + pos, n, &counts, &done, &error) < 0) {
-			i_error("dovekie: rescan of %s of %s stopped: %s", vname,
+			i_error("dovekie: rescan of %s of %s stopped: %s", dovekie_log_quote(vname),
 				run->user->username, error);
 			counts.stopped = TRUE;
 			ret = -1;
@@ -303,18 +306,20 @@ static int rescan_mailbox(struct rescan_run *run, struct mailbox *box)
 						      errbuf) < 0) {
 			/* The work is done; the next run only repeats it. */
 			i_warning("dovekie: rescan: cannot store the mark of %s of %s: %s",
-				  vname, run->user->username, errbuf);
+				  dovekie_log_quote(vname), run->user->username, errbuf);
 		}
 		rescan_log(run, t_strdup_printf(
 			"progress user=%s mailbox=%s checked=%u/%u infected=%u",
-			run->user->username, vname, pos + n, count, counts.infected));
+			run->user->username, dovekie_log_quote(vname), pos + n, count,
+			counts.infected));
 	}
 	if (qbox != NULL)
 		mailbox_free(&qbox);
 	array_free(&uids);
 	rescan_log(run, t_strdup_printf(
 		"%s user=%s mailbox=%s checked=%u scanned=%u cached=%u too_big=%u infected=%u moved=%u",
-		counts.stopped ? "stopped" : "done", run->user->username, vname,
+		counts.stopped ? "stopped" : "done", run->user->username,
+		dovekie_log_quote(vname),
 		counts.checked, counts.scanned, counts.cached, counts.too_big,
 		counts.infected, counts.moved));
 	rescan_print(vname, &counts);

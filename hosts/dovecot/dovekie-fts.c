@@ -29,6 +29,7 @@
 #include "dovekie-plugin.h"
 #include "dovekie-fts.h"
 #include "dovekie-fts-text.h"
+#include "dovekie-log-quote.h"
 
 #pragma weak fts_backend_register
 #pragma weak fts_backend_unregister
@@ -187,11 +188,13 @@ dovekie_fts_get_last_uid(struct fts_backend *_backend, struct mailbox *box,
 
 	*last_uid_r = 0;
 	if (dovekie_fts_open(backend, box, &index, &reason) < 0) {
-		e_error(backend->event, "%s: %s", mailbox_get_vname(box), reason);
+		e_error(backend->event, "mailbox %s: %s",
+			dovekie_log_quote(mailbox_get_vname(box)), reason);
 		return -1;
 	}
 	if (dovekie_bridge_index_last_uid(index, last_uid_r, error) < 0) {
-		e_error(backend->event, "%s: %s", mailbox_get_vname(box), error);
+		e_error(backend->event, "mailbox %s: %s",
+			dovekie_log_quote(mailbox_get_vname(box)), error);
 		return -1;
 	}
 	return 0;
@@ -350,8 +353,9 @@ dovekie_fts_update_set_build_key(struct fts_backend_update_context *_ctx,
 		if (ret == 0)
 			ret = dovekie_fts_index_mail(ctx, index, key->uid, &error);
 		if (ret < 0) {
-			e_error(backend->event, "%s: indexing uid %u failed: %s",
-				mailbox_get_vname(_ctx->cur_box), key->uid, error);
+			e_error(backend->event, "mailbox %s: indexing uid %u failed: %s",
+				dovekie_log_quote(mailbox_get_vname(_ctx->cur_box)),
+				key->uid, error);
 		}
 	} T_END;
 	if (ret < 0) {
@@ -402,11 +406,13 @@ static int dovekie_fts_all_boxes(struct dovekie_fts_backend *backend, bool reset
 		if ((info->flags & (MAILBOX_NOSELECT | MAILBOX_NONEXISTENT)) == 0) {
 			box = mailbox_alloc(info->ns->list, info->vname, 0);
 			if (dovekie_fts_open(backend, box, &index, &reason) < 0) {
-				e_error(backend->event, "%s: %s", info->vname, reason);
+				e_error(backend->event, "mailbox %s: %s",
+					dovekie_log_quote(info->vname), reason);
 				ret = -1;
 			} else if ((reset ? dovekie_bridge_index_reset(index, error) :
 				    dovekie_bridge_index_optimize(index, error)) < 0) {
-				e_error(backend->event, "%s: %s", info->vname, error);
+				e_error(backend->event, "mailbox %s: %s",
+					dovekie_log_quote(info->vname), error);
 				ret = -1;
 			}
 			dovekie_fts_close_index(backend);
@@ -552,7 +558,8 @@ dovekie_fts_lookup_arg(struct dovekie_fts_backend *backend, struct mailbox *box,
 	ret = dovekie_bridge_index_lookup(index, scope, str_c(needle), dovekie_fts_add_uid,
 					  &tmp, &last_uid, error);
 	if (ret < 0) {
-		e_error(backend->event, "%s: lookup failed: %s", mailbox_get_vname(box), error);
+		e_error(backend->event, "mailbox %s: lookup failed: %s",
+			dovekie_log_quote(mailbox_get_vname(box)), error);
 		return -1;
 	}
 	if (ret == 0)
@@ -576,12 +583,14 @@ dovekie_fts_lookup(struct fts_backend *_backend, struct mailbox *box,
 	int ret = 0;
 
 	if (mailbox_get_status(box, STATUS_UIDNEXT, &status) < 0) {
-		e_error(backend->event, "%s: %s", mailbox_get_vname(box),
+		e_error(backend->event, "mailbox %s: %s",
+			dovekie_log_quote(mailbox_get_vname(box)),
 			mailbox_get_last_internal_error(box, NULL));
 		return -1;
 	}
 	if (dovekie_fts_open(backend, box, &index, &reason) < 0) {
-		e_error(backend->event, "%s: %s", mailbox_get_vname(box), reason);
+		e_error(backend->event, "mailbox %s: %s",
+			dovekie_log_quote(mailbox_get_vname(box)), reason);
 		return -1;
 	}
 	for (; args != NULL && ret >= 0; args = args->next) T_BEGIN {

@@ -18,6 +18,7 @@
 #include "mail-storage-private.h"
 #include "dovekie-plugin.h"
 #include "dovekie-quarantine.h"
+#include "dovekie-log-quote.h"
 
 /* Header values quoted in the notice: one line, at most this long. */
 #define NOTICE_FIELD_MAX 200
@@ -31,17 +32,42 @@ int dovekie_quarantine_create(struct mail_user *user, struct event *event,
 	const char *errstr;
 	int ret = 0;
 
-	if (mailbox_create(box, NULL, FALSE) < 0) {
+	if (mailbox_is_any_inbox(box)) {
+		/* "inbox", or a namespace prefix that leads to INBOX: the
+		   module cannot see namespaces, so this is the only check.
+		   Creating it "exists" and the message would land in INBOX. */
+		*error_r = t_strdup_printf("quarantine mailbox %s is INBOX (namespace "
+			"prefix %s): not storing quarantined mail into INBOX",
+			dovekie_log_quote(vname), dovekie_log_quote(ns->prefix));
+		ret = -1;
+	} else if (mailbox_create(box, NULL, FALSE) < 0) {
 		errstr = mailbox_get_last_internal_error(box, &error);
 		if (error != MAIL_ERROR_EXISTS) {
-			*error_r = t_strdup_printf("cannot create mailbox %s: %s", vname, errstr);
+			*error_r = t_strdup_printf("cannot create mailbox %s: %s",
+						   dovekie_log_quote(vname), errstr);
 			ret = -1;
 		}
 	} else {
-		e_info(event, "created mailbox %s (not subscribed)", vname);
+		e_info(event, "created mailbox %s (not subscribed)", dovekie_log_quote(vname));
 	}
 	mailbox_free(&box);
 	return ret;
+}
+
+bool dovekie_quarantine_is(struct mail_user *user, const char *quarantine_vname,
+			   const char *vname)
+{
+	struct mail_namespace *ns;
+	struct mailbox *box;
+	bool equal;
+
+	if (quarantine_vname == NULL || vname == NULL)
+		return FALSE;
+	ns = mail_namespace_find(user->namespaces, quarantine_vname);
+	box = mailbox_alloc(ns->list, quarantine_vname, 0);
+	equal = mailbox_equals(box, mail_namespace_find(user->namespaces, vname), vname);
+	mailbox_free(&box);
+	return equal;
 }
 
 struct mailbox *
@@ -56,7 +82,7 @@ dovekie_quarantine_open(struct mail_user *user, struct event *event, const char 
 	ns = mail_namespace_find(user->namespaces, vname);
 	box = mailbox_alloc(ns->list, vname, MAILBOX_FLAG_SAVEONLY);
 	if (mailbox_open(box) < 0) {
-		*error_r = t_strdup_printf("cannot open mailbox %s: %s", vname,
+		*error_r = t_strdup_printf("cannot open mailbox %s: %s", dovekie_log_quote(vname),
 					   mailbox_get_last_internal_error(box, NULL));
 		mailbox_free(&box);
 		return NULL;
@@ -82,7 +108,8 @@ int dovekie_quarantine_move(struct dovekie_user *duser, struct mail *mail,
 	duser->moving = was_moving;
 	if (ret < 0) {
 		*error_r = t_strdup_printf("cannot move uid=%u from %s to %s: %s", mail->uid,
-			mailbox_get_vname(mail->box), mailbox_get_vname(qt->box),
+			dovekie_log_quote(mailbox_get_vname(mail->box)),
+			dovekie_log_quote(mailbox_get_vname(qt->box)),
 			mailbox_get_last_internal_error(qt->box, NULL));
 	}
 	return ret;
@@ -218,7 +245,7 @@ notice_store(struct dovekie_user *duser, struct mailbox *box, struct mail *mail,
 		ret = -1;
 	if (ret < 0) {
 		*error_r = t_strdup_printf("cannot store the notice in %s: %s",
-			mailbox_get_vname(box), mailbox_get_last_internal_error(box, NULL));
+			dovekie_log_quote(mailbox_get_vname(box)), mailbox_get_last_internal_error(box, NULL));
 		if (t != NULL)
 			mailbox_transaction_rollback(&t);
 	}
@@ -240,7 +267,8 @@ int dovekie_quarantine_replace(struct dovekie_user *duser, struct mail *mail,
 	int ret = 0;
 
 	*notice_r = NULL;
-	if (strcmp(mailbox_get_vname(mail->box), vname) == 0) {
+	/* mailbox_equals(): INBOX in any case, and the namespace it is in. */
+	if (dovekie_quarantine_is(user, vname, mailbox_get_vname(mail->box))) {
 		*error_r = "the message is in the quarantine mailbox already";
 		return -1;
 	}
@@ -260,7 +288,8 @@ int dovekie_quarantine_replace(struct dovekie_user *duser, struct mail *mail,
 	own_box = mailbox_alloc(mailbox_get_namespace(mail->box)->list,
 				mailbox_get_vname(mail->box), 0);
 	if (mailbox_open(own_box) < 0 || mailbox_sync(own_box, 0) < 0) {
-		*error_r = t_strdup_printf("cannot open %s: %s", mailbox_get_vname(own_box),
+		*error_r = t_strdup_printf("cannot open %s: %s",
+					   dovekie_log_quote(mailbox_get_vname(own_box)),
 					   mailbox_get_last_internal_error(own_box, NULL));
 		mailbox_free(&own_box);
 		mailbox_free(&qbox);
@@ -278,7 +307,7 @@ int dovekie_quarantine_replace(struct dovekie_user *duser, struct mail *mail,
 	} else if (dovekie_quarantine_move(duser, own, qt, error_r) < 0) {
 		ret = -1;
 	} else if (mailbox_transaction_commit(&qt) < 0) {
-		*error_r = t_strdup_printf("cannot commit to %s: %s", vname,
+		*error_r = t_strdup_printf("cannot commit to %s: %s", dovekie_log_quote(vname),
 					   mailbox_get_last_internal_error(qbox, NULL));
 		ret = -1;
 	}
@@ -295,11 +324,12 @@ int dovekie_quarantine_replace(struct dovekie_user *duser, struct mail *mail,
 	   original in place too, never nowhere. */
 	if (mailbox_transaction_commit(&own_t) < 0 || mailbox_sync(own_box, 0) < 0) {
 		e_error(duser->event, "cannot expunge uid=%u from %s after quarantining it: %s",
-			mail->uid, mailbox_get_vname(own_box),
+			mail->uid, dovekie_log_quote(mailbox_get_vname(own_box)),
 			mailbox_get_last_internal_error(own_box, NULL));
 	}
 	e_info(duser->event, "moved uid=%u from %s to %s: %s", mail->uid,
-	       mailbox_get_vname(own_box), vname, reason);
+	       dovekie_log_quote(mailbox_get_vname(own_box)), dovekie_log_quote(vname),
+	       reason);
 	if (notice_store(duser, own_box, mail, text, &error) < 0)
 		e_error(duser->event, "%s", error);
 	mailbox_free(&own_box);

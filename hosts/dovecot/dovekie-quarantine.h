@@ -12,9 +12,15 @@ struct dovekie_user;
 
 /* Creates mailbox vname unless it exists, without subscribing it (the
    user finds it by LIST, their client's folder list stays as it was).
-   0, or -1 with error_r. */
+   0, or -1 with error_r; -1 also when vname is an INBOX (in any case, or
+   through a namespace prefix), so no quarantine ever stores into INBOX. */
 int dovekie_quarantine_create(struct mail_user *user, struct event *event,
 			      const char *vname, const char **error_r);
+/* Whether vname is the quarantine mailbox quarantine_vname, as Dovecot
+   compares mailboxes (mailbox_equals(): the same namespace, INBOX in any
+   case). false when either is NULL. */
+bool dovekie_quarantine_is(struct mail_user *user, const char *quarantine_vname,
+			   const char *vname);
 /* Creates (as above) and opens vname for saving; NULL with error_r. */
 struct mailbox *
 dovekie_quarantine_open(struct mail_user *user, struct event *event, const char *vname,

@@ -13,6 +13,7 @@
 #include "quota.h"
 #include "dovekie-plugin.h"
 #include "dovekie-retention.h"
+#include "dovekie-log-quote.h"
 
 ARRAY_DEFINE_TYPE(dovekie_retention_message, struct dovekie_bridge_retention_message);
 
@@ -86,7 +87,7 @@ retention_quota(struct dovekie_user *duser, struct mailbox *box, uint64_t *used_
 			break;
 		case QUOTA_GET_RESULT_INTERNAL_ERROR:
 			e_warning(duser->event, "quota of %s unknown: %s",
-				  mailbox_get_vname(box), error);
+				  dovekie_log_quote(mailbox_get_vname(box)), error);
 			break;
 		default:
 			break;
@@ -151,7 +152,8 @@ int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bo
 		if (i > 0 && i % RETENTION_PROGRESS_EVERY == 0) {
 			dovekie_bridge_retention_log(bridge, t_strdup_printf(
 				"progress user=%s mailbox=%s checked=%u/%u planned=%u",
-				action.user, action.mailbox, i, count, planned));
+				action.user, dovekie_log_quote(action.mailbox), i, count,
+				planned));
 		}
 		if (reasons[i] == DOVEKIE_BRIDGE_RETENTION_KEEP ||
 		    !mail_set_uid(mail, msgs[i].uid))
@@ -162,7 +164,7 @@ int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bo
 		dovekie_bridge_retention_log(bridge, t_strdup_printf(
 			"%s user=%s mailbox=%s uid=%u reason=%s",
 			dry_run ? "would expunge" : "expunge", action.user,
-			action.mailbox, action.uid, action.reason));
+			dovekie_log_quote(action.mailbox), action.uid, action.reason));
 		if (print != NULL)
 			print(context, &action);
 		if (!dry_run) {

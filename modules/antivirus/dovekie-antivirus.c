@@ -27,6 +27,7 @@
 
 #include "dovekie/module.h"
 #include "dovekie/antivirus.h"
+#include "dovekie/log-quote.h"
 #include "dovekie-av.h"
 #include "dovekie-av-cache.h"
 #include "dovekie-av-clamd.h"
@@ -43,7 +44,7 @@ static const DovekieSettingDef av_settings[] = {
   { "dovekie_av_engine", DOVEKIE_SETTING_ENUM, "clamd", 0, 0, engine_choices,
     "scanner: clamd (online default) or libclamav (in-process; small DBs, jobs)" },
   { "dovekie_av_clamd", DOVEKIE_SETTING_STRING, "unix:/var/run/clamav/clamd.ctl", 0, 4096, NULL,
-    "clamd servers tried in order: unix:/path and tcp:HOST:PORT, space-separated" },
+    "clamd servers tried in order: unix:/path and tcp:HOST:PORT, separated by spaces or commas" },
   { "dovekie_av_connect_timeout_msecs", DOVEKIE_SETTING_UINT, "2000", 1, 60000, NULL,
     "time to connect to one clamd server, in milliseconds" },
   { "dovekie_av_scan_timeout_msecs", DOVEKIE_SETTING_UINT, "60000", 1, 3600000, NULL,
@@ -58,7 +59,7 @@ static const DovekieSettingDef av_settings[] = {
     "infected LMTP delivery: quarantine (into dovekie_av_quarantine_mailbox), reject (550 5.7.1 "
     "with the signature name), tag (delivered with the keyword $Infected) or discard (logged)" },
   { "dovekie_av_quarantine_mailbox", DOVEKIE_SETTING_STRING, "Quarantine", 1, 255, NULL,
-    "mailbox quarantined deliveries go to; created on demand, not subscribed" },
+    "mailbox quarantined deliveries go to (not INBOX); created on demand, not subscribed" },
   { "dovekie_av_on_error", DOVEKIE_SETTING_ENUM, "tempfail", 0, 0, on_error_choices,
     "scanner unavailable, timed out or unparsable: tempfail (retry later) or accept (logged)" },
   { "dovekie_av_scan_on_read", DOVEKIE_SETTING_ENUM, "unscanned", 0, 0, on_read_choices,
@@ -151,26 +152,48 @@ av_uses_libclamav (DovekieContext *ctx)
   return g_str_equal (ctx->api->get_string (ctx, "dovekie_av_engine"), "libclamav");
 }
 
+/* Settings the loader's table cannot judge alone. IMAP treats INBOX
+ * case-insensitively, and so does this check; a namespace prefix that
+ * still leads to INBOX is the host's to refuse (it alone knows the
+ * namespaces). */
+static gboolean
+av_check_quarantine_mailbox (DovekieContext *ctx, GError **error)
+{
+  const gchar *mailbox = ctx->api->get_string (ctx, "dovekie_av_quarantine_mailbox");
+  g_autofree gchar *quoted = NULL;
+
+  if (mailbox == NULL || g_ascii_strcasecmp (mailbox, "INBOX") != 0)
+    return TRUE;
+  quoted = dovekie_log_quote (mailbox);
+  g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+               "dovekie_av_quarantine_mailbox: %s would deliver infected mail into INBOX; "
+               "name a mailbox of its own, e.g. Quarantine", quoted);
+  return FALSE;
+}
+
 static gboolean
 av_init (DovekieContext *ctx, GError **error)
 {
-  AvUser *user = g_new0 (AvUser, 1);
+  g_autofree AvUser *user = NULL;
+  g_autoptr (DovekieAvClamd) clamd = NULL;
 
+  if (!av_check_quarantine_mailbox (ctx, error))
+    return FALSE;
+  /* Parsed with libclamav too: a list that cannot work is refused before
+   * an engine switch would bring it into use. */
+  clamd = dovekie_av_clamd_new (
+    ctx->api->get_string (ctx, "dovekie_av_clamd"),
+    (guint) ctx->api->get_uint (ctx, "dovekie_av_connect_timeout_msecs"),
+    (guint) ctx->api->get_uint (ctx, "dovekie_av_scan_timeout_msecs"), error);
+  if (clamd == NULL)
+    return FALSE;
+  user = g_new0 (AvUser, 1);
   if (!av_uses_libclamav (ctx))
     {
-      user->clamd = dovekie_av_clamd_new (
-        ctx->api->get_string (ctx, "dovekie_av_clamd"),
-        (guint) ctx->api->get_uint (ctx, "dovekie_av_connect_timeout_msecs"),
-        (guint) ctx->api->get_uint (ctx, "dovekie_av_scan_timeout_msecs"), error);
-      if (user->clamd == NULL)
-        {
-          g_free (user);
-          return FALSE;
-        }
-      dovekie_av_clamd_set_fildes (user->clamd,
-                                   ctx->api->get_bool (ctx, "dovekie_av_clamd_fildes"));
+      dovekie_av_clamd_set_fildes (clamd, ctx->api->get_bool (ctx, "dovekie_av_clamd_fildes"));
+      user->clamd = g_steal_pointer (&clamd);
     }
-  ctx->module_data = user;
+  ctx->module_data = g_steal_pointer (&user);
   return TRUE;
 }
 
@@ -424,13 +447,14 @@ av_log_scan (DovekieContext *ctx, const gchar *origin, const DovekieMessageInfo 
              const AvScan *scan, const gchar *engine, const gchar *action)
 {
   gboolean infected = scan->status == DOVEKIE_AV_INFECTED;
+  g_autofree gchar *mailbox = dovekie_log_quote (info->mailbox);
   gchar digest_hex[17];
 
   for (guint i = 0; i < 8; i++)
     g_snprintf (digest_hex + 2 * i, 3, "%02x", scan->digest[i]);
   dovekie_log (ctx, infected ? DOVEKIE_LOG_WARNING : DOVEKIE_LOG_INFO,
                "scan origin=%s mailbox=%s uid=%u size=%" G_GUINT64_FORMAT
-               " sha256=%s result=%s%s%s engine=%s cached=%s%s%s", origin, info->mailbox,
+               " sha256=%s result=%s%s%s engine=%s cached=%s%s%s", origin, mailbox,
                info->uid, scan->size, digest_hex, infected ? "infected" : "clean",
                infected ? " signature=" : "", infected ? scan->signature : "",
                scan->cached ? "cache" : engine, scan->cached ? "yes" : "no",
@@ -447,6 +471,7 @@ av_judge (DovekieContext *ctx, const gchar *origin, gboolean delivery, gboolean 
 {
   AvScan scan;
   g_autoptr (GError) local = NULL;
+  g_autofree gchar *mailbox = dovekie_log_quote (info->mailbox);
   const gchar *action = "accept";
 
   memset (&scan, 0, sizeof (scan));
@@ -463,13 +488,13 @@ av_judge (DovekieContext *ctx, const gchar *origin, gboolean delivery, gboolean 
         {
           dovekie_log (ctx, DOVEKIE_LOG_WARNING,
                        "scan origin=%s mailbox=%s uid=%u result=error action=accept error=%s",
-                       origin, info->mailbox, info->uid, local->message);
+                       origin, mailbox, info->uid, local->message);
           av_emit (ctx, origin, "error", FALSE, "accept");
           return TRUE;
         }
       dovekie_log (ctx, DOVEKIE_LOG_ERROR,
                    "scan origin=%s mailbox=%s uid=%u result=error action=tempfail error=%s",
-                   origin, info->mailbox, info->uid, local->message);
+                   origin, mailbox, info->uid, local->message);
       dovekie_verdict_set (verdict, DOVEKIE_VERDICT_TEMPFAIL, REASON_UNAVAILABLE);
       av_emit (ctx, origin, "error", FALSE, "tempfail");
       return TRUE;
@@ -479,7 +504,7 @@ av_judge (DovekieContext *ctx, const gchar *origin, gboolean delivery, gboolean 
       const gchar *policy = ctx->api->get_string (ctx, "dovekie_av_over_size");
       dovekie_log (ctx, DOVEKIE_LOG_WARNING,
                    "scan origin=%s mailbox=%s uid=%u result=too-big size>%" G_GUINT64_FORMAT
-                   " action=%s", origin, info->mailbox, info->uid,
+                   " action=%s", origin, mailbox, info->uid,
                    ctx->api->get_uint (ctx, "dovekie_av_max_size"), policy);
       if (g_str_equal (policy, "reject"))
         dovekie_verdict_set (verdict, DOVEKIE_VERDICT_REJECT, REASON_TOO_BIG);
@@ -596,6 +621,7 @@ av_rescan_message (DovekieContext *ctx, const DovekieMessageInfo *info, DovekieM
                    DovekieAntivirusRescan *result, GError **error)
 {
   AvScan scan;
+  g_autofree gchar *mailbox = dovekie_log_quote (info->mailbox);
 
   memset (result, 0, sizeof (*result));
   memset (&scan, 0, sizeof (scan));
@@ -609,7 +635,7 @@ av_rescan_message (DovekieContext *ctx, const DovekieMessageInfo *info, DovekieM
     {
       dovekie_log (ctx, DOVEKIE_LOG_WARNING,
                    "scan origin=rescan mailbox=%s uid=%u result=too-big size>%" G_GUINT64_FORMAT,
-                   info->mailbox, info->uid, ctx->api->get_uint (ctx, "dovekie_av_max_size"));
+                   mailbox, info->uid, ctx->api->get_uint (ctx, "dovekie_av_max_size"));
       av_emit (ctx, "rescan", "too_big", FALSE, "none");
       result->status = DOVEKIE_ANTIVIRUS_RESCAN_TOO_BIG;
       return TRUE;

@@ -13,6 +13,7 @@
 
 #include "dovekie-av-clamd.h"
 #include "dovekie-av-reply.h"
+#include "dovekie/log-quote.h"
 
 typedef struct {
   gchar *text;      /* as written in the list, for logs */
@@ -54,9 +55,10 @@ server_parse (const gchar *text, GError **error)
       rest = text + strlen ("unix:");
       if (rest[0] != '/' || strlen (rest) >= sizeof (((struct sockaddr_un *) NULL)->sun_path))
         {
+          g_autofree gchar *quoted = dovekie_log_quote (text);
           g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
-                       "dovekie_av_clamd: '%s' needs an absolute socket path shorter than %d bytes",
-                       text, (gint) sizeof (((struct sockaddr_un *) NULL)->sun_path));
+                       "dovekie_av_clamd: %s needs an absolute socket path shorter than %d bytes",
+                       quoted, (gint) sizeof (((struct sockaddr_un *) NULL)->sun_path));
           return NULL;
         }
       server = g_new0 (ClamdServer, 1);
@@ -92,15 +94,21 @@ server_parse (const gchar *text, GError **error)
   return server;
 
 bad:
-  g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
-               "dovekie_av_clamd: '%s' is neither unix:/path nor tcp:HOST:PORT", text);
+  {
+    g_autofree gchar *quoted = dovekie_log_quote (text);
+    g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+                 "dovekie_av_clamd: %s is neither unix:/path nor tcp:HOST:PORT "
+                 "(HOST a name, an IPv4 address or [IPv6], PORT 1..65535)", quoted);
+  }
   return NULL;
 }
 
 DovekieAvClamd *
 dovekie_av_clamd_new (const gchar *servers, guint connect_ms, guint scan_ms, GError **error)
 {
-  g_auto (GStrv) words = g_strsplit_set (servers != NULL ? servers : "", " \t", -1);
+  /* Commas too: a passwd-file userdb field cannot hold a space. */
+  g_auto (GStrv) words = g_strsplit_set (servers != NULL ? servers : "", DOVEKIE_AV_CLAMD_SEPARATORS,
+                                         -1);
   g_autoptr (GPtrArray) list = g_ptr_array_new_with_free_func (server_free);
   DovekieAvClamd *clamd;
 
@@ -122,8 +130,10 @@ dovekie_av_clamd_new (const gchar *servers, guint connect_ms, guint scan_ms, GEr
     }
   if (list->len == 0)
     {
-      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
-                           "dovekie_av_clamd: no server given");
+      g_autofree gchar *quoted = dovekie_log_quote (servers);
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+                   "dovekie_av_clamd: %s names no clamd server (give unix:/path or "
+                   "tcp:HOST:PORT, separated by spaces or commas)", quoted);
       return NULL;
     }
   clamd = g_new0 (DovekieAvClamd, 1);

@@ -20,11 +20,17 @@ G_BEGIN_DECLS
 
 typedef struct _DovekieAvClamd DovekieAvClamd;
 
-/* Parses `servers`, a space-separated list of "unix:/absolute/path" and
- * "tcp:HOST:PORT" (HOST a name, an IPv4 address or [IPv6]). Timeouts are in
- * milliseconds: `connect_ms` per connection attempt, `scan_ms` for one
- * whole exchange with one server (sending the message and waiting for the
- * verdict). NULL with DOVEKIE_ERROR_FAILED naming the bad entry. */
+/* What separates the servers of a list: spaces, tabs and commas, mixed
+ * freely; empty items are ignored. */
+#define DOVEKIE_AV_CLAMD_SEPARATORS " \t,"
+
+/* Parses `servers`, a list of "unix:/absolute/path" and "tcp:HOST:PORT"
+ * (HOST a name, an IPv4 address or [IPv6]) separated by
+ * DOVEKIE_AV_CLAMD_SEPARATORS. Timeouts are in milliseconds: `connect_ms`
+ * per connection attempt, `scan_ms` for one whole exchange with one server
+ * (sending the message and waiting for the verdict). NULL with
+ * DOVEKIE_ERROR_FAILED naming the setting dovekie_av_clamd and the bad
+ * item (quoted), or the whole value when it names no server. */
 DovekieAvClamd *dovekie_av_clamd_new (const gchar *servers, guint connect_ms, guint scan_ms,
                                       GError **error);
 /* NULL is a no-op. */

@@ -221,6 +221,99 @@ START_TEST (test_bad_server_list_refuses_module)
 }
 END_TEST
 
+/* Bug: dovekie_av_quarantine_mailbox = inbox (any case, as IMAP treats
+ * INBOX) was taken, and "quarantined" infected deliveries landed in
+ * INBOX. */
+typedef struct {
+  const gchar *mailbox;
+  gboolean ok;
+} QuarantineCase;
+
+static const QuarantineCase quarantine_cases[] = {
+  { "INBOX", FALSE },
+  { "inbox", FALSE },
+  { "Inbox", FALSE },
+  { "iNbOx", FALSE },
+  { "Quarantine", TRUE },
+  { "INBOX.Quarantine", TRUE },
+  { "INBOX/Quarantine", TRUE },
+  { "INBOXES", TRUE },
+  { "Junk inbox", TRUE },
+};
+
+START_TEST (test_quarantine_mailbox_not_inbox)
+{
+  const QuarantineCase *c = &quarantine_cases[_i];
+  g_autoptr (GError) error = NULL;
+  g_autofree gchar *want = NULL;
+
+  g_hash_table_insert (settings, "dovekie_av_quarantine_mailbox", (gpointer) c->mailbox);
+  ck_assert_msg (dovekie_module.init (&ctx, &error) == c->ok, "case %d '%s'", _i, c->mailbox);
+  if (c->ok)
+    return;
+  ck_assert_ptr_null (ctx.module_data);
+  want = g_strdup_printf ("dovekie_av_quarantine_mailbox: \"%s\" would deliver infected mail "
+                          "into INBOX", c->mailbox);
+  ck_assert_msg (g_str_has_prefix (error->message, want), "%s", error->message);
+}
+END_TEST
+
+/* Bug: the clamd list took spaces only (a passwd-file userdb field has
+ * none), and a bad item was only refused with the clamd engine. */
+typedef struct {
+  const gchar *engine;
+  const gchar *clamd;
+  const gchar *error; /* NULL: init succeeds */
+} ClamdListCase;
+
+static const ClamdListCase clamd_list_cases[] = {
+  { "clamd", "unix:/a,tcp:127.0.0.1:3310", NULL },
+  { "clamd", "unix:/a tcp:127.0.0.1:3310", NULL },
+  { "clamd", " unix:/a, tcp:b:1 ,,tcp:[::1]:2 ", NULL },
+  { "clamd", "", "dovekie_av_clamd: \"\" names no clamd server" },
+  { "clamd", " , ", "dovekie_av_clamd: \" , \" names no clamd server" },
+  { "clamd", "unix:/a,tcp:nowhere", "dovekie_av_clamd: \"tcp:nowhere\" is neither" },
+  { "clamd", "unix:/a relative", "dovekie_av_clamd: \"relative\" is neither" },
+  { "libclamav", "unix:/a,tcp:b:1", NULL },
+  { "libclamav", "unix:/a,tcp:nowhere", "dovekie_av_clamd: \"tcp:nowhere\" is neither" },
+};
+
+START_TEST (test_clamd_list_checked_at_init)
+{
+  const ClamdListCase *c = &clamd_list_cases[_i];
+  g_autoptr (GError) error = NULL;
+  gboolean ok;
+
+  g_hash_table_insert (settings, "dovekie_av_engine", (gpointer) c->engine);
+  g_hash_table_insert (settings, "dovekie_av_clamd", (gpointer) c->clamd);
+  ok = dovekie_module.init (&ctx, &error);
+  ck_assert_msg (ok == (c->error == NULL), "case %d '%s': %s", _i, c->clamd,
+                 error != NULL ? error->message : "ok");
+  if (ok)
+    return;
+  ck_assert_ptr_null (ctx.module_data);
+  ck_assert_msg (g_str_has_prefix (error->message, c->error), "case %d: %s", _i, error->message);
+}
+END_TEST
+
+/* Bug: a mailbox named "x result=clean" forged a result field in the
+ * scan log line. */
+START_TEST (test_log_quotes_mailbox)
+{
+  TestSource src = { (const guint8 *) "hello", 5, 0, 0, FALSE };
+  DovekieMessageInfo info = { "x result=clean\nforged=1", 3, 5 };
+  DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
+  g_autoptr (GError) error = NULL;
+
+  init_module ();
+  ck_assert (dovekie_module.save (&ctx, DOVEKIE_ORIGIN_APPEND, &info, (DovekieMessage *) &src,
+                                  &verdict, &error));
+  dovekie_verdict_clear (&verdict);
+  assert_logged ("scan origin=append mailbox=\"x result=clean\\nforged=1\" uid=3 ", 1);
+  assert_logged ("forged=1\n", 0);
+}
+END_TEST
+
 START_TEST (test_clean_and_infected)
 {
   gchar *reason = NULL;
@@ -229,7 +322,7 @@ START_TEST (test_clean_and_infected)
   init_module ();
   ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "clean mail\r\n", NULL),
                     DOVEKIE_VERDICT_ACCEPT);
-  assert_logged ("scan origin=append mailbox=INBOX uid=7 size=12", 1);
+  assert_logged ("scan origin=append mailbox=\"INBOX\" uid=7 size=12", 1);
   assert_logged ("result=clean engine=unix:", 1);
 
   fake->mode = FAKE_FOUND;
@@ -411,13 +504,13 @@ START_TEST (test_scanner_down)
                     DOVEKIE_VERDICT_TEMPFAIL);
   ck_assert_str_eq (reason, "Virus scanner unavailable, try again later");
   g_free (reason);
-  assert_logged ("E antivirus: scan origin=delivery mailbox=INBOX uid=7 result=error action=tempfail", 1);
+  assert_logged ("E antivirus: scan origin=delivery mailbox=\"INBOX\" uid=7 result=error action=tempfail", 1);
 
   dovekie_module.deinit (&ctx);
   g_hash_table_insert (settings, "dovekie_av_on_error", "accept");
   init_module ();
   ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "mail\r\n", NULL), DOVEKIE_VERDICT_ACCEPT);
-  assert_logged ("W antivirus: scan origin=append mailbox=INBOX uid=7 result=error action=accept", 1);
+  assert_logged ("W antivirus: scan origin=append mailbox=\"INBOX\" uid=7 result=error action=accept", 1);
   test_remove_dir (dir);
 }
 END_TEST
@@ -653,7 +746,7 @@ START_TEST (test_rescan_service)
   ck_assert (g_str_has_prefix (r.signature, "Test.Eicar"));
   g_free (r.signature);
   ck_assert_int_eq (g_atomic_int_get (&fake->connections), 0); /* clamd never asked */
-  assert_logged ("scan origin=rescan mailbox=INBOX uid=9", 3);
+  assert_logged ("scan origin=rescan mailbox=\"INBOX\" uid=9", 3);
 
   /* Marks: per mailbox key and DB version. */
   ck_assert (svc->rescan_get_mark (&ctx, "box.1", version, &uid, &error));
@@ -702,6 +795,10 @@ main (void)
   tcase_add_checked_fixture (tc, setup, teardown);
   tcase_add_test (tc, test_contract);
   tcase_add_test (tc, test_bad_server_list_refuses_module);
+  tcase_add_loop_test (tc, test_quarantine_mailbox_not_inbox, 0,
+                       G_N_ELEMENTS (quarantine_cases));
+  tcase_add_loop_test (tc, test_clamd_list_checked_at_init, 0, G_N_ELEMENTS (clamd_list_cases));
+  tcase_add_test (tc, test_log_quotes_mailbox);
   tcase_add_test (tc, test_clean_and_infected);
   tcase_add_test (tc, test_clamd_fildes);
   tcase_add_test (tc, test_delivery_actions);

@@ -56,30 +56,48 @@ scan_text (DovekieAvClamd *clamd, const gchar *text, DovekieAvStatus *status, gc
 typedef struct {
   const gchar *servers;
   gboolean ok;
+  /* ok: the first server of the list; else text the error must hold
+   * (the bad item, quoted). */
+  const gchar *expect;
 } NewCase;
 
 static const NewCase new_cases[] = {
-  { "unix:/run/clamav/clamd.ctl", TRUE },
-  { "tcp:127.0.0.1:3310", TRUE },
-  { "tcp:clamd.example.test:3310", TRUE },
-  { "tcp:[::1]:3310", TRUE },
-  { "  unix:/a   tcp:127.0.0.1:1\ttcp:[::1]:65535 ", TRUE },
-  { "", FALSE },
-  { "   ", FALSE },
-  { "unix:relative", FALSE },
-  { "unix:", FALSE },
-  { "tcp:127.0.0.1", FALSE },
-  { "tcp:127.0.0.1:0", FALSE },
-  { "tcp:127.0.0.1:65536", FALSE },
-  { "tcp:127.0.0.1:33x", FALSE },
-  { "tcp::3310", FALSE },
-  { "tcp:::1:3310", FALSE },
-  { "tcp:[]:3310", FALSE },
-  { "tcp:[::1]3310", FALSE },
-  { "127.0.0.1:3310", FALSE },
-  { "/run/clamav/clamd.ctl", FALSE },
-  { "unix:/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", FALSE },
-  { "tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1", FALSE },
+  { "unix:/run/clamav/clamd.ctl", TRUE, "unix:/run/clamav/clamd.ctl" },
+  { "tcp:127.0.0.1:3310", TRUE, "tcp:127.0.0.1:3310" },
+  { "tcp:clamd.example.test:3310", TRUE, "tcp:clamd.example.test:3310" },
+  { "tcp:[::1]:3310", TRUE, "tcp:[::1]:3310" },
+  { "  unix:/a   tcp:127.0.0.1:1\ttcp:[::1]:65535 ", TRUE, "unix:/a" },
+  /* Bug: a list needed spaces, which a passwd-file userdb field cannot
+   * hold; commas separate too, mixed with spaces, empty items ignored. */
+  { "unix:/a,tcp:127.0.0.1:1", TRUE, "unix:/a" },
+  { "tcp:[::1]:3310,unix:/a", TRUE, "tcp:[::1]:3310" },
+  { ",,unix:/a,,tcp:b:2,", TRUE, "unix:/a" },
+  { "unix:/a, tcp:b:2 ,tcp:c:3\t,unix:/d", TRUE, "unix:/a" },
+  { " , tcp:b:2", TRUE, "tcp:b:2" },
+  { "", FALSE, "\"\" names no clamd server" },
+  { "   ", FALSE, "\"   \" names no clamd server" },
+  { ",", FALSE, "\",\" names no clamd server" },
+  { " , ,\t,", FALSE, "names no clamd server" },
+  { "unix:relative", FALSE, "\"unix:relative\" needs an absolute socket path" },
+  { "unix:", FALSE, "\"unix:\" needs an absolute socket path" },
+  { "tcp:127.0.0.1", FALSE, "\"tcp:127.0.0.1\" is neither" },
+  { "tcp:127.0.0.1:0", FALSE, "\"tcp:127.0.0.1:0\" is neither" },
+  { "tcp:127.0.0.1:65536", FALSE, "\"tcp:127.0.0.1:65536\"" },
+  { "tcp:127.0.0.1:33x", FALSE, "\"tcp:127.0.0.1:33x\"" },
+  { "tcp::3310", FALSE, "\"tcp::3310\"" },
+  { "tcp:::1:3310", FALSE, "\"tcp:::1:3310\"" },
+  { "tcp:[]:3310", FALSE, "\"tcp:[]:3310\"" },
+  { "tcp:[::1]3310", FALSE, "\"tcp:[::1]3310\"" },
+  { "127.0.0.1:3310", FALSE, "\"127.0.0.1:3310\" is neither" },
+  { "/run/clamav/clamd.ctl", FALSE, "\"/run/clamav/clamd.ctl\" is neither" },
+  { "clamd", FALSE, "\"clamd\" is neither" },
+  /* A bad item anywhere in the list is named, not the whole list. */
+  { "unix:/a,tcp:b", FALSE, "\"tcp:b\" is neither" },
+  { "unix:/a tcp:b:2,bogus", FALSE, "\"bogus\" is neither" },
+  { "unix:/a tcp:b:2;tcp:c:3", FALSE, "\"tcp:b:2;tcp:c:3\" is neither" },
+  { "unix:/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", FALSE, "needs an absolute socket path shorter than" },
+  { "tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1 tcp:a:1", FALSE, "more than 16 servers" },
+  { "tcp:a:1,tcp:a:1,tcp:a:1,tcp:a:1,tcp:a:1,tcp:a:1,tcp:a:1,tcp:a:1,tcp:a:1,tcp:a:1,tcp:a:1,tcp:a:1,tcp:a:1,tcp:a:1,tcp:a:1,tcp:a:1,tcp:a:1", FALSE, "more than 16 servers" },
 };
 
 START_TEST (test_new)
@@ -89,8 +107,19 @@ START_TEST (test_new)
   g_autoptr (DovekieAvClamd) clamd = dovekie_av_clamd_new (c->servers, 100, 100, &error);
 
   ck_assert_msg ((clamd != NULL) == c->ok, "case %d '%s'", _i, c->servers);
-  if (!c->ok)
-    ck_assert_ptr_nonnull (strstr (error->message, "dovekie_av_clamd"));
+  if (c->ok)
+    {
+      ck_assert_ptr_null (error);
+      ck_assert_str_eq (dovekie_av_clamd_server (clamd), c->expect);
+    }
+  else
+    {
+      ck_assert (g_error_matches (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED));
+      ck_assert_msg (g_str_has_prefix (error->message, "dovekie_av_clamd: "), "case %d: %s", _i,
+                     error->message);
+      ck_assert_msg (strstr (error->message, c->expect) != NULL, "case %d: %s", _i,
+                     error->message);
+    }
 }
 END_TEST
 

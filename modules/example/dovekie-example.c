@@ -11,6 +11,7 @@
 #include <gmodule.h>
 
 #include "dovekie/module.h"
+#include "dovekie/log-quote.h"
 #include "dovekie-example.h"
 
 #define EXAMPLE_READ_CHUNK 65536
@@ -91,7 +92,9 @@ example_count_save (DovekieContext *ctx, const gchar *origin)
     goto failed;
   if (old != NULL && !g_ascii_string_to_unsigned (old, 10, 0, G_MAXUINT32, &count, NULL))
     {
-      dovekie_log (ctx, DOVEKIE_LOG_WARNING, "state '%s' holds '%.20s'; restarting at 0", key, old);
+      g_autofree gchar *quoted = dovekie_log_quote (old);
+      dovekie_log (ctx, DOVEKIE_LOG_WARNING, "state '%s' holds %s; restarting at 0", key,
+                   quoted);
       count = 0;
     }
   new = g_strdup_printf ("%" G_GUINT64_FORMAT, count + 1);
@@ -110,6 +113,7 @@ example_save (DovekieContext *ctx, DovekieSaveOrigin origin, const DovekieMessag
               DovekieMessage *msg, DovekieVerdict *verdict, GError **error)
 {
   const gchar *needle = ctx->api->get_string (ctx, "dovekie_example_reject");
+  g_autofree gchar *mailbox = dovekie_log_quote (info->mailbox);
   gboolean found = FALSE;
 
   if (needle != NULL && *needle != '\0' && !dovekie_example_find (ctx, msg, needle, &found, error))
@@ -125,12 +129,12 @@ example_save (DovekieContext *ctx, DovekieSaveOrigin origin, const DovekieMessag
   else if (ctx->api->get_bool (ctx, "dovekie_example_count_saves"))
     {
       dovekie_log (ctx, DOVEKIE_LOG_INFO, "hook=save origin=%s mailbox=%s verdict=accept saves=%"
-                   G_GUINT64_FORMAT, save_origin_names[origin], info->mailbox,
+                   G_GUINT64_FORMAT, save_origin_names[origin], mailbox,
                    example_count_save (ctx, save_origin_names[origin]));
       return TRUE;
     }
   dovekie_log (ctx, DOVEKIE_LOG_INFO, "hook=save origin=%s mailbox=%s verdict=%s",
-               save_origin_names[origin], info->mailbox, found ? "reject" : "accept");
+               save_origin_names[origin], mailbox, found ? "reject" : "accept");
   return TRUE;
 }
 
@@ -138,19 +142,23 @@ static gboolean
 example_read (DovekieContext *ctx, DovekieReadOrigin origin, const DovekieMessageInfo *info,
               DovekieMessage *msg, DovekieVerdict *verdict, GError **error)
 {
+  g_autofree gchar *mailbox = dovekie_log_quote (info->mailbox);
+
   (void) msg;
   (void) verdict;
   (void) error;
   dovekie_log (ctx, DOVEKIE_LOG_INFO, "hook=read origin=%s mailbox=%s uid=%u",
-               read_origin_names[origin], info->mailbox, info->uid);
+               read_origin_names[origin], mailbox, info->uid);
   return TRUE;
 }
 
 static DovekieExpungeAction
 example_expunge (DovekieContext *ctx, const DovekieMessageInfo *info, gboolean pop3)
 {
+  g_autofree gchar *mailbox = dovekie_log_quote (info->mailbox);
+
   dovekie_log (ctx, DOVEKIE_LOG_INFO, "hook=expunge mailbox=%s uid=%u pop3=%s",
-               info->mailbox, info->uid, pop3 ? "yes" : "no");
+               mailbox, info->uid, pop3 ? "yes" : "no");
   return DOVEKIE_EXPUNGE_ALLOW;
 }
 

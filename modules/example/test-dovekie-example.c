@@ -122,7 +122,7 @@ START_TEST (test_save_hook)
                                   &verdict, &error));
   ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_REJECT);
   ck_assert_str_eq (verdict.reason, "refused for the test");
-  ck_assert_int_ge (test_host_find (&host, "hook=save origin=delivery mailbox=INBOX verdict=reject"), 0);
+  ck_assert_int_ge (test_host_find (&host, "hook=save origin=delivery mailbox=\"INBOX\" verdict=reject"), 0);
   ck_assert_int_ge (test_host_find (&host, "V example: dovekie_example_saved origin=delivery verdict=reject"), 0);
   g_clear_pointer (&verdict.reason, g_free);
 
@@ -133,7 +133,7 @@ START_TEST (test_save_hook)
   ck_assert (dovekie_module.save (&ctx, DOVEKIE_ORIGIN_APPEND, &info, (DovekieMessage *) &src,
                                   &verdict, &error));
   ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_ACCEPT);
-  ck_assert_int_ge (test_host_find (&host, "hook=save origin=append mailbox=INBOX verdict=accept"), 0);
+  ck_assert_int_ge (test_host_find (&host, "hook=save origin=append mailbox=\"INBOX\" verdict=accept"), 0);
 }
 END_TEST
 

@@ -22,6 +22,7 @@
 #include <gmodule.h>
 
 #include "dovekie/module.h"
+#include "dovekie/log-quote.h"
 #include "dovekie/retention.h"
 #include "dovekie-retention.h"
 #include "dovekie-retention-policy.h"
@@ -202,7 +203,8 @@ load_one (const gchar *key, const gchar *value, gpointer data)
 
   if (!dovekie_retention_key_uid (key, &uid))
     {
-      dovekie_log (ld->ctx, DOVEKIE_LOG_WARNING, "ignoring state key '%s'", key);
+      g_autofree gchar *quoted = dovekie_log_quote (key);
+      dovekie_log (ld->ctx, DOVEKIE_LOG_WARNING, "ignoring state key %s", quoted);
       return TRUE;
     }
   if (!dovekie_retention_record_parse (value, strlen (value), record, &error))
@@ -335,8 +337,9 @@ service_pop3_quit (DovekieContext *ctx, const guint32 *retrieved, guint n_retrie
           record_for (r, retrieved[i]), r->identity, TRUE);
       if (c == NULL)
         {
+          g_autofree gchar *client = dovekie_log_quote (r->identity);
           dovekie_log (ctx, DOVEKIE_LOG_WARNING, "uid=%u: too many client identities; "
-                       "download by '%s' not recorded", retrieved[i], r->identity);
+                       "download by client=%s not recorded", retrieved[i], client);
           continue;
         }
       if (c->downloaded == 0)

@@ -385,7 +385,7 @@ START_TEST (test_corrupt_record_is_kept)
   ck_assert (svc->plan (ctx, msgs, 1, 0, 0, &reason, NULL));
   ck_assert_int_eq (reason, DOVEKIE_RETENTION_KEEP);
   ck_assert_uint_eq (test_host_count (&host, "uid=1: bad retention record"), 1);
-  ck_assert_uint_eq (test_host_count (&host, "ignoring state key 'uid/x'"), 1);
+  ck_assert_uint_eq (test_host_count (&host, "ignoring state key \"uid/x\""), 1);
   svc->done (ctx, NULL, 0);
   session_free (ctx);
 }
