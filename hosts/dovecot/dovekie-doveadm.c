@@ -18,6 +18,7 @@
 /* Every `doveadm dovekie` command, each defined in its own file (declared
    in dovekie-doveadm.h). */
 static struct doveadm_cmd_ver2 *const dovekie_doveadm_commands[] = {
+	&dovekie_cmd_check,
 	&dovekie_cmd_status,
 	&dovekie_cmd_scan_status,
 	&dovekie_cmd_rescan,

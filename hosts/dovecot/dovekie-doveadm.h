@@ -10,6 +10,7 @@
 
 #include "doveadm-print.h"
 #include "doveadm-mail.h"
+#include "doveadm-settings.h"
 
 #pragma weak doveadm_cmd_register_ver2
 #pragma weak doveadm_mail_cmd_alloc_size
@@ -18,8 +19,15 @@
 #pragma weak doveadm_print
 #pragma weak doveadm_print_num
 #pragma weak doveadm_mail_failed_error
+#pragma weak doveadm_cmd_param_str
+#pragma weak doveadm_cmd_param_bool
+/* Variables of doveadm, read only by commands (so only inside doveadm). */
+#pragma weak doveadm_settings
+#pragma weak doveadm_exit_code
+#pragma weak doveadm_debug
 
 /* The commands, defined in their own files. */
+extern struct doveadm_cmd_ver2 dovekie_cmd_check;         /* dovekie-check.c */
 extern struct doveadm_cmd_ver2 dovekie_cmd_status;        /* dovekie-status.c */
 extern struct doveadm_cmd_ver2 dovekie_cmd_scan_status;   /* dovekie-av-doveadm.c */
 extern struct doveadm_cmd_ver2 dovekie_cmd_rescan;        /* dovekie-av-rescan.c */

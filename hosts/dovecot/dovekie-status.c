@@ -1,13 +1,15 @@
 /* doveadm dovekie status [-u user | -A]
  *
  * What an admin checks first, one row per fact (area, name, state):
- *   module     each loaded module: version, services, description
+ *   module     each loaded module: version, services, description; each
+ *              listed module that failed to start: "failed: <reason>"
  *   antivirus  the scanner: reachable (and its DB version) or why not
  *   search     each mailbox: messages indexed / total, index bytes
  *   retention  INBOX: downloaded, DELEd, due to expire (a dry run of the
  *              expiry plan; it also drops records of messages that are gone)
  * Exit code 75 (tempfail) when the scanner or the retention state cannot
- * be reached. Registered with the other commands by dovekie-doveadm.c.
+ * be reached, else 78 (EX_CONFIG) when a listed module failed to start.
+ * Registered with the other commands by dovekie-doveadm.c.
  */
 #include "lib.h"
 #include "str.h"
@@ -25,6 +27,7 @@
 #include "dovekie-storage.h"
 
 #include <sys/stat.h>
+#include <sysexits.h>
 
 static void status_row(const char *area, const char *name, const char *state)
 {
@@ -33,18 +36,23 @@ static void status_row(const char *area, const char *name, const char *state)
 	doveadm_print(state);
 }
 
-static void status_modules(struct dovekie_user *duser)
+/* Returns -1 when a listed module failed to start. */
+static int status_modules(struct dovekie_user *duser)
 {
-	const char *name, *version, *description, *services;
-	unsigned int i;
+	const char *name, *version, *description, *services, *reason;
+	unsigned int i, j, guards;
 
 	for (i = 0; dovekie_bridge_module_info(duser->bridge, i, &name, &version,
 						&description, &services); i++) {
 		status_row("module", name, t_strdup_printf("%s; services: %s; %s",
 			   version, services[0] == '\0' ? "-" : services, description));
 	}
-	if (i == 0)
+	for (j = 0; dovekie_bridge_failed_info(duser->bridge, j, &name,
+						&reason, &guards); j++)
+		status_row("module", name, t_strdup_printf("failed: %s", reason));
+	if (i == 0 && j == 0)
 		status_row("module", "-", "no module loaded (see dovekie_modules and the log)");
+	return j == 0 ? 0 : -1;
 }
 
 static int status_scanner(struct dovekie_user *duser)
@@ -169,6 +177,7 @@ static int
 cmd_dovekie_status_run(struct doveadm_mail_cmd_context *ctx, struct mail_user *user)
 {
 	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
+	bool failed;
 	int ret = 0;
 
 	if (duser == NULL) {
@@ -177,8 +186,9 @@ cmd_dovekie_status_run(struct doveadm_mail_cmd_context *ctx, struct mail_user *u
 		doveadm_mail_failed_error(ctx, MAIL_ERROR_NOTFOUND);
 		return -1;
 	}
-	/* A module that answers badly is shown, and the exit code says so. */
-	status_modules(duser);
+	/* A module that failed or answers badly is shown, and the exit code
+	   says so: 78 (EX_CONFIG) for a failed module, else 75. */
+	failed = status_modules(duser) < 0;
 	if (status_scanner(duser) < 0)
 		ret = -1;
 	status_index(duser, user);
@@ -186,6 +196,13 @@ cmd_dovekie_status_run(struct doveadm_mail_cmd_context *ctx, struct mail_user *u
 		ret = -1;
 	if (ret < 0)
 		doveadm_mail_failed_error(ctx, MAIL_ERROR_TEMP);
+	if (failed) {
+		/* doveadm_mail_failed_error() has no code for a configuration
+		   error; a tempfail still wins, as there. */
+		if (ctx->exit_code != EX_TEMPFAIL)
+			ctx->exit_code = EX_CONFIG;
+		ret = -1;
+	}
 	return ret;
 }
 

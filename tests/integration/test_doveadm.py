@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from clamd_harness import PrivateClamd
+from clamd_harness import PrivateClamd, write_signatures
 from dovekie_harness import make_message
 
 
@@ -105,3 +108,180 @@ def test_status_shows_scanner_index_and_retention_state(every_module):
     assert code != 0
     assert state(rows, "antivirus", "clamd " + clamd.unix_address).startswith(
         "unreachable: "), rows
+
+
+# ---- doveadm dovekie check ----
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_MODULES = ["antivirus", "example", "retention", "search"]
+
+
+def shipped_snippets() -> str:
+    """The repository's conf.d snippets with the lines an admin switches on
+    (as tests/package/test_installed.py does with the installed ones)."""
+    def on(text: str, pattern: str) -> str:
+        new, n = re.subn(rf"^(\s*)#({pattern})$", r"\1\2", text, flags=re.M)
+        assert n >= 1, f"no commented line /{pattern}/ in the snippet"
+        return new
+
+    main = (REPO_ROOT / "conf.d" / "10-dovekie.conf").read_text()
+    main = on(main, r"mail_attribute_dict = .*")
+    main, n = re.subn(r"^(\s*)#dovekie_modules =.*$",
+                      rf"\1dovekie_modules = {' '.join(SHIPPED_MODULES)}", main, flags=re.M)
+    assert n == 1, "no commented dovekie_modules line in 10-dovekie.conf"
+    search = (REPO_ROOT / "conf.d" / "20-dovekie-search.conf").read_text()
+    search = on(search, r"mail_plugins = \$mail_plugins fts dovekie")
+    search = on(search, r"fts = dovekie")
+    rest = "".join((REPO_ROOT / "conf.d" / name).read_text()
+                   for name in ("30-dovekie-antivirus.conf", "40-dovekie-retention.conf"))
+    return main + "\n" + search + "\n" + rest
+
+
+@pytest.fixture
+def shipped(dovecot, plugin_path, module_paths, tmp_path_factory):
+    """Factory: a Dovecot configured by the shipped conf.d snippets, every
+    module on, the antivirus module on in-process libclamav with the tiny
+    signature DB (no clamd). make(settings={...}, users={...})."""
+    files = {p.stem: p for p in module_paths}
+    missing = [m for m in SHIPPED_MODULES if m not in files]
+    if missing:
+        pytest.fail(f"modules not built: {missing}", pytrace=False)
+    # Not pytest's tmp_path: the mail processes (as the mail uid) read it.
+    db = Path(tempfile.mkdtemp(prefix="dovekie-check-db-"))
+    write_signatures(db)
+    db.chmod(0o755)
+    for f in db.iterdir():
+        f.chmod(0o644)
+
+    def make(settings=None, users=None):
+        plugin_settings = {"dovekie_av_engine": "libclamav",
+                           "dovekie_av_libclamav_db": str(db)}
+        plugin_settings.update(settings or {})
+        return dovecot(plugin_path=plugin_path,
+                       module_files=[files[m] for m in SHIPPED_MODULES],
+                       users=users or {"alice": {"password": "a"},
+                                       "bob": {"password": "b"}},
+                       plugin_settings=plugin_settings,
+                       extra_conf=shipped_snippets())
+
+    yield make
+    shutil.rmtree(db, ignore_errors=True)
+
+
+def check(dc, *options: str) -> tuple[int, list[str], str]:
+    res = dc.doveadm("dovekie", "check", *options)
+    return res.returncode, [line for line in res.stdout.splitlines() if line.strip()], res.stderr
+
+
+def test_check_passes_on_the_shipped_configuration(shipped):
+    dc = shipped()
+    code, lines, stderr = check(dc)
+    assert code == 0, (lines, stderr)
+    assert lines == ["ok: no problems in the global configuration"], lines
+    # Every user too: modules, the scanner's DB, the index directory and
+    # the retention state.
+    code, lines, stderr = check(dc, "-A")
+    assert code == 0, (lines, stderr)
+    assert lines == ["ok: no problems in the global configuration and 2 users"], lines
+    code, lines, stderr = check(dc, "-u", "alice")
+    assert (code, lines) == (0, ["ok: no problems in the global configuration and 1 user"]), \
+        (lines, stderr)
+
+
+def test_check_names_a_bad_global_value(shipped):
+    dc = shipped(settings={"dovekie_av_max_size": "30MB"})
+    code, lines, stderr = check(dc)
+    assert code == 78, (code, lines, stderr)
+    bad = [line for line in lines if "dovekie_av_max_size" in line]
+    assert len(bad) == 1, lines
+    assert bad[0].startswith("global: ") and "30MB" in bad[0], bad
+    assert not any(line.startswith("ok") for line in lines), lines
+
+
+def test_check_finds_a_userdb_value_and_names_the_user(shipped):
+    dc = shipped(users={"alice": {"password": "a"},
+                        "bob": {"password": "b",
+                                "userdb": {"dovekie_av_max_size": "30MB"}}})
+    # The global configuration is fine.
+    code, lines, stderr = check(dc)
+    assert (code, lines) == (0, ["ok: no problems in the global configuration"]), \
+        (lines, stderr)
+
+    code, lines, stderr = check(dc, "-u", "bob")
+    assert code == 78, (code, lines, stderr)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("bob: ") and "dovekie_av_max_size" in lines[0] \
+        and "30MB" in lines[0], lines
+
+    code, lines, stderr = check(dc, "-u", "alice")
+    assert code == 0, (lines, stderr)
+
+    code, lines, stderr = check(dc, "-A")
+    assert code == 78, (code, lines, stderr)
+    assert [line.split(":")[0] for line in lines] == ["bob"], lines
+    assert "dovekie_av_max_size" in lines[0], lines
+
+
+def test_check_prints_a_global_problem_once(shipped):
+    # Global: a bad size (every user inherits it). Bob's userdb: a setting
+    # only the global configuration may set, which fails all his modules.
+    dc = shipped(settings={"dovekie_av_max_size": "30MB"},
+                 users={"alice": {"password": "a"},
+                        "bob": {"password": "b",
+                                "userdb": {"dovekie_test_clock_offset": "60"}}})
+    code, lines, stderr = check(dc, "-A")
+    assert code == 78, (code, lines, stderr)
+    size_lines = [line for line in lines if "dovekie_av_max_size" in line]
+    assert len(size_lines) == 1 and size_lines[0].startswith("global: "), lines
+    assert not any(line.startswith("alice: ") for line in lines), lines
+    bob = [line for line in lines if line.startswith("bob: ")]
+    assert bob and all("dovekie_av_max_size" not in line for line in bob), lines
+    assert any("dovekie_test_clock_offset" in line for line in bob), lines
+    # Each line once.
+    assert len(lines) == len(set(lines)), lines
+
+
+def test_check_exit_code_for_an_unknown_user(shipped):
+    dc = shipped()
+    code, lines, stderr = check(dc, "-u", "nobody-here")
+    assert code == 67, (code, lines, stderr)
+    assert not any(line.startswith("ok") for line in lines), lines
+
+
+def test_status_shows_a_failed_module(shipped):
+    dc = shipped(settings={"dovekie_av_max_size": "30MB"})
+    res = dc.doveadm("-f", "tab", "dovekie", "status", "-u", "alice")
+    rows = [line.split("\t") for line in res.stdout.splitlines()[1:] if line.strip()]
+    failed = [r for r in rows if r[0] == "module" and r[2].startswith("failed: ")]
+    assert [r[1] for r in failed] == ["antivirus"], rows
+    assert "dovekie_av_max_size" in failed[0][2] and "30MB" in failed[0][2], failed
+    # The modules that did start are listed as before.
+    loaded = {r[1] for r in rows if r[0] == "module" and not r[2].startswith("failed: ")}
+    assert loaded == {"example", "retention", "search"}, rows
+    assert res.returncode == 78, (res.returncode, res.stderr)
+
+
+def test_check_reports_a_dead_scanner_once(shipped):
+    dc = shipped(settings={"dovekie_av_engine": "clamd",
+                           "dovekie_av_clamd": "unix:/nonexistent/clamd.sock"})
+    code, lines, stderr = check(dc, "-A")
+    # A resource that does not answer is a tempfail, not a bad setting.
+    assert code == 75, (code, lines, stderr)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("global: antivirus: the scanner does not answer: "), lines
+    assert "unix:/nonexistent/clamd.sock" in lines[0], lines
+
+
+def test_check_finds_an_unwritable_index_directory(shipped):
+    dc = shipped()
+    code, lines, stderr = check(dc, "-u", "alice")   # creates the Maildir
+    assert code == 0, (lines, stderr)
+    maildir = dc.home("alice") / "Maildir"
+    maildir.chmod(0o555)
+    try:
+        code, lines, stderr = check(dc, "-A")
+    finally:
+        maildir.chmod(0o700)
+    assert code == 75, (code, lines, stderr)
+    assert lines == [f"alice: search: index directory {maildir} is not writable: "
+                     "Permission denied"], lines

@@ -1,0 +1,410 @@
+/* doveadm dovekie check [-u user | -A]
+ *
+ * Loads the modules the way a mail process does and says what is wrong,
+ * one line per problem: "<scope>: <problem>", where scope is "global" or a
+ * user name. First the global configuration (doveadm's plugin {} settings,
+ * no userdb), then each user asked for (global settings plus the user's
+ * userdb fields, through a real mail user, so the plugin's own code builds
+ * the user's modules). A problem the global check printed is not printed
+ * again for a user it applies to as well.
+ *
+ * Beyond the loader's problems (failed modules, misspelt settings, bad
+ * loader settings) it asks what the modules depend on: the scanner
+ * (antivirus), the INBOX index directory (search, users only) and the
+ * retention state (retention, users only).
+ *
+ * Exit codes: 0 with one "ok" line when nothing is wrong; 78 (EX_CONFIG)
+ * when a module failed or a setting is wrong; else 75 (EX_TEMPFAIL) when a
+ * resource did not answer or a user lookup failed; else 67 (EX_NOUSER)
+ * when -u names no user.
+ *
+ * It is a plain doveadm command, not a mail command: doveadm's mail
+ * commands need a user, and the global check must run without one (the
+ * package runs it after an upgrade). So it walks the users itself, with
+ * mail_storage_service, as doveadm's mail commands do.
+ */
+/* dladdr() (see check_pin_plugin) is a GNU extension. */
+#ifndef _GNU_SOURCE
+#  define _GNU_SOURCE 1
+#endif
+#include "lib.h"
+#include "array.h"
+#include "hash.h"
+#include "str.h"
+#include "str-sanitize.h"
+#include "ioloop.h"
+#include "wildcard-match.h"
+#include "safe-mkstemp.h"
+#include "master-service.h"
+#include "mail-namespace.h"
+#include "mail-storage-private.h"
+#include "mail-storage-service.h"
+#include "mail-user.h"
+#include "dovekie-plugin.h"
+#include "dovekie-doveadm.h"
+#include "dovekie-antivirus.h"
+#include "dovekie-retention.h"
+
+#include <dlfcn.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+/* Longest problem text printed; longer ones are cut (str_sanitize). */
+#define CHECK_LINE_MAX 1024
+
+#ifndef DOVEKIE_MODULEDIR
+#  error "DOVEKIE_MODULEDIR must be defined"
+#endif
+
+struct check_context {
+	pool_t pool;
+	struct event *event;
+	/* The global check's problems: not printed again per user. */
+	HASH_TABLE(const char *, void *) global;
+	unsigned int config_problems, resource_problems;
+	unsigned int users, missing_users, failed_users;
+};
+
+/* Prints one problem line, unless it was printed for "global" already
+   (which also prints each global problem once). */
+static void
+check_report(struct check_context *ctx, const char *scope, const char *problem,
+	     bool config)
+{
+	if (hash_table_lookup(ctx->global, problem) != NULL)
+		return;
+	if (strcmp(scope, "global") == 0) {
+		const char *key = p_strdup(ctx->pool, problem);
+
+		hash_table_insert(ctx->global, key, POINTER_CAST(1));
+	}
+	if (config)
+		ctx->config_problems++;
+	else
+		ctx->resource_problems++;
+	doveadm_print(t_strdup_printf("%s: %s", str_sanitize(scope, 256),
+				      str_sanitize(problem, CHECK_LINE_MAX)));
+}
+
+/* The loader's problems (each found once per bridge). */
+static void
+check_bridge_problems(struct check_context *ctx, const char *scope,
+		      struct dovekie_bridge *bridge)
+{
+	unsigned int i, count = dovekie_bridge_problem_count(bridge);
+
+	for (i = 0; i < count; i++)
+		check_report(ctx, scope, dovekie_bridge_problem(bridge, i), TRUE);
+}
+
+static int check_scanner(struct dovekie_bridge *bridge, const char **problem_r)
+{
+	char scanner[DOVEKIE_BRIDGE_REASON_MAX], version[DOVEKIE_BRIDGE_REASON_MAX];
+	char error[DOVEKIE_BRIDGE_REASON_MAX];
+
+	if (!dovekie_bridge_has_antivirus(bridge))
+		return 0;
+	if (dovekie_bridge_av_probe(bridge, scanner, version, error) == 0)
+		return 0;
+	/* The reason usually names the scanner already. */
+	if (scanner[0] == '\0' || strstr(error, scanner) != NULL)
+		*problem_r = t_strdup_printf("antivirus: the scanner does not answer: %s", error);
+	else {
+		*problem_r = t_strdup_printf("antivirus: the scanner %s does not answer: %s",
+					     scanner, error);
+	}
+	return -1;
+}
+
+/* The search index lives beside Dovecot's index files: the user must be
+   able to create files there. */
+static int check_index_dir(struct mail_user *user, const char **problem_r)
+{
+	struct mail_namespace *ns = mail_namespace_find_inbox(user->namespaces);
+	struct mailbox *box;
+	const char *dir;
+	string_t *path;
+	int fd, ret;
+
+	box = mailbox_alloc(ns->list, "INBOX", 0);
+	if (mailbox_open(box) < 0) {
+		*problem_r = t_strdup_printf("search: cannot open INBOX: %s",
+			mailbox_get_last_internal_error(box, NULL));
+		mailbox_free(&box);
+		return -1;
+	}
+	ret = mailbox_get_path_to(box, MAILBOX_LIST_PATH_TYPE_INDEX, &dir);
+	mailbox_free(&box);
+	if (ret < 0) {
+		*problem_r = "search: cannot find INBOX's index directory";
+		return -1;
+	}
+	if (ret == 0) {
+		*problem_r = "search: INBOX has no index directory (in-memory "
+			"indexes): searches fall back to Dovecot's own search";
+		return -1;
+	}
+	path = t_str_new(256);
+	str_printfa(path, "%s/.dovekie-check.", dir);
+	fd = safe_mkstemp_hostpid(path, 0600, (uid_t)-1, (gid_t)-1);
+	if (fd == -1) {
+		*problem_r = t_strdup_printf("search: index directory %s is not "
+			"writable: %m", dir);
+		return -1;
+	}
+	i_close_fd(&fd);
+	i_unlink(str_c(path));
+	return 0;
+}
+
+static int check_retention_state(struct dovekie_bridge *bridge, const char **problem_r)
+{
+	struct dovekie_bridge_retention_summary summary;
+	char error[DOVEKIE_BRIDGE_REASON_MAX];
+
+	if (dovekie_bridge_retention_summary(bridge, &summary, error) == 0)
+		return 0;
+	*problem_r = t_strdup_printf("retention: state unreadable: %s", error);
+	return -1;
+}
+
+static void
+check_host_log(void *context, enum dovekie_bridge_level level,
+	       const char *module, const char *message)
+{
+	struct check_context *ctx = context;
+	const char *line = module == NULL ? message :
+		t_strdup_printf("%s: %s", module, message);
+
+	switch (level) {
+	case DOVEKIE_BRIDGE_DEBUG:
+		e_debug(ctx->event, "%s", line);
+		break;
+	case DOVEKIE_BRIDGE_INFO:
+		e_info(ctx->event, "%s", line);
+		break;
+	case DOVEKIE_BRIDGE_WARNING:
+		e_warning(ctx->event, "%s", line);
+		break;
+	case DOVEKIE_BRIDGE_ERROR:
+		e_error(ctx->event, "%s", line);
+		break;
+	}
+}
+
+static int64_t check_host_now(void *context ATTR_UNUSED)
+{
+	return (int64_t)ioloop_time;
+}
+
+/* doveadm's plugin {} settings: the global configuration, no userdb. */
+static const char *const *check_global_settings(void)
+{
+	ARRAY_TYPE(const_string) kv;
+	const char *const *envs;
+	unsigned int i, count;
+
+	t_array_init(&kv, 16);
+	if (doveadm_settings != NULL && array_is_created(&doveadm_settings->plugin_envs)) {
+		envs = array_get(&doveadm_settings->plugin_envs, &count);
+		for (i = 0; i + 1 < count; i += 2) {
+			if (str_begins(envs[i], "dovekie_")) {
+				array_push_back(&kv, &envs[i]);
+				array_push_back(&kv, &envs[i + 1]);
+			}
+		}
+	}
+	array_append_zero(&kv);
+	return array_front(&kv);
+}
+
+/* A bridge of its own, built from the global settings as the plugin builds
+   a user's (nothing is from userdb). No kv: the modules' state is per user. */
+static void check_global(struct check_context *ctx)
+{
+	struct dovekie_bridge_host host;
+	struct dovekie_bridge *bridge;
+	const char *problem;
+
+	i_zero(&host);
+	host.log = check_host_log;
+	host.now = check_host_now;
+	host.context = ctx;
+	bridge = dovekie_bridge_create(check_global_settings(), NULL,
+				       DOVEKIE_MODULEDIR, &host);
+	check_bridge_problems(ctx, "global", bridge);
+	if (check_scanner(bridge, &problem) < 0)
+		check_report(ctx, "global", problem, FALSE);
+	dovekie_bridge_destroy(&bridge);
+}
+
+static void check_mail_user(struct check_context *ctx, struct mail_user *user)
+{
+	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
+	const char *scope = user->username, *modules, *problem;
+
+	ctx->users++;
+	if (duser == NULL) {
+		/* Only a problem when the user has modules listed. */
+		modules = mail_user_plugin_getenv(user, "dovekie_modules");
+		if (modules != NULL && modules[0] != '\0' &&
+		    strcmp(modules, "none") != 0) {
+			check_report(ctx, scope, t_strdup_printf(
+				"dovekie_modules = %s, but dovekie is not in the "
+				"user's mail_plugins: no module runs",
+				modules), TRUE);
+		}
+		return;
+	}
+	check_bridge_problems(ctx, scope, duser->bridge);
+	if (check_scanner(duser->bridge, &problem) < 0)
+		check_report(ctx, scope, problem, FALSE);
+	if (dovekie_bridge_has_index(duser->bridge) &&
+	    check_index_dir(user, &problem) < 0)
+		check_report(ctx, scope, problem, FALSE);
+	if (dovekie_bridge_has_retention(duser->bridge) &&
+	    check_retention_state(duser->bridge, &problem) < 0)
+		check_report(ctx, scope, problem, FALSE);
+}
+
+/* 1 checked, 0 no such user, -1 lookup or init failed (logged). */
+static int
+check_user(struct check_context *ctx, struct mail_storage_service_ctx *service,
+	   const char *username)
+{
+	struct mail_storage_service_input input;
+	struct mail_storage_service_user *service_user;
+	struct mail_user *user;
+	const char *error;
+	int ret;
+
+	i_zero(&input);
+	input.service = "doveadm";
+	input.username = username;
+	ret = mail_storage_service_lookup_next(service, &input, &service_user,
+					       &user, &error);
+	if (ret <= 0) {
+		if (ret < 0)
+			e_error(ctx->event, "user %s: %s", username, error);
+		else
+			e_error(ctx->event, "user %s does not exist", username);
+		return ret;
+	}
+	check_mail_user(ctx, user);
+	mail_user_unref(&user);
+	mail_storage_service_user_unref(&service_user);
+	return 1;
+}
+
+/* mail_storage_service_deinit() unloads the mail plugins, this one
+   included, while its code is still running: hold one more reference to
+   our own file so that it stays mapped until doveadm exits. */
+static void check_pin_plugin(void)
+{
+	Dl_info info;
+
+	if (dladdr((void *)check_pin_plugin, &info) != 0 && info.dli_fname != NULL)
+		(void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD);
+}
+
+/* username: one user, or a mask with * and ? (as doveadm -u takes);
+   NULL: every user. */
+static void check_users(struct check_context *ctx, const char *username)
+{
+	struct mail_storage_service_ctx *service;
+	enum mail_storage_service_flags flags =
+		MAIL_STORAGE_SERVICE_FLAG_USERDB_LOOKUP |
+		MAIL_STORAGE_SERVICE_FLAG_NO_LOG_INIT |
+		MAIL_STORAGE_SERVICE_FLAG_TEMP_PRIV_DROP;
+	const char *name;
+	int ret;
+
+	if (doveadm_debug)
+		flags |= MAIL_STORAGE_SERVICE_FLAG_DEBUG;
+	check_pin_plugin();
+	service = mail_storage_service_init(master_service, NULL, flags);
+	if (username != NULL && strpbrk(username, "*?") == NULL) {
+		T_BEGIN {
+			ret = check_user(ctx, service, username);
+		} T_END;
+		if (ret == 0)
+			ctx->missing_users++;
+		else if (ret < 0)
+			ctx->failed_users++;
+	} else {
+		mail_storage_service_all_init_mask(service,
+			username != NULL ? username : "");
+		while ((ret = mail_storage_service_all_next(service, &name)) > 0) {
+			if (username != NULL && !wildcard_match_icase(name, username))
+				continue;
+			T_BEGIN {
+				ret = check_user(ctx, service, name);
+			} T_END;
+			if (ret < 0)
+				ctx->failed_users++;
+		}
+		if (ret < 0) {
+			e_error(ctx->event, "listing the users failed");
+			ctx->failed_users++;
+		}
+	}
+	mail_storage_service_deinit(&service);
+}
+
+static void cmd_dovekie_check(struct doveadm_cmd_context *cctx)
+{
+	struct check_context ctx;
+	const char *username = NULL;
+	bool all_users = FALSE;
+
+	(void)doveadm_cmd_param_str(cctx, "user", &username);
+	(void)doveadm_cmd_param_bool(cctx, "all-users", &all_users);
+	if (username != NULL && all_users) {
+		i_error("dovekie check: -u and -A exclude each other");
+		doveadm_exit_code = EX_USAGE;
+		return;
+	}
+
+	i_zero(&ctx);
+	ctx.pool = pool_alloconly_create("dovekie check", 1024);
+	ctx.event = event_create(NULL);
+	event_set_append_log_prefix(ctx.event, "dovekie: ");
+	hash_table_create(&ctx.global, ctx.pool, 0, str_hash, strcmp);
+
+	doveadm_print_init(DOVEADM_PRINT_TYPE_FLOW);
+	doveadm_print_header("check", "Check", DOVEADM_PRINT_HEADER_FLAG_HIDE_TITLE);
+
+	T_BEGIN {
+		check_global(&ctx);
+	} T_END;
+	if (username != NULL || all_users)
+		check_users(&ctx, username);
+
+	if (ctx.config_problems > 0)
+		doveadm_exit_code = EX_CONFIG;
+	else if (ctx.resource_problems > 0 || ctx.failed_users > 0)
+		doveadm_exit_code = EX_TEMPFAIL;
+	else if (ctx.missing_users > 0)
+		doveadm_exit_code = EX_NOUSER;
+	else if (username == NULL && !all_users)
+		doveadm_print("ok: no problems in the global configuration");
+	else {
+		doveadm_print(t_strdup_printf(
+			"ok: no problems in the global configuration and %u user%s",
+			ctx.users, ctx.users == 1 ? "" : "s"));
+	}
+
+	hash_table_destroy(&ctx.global);
+	event_unref(&ctx.event);
+	pool_unref(&ctx.pool);
+}
+
+struct doveadm_cmd_ver2 dovekie_cmd_check = {
+	.name = "dovekie check",
+	.cmd = cmd_dovekie_check,
+	.usage = "[-u <user>|-A]",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAM('A', "all-users", CMD_PARAM_BOOL, 0)
+DOVEADM_CMD_PARAM('u', "user", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAMS_END
+};
