@@ -9,8 +9,10 @@ commented lines switched on the way an admin would.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -152,3 +154,53 @@ def test_timers_are_shipped_and_not_enabled():
         assert f"ExecStart=/usr/bin/{command}\n" in service.read_text(), service
         wants = Path(f"/etc/systemd/system/timers.target.wants/dovekie-{name}.timer")
         assert not wants.exists(), f"{wants} is enabled by the package"
+
+
+def test_check_passes_on_the_installed_package(installed):
+    """`doveadm dovekie check` loads the installed modules (globally and for
+    alice) and finds nothing wrong in the shipped snippets."""
+    res = installed.doveadm("dovekie", "check", "-A")
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    assert res.stdout.splitlines() == [
+        "ok: no problems in the global configuration and 1 user"], res.stdout
+
+
+POSTINST = Path("/var/lib/dpkg/info/dovecot-dovekie.postinst")
+
+
+def run_postinst(tmp: Path, mail_plugins: str, check_output: str, check_code: int):
+    """Runs the installed postinst ("configure") with doveconf and doveadm
+    replaced by stand-ins that report `mail_plugins` and answer the check
+    with `check_output` and `check_code`; the stand-in doveadm records its
+    arguments."""
+    shims = tmp / "bin"
+    shims.mkdir()
+    (shims / "doveconf").write_text(f"#!/bin/sh\necho '{mail_plugins}'\n")
+    (shims / "doveadm").write_text(
+        f"#!/bin/sh\necho \"$@\" >> {tmp}/doveadm.args\n"
+        f"printf '%s\\n' '{check_output}'\nexit {check_code}\n")
+    for shim in shims.iterdir():
+        shim.chmod(0o755)
+    env = dict(os.environ, PATH=f"{shims}:/usr/sbin:/usr/bin:/sbin:/bin")
+    return subprocess.run(["sh", str(POSTINST), "configure", "0.1.0"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=60)
+
+
+def test_postinst_prints_the_check_without_failing(tmp_path):
+    """dovekie enabled and the check failing: the install still succeeds
+    and shows the check's findings."""
+    assert POSTINST.is_file(), "the package has no postinst"
+    res = run_postinst(tmp_path, "quota dovekie",
+                       "global: dovekie_av_max_size = 30MB: bad", 78)
+    assert res.returncode == 0, res.stdout
+    assert "global: dovekie_av_max_size = 30MB: bad" in res.stdout, res.stdout
+    assert "doveadm dovekie check -A" in res.stdout, res.stdout
+    assert (tmp_path / "doveadm.args").read_text() == "dovekie check\n"
+
+
+def test_postinst_stays_quiet_when_dovekie_is_not_enabled(tmp_path):
+    res = run_postinst(tmp_path, "quota", "global: should not run", 78)
+    assert res.returncode == 0, res.stdout
+    assert "dovekie check" not in res.stdout and "should not run" not in res.stdout, res.stdout
+    assert not (tmp_path / "doveadm.args").exists()
