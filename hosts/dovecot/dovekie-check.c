@@ -134,6 +134,8 @@ static int check_index_dir(struct mail_user *user, const char **problem_r)
 		return -1;
 	}
 	ret = mailbox_get_path_to(box, MAILBOX_LIST_PATH_TYPE_INDEX, &dir);
+	/* dir lives in the mailbox's pool. */
+	dir = t_strdup(dir);
 	mailbox_free(&box);
 	if (ret < 0) {
 		*problem_r = "search: cannot find INBOX's index directory";
