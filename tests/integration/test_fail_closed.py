@@ -221,10 +221,12 @@ def user_lines(dc: PrivateDovecot, user: str, since: int = 0) -> list[str]:
 
 
 def setting_rx(key: str, value: str) -> str:
-    """`key = value` as a log or report names it (the value maybe quoted)."""
+    """The setting and, after it on the same line, its value (maybe quoted):
+    `key = value`, `key: 'value' is not ...`, `key "value"`."""
     if value == "":
-        return rf"{re.escape(key)}\s*=\s*(?:\"\"|'')?(?![^\s:;,)])"
-    return rf"{re.escape(key)}\s*=\s*[\"']?{re.escape(value)}[\"']?(?![\w.])"
+        return rf"{re.escape(key)}\b[^\n]*?(?:\"\"|''|=\s*(?:[:;,)]|$)|\bempty\b)"
+    return (rf"{re.escape(key)}\b[^\n]*?(?<![\w.-])[\"']?{re.escape(value)}[\"']?"
+            rf"(?![\w.])")
 
 
 def wait_user_error(dc: PrivateDovecot, user: str, *patterns: str, since: int = 0,
@@ -407,10 +409,12 @@ def test_userdb_bad_av_setting_tempfails_lmtp_and_logs_it(main, user, key, value
 def test_userdb_bad_av_setting_refuses_append_copy_and_move(main, user, key, value):
     """A: antivirus failed for the user: IMAP APPEND (clean and EICAR),
     COPY and MOVE of a stored message get NO [UNAVAILABLE]; the source
-    message stays and the target mailbox stays empty."""
+    message stays, the target mailbox stays empty, and each refusal logs
+    one error line."""
     dc = main
     plant(dc, user, make_message("stored before", "stored before the module broke\n"))
     target = f"Target{uuid.uuid4().hex[:8]}"
+    offset = dc.log_offset()
     imap = dc.imap(user)
     try:
         typ, data = imap.select("INBOX")
@@ -433,6 +437,11 @@ def test_userdb_bad_av_setting_refuses_append_copy_and_move(main, user, key, val
     finally:
         imap.logout()
     assert_no_eicar_stored(dc, user)
+    # One error line per refused command, plus the module's failure.
+    wait_logout(dc, user, "imap", offset)
+    errors = [line for line in user_lines(dc, user, offset)
+              if ": Error: " in line and "antivirus" in line]
+    assert 4 <= len(errors) <= 5, errors
 
 
 FETCH_ITEMS = ["BODY.PEEK[]", "BODY.PEEK[TEXT]", "BINARY.PEEK[]"]
@@ -442,8 +451,10 @@ FETCH_ITEMS = ["BODY.PEEK[]", "BODY.PEEK[TEXT]", "BINARY.PEEK[]"]
 @pytest.mark.parametrize("user", [u for u, _, _ in AV_BAD])
 def test_userdb_bad_av_setting_refuses_body_fetch(main, user, item):
     """A: antivirus (which guards reads) failed for the user: a FETCH of a
-    body of mail that was already in the Maildir is refused (NO, or BYE if
-    Dovecot had started the reply) and no byte of the body is sent."""
+    body of mail that was already in the Maildir is refused with the
+    reason, and no byte of the body is sent. Dovecot 2.3's imap answers a
+    failed FETCH with BYE, never NO (cmd-fetch.c), so BYE counts as the
+    refusal."""
     dc = main
     marker = f"planted-body-{uuid.uuid4().hex}"
     plant(dc, user, make_message("planted", f"{marker}\n"))
@@ -451,7 +462,23 @@ def test_userdb_bad_av_setting_refuses_body_fetch(main, user, item):
     typ, text = body_fetch(dc, user, item)
     assert typ in ("NO", "BYE"), (typ, text)
     assert marker not in text, text
+    assert "configuration problem" in text, text
     wait_user_error(dc, user, "antivirus", since=offset)
+
+
+def test_refused_fetch_logs_one_error_line(main):
+    """A: one refused FETCH BODY.PEEK[] (antivirus failed for av_size) logs
+    one error line for the refusal, besides the one line the session logs
+    when the module fails to start."""
+    dc, user = main, "av_size"
+    plant(dc, user, make_message("planted", "one refusal, one line\n"))
+    offset = dc.log_offset()
+    typ, text = body_fetch(dc, user, "BODY.PEEK[]")
+    assert typ in ("NO", "BYE"), (typ, text)
+    wait_logout(dc, user, "imap", offset)
+    errors = [line for line in user_lines(dc, user, offset)
+              if ": Error: " in line and "antivirus" in line]
+    assert len(errors) == 2, errors
 
 
 # --- A: retention, bad value from userdb --------------------------------------
@@ -638,7 +665,7 @@ def test_damaged_module_file_is_refused(damaged):
 def test_global_bad_av_setting_tempfails_delivery_append_and_fetch(global_bad):
     """A: a bad (or misspelt) dovekie_av_* value in the global config:
     LMTP (clean and EICAR) gets 451 4.3.0, APPEND NO [UNAVAILABLE], a body
-    FETCH NO, nothing is stored, and the log names antivirus, the setting
+    FETCH NO (or BYE, Dovecot 2.3's answer to a failed FETCH), nothing is stored, and the log names antivirus, the setting
     and the value."""
     dc, (key, value), _ = global_bad
     offset = dc.log_offset()
@@ -656,6 +683,7 @@ def test_global_bad_av_setting_tempfails_delivery_append_and_fetch(global_bad):
         imap.logout()
     typ, text = body_fetch(dc, "av", "BODY.PEEK[]")
     assert typ in ("NO", "BYE") and marker not in text, (typ, text)
+    assert "configuration problem" in text, text
     assert_no_eicar_stored(dc, "av")
     wait_user_error(dc, "av", "antivirus", setting_rx(key, value), since=offset)
     assert not [line for line in user_lines(dc, "av", offset)
