@@ -35,7 +35,8 @@ from pathlib import Path
 import pytest
 
 from clamd_harness import EICAR, EICAR_SIGNATURE, PrivateClamd
-from dovekie_harness import CLIENT_TIMEOUT, PrivateDovecot, make_message
+from dovekie_harness import (CLIENT_TIMEOUT, PrivateDovecot, ensure_mail_account,
+                             make_message)
 
 GUARD_TEXT = ("Mail checks are unavailable because of a server configuration "
               "problem, try again later")
@@ -99,7 +100,9 @@ def make_module_dir(files: dict[str, Path], damage: str | None = None) -> Path:
     """A module directory laid out as the harness lays out its own (a
     root-owned tree, 0755 directories, 0644 files), with antivirus.so and
     retention.so damaged as `damage` says: symlink (a link to a good copy
-    elsewhere), group-writable, missing, garbage (not a shared object)."""
+    elsewhere), group-writable, foreign-owner (owned by the mail user),
+    missing, garbage (not a shared object); or writable-dir: the module
+    directory itself is group-writable."""
     top = Path(tempfile.mkdtemp(prefix="dovekie-fail-closed-"))
     top.chmod(0o755)
     moddir, elsewhere = top / "lib" / "dovekie", top / "elsewhere"
@@ -122,6 +125,11 @@ def make_module_dir(files: dict[str, Path], damage: str | None = None) -> Path:
         else:
             shutil.copyfile(files[name], dest)
         dest.chmod(0o664 if damaged and damage == "group-writable" else 0o644)
+        if damaged and damage == "foreign-owner":
+            uid, gid, _ = ensure_mail_account()
+            os.chown(dest, uid, gid)
+    if damage == "writable-dir":
+        moddir.chmod(0o775)
     return moddir
 
 
@@ -197,7 +205,8 @@ def global_bad(request, plugin_path, module_files, clamd):
 
 
 @pytest.fixture(scope="module",
-                params=["symlink", "group-writable", "missing", "garbage"])
+                params=["symlink", "group-writable", "foreign-owner", "writable-dir",
+                        "missing", "garbage"])
 def damaged(request, plugin_path, module_files, clamd):
     """(dc, damage): antivirus.so and retention.so damaged, search.so fine."""
     moddir = make_module_dir(module_files, request.param)
@@ -642,8 +651,9 @@ def test_global_only_setting_from_userdb_fails_every_listed_module(main, user, k
 
 def test_damaged_module_file_is_refused(damaged):
     """A and D: antivirus.so and retention.so in the module directory are a
-    symlink (to a good copy), group-writable, missing, or not a shared
-    object: LMTP to a user listing antivirus gets 451 4.3.0 (EICAR is not
+    symlink (to a good copy), group-writable, owned by the mail user (not
+    root), missing, or not a shared object, or the directory is
+    group-writable: LMTP to a user listing antivirus gets 451 4.3.0 (EICAR is not
     stored), POP3 of a user listing retention is refused with [SYS/TEMP],
     and the log names the module."""
     dc, damage = damaged
@@ -774,11 +784,20 @@ def test_check_all_users(main):
 
 def test_check_reports_a_damaged_module_file(damaged):
     """E: `doveadm dovekie check` with antivirus.so and retention.so
-    damaged (symlink, group-writable, missing, garbage) exits non-zero and
-    names both modules."""
+    damaged (as in test_damaged_module_file_is_refused) exits non-zero and
+    reports each module once; `-A` too, not once per user (the problem is
+    global). A group-writable module directory is one problem, reported
+    once on a line naming the directory."""
     dc, damage = damaged
-    res = doveadm_check(dc)
-    assert res.returncode != 0, res
-    for module in ("antivirus", "retention"):
-        assert name_rx(module).search(res.stdout) or f"{module}.so" in res.stdout, \
-            (module, res.stdout, res.stderr)
+    moddir = dc.plugin_settings["dovekie_module_dir"]
+    for args in ((), ("-A",)):
+        res = doveadm_check(dc, *args)
+        assert res.returncode != 0, (args, res)
+        if damage == "writable-dir":
+            lines = [line for line in res.stdout.splitlines() if moddir in line]
+            assert len(lines) == 1, (args, res.stdout, res.stderr)
+            continue
+        for module in ("antivirus", "retention"):
+            lines = [line for line in res.stdout.splitlines()
+                     if name_rx(module).search(line) or f"/{module}.so" in line]
+            assert len(lines) == 1, (args, module, res.stdout, res.stderr)
