@@ -299,8 +299,10 @@ bind_settings (DovekieLoader *loader, LoadedModule *lm, GError **error)
       if (g_str_has_prefix (key, prefix) && !declared_by (defs, key))
         {
           g_set_error (error, DOVEKIE_LOADER_ERROR, DOVEKIE_LOADER_ERROR_SETTING,
-                       "unknown setting %s%s: module %s declares no such setting (misspelt?)",
-                       (const gchar *) key, origin_note (loader, key), lm->module->name);
+                       "unknown setting %s = %s%s: module %s declares no such setting "
+                       "(misspelt?)", (const gchar *) key,
+                       (const gchar *) g_hash_table_lookup (loader->settings, key),
+                       origin_note (loader, key), lm->module->name);
           return FALSE;
         }
     }
@@ -511,10 +513,16 @@ dovekie_loader_check_unknown (DovekieLoader *loader, GError **error)
     return TRUE;
   /* Sorted so the message is stable across runs. */
   g_ptr_array_sort (unknown, compare_strings);
-  g_ptr_array_add (unknown, NULL);
-  g_autofree gchar *list = g_strjoinv (", ", (gchar **) unknown->pdata);
+  g_autoptr (GString) list = g_string_new (NULL);
+  for (guint i = 0; i < unknown->len; i++)
+    {
+      const gchar *name = g_ptr_array_index (unknown, i);
+      g_string_append_printf (list, "%s%s = %s%s", i > 0 ? ", " : "", name,
+                              (const gchar *) g_hash_table_lookup (loader->settings, name),
+                              origin_note (loader, name));
+    }
   g_set_error (error, DOVEKIE_LOADER_ERROR, DOVEKIE_LOADER_ERROR_SETTING,
-               "unknown setting(s) %s: no dovekie module declares them (misspelt?)", list);
+               "unknown setting(s) %s: no dovekie module declares them (misspelt?)", list->str);
   return FALSE;
 }
 

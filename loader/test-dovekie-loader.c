@@ -138,9 +138,9 @@ START_TEST (test_unknown_setting)
    * unknown); a key no module could declare is reported once, by name. */
   ck_assert_uint_eq (dovekie_loader_count (loader), 0);
   ck_assert_uint_eq (dovekie_loader_failed_count (loader), 1);
-  ck_assert_msg (test_host_count (&host, "unknown setting dovekie_good_wrod: module good "
+  ck_assert_msg (test_host_count (&host, "unknown setting dovekie_good_wrod = x: module good "
                                   "declares no such setting") == 1, "log was:\n%s", dump);
-  ck_assert_msg (test_host_count (&host, "unknown setting(s) dovekie_zzz: no dovekie module") == 1,
+  ck_assert_msg (test_host_count (&host, "unknown setting(s) dovekie_zzz = 1: no dovekie module") == 1,
                  "log was:\n%s", dump);
 }
 END_TEST

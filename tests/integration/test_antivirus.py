@@ -175,7 +175,7 @@ def test_lmtp_eicar_inline_is_rejected_with_the_signature(av, shared_clamd):
     assert text.startswith("5.7.1"), text
     assert EICAR_SIGNATURE in text, text
     assert dc.message_count("INBOX") == 0
-    dc.wait_for_log(av_line("lmtp", rf"scan origin=delivery mailbox=INBOX [^\n]*"
+    dc.wait_for_log(av_line("lmtp", rf"scan origin=delivery mailbox=\"INBOX\" [^\n]*"
                             rf"result=infected signature={EICAR_SIGNATURE}"), since=offset)
     assert_no_crash(dc)
 
@@ -204,7 +204,7 @@ def test_lmtp_clean_mail_is_delivered_untouched(av, shared_clamd):
     # LMTP adds only its trace headers (Return-Path, Delivered-To) on top.
     assert data[0][1].endswith(message)
     imap.logout()
-    dc.wait_for_log(av_line("lmtp", "scan origin=delivery mailbox=INBOX [^\n]*result=clean "
+    dc.wait_for_log(av_line("lmtp", "scan origin=delivery mailbox=\"INBOX\" [^\n]*result=clean "
                             + re.escape(f"engine={shared_clamd.unix_address}")), since=offset)
 
 
@@ -276,10 +276,10 @@ def test_lmtp_action_quarantine_is_the_default(av, shared_clamd):
     assert EICAR in data[0][1]
     assert "$Infected" not in data[0][0].decode()
     imap.logout()
-    dc.wait_for_log(av_line("lmtp", rf"scan origin=delivery mailbox=INBOX [^\n]*"
+    dc.wait_for_log(av_line("lmtp", rf"scan origin=delivery mailbox=\"INBOX\" [^\n]*"
                             rf"result=infected signature={EICAR_SIGNATURE}[^\n]*"
                             rf"action=quarantine", level="Warning"), since=offset)
-    dc.wait_for_log(r"lmtp\(alice\)[^\n]*dovekie: created mailbox Quarantine \(not subscribed\)",
+    dc.wait_for_log(r"lmtp\(alice\)[^\n]*dovekie: created mailbox \"Quarantine\" \(not subscribed\)",
                     since=offset)
     # The next one goes into the existing mailbox; clean mail still to INBOX.
     code, text = dc.deliver("alice@example.test",
@@ -386,7 +386,7 @@ def test_append_infected_is_refused_with_the_signature(av, shared_clamd):
     assert typ == "OK", text
     imap.logout()
     assert dc.message_count("INBOX") == 1
-    dc.wait_for_log(av_line("imap", "scan origin=append mailbox=INBOX [^\n]*result=infected"))
+    dc.wait_for_log(av_line("imap", "scan origin=append mailbox=\"INBOX\" [^\n]*result=infected"))
 
 
 def test_fetch_and_retr_of_unscanned_infected_mail(av, shared_clamd):
@@ -407,7 +407,7 @@ def test_fetch_and_retr_of_unscanned_infected_mail(av, shared_clamd):
     with pytest.raises(imaplib.IMAP4.abort) as err:
         imap.fetch("1", "(BODY[])")
     assert EICAR_SIGNATURE in str(err.value), err.value
-    dc.wait_for_log(av_line("imap", "scan origin=fetch mailbox=INBOX [^\n]*result=infected"),
+    dc.wait_for_log(av_line("imap", "scan origin=fetch mailbox=\"INBOX\" [^\n]*result=infected"),
                     since=offset)
 
     pop = dc.pop3()
@@ -415,7 +415,7 @@ def test_fetch_and_retr_of_unscanned_infected_mail(av, shared_clamd):
         pop.retr(1)
     assert EICAR_SIGNATURE in str(err.value) or "ERR" in str(err.value)
     pop.quit()
-    dc.wait_for_log(av_line("pop3", "scan origin=pop3 mailbox=INBOX [^\n]*result=infected"))
+    dc.wait_for_log(av_line("pop3", "scan origin=pop3 mailbox=\"INBOX\" [^\n]*result=infected"))
     # Nothing was deleted.
     assert dc.message_count("INBOX") == 1
     assert_no_crash(dc)
@@ -463,9 +463,9 @@ def test_read_of_infected_mail_replaces_it_with_a_notice(av, shared_clamd):
     assert EICAR_SIGNATURE.encode() in stored and EICAR not in stored
     assert b"Subject: [virus removed] inline test string" in stored, stored[:400]
     imap.logout()
-    dc.wait_for_log(av_line("imap", "scan origin=fetch mailbox=INBOX [^\n]*result=infected"
+    dc.wait_for_log(av_line("imap", "scan origin=fetch mailbox=\"INBOX\" [^\n]*result=infected"
                             "[^\n]*action=replace"))
-    dc.wait_for_log(r"dovekie: moved uid=1 from INBOX to Quarantine: Virus "
+    dc.wait_for_log(r"dovekie: moved uid=1 from \"INBOX\" to \"Quarantine\": Virus "
                     + re.escape(EICAR_SIGNATURE) + r"\S* found")
 
     # POP3 RETR: the same, and the next session lists the notice.
@@ -517,7 +517,7 @@ def test_copy_of_clean_mail_is_served_from_the_cache(av, shared_clamd):
     typ, data = imap.copy("1", "Archive")
     assert typ == "OK", data
     imap.logout()
-    dc.wait_for_log(av_line("imap", "scan origin=copy mailbox=Archive [^\n]*result=clean "
+    dc.wait_for_log(av_line("imap", "scan origin=copy mailbox=\"Archive\" [^\n]*result=clean "
                             "engine=cache cached=yes"), since=offset)
 
 
@@ -532,8 +532,8 @@ def test_second_fetch_does_not_scan_again(av, shared_clamd):
         imap.logout()
     # The second session's line can land after its logout (once under ASan).
     cached = dc.find_log_at_least(
-        av_line("imap", "scan origin=fetch mailbox=INBOX [^\n]*cached=yes"), 1)
-    scans = dc.find_log(av_line("imap", "scan origin=fetch mailbox=INBOX [^\n]*cached=no"))
+        av_line("imap", "scan origin=fetch mailbox=\"INBOX\" [^\n]*cached=yes"), 1)
+    scans = dc.find_log(av_line("imap", "scan origin=fetch mailbox=\"INBOX\" [^\n]*cached=no"))
     assert len(scans) == 1, dc.log_tail()
     assert len(cached) == 1, dc.log_tail()
 

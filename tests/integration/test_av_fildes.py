@@ -97,7 +97,7 @@ def test_append_eicar_is_refused_over_fildes(av, logging_clamd):
     assert EICAR_SIGNATURE in text, text
     imap.logout()
     assert dc.message_count("INBOX") == 0
-    dc.wait_for_log(av_line("imap", rf"scan origin=append mailbox=INBOX [^\n]*result=infected "
+    dc.wait_for_log(av_line("imap", rf"scan origin=append mailbox=\"INBOX\" [^\n]*result=infected "
                             rf"signature={EICAR_SIGNATURE}[^\n]* "
                             + re.escape(f"engine={logging_clamd.unix_address} mode=fildes ")),
                     since=offset)
@@ -121,7 +121,7 @@ def test_append_clean_is_stored_over_fildes(av, logging_clamd):
     assert typ == "OK"
     assert data[0][1] == message
     imap.logout()
-    dc.wait_for_log(av_line("imap", r"scan origin=append mailbox=INBOX [^\n]*result=clean "
+    dc.wait_for_log(av_line("imap", r"scan origin=append mailbox=\"INBOX\" [^\n]*result=clean "
                             + re.escape(f"engine={logging_clamd.unix_address} mode=fildes ")),
                     since=offset)
     log = clamd_lines_since(logging_clamd, clamd_offset, want=maildir_file_line(dc, "OK"))
@@ -172,7 +172,7 @@ def test_planted_eicar_is_refused_on_fetch_over_fildes(av, logging_clamd):
         imap.logout()
     except imaplib.IMAP4.abort as err:
         assert EICAR_SIGNATURE in str(err)
-    dc.wait_for_log(av_line("imap", rf"scan origin=fetch mailbox=INBOX [^\n]*result=infected "
+    dc.wait_for_log(av_line("imap", rf"scan origin=fetch mailbox=\"INBOX\" [^\n]*result=infected "
                             rf"signature={EICAR_SIGNATURE}[^\n]* "
                             + re.escape(f"engine={logging_clamd.unix_address} mode=fildes ")),
                     since=offset)
@@ -192,7 +192,7 @@ def test_lmtp_eicar_is_rejected_and_streamed(av, logging_clamd):
     assert code == 550, text
     assert EICAR_SIGNATURE in text, text
     assert dc.message_count("INBOX") == 0
-    dc.wait_for_log(av_line("lmtp", rf"scan origin=delivery mailbox=INBOX [^\n]*result=infected "
+    dc.wait_for_log(av_line("lmtp", rf"scan origin=delivery mailbox=\"INBOX\" [^\n]*result=infected "
                             rf"signature={EICAR_SIGNATURE}[^\n]* "
                             + re.escape(f"engine={logging_clamd.unix_address} mode=instream ")),
                     since=offset)

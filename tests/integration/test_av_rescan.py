@@ -84,9 +84,9 @@ def test_rescan_quarantines_what_new_signatures_find(av, public_tmp):
     assert dc.message_count("Quarantine") == 1
     assert_logged(r"dovekie-antivirus: scan origin=rescan [^\n]*result=infected signature="
                   + CLAM_EXE_SIGNATURE + r"[^\n]*engine=libclamav")
-    assert_logged(r"dovekie: rescan user=alice mailbox=INBOX uid=3 signature="
-                  + CLAM_EXE_SIGNATURE + r"[^\n]*action=quarantine mailbox=Quarantine")
-    assert_logged(r"dovekie: rescan done user=alice mailbox=INBOX checked=3 scanned=3 "
+    assert_logged(r"dovekie: rescan user=alice mailbox=\"INBOX\" uid=3 signature="
+                  + CLAM_EXE_SIGNATURE + r"[^\n]*action=quarantine mailbox=\"Quarantine\"")
+    assert_logged(r"dovekie: rescan done user=alice mailbox=\"INBOX\" checked=3 scanned=3 "
                   r"cached=0 too_big=0 infected=1 moved=1")
     # Not subscribed: the user finds it by LIST, not in a client's folder pane.
     imap = dc.imap()
@@ -139,7 +139,7 @@ def test_rescan_resumes_where_it_stopped(av, public_tmp):
     assert rows["INBOX"]["State"] == "done" and counts(rows["INBOX"]) == (1, 1, 0, 1, 1), rows
     assert dc.message_count("INBOX") == 5 and dc.message_count("Quarantine") == 1
     rescan(dc, "--restart", "--max-messages", "2")
-    assert_logged(r"dovekie: rescan progress user=alice mailbox=INBOX checked=2/5 infected=0")
+    assert_logged(r"dovekie: rescan progress user=alice mailbox=\"INBOX\" checked=2/5 infected=0")
     assert_no_crash(dc)
 
 

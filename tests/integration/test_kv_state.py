@@ -18,7 +18,7 @@ ATTRIBUTE_DICT = "mail_attribute_dict = file:%h/dovecot-attributes\n"
 
 def saves_logged(dc, proc: str, since: int) -> list[int]:
     pattern = (rf"{proc}\(alice\)[^\n]*dovekie-example: hook=save "
-               rf"origin=\w+ mailbox=INBOX verdict=accept saves=(\d+)")
+               rf"origin=\w+ mailbox=\"INBOX\" verdict=accept saves=(\d+)")
     return [int(m.group(1)) for m in dc.find_log(pattern, since=since)]
 
 
