@@ -14,7 +14,7 @@
 #include "lmtp-recipient.h"
 #include "mail-storage.h"
 #include "mail-namespace.h"
-#include "str-sanitize.h"
+#include "dovekie-log-quote.h"
 #include "dovekie-plugin.h"
 #include "dovekie-quarantine.h"
 
@@ -31,14 +31,6 @@ struct dovekie_lmtp_client {
 static MODULE_CONTEXT_DEFINE_INIT(dovekie_lmtp_module, &lmtp_module_register);
 static lmtp_client_created_func_t *next_hook_client_created;
 static bool dovekie_lmtp_hooked;
-
-/* Whether two mailbox names name the same mailbox: INBOX in any case. */
-static bool dovekie_same_mailbox(const char *a, const char *b)
-{
-	if (strcasecmp(a, "INBOX") == 0 || strcasecmp(b, "INBOX") == 0)
-		return strcasecmp(a, b) == 0;
-	return strcmp(a, b) == 0;
-}
 
 static int
 dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
@@ -92,13 +84,13 @@ dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
 	case DOVEKIE_BRIDGE_DIVERT:
 		/* A divert into the very mailbox the message was going to
 		   would store it unguarded where the user reads it. */
-		if (dovekie_same_mailbox(result->mailbox,
-					 lldctx->rcpt_default_mailbox != NULL ?
-					 lldctx->rcpt_default_mailbox : "INBOX")) {
+		if (dovekie_quarantine_is(lldctx->rcpt_user, result->mailbox,
+					  lldctx->rcpt_default_mailbox != NULL ?
+					  lldctx->rcpt_default_mailbox : "INBOX")) {
 			e_error(duser->event, "refusing delivery: the divert "
 				"mailbox %s is the delivery target; set the "
 				"module's quarantine mailbox to another one",
-				str_sanitize(result->mailbox, 80));
+				dovekie_log_quote(result->mailbox));
 			smtp_server_recipient_reply(lrcpt->rcpt, 451, "4.3.0", "%s",
 						    DOVEKIE_BRIDGE_GUARD_REASON);
 			return -1;
@@ -114,7 +106,7 @@ dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
 			return -1;
 		}
 		e_info(duser->event, "delivery diverted to %s: %s",
-		       result->mailbox, result->reason);
+		       dovekie_log_quote(result->mailbox), result->reason);
 		lldctx->rcpt_default_mailbox = result->mailbox;
 		duser->delivery_mailbox = result->mailbox;
 		break;

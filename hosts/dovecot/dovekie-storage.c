@@ -21,6 +21,7 @@
 #include "dovekie-plugin.h"
 #include "dovekie-quarantine.h"
 #include "dovekie-storage.h"
+#include "dovekie-log-quote.h"
 
 #define DOVEKIE_CONTEXT(obj) \
 	MODULE_CONTEXT(obj, dovekie_storage_module)
@@ -32,6 +33,9 @@ struct dovekie_mail {
 	/* UID whose read hook already ran for this mail object, so one FETCH
 	   that opens the stream several times is judged once. */
 	uint32_t read_checked_uid;
+	/* UID whose guarded refusal this mail object has logged: a FETCH
+	   opens the stream several times, and one refusal is one line. */
+	uint32_t guard_logged_uid;
 };
 
 static MODULE_CONTEXT_DEFINE_INIT(dovekie_storage_module,
@@ -432,9 +436,11 @@ dovekie_delivery_prepare(struct mail_save_context *ctx, struct dovekie_user *dus
 	const char *names[2];
 
 	if (duser->delivery_mailbox != NULL &&
-	    strcmp(mailbox_get_vname(box), duser->delivery_mailbox) != 0) {
+	    !dovekie_quarantine_is(box->storage->user, duser->delivery_mailbox,
+				   mailbox_get_vname(box))) {
 		e_error(duser->event, "not storing a message diverted to %s in %s",
-			duser->delivery_mailbox, mailbox_get_vname(box));
+			dovekie_log_quote(duser->delivery_mailbox),
+			dovekie_log_quote(mailbox_get_vname(box)));
 		mail_storage_set_error(box->storage, MAIL_ERROR_TEMP,
 			"Message held for quarantine, try again later");
 		return -1;
@@ -586,7 +592,7 @@ dovekie_read_divert(struct mail *_mail, struct dovekie_user *duser,
 	if (dovekie_quarantine_replace(duser, _mail, result->mailbox, result->reason,
 				       &notice, &hdr, &body, &error) < 0) {
 		e_error(duser->event, "cannot quarantine uid=%u of %s: %s", _mail->uid,
-			mailbox_get_vname(_mail->box), error);
+			dovekie_log_quote(mailbox_get_vname(_mail->box)), error);
 		/* Judged again on the next read: it stays refused. */
 		struct dovekie_mail *dmail = DOVEKIE_MAIL_CONTEXT((struct mail_private *)_mail);
 		dmail->read_checked_uid = 0;
@@ -620,6 +626,7 @@ dovekie_mail_get_stream(struct mail *_mail, bool get_body,
 	struct mail_user *user = _mail->box->storage->user;
 	enum dovekie_bridge_verdict verdict;
 	struct dovekie_bridge_result result;
+	const char *module, *why;
 	int origin;
 
 	if (dovekie_is_noticed(duser, _mail))
@@ -633,6 +640,19 @@ dovekie_mail_get_stream(struct mail *_mail, bool get_body,
 			origin = DOVEKIE_BRIDGE_READ_POP3;
 		else
 			origin = -1;
+		if (origin >= 0 && dovekie_bridge_guarded(duser->bridge,
+				DOVEKIE_BRIDGE_GUARD_READ, &module, &why)) {
+			if (dmail->guard_logged_uid != _mail->uid) {
+				dmail->guard_logged_uid = _mail->uid;
+				e_error(duser->event, "refusing to read uid=%u from %s: "
+					"module %s is configured but not running: %s",
+					_mail->uid, dovekie_log_quote(mailbox_get_vname(_mail->box)),
+					module, why);
+			}
+			dovekie_set_verdict_error(_mail->box, DOVEKIE_BRIDGE_TEMPFAIL,
+						  DOVEKIE_BRIDGE_GUARD_REASON);
+			return -1;
+		}
 		if (origin >= 0) {
 			dmail->read_checked_uid = _mail->uid;
 			verdict = dovekie_check_read(duser, _mail, origin, &result);

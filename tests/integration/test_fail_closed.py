@@ -488,7 +488,7 @@ def test_refused_fetch_logs_one_error_line(main):
     wait_logout(dc, user, "imap", offset)
     errors = [line for line in user_lines(dc, user, offset)
               if ": Error: " in line and "antivirus" in line]
-    assert len(errors) == 2, errors
+    assert len(errors) == 2, "\n".join(errors)
 
 
 # --- A: retention, bad value from userdb --------------------------------------
