@@ -199,27 +199,6 @@ static int64_t check_host_now(void *context ATTR_UNUSED)
 	return (int64_t)ioloop_time;
 }
 
-/* doveadm's plugin {} settings: the global configuration, no userdb. */
-static const char *const *check_global_settings(void)
-{
-	ARRAY_TYPE(const_string) kv;
-	const char *const *envs;
-	unsigned int i, count;
-
-	t_array_init(&kv, 16);
-	if (doveadm_settings != NULL && array_is_created(&doveadm_settings->plugin_envs)) {
-		envs = array_get(&doveadm_settings->plugin_envs, &count);
-		for (i = 0; i + 1 < count; i += 2) {
-			if (str_begins(envs[i], "dovekie_")) {
-				array_push_back(&kv, &envs[i]);
-				array_push_back(&kv, &envs[i + 1]);
-			}
-		}
-	}
-	array_append_zero(&kv);
-	return array_front(&kv);
-}
-
 /* A bridge of its own, built from the global settings as the plugin builds
    a user's (nothing is from userdb). No kv: the modules' state is per user. */
 static void check_global(struct check_context *ctx)
@@ -227,12 +206,16 @@ static void check_global(struct check_context *ctx)
 	struct dovekie_bridge_host host;
 	struct dovekie_bridge *bridge;
 	const char *problem;
+	const char *const *envs = NULL;
+	unsigned int count = 0;
 
 	i_zero(&host);
 	host.log = check_host_log;
 	host.now = check_host_now;
 	host.context = ctx;
-	bridge = dovekie_bridge_create(check_global_settings(), NULL,
+	if (doveadm_settings != NULL && array_is_created(&doveadm_settings->plugin_envs))
+		envs = array_get(&doveadm_settings->plugin_envs, &count);
+	bridge = dovekie_bridge_create(dovekie_settings_view(envs, count), NULL,
 				       DOVEKIE_MODULEDIR, &host);
 	check_bridge_problems(ctx, "global", bridge);
 	if (check_scanner(bridge, &problem) < 0)

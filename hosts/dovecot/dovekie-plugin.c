@@ -137,26 +137,32 @@ static void dovekie_user_deinit(struct mail_user *user)
 	duser->module_ctx.super.deinit(user);
 }
 
-/* The settings view: every plugin {} key, userdb overrides included
-   (Dovecot has already merged those into plugin_envs). */
-static const char *const *dovekie_user_settings(struct mail_user *user)
+const char *const *dovekie_settings_view(const char *const *envs, unsigned int count)
 {
 	ARRAY_TYPE(const_string) kv;
-	const char *const *envs;
-	unsigned int i, count;
+	unsigned int i;
 
 	t_array_init(&kv, 16);
-	if (array_is_created(&user->set->plugin_envs)) {
-		envs = array_get(&user->set->plugin_envs, &count);
-		for (i = 0; i + 1 < count; i += 2) {
-			if (str_begins(envs[i], "dovekie_")) {
-				array_push_back(&kv, &envs[i]);
-				array_push_back(&kv, &envs[i + 1]);
-			}
+	for (i = 0; envs != NULL && i + 1 < count; i += 2) {
+		if (str_begins(envs[i], "dovekie_")) {
+			array_push_back(&kv, &envs[i]);
+			array_push_back(&kv, &envs[i + 1]);
 		}
 	}
 	array_append_zero(&kv);
 	return array_front(&kv);
+}
+
+/* The user's settings view: every plugin {} key, userdb overrides included
+   (Dovecot has already merged those into plugin_envs). */
+static const char *const *dovekie_user_settings(struct mail_user *user)
+{
+	const char *const *envs = NULL;
+	unsigned int count = 0;
+
+	if (array_is_created(&user->set->plugin_envs))
+		envs = array_get(&user->set->plugin_envs, &count);
+	return dovekie_settings_view(envs, count);
 }
 
 /* The dovekie_* keys that came from the user's own userdb record, not from

@@ -86,6 +86,11 @@ void dovekie_kv_deinit(struct dovekie_user *duser);
 int dovekie_kv_batch_begin(struct dovekie_user *duser, const char **error_r);
 int dovekie_kv_batch_end(struct dovekie_user *duser, bool commit, const char **error_r);
 
+/* The dovekie_* pairs of a plugin {} settings array (key, value, ...,
+   count entries) as the bridge takes them: key, value, ..., NULL, on the
+   data stack. envs may be NULL. */
+const char *const *dovekie_settings_view(const char *const *envs, unsigned int count);
+
 void dovekie_storage_hooks_init(struct module *module);
 void dovekie_storage_hooks_deinit(void);
 /* Both are no-ops outside the pop3 / lmtp processes. */
