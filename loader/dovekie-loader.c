@@ -526,15 +526,44 @@ dovekie_loader_check_unknown (DovekieLoader *loader, GError **error)
   return FALSE;
 }
 
-/* Logs `message` once as an error and keeps it for status and check. */
+/* Texts of failures that guard nothing, already logged by this process. */
+static GHashTable *logged_unguarded;
+G_LOCK_DEFINE_STATIC (logged_unguarded);
+
+/* Whether this process has not logged `message` yet (and now has). */
+static gboolean
+first_in_process (const gchar *message)
+{
+  gboolean first;
+
+  G_LOCK (logged_unguarded);
+  if (logged_unguarded == NULL)
+    logged_unguarded = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  first = g_hash_table_add (logged_unguarded, g_strdup (message));
+  G_UNLOCK (logged_unguarded);
+  return first;
+}
+
+/* Keeps `message` for status and check, once, and logs it as an error.
+ * A failure that guards nothing (a search module that fell back to
+ * Dovecot's own search) is logged once per process instead of once per
+ * user: processes such as the indexer serve many users, and nothing was
+ * refused. */
 static void
-add_problem (DovekieLoader *loader, const gchar *message)
+add_problem_full (DovekieLoader *loader, const gchar *message, gboolean once_per_process)
 {
   for (guint i = 0; i < loader->problems->len; i++)
     if (g_str_equal (g_ptr_array_index (loader->problems, i), message))
       return;
   g_ptr_array_add (loader->problems, g_strdup (message));
-  dovekie_loader_log (loader, DOVEKIE_LOG_ERROR, NULL, message);
+  if (!once_per_process || first_in_process (message))
+    dovekie_loader_log (loader, DOVEKIE_LOG_ERROR, NULL, message);
+}
+
+static void
+add_problem (DovekieLoader *loader, const gchar *message)
+{
+  add_problem_full (loader, message, FALSE);
 }
 
 static void
@@ -546,7 +575,7 @@ failed_module_free (FailedModule *fm)
 }
 
 /* Records that listed module `name` is not running, and why. */
-static void
+static const FailedModule *
 add_failed (DovekieLoader *loader, const gchar *name, const gchar *reason)
 {
   const KnownModule *known = known_module (name);
@@ -558,6 +587,7 @@ add_failed (DovekieLoader *loader, const gchar *name, const gchar *reason)
   fm->guards = known != NULL ? known->guards
     : (DOVEKIE_GUARD_SAVE | DOVEKIE_GUARD_READ | DOVEKIE_GUARD_POP3);
   g_ptr_array_add (loader->failed, fm);
+  return fm;
 }
 
 DovekieLoader *
@@ -645,8 +675,8 @@ dovekie_loader_new_full (GHashTable *settings, const gchar *const *user_keys,
         }
       if (!dovekie_loader_load (loader, names[i], &error))
         {
-          add_failed (loader, names[i], error->message);
-          add_problem (loader, error->message);
+          const FailedModule *fm = add_failed (loader, names[i], error->message);
+          add_problem_full (loader, error->message, fm->guards == DOVEKIE_GUARD_NONE);
         }
     }
 

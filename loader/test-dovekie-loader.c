@@ -232,6 +232,24 @@ START_TEST (test_failed_module_guards)
 }
 END_TEST
 
+/* Issue "fail closed": a failed search module refuses nothing (Dovecot's own
+ * search answers), so its failure is logged once per process, not once per
+ * user; what guards is logged for every user. */
+START_TEST (test_unguarded_failure_logged_once_per_process)
+{
+  for (guint round = 0; round < 2; round++)
+    {
+      g_autoptr (DovekieLoader) search = new_loader ("dovekie_modules", "search", NULL);
+      g_autoptr (DovekieLoader) av = new_loader ("dovekie_modules", "antivirus", NULL);
+      /* Kept for status and check either way. */
+      ck_assert_uint_eq (dovekie_loader_problem_count (search), 1);
+      ck_assert_uint_eq (dovekie_loader_problem_count (av), 1);
+    }
+  ck_assert_uint_eq (test_host_count (&host, "module 'search' is part of dovekie but"), 1);
+  ck_assert_uint_eq (test_host_count (&host, "module 'antivirus' is part of dovekie but"), 2);
+}
+END_TEST
+
 /* Issue "fail closed": dovekie_module_dir and the test clock were taken from
  * userdb, so whoever controls a userdb field chose the code that runs. */
 START_TEST (test_global_only_from_userdb)
@@ -716,6 +734,7 @@ loader_suite (void)
     { "options_of_unloaded_modules", test_options_of_unloaded_modules },
     { "failed_module_guards", test_failed_module_guards },
     { "global_only_from_userdb", test_global_only_from_userdb },
+    { "unguarded_failure_logged_once", test_unguarded_failure_logged_once_per_process },
     { "bad_value_from_userdb", test_bad_value_from_userdb },
     { "order_and_deinit", test_order_and_deinit },
     { "duplicates", test_duplicates },
