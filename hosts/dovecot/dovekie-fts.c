@@ -569,6 +569,37 @@ dovekie_fts_lookup_arg(struct dovekie_fts_backend *backend, struct mailbox *box,
 	return 1;
 }
 
+/* Adds to gone the UIDs the searching session still sees in box that
+   another session has expunged since. Dovecot's own search finds each one
+   when it reads it, leaves it out and answers OK [EXPUNGEISSUED]; the index
+   would call it a definite match or non-match without a read. Nothing is
+   added when the index cannot be refreshed. */
+static void dovekie_fts_gone_uids(struct mailbox *box, ARRAY_TYPE(seq_range) *gone)
+{
+	struct mail_index_view *latest;
+	uint32_t seq, count, lseq = 1, lcount, uid, luid = 0;
+
+	if (mail_index_refresh(box->index) < 0) {
+		mail_index_reset_error(box->index);
+		return;
+	}
+	latest = mail_index_view_open(box->index);
+	count = mail_index_view_get_messages_count(box->view);
+	lcount = mail_index_view_get_messages_count(latest);
+	for (seq = 1; seq <= count; seq++) {
+		mail_index_lookup_uid(box->view, seq, &uid);
+		/* Both views list UIDs in ascending order. */
+		for (; lseq <= lcount; lseq++) {
+			mail_index_lookup_uid(latest, lseq, &luid);
+			if (luid >= uid)
+				break;
+		}
+		if (lseq > lcount || luid != uid)
+			seq_range_array_add(gone, uid);
+	}
+	mail_index_view_close(&latest);
+}
+
 static int
 dovekie_fts_lookup(struct fts_backend *_backend, struct mailbox *box,
 		   struct mail_search_arg *args, enum fts_lookup_flags flags,
@@ -602,9 +633,23 @@ dovekie_fts_lookup(struct fts_backend *_backend, struct mailbox *box,
 			first = FALSE;
 		}
 	} T_END;
-	if (ret < 0)
+	if (ret < 0) {
 		dovekie_fts_close_index(backend);
-	return ret < 0 ? -1 : 0;
+		return -1;
+	}
+	if (!first) T_BEGIN {
+		/* Expunged under this session: Dovecot reads them, as without
+		   an index, and answers as it does then. */
+		ARRAY_TYPE(seq_range) gone;
+
+		t_array_init(&gone, 8);
+		dovekie_fts_gone_uids(box, &gone);
+		if (array_count(&gone) > 0) {
+			seq_range_array_remove_seq_range(&result->definite_uids, &gone);
+			seq_range_array_merge(&result->maybe_uids, &gone);
+		}
+	} T_END;
+	return 0;
 }
 
 static int

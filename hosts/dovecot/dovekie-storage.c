@@ -275,11 +275,25 @@ dovekie_judge(void *context, const struct dovekie_bridge_message *msg,
 	return 0;
 }
 
+/* Whether reading reader failed because its message is gone: another
+   session expunged it (Dovecot's mail_set_expunged()). */
+static bool dovekie_read_expunged(struct mail *reader)
+{
+	return reader->expunged ||
+		mailbox_get_last_mail_error(reader->box) == MAIL_ERROR_EXPUNGED;
+}
+
+/* Judges mail. When its bytes cannot be read because the message was
+   expunged meanwhile, and expunged_r is not NULL, *expunged_r is set and
+   nothing is logged: the verdict is a TEMPFAIL (no bytes may be served),
+   and the caller hands Dovecot's own "expunged" error on instead, which
+   imap answers as stock Dovecot does (FETCH and SEARCH OK
+   [EXPUNGEISSUED], COPY NO [EXPUNGEISSUED]). */
 static enum dovekie_bridge_verdict
 dovekie_check_mail_int(struct dovekie_user *duser, struct mail *mail, bool save,
 		       int origin, const char *mailbox_name, bool isolated,
 		       char reason[DOVEKIE_BRIDGE_REASON_MAX],
-		       struct dovekie_bridge_result *result)
+		       struct dovekie_bridge_result *result, bool *expunged_r)
 {
 	struct dovekie_judge_ctx ctx = {
 		.duser = duser, .save = save, .origin = origin,
@@ -314,9 +328,16 @@ dovekie_check_mail_int(struct dovekie_user *duser, struct mail *mail, bool save,
 		mail_set_seq(own, mail->seq);
 		reader = own;
 	}
+	if (expunged_r != NULL)
+		*expunged_r = FALSE;
 	if (dovekie_read_mail_as(duser, reader, mail->uid, mailbox_name, dovekie_judge,
 				 &ctx, &error) < 0) {
-		e_error(duser->event, "%s", error);
+		if (expunged_r != NULL && dovekie_read_expunged(reader)) {
+			*expunged_r = TRUE;
+			e_debug(duser->event, "%s", error);
+		} else {
+			e_error(duser->event, "%s", error);
+		}
 		i_strocpy(reason, "Temporary failure reading the message, try again later",
 			  DOVEKIE_BRIDGE_REASON_MAX);
 		ctx.verdict = DOVEKIE_BRIDGE_TEMPFAIL;
@@ -335,7 +356,7 @@ dovekie_check_mail(struct dovekie_user *duser, struct mail *mail, bool save,
 		   char reason[DOVEKIE_BRIDGE_REASON_MAX])
 {
 	return dovekie_check_mail_int(duser, mail, save, origin, mailbox_name,
-				      FALSE, reason, NULL);
+				      FALSE, reason, NULL, NULL);
 }
 
 enum dovekie_bridge_verdict
@@ -344,7 +365,7 @@ dovekie_check_delivery(struct dovekie_user *duser, struct mail *mail,
 {
 	return dovekie_check_mail_int(duser, mail, TRUE,
 				      DOVEKIE_BRIDGE_SAVE_DELIVERY, mailbox_name,
-				      FALSE, result->reason, result);
+				      FALSE, result->reason, result, NULL);
 }
 
 int dovekie_foreach_mailbox(struct mail_user *user, dovekie_mailbox_func_t *func,
@@ -370,14 +391,15 @@ int dovekie_foreach_mailbox(struct mail_user *user, dovekie_mailbox_func_t *func
 }
 
 /* Judges a message a client is about to read, with everything the
-   verdict says (a DIVERT's mailbox) in result. */
+   verdict says (a DIVERT's mailbox) in result; *expunged_r as for
+   dovekie_check_mail_int(). */
 static enum dovekie_bridge_verdict
 dovekie_check_read(struct dovekie_user *duser, struct mail *mail, int origin,
-		   struct dovekie_bridge_result *result)
+		   struct dovekie_bridge_result *result, bool *expunged_r)
 {
 	return dovekie_check_mail_int(duser, mail, FALSE, origin,
 				      mailbox_get_vname(mail->box), FALSE,
-				      result->reason, result);
+				      result->reason, result, expunged_r);
 }
 
 /* Sets the storage error that IMAP and LMTP turn into their replies:
@@ -472,6 +494,7 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 	struct dovekie_user *duser = dovekie_box_user(box);
 	enum dovekie_bridge_verdict verdict;
 	char reason[DOVEKIE_BRIDGE_REASON_MAX];
+	bool expunged;
 	int origin;
 
 	if (duser != NULL && duser->delivery_checked && ctx->saving) {
@@ -492,7 +515,14 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 	else
 		origin = DOVEKIE_BRIDGE_SAVE_APPEND;
 	verdict = dovekie_check_mail_int(duser, mail, TRUE, origin,
-					 mailbox_get_vname(box), TRUE, reason, NULL);
+					 mailbox_get_vname(box), TRUE, reason, NULL,
+					 &expunged);
+	if (expunged) {
+		/* Gone since the COPY began: imap skips it as Dovecot does. */
+		mail_set_expunged(mail);
+		mailbox_save_cancel(&ctx);
+		return -1;
+	}
 	if (verdict != DOVEKIE_BRIDGE_ACCEPT) {
 		dovekie_set_verdict_error(box, verdict, reason);
 		mailbox_save_cancel(&ctx);
@@ -627,6 +657,7 @@ dovekie_mail_get_stream(struct mail *_mail, bool get_body,
 	enum dovekie_bridge_verdict verdict;
 	struct dovekie_bridge_result result;
 	const char *module, *why;
+	bool expunged;
 	int origin;
 
 	if (dovekie_is_noticed(duser, _mail))
@@ -655,7 +686,15 @@ dovekie_mail_get_stream(struct mail *_mail, bool get_body,
 		}
 		if (origin >= 0) {
 			dmail->read_checked_uid = _mail->uid;
-			verdict = dovekie_check_read(duser, _mail, origin, &result);
+			verdict = dovekie_check_read(duser, _mail, origin, &result,
+						     &expunged);
+			if (expunged) {
+				/* No bytes to guard: the reader gets Dovecot's
+				   own error, exactly as without dovekie. */
+				dmail->read_checked_uid = 0;
+				mail_set_expunged(_mail);
+				return -1;
+			}
 			if (verdict == DOVEKIE_BRIDGE_DIVERT) {
 				return dovekie_read_divert(_mail, duser, &result,
 							   hdr_size, body_size, stream_r);
