@@ -7,7 +7,8 @@
  *   2. over dovekie_av_max_size: dovekie_av_over_size decides;
  *   3. the verdict cache (kv "v/<sha256>") answers if it holds a verdict
  *      made with the current signature-DB version;
- *   4. else scan, and store the verdict;
+ *   4. else scan, and store the verdict (an LMTP transaction scans once
+ *      for all its recipients: see "one scan per LMTP transaction");
  *   5. infected: APPEND/COPY are refused with the signature name, a read
  *      follows dovekie_av_read_action (replace: DIVERT into the quarantine
  *      mailbox, the host serves a notice in its place; refuse: REJECT),
@@ -108,6 +109,7 @@ typedef struct {
   DovekieAvStatus status;
   gchar *signature;
   gboolean cached;
+  gboolean reused; /* taken from the delivery memo, not scanned again */
 } AvScan;
 
 static void
@@ -325,29 +327,20 @@ av_cache_store (DovekieContext *ctx, AvUser *user, const gchar *key, const gchar
 
 /* ---- judging one message ---- */
 
-/* Scans (or looks up) one message, with clamd unless the user has
- * libclamav or `in_process` asks for it (a rescan job). FALSE with
- * `error`: DOVEKIE_ERROR_IO when the message could not be read, anything
- * else is a scanner failure. */
+/* The scan of a message already read once (scan->digest is set): the
+ * verdict cache, else the scanner. `bytes` holds the message for
+ * libclamav (clamd == NULL). */
 static gboolean
-av_scan_message (DovekieContext *ctx, DovekieMessage *msg, gboolean use_cache,
-                 gboolean in_process, AvScan *scan, GError **error)
+av_scan_digested (DovekieContext *ctx, DovekieAvClamd *clamd, MessageReader *mr,
+                  const DovekieAvReader *reader, GByteArray *bytes, gboolean use_cache,
+                  AvScan *scan, GError **error)
 {
   AvUser *user = ctx->module_data;
-  DovekieAvClamd *clamd = in_process ? NULL : user->clamd;
-  MessageReader mr = { ctx, msg };
-  DovekieAvReader reader = { message_read, message_rewind, &mr, message_fd };
   guint64 max_size = ctx->api->get_uint (ctx, "dovekie_av_max_size");
-  g_autoptr (GByteArray) bytes = clamd == NULL ? g_byte_array_new () : NULL;
   g_autofree gchar *key = NULL;
   g_autofree gchar *engine_version = NULL;
   const gchar *version = NULL;
 
-  if (!dovekie_av_digest (&reader, max_size, scan->digest, &scan->size, &scan->too_big, bytes,
-                          error))
-    return FALSE;
-  if (scan->too_big)
-    return TRUE;
   if (ctx->api->get_bool (ctx, "dovekie_av_cache"))
     {
       if (clamd == NULL && user->clamd != NULL)
@@ -365,8 +358,8 @@ av_scan_message (DovekieContext *ctx, DovekieMessage *msg, gboolean use_cache,
     }
   if (clamd != NULL)
     {
-      if (!message_rewind (&mr, error) ||
-          !dovekie_av_clamd_scan (clamd, &reader, max_size, &scan->status, &scan->signature,
+      if (!message_rewind (mr, error) ||
+          !dovekie_av_clamd_scan (clamd, reader, max_size, &scan->status, &scan->signature,
                                   error))
         return FALSE;
     }
@@ -380,6 +373,178 @@ av_scan_message (DovekieContext *ctx, DovekieMessage *msg, gboolean use_cache,
   if (key != NULL)
     av_cache_store (ctx, user, key, version, scan);
   return TRUE;
+}
+
+/* ---- one scan per LMTP transaction ----
+ *
+ * LMTP hands every recipient of a transaction the same bytes: the message
+ * with the trace fields Dovecot prepends once per transaction (Return-Path,
+ * Received naming the transaction's id, and Delivered-To only when there is
+ * a single recipient), or, after the first recipient stored it, that
+ * stored copy. Recipients are separate users, with separate verdict
+ * caches, and are judged one after the other in one process. So the
+ * result of a delivery's scan (clean, infected with its signature, or the
+ * scanner's failure) is kept here and reused by the deliveries of the very
+ * same bytes that follow, when the settings that decide the result (the
+ * scanner and its limits) are the same; each recipient's own policy
+ * (dovekie_av_action, dovekie_av_on_error, dovekie_av_max_size) still
+ * applies to it. A failure is reused too: with a hung clamd a transaction
+ * of N recipients waits one scan timeout, not N.
+ *
+ * One slot, one thread (a Dovecot process), bounded in time: reuse stops
+ * AV_MEMO_IDLE_USEC after the last use and AV_MEMO_MAX_USEC after the
+ * scan, so the deliveries of one transaction share a scan while an MTA's
+ * retry (minutes later) or a new signature DB gets a fresh one. Forgetting
+ * only costs a scan. */
+#define AV_MEMO_IDLE_USEC (5 * G_USEC_PER_SEC)
+#define AV_MEMO_MAX_USEC (60 * G_USEC_PER_SEC)
+
+typedef struct {
+  gboolean set;
+  guint8 digest[DOVEKIE_AV_DIGEST_LEN]; /* of all the bytes scanned */
+  guint64 size;
+  gchar *scanner;                       /* av_scanner_fingerprint */
+  gint64 made, used;                    /* monotonic */
+  DovekieAvStatus status;
+  gchar *signature;
+  gboolean cached;
+  gchar *engine;                        /* for the log */
+  GError *error;                        /* the scan failed */
+} AvMemo;
+
+static AvMemo av_memo;
+
+static void
+av_memo_clear (void)
+{
+  g_clear_pointer (&av_memo.scanner, g_free);
+  g_clear_pointer (&av_memo.signature, g_free);
+  g_clear_pointer (&av_memo.engine, g_free);
+  g_clear_error (&av_memo.error);
+  memset (&av_memo, 0, sizeof (av_memo));
+}
+
+static void av_memo_free_at_exit (void) __attribute__ ((destructor));
+
+static void
+av_memo_free_at_exit (void)
+{
+  av_memo_clear ();
+}
+
+/* The settings that decide what a scan of given bytes comes to. */
+static gchar *
+av_scanner_fingerprint (DovekieContext *ctx)
+{
+  static const gchar *const strings[] = {
+    "dovekie_av_engine", "dovekie_av_clamd", "dovekie_av_libclamav_db",
+  };
+  static const gchar *const numbers[] = {
+    "dovekie_av_connect_timeout_msecs", "dovekie_av_scan_timeout_msecs",
+    "dovekie_av_max_scansize", "dovekie_av_max_filesize", "dovekie_av_max_recursion",
+    "dovekie_av_max_files", "dovekie_av_max_scantime_msecs",
+  };
+  GString *fp = g_string_new (NULL);
+
+  for (guint i = 0; i < G_N_ELEMENTS (strings); i++)
+    {
+      const gchar *value = ctx->api->get_string (ctx, strings[i]);
+      if (value == NULL)
+        value = "";
+      /* Length-prefixed: no value can pass for another. */
+      g_string_append_printf (fp, "%" G_GSIZE_FORMAT ":%s;", strlen (value), value);
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (numbers); i++)
+    g_string_append_printf (fp, "%" G_GUINT64_FORMAT ";", ctx->api->get_uint (ctx, numbers[i]));
+  return g_string_free (fp, FALSE);
+}
+
+/* TRUE when the memo answers for these bytes and settings: then *ok_r is
+ * the scan's result, with scan or error filled as the scan left them. */
+static gboolean
+av_memo_reuse (const gchar *scanner, AvScan *scan, gboolean *ok_r, GError **error)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  if (!av_memo.set || now - av_memo.used > AV_MEMO_IDLE_USEC ||
+      now - av_memo.made > AV_MEMO_MAX_USEC || now < av_memo.made ||
+      av_memo.size != scan->size ||
+      memcmp (av_memo.digest, scan->digest, DOVEKIE_AV_DIGEST_LEN) != 0 ||
+      !g_str_equal (av_memo.scanner, scanner))
+    return FALSE;
+  av_memo.used = now;
+  scan->reused = TRUE;
+  if (av_memo.error != NULL)
+    {
+      g_propagate_error (error, g_error_copy (av_memo.error));
+      *ok_r = FALSE;
+      return TRUE;
+    }
+  scan->status = av_memo.status;
+  scan->signature = g_strdup (av_memo.signature);
+  scan->cached = av_memo.cached;
+  *ok_r = TRUE;
+  return TRUE;
+}
+
+static void
+av_memo_keep (gchar *scanner, const AvScan *scan, const GError *failure, const gchar *engine)
+{
+  av_memo_clear ();
+  av_memo.set = TRUE;
+  memcpy (av_memo.digest, scan->digest, DOVEKIE_AV_DIGEST_LEN);
+  av_memo.size = scan->size;
+  av_memo.scanner = scanner;
+  av_memo.made = av_memo.used = g_get_monotonic_time ();
+  if (failure != NULL)
+    av_memo.error = g_error_copy (failure);
+  else
+    {
+      av_memo.status = scan->status;
+      av_memo.signature = g_strdup (scan->signature);
+      av_memo.cached = scan->cached;
+    }
+  av_memo.engine = g_strdup (engine);
+}
+
+static const gchar *av_engine_name (DovekieContext *ctx);
+
+/* Scans (or looks up) one message, with clamd unless the user has
+ * libclamav or `in_process` asks for it (a rescan job). A `delivery`
+ * reuses the result of the same bytes' scan for the previous recipient of
+ * its transaction (see above). FALSE with `error`: DOVEKIE_ERROR_IO when
+ * the message could not be read, anything else is a scanner failure. */
+static gboolean
+av_scan_message (DovekieContext *ctx, DovekieMessage *msg, gboolean use_cache,
+                 gboolean in_process, gboolean delivery, AvScan *scan, GError **error)
+{
+  AvUser *user = ctx->module_data;
+  DovekieAvClamd *clamd = in_process ? NULL : user->clamd;
+  MessageReader mr = { ctx, msg };
+  DovekieAvReader reader = { message_read, message_rewind, &mr, message_fd };
+  g_autoptr (GByteArray) bytes = clamd == NULL ? g_byte_array_new () : NULL;
+  g_autofree gchar *scanner = NULL;
+  g_autoptr (GError) local = NULL;
+  gboolean ok;
+
+  if (!dovekie_av_digest (&reader, ctx->api->get_uint (ctx, "dovekie_av_max_size"), scan->digest,
+                          &scan->size, &scan->too_big, bytes, error))
+    return FALSE;
+  if (scan->too_big)
+    return TRUE;
+  if (delivery)
+    {
+      scanner = av_scanner_fingerprint (ctx);
+      if (av_memo_reuse (scanner, scan, &ok, error))
+        return ok;
+    }
+  ok = av_scan_digested (ctx, clamd, &mr, &reader, bytes, use_cache, scan, &local);
+  /* A message that could not be read says nothing about the scanner. */
+  if (delivery && (ok || local->code != DOVEKIE_ERROR_IO))
+    av_memo_keep (g_steal_pointer (&scanner), scan, local, av_engine_name (ctx));
+  if (!ok)
+    g_propagate_error (error, g_steal_pointer (&local));
+  return ok;
 }
 
 static const gchar *
@@ -452,10 +617,11 @@ av_log_scan (DovekieContext *ctx, const gchar *origin, const DovekieMessageInfo 
 
   for (guint i = 0; i < 8; i++)
     g_snprintf (digest_hex + 2 * i, 3, "%02x", scan->digest[i]);
+  /* A reused result says so: "scan origin=" counts the scans made. */
   dovekie_log (ctx, infected ? DOVEKIE_LOG_WARNING : DOVEKIE_LOG_INFO,
-               "scan origin=%s mailbox=%s uid=%u size=%" G_GUINT64_FORMAT
-               " sha256=%s result=%s%s%s engine=%s cached=%s%s%s", origin, mailbox,
-               info->uid, scan->size, digest_hex, infected ? "infected" : "clean",
+               "scan%s origin=%s mailbox=%s uid=%u size=%" G_GUINT64_FORMAT
+               " sha256=%s result=%s%s%s engine=%s cached=%s%s%s", scan->reused ? " reused" : "",
+               origin, mailbox, info->uid, scan->size, digest_hex, infected ? "infected" : "clean",
                infected ? " signature=" : "", infected ? scan->signature : "",
                scan->cached ? "cache" : engine, scan->cached ? "yes" : "no",
                infected ? " action=" : "", infected ? action : "");
@@ -475,7 +641,7 @@ av_judge (DovekieContext *ctx, const gchar *origin, gboolean delivery, gboolean 
   const gchar *action = "accept";
 
   memset (&scan, 0, sizeof (scan));
-  if (!av_scan_message (ctx, msg, use_cache, FALSE, &scan, &local))
+  if (!av_scan_message (ctx, msg, use_cache, FALSE, delivery, &scan, &local))
     {
       const gchar *on_error = ctx->api->get_string (ctx, "dovekie_av_on_error");
       av_scan_clear (&scan);
@@ -487,16 +653,16 @@ av_judge (DovekieContext *ctx, const gchar *origin, gboolean delivery, gboolean 
       if (g_str_equal (on_error, "accept"))
         {
           dovekie_log (ctx, DOVEKIE_LOG_WARNING,
-                       "scan origin=%s mailbox=%s uid=%u result=error action=accept error=%s",
-                       origin, mailbox, info->uid, local->message);
-          av_emit (ctx, origin, "error", FALSE, "accept");
+                       "scan%s origin=%s mailbox=%s uid=%u result=error action=accept error=%s",
+                       scan.reused ? " reused" : "", origin, mailbox, info->uid, local->message);
+          av_emit (ctx, origin, "error", scan.reused, "accept");
           return TRUE;
         }
       dovekie_log (ctx, DOVEKIE_LOG_ERROR,
-                   "scan origin=%s mailbox=%s uid=%u result=error action=tempfail error=%s",
-                   origin, mailbox, info->uid, local->message);
+                   "scan%s origin=%s mailbox=%s uid=%u result=error action=tempfail error=%s",
+                   scan.reused ? " reused" : "", origin, mailbox, info->uid, local->message);
       dovekie_verdict_set (verdict, DOVEKIE_VERDICT_TEMPFAIL, REASON_UNAVAILABLE);
-      av_emit (ctx, origin, "error", FALSE, "tempfail");
+      av_emit (ctx, origin, "error", scan.reused, "tempfail");
       return TRUE;
     }
   if (scan.too_big)
@@ -517,9 +683,10 @@ av_judge (DovekieContext *ctx, const gchar *origin, gboolean delivery, gboolean 
 
   if (scan.status == DOVEKIE_AV_INFECTED)
     action = av_infected_verdict (ctx, delivery, read, scan.signature, verdict);
-  av_log_scan (ctx, origin, info, &scan, av_engine_name (ctx), action);
-  av_emit (ctx, origin, scan.status == DOVEKIE_AV_INFECTED ? "infected" : "clean", scan.cached,
-           action);
+  av_log_scan (ctx, origin, info, &scan, scan.reused ? av_memo.engine : av_engine_name (ctx),
+               action);
+  av_emit (ctx, origin, scan.status == DOVEKIE_AV_INFECTED ? "infected" : "clean",
+           scan.cached || scan.reused, action);
   av_scan_clear (&scan);
   return TRUE;
 }
@@ -625,7 +792,7 @@ av_rescan_message (DovekieContext *ctx, const DovekieMessageInfo *info, DovekieM
 
   memset (result, 0, sizeof (*result));
   memset (&scan, 0, sizeof (scan));
-  if (!av_scan_message (ctx, msg, TRUE, TRUE, &scan, error))
+  if (!av_scan_message (ctx, msg, TRUE, TRUE, FALSE, &scan, error))
     {
       av_scan_clear (&scan);
       av_emit (ctx, "rescan", "error", FALSE, "none");

@@ -305,8 +305,12 @@ send_all (gint fd, const guint8 *data, gsize len, gint64 deadline, GError **erro
   return TRUE;
 }
 
-/* Reads one NUL-terminated reply of at most DOVEKIE_AV_REPLY_MAX bytes;
- * *len_r excludes the NUL. `buf` holds DOVEKIE_AV_REPLY_MAX + 1 bytes. */
+/* Reads everything clamd sends until it closes the connection (it does
+ * after one command) and checks that it is exactly one reply: a second
+ * result or bytes after the terminator are a protocol error, never a
+ * verdict. At most DOVEKIE_AV_REPLY_MAX + 1 bytes are accepted; *len_r
+ * excludes the NUL. `buf` holds DOVEKIE_AV_REPLY_MAX + 2 bytes, so one byte
+ * past the longest reply shows that more came. */
 static gboolean
 read_reply (gint fd, gchar *buf, gsize *len_r, gint64 deadline, GError **error)
 {
@@ -315,38 +319,32 @@ read_reply (gint fd, gchar *buf, gsize *len_r, gint64 deadline, GError **error)
   for (;;)
     {
       gssize n;
-      gchar *nul;
 
       if (!wait_fd (fd, POLLIN, deadline, "waiting for clamd's reply", error))
         return FALSE;
-      n = recv (fd, buf + have, DOVEKIE_AV_REPLY_MAX + 1 - have, 0);
+      n = recv (fd, buf + have, DOVEKIE_AV_REPLY_MAX + 2 - have, 0);
       if (n < 0 && (errno == EINTR || errno == EAGAIN))
         continue;
-      if (n < 0)
+      /* A reset is a close too: clamd that refuses a stream closes with
+       * our bytes unread, and that close arrives as a reset. What it sent
+       * before is all it sent. */
+      if (n < 0 && (errno != ECONNRESET || have == 0))
         {
           g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE, "reading clamd's reply: %s",
                        g_strerror (errno));
           return FALSE;
         }
-      if (n == 0)
-        {
-          g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_PROTOCOL,
-                       have == 0 ? "clamd closed the connection without a reply"
-                                 : "clamd closed the connection in the middle of its reply");
-          return FALSE;
-        }
-      nul = memchr (buf + have, '\0', (gsize) n);
+      if (n <= 0)
+        return dovekie_av_reply_frame (buf, have, len_r, error);
       have += (gsize) n;
-      if (nul != NULL)
+      if (have > DOVEKIE_AV_REPLY_MAX + 1)
         {
-          /* Anything after the NUL is ignored: one command, one reply. */
-          *len_r = (gsize) (nul - buf);
-          return TRUE;
-        }
-      if (have > DOVEKIE_AV_REPLY_MAX)
-        {
-          g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_PROTOCOL,
-                       "clamd's reply is longer than %d bytes", DOVEKIE_AV_REPLY_MAX);
+          if (memchr (buf, '\0', DOVEKIE_AV_REPLY_MAX + 1) != NULL)
+            g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_PROTOCOL,
+                                 "clamd sent more than one reply to one request");
+          else
+            g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_PROTOCOL,
+                         "clamd's reply is longer than %d bytes", DOVEKIE_AV_REPLY_MAX);
           return FALSE;
         }
     }
@@ -517,7 +515,7 @@ exchange_fildes (const ClamdServer *server, DovekieAvClamd *clamd, Exchange *ex,
                  gboolean *connected_r, GError **error)
 {
   static const gchar fildes[] = "zFILDES";
-  gchar reply[DOVEKIE_AV_REPLY_MAX + 1];
+  gchar reply[DOVEKIE_AV_REPLY_MAX + 2];
   gsize reply_len = 0;
   gint64 deadline;
   off_t offset;
@@ -547,7 +545,7 @@ exchange_once (const ClamdServer *server, DovekieAvClamd *clamd, Exchange *ex, G
 {
   static const gchar instream[] = "zINSTREAM";
   static const gchar version[] = "zVERSION";
-  gchar reply[DOVEKIE_AV_REPLY_MAX + 1];
+  gchar reply[DOVEKIE_AV_REPLY_MAX + 2];
   gsize reply_len = 0;
   gint64 deadline;
   gboolean sent;

@@ -47,6 +47,38 @@ valid_signature (const gchar *s, gsize len)
 }
 
 gboolean
+dovekie_av_reply_frame (const gchar *raw, gsize len, gsize *reply_len_r, GError **error)
+{
+  const gchar *nul = len > 0 ? memchr (raw, '\0', len) : NULL;
+
+  *reply_len_r = 0;
+  if (len == 0)
+    {
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_PROTOCOL,
+                           "clamd closed the connection without a reply");
+      return FALSE;
+    }
+  if (nul == NULL)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_PROTOCOL,
+                   "clamd closed the connection in the middle of its reply (%" G_GSIZE_FORMAT
+                   " bytes, no terminator)", len);
+      return FALSE;
+    }
+  if ((gsize) (nul - raw) != len - 1)
+    {
+      /* One request has exactly one result: which of two would be the
+       * verdict is not ours to guess. */
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_PROTOCOL,
+                   "clamd sent more than one reply to one request (%" G_GSIZE_FORMAT
+                   " bytes after the first)", len - 1 - (gsize) (nul - raw));
+      return FALSE;
+    }
+  *reply_len_r = len - 1;
+  return TRUE;
+}
+
+gboolean
 dovekie_av_reply_parse (const gchar *reply, gsize len, DovekieAvStatus *status_r,
                         gchar **signature_r, GError **error)
 {

@@ -25,6 +25,9 @@ typedef enum {
   FAKE_ENDLESS,     /* sends text without a NUL until the client leaves */
   FAKE_CLOSE,       /* closes without a word */
   FAKE_SIZE_ERROR,  /* "INSTREAM size limit exceeded. ERROR" right after the command */
+  FAKE_TWO_RESULTS, /* "stream: OK" and "stream: <found_name> FOUND", each with its NUL */
+  FAKE_TRAILING,    /* "stream: OK", its NUL, then bytes */
+  FAKE_NO_NUL,      /* "stream: OK" without its NUL, then closes */
 } FakeMode;
 
 typedef struct {
@@ -221,6 +224,20 @@ fake_reply (FakeClamd *fake, gint fd, const gchar *prefix)
           if (send (fd, chunk, sizeof (chunk), MSG_NOSIGNAL) < 0)
             break;
       }
+      break;
+    case FAKE_TWO_RESULTS:
+      {
+        g_autofree gchar *found = g_strdup_printf ("%s: %s FOUND", prefix, fake->found_name);
+        fake_send (fd, ok, strlen (ok) + 1);
+        fake_send (fd, found, strlen (found) + 1);
+      }
+      break;
+    case FAKE_TRAILING:
+      fake_send (fd, ok, strlen (ok) + 1);
+      fake_send (fd, "xyz", 3);
+      break;
+    case FAKE_NO_NUL:
+      fake_send (fd, ok, strlen (ok));
       break;
     case FAKE_CLOSE:
     case FAKE_SIZE_ERROR:

@@ -556,6 +556,109 @@ START_TEST (test_cache_and_db_version)
 }
 END_TEST
 
+/* Issue: one message to 20 LMTP recipients was scanned 20 times, and with
+ * a hung clamd the transaction took 20 scan timeouts. Each recipient is a
+ * user of its own (a context and a verdict cache of its own); the same
+ * bytes delivered right after reuse the first scan's result, and each
+ * recipient's own action applies to it. */
+static void
+next_recipient (const gchar *action)
+{
+  dovekie_module.deinit (&ctx);
+  g_hash_table_remove_all (kv);
+  if (action != NULL)
+    g_hash_table_insert (settings, "dovekie_av_action", (gpointer) action);
+  init_module ();
+}
+
+START_TEST (test_transaction_scanned_once)
+{
+  DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
+  gint connections;
+
+  init_module ();
+  fake->mode = FAKE_FOUND;
+  run_hook_verdict (TRUE, DOVEKIE_ORIGIN_DELIVERY, "one transaction\r\n", &verdict);
+  ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_DIVERT);
+  dovekie_verdict_clear (&verdict);
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 1);
+  connections = g_atomic_int_get (&fake->connections);
+
+  for (guint rcpt = 2; rcpt <= 20; rcpt++)
+    {
+      next_recipient (rcpt % 2 == 0 ? "reject" : "tag");
+      run_hook_verdict (TRUE, DOVEKIE_ORIGIN_DELIVERY, "one transaction\r\n", &verdict);
+      if (rcpt % 2 == 0)
+        {
+          ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_REJECT);
+          ck_assert_str_eq (verdict.reason, "Message rejected: virus Fake.Test.Virus found");
+        }
+      else
+        {
+          ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_ACCEPT);
+          ck_assert_str_eq (verdict.keyword, "$Infected");
+        }
+      dovekie_verdict_clear (&verdict);
+    }
+  /* Not even a VERSION: clamd was not asked again. */
+  ck_assert_int_eq (g_atomic_int_get (&fake->connections), connections);
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 1);
+  assert_logged ("W antivirus: scan origin=delivery", 1);
+  assert_logged ("W antivirus: scan reused origin=delivery", 19);
+  assert_logged ("event dovekie_av_scan_finished origin=delivery result=infected engine=clamd "
+                 "cached=yes action=reject", 10);
+
+  /* Other bytes, an APPEND, other scanner settings: scanned again. */
+  fake->mode = FAKE_OK;
+  next_recipient (NULL);
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_DELIVERY, "another one\r\n", NULL),
+                    DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 2);
+  next_recipient (NULL);
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "another one\r\n", NULL),
+                    DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 3);
+  g_hash_table_insert (settings, "dovekie_av_scan_timeout_msecs", "2001");
+  next_recipient (NULL);
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_DELIVERY, "another one\r\n", NULL),
+                    DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_int_eq (g_atomic_int_get (&fake->scans), 4);
+}
+END_TEST
+
+START_TEST (test_transaction_hung_clamd)
+{
+  gint64 start;
+  gint connections;
+
+  g_hash_table_insert (settings, "dovekie_av_scan_timeout_msecs", "300");
+  fake->mode = FAKE_SLOW;
+  fake->slow_ms = 1500;
+  init_module ();
+  start = g_get_monotonic_time ();
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_DELIVERY, "hung\r\n", NULL),
+                    DOVEKIE_VERDICT_TEMPFAIL);
+  connections = g_atomic_int_get (&fake->connections);
+  for (guint rcpt = 2; rcpt <= 20; rcpt++)
+    {
+      next_recipient (NULL);
+      ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_DELIVERY, "hung\r\n", NULL),
+                        DOVEKIE_VERDICT_TEMPFAIL);
+    }
+  /* One timeout for the transaction, not twenty. */
+  ck_assert_int_lt (g_get_monotonic_time () - start, 1200 * 1000);
+  ck_assert_int_eq (g_atomic_int_get (&fake->connections), connections);
+  assert_logged ("E antivirus: scan origin=delivery", 1);
+  assert_logged ("E antivirus: scan reused origin=delivery", 19);
+  /* Each recipient's own dovekie_av_on_error applies to the reused failure. */
+  g_hash_table_insert (settings, "dovekie_av_on_error", "accept");
+  next_recipient (NULL);
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_DELIVERY, "hung\r\n", NULL),
+                    DOVEKIE_VERDICT_ACCEPT);
+  assert_logged ("W antivirus: scan reused origin=delivery", 1);
+}
+END_TEST
+
 START_TEST (test_read_modes)
 {
   g_hash_table_insert (settings, "dovekie_av_scan_on_read", "off");
@@ -806,6 +909,8 @@ main (void)
   tcase_add_test (tc, test_scanner_down);
   tcase_add_test (tc, test_garbage_reply_tempfails);
   tcase_add_test (tc, test_cache_and_db_version);
+  tcase_add_test (tc, test_transaction_scanned_once);
+  tcase_add_test (tc, test_transaction_hung_clamd);
   tcase_add_test (tc, test_read_modes);
   tcase_add_test (tc, test_read_actions);
   tcase_add_test (tc, test_over_size);

@@ -184,6 +184,11 @@ static const FaultCase fault_cases[] = {
   { FAKE_ENDLESS, DOVEKIE_ERROR_PROTOCOL, "longer than" },
   { FAKE_CLOSE, DOVEKIE_ERROR_PROTOCOL, "without a reply" },
   { FAKE_SIZE_ERROR, DOVEKIE_ERROR_PROTOCOL, "size limit exceeded" },
+  /* The bug: "stream: OK\0stream: X FOUND\0" was read up to its first NUL
+   * and taken as clean. One request, one result; the rest is an error. */
+  { FAKE_TWO_RESULTS, DOVEKIE_ERROR_PROTOCOL, "more than one reply" },
+  { FAKE_TRAILING, DOVEKIE_ERROR_PROTOCOL, "more than one reply" },
+  { FAKE_NO_NUL, DOVEKIE_ERROR_PROTOCOL, "no terminator" },
 };
 
 START_TEST (test_scan_faults)

@@ -87,6 +87,80 @@ START_TEST (test_reply_bounds)
 }
 END_TEST
 
+/* Everything clamd sent for one request, up to its close, through the
+ * frame check and the parser. The bug this guards: a reply holding two
+ * results, "stream: OK\0stream: Evil FOUND\0", was cut at its first NUL
+ * and taken as clean. Exactly one result per request; anything else is a
+ * protocol error, which the module turns into a tempfail. */
+typedef enum { FRAMED_CLEAN, FRAMED_INFECTED, FRAMED_CLAMD_ERROR, FRAMED_BAD } FrameExpect;
+
+typedef struct {
+  const gchar *raw;
+  gsize len;
+  FrameExpect expect;
+  const gchar *message; /* in the error, when not a verdict */
+} FrameCase;
+
+#define RAW(s) s, sizeof (s) - 1
+
+static const FrameCase frame_cases[] = {
+  /* one result: accepted (an ERROR is one result too: clamd's own error) */
+  { RAW ("stream: OK\0"), FRAMED_CLEAN, NULL },
+  { RAW ("stream: Evil FOUND\0"), FRAMED_INFECTED, NULL },
+  { RAW ("INSTREAM size limit exceeded. ERROR\0"), FRAMED_CLAMD_ERROR, "reported an error" },
+  /* two results, in either order, or twice the same */
+  { RAW ("stream: OK\0stream: Evil FOUND\0"), FRAMED_BAD, "more than one reply" },
+  { RAW ("stream: Evil FOUND\0stream: OK\0"), FRAMED_BAD, "more than one reply" },
+  { RAW ("stream: OK\0stream: OK\0"), FRAMED_BAD, "more than one reply" },
+  { RAW ("stream: Evil FOUND\0INSTREAM size limit exceeded. ERROR\0"), FRAMED_BAD,
+    "more than one reply" },
+  /* trailing bytes after the terminator */
+  { RAW ("stream: OK\0garbage"), FRAMED_BAD, "more than one reply" },
+  { RAW ("stream: OK\0\0"), FRAMED_BAD, "more than one reply" },
+  { RAW ("stream: OK\0\n"), FRAMED_BAD, "more than one reply" },
+  /* empty, or a lone terminator */
+  { RAW (""), FRAMED_BAD, "without a reply" },
+  { RAW ("\0"), FRAMED_BAD, "empty reply" },
+  /* no terminator */
+  { RAW ("stream: OK"), FRAMED_BAD, "no terminator" },
+  { RAW ("stream: Evil FOUND"), FRAMED_BAD, "no terminator" },
+};
+
+START_TEST (test_reply_frame)
+{
+  const FrameCase *c = &frame_cases[_i];
+  DovekieAvStatus status = 99;
+  gchar *signature = NULL;
+  gsize len = 12345;
+  g_autoptr (GError) error = NULL;
+  gboolean ok = dovekie_av_reply_frame (c->raw, c->len, &len, &error) &&
+                dovekie_av_reply_parse (c->raw, len, &status, &signature, &error);
+
+  switch (c->expect)
+    {
+    case FRAMED_CLEAN:
+    case FRAMED_INFECTED:
+      ck_assert_msg (ok, "case %d: %s", _i, error != NULL ? error->message : "");
+      ck_assert_uint_eq (len, c->len - 1);
+      ck_assert_int_eq (status, c->expect == FRAMED_CLEAN ? DOVEKIE_AV_CLEAN : DOVEKIE_AV_INFECTED);
+      ck_assert_str_eq (signature != NULL ? signature : "(null)",
+                        c->expect == FRAMED_CLEAN ? "(null)" : "Evil");
+      break;
+    case FRAMED_CLAMD_ERROR:
+    case FRAMED_BAD:
+      ck_assert_msg (!ok, "case %d accepted", _i);
+      ck_assert_ptr_null (signature);
+      ck_assert (g_error_matches (error, DOVEKIE_ERROR, DOVEKIE_ERROR_PROTOCOL));
+      ck_assert_msg (strstr (error->message, c->message) != NULL, "case %d: %s", _i,
+                     error->message);
+      if (c->expect == FRAMED_BAD && strstr (c->message, "empty") == NULL)
+        ck_assert_uint_eq (len, 0);
+      break;
+    }
+  g_free (signature);
+}
+END_TEST
+
 typedef struct {
   const gchar *reply;
   const gchar *version; /* NULL: must fail */
@@ -132,14 +206,17 @@ main (void)
 {
   Suite *s = suite_create ("dovekie-av-reply");
   TCase *tc_reply = tcase_create ("reply_parse");
+  TCase *tc_frame = tcase_create ("reply_frame");
   TCase *tc_version = tcase_create ("version_parse");
   SRunner *runner;
   int failed;
 
   tcase_add_loop_test (tc_reply, test_reply_parse, 0, G_N_ELEMENTS (reply_cases));
   tcase_add_test (tc_reply, test_reply_bounds);
+  tcase_add_loop_test (tc_frame, test_reply_frame, 0, G_N_ELEMENTS (frame_cases));
   tcase_add_loop_test (tc_version, test_version_parse, 0, G_N_ELEMENTS (version_cases));
   suite_add_tcase (s, tc_reply);
+  suite_add_tcase (s, tc_frame);
   suite_add_tcase (s, tc_version);
   runner = srunner_create (s);
   srunner_run_all (runner, CK_NORMAL);

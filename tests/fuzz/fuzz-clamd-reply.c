@@ -28,6 +28,24 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   gchar *signature = NULL;
   gchar *version = NULL;
   GError *error = NULL;
+  gsize reply_len = 0;
+  const void *nul = size > 0 ? memchr (data, '\0', size) : NULL;
+  gboolean one_reply = nul != NULL && (const uint8_t *) nul == data + size - 1;
+
+  /* The frame holds exactly one reply: one NUL, and it is the last byte;
+   * a second result or trailing bytes are never a verdict. */
+  if (dovekie_av_reply_frame ((const gchar *) data, size, &reply_len, &error))
+    {
+      if (!one_reply || reply_len != size - 1)
+        abort ();
+      if (dovekie_av_reply_parse ((const gchar *) data, reply_len, &status, &signature, &error) &&
+          memchr (data, '\0', reply_len) != NULL)
+        abort ();
+    }
+  else if (one_reply || error == NULL || reply_len != 0)
+    abort ();
+  g_clear_error (&error);
+  g_clear_pointer (&signature, g_free);
 
   if (dovekie_av_reply_parse ((const gchar *) data, size, &status, &signature, &error))
     {
@@ -55,6 +73,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 }
 
 #ifndef DOVEKIE_LIBFUZZER
+/* Seeds end at their string's NUL; the driver also tries each with its
+ * terminator, and the two-result reply of the fixed bug. */
 static const char *const seeds[] = {
   "stream: OK",
   "stream: Eicar-Test-Signature FOUND",
@@ -71,12 +91,19 @@ main (void)
   guint8 buf[DOVEKIE_AV_REPLY_MAX + 64];
   guint runs = 0;
 
+  static const char two_results[] = "stream: OK\0stream: Evil FOUND";
+
   for (guint s = 0; s < G_N_ELEMENTS (seeds); s++)
-    LLVMFuzzerTestOneInput ((const uint8_t *) seeds[s], strlen (seeds[s]));
+    {
+      LLVMFuzzerTestOneInput ((const uint8_t *) seeds[s], strlen (seeds[s]));
+      LLVMFuzzerTestOneInput ((const uint8_t *) seeds[s], strlen (seeds[s]) + 1);
+    }
+  LLVMFuzzerTestOneInput ((const uint8_t *) two_results, sizeof (two_results));
   for (guint i = 0; i < 20000; i++)
     {
       const char *seed = seeds[g_rand_int_range (rand, 0, G_N_ELEMENTS (seeds))];
-      gsize len = strlen (seed);
+      /* Half of the runs keep the seed's NUL, as clamd frames a reply. */
+      gsize len = strlen (seed) + (g_rand_boolean (rand) ? 1 : 0);
       guint edits = (guint) g_rand_int_range (rand, 1, 8);
 
       memcpy (buf, seed, len);
