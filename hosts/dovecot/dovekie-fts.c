@@ -51,9 +51,14 @@ struct dovekie_fts_backend {
 	struct dovekie_fts_user *fuser;
 	struct event *event;
 
-	/* One open index at a time: the mailbox last used. */
+	/* One open index at a time: the mailbox last used, known by its
+	   path, GUID and UIDVALIDITY. A mailbox deleted and created again
+	   under the same name has the same path but another GUID, so the
+	   handle (on the old, unlinked file) is not reused. */
 	struct dovekie_bridge_index *index;
 	char *index_path;
+	guid_128_t index_guid;
+	uint32_t index_uidvalidity;
 };
 
 struct dovekie_fts_user {
@@ -78,7 +83,11 @@ struct dovekie_fts_update_context {
 #define DOVEKIE_FTS_USER_CONTEXT(obj) \
 	MODULE_CONTEXT(obj, dovekie_fts_user_module)
 
+#define DOVEKIE_FTS_BOX_CONTEXT(obj) \
+	MODULE_CONTEXT_REQUIRE(obj, dovekie_fts_box_module)
+
 static MODULE_CONTEXT_DEFINE_INIT(dovekie_fts_user_module, &mail_user_module_register);
+static MODULE_CONTEXT_DEFINE_INIT(dovekie_fts_box_module, &mail_storage_module_register);
 static bool dovekie_fts_registered;
 
 static struct fts_backend *dovekie_fts_alloc(void)
@@ -143,6 +152,7 @@ dovekie_fts_open(struct dovekie_fts_backend *backend, struct mailbox *box,
 		 struct dovekie_bridge_index **index_r, const char **error_r)
 {
 	struct mailbox_status status;
+	struct mailbox_metadata metadata;
 	char error[DOVEKIE_BRIDGE_REASON_MAX];
 	const char *dir, *path;
 	int ret;
@@ -158,13 +168,16 @@ dovekie_fts_open(struct dovekie_fts_backend *backend, struct mailbox *box,
 		return -1;
 	}
 	path = t_strconcat(dir, "/" DOVEKIE_FTS_INDEX_FILE, NULL);
-	if (backend->index != NULL && strcmp(backend->index_path, path) == 0) {
-		*index_r = backend->index;
-		return 0;
-	}
-	if (mailbox_get_status(box, STATUS_UIDVALIDITY, &status) < 0) {
+	if (mailbox_get_status(box, STATUS_UIDVALIDITY, &status) < 0 ||
+	    mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0) {
 		*error_r = mailbox_get_last_internal_error(box, NULL);
 		return -1;
+	}
+	if (backend->index != NULL && strcmp(backend->index_path, path) == 0 &&
+	    guid_128_equals(backend->index_guid, metadata.guid) &&
+	    backend->index_uidvalidity == status.uidvalidity) {
+		*index_r = backend->index;
+		return 0;
 	}
 	dovekie_fts_close_index(backend);
 	if (dovekie_bridge_index_open(backend->duser->bridge, path, status.uidvalidity,
@@ -173,6 +186,8 @@ dovekie_fts_open(struct dovekie_fts_backend *backend, struct mailbox *box,
 		return -1;
 	}
 	backend->index_path = i_strdup(path);
+	guid_128_copy(backend->index_guid, metadata.guid);
+	backend->index_uidvalidity = status.uidvalidity;
 	*index_r = backend->index;
 	return 0;
 }
@@ -763,10 +778,62 @@ static void dovekie_fts_mail_user_created(struct mail_user *user)
 	MODULE_CONTEXT_SET(user, dovekie_fts_user_module, fuser);
 }
 
+/* ---- per mailbox: an index goes with its mailbox ---- */
+
+/* Closes every index the user's backends hold open. Used around DELETE
+   and RENAME: a handle must not outlive the files it was opened on (it
+   would answer for a mailbox created under the same name), and closing it
+   later, once another index lives at its path, must not touch that one. */
+static void dovekie_fts_close_user_indexes(struct mail_user *user)
+{
+	struct dovekie_fts_user *fuser = DOVEKIE_FTS_USER_CONTEXT(user);
+	struct dovekie_fts_backend *backend;
+
+	if (fuser == NULL)
+		return;
+	array_foreach_elem(&fuser->backends, backend)
+		dovekie_fts_close_index(backend);
+}
+
+static int dovekie_fts_delete_box(struct mailbox *box)
+{
+	union mailbox_module_context *mbox = DOVEKIE_FTS_BOX_CONTEXT(box);
+	int ret;
+
+	dovekie_fts_close_user_indexes(box->storage->user);
+	ret = mbox->super.delete_box(box);
+	/* Expunging the mails may have opened it again on the way. */
+	dovekie_fts_close_user_indexes(box->storage->user);
+	return ret;
+}
+
+static int dovekie_fts_rename_box(struct mailbox *src, struct mailbox *dest)
+{
+	union mailbox_module_context *mbox = DOVEKIE_FTS_BOX_CONTEXT(src);
+	int ret;
+
+	/* The index moves with the mailbox, and is opened at its new path
+	   by the next search there. */
+	dovekie_fts_close_user_indexes(src->storage->user);
+	ret = mbox->super.rename_box(src, dest);
+	dovekie_fts_close_user_indexes(src->storage->user);
+	return ret;
+}
+
 static void dovekie_fts_mailbox_allocated(struct mailbox *box)
 {
-	if (DOVEKIE_FTS_USER_CONTEXT(box->storage->user) != NULL)
-		dovekie_fts_search_mailbox_allocated(box);
+	struct mailbox_vfuncs *v = box->vlast;
+	union mailbox_module_context *mbox;
+
+	if (DOVEKIE_FTS_USER_CONTEXT(box->storage->user) == NULL)
+		return;
+	mbox = p_new(box->pool, union mailbox_module_context, 1);
+	mbox->super = *v;
+	box->vlast = &mbox->super;
+	v->delete_box = dovekie_fts_delete_box;
+	v->rename_box = dovekie_fts_rename_box;
+	MODULE_CONTEXT_SET_SELF(box, dovekie_fts_box_module, mbox);
+	dovekie_fts_search_mailbox_allocated(box);
 }
 
 static struct mail_storage_hooks dovekie_fts_mail_storage_hooks = {

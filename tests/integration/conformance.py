@@ -139,7 +139,10 @@ def every_module_settings(modules: dict[str, Path], db_dir: Path) -> dict[str, s
             "fts": "dovekie",
             "dovekie_av_engine": "libclamav",
             "dovekie_av_libclamav_db": str(db_dir),
-            "dovekie_retention_days": "7"}
+            "dovekie_retention_days": "7",
+            # Saves queue indexing in the indexer-worker, which then races
+            # with the session (DELETE under it, expunges).
+            "fts_autoindex": "yes"}
 
 
 @pytest.fixture
