@@ -5,6 +5,14 @@
  * DISCARD is answered 250 with nothing stored, and a verdict keyword is
  * added to the stored message by dovekie-storage.c's copy hook.
  *
+ * Every recipient of a transaction is judged on the message as received
+ * (Dovecot's raw mail: the MTA's bytes behind the trace fields Dovecot
+ * prepends once per transaction), not on the source Dovecot copies from:
+ * after the first recipient is stored, Dovecot copies the later ones from
+ * that stored copy, whose bytes differ (line endings, a Sieve edit). So a
+ * transaction's recipients all hand the modules the same bytes, and the
+ * antivirus module scans them once (its "one scan per LMTP transaction").
+ *
  * Weak symbols, as in dovekie-pop3.c: outside lmtp nothing is hooked.
  */
 #include "lib.h"
@@ -24,8 +32,15 @@
 #define DOVEKIE_LMTP_CONTEXT(obj) \
 	MODULE_CONTEXT_REQUIRE(obj, dovekie_lmtp_module)
 
+/* Longest transaction id remembered; Dovecot's are about 22 characters. */
+#define DOVEKIE_LMTP_TRANS_ID_MAX 128
+
 struct dovekie_lmtp_client {
 	union lmtp_module_context module_ctx;
+	/* The transaction whose first delivery we saw, and its raw mail
+	   (Dovecot frees it with the transaction, whose id is unique). */
+	char trans_id[DOVEKIE_LMTP_TRANS_ID_MAX];
+	struct mail *raw_mail;
 };
 
 static MODULE_CONTEXT_DEFINE_INIT(dovekie_lmtp_module, &lmtp_module_register);
@@ -43,7 +58,19 @@ dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
 	enum dovekie_bridge_verdict verdict;
 	struct dovekie_bridge_result *result;
 	const char *error, *module, *why;
+	struct mail *judged;
 	int ret;
+
+	/* The first delivery of a transaction gets the raw mail: nothing is
+	   stored yet to copy from. */
+	if (trans->id == NULL || strlen(trans->id) >= sizeof(dclient->trans_id)) {
+		dclient->trans_id[0] = '\0';
+		dclient->raw_mail = NULL;
+	} else if (strcmp(dclient->trans_id, trans->id) != 0) {
+		i_strocpy(dclient->trans_id, trans->id, sizeof(dclient->trans_id));
+		dclient->raw_mail = lldctx->src_mail;
+	}
+	judged = dclient->raw_mail != NULL ? dclient->raw_mail : lldctx->src_mail;
 
 	if (duser == NULL || !dovekie_bridge_wants_save(duser->bridge)) {
 		return dclient->module_ctx.super.local_deliver(client, lrcpt, cmd,
@@ -63,7 +90,7 @@ dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
 	/* Large buffers: keep them off the stack. Freed with the data stack
 	   frame of this delivery. */
 	result = t_new(struct dovekie_bridge_result, 1);
-	verdict = dovekie_check_delivery(duser, lldctx->src_mail,
+	verdict = dovekie_check_delivery(duser, judged,
 					 lldctx->rcpt_default_mailbox, result);
 	switch (verdict) {
 	case DOVEKIE_BRIDGE_REJECT:

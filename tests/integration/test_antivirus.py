@@ -574,15 +574,24 @@ def test_clamd_stopped_then_restarted(av, own_clamd):
 
 
 class FakeClamd:
-    """A misbehaving clamd on a unix socket, for fault injection."""
+    """A misbehaving clamd on a unix socket, for fault injection.
+
+    Modes: garbage (binary bytes in two NUL-ended pieces), slow (silent for
+    3 s, then closes), endless (bytes without an end), two-results (reads
+    the whole INSTREAM, then answers "stream: OK" and "stream: ... FOUND",
+    each with its NUL), hung (accepts and keeps every connection open,
+    silent, until stopped). `connections` counts the connections accepted.
+    """
 
     def __init__(self, directory: Path, mode: str):
         self.path = directory / "fake-clamd.sock"
         self.mode = mode
+        self.connections = 0
+        self.held: list[socket.socket] = []
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(str(self.path))
         os.chmod(self.path, 0o666)
-        self.sock.listen(8)
+        self.sock.listen(64)
         self.sock.settimeout(0.2)
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -592,15 +601,49 @@ class FakeClamd:
     def address(self) -> str:
         return f"unix:{self.path}"
 
+    @staticmethod
+    def _read_instream(conn: socket.socket) -> None:
+        """Reads a z-mode command and, for INSTREAM, its chunks to the end."""
+        buf = b""
+
+        def need(n: int) -> bytes:
+            nonlocal buf
+            while len(buf) < n:
+                more = conn.recv(65536)
+                if not more:
+                    raise OSError("client left")
+                buf += more
+            out, buf = buf[:n], buf[n:]
+            return out
+
+        command = b""
+        while not command.endswith(b"\0"):
+            command += need(1)
+        if command != b"zINSTREAM\0":
+            return
+        while True:
+            size = int.from_bytes(need(4), "big")
+            if size == 0:
+                return
+            need(size)
+
     def _serve(self):
         while not self.stopped.is_set():
             try:
                 conn, _ = self.sock.accept()
             except socket.timeout:
                 continue
+            self.connections += 1
+            if self.mode == "hung":
+                self.held.append(conn)
+                continue
             with conn:
                 conn.settimeout(5)
                 try:
+                    if self.mode == "two-results":
+                        self._read_instream(conn)
+                        conn.sendall(b"stream: OK\0stream: Dovekie.Test.Second FOUND\0")
+                        continue
                     conn.recv(65536)
                     if self.mode == "garbage":
                         conn.sendall(b"\x00")
@@ -616,6 +659,8 @@ class FakeClamd:
     def stop(self):
         self.stopped.set()
         self.thread.join(10)
+        for conn in self.held:
+            conn.close()
         self.sock.close()
 
 
@@ -628,6 +673,159 @@ def test_misbehaving_clamd_tempfails(av, public_tmp, mode):
         assert code == 451 and text.startswith("4.7.1"), text
         dc.wait_for_log(av_line("lmtp", "result=error action=tempfail"))
         assert dc.message_count("INBOX") == 0
+        assert_no_crash(dc)
+    finally:
+        fake.stop()
+
+
+def test_two_results_in_one_reply_tempfail(av, public_tmp):
+    # Issue: "stream: OK\0stream: <name> FOUND\0" was read up to its first
+    # NUL and taken as clean. One request has exactly one result; the rest
+    # is a protocol error, so a tempfail, and nothing is stored.
+    fake = FakeClamd(public_tmp, "two-results")
+    try:
+        dc = av(fake.address, dovekie_av_cache="no")
+        offset = dc.log_offset()
+        code, text = dc.deliver("alice@example.test", make_message("x", "y\n"))
+        assert code == 451 and text.startswith("4.7.1"), text
+        dc.wait_for_log(av_line("lmtp", "result=error action=tempfail error=[^\n]*"
+                                "more than one reply", level="Error"), since=offset)
+        imap = dc.imap()
+        typ, text = append(imap, make_message("x", "y\n"))
+        assert typ == "NO" and "[UNAVAILABLE]" in text, text
+        imap.logout()
+        dc.wait_for_log(av_line("imap", "scan origin=append [^\n]*result=error action=tempfail "
+                                "error=[^\n]*more than one reply", level="Error"), since=offset)
+        assert fake.connections >= 2
+        assert dc.message_count("INBOX") == 0
+        assert not dc.find_log(r"result=clean", since=offset)
+        assert_no_crash(dc)
+    finally:
+        fake.stop()
+
+
+# --- one scan per LMTP transaction -------------------------------------------
+
+RECIPIENTS = [f"u{n:02d}" for n in range(1, 21)]
+
+
+def lmtp_transaction(dc, rcpts: list[str], message: bytes,
+                     timeout: float = 60.0) -> list[tuple[int, str]]:
+    """One LMTP transaction to many recipients; the reply after DATA of
+    each recipient, in RCPT order (LMTP answers DATA once per recipient)."""
+    with socket.create_connection(("127.0.0.1", dc.ports["lmtp"]), timeout=timeout) as sock:
+        f = sock.makefile("rb")
+
+        def reply() -> tuple[int, str]:
+            lines = []
+            while True:
+                line = f.readline().decode(errors="replace").rstrip("\r\n")
+                assert line, "LMTP connection closed"
+                lines.append(line[4:])
+                if line[3:4] != "-":
+                    return int(line[:3]), " ".join(lines)
+
+        def command(text: str) -> tuple[int, str]:
+            sock.sendall(text.encode() + b"\r\n")
+            return reply()
+
+        assert reply()[0] == 220
+        assert command("LHLO client.example.test")[0] == 250
+        assert command("MAIL FROM:<sender@example.test>")[0] == 250
+        for rcpt in rcpts:
+            code, text = command(f"RCPT TO:<{rcpt}@example.test>")
+            assert code == 250, text
+        assert command("DATA")[0] == 354
+        body = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        body = b"\r\n".join(b"." + line if line.startswith(b".") else line
+                             for line in body.split(b"\r\n"))
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        sock.sendall(body + b".\r\n")
+        replies = [reply() for _ in rcpts]
+        command("QUIT")
+        return replies
+
+
+def transaction_users(reject_every_other: bool = False) -> dict:
+    users = {"alice": {"password": "secret"}}
+    for n, name in enumerate(RECIPIENTS):
+        spec: dict = {"password": "secret"}
+        if reject_every_other and n % 2 == 1:
+            spec["userdb"] = {"dovekie_av_action": "reject"}
+        users[name] = spec
+    return users
+
+
+def mailbox_counts(dc, user: str) -> tuple[int, int]:
+    """(INBOX, Quarantine) message counts; a missing Quarantine is 0."""
+    result = dc.doveadm("-f", "tab", "mailbox", "status", "-u", user, "messages",
+                        "INBOX", "Quarantine")
+    counts = {"INBOX": 0, "Quarantine": 0}
+    for line in result.stdout.splitlines()[1:]:
+        counts[line.split("\t")[0]] = int(line.split("\t")[-1])
+    return counts["INBOX"], counts["Quarantine"]
+
+
+SCAN_LINE = r"^[^\n]*dovekie-antivirus: scan origin=delivery [^\n]*$"
+REUSED_LINE = r"^[^\n]*dovekie-antivirus: scan reused origin=delivery [^\n]*$"
+
+
+def test_lmtp_transaction_scans_once_for_twenty_recipients(av, shared_clamd):
+    # Issue: one message to 20 recipients was scanned 20 times. Odd
+    # recipients keep the default action (quarantine), even ones reject:
+    # one scan, and each recipient's own action applied to its result.
+    dc = av(shared_clamd.unix_address, users=transaction_users(reject_every_other=True),
+            dovekie_av_action=None, dovekie_av_scan_on_read="off")
+    offset = dc.log_offset()
+    replies = lmtp_transaction(dc, RECIPIENTS, eicar_inline())
+    for n, (code, text) in enumerate(replies):
+        if n % 2 == 0:
+            assert code == 250, (RECIPIENTS[n], text)
+        else:
+            assert code == 550 and text.startswith("5.7.1"), (RECIPIENTS[n], text)
+            assert EICAR_SIGNATURE in text, text
+    dc.find_log_at_least(REUSED_LINE, 19, since=offset)
+    scans = dc.find_log(SCAN_LINE, since=offset)
+    assert len(scans) == 1, "\n".join(m.group(0) for m in scans)
+    assert "result=infected" in scans[0].group(0)
+    assert len(dc.find_log(REUSED_LINE, since=offset)) == 19
+    for n, user in enumerate(RECIPIENTS):
+        assert mailbox_counts(dc, user) == ((0, 1) if n % 2 == 0 else (0, 0)), user
+
+    # Clean mail: one scan, stored for everyone.
+    offset = dc.log_offset()
+    replies = lmtp_transaction(dc, RECIPIENTS, make_message("clean", "nothing here\n"))
+    assert [code for code, _ in replies] == [250] * 20, replies
+    dc.find_log_at_least(REUSED_LINE, 19, since=offset)
+    scans = dc.find_log(SCAN_LINE, since=offset)
+    assert len(scans) == 1 and "result=clean" in scans[0].group(0), scans
+    for user in RECIPIENTS:
+        assert mailbox_counts(dc, user) == (1, 0 if RECIPIENTS.index(user) % 2 else 1), user
+    assert_no_crash(dc)
+
+
+def test_lmtp_transaction_with_a_hung_clamd_takes_one_timeout(av, public_tmp):
+    # Issue: with a hung clamd, 20 recipients took 20 scan timeouts, past an
+    # MTA's data timeout. Now the failure is reused: about one timeout, and
+    # every recipient gets 451, with nothing stored.
+    fake = FakeClamd(public_tmp, "hung")
+    try:
+        dc = av(fake.address, users=transaction_users(),
+                dovekie_av_scan_timeout_msecs="1500")
+        offset = dc.log_offset()
+        start = time.monotonic()
+        replies = lmtp_transaction(dc, RECIPIENTS, make_message("x", "y\n"))
+        elapsed = time.monotonic() - start
+        for rcpt, (code, text) in zip(RECIPIENTS, replies):
+            assert code == 451 and text.startswith("4.7.1"), (rcpt, text)
+        assert 1.4 < elapsed < 1.5 * 3, elapsed
+        assert fake.connections == 1
+        dc.find_log_at_least(REUSED_LINE, 19, since=offset)
+        assert len(dc.find_log(SCAN_LINE, since=offset)) == 1
+        assert len(dc.find_log(REUSED_LINE, since=offset)) == 19
+        for user in RECIPIENTS[:3] + RECIPIENTS[-2:]:
+            assert mailbox_counts(dc, user) == (0, 0), user
         assert_no_crash(dc)
     finally:
         fake.stop()
