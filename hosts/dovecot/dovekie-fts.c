@@ -17,6 +17,7 @@
  * is registered.
  */
 #include "lib.h"
+#include <sys/stat.h>
 #include "array.h"
 #include "str.h"
 #include "istream.h"
@@ -59,6 +60,12 @@ struct dovekie_fts_backend {
 	char *index_path;
 	guid_128_t index_guid;
 	uint32_t index_uidvalidity;
+	/* The index directory the last open was tried in, as it was then:
+	   a failure after it was deleted (or replaced by a mailbox created
+	   under the same name) is no failure of the index. */
+	char *dir_path;
+	dev_t dir_dev;
+	ino_t dir_ino;
 };
 
 struct dovekie_fts_user {
@@ -130,6 +137,7 @@ static void dovekie_fts_backend_deinit(struct fts_backend *_backend)
 	struct dovekie_fts_backend *backend = (struct dovekie_fts_backend *)_backend;
 
 	dovekie_fts_close_index(backend);
+	i_free(backend->dir_path);
 	if (backend->fuser != NULL) {
 		struct dovekie_fts_backend *const *bp;
 		unsigned int i;
@@ -153,6 +161,7 @@ dovekie_fts_open(struct dovekie_fts_backend *backend, struct mailbox *box,
 {
 	struct mailbox_status status;
 	struct mailbox_metadata metadata;
+	struct stat st;
 	char error[DOVEKIE_BRIDGE_REASON_MAX];
 	const char *dir, *path;
 	int ret;
@@ -180,6 +189,14 @@ dovekie_fts_open(struct dovekie_fts_backend *backend, struct mailbox *box,
 		return 0;
 	}
 	dovekie_fts_close_index(backend);
+	i_free(backend->dir_path);
+	backend->dir_path = i_strdup(dir);
+	backend->dir_dev = 0;
+	backend->dir_ino = 0;
+	if (stat(dir, &st) == 0) {
+		backend->dir_dev = st.st_dev;
+		backend->dir_ino = st.st_ino;
+	}
 	if (dovekie_bridge_index_open(backend->duser->bridge, path, status.uidvalidity,
 				      &backend->index, error) < 0) {
 		*error_r = t_strdup(error);
@@ -192,6 +209,41 @@ dovekie_fts_open(struct dovekie_fts_backend *backend, struct mailbox *box,
 	return 0;
 }
 
+/* Whether box was deleted since its index was opened (by this session or
+   another): its index directory is gone, or is another one now (a mailbox
+   created under the same name), and the index went with it. */
+static bool
+dovekie_fts_box_gone(struct dovekie_fts_backend *backend, struct mailbox *box)
+{
+	const char *dir;
+	struct stat st;
+
+	if (mailbox_get_path_to(box, MAILBOX_LIST_PATH_TYPE_INDEX, &dir) <= 0)
+		return FALSE;
+	if (stat(dir, &st) < 0)
+		return errno == ENOENT;
+	return backend->dir_path != NULL && strcmp(backend->dir_path, dir) == 0 &&
+		backend->dir_ino != 0 &&
+		(st.st_dev != backend->dir_dev || st.st_ino != backend->dir_ino);
+}
+
+/* Logs an index failure for box: an error, or only a debug line when the
+   mailbox was deleted under us (Dovecot itself answers and logs that as it
+   does without an index). Returns TRUE if the mailbox is gone. */
+static bool
+dovekie_fts_box_failed(struct dovekie_fts_backend *backend, struct mailbox *box,
+		       const char *what, const char *error)
+{
+	bool gone = dovekie_fts_box_gone(backend, box);
+
+	if (gone)
+		dovekie_fts_close_index(backend);
+	e_log(backend->event, gone ? LOG_TYPE_DEBUG : LOG_TYPE_ERROR,
+	      "mailbox %s: %s%s%s", dovekie_log_quote(mailbox_get_vname(box)),
+	      what, what[0] == '\0' ? "" : ": ", error);
+	return gone;
+}
+
 static int
 dovekie_fts_get_last_uid(struct fts_backend *_backend, struct mailbox *box,
 			 uint32_t *last_uid_r)
@@ -201,16 +253,14 @@ dovekie_fts_get_last_uid(struct fts_backend *_backend, struct mailbox *box,
 	char error[DOVEKIE_BRIDGE_REASON_MAX];
 	const char *reason;
 
+	/* A mailbox deleted under us has nothing indexed: Dovecot goes on to
+	   read its mails, and answers for them as it does without an index. */
 	*last_uid_r = 0;
-	if (dovekie_fts_open(backend, box, &index, &reason) < 0) {
-		e_error(backend->event, "mailbox %s: %s",
-			dovekie_log_quote(mailbox_get_vname(box)), reason);
-		return -1;
-	}
+	if (dovekie_fts_open(backend, box, &index, &reason) < 0)
+		return dovekie_fts_box_failed(backend, box, "", reason) ? 0 : -1;
 	if (dovekie_bridge_index_last_uid(index, last_uid_r, error) < 0) {
-		e_error(backend->event, "mailbox %s: %s",
-			dovekie_log_quote(mailbox_get_vname(box)), error);
-		return -1;
+		*last_uid_r = 0;
+		return dovekie_fts_box_failed(backend, box, "", error) ? 0 : -1;
 	}
 	return 0;
 }
@@ -236,6 +286,9 @@ static int dovekie_fts_flush(struct dovekie_fts_update_context *ctx)
 	if (backend->index == NULL)
 		return 0;
 	if (dovekie_bridge_index_flush(backend->index, error) < 0) {
+		if (ctx->ctx.cur_box != NULL)
+			return dovekie_fts_box_failed(backend, ctx->ctx.cur_box,
+						      "", error) ? 0 : -1;
 		e_error(backend->event, "%s", error);
 		return -1;
 	}
@@ -294,11 +347,13 @@ dovekie_fts_update_expunge(struct fts_backend_update_context *_ctx, uint32_t uid
 	if (_ctx->cur_box == NULL)
 		return;
 	if (dovekie_fts_open(backend, _ctx->cur_box, &index, &reason) < 0) {
-		e_error(backend->event, "expunge uid %u: %s", uid, reason);
-		_ctx->failed = TRUE;
+		if (!dovekie_fts_box_failed(backend, _ctx->cur_box,
+					    t_strdup_printf("expunge uid %u", uid), reason))
+			_ctx->failed = TRUE;
 	} else if (dovekie_bridge_index_expunge(index, uid, error) < 0) {
-		e_error(backend->event, "expunge uid %u: %s", uid, error);
-		_ctx->failed = TRUE;
+		if (!dovekie_fts_box_failed(backend, _ctx->cur_box,
+					    t_strdup_printf("expunge uid %u", uid), error))
+			_ctx->failed = TRUE;
 	}
 }
 
@@ -327,7 +382,9 @@ dovekie_fts_index_mail(struct dovekie_fts_update_context *ctx,
 	duser->in_hook = TRUE;
 	if (mail_get_stream_because(ctx->mail, NULL, NULL, "dovekie fts", &input) < 0) {
 		duser->in_hook = was_in_hook;
-		if (ctx->mail->expunged)
+		/* Expunged, or the whole mailbox deleted under us. */
+		if (ctx->mail->expunged ||
+		    mailbox_get_last_mail_error(ctx->ctx.cur_box) == MAIL_ERROR_NOTFOUND)
 			return 0;
 		*error_r = mailbox_get_last_internal_error(ctx->ctx.cur_box, NULL);
 		return -1;
@@ -367,10 +424,11 @@ dovekie_fts_update_set_build_key(struct fts_backend_update_context *_ctx,
 		ret = dovekie_fts_open(backend, _ctx->cur_box, &index, &error);
 		if (ret == 0)
 			ret = dovekie_fts_index_mail(ctx, index, key->uid, &error);
-		if (ret < 0) {
-			e_error(backend->event, "mailbox %s: indexing uid %u failed: %s",
-				dovekie_log_quote(mailbox_get_vname(_ctx->cur_box)),
-				key->uid, error);
+		if (ret < 0 && dovekie_fts_box_failed(backend, _ctx->cur_box,
+				t_strdup_printf("indexing uid %u failed", key->uid), error)) {
+			/* Nothing left to index, and nothing failed. */
+			ctx->stop = TRUE;
+			ret = 0;
 		}
 	} T_END;
 	if (ret < 0) {
@@ -573,8 +631,8 @@ dovekie_fts_lookup_arg(struct dovekie_fts_backend *backend, struct mailbox *box,
 	ret = dovekie_bridge_index_lookup(index, scope, str_c(needle), dovekie_fts_add_uid,
 					  &tmp, &last_uid, error);
 	if (ret < 0) {
-		e_error(backend->event, "mailbox %s: lookup failed: %s",
-			dovekie_log_quote(mailbox_get_vname(box)), error);
+		/* Dovecot then searches without the index. */
+		(void)dovekie_fts_box_failed(backend, box, "lookup failed", error);
 		return -1;
 	}
 	if (ret == 0)
@@ -629,14 +687,12 @@ dovekie_fts_lookup(struct fts_backend *_backend, struct mailbox *box,
 	int ret = 0;
 
 	if (mailbox_get_status(box, STATUS_UIDNEXT, &status) < 0) {
-		e_error(backend->event, "mailbox %s: %s",
-			dovekie_log_quote(mailbox_get_vname(box)),
+		(void)dovekie_fts_box_failed(backend, box, "",
 			mailbox_get_last_internal_error(box, NULL));
 		return -1;
 	}
 	if (dovekie_fts_open(backend, box, &index, &reason) < 0) {
-		e_error(backend->event, "mailbox %s: %s",
-			dovekie_log_quote(mailbox_get_vname(box)), reason);
+		(void)dovekie_fts_box_failed(backend, box, "", reason);
 		return -1;
 	}
 	for (; args != NULL && ret >= 0; args = args->next) T_BEGIN {

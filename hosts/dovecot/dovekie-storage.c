@@ -275,25 +275,28 @@ dovekie_judge(void *context, const struct dovekie_bridge_message *msg,
 	return 0;
 }
 
-/* Whether reading reader failed because its message is gone: another
-   session expunged it (Dovecot's mail_set_expunged()). */
-static bool dovekie_read_expunged(struct mail *reader)
-{
-	return reader->expunged ||
-		mailbox_get_last_mail_error(reader->box) == MAIL_ERROR_EXPUNGED;
-}
+/* How reading a message for its verdict failed. */
+enum dovekie_read_failure {
+	DOVEKIE_READ_OK = 0,
+	/* Another session expunged it (Dovecot's mail_set_expunged()). */
+	DOVEKIE_READ_EXPUNGED,
+	/* Any other storage failure (the mailbox deleted under us, an index
+	   error); the storage error is Dovecot's. */
+	DOVEKIE_READ_FAILED,
+};
 
-/* Judges mail. When its bytes cannot be read because the message was
-   expunged meanwhile, and expunged_r is not NULL, *expunged_r is set and
-   nothing is logged: the verdict is a TEMPFAIL (no bytes may be served),
-   and the caller hands Dovecot's own "expunged" error on instead, which
-   imap answers as stock Dovecot does (FETCH and SEARCH OK
-   [EXPUNGEISSUED], COPY NO [EXPUNGEISSUED]). */
+/* Judges mail. If its bytes cannot be read, the verdict is a TEMPFAIL (no
+   bytes may be served), and: with failure_r NULL the failure is logged
+   here; else *failure_r and *error_r say what failed, nothing is logged,
+   and the caller may hand Dovecot's own error on instead, which imap
+   answers as stock Dovecot does (an expunged message: FETCH and SEARCH
+   OK [EXPUNGEISSUED], COPY NO [EXPUNGEISSUED]). */
 static enum dovekie_bridge_verdict
 dovekie_check_mail_int(struct dovekie_user *duser, struct mail *mail, bool save,
 		       int origin, const char *mailbox_name, bool isolated,
 		       char reason[DOVEKIE_BRIDGE_REASON_MAX],
-		       struct dovekie_bridge_result *result, bool *expunged_r)
+		       struct dovekie_bridge_result *result,
+		       enum dovekie_read_failure *failure_r, const char **error_r)
 {
 	struct dovekie_judge_ctx ctx = {
 		.duser = duser, .save = save, .origin = origin,
@@ -328,15 +331,17 @@ dovekie_check_mail_int(struct dovekie_user *duser, struct mail *mail, bool save,
 		mail_set_seq(own, mail->seq);
 		reader = own;
 	}
-	if (expunged_r != NULL)
-		*expunged_r = FALSE;
+	if (failure_r != NULL)
+		*failure_r = DOVEKIE_READ_OK;
 	if (dovekie_read_mail_as(duser, reader, mail->uid, mailbox_name, dovekie_judge,
 				 &ctx, &error) < 0) {
-		if (expunged_r != NULL && dovekie_read_expunged(reader)) {
-			*expunged_r = TRUE;
-			e_debug(duser->event, "%s", error);
-		} else {
+		if (failure_r == NULL)
 			e_error(duser->event, "%s", error);
+		else {
+			*failure_r = reader->expunged ||
+				mailbox_get_last_mail_error(reader->box) == MAIL_ERROR_EXPUNGED ?
+				DOVEKIE_READ_EXPUNGED : DOVEKIE_READ_FAILED;
+			*error_r = error;
 		}
 		i_strocpy(reason, "Temporary failure reading the message, try again later",
 			  DOVEKIE_BRIDGE_REASON_MAX);
@@ -356,7 +361,7 @@ dovekie_check_mail(struct dovekie_user *duser, struct mail *mail, bool save,
 		   char reason[DOVEKIE_BRIDGE_REASON_MAX])
 {
 	return dovekie_check_mail_int(duser, mail, save, origin, mailbox_name,
-				      FALSE, reason, NULL, NULL);
+				      FALSE, reason, NULL, NULL, NULL);
 }
 
 enum dovekie_bridge_verdict
@@ -365,7 +370,7 @@ dovekie_check_delivery(struct dovekie_user *duser, struct mail *mail,
 {
 	return dovekie_check_mail_int(duser, mail, TRUE,
 				      DOVEKIE_BRIDGE_SAVE_DELIVERY, mailbox_name,
-				      FALSE, result->reason, result, NULL);
+				      FALSE, result->reason, result, NULL, NULL);
 }
 
 int dovekie_foreach_mailbox(struct mail_user *user, dovekie_mailbox_func_t *func,
@@ -391,15 +396,27 @@ int dovekie_foreach_mailbox(struct mail_user *user, dovekie_mailbox_func_t *func
 }
 
 /* Judges a message a client is about to read, with everything the
-   verdict says (a DIVERT's mailbox) in result; *expunged_r as for
-   dovekie_check_mail_int(). */
-static enum dovekie_bridge_verdict
+   verdict says (a DIVERT's mailbox) in result. Returns -1 when its bytes
+   could not be read: the reader gets Dovecot's own error, exactly as
+   without dovekie (the message has no bytes to guard, and Dovecot logged
+   any internal error itself). */
+static int
 dovekie_check_read(struct dovekie_user *duser, struct mail *mail, int origin,
-		   struct dovekie_bridge_result *result, bool *expunged_r)
+		   struct dovekie_bridge_result *result,
+		   enum dovekie_bridge_verdict *verdict_r)
 {
-	return dovekie_check_mail_int(duser, mail, FALSE, origin,
-				      mailbox_get_vname(mail->box), FALSE,
-				      result->reason, result, expunged_r);
+	enum dovekie_read_failure failure;
+	const char *error;
+
+	*verdict_r = dovekie_check_mail_int(duser, mail, FALSE, origin,
+					    mailbox_get_vname(mail->box), FALSE,
+					    result->reason, result, &failure, &error);
+	if (failure == DOVEKIE_READ_OK)
+		return 0;
+	e_debug(duser->event, "%s", error);
+	if (failure == DOVEKIE_READ_EXPUNGED)
+		mail_set_expunged(mail);
+	return -1;
 }
 
 /* Sets the storage error that IMAP and LMTP turn into their replies:
@@ -494,7 +511,8 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 	struct dovekie_user *duser = dovekie_box_user(box);
 	enum dovekie_bridge_verdict verdict;
 	char reason[DOVEKIE_BRIDGE_REASON_MAX];
-	bool expunged;
+	enum dovekie_read_failure failure;
+	const char *error;
 	int origin;
 
 	if (duser != NULL && duser->delivery_checked && ctx->saving) {
@@ -516,13 +534,16 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 		origin = DOVEKIE_BRIDGE_SAVE_APPEND;
 	verdict = dovekie_check_mail_int(duser, mail, TRUE, origin,
 					 mailbox_get_vname(box), TRUE, reason, NULL,
-					 &expunged);
-	if (expunged) {
+					 &failure, &error);
+	if (failure == DOVEKIE_READ_EXPUNGED) {
 		/* Gone since the COPY began: imap skips it as Dovecot does. */
+		e_debug(duser->event, "%s", error);
 		mail_set_expunged(mail);
 		mailbox_save_cancel(&ctx);
 		return -1;
 	}
+	if (failure != DOVEKIE_READ_OK)
+		e_error(duser->event, "%s", error);
 	if (verdict != DOVEKIE_BRIDGE_ACCEPT) {
 		dovekie_set_verdict_error(box, verdict, reason);
 		mailbox_save_cancel(&ctx);
@@ -657,7 +678,6 @@ dovekie_mail_get_stream(struct mail *_mail, bool get_body,
 	enum dovekie_bridge_verdict verdict;
 	struct dovekie_bridge_result result;
 	const char *module, *why;
-	bool expunged;
 	int origin;
 
 	if (dovekie_is_noticed(duser, _mail))
@@ -686,13 +706,9 @@ dovekie_mail_get_stream(struct mail *_mail, bool get_body,
 		}
 		if (origin >= 0) {
 			dmail->read_checked_uid = _mail->uid;
-			verdict = dovekie_check_read(duser, _mail, origin, &result,
-						     &expunged);
-			if (expunged) {
-				/* No bytes to guard: the reader gets Dovecot's
-				   own error, exactly as without dovekie. */
+			if (dovekie_check_read(duser, _mail, origin, &result,
+					       &verdict) < 0) {
 				dmail->read_checked_uid = 0;
-				mail_set_expunged(_mail);
 				return -1;
 			}
 			if (verdict == DOVEKIE_BRIDGE_DIVERT) {

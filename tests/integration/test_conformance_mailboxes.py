@@ -14,7 +14,11 @@ and neither log may hold an Error line, the indexer-worker's included.
 
 from __future__ import annotations
 
-from conformance import Pair, assert_clean_log, stock_and_dovekie  # noqa: F401
+import random
+import re
+import threading
+
+from conformance import Pair, RawImap, assert_clean_log, stock_and_dovekie  # noqa: F401
 from test_search import INDEX_FILE
 
 
@@ -30,7 +34,7 @@ OLD = message("oldsubject here", "the oldword body", "oldtag")
 NEW = message("newsubject here", "the newword body", "newtag")
 MORE = message("moresubject here", "the moreword body", "moretag")
 
-SEARCHES = ["SEARCH BODY oldword", "SEARCH BODY newword", "SEARCH BODY moreword",
+SEARCHES = ["SEARCH BODY alpha", "SEARCH BODY oldword", "SEARCH BODY newword", "SEARCH BODY moreword",
             "SEARCH TEXT oldword", "SEARCH TEXT newword", "SEARCH TEXT moreword",
             "SEARCH SUBJECT oldsubject", "SEARCH SUBJECT newsubject",
             "SEARCH SUBJECT moresubject", "SEARCH HEADER X-Tag oldtag",
@@ -119,3 +123,140 @@ def test_delete_create_rename_in_one_session(stock_and_dovekie):
     assert not maildir_index(dk, "Moved").exists() and not maildir_index(dk, "Twice").exists()
     assert_clean_log(stock)
     assert_clean_log(dk)
+
+
+# ---- concurrent ----
+
+SEARCHERS = 3
+CYCLES = 12
+
+# What Dovecot answers a session whose mailbox another one deletes and
+# creates under it; stock gives each of them too. A SERVERBUG reply must
+# come with nothing but Dovecot's own race errors in the log (below).
+STOCK_RACE_REPLIES = re.compile(
+    rb"^NO \[(?:NONEXISTENT|TRYCREATE|ALREADYEXISTS)\] |^NO Mailbox doesn't exist"
+    rb"|^NO \[EXPUNGEISSUED\] |^NO Mailbox was deleted under us"
+    rb"|^NO \[SERVERBUG\] Internal error occurred")
+# Dovecot's own maildir races between DELETE, CREATE and an open of the same
+# mailbox: stock logs them too, about its index, cache, uidlist and temporary
+# files. A dovekie line is allowed only with such a race as its cause (the
+# index failed to read a mail because of it); any other Error is a failure.
+DOVECOT_RACE = (r"Mailbox \S+: .*(?:dovecot\.index|dovecot-uidlist|/tmp/)"
+                r"|\((?:unlink|rename)\(.*(?:dovecot-uidlist|/tmp/).*\) failed: No such file"
+                r"|dotlock .*dovecot-uidlist\.lock was immediately deleted under us"
+                r"|Mailbox \S+: Deleting corrupted cache: "
+                # Dovecot's fts plugin reads each mail it indexes itself, and
+                # the indexer-worker logs any failure: any fts backend.
+                r"|Failed to read stream: Mailbox was deleted under us")
+DOVECOT_RACE_ERRORS = re.compile(
+    DOVECOT_RACE + r"|Mailbox \S+: indexer failed to index mailbox"
+    r"|Transaction commit failed: FTS transaction commit failed: backend deinit")
+
+
+def _owner(dc, done: threading.Event, replies: list[bytes],
+           errors: list[BaseException]) -> None:
+    """Deletes Box, creates it again and appends to it, over and over."""
+    try:
+        s = RawImap(dc)
+        try:
+            for i in range(CYCLES):
+                s.run("DELETE Box")
+                # A session that has it open may have brought the directory
+                # back (Dovecot's maildir, stock too): then it exists.
+                created = s.run("CREATE Box")[-1]
+                assert created.startswith((b"TAG OK", b"TAG NO [ALREADYEXISTS]")), created
+                word = "alpha" if i % 2 else "beta"
+                for raw in (message(f"cycle {word}", f"{word} body {i}", f"t{i}"),
+                            message("cycle other", f"other body {i}", f"u{i}")):
+                    status = s.run(f"APPEND Box () {DATE}", raw)[-1]
+                    if not status.startswith(b"TAG OK"):
+                        replies.append(status[len(b"TAG "):].strip())
+        finally:
+            s.close()
+    except BaseException as e:  # reported by the main thread
+        errors.append(e)
+    finally:
+        done.set()
+
+
+def _searcher(dc, seed: int, done: threading.Event, replies: list[bytes],
+              errors: list[BaseException]) -> None:
+    rng = random.Random(seed)
+    s = None
+    try:
+        while not done.is_set():
+            try:
+                if s is None:
+                    s = RawImap(dc)
+                lines = s.run("EXAMINE Box")
+                if lines[-1].startswith(b"TAG OK"):
+                    lines = s.run(rng.choice(["SEARCH BODY alpha", "SEARCH TEXT beta",
+                                              "SEARCH SUBJECT alpha", "SEARCH HEADER X-Tag t1",
+                                              "UID SEARCH BODY other"]))
+            except ConnectionError:
+                # Dovecot disconnects a session whose selected mailbox
+                # another one deleted; stock does too.
+                s = None
+                continue
+            if not lines[-1].startswith(b"TAG OK"):
+                replies.append(lines[-1][len(b"TAG "):].strip())
+    except BaseException as e:  # reported by the main thread
+        errors.append(e)
+    finally:
+        if s is not None:
+            s.close()
+
+
+def run_concurrent(dc) -> list[bytes]:
+    replies: list[bytes] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+    RawImap(dc).run("CREATE Box")
+    threads = [threading.Thread(target=_owner, args=(dc, done, replies, errors))]
+    threads += [threading.Thread(target=_searcher, args=(dc, seed, done, replies, errors))
+                for seed in range(SEARCHERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert not any(t.is_alive() for t in threads)
+    return replies
+
+
+def unexpected_errors(dc) -> list[str]:
+    """Error lines beyond Dovecot's own races; a dovekie line only with such
+    a race as its cause."""
+    return [m.group(0) for m in dc.find_log(r"^[^\n]*(?:Panic: |Fatal: |Error: )[^\n]*$")
+            if not re.search(DOVECOT_RACE if "dovekie" in m.group(0) else DOVECOT_RACE_ERRORS,
+                             m.group(0))]
+
+
+def test_concurrent_delete_create_and_search(stock_and_dovekie):
+    stock, dk = stock_and_dovekie
+    stock_replies = run_concurrent(stock)
+    dk_replies = run_concurrent(dk)
+    allowed = set(stock_replies)
+    unexpected = [r for r in dk_replies
+                  if r not in allowed and not STOCK_RACE_REPLIES.match(r)]
+    assert not unexpected, f"NO/BAD from dovekie that stock did not give: {unexpected}"
+    # The mailbox left is searched right through its index: a search finds
+    # exactly the messages whose text holds the word.
+    s = RawImap(dk)
+    try:
+        s.run("CREATE Box")
+        s.append("Box", message("after alpha", "alpha after", "a1"))
+        s.append("Box", message("after beta", "beta after", "a2"))
+        assert s.run("SELECT Box")[-1].startswith(b"TAG OK")
+        texts = s.run("UID FETCH 1:* (BODY.PEEK[TEXT])")
+        assert len(texts) > 2, texts
+        for word in ("alpha", "beta", "other"):
+            want = [m.group(1).decode() for line in texts if (m := re.match(
+                rb"\* \d+ FETCH \(UID (\d+) BODY\[TEXT\] \{\d+\}\r\n", line))
+                and word.encode() in line.split(b"}\r\n", 1)[1]]
+            got = s.run(f"UID SEARCH BODY {word}")[0]
+            assert got == " ".join(["* SEARCH"] + want).encode() + b"\r\n", (word, got, want)
+    finally:
+        s.close()
+    assert not unexpected_errors(stock), ("stock", unexpected_errors(stock))
+    assert not unexpected_errors(dk), ("dovekie", unexpected_errors(dk))
