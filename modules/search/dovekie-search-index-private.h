@@ -3,7 +3,6 @@
 #ifndef DOVEKIE_SEARCH_INDEX_PRIVATE_H
 #define DOVEKIE_SEARCH_INDEX_PRIVATE_H
 
-#include <sys/types.h>
 #include <sqlite3.h>
 
 #include "dovekie-search-index.h"
@@ -15,9 +14,6 @@ struct _DovekieIndex {
   DovekieContext *ctx;
   gchar *path;
   sqlite3 *db;
-  /* The file db was opened on (see close_db()); 0 and 0 if unknown. */
-  dev_t db_dev;
-  ino_t db_ino;
   guint32 uidvalidity;
   DovekieSearchLimits limits;
 

@@ -190,30 +190,6 @@ start_run (DovekieIndex *index, GError **error)
 }
 
 static void
-remember_file (DovekieIndex *index)
-{
-  GStatBuf st;
-
-  if (g_stat (index->path, &st) == 0)
-    {
-      index->db_dev = st.st_dev;
-      index->db_ino = st.st_ino;
-    }
-}
-
-/* Whether the path still names the file the database was opened on. */
-static gboolean
-same_file (DovekieIndex *index)
-{
-  GStatBuf st;
-
-  if (index->db_ino == 0)
-    return TRUE;
-  return g_stat (index->path, &st) == 0 && st.st_dev == index->db_dev &&
-         st.st_ino == index->db_ino;
-}
-
-static void
 close_db (DovekieIndex *index)
 {
   g_clear_pointer (&index->insert_body, sqlite3_finalize);
@@ -229,20 +205,9 @@ close_db (DovekieIndex *index)
   g_clear_pointer (&index->insert_vocab, sqlite3_finalize);
   vocab_unread (index);
   g_clear_pointer (&index->read_vocab, sqlite3_finalize);
-  if (index->db != NULL && !same_file (index))
-    {
-      /* Its mailbox was deleted or renamed, and another index may live at
-       * the path now: keep SQLite from unlinking that one's -wal and -shm
-       * files, which it does by name when its last connection closes. */
-      int persist = 1;
-
-      (void) sqlite3_file_control (index->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
-    }
   if (index->db != NULL)
     sqlite3_close_v2 (index->db);
   index->db = NULL;
-  index->db_dev = 0;
-  index->db_ino = 0;
   index->in_txn = FALSE;
   index->batch_docs = 0;
   index->batch_skipped = 0;
@@ -544,8 +509,6 @@ open_db (DovekieIndex *index, GError **error)
                              MAX (index->limits.cache_size / 1024, 64));
   if (!exec_retry_busy (index, pragmas, error) || !exec (index, schema_sql, error))
     return FALSE;
-  /* SQLite has created the file by now (it opens it on first use). */
-  remember_file (index);
   if (!prepare_all (index, error))
     return FALSE;
   if (!get_meta (index, "schema", &schema, error) ||

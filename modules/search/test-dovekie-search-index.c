@@ -752,6 +752,45 @@ fake_emit (DovekieContext *ctx, const gchar *name, const gchar *const *fields)
   g_string_append_c (events, ';');
 }
 
+/* Issue 18: a mailbox deleted and created again under the same name has a
+ * new index at the old path, while another process may still hold the old
+ * one open. Closing that stale handle must leave the new index's files
+ * alone: SQLite unlinks "<path>-wal" and "<path>-shm" by name when the last
+ * connection of a file closes, but not for a file that was unlinked or
+ * moved (it checks that the database is unmoved), which the fts backend
+ * relies on; a third process would see the new index without its
+ * committed messages otherwise. */
+START_TEST (test_close_after_replaced_keeps_the_new_files)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree gchar *wal = g_strconcat (dbpath, "-wal", NULL);
+  g_autofree gchar *shm = g_strconcat (dbpath, "-shm", NULL);
+  DovekieIndex *old = open_index (1), *fresh, *reader;
+  guint32 last = 0;
+
+  add_doc (old, 1, NULL, "oldword");
+  ck_assert (v->flush (old, &error));
+  /* The mailbox is deleted (its files with it) and created again. */
+  ck_assert_int_eq (g_unlink (wal), 0);
+  (void) g_unlink (shm);
+  ck_assert_int_eq (g_unlink (dbpath), 0);
+  fresh = open_index (2);
+  add_doc (fresh, 1, NULL, "newword");
+  ck_assert (v->flush (fresh, &error));
+  ck_assert (g_file_test (wal, G_FILE_TEST_EXISTS));
+
+  v->close (old);
+  ck_assert_msg (g_file_test (wal, G_FILE_TEST_EXISTS), "the new index lost its -wal");
+  reader = open_index (2);
+  ck_assert (v->get_last_uid (reader, &last, NULL));
+  ck_assert_uint_eq (last, 1);
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "newword", "1d");
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "oldword", "");
+  v->close (reader);
+  v->close (fresh);
+}
+END_TEST
+
 START_TEST (test_events)
 {
   DovekieHostApi api = { .log = fake_log, .emit = fake_emit };
@@ -809,6 +848,7 @@ index_suite (void)
     { "optimize_merges_and_returns_pages", test_optimize_merges_and_returns_pages, 1 },
     { "flush_tidies", test_flush_after_a_big_run_tidies, 1 },
     { "events", test_events, 1 },
+    { "close_after_replaced", test_close_after_replaced_keeps_the_new_files, 1 },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
