@@ -53,6 +53,22 @@ dovekie_bridge_retention_pop3_hidden (struct dovekie_bridge *bridge, uint32_t ui
   return svc != NULL && svc->pop3_hidden (ctx, uid);
 }
 
+const char *
+dovekie_bridge_retention_login_error (struct dovekie_bridge *bridge)
+{
+  DovekieContext *ctx;
+  const DovekieRetentionService *svc = retention_service (bridge, &ctx);
+  return svc != NULL ? svc->login_error (ctx) : NULL;
+}
+
+bool
+dovekie_bridge_retention_dele_ignored (struct dovekie_bridge *bridge)
+{
+  DovekieContext *ctx;
+  const DovekieRetentionService *svc = retention_service (bridge, &ctx);
+  return svc != NULL && svc->dele_ignored (ctx);
+}
+
 static int
 fail (GError *error, char error_r[DOVEKIE_BRIDGE_REASON_MAX])
 {
@@ -89,10 +105,13 @@ dovekie_bridge_retention_plan (struct dovekie_bridge *bridge,
                                const struct dovekie_bridge_retention_message *messages,
                                unsigned int n, uint64_t quota_used, uint64_t quota_limit,
                                enum dovekie_bridge_retention_reason *reasons_r,
+                               uint32_t *unhide_r, unsigned int *n_unhide_r,
                                char error_r[DOVEKIE_BRIDGE_REASON_MAX])
 {
   DovekieContext *ctx;
   const DovekieRetentionService *svc = retention_service (bridge, &ctx);
+  g_autoptr (GArray) unhide = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autoptr (GHashTable) hidden = g_hash_table_new (g_direct_hash, g_direct_equal);
   g_autofree DovekieRetentionMessage *msgs = g_new0 (DovekieRetentionMessage, MAX (n, 1));
   g_autofree DovekieRetentionReason *reasons = g_new0 (DovekieRetentionReason, MAX (n, 1));
   GError *error = NULL;
@@ -102,14 +121,25 @@ dovekie_bridge_retention_plan (struct dovekie_bridge *bridge,
       msgs[i].uid = messages[i].uid;
       msgs[i].saved = messages[i].saved;
       msgs[i].size = messages[i].size;
+      msgs[i].hidden = messages[i].hidden;
       reasons_r[i] = DOVEKIE_BRIDGE_RETENTION_KEEP;
+      if (messages[i].hidden)
+        g_hash_table_add (hidden, GUINT_TO_POINTER (messages[i].uid));
     }
+  *n_unhide_r = 0;
   if (svc == NULL)
     return 0;
-  if (!svc->plan (ctx, msgs, n, quota_used, quota_limit, reasons, &error))
+  if (!svc->plan (ctx, msgs, n, quota_used, quota_limit, reasons, unhide, &error))
     return fail (error, error_r);
   for (guint i = 0; i < n; i++)
     reasons_r[i] = (enum dovekie_bridge_retention_reason) reasons[i];
+  /* Only hidden messages of the listing, each once. */
+  for (guint i = 0; i < unhide->len && *n_unhide_r < n; i++)
+    {
+      guint32 uid = g_array_index (unhide, guint32, i);
+      if (g_hash_table_remove (hidden, GUINT_TO_POINTER (uid)))
+        unhide_r[(*n_unhide_r)++] = uid;
+    }
   return 0;
 }
 

@@ -243,6 +243,7 @@ static void dovekie_mail_user_created(struct mail_user *user)
 	} T_END;
 	T_BEGIN {
 		dovekie_refuse_pop3_if_guarded(duser);
+		dovekie_retention_refuse_login(duser);
 	} T_END;
 	e_debug(duser->event, "%u module(s) loaded for service %s",
 		dovekie_bridge_module_count(duser->bridge), user->service);

@@ -1,9 +1,10 @@
 /* The retention expiry run over one INBOX, shared by the end of a POP3
  * session and `doveadm dovekie retention run`.
  *
- * It lists every message (UID, save date, physical size), asks the module
- * for its plan, and expunges exactly the planned messages in one
- * transaction. While the plan is open, the module's expunge hook lets
+ * It lists every message (UID, save date, physical size, whether it has
+ * the hide keyword), asks the module for its plan, and in one transaction
+ * expunges exactly the planned messages and removes the keyword from those
+ * the module unhides (hidden with no DELE on record). While the plan is open, the module's expunge hook lets
  * those (and only those) through, even in a POP3 session. */
 #include "lib.h"
 #include "array.h"
@@ -28,8 +29,20 @@ ARRAY_DEFINE_TYPE(dovekie_retention_message, struct dovekie_bridge_retention_mes
 /* A progress line every this many messages on large runs. */
 #define RETENTION_PROGRESS_EVERY 10000
 
+static bool retention_has_keyword(struct mail *mail, const char *keyword)
+{
+	const char *const *kw;
+
+	for (kw = mail_get_keywords(mail); *kw != NULL; kw++) {
+		if (strcasecmp(*kw, keyword) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
 static int
 retention_list(struct mailbox *box, struct mailbox_transaction_context *t,
+	       const char *keyword,
 	       ARRAY_TYPE(dovekie_retention_message) *messages,
 	       const char **error_r)
 {
@@ -42,7 +55,8 @@ retention_list(struct mailbox *box, struct mailbox_transaction_context *t,
 	args = mail_search_build_init();
 	mail_search_build_add_all(args);
 	ctx = mailbox_search_init(t, args, NULL,
-				  MAIL_FETCH_SAVE_DATE | MAIL_FETCH_PHYSICAL_SIZE, NULL);
+				  MAIL_FETCH_SAVE_DATE | MAIL_FETCH_PHYSICAL_SIZE |
+				  MAIL_FETCH_FLAGS, NULL);
 	mail_search_args_unref(&args);
 	while (mailbox_search_next(ctx, &mail)) {
 		struct dovekie_bridge_retention_message *msg =
@@ -51,6 +65,7 @@ retention_list(struct mailbox *box, struct mailbox_transaction_context *t,
 		msg->uid = mail->uid;
 		msg->saved = mail_get_save_date(mail, &saved) < 0 ? -1 : (int64_t)saved;
 		msg->size = mail_get_physical_size(mail, &size) < 0 ? -1 : (int64_t)size;
+		msg->hidden = keyword != NULL && retention_has_keyword(mail, keyword);
 	}
 	if (mailbox_search_deinit(&ctx) < 0) {
 		*error_r = mailbox_get_last_internal_error(box, NULL);
@@ -96,6 +111,34 @@ retention_quota(struct dovekie_user *duser, struct mailbox *box, uint64_t *used_
 	quota_root_iter_deinit(&iter);
 }
 
+/* Removes the hide keyword from uids, in t (committed with the expunges). */
+static int
+retention_unhide(struct dovekie_user *duser, struct mailbox_transaction_context *t,
+		 struct mail *mail, const char *keyword, const uint32_t *uids,
+		 unsigned int count, const char **error_r)
+{
+	struct mailbox *box = mailbox_transaction_get_mailbox(t);
+	const char *keywords[] = { keyword, NULL };
+	struct mail_keywords *kw;
+	unsigned int i;
+
+	if (mailbox_keywords_create(box, keywords, &kw) < 0) {
+		*error_r = mailbox_get_last_internal_error(box, NULL);
+		return -1;
+	}
+	for (i = 0; i < count; i++) {
+		if (!mail_set_uid(mail, uids[i]))
+			continue;
+		mail_update_keywords(mail, MODIFY_REMOVE, kw);
+		dovekie_bridge_retention_log(duser->bridge, t_strdup_printf(
+			"unhide user=%s mailbox=%s uid=%u reason=no-record",
+			mailbox_get_namespace(box)->user->username,
+			dovekie_log_quote(mailbox_get_vname(box)), uids[i]));
+	}
+	mailbox_keywords_unref(&kw);
+	return 0;
+}
+
 int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bool dry_run,
 			     void (*print)(void *context, const struct dovekie_retention_action *action),
 			     void *context, const char **error_r)
@@ -106,6 +149,9 @@ int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bo
 	struct mailbox_transaction_context *t;
 	enum dovekie_bridge_retention_reason *reasons;
 	const struct dovekie_bridge_retention_message *msgs;
+	const char *keyword = dovekie_bridge_retention_keyword(bridge);
+	uint32_t *unhide;
+	unsigned int n_unhide;
 	struct dovekie_retention_action action;
 	struct mail *mail;
 	char error[DOVEKIE_BRIDGE_REASON_MAX];
@@ -124,7 +170,7 @@ int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bo
 	i_array_init(&messages, 256);
 	i_array_init(&gone, 16);
 	t = mailbox_transaction_begin(box, 0, "dovekie retention expire");
-	if (retention_list(box, t, &messages, error_r) < 0) {
+	if (retention_list(box, t, keyword, &messages, error_r) < 0) {
 		mailbox_transaction_rollback(&t);
 		array_free(&messages);
 		array_free(&gone);
@@ -132,12 +178,14 @@ int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bo
 	}
 	msgs = array_get(&messages, &count);
 	reasons = i_new(enum dovekie_bridge_retention_reason, count + 1);
+	unhide = i_new(uint32_t, count + 1);
 	retention_quota(duser, box, &quota_used, &quota_limit);
 	if (dovekie_bridge_retention_plan(bridge, msgs, count, quota_used, quota_limit,
-					  reasons, error) < 0) {
+					  reasons, unhide, &n_unhide, error) < 0) {
 		*error_r = t_strdup(error);
 		mailbox_transaction_rollback(&t);
 		i_free(reasons);
+		i_free(unhide);
 		array_free(&messages);
 		array_free(&gone);
 		return -1;
@@ -172,14 +220,19 @@ int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bo
 			array_push_back(&gone, &msgs[i].uid);
 		}
 	}
+	if (n_unhide > 0 && !dry_run &&
+	    retention_unhide(duser, t, mail, keyword, unhide, n_unhide, error_r) < 0)
+		ret = -1;
 	mail_free(&mail);
-	if (dry_run)
+	if (dry_run || ret < 0) {
 		mailbox_transaction_rollback(&t);
-	else if (mailbox_transaction_commit(&t) < 0) {
+		array_clear(&gone);
+	} else if (mailbox_transaction_commit(&t) < 0) {
 		*error_r = mailbox_get_last_internal_error(box, NULL);
 		array_clear(&gone);
 		ret = -1;
-	} else if (array_count(&gone) > 0 && mailbox_sync(box, 0) < 0) {
+	} else if ((array_count(&gone) > 0 || n_unhide > 0) &&
+		   mailbox_sync(box, 0) < 0) {
 		*error_r = mailbox_get_last_internal_error(box, NULL);
 		ret = -1;
 	}
@@ -187,6 +240,7 @@ int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bo
 	dovekie_bridge_retention_done(bridge,
 		array_count(&gone) > 0 ? array_front(&gone) : NULL, array_count(&gone));
 	i_free(reasons);
+	i_free(unhide);
 	array_free(&messages);
 	array_free(&gone);
 	return ret < 0 ? -1 : (int)planned;

@@ -15,13 +15,27 @@
  *             or TOP with enough lines (fetchmail fetches with TOP), but
  *             not a TOP that stops short. pop3 allocates one mail per
  *             fetch; its free() tells whether the stream hit EOF.
- *   QUIT      in destroy, after pop3 committed its QUIT: downloaded UIDs
- *             (and RETRed msgnums of seen_bitmask) and DELEd msgnums
- *             (deleted_bitmask) go to the module as UIDs, whose state
- *             writes are one kv batch (one attribute commit); the UIDs it
- *             returns get the keyword; then the expiry check runs, if the
- *             module says something can be due. A
- *             session without QUIT records nothing (RFC 1939).
+ *   QUIT      pop3's QUIT commits its transaction (\Seen flags, the
+ *             expunges of DELE) before it answers. Our transaction_commit
+ *             of that one transaction records the session first: the
+ *             downloaded UIDs (and RETRed msgnums of seen_bitmask) and the
+ *             DELEd msgnums (deleted_bitmask) go to the module as UIDs,
+ *             whose state writes are one kv batch (one attribute commit);
+ *             the UIDs it returns get the keyword inside pop3's own
+ *             transaction; then the batch is committed, then pop3's
+ *             transaction. If the records cannot be committed, pop3's
+ *             transaction is rolled back and the commit fails: pop3
+ *             answers -ERR and nothing changed (RFC 1939 UPDATE state).
+ *             A session without QUIT records nothing.
+ *   reply     with dele = ignore, "messages deleted" would be false: once
+ *             pop3's sync after the commit succeeded (our sync_deinit),
+ *             we answer QUIT ourselves and close the connection, so
+ *             pop3's own line is not sent.
+ *   expiry    in destroy, after the reply: the expiry check runs, if the
+ *             module says something can be due.
+ *   login     a login whose client name the module does not accept is
+ *             refused in the mail_user_created hook (user->error), before
+ *             pop3 answers the login.
  *
  * pop3's symbols exist only in the pop3 binary: weak, as in dovekie-pop3.c.
  */
@@ -38,6 +52,13 @@
 
 #pragma weak pop3_client_created_hook_set
 #pragma weak pop3_module_register
+#pragma weak client_send_line
+#pragma weak client_disconnect
+
+#define RETENTION_QUIT_IGNORED_REPLY \
+	"+OK Logging out, messages kept (deletion is disabled on this server)."
+#define RETENTION_QUIT_FAILED_ERROR \
+	"Could not save the session, nothing was changed; try again later"
 
 #define RETENTION_CLIENT_CONTEXT(obj) \
 	MODULE_CONTEXT_REQUIRE(obj, dovekie_retention_pop3_module)
@@ -56,6 +77,12 @@ struct dovekie_retention_client {
 	bool listing_complete;
 	/* UIDs whose whole message was sent (see "download" above) */
 	ARRAY(uint32_t) downloaded;
+	/* QUIT's commit: running (our own commits inside it pass through),
+	   done (recorded and committed) */
+	bool quit_committing:1;
+	bool quit_recorded:1;
+	/* answer QUIT ourselves after pop3's sync (dele = ignore) */
+	bool quit_reply_ignored:1;
 };
 
 struct dovekie_retention_user {
@@ -85,6 +112,13 @@ static MODULE_CONTEXT_DEFINE_INIT(dovekie_retention_mail_module, &mail_module_re
 	MODULE_CONTEXT_REQUIRE(obj, dovekie_retention_mail_module)
 static pop3_client_created_func_t *next_hook_client_created;
 static bool retention_pop3_hooked;
+
+static int
+retention_transaction_commit(struct mailbox_transaction_context *t,
+			     struct mail_transaction_commit_changes *changes_r);
+static int
+retention_sync_deinit(struct mailbox_sync_context *ctx,
+		      struct mailbox_sync_status *status_r);
 
 /* ---- the listing ---- */
 
@@ -169,6 +203,8 @@ static void retention_mailbox_allocated(struct mailbox *box)
 	v->search_init = retention_search_init;
 	v->search_next_nonblock = retention_search_next_nonblock;
 	v->search_deinit = retention_search_deinit;
+	v->transaction_commit = retention_transaction_commit;
+	v->sync_deinit = retention_sync_deinit;
 	MODULE_CONTEXT_SET(box, dovekie_retention_storage_module, rbox);
 }
 
@@ -258,12 +294,14 @@ static bool bit_set(const unsigned char *bitmask, unsigned int msgnum)
 		(bitmask[msgnum / CHAR_BIT] & (1 << (msgnum % CHAR_BIT))) != 0;
 }
 
+/* Adds the hide keyword to uids inside pop3's QUIT transaction, so the
+   keyword lands with pop3's own changes. */
 static int
-retention_mark_hidden(struct mailbox *box, const char *keyword,
-		      const uint32_t *uids, unsigned int count, const char **error_r)
+retention_add_hidden(struct mailbox_transaction_context *t, const char *keyword,
+		     const uint32_t *uids, unsigned int count, const char **error_r)
 {
+	struct mailbox *box = mailbox_transaction_get_mailbox(t);
 	const char *keywords[] = { keyword, NULL };
-	struct mailbox_transaction_context *t;
 	struct mail_keywords *kw;
 	struct mail *mail;
 	unsigned int i;
@@ -272,7 +310,6 @@ retention_mark_hidden(struct mailbox *box, const char *keyword,
 		*error_r = mailbox_get_last_internal_error(box, NULL);
 		return -1;
 	}
-	t = mailbox_transaction_begin(box, 0, "dovekie retention hide");
 	mail = mail_alloc(t, 0, NULL);
 	for (i = 0; i < count; i++) {
 		if (mail_set_uid(mail, uids[i]))
@@ -280,14 +317,14 @@ retention_mark_hidden(struct mailbox *box, const char *keyword,
 	}
 	mail_free(&mail);
 	mailbox_keywords_unref(&kw);
-	if (mailbox_transaction_commit(&t) < 0) {
-		*error_r = mailbox_get_last_internal_error(box, NULL);
-		return -1;
-	}
 	return 0;
 }
 
-static void retention_quit(struct dovekie_retention_client *rclient)
+/* Records the session (one kv batch) and adds the hide keyword in t.
+   0, or -1 with error_r: then nothing was recorded. */
+static int
+retention_record_quit(struct dovekie_retention_client *rclient,
+		      struct mailbox_transaction_context *t, const char **error_r)
 {
 	struct client *client = rclient->client;
 	struct dovekie_bridge *bridge = rclient->duser->bridge;
@@ -297,7 +334,6 @@ static void retention_quit(struct dovekie_retention_client *rclient)
 	const uint32_t *down;
 	unsigned int n_down;
 	char error[DOVEKIE_BRIDGE_REASON_MAX];
-	const char *errstr;
 
 	uids = array_get(&rclient->listing, &count);
 	count = I_MIN(count, client->messages_count);
@@ -314,38 +350,134 @@ static void retention_quit(struct dovekie_retention_client *rclient)
 	/* The module records a UID's first download once; repeats are fine. */
 	for (i = 0; i < n_down; i++)
 		retr[n_retr++] = down[i];
+	if (n_retr == 0 && n_del == 0)
+		return 0;
 	/* One attribute transaction for all of the session's records, not
 	   one INBOX open and commit per message: all or nothing. */
-	if (dovekie_kv_batch_begin(rclient->duser, &errstr) < 0) {
-		e_error(rclient->duser->event,
-			"retention: recording the session failed: %s", errstr);
-		return;
-	}
+	if (dovekie_kv_batch_begin(rclient->duser, error_r) < 0)
+		return -1;
 	if (dovekie_bridge_retention_pop3_quit(bridge, retr, n_retr, del, n_del,
 					       hide, &n_hide, error) < 0) {
-		(void)dovekie_kv_batch_end(rclient->duser, FALSE, &errstr);
-		e_error(rclient->duser->event,
-			"retention: recording the session failed: %s", error);
-		return;
-	}
-	if (dovekie_kv_batch_end(rclient->duser, TRUE, &errstr) < 0) {
-		e_error(rclient->duser->event,
-			"retention: recording the session failed: %s", errstr);
-		return;
+		const char *ignored;
+
+		(void)dovekie_kv_batch_end(rclient->duser, FALSE, &ignored);
+		*error_r = t_strdup(error);
+		return -1;
 	}
 	if (n_hide > 0 &&
-	    retention_mark_hidden(client->mailbox,
-				  dovekie_bridge_retention_keyword(bridge),
-				  hide, n_hide, &errstr) < 0) {
-		e_error(rclient->duser->event,
-			"retention: marking DELEd messages failed: %s", errstr);
+	    retention_add_hidden(t, dovekie_bridge_retention_keyword(bridge),
+				 hide, n_hide, error_r) < 0) {
+		const char *ignored;
+
+		(void)dovekie_kv_batch_end(rclient->duser, FALSE, &ignored);
+		return -1;
 	}
+	return dovekie_kv_batch_end(rclient->duser, TRUE, error_r);
+}
+
+/* pop3's QUIT commits client->trans (already NULL here) while it is not
+   disconnected; a failed client_update_mails() disconnects first, and the
+   commit in destroy then is not a QUIT that succeeded. */
+static bool
+retention_is_quit_commit(struct dovekie_retention_client *rclient,
+			 struct mailbox_transaction_context *t)
+{
+	struct client *client = rclient->client;
+
+	return client->quit_seen && !client->disconnected &&
+		client->trans == NULL && !rclient->quit_committing &&
+		!rclient->quit_recorded && rclient->listing_complete &&
+		client->mailbox == mailbox_transaction_get_mailbox(t) &&
+		rclient->duser->bridge != NULL;
+}
+
+static int
+retention_transaction_commit(struct mailbox_transaction_context *t,
+			     struct mail_transaction_commit_changes *changes_r)
+{
+	struct dovekie_retention_mailbox *rbox = RETENTION_BOX_CONTEXT(t->box);
+	struct dovekie_retention_client *rclient = rbox->rclient;
+	struct mailbox *box = t->box;
+	const char *error;
+	int ret;
+
+	if (rclient == NULL || !retention_is_quit_commit(rclient, t))
+		return rbox->module_ctx.super.transaction_commit(t, changes_r);
+
+	rclient->quit_committing = TRUE;
+	T_BEGIN {
+		ret = retention_record_quit(rclient, t, &error);
+		if (ret < 0) {
+			e_error(rclient->duser->event, "retention: recording the "
+				"session failed: %s; QUIT answered -ERR, nothing "
+				"was changed", error);
+		}
+	} T_END;
+	rclient->quit_committing = FALSE;
+	if (ret < 0) {
+		rbox->module_ctx.super.transaction_rollback(t);
+		mail_storage_set_error(box->storage, MAIL_ERROR_TEMP,
+				       RETENTION_QUIT_FAILED_ERROR);
+		return -1;
+	}
+	rclient->quit_recorded = TRUE;
+	if (rbox->module_ctx.super.transaction_commit(t, changes_r) < 0) {
+		e_error(rclient->duser->event, "retention: the session's records "
+			"were saved, but committing the POP3 changes failed: %s",
+			mailbox_get_last_internal_error(box, NULL));
+		return -1;
+	}
+	rclient->quit_reply_ignored = rclient->client->deleted &&
+		client_send_line != NULL && client_disconnect != NULL &&
+		dovekie_bridge_retention_dele_ignored(rclient->duser->bridge);
+	return 0;
+}
+
+static int
+retention_sync_deinit(struct mailbox_sync_context *ctx,
+		      struct mailbox_sync_status *status_r)
+{
+	struct dovekie_retention_mailbox *rbox = RETENTION_BOX_CONTEXT(ctx->box);
+	struct dovekie_retention_client *rclient = rbox->rclient;
+
+	if (rbox->module_ctx.super.sync_deinit(ctx, status_r) < 0)
+		return -1;
+	/* pop3 syncs right after its QUIT commit, then answers: answer with
+	   the truth instead, and disconnect so that its line is not sent. */
+	if (rclient != NULL && rclient->quit_reply_ignored) {
+		rclient->quit_reply_ignored = FALSE;
+		client_send_line(rclient->client, RETENTION_QUIT_IGNORED_REPLY);
+		client_disconnect(rclient->client, "Logged out");
+	}
+	return 0;
+}
+
+static void retention_quit_expire(struct dovekie_retention_client *rclient)
+{
+	struct dovekie_bridge *bridge = rclient->duser->bridge;
+	const char *errstr;
+
 	if (dovekie_bridge_retention_expire_at_quit(bridge) &&
-	    dovekie_retention_expire(rclient->duser, client->mailbox, FALSE,
-				     NULL, NULL, &errstr) < 0) {
+	    dovekie_retention_expire(rclient->duser, rclient->client->mailbox,
+				     FALSE, NULL, NULL, &errstr) < 0) {
 		e_error(rclient->duser->event,
 			"retention: expiry at QUIT failed: %s", errstr);
 	}
+}
+
+/* mail_user_created, pop3 only: see the header. */
+void dovekie_retention_refuse_login(struct dovekie_user *duser)
+{
+	struct mail_user *user = duser->user;
+	const char *why;
+
+	if (strcmp(user->service, "pop3") != 0 || user->error != NULL)
+		return;
+	why = dovekie_bridge_retention_login_error(duser->bridge);
+	if (why == NULL)
+		return;
+	e_error(duser->event, "refusing the POP3 login: %s", why);
+	user->error = p_strdup_printf(user->pool, "dovekie: %s", why);
 }
 
 static void retention_destroy(struct client *client, const char *reason)
@@ -353,11 +485,11 @@ static void retention_destroy(struct client *client, const char *reason)
 	struct dovekie_retention_client *rclient = RETENTION_CLIENT_CONTEXT(client);
 	struct dovekie_retention_user *ruser = RETENTION_USER_CONTEXT(client->user);
 
-	/* delete_success: pop3 committed its QUIT changes. */
+	/* delete_success: pop3 committed its QUIT changes (and ours). */
 	if (client->quit_seen && client->delete_success &&
-	    rclient->listing_complete && client->mailbox != NULL &&
+	    rclient->quit_recorded && client->mailbox != NULL &&
 	    rclient->duser->bridge != NULL) T_BEGIN {
-		retention_quit(rclient);
+		retention_quit_expire(rclient);
 	} T_END;
 	if (ruser != NULL)
 		ruser->rclient = NULL;

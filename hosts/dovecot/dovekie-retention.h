@@ -28,6 +28,8 @@ struct dovekie_bridge_retention_message {
 	uint32_t uid;
 	int64_t saved;
 	int64_t size;
+	/* carries the hide keyword */
+	bool hidden;
 };
 
 bool dovekie_bridge_has_retention(struct dovekie_bridge *bridge);
@@ -35,17 +37,25 @@ bool dovekie_bridge_has_retention(struct dovekie_bridge *bridge);
 const char *dovekie_bridge_retention_keyword(struct dovekie_bridge *bridge);
 bool dovekie_bridge_retention_expire_at_quit(struct dovekie_bridge *bridge);
 bool dovekie_bridge_retention_pop3_hidden(struct dovekie_bridge *bridge, uint32_t uid);
+/* NULL, or why this user's login name may not open a POP3 session (its
+   client name is not valid). Borrowed until the bridge is destroyed. */
+const char *dovekie_bridge_retention_login_error(struct dovekie_bridge *bridge);
+/* TRUE if a POP3 DELE changes nothing for this user (dele = ignore). */
+bool dovekie_bridge_retention_dele_ignored(struct dovekie_bridge *bridge);
 /* hide_r must have room for n_deleted UIDs; *n_hide_r is set. 0 or -1. */
 int dovekie_bridge_retention_pop3_quit(struct dovekie_bridge *bridge,
 				       const uint32_t *retrieved, unsigned int n_retrieved,
 				       const uint32_t *deleted, unsigned int n_deleted,
 				       uint32_t *hide_r, unsigned int *n_hide_r,
 				       char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
-/* reasons_r has room for n. 0 or -1. */
+/* reasons_r and unhide_r have room for n; unhide_r gets the UIDs of
+   hidden messages whose keyword the host must remove (*n_unhide_r of
+   them, each one of messages). 0 or -1. */
 int dovekie_bridge_retention_plan(struct dovekie_bridge *bridge,
 				  const struct dovekie_bridge_retention_message *messages,
 				  unsigned int n, uint64_t quota_used, uint64_t quota_limit,
 				  enum dovekie_bridge_retention_reason *reasons_r,
+				  uint32_t *unhide_r, unsigned int *n_unhide_r,
 				  char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
 void dovekie_bridge_retention_done(struct dovekie_bridge *bridge,
 				   const uint32_t *uids, unsigned int n);
@@ -67,6 +77,10 @@ const char *dovekie_bridge_retention_reason_name(enum dovekie_bridge_retention_r
    No-ops outside pop3. Called from dovekie_plugin_init / _deinit. */
 void dovekie_retention_hooks_init(struct module *module);
 void dovekie_retention_hooks_deinit(void);
+/* In the mail_user_created hook of a pop3 process: refuses the login
+   (sets user->error, logs why) when the login's client name is not valid
+   for the retention module. Nothing when another error is already set. */
+void dovekie_retention_refuse_login(struct dovekie_user *duser);
 
 /* dovekie-retention-expire.c: runs the expiry plan over box (the user's
    INBOX, opened) and expunges what it allows, unless dry_run. Each action

@@ -30,6 +30,7 @@ typedef struct {
   guint32 uid;
   gint64 saved; /* save (delivery) time, Unix seconds; -1 if unknown */
   gint64 size;  /* physical size in bytes; -1 if unknown */
+  gboolean hidden; /* carries the hide keyword */
 } DovekieRetentionMessage;
 
 /* What `doveadm dovekie status` shows of a user's retention state. */
@@ -61,10 +62,17 @@ typedef struct {
   /* The expiry plan for the whole INBOX (`messages`, all of them, in any
    * order): sets reasons[i] for messages[i]. quota_limit 0 means unknown.
    * Until `done` is called, the module's expunge hook allows exactly the
-   * planned messages. Records of UIDs not in `messages` are dropped. */
+   * planned messages. Records of UIDs not in `messages` are dropped. The
+   * user's IMAP action wins over the records: in the shared view, a
+   * message that some view DELEd but that no longer carries the hide
+   * keyword was restored by the user, so its record is dropped and it is
+   * kept (a new message for POP3). A message that carries the keyword
+   * with no DELE recorded (moved out of INBOX and back, say) is appended
+   * to `unhide_uids` (guint32): the host removes the keyword, unless it
+   * runs dry, so nothing stays hidden for ever. */
   gboolean (*plan) (DovekieContext *ctx, const DovekieRetentionMessage *messages, guint n,
                     guint64 quota_used, guint64 quota_limit, DovekieRetentionReason *reasons,
-                    GError **error);
+                    GArray *unhide_uids, GError **error);
   /* The host has expunged `uids` (a subset of the plan; n may be 0 after a
    * dry run). Drops their records and ends the plan. */
   void (*done) (DovekieContext *ctx, const guint32 *uids, guint n);
@@ -77,6 +85,13 @@ typedef struct {
   /* Counts the records, read afresh. FALSE with `error` if they cannot be
    * read. */
   gboolean (*summary) (DovekieContext *ctx, DovekieRetentionSummary *summary, GError **error);
+  /* NULL, or why this user's login name may not open a POP3 session (a
+   * client name that is not valid); the host then refuses the login.
+   * Valid until deinit. */
+  const gchar *(*login_error) (DovekieContext *ctx);
+  /* TRUE if a POP3 DELE changes nothing for this user (dele = ignore):
+   * the host says so in its QUIT reply instead of "messages deleted". */
+  gboolean (*dele_ignored) (DovekieContext *ctx);
 } DovekieRetentionService;
 
 /* "keep", "expired", "max-age", "quota". */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "dovekie/module.h"
+#include "dovekie/log-quote.h"
 #include "dovekie-retention-policy.h"
 
 gboolean
@@ -28,20 +29,38 @@ dovekie_retention_parse_days (const gchar *text, gint64 *keep_r, GError **error)
   return TRUE;
 }
 
-gchar *
+gboolean
 dovekie_retention_identity (const DovekieRetentionPolicy *policy, const gchar *login,
-                            gchar separator)
+                            gchar separator, gchar **id_r, GError **error)
 {
   const gchar *sep;
 
-  if (policy->view == DOVEKIE_RETENTION_VIEW_SHARED || login == NULL || separator == '\0')
-    return g_strdup (DOVEKIE_RETENTION_SHARED_ID);
-  sep = strchr (login, separator);
+  *id_r = NULL;
+  if (policy->view == DOVEKIE_RETENTION_VIEW_SHARED || login == NULL || separator == '\0' ||
+      (sep = strchr (login, separator)) == NULL)
+    {
+      *id_r = g_strdup (DOVEKIE_RETENTION_SHARED_ID);
+      return TRUE;
+    }
   /* "*" is the shared identity's own name, not a client's. */
-  if (sep == NULL || strcmp (sep + 1, DOVEKIE_RETENTION_SHARED_ID) == 0 ||
-      !dovekie_retention_id_valid (sep + 1))
-    return g_strdup (DOVEKIE_RETENTION_SHARED_ID);
-  return g_strdup (sep + 1);
+  if (strcmp (sep + 1, DOVEKIE_RETENTION_SHARED_ID) == 0 || !dovekie_retention_id_valid (sep + 1))
+    {
+      g_autofree gchar *name = dovekie_log_quote (sep + 1);
+      g_autofree gchar *quoted = dovekie_log_quote (login);
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+                   "client name %s of login %s is not valid: a client name is 1 to %d "
+                   "characters of A-Z a-z 0-9 . _ -",
+                   name, quoted, DOVEKIE_RETENTION_ID_MAX);
+      return FALSE;
+    }
+  *id_r = g_strdup (sep + 1);
+  return TRUE;
+}
+
+gboolean
+dovekie_retention_dele_ignored (const DovekieRetentionPolicy *policy)
+{
+  return policy->dele == DOVEKIE_RETENTION_DELE_IGNORE && !dovekie_retention_dele_expunges (policy);
 }
 
 gboolean

@@ -43,11 +43,19 @@ typedef struct {
  * 0..DOVEKIE_RETENTION_DAYS_MAX. Sets *keep_r in seconds (-1 for never). */
 gboolean dovekie_retention_parse_days (const gchar *text, gint64 *keep_r, GError **error);
 
-/* The client identity of a login name: the text after the first
- * `separator` when it is a valid identity, else the shared identity "*".
- * Always "*" with the shared view. g_free the result. */
-gchar *dovekie_retention_identity (const DovekieRetentionPolicy *policy, const gchar *login,
-                                   gchar separator);
+/* The client identity of a login name, in *id_r (g_free it): the shared
+ * identity "*" with the shared view, or when the login has no `separator`;
+ * else the text after the first `separator`, which must be a client name
+ * (1..DOVEKIE_RETENTION_ID_MAX of [A-Za-z0-9._-]). Anything else (empty,
+ * too long, another character, a second separator) is FALSE with `error`
+ * naming the name and the rule: such a login is refused, never merged
+ * into the shared identity. */
+gboolean dovekie_retention_identity (const DovekieRetentionPolicy *policy, const gchar *login,
+                                     gchar separator, gchar **id_r, GError **error);
+
+/* TRUE if a POP3 DELE changes nothing (dele = ignore, with days > 0):
+ * the message stays in every view. */
+gboolean dovekie_retention_dele_ignored (const DovekieRetentionPolicy *policy);
 
 /* What a POP3 DELE does at QUIT: TRUE if the message is really expunged
  * (dele=expunge, or keep == 0). */

@@ -30,10 +30,40 @@ dovekie_retention_id_valid (const gchar *id)
   return TRUE;
 }
 
+void
+dovekie_retention_record_clear (DovekieRetentionRecord *record)
+{
+  g_clear_pointer (&record->clients, g_free);
+  record->n_clients = 0;
+}
+
+void
+dovekie_retention_record_free (DovekieRetentionRecord *record)
+{
+  if (record == NULL)
+    return;
+  dovekie_retention_record_clear (record);
+  g_free (record);
+}
+
+/* Room for one more entry; FALSE when the record is full. */
+static DovekieRetentionClient *
+record_append (DovekieRetentionRecord *record)
+{
+  DovekieRetentionClient *c;
+
+  if (record->n_clients == DOVEKIE_RETENTION_CLIENTS_MAX)
+    return NULL;
+  record->clients = g_renew (DovekieRetentionClient, record->clients, record->n_clients + 1);
+  c = &record->clients[record->n_clients++];
+  memset (c, 0, sizeof (*c));
+  return c;
+}
+
 static gboolean
 fail (DovekieRetentionRecord *record, GError **error, gsize pos, const gchar *what)
 {
-  memset (record, 0, sizeof (*record));
+  dovekie_retention_record_clear (record);
   g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_PROTOCOL,
                "bad retention record at byte %" G_GSIZE_FORMAT ": %s", pos, what);
   return FALSE;
@@ -65,7 +95,7 @@ dovekie_retention_record_parse (const gchar *text, gsize len, DovekieRetentionRe
 {
   const gchar *p = text, *end = text + len;
 
-  memset (record, 0, sizeof (*record));
+  dovekie_retention_record_clear (record);
   if (len > DOVEKIE_RETENTION_RECORD_MAX)
     return fail (record, error, DOVEKIE_RETENTION_RECORD_MAX, "too long");
   if (len < 1 || text[0] != '1')
@@ -106,7 +136,7 @@ dovekie_retention_record_parse (const gchar *text, gsize len, DovekieRetentionRe
         return fail (record, error, id - text, "identity listed twice");
       if (record->n_clients == DOVEKIE_RETENTION_CLIENTS_MAX)
         return fail (record, error, id - text, "too many identities");
-      record->clients[record->n_clients++] = entry;
+      *record_append (record) = entry;
     }
   return TRUE;
 }
@@ -137,11 +167,8 @@ dovekie_retention_record_client (DovekieRetentionRecord *record, const gchar *id
   for (guint i = 0; i < record->n_clients; i++)
     if (strcmp (record->clients[i].id, id) == 0)
       return &record->clients[i];
-  if (!create || record->n_clients == DOVEKIE_RETENTION_CLIENTS_MAX ||
-      !dovekie_retention_id_valid (id))
+  if (!create || !dovekie_retention_id_valid (id) || (c = record_append (record)) == NULL)
     return NULL;
-  c = &record->clients[record->n_clients++];
-  memset (c, 0, sizeof (*c));
   g_strlcpy (c->id, id, sizeof (c->id));
   return c;
 }

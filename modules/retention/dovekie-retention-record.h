@@ -7,7 +7,7 @@
  *
  *   "1" ( " " ID ":" TIME ":" FLAG )*
  *
- *   ID    "*" (the shared identity) or 1..32 of [A-Za-z0-9._-]
+ *   ID    "*" (the shared identity) or 1..64 of [A-Za-z0-9._-]
  *   TIME  Unix seconds, decimal, no sign, no leading zero, 0..DOVEKIE_RETENTION_TIME_MAX;
  *         0 means "never downloaded"
  *   FLAG  "-" or "d" (DELEd)
@@ -24,9 +24,10 @@
 
 G_BEGIN_DECLS
 
-#define DOVEKIE_RETENTION_ID_MAX 32
+#define DOVEKIE_RETENTION_ID_MAX 64
 #define DOVEKIE_RETENTION_CLIENTS_MAX 64
-#define DOVEKIE_RETENTION_RECORD_MAX 4096
+/* 64 entries of the longest form (" " ID ":" TIME ":" FLAG) fit. */
+#define DOVEKIE_RETENTION_RECORD_MAX 8192
 /* 9999-12-31T23:59:59Z */
 #define DOVEKIE_RETENTION_TIME_MAX G_GINT64_CONSTANT (253402300799)
 #define DOVEKIE_RETENTION_SHARED_ID "*"
@@ -37,17 +38,29 @@ typedef struct {
   gboolean deleted;  /* this identity DELEd it (and said QUIT) */
 } DovekieRetentionClient;
 
+/* Zero-initialize one ({ 0 }) before its first use; its entries are
+ * allocated as needed (a record costs what its identities need, not
+ * DOVEKIE_RETENTION_CLIENTS_MAX entries) and freed by
+ * dovekie_retention_record_clear. */
 typedef struct {
   guint n_clients;
-  DovekieRetentionClient clients[DOVEKIE_RETENTION_CLIENTS_MAX];
+  DovekieRetentionClient *clients;
 } DovekieRetentionRecord;
 
-/* TRUE if `id` is "*" or 1..32 of [A-Za-z0-9._-]. */
+/* Frees the entries; the record is then empty and reusable. */
+void dovekie_retention_record_clear (DovekieRetentionRecord *record);
+/* Clears and frees a heap record; NULL is ignored. */
+void dovekie_retention_record_free (DovekieRetentionRecord *record);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (DovekieRetentionRecord, dovekie_retention_record_clear)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (DovekieRetentionRecord, dovekie_retention_record_free)
+
+/* TRUE if `id` is "*" or 1..DOVEKIE_RETENTION_ID_MAX of [A-Za-z0-9._-]. */
 gboolean dovekie_retention_id_valid (const gchar *id);
 
 /* Parses `len` bytes of `text` (no NUL needed; a NUL byte is an error)
- * into `record`. FALSE with `error` (DOVEKIE_ERROR_PROTOCOL) naming the
- * first problem; `record` is then zeroed. */
+ * into `record` (an initialized record; its old entries are freed). FALSE
+ * with `error` (DOVEKIE_ERROR_PROTOCOL) naming the first problem; `record`
+ * is then empty. */
 gboolean dovekie_retention_record_parse (const gchar *text, gsize len,
                                          DovekieRetentionRecord *record, GError **error);
 

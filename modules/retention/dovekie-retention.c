@@ -64,13 +64,15 @@ static const DovekieSettingDef retention_settings[] = {
 
 typedef struct {
   DovekieRetentionPolicy policy;
-  gchar *identity;
+  gchar *identity;       /* NULL when the login's client name is not valid */
+  gchar *login_error;    /* why, then */
   gchar *keyword;
   gboolean expire_at_quit;
   gboolean loaded;
   GHashTable *records;  /* uid -> DovekieRetentionRecord* */
   GHashTable *corrupt;  /* uids whose record did not parse: never expunged */
   GHashTable *approved; /* uid -> reason, of the current plan: may be expunged */
+  GHashTable *restored; /* uids this POP3 listing showed although DELEd (shared view) */
 } Retention;
 
 gchar *
@@ -162,12 +164,19 @@ retention_init (DovekieContext *ctx, GError **error)
       return FALSE;
     }
   r->keyword = g_strdup (keyword);
-  r->identity = dovekie_retention_identity (&r->policy,
-                                            api->get_string (ctx, "dovekie_retention_login"),
-                                            separator[0]);
-  r->records = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, g_free);
+  {
+    g_autoptr (GError) local = NULL;
+    /* Not a failed module: IMAP and doveadm do not use the identity. The
+     * host refuses this login for POP3 (login_error). */
+    if (!dovekie_retention_identity (&r->policy, api->get_string (ctx, "dovekie_retention_login"),
+                                     separator[0], &r->identity, &local))
+      r->login_error = g_strdup (local->message);
+  }
+  r->records = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
+                                      (GDestroyNotify) dovekie_retention_record_free);
   r->corrupt = g_hash_table_new (g_direct_hash, g_direct_equal);
   r->approved = g_hash_table_new (g_direct_hash, g_direct_equal);
+  r->restored = g_hash_table_new (g_direct_hash, g_direct_equal);
   ctx->module_data = g_steal_pointer (&r);
   return TRUE;
 }
@@ -180,7 +189,9 @@ retention_deinit (DovekieContext *ctx)
   g_hash_table_unref (r->records);
   g_hash_table_unref (r->corrupt);
   g_hash_table_unref (r->approved);
+  g_hash_table_unref (r->restored);
   g_free (r->identity);
+  g_free (r->login_error);
   g_free (r->keyword);
   g_free (r);
   ctx->module_data = NULL;
@@ -197,7 +208,7 @@ static gboolean
 load_one (const gchar *key, const gchar *value, gpointer data)
 {
   LoadData *ld = data;
-  g_autofree DovekieRetentionRecord *record = g_new0 (DovekieRetentionRecord, 1);
+  g_autoptr (DovekieRetentionRecord) record = g_new0 (DovekieRetentionRecord, 1);
   g_autoptr (GError) error = NULL;
   guint32 uid;
 
@@ -293,6 +304,7 @@ retention_pop3_start (DovekieContext *ctx, const DovekiePop3Info *info)
   (void) info;
   /* Re-read: another session may have changed the state since. */
   r->loaded = FALSE;
+  g_hash_table_remove_all (r->restored);
   if (!ensure_loaded (ctx, &error))
     dovekie_log (ctx, DOVEKIE_LOG_ERROR, "cannot read the retention state: %s; "
                  "this session hides nothing", error->message);
@@ -310,12 +322,22 @@ static gboolean
 service_pop3_hidden (DovekieContext *ctx, guint32 uid)
 {
   Retention *r = retention (ctx);
+  const DovekieRetentionRecord *record;
 
+  /* The host refuses such a login; should a listing run anyway, it is empty. */
+  if (r->identity == NULL)
+    return TRUE;
   if (!r->loaded)
     return FALSE;
-  return dovekie_retention_hidden (&r->policy,
-                                   g_hash_table_lookup (r->records, GUINT_TO_POINTER (uid)),
-                                   r->identity);
+  record = g_hash_table_lookup (r->records, GUINT_TO_POINTER (uid));
+  /* The shared view lists only messages without the hide keyword: one
+   * that a view DELEd is listed because the user removed the keyword over
+   * IMAP. It is a new message for POP3 from now on; its record is dropped
+   * at QUIT (or by the next plan). */
+  if (r->policy.view == DOVEKIE_RETENTION_VIEW_SHARED && record != NULL &&
+      dovekie_retention_record_deleted (record))
+    g_hash_table_add (r->restored, GUINT_TO_POINTER (uid));
+  return dovekie_retention_hidden (&r->policy, record, r->identity);
 }
 
 static gboolean
@@ -329,8 +351,27 @@ service_pop3_quit (DovekieContext *ctx, const guint32 *retrieved, guint n_retrie
   GHashTableIter iter;
   gpointer key;
 
+  if (r->identity == NULL)
+    {
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED, r->login_error);
+      return FALSE;
+    }
   if (!ensure_loaded (ctx, error))
     return FALSE;
+  /* Restored by the user (see service_pop3_hidden): history dropped
+   * before this session's downloads and DELEs are recorded. */
+  g_hash_table_iter_init (&iter, r->restored);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    {
+      if (g_hash_table_remove (r->records, key))
+        {
+          dovekie_log (ctx, DOVEKIE_LOG_INFO, "uid=%u: %s was removed over IMAP; "
+                       "its POP3 history is dropped and it does not expire",
+                       GPOINTER_TO_UINT (key), r->keyword);
+          g_hash_table_add (dirty, key);
+        }
+    }
+  g_hash_table_remove_all (r->restored);
   for (guint i = 0; i < n_retrieved; i++)
     {
       DovekieRetentionClient *c = dovekie_retention_record_client (
@@ -401,10 +442,11 @@ service_pop3_quit (DovekieContext *ctx, const guint32 *retrieved, guint n_retrie
 static gboolean
 service_plan (DovekieContext *ctx, const DovekieRetentionMessage *messages, guint n,
               guint64 quota_used, guint64 quota_limit, DovekieRetentionReason *reasons,
-              GError **error)
+              GArray *unhide_uids, GError **error)
 {
   Retention *r = retention (ctx);
   g_autofree const DovekieRetentionRecord **records = NULL;
+  guint n_restored = 0;
   g_autoptr (GHashTable) present = g_hash_table_new (g_direct_hash, g_direct_equal);
   g_autoptr (GPtrArray) stale = g_ptr_array_new ();
   GHashTableIter iter;
@@ -417,8 +459,29 @@ service_plan (DovekieContext *ctx, const DovekieRetentionMessage *messages, guin
   records = g_new0 (const DovekieRetentionRecord *, MAX (n, 1));
   for (guint i = 0; i < n; i++)
     {
-      records[i] = g_hash_table_lookup (r->records, GUINT_TO_POINTER (messages[i].uid));
-      g_hash_table_add (present, GUINT_TO_POINTER (messages[i].uid));
+      gpointer uid = GUINT_TO_POINTER (messages[i].uid);
+      gboolean deleted;
+
+      records[i] = g_hash_table_lookup (r->records, uid);
+      deleted = records[i] != NULL && dovekie_retention_record_deleted (records[i]);
+      /* The user's IMAP action wins: the keyword was cleared, so the
+       * message is new for POP3 and its expiry is cancelled. Only the
+       * shared view sets the keyword at DELE. Dropped below, as the
+       * record of a vanished message is. */
+      if (deleted && !messages[i].hidden && r->policy.view == DOVEKIE_RETENTION_VIEW_SHARED)
+        {
+          dovekie_log (ctx, DOVEKIE_LOG_INFO, "uid=%u: %s was removed over IMAP; "
+                       "its POP3 history is dropped and it does not expire",
+                       messages[i].uid, r->keyword);
+          records[i] = NULL;
+          n_restored++;
+          continue;
+        }
+      /* Hidden with no DELE on record (moved out of INBOX and back, or a
+       * record lost): never hidden for ever, a new message for POP3. */
+      if (messages[i].hidden && !deleted && !g_hash_table_contains (r->corrupt, uid))
+        g_array_append_val (unhide_uids, messages[i].uid);
+      g_hash_table_add (present, uid);
     }
   dovekie_retention_plan (&r->policy, messages, (const DovekieRetentionRecord *const *) records,
                           n, quota_used, quota_limit, ctx->api->now (ctx), reasons);
@@ -431,9 +494,11 @@ service_plan (DovekieContext *ctx, const DovekieRetentionMessage *messages, guin
                              GUINT_TO_POINTER (reasons[i]));
     }
 
-  dovekie_log (ctx, DOVEKIE_LOG_DEBUG, "plan: %u message(s), %u record(s), %u to expunge",
-               n, g_hash_table_size (r->records), g_hash_table_size (r->approved));
-  /* Records of messages that are gone (expunged over IMAP, say). */
+  dovekie_log (ctx, DOVEKIE_LOG_DEBUG, "plan: %u message(s), %u record(s), %u to expunge, "
+               "%u restored, %u to unhide", n, g_hash_table_size (r->records),
+               g_hash_table_size (r->approved), n_restored, unhide_uids->len);
+  /* Records of messages that are gone (expunged over IMAP, say) or that
+   * the user restored. */
   g_hash_table_iter_init (&iter, r->records);
   while (g_hash_table_iter_next (&iter, &key, NULL))
     if (!g_hash_table_contains (present, key))
@@ -505,6 +570,18 @@ service_expire_at_quit (DovekieContext *ctx)
   return FALSE;
 }
 
+static const gchar *
+service_login_error (DovekieContext *ctx)
+{
+  return retention (ctx)->login_error;
+}
+
+static gboolean
+service_dele_ignored (DovekieContext *ctx)
+{
+  return dovekie_retention_dele_ignored (&retention (ctx)->policy);
+}
+
 static gboolean
 service_summary (DovekieContext *ctx, DovekieRetentionSummary *summary, GError **error)
 {
@@ -538,6 +615,8 @@ const DovekieRetentionService dovekie_retention_service = {
   .done = service_done,
   .expire_at_quit = service_expire_at_quit,
   .summary = service_summary,
+  .login_error = service_login_error,
+  .dele_ignored = service_dele_ignored,
 };
 
 static const DovekieService retention_services[] = {

@@ -16,7 +16,8 @@ gchar *dovekie_retention_key (guint32 uid);
 /* Parses a key made by dovekie_retention_key; FALSE for anything else. */
 gboolean dovekie_retention_key_uid (const gchar *key, guint32 *uid_r);
 
-/* The identity this user's POP3 session runs as ("*" = shared). */
+/* The identity this user's POP3 session runs as ("*" = shared), or NULL
+ * when the login's client name is not valid (the login is refused). */
 const gchar *dovekie_retention_current_identity (DovekieContext *ctx);
 
 G_END_DECLS

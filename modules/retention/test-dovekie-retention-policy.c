@@ -2,6 +2,7 @@
 #include "dovekie-config.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "dovekie-test.h"
 #include "dovekie-retention-policy.h"
@@ -47,29 +48,72 @@ typedef struct {
   DovekieRetentionView view;
   const gchar *login;
   gchar separator;
-  const gchar *identity;
+  const gchar *identity; /* NULL: refused */
 } IdentityCase;
 
+#define NAME64 "abcdefghijklmnopqrstuvwxyz012345abcdefghijklmnopqrstuvwxyz012345"
+
+/* Issue 17: a client name that is not valid is refused, never merged into
+ * the shared identity "*". */
 static const IdentityCase identity_cases[] = {
   { DOVEKIE_RETENTION_VIEW_PER_CLIENT, "alice#laptop", '#', "laptop" },
+  { DOVEKIE_RETENTION_VIEW_PER_CLIENT, "alice#Thunderbird.profile-2_x", '#', "Thunderbird.profile-2_x" },
+  { DOVEKIE_RETENTION_VIEW_PER_CLIENT, "alice#" NAME64, '#', NAME64 },
   { DOVEKIE_RETENTION_VIEW_PER_CLIENT, "alice", '#', "*" },
-  { DOVEKIE_RETENTION_VIEW_PER_CLIENT, "alice#", '#', "*" },
-  { DOVEKIE_RETENTION_VIEW_PER_CLIENT, "alice#*", '#', "*" },
-  { DOVEKIE_RETENTION_VIEW_PER_CLIENT, "alice#lap top", '#', "*" },
-  { DOVEKIE_RETENTION_VIEW_PER_CLIENT, "alice#a#b", '#', "*" },
-  { DOVEKIE_RETENTION_VIEW_PER_CLIENT, "alice+phone", '+', "phone" },
   { DOVEKIE_RETENTION_VIEW_PER_CLIENT, "", '#', "*" },
   { DOVEKIE_RETENTION_VIEW_PER_CLIENT, NULL, '#', "*" },
+  { DOVEKIE_RETENTION_VIEW_PER_CLIENT, "alice+phone", '+', "phone" },
+  { DOVEKIE_RETENTION_VIEW_PER_CLIENT, "alice#" NAME64 "x", '#', NULL },  /* 65 */
+  { DOVEKIE_RETENTION_VIEW_PER_CLIENT, "alice#", '#', NULL },
+  { DOVEKIE_RETENTION_VIEW_PER_CLIENT, "alice#*", '#', NULL },
+  { DOVEKIE_RETENTION_VIEW_PER_CLIENT, "alice#lap top", '#', NULL },
+  { DOVEKIE_RETENTION_VIEW_PER_CLIENT, "alice#a#b", '#', NULL },
+  { DOVEKIE_RETENTION_VIEW_PER_CLIENT, "alice#lap:top", '#', NULL },
+  { DOVEKIE_RETENTION_VIEW_PER_CLIENT, "alice#\xc3\xa9", '#', NULL },
+  /* The shared view has one identity whatever the login says. */
   { DOVEKIE_RETENTION_VIEW_SHARED, "alice#laptop", '#', "*" },
+  { DOVEKIE_RETENTION_VIEW_SHARED, "alice#a#b", '#', "*" },
 };
 
 START_TEST (test_identity)
 {
   const IdentityCase *c = &identity_cases[_i];
   DovekieRetentionPolicy policy = { .view = c->view };
-  g_autofree gchar *id = dovekie_retention_identity (&policy, c->login, c->separator);
+  g_autofree gchar *id = NULL;
+  g_autoptr (GError) error = NULL;
+  gboolean ok = dovekie_retention_identity (&policy, c->login, c->separator, &id, &error);
 
-  ck_assert_str_eq (id, c->identity);
+  if (c->identity != NULL)
+    {
+      ck_assert_msg (ok, "%s: %s", c->login, error != NULL ? error->message : "");
+      ck_assert_str_eq (id, c->identity);
+    }
+  else
+    {
+      ck_assert_msg (!ok, "%s accepted as %s", c->login, id);
+      ck_assert (id == NULL);
+      /* The log line names the name and the rule. */
+      ck_assert_msg (strstr (error->message, "client name \"") != NULL &&
+                     strstr (error->message, "1 to 64 characters of A-Z a-z 0-9 . _ -") != NULL,
+                     "%s", error->message);
+    }
+}
+END_TEST
+
+START_TEST (test_dele_ignored)
+{
+  DovekieRetentionPolicy policy = { .keep = 7 * DAY, .dele = DOVEKIE_RETENTION_DELE_IGNORE };
+
+  ck_assert (dovekie_retention_dele_ignored (&policy));
+  policy.keep = -1;
+  ck_assert (dovekie_retention_dele_ignored (&policy));
+  policy.keep = 0; /* 0 days: DELE deletes */
+  ck_assert (!dovekie_retention_dele_ignored (&policy));
+  policy.keep = 7 * DAY;
+  policy.dele = DOVEKIE_RETENTION_DELE_HIDE;
+  ck_assert (!dovekie_retention_dele_ignored (&policy));
+  policy.dele = DOVEKIE_RETENTION_DELE_EXPUNGE;
+  ck_assert (!dovekie_retention_dele_ignored (&policy));
 }
 END_TEST
 
@@ -155,9 +199,11 @@ END_TEST
 START_TEST (test_plan_quota)
 {
   DovekieRetentionPolicy p = PNEVER;
-  DovekieRetentionRecord r1, r2, r3;
+  g_auto (DovekieRetentionRecord) r1 = { 0 };
+  g_auto (DovekieRetentionRecord) r2 = { 0 };
+  g_auto (DovekieRetentionRecord) r3 = { 0 };
   const DovekieRetentionMessage msgs[] = {
-    { 1, T0, 400 }, { 2, T0, 400 }, { 3, T0, 400 }, { 4, T0, 400 },
+    { 1, T0, 400, FALSE }, { 2, T0, 400, FALSE }, { 3, T0, 400, FALSE }, { 4, T0, 400, FALSE },
   };
   const DovekieRetentionRecord *recs[4] = { &r1, &r2, NULL, &r3 };
   DovekieRetentionReason reasons[4];
@@ -206,6 +252,9 @@ policy_suite (void)
   suite_add_tcase (s, tc);
   tc = tcase_create ("dele_expunges");
   tcase_add_test (tc, test_dele_expunges);
+  suite_add_tcase (s, tc);
+  tc = tcase_create ("dele_ignored");
+  tcase_add_test (tc, test_dele_ignored);
   suite_add_tcase (s, tc);
   tc = tcase_create ("plan");
   tcase_add_test (tc, test_plan_quota);

@@ -20,6 +20,8 @@ static const ParseCase parse_cases[] = {
   { "1 laptop:1700000000:- desktop:1700000100:d", TRUE, 2 },
   { "1 a.b_c-D9:5:-", TRUE, 1 },
   { "1 abcdefghijklmnopqrstuvwxyz012345:5:-", TRUE, 1 },  /* 32 chars */
+  /* 64 chars: the longest client name */
+  { "1 abcdefghijklmnopqrstuvwxyz012345abcdefghijklmnopqrstuvwxyz012345:5:-", TRUE, 1 },
   { "1 *:253402300799:-", TRUE, 1 },
   { "", FALSE, 0 },
   { "2", FALSE, 0 },
@@ -42,7 +44,8 @@ static const ParseCase parse_cases[] = {
   { "1 **:5:-", FALSE, 0 },
   { "1 lap top:5:-", FALSE, 0 },
   { "1 lap/top:5:-", FALSE, 0 },
-  { "1 abcdefghijklmnopqrstuvwxyz0123456:5:-", FALSE, 0 }, /* 33 chars */
+  /* 65 chars */
+  { "1 abcdefghijklmnopqrstuvwxyz012345abcdefghijklmnopqrstuvwxyz0123456:5:-", FALSE, 0 },
   { "1 a:5:- a:6:-", FALSE, 0 },           /* twice */
   { "1 a:5:-\n", FALSE, 0 },
   { "1 a:5:-\tb:5:-", FALSE, 0 },
@@ -53,7 +56,7 @@ static const ParseCase parse_cases[] = {
 START_TEST (test_parse_table)
 {
   const ParseCase *c = &parse_cases[_i];
-  DovekieRetentionRecord record;
+  g_auto (DovekieRetentionRecord) record = { 0 };
   g_autoptr (GError) error = NULL;
   gboolean ok = dovekie_retention_record_parse (c->text, strlen (c->text), &record, &error);
 
@@ -74,7 +77,7 @@ END_TEST
 
 START_TEST (test_parse_nul_and_length)
 {
-  DovekieRetentionRecord record;
+  g_auto (DovekieRetentionRecord) record = { 0 };
   g_autofree gchar *big = NULL;
   GString *many = g_string_new ("1");
 
@@ -96,7 +99,7 @@ END_TEST
 
 START_TEST (test_client)
 {
-  DovekieRetentionRecord record = { 0 };
+  g_auto (DovekieRetentionRecord) record = { 0 };
   DovekieRetentionClient *c;
 
   ck_assert (dovekie_retention_record_client (&record, "laptop", FALSE) == NULL);
@@ -116,7 +119,7 @@ END_TEST
 
 START_TEST (test_first_download_and_deleted)
 {
-  DovekieRetentionRecord record;
+  g_auto (DovekieRetentionRecord) record = { 0 };
 
   ck_assert (dovekie_retention_record_parse ("1 a:0:d b:300:- c:200:-", 23, &record, NULL));
   ck_assert_int_eq (dovekie_retention_record_first_download (&record), 200);
@@ -136,6 +139,44 @@ START_TEST (test_id_valid)
   ck_assert (!dovekie_retention_id_valid (NULL));
   ck_assert (!dovekie_retention_id_valid ("a*"));
   ck_assert (!dovekie_retention_id_valid ("a:b"));
+  ck_assert (!dovekie_retention_id_valid ("a#b"));
+  ck_assert (dovekie_retention_id_valid (
+      "abcdefghijklmnopqrstuvwxyz012345abcdefghijklmnopqrstuvwxyz012345")); /* 64 */
+  ck_assert (!dovekie_retention_id_valid (
+      "abcdefghijklmnopqrstuvwxyz012345abcdefghijklmnopqrstuvwxyz0123456")); /* 65 */
+}
+END_TEST
+
+/* The longest record (64 identities of 64 characters, the largest time,
+ * DELEd) is within DOVEKIE_RETENTION_RECORD_MAX and parses back; a record
+ * holds only the entries it has. */
+START_TEST (test_longest_record)
+{
+  g_auto (DovekieRetentionRecord) record = { 0 };
+  g_auto (DovekieRetentionRecord) back = { 0 };
+  g_autofree gchar *text = NULL;
+
+  for (guint i = 0; i < DOVEKIE_RETENTION_CLIENTS_MAX; i++)
+    {
+      g_autofree gchar *id = g_strdup_printf ("%02u%s", i,
+          "abcdefghijklmnopqrstuvwxyz012345abcdefghijklmnopqrstuvwxyz0123");
+      DovekieRetentionClient *c;
+
+      ck_assert_uint_eq (strlen (id), DOVEKIE_RETENTION_ID_MAX);
+      c = dovekie_retention_record_client (&record, id, TRUE);
+      ck_assert (c != NULL);
+      c->downloaded = DOVEKIE_RETENTION_TIME_MAX;
+      c->deleted = TRUE;
+      ck_assert_uint_eq (record.n_clients, i + 1);
+    }
+  text = dovekie_retention_record_format (&record);
+  ck_assert_uint_le (strlen (text), DOVEKIE_RETENTION_RECORD_MAX);
+  ck_assert (dovekie_retention_record_parse (text, strlen (text), &back, NULL));
+  ck_assert_uint_eq (back.n_clients, DOVEKIE_RETENTION_CLIENTS_MAX);
+  /* Parsing into a used record replaces its entries. */
+  ck_assert (dovekie_retention_record_parse ("1 a:5:-", 7, &back, NULL));
+  ck_assert_uint_eq (back.n_clients, 1);
+  ck_assert_str_eq (back.clients[0].id, "a");
 }
 END_TEST
 
@@ -146,7 +187,8 @@ START_TEST (test_roundtrip_random)
 
   for (guint round = 0; round < 2000; round++)
     {
-      DovekieRetentionRecord record = { 0 }, back;
+      g_auto (DovekieRetentionRecord) record = { 0 };
+      g_auto (DovekieRetentionRecord) back = { 0 };
       guint n = g_rand_int_range (rand, 0, 6);
       for (guint i = 0; i < n; i++)
         {
@@ -183,6 +225,7 @@ record_suite (void)
   tc = tcase_create ("client");
   tcase_add_test (tc, test_client);
   tcase_add_test (tc, test_id_valid);
+  tcase_add_test (tc, test_longest_record);
   suite_add_tcase (s, tc);
   tc = tcase_create ("first_download");
   tcase_add_test (tc, test_first_download_and_deleted);

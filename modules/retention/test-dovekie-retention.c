@@ -4,6 +4,7 @@
 #include "dovekie-config.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "dovekie-test.h"
 #include "dovekie-retention.h"
@@ -327,12 +328,160 @@ START_TEST (test_per_client_views)
 }
 END_TEST
 
+/* Issue 17: a client name that is not valid is refused (login_error), never
+ * merged into the shared identity; IMAP and doveadm still load the module. */
+START_TEST (test_invalid_client_name_is_refused)
+{
+  static const gchar *const bad[] = {
+    "alice#lap top", "alice#a#b", "alice#", "alice#*",
+    "alice#abcdefghijklmnopqrstuvwxyz012345abcdefghijklmnopqrstuvwxyz0123456",
+  };
+  g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
+  const guint32 retr[] = { 1 };
+  DovekiePop3Info info = { "alice", 1, FALSE };
+
+  set ("dovekie_retention_view", "per-client");
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      DovekieContext *ctx = session_new (bad[i]);
+      g_autoptr (GError) error = NULL;
+
+      ck_assert (dovekie_retention_current_identity (ctx) == NULL);
+      ck_assert_msg (svc->login_error (ctx) != NULL &&
+                     strstr (svc->login_error (ctx), "client name") != NULL, "%s", bad[i]);
+      dovekie_module.pop3_start (ctx, &info);
+      ck_assert (svc->pop3_hidden (ctx, 1));
+      ck_assert (!svc->pop3_quit (ctx, retr, 1, NULL, 0, hide, &error));
+      ck_assert (g_hash_table_size (host.kv) == 0); /* nothing recorded as "*" */
+      session_free (ctx);
+    }
+  {
+    DovekieContext *ctx = session_new ("alice#abcdefghijklmnopqrstuvwxyz012345abcdefghijklmnopqrstuvwxyz012345");
+    ck_assert (svc->login_error (ctx) == NULL);
+    quit (ctx, retr, 1, NULL, 0, hide);
+    ck_assert_str_eq (g_hash_table_lookup (host.kv, "retention/uid/1"),
+                      "1 abcdefghijklmnopqrstuvwxyz012345abcdefghijklmnopqrstuvwxyz012345:1700000000:-");
+    session_free (ctx);
+  }
+  /* The shared view ignores the suffix. */
+  set ("dovekie_retention_view", "shared");
+  {
+    DovekieContext *ctx = session_new ("alice#lap top");
+    ck_assert (svc->login_error (ctx) == NULL);
+    ck_assert_str_eq (dovekie_retention_current_identity (ctx), "*");
+    session_free (ctx);
+  }
+}
+END_TEST
+
+START_TEST (test_dele_ignored)
+{
+  DovekieContext *ctx = session_new ("alice");
+
+  ck_assert (!svc->dele_ignored (ctx)); /* hide */
+  session_free (ctx);
+  set ("dovekie_retention_dele", "ignore");
+  ctx = session_new ("alice");
+  ck_assert (svc->dele_ignored (ctx));
+  session_free (ctx);
+  set ("dovekie_retention_days", "0"); /* DELE deletes */
+  ctx = session_new ("alice");
+  ck_assert (!svc->dele_ignored (ctx));
+  session_free (ctx);
+}
+END_TEST
+
+/* Issue 17: the user's IMAP action wins. A message whose hide keyword was
+ * removed is listed again in the shared view; its DELE history is dropped
+ * at the next QUIT (or plan), so it does not expire. */
+START_TEST (test_restored_message_does_not_expire)
+{
+  DovekieContext *ctx = session_new ("alice");
+  g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autoptr (GArray) unhide = g_array_new (FALSE, FALSE, sizeof (guint32));
+  const guint32 retr[] = { 1, 2 }, del[] = { 1, 2 };
+  DovekiePop3Info info = { "alice", 2, FALSE };
+  DovekieRetentionMessage msgs[] = { { 1, T0, 10, FALSE }, { 2, T0, 10, TRUE } };
+  DovekieRetentionReason reasons[2];
+
+  set ("dovekie_retention_days", "7");
+  session_free (ctx);
+  ctx = session_new ("alice");
+  quit (ctx, retr, 2, del, 2, hide);
+  session_free (ctx);
+
+  /* At QUIT: uid 1 is listed (keyword removed over IMAP). */
+  host.now += DAY;
+  ctx = session_new ("alice");
+  dovekie_module.pop3_start (ctx, &info);
+  ck_assert (!svc->pop3_hidden (ctx, 1));
+  g_array_set_size (hide, 0);
+  ck_assert (svc->pop3_quit (ctx, NULL, 0, NULL, 0, hide, NULL));
+  ck_assert (!g_hash_table_contains (host.kv, "retention/uid/1"));
+  ck_assert (g_hash_table_contains (host.kv, "retention/uid/2"));
+  ck_assert_uint_eq (test_host_count (&host, "uid=1: $PopHidden was removed over IMAP"), 1);
+  session_free (ctx);
+
+  /* By the plan: uid 2 loses its keyword and expires nevertheless not. */
+  host.now = T0 + 8 * DAY;
+  msgs[1].hidden = FALSE;
+  ctx = session_new ("alice");
+  ck_assert (svc->plan (ctx, msgs, 2, 0, 0, reasons, unhide, NULL));
+  ck_assert_int_eq (reasons[0], DOVEKIE_RETENTION_KEEP);
+  ck_assert_int_eq (reasons[1], DOVEKIE_RETENTION_KEEP);
+  ck_assert (!g_hash_table_contains (host.kv, "retention/uid/2"));
+  ck_assert_uint_eq (unhide->len, 0);
+  svc->done (ctx, NULL, 0);
+  session_free (ctx);
+
+  /* Still hidden with its DELE: it expires (the control). */
+  g_hash_table_insert (host.kv, g_strdup ("retention/uid/2"), g_strdup ("1 *:1700000000:d"));
+  msgs[1].hidden = TRUE;
+  ctx = session_new ("alice");
+  ck_assert (svc->plan (ctx, msgs, 2, 0, 0, reasons, unhide, NULL));
+  ck_assert_int_eq (reasons[1], DOVEKIE_RETENTION_EXPIRED);
+  svc->done (ctx, NULL, 0);
+  session_free (ctx);
+}
+END_TEST
+
+/* Issue 17: hidden with no DELE on record (moved out of INBOX and back):
+ * the plan unhides it, so it is never hidden for ever. */
+START_TEST (test_hidden_without_record_is_unhidden)
+{
+  DovekieContext *ctx;
+  g_autoptr (GArray) unhide = g_array_new (FALSE, FALSE, sizeof (guint32));
+  const DovekieRetentionMessage msgs[] = {
+    { 7, T0, 10, TRUE },   /* no record */
+    { 8, T0, 10, TRUE },   /* downloaded, never DELEd */
+    { 9, T0, 10, TRUE },   /* DELEd: stays hidden */
+    { 10, T0, 10, FALSE },
+  };
+  DovekieRetentionReason reasons[4];
+
+  g_hash_table_insert (host.kv, g_strdup ("retention/uid/8"), g_strdup ("1 *:1700000000:-"));
+  g_hash_table_insert (host.kv, g_strdup ("retention/uid/9"), g_strdup ("1 *:1700000000:d"));
+  ctx = session_new ("alice");
+  ck_assert (svc->plan (ctx, msgs, 4, 0, 0, reasons, unhide, NULL));
+  ck_assert_uint_eq (unhide->len, 2);
+  ck_assert_uint_eq (g_array_index (unhide, guint32, 0), 7);
+  ck_assert_uint_eq (g_array_index (unhide, guint32, 1), 8);
+  for (guint i = 0; i < 4; i++)
+    ck_assert_int_eq (reasons[i], DOVEKIE_RETENTION_KEEP);
+  svc->done (ctx, NULL, 0);
+  session_free (ctx);
+}
+END_TEST
+
 START_TEST (test_plan_and_done)
 {
   DovekieContext *ctx = session_new ("alice");
   g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
   const guint32 retr[] = { 1, 2 }, del[] = { 1, 2, 3 };
-  const DovekieRetentionMessage msgs[] = { { 1, T0, 10 }, { 2, T0, 10 }, { 3, T0, 10 }, { 4, T0, 10 } };
+  /* 1..3 were DELEd, so they carry the hide keyword (shared view). */
+  const DovekieRetentionMessage msgs[] = { { 1, T0, 10, TRUE }, { 2, T0, 10, TRUE },
+                                           { 3, T0, 10, TRUE }, { 4, T0, 10, FALSE } };
+  g_autoptr (GArray) unhide = g_array_new (FALSE, FALSE, sizeof (guint32));
   DovekieRetentionReason reasons[4];
   DovekieMessageInfo m1 = inbox (1), m3 = inbox (3);
   const guint32 gone[] = { 1, 2 };
@@ -344,14 +493,15 @@ START_TEST (test_plan_and_done)
   g_hash_table_insert (host.kv, g_strdup ("retention/uid/99"), g_strdup ("1 *:5:d")); /* gone */
 
   host.now = T0 + 7 * DAY - 1;
-  ck_assert (svc->plan (ctx, msgs, 4, 0, 0, reasons, NULL));
+  ck_assert (svc->plan (ctx, msgs, 4, 0, 0, reasons, unhide, NULL));
   for (guint i = 0; i < 4; i++)
     ck_assert_int_eq (reasons[i], DOVEKIE_RETENTION_KEEP);
+  ck_assert_uint_eq (unhide->len, 0);
   ck_assert (!g_hash_table_contains (host.kv, "retention/uid/99"));
   svc->done (ctx, NULL, 0);
 
   host.now = T0 + 7 * DAY;
-  ck_assert (svc->plan (ctx, msgs, 4, 0, 0, reasons, NULL));
+  ck_assert (svc->plan (ctx, msgs, 4, 0, 0, reasons, unhide, NULL));
   ck_assert_int_eq (reasons[0], DOVEKIE_RETENTION_EXPIRED);
   ck_assert_int_eq (reasons[1], DOVEKIE_RETENTION_EXPIRED);
   ck_assert_int_eq (reasons[2], DOVEKIE_RETENTION_KEEP); /* DELE, never downloaded */
@@ -373,7 +523,8 @@ END_TEST
 START_TEST (test_corrupt_record_is_kept)
 {
   DovekieContext *ctx;
-  const DovekieRetentionMessage msgs[] = { { 1, T0, 10 } };
+  const DovekieRetentionMessage msgs[] = { { 1, T0, 10, TRUE } };
+  g_autoptr (GArray) unhide = g_array_new (FALSE, FALSE, sizeof (guint32));
   DovekieRetentionReason reason;
 
   set ("dovekie_retention_max_age", "1");
@@ -382,8 +533,9 @@ START_TEST (test_corrupt_record_is_kept)
   g_hash_table_insert (host.kv, g_strdup ("retention/uid/x"), g_strdup ("1"));
   ctx = session_new ("alice");
   host.now = T0 + 10 * DAY;
-  ck_assert (svc->plan (ctx, msgs, 1, 0, 0, &reason, NULL));
+  ck_assert (svc->plan (ctx, msgs, 1, 0, 0, &reason, unhide, NULL));
   ck_assert_int_eq (reason, DOVEKIE_RETENTION_KEEP);
+  ck_assert_uint_eq (unhide->len, 0); /* its DELE may be in the bad record */
   ck_assert_uint_eq (test_host_count (&host, "uid=1: bad retention record"), 1);
   ck_assert_uint_eq (test_host_count (&host, "ignoring state key \"uid/x\""), 1);
   svc->done (ctx, NULL, 0);
@@ -398,7 +550,8 @@ START_TEST (test_kv_down)
   g_autoptr (GError) error = NULL;
   const guint32 retr[] = { 1 };
   DovekieRetentionReason reason;
-  const DovekieRetentionMessage msgs[] = { { 1, T0, 10 } };
+  const DovekieRetentionMessage msgs[] = { { 1, T0, 10, FALSE } };
+  g_autoptr (GArray) unhide = g_array_new (FALSE, FALSE, sizeof (guint32));
   DovekiePop3Info info = { "alice", 1, FALSE };
 
   g_hash_table_unref (host.kv);
@@ -407,7 +560,7 @@ START_TEST (test_kv_down)
   ck_assert_uint_eq (test_host_count (&host, "cannot read the retention state"), 1);
   ck_assert (!svc->pop3_hidden (ctx, 1));
   ck_assert (!svc->pop3_quit (ctx, retr, 1, NULL, 0, hide, &error));
-  ck_assert (!svc->plan (ctx, msgs, 1, 0, 0, &reason, NULL));
+  ck_assert (!svc->plan (ctx, msgs, 1, 0, 0, &reason, unhide, NULL));
   session_free (ctx);
 }
 END_TEST
@@ -423,7 +576,10 @@ END_TEST
  *     real download, and none that no one really downloaded;
  *   - a POP3 DELE never expunges (dele=hide, days > 0);
  *   - per-client: each identity sees exactly the messages it has not
- *     downloaded or DELEd (shared: those without the hide keyword).
+ *     downloaded or DELEd (shared: those without the hide keyword);
+ *   - a message whose keyword the user removed is new for POP3: it expires
+ *     only after a new download and DELE (issue 17);
+ *   - the plan never unhides a message that a DELE hid.
  */
 
 #define SIM_MESSAGES 24
@@ -450,18 +606,21 @@ sim_identity (const gchar *login, gboolean per_client)
 static void
 sim_expire (DovekieContext *ctx, SimMessage *box, guint n, gboolean pop3)
 {
-  DovekieRetentionMessage msgs[SIM_MESSAGES] = { { 0, 0, 0 } };
+  DovekieRetentionMessage msgs[SIM_MESSAGES] = { { 0, 0, 0, FALSE } };
   DovekieRetentionReason reasons[SIM_MESSAGES] = { 0 };
+  g_autoptr (GArray) unhide = g_array_new (FALSE, FALSE, sizeof (guint32));
   guint32 uids[SIM_MESSAGES], gone[SIM_MESSAGES];
   guint count = 0, n_gone = 0;
 
   for (guint i = 0; i < n; i++)
     if (box[i].exists)
       {
-        msgs[count] = (DovekieRetentionMessage) { i + 1, box[i].saved, 1000 };
+        msgs[count] = (DovekieRetentionMessage) { i + 1, box[i].saved, 1000, box[i].keyword };
         uids[count++] = i + 1;
       }
-  ck_assert (svc->plan (ctx, msgs, count, 0, 0, reasons, NULL));
+  ck_assert (svc->plan (ctx, msgs, count, 0, 0, reasons, unhide, NULL));
+  /* Nothing here moves messages, so every keyword has its DELE. */
+  ck_assert_uint_eq (unhide->len, 0);
   for (guint k = 0; k < count; k++)
     {
       SimMessage *m = &box[uids[k] - 1];
@@ -566,7 +725,17 @@ sim_run (guint32 seed, gboolean per_client)
            * POP3 in the shared view) or expunges the message. */
           SimMessage *m = &box[g_rand_int_range (rand, 0, n)];
           if (g_rand_boolean (rand))
-            m->keyword = FALSE;
+            {
+              /* The user's restore wins: the message is new for POP3,
+               * with no download and no DELE on record. */
+              if (m->keyword)
+                {
+                  m->first_download = 0;
+                  m->deleted_by_any = FALSE;
+                  g_hash_table_remove_all (m->seen_by);
+                }
+              m->keyword = FALSE;
+            }
           else if (m->exists)
             {
               DovekieContext *ctx = session_new ("alice");
@@ -622,6 +791,9 @@ retention_suite (void)
   tcase_add_checked_fixture (tc, setup, teardown);
   tcase_add_test (tc, test_quit_records_downloads_and_dele);
   tcase_add_test (tc, test_per_client_views);
+  tcase_add_test (tc, test_invalid_client_name_is_refused);
+  tcase_add_test (tc, test_dele_ignored);
+  tcase_add_test (tc, test_restored_message_does_not_expire);
   tcase_add_test (tc, test_expire_at_quit_only_when_due);
   tcase_add_test (tc, test_kv_down);
   suite_add_tcase (s, tc);
@@ -629,6 +801,7 @@ retention_suite (void)
   tcase_add_checked_fixture (tc, setup, teardown);
   tcase_add_test (tc, test_plan_and_done);
   tcase_add_test (tc, test_corrupt_record_is_kept);
+  tcase_add_test (tc, test_hidden_without_record_is_unhidden);
   suite_add_tcase (s, tc);
   tc = tcase_create ("property");
   tcase_add_checked_fixture (tc, setup, teardown);

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
-  DovekieRetentionRecord record;
+  DovekieRetentionRecord record = { 0 };
   GError *error = NULL;
 
   if (dovekie_retention_record_parse ((const gchar *) data, size, &record, &error))
@@ -42,6 +42,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         abort ();
       g_error_free (error);
     }
+  dovekie_retention_record_clear (&record);
   return 0;
 }
 
