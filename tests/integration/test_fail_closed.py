@@ -508,6 +508,24 @@ def test_userdb_bad_retention_setting_refuses_pop3(main, user, key, value):
     wait_user_error(dc, user, "retention", setting_rx(key, value), since=offset)
 
 
+def test_refused_pop3_login_logs_one_error_line(main):
+    """A: one refused POP3 login (retention failed for ret_dele) logs one
+    error line for the refusal, besides the one line the session logs when
+    the module fails to start (lines of the pop3 process with or without
+    the user name in their prefix both count)."""
+    dc, user = main, "ret_dele"
+    if not stored_messages(dc, user):
+        plant(dc, user, make_message("keep me", "keep\n"))
+    offset = dc.log_offset()
+    reply, _ = pop3_login(dc, user)
+    assert reply.startswith(b"-ERR [SYS/TEMP]"), reply
+    pattern = (rf"^[^\n]*\bpop3\((?:{re.escape(user)}|\d+)\)[^\n]*: Error: "
+               rf"[^\n]*retention[^\n]*$")
+    # Waits for a third line that should never come.
+    errors = dc.find_log_at_least(pattern, 3, timeout=2.0, since=offset)
+    assert len(errors) == 2, [m.group(0) for m in errors]
+
+
 # --- A: search, bad value from userdb -----------------------------------------
 
 def test_failed_search_module_falls_back_to_dovecot_search(main):
