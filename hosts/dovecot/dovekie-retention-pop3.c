@@ -350,8 +350,6 @@ retention_record_quit(struct dovekie_retention_client *rclient,
 	/* The module records a UID's first download once; repeats are fine. */
 	for (i = 0; i < n_down; i++)
 		retr[n_retr++] = down[i];
-	if (n_retr == 0 && n_del == 0)
-		return 0;
 	/* One attribute transaction for all of the session's records, not
 	   one INBOX open and commit per message: all or nothing. */
 	if (dovekie_kv_batch_begin(rclient->duser, error_r) < 0)

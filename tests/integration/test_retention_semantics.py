@@ -1,0 +1,207 @@
+"""Retention semantics of issue 17, through a real Dovecot and real clients
+(poplib for POP3, imaplib for IMAP, doveadm for the expiry run).
+
+One test per rule (doc/retention.md):
+    client names   1..64 of [A-Za-z0-9._-]; anything else is refused at
+                   login with a log line, never merged into the shared client
+    dele = ignore  QUIT says the messages were kept
+    IMAP wins      removing $PopHidden cancels the message's expiry
+    out and back   a hidden message without a DELE record is unhidden by
+                   the next run: a new message for POP3
+    QUIT           answered after the records are committed; -ERR and no
+                   change when they cannot be
+"""
+
+from __future__ import annotations
+
+import os
+import poplib
+import re
+
+import pytest
+
+from test_retention import (DAY, KEYWORD, append, assert_no_crash, imap_flags,
+                            retention, retention_module, retention_run, uidls)
+
+__all__ = ["retention", "retention_module"]  # fixtures used by name
+
+NAME64 = "abcdefghijklmnopqrstuvwxyz012345" * 2
+
+
+def pop3_refused(dc, login: str) -> bytes:
+    """The -ERR line a POP3 login as `login` gets."""
+    pop = poplib.POP3("127.0.0.1", dc.ports["pop3"], timeout=10)
+    try:
+        pop.user(login)
+        with pytest.raises(poplib.error_proto) as err:
+            pop.pass_(dc.password("alice"))
+        return err.value.args[0]
+    finally:
+        pop.close()
+
+
+def test_client_name_not_valid_is_refused_at_login(retention):
+    dc = retention(view="per-client")
+    append(dc, 2)
+    start = dc.log_offset()
+    for login, name in (("alice#a#b", "a#b"),
+                        ("alice#" + NAME64 + "x", NAME64 + "x"),
+                        ("alice#lap@top", "lap@top")):
+        reply = pop3_refused(dc, login)
+        assert reply.startswith(b"-ERR"), reply
+        dc.wait_for_log(r"pop3\(alice\)[^\n]*refusing the POP3 login: client name "
+                        + re.escape(f'"{name}" of login "{login}" is not valid: '
+                                    "a client name is 1 to 64 characters of "
+                                    "A-Z a-z 0-9 . _ -"), since=start)
+    # Nothing was recorded for the shared client, and a 64-character name
+    # is a client of its own.
+    pop = dc.pop3("alice#" + NAME64, "secret")
+    assert len(uidls(pop)) == 2
+    pop.retr(1)
+    assert pop.quit().startswith(b"+OK")
+    pop = dc.pop3()
+    assert len(uidls(pop)) == 2
+    pop.quit()
+    pop = dc.pop3("alice#" + NAME64, "secret")
+    assert len(uidls(pop)) == 1
+    pop.quit()
+    assert_no_crash(dc)
+
+
+def test_dele_ignore_quit_says_messages_kept(retention):
+    dc = retention(dele="ignore")
+    append(dc, 2)
+    pop = dc.pop3()
+    pop.retr(1)
+    pop.dele(1)
+    assert pop.quit() == (b"+OK Logging out, messages kept "
+                          b"(deletion is disabled on this server).")
+    # Without a DELE, pop3's own line; the messages are all still there.
+    pop = dc.pop3()
+    assert len(uidls(pop)) == 2
+    assert pop.quit() == b"+OK Logging out."
+    flags = imap_flags(dc)
+    assert sorted(flags) == [1, 2] and KEYWORD not in flags[1].split(), flags
+    assert_no_crash(dc)
+
+
+def test_removing_the_keyword_over_imap_cancels_expiry(retention):
+    dc = retention(expire_at_quit="no")
+    append(dc, 3)
+    pop = dc.pop3()
+    for n in (1, 2):
+        pop.retr(n)
+        pop.dele(n)
+    pop.quit()
+    # The user brings messages 1 and 2 back: 1 is then listed by POP3 (its
+    # history is dropped at that QUIT), 2 only by the next run.
+    imap = dc.imap()
+    imap.select("INBOX")
+    typ, data = imap.uid("STORE", "1", "-FLAGS", f"({KEYWORD})")
+    assert typ == "OK", data
+    pop = dc.pop3()
+    assert len(uidls(pop)) == 2
+    pop.quit()
+    typ, data = imap.uid("STORE", "2", "-FLAGS", f"({KEYWORD})")
+    assert typ == "OK", data
+    imap.logout()
+
+    restored = (r"\$PopHidden was removed over IMAP; its POP3 history is dropped "
+                r"and it does not expire")
+    dc.wait_for_log(r"pop3\(alice\)[^\n]*dovekie-retention: uid=1: " + restored)
+    res = retention_run(dc, 8 * DAY)
+    assert "expunged" not in res.stdout, res.stdout
+    assert sorted(imap_flags(dc)) == [1, 2, 3]
+    assert re.search(r"dovekie-retention: uid=2: " + restored, res.stderr), res.stderr
+    assert "uid=1:" not in res.stderr
+    pop = dc.pop3()
+    assert len(uidls(pop)) == 3
+    pop.quit()
+    # Control: a message still hidden expires on time.
+    pop = dc.pop3()
+    pop.retr(3)
+    pop.dele(3)
+    pop.quit()
+    res = retention_run(dc, 16 * DAY)
+    assert re.search(r"INBOX\s+3\s+expired\s+expunged", res.stdout), res.stdout
+    assert sorted(imap_flags(dc)) == [1, 2]
+
+
+def test_hidden_message_moved_out_and_back_is_new_for_pop3(retention):
+    dc = retention()
+    append(dc, 2)
+    pop = dc.pop3()
+    before = uidls(pop)
+    pop.retr(1)
+    pop.dele(1)
+    pop.quit()
+
+    imap = dc.imap()
+    assert imap.create("Other")[0] == "OK"
+    imap.select("INBOX")
+    assert imap.uid("MOVE", "1", "Other")[0] == "OK"
+    imap.select("Other")
+    assert imap.uid("MOVE", "1:*", "INBOX")[0] == "OK"
+    imap.logout()
+    flags = imap_flags(dc)
+    assert sorted(flags) == [2, 3] and KEYWORD in flags[3].split(), flags
+    pop = dc.pop3()
+    assert list(uidls(pop).values()) == [before[2]]  # hidden, with no record
+    pop.quit()
+
+    res = retention_run(dc, 0)
+    assert re.search(r'dovekie-retention: unhide user=alice mailbox="INBOX" uid=3 '
+                     r"reason=no-record", res.stderr), res.stderr
+    flags = imap_flags(dc)
+    assert KEYWORD not in flags[3].split(), flags
+    pop = dc.pop3()
+    listed = uidls(pop)
+    pop.quit()
+    assert len(listed) == 2 and before[2] in listed.values()
+    assert before[1] not in listed.values()  # a new UID, a new UIDL
+    # Never downloaded under its new UID: no run expunges it.
+    res = retention_run(dc, 1000 * DAY)
+    assert "expunged" not in res.stdout, res.stdout
+    assert sorted(imap_flags(dc)) == [2, 3]
+
+
+def test_quit_answers_after_the_records_are_committed(retention):
+    dc = retention()
+    append(dc, 3)
+    # Answered +OK: the next session, opened at once, already sees the DELE.
+    pop = dc.pop3()
+    pop.retr(1)
+    pop.dele(1)
+    assert pop.quit() == b"+OK Logging out, messages deleted."
+    pop = dc.pop3()
+    assert len(uidls(pop)) == 2
+    pop.quit()
+
+    # The records cannot be written (the attribute dict lives in the
+    # home directory, which the mail user may no longer write): -ERR, and
+    # neither the DELE nor the RETR changed anything.
+    home = dc.home("alice")
+    mode = os.stat(home).st_mode & 0o7777
+    start = dc.log_offset()
+    os.chmod(home, 0o555)
+    try:
+        pop = dc.pop3()
+        pop.retr(1)  # UID 2
+        pop.dele(1)
+        pop.retr(2)  # UID 3
+        with pytest.raises(poplib.error_proto) as err:
+            pop.quit()
+        pop.close()
+    finally:
+        os.chmod(home, mode)
+    assert err.value.args[0].startswith(
+        b"-ERR [SYS/TEMP] Could not save the session, nothing was changed"), err.value
+    dc.wait_for_log(r"pop3\(alice\)[^\n]*retention: recording the session failed: "
+                    r"[^\n]*QUIT answered -ERR, nothing was changed", since=start)
+    pop = dc.pop3()
+    assert len(uidls(pop)) == 2
+    pop.quit()
+    flags = imap_flags(dc)
+    assert KEYWORD not in flags[2].split(), flags
+    assert "\\Seen" not in flags[3].split(), flags  # pop3's own changes rolled back
+    assert_no_crash(dc)
