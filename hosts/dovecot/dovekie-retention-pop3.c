@@ -463,7 +463,9 @@ static void retention_quit_expire(struct dovekie_retention_client *rclient)
 	}
 }
 
-/* mail_user_created, pop3 only: see the header. */
+/* mail_user_created, pop3 only: see the header. pop3 logs user->error
+   once (as an error of the pop3 process) when the user cannot be set up,
+   so the refusal is one log line. */
 void dovekie_retention_refuse_login(struct dovekie_user *duser)
 {
 	struct mail_user *user = duser->user;
@@ -474,8 +476,8 @@ void dovekie_retention_refuse_login(struct dovekie_user *duser)
 	why = dovekie_bridge_retention_login_error(duser->bridge);
 	if (why == NULL)
 		return;
-	e_error(duser->event, "refusing the POP3 login: %s", why);
-	user->error = p_strdup_printf(user->pool, "dovekie: %s", why);
+	user->error = p_strdup_printf(user->pool,
+		"dovekie: refusing the POP3 login: %s", why);
 }
 
 static void retention_destroy(struct client *client, const char *reason)
