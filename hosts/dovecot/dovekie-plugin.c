@@ -203,10 +203,11 @@ static void dovekie_refuse_pop3_if_guarded(struct dovekie_user *duser)
 	    !dovekie_bridge_guarded(duser->bridge, DOVEKIE_BRIDGE_GUARD_POP3,
 				    &module, &why))
 		return;
-	e_error(duser->event, "refusing the POP3 login: module %s is configured "
-		"but not running: %s", module, why);
-	user->error = p_strdup_printf(user->pool, "dovekie: module %s is "
-		"configured but not running: %s", module, why);
+	/* Dovecot logs this error itself (without the user in its prefix),
+	   so it names the user and is the refusal's one log line. */
+	user->error = p_strdup_printf(user->pool, "dovekie: refusing the POP3 "
+		"login of %s: module %s is configured but not running: %s",
+		user->username, module, why);
 }
 
 static void dovekie_mail_user_created(struct mail_user *user)

@@ -225,8 +225,11 @@ def damaged(request, plugin_path, module_files, clamd):
 # --- helpers --------------------------------------------------------------
 
 def user_lines(dc: PrivateDovecot, user: str, since: int = 0) -> list[str]:
-    """Log lines of user's sessions, e.g. `lmtp(user)<pid><id>: ...`."""
-    rx = re.compile(rf"\w\({re.escape(user)}\)")
+    """Log lines of user's sessions, e.g. `lmtp(user)<pid><id>: ...`, and
+    the line pop3 logs when it cannot set the user up (a refused login):
+    `pop3(pid): Error: dovekie: refusing the POP3 login of user: ...`."""
+    rx = re.compile(rf"\w\({re.escape(user)}\)|\w\(\d+\): Error: dovekie: "
+                    rf"refusing the POP3 login of {re.escape(user)}:")
     return [line for line in dc.log_since(since).splitlines() if rx.search(line)]
 
 
@@ -243,7 +246,7 @@ def wait_user_error(dc: PrivateDovecot, user: str, *patterns: str, since: int = 
                     timeout: float = 10.0) -> list[str]:
     """The user's Error lines matching every pattern, once there is one."""
     rx = [re.compile(p) for p in patterns]
-    head = re.compile(rf"\w\({re.escape(user)}\)[^:\n]*: Error: ")
+    head = re.compile(rf"\w\((?:{re.escape(user)}\)[^:\n]*|\d+\)): Error: ")
     deadline = time.monotonic() + timeout
     while True:
         found = [line for line in user_lines(dc, user, since)
