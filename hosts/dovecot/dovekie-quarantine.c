@@ -3,8 +3,8 @@
  * Used by an LMTP DIVERT (the mailbox must exist first), by `doveadm
  * dovekie rescan` (moves new detections) and by a read DIVERT (the
  * antivirus module's dovekie_av_read_action = replace): the infected
- * message moves into quarantine, a notice takes its place in the mailbox,
- * and the reader is served that notice instead of the message.
+ * message moves into quarantine and a notice takes its place in the
+ * mailbox; a POP3 reader is served that notice instead of the message.
  */
 #include "lib.h"
 #include "array.h"
@@ -266,7 +266,8 @@ int dovekie_quarantine_replace(struct dovekie_user *duser, struct mail *mail,
 	const char *error;
 	int ret = 0;
 
-	*notice_r = NULL;
+	if (notice_r != NULL)
+		*notice_r = NULL;
 	/* mailbox_equals(): INBOX in any case, and the namespace it is in. */
 	if (dovekie_quarantine_is(user, vname, mailbox_get_vname(mail->box))) {
 		*error_r = "the message is in the quarantine mailbox already";
@@ -276,7 +277,8 @@ int dovekie_quarantine_replace(struct dovekie_user *duser, struct mail *mail,
 	text = notice_text(mail, vname, reason, TRUE);
 	if (mail_get_virtual_size(mail, &size) < 0)
 		size = 0;
-	served = str_len(text) > size ? notice_text(mail, vname, reason, FALSE) : text;
+	served = notice_r == NULL ? NULL :
+		str_len(text) > size ? notice_text(mail, vname, reason, FALSE) : text;
 
 	qbox = dovekie_quarantine_open(user, duser->event, vname, error_r);
 	if (qbox == NULL)
@@ -334,8 +336,8 @@ int dovekie_quarantine_replace(struct dovekie_user *duser, struct mail *mail,
 		e_error(duser->event, "%s", error);
 	mailbox_free(&own_box);
 
-	if (str_len(served) > size)
-		return 0; /* too small an original to serve the notice in its place */
+	if (served == NULL || str_len(served) > size)
+		return 0; /* not wanted, or too small an original to serve it in its place */
 	notice_pad(served, size);
 	notice_sizes(served, hdr_size_r, body_size_r);
 	*notice_r = i_stream_create_copy_from_data(str_data(served), str_len(served));

@@ -33,10 +33,11 @@ int dovekie_quarantine_move(struct dovekie_user *duser, struct mail *mail,
 			    struct mailbox_transaction_context *qt, const char **error_r);
 /* A read DIVERT: moves the stored message (mail, in its own transactions)
    into mailbox vname and stores a notice quoting `reason` in its place,
-   with its flags and received date. *notice_r is that notice padded to
-   the original's virtual size, with its header and body sizes, for the
-   reader that asked (the reader's client has the original's size
-   already); NULL when the original is too small to hold it. Returns -1
+   with its flags and received date. When notice_r is not NULL,
+   *notice_r is that notice padded to the original's virtual size, with
+   its header and body sizes, for a POP3 reader (its client has the
+   original's size already); NULL when the original is too small to hold
+   it. Returns -1
    with error_r when the message could not be moved (it is then where it
    was). */
 int dovekie_quarantine_replace(struct dovekie_user *duser, struct mail *mail,

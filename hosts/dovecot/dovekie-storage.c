@@ -5,9 +5,11 @@
  *   LMTP delivery     mailbox vfunc copy with ctx->saving (mail_deliver saves
  *                     with mailbox_save_using_mail), unless dovekie-lmtp.c's
  *                     delivery hook already judged the message
- *   FETCH, RETR, TOP  mail vfunc get_stream with a body, imap/pop3 only (a
- *                     DIVERT moves the message into quarantine and serves a
- *                     notice in its place: dovekie-quarantine.c)
+ *   FETCH, SEARCH,    mail vfuncs get_stream with a body and
+ *   RETR, TOP         get_binary_stream, imap/pop3 only: the message is
+ *                     judged before any byte of it is served (a DIVERT
+ *                     moves it into quarantine and stores a notice in its
+ *                     place: dovekie-quarantine.c)
  *   expunge           mail vfunc expunge (IMAP EXPUNGE, POP3 DELE at QUIT)
  *   POP3 start        mailbox vfunc sync_deinit of the POP3 session's INBOX
  */
@@ -19,6 +21,7 @@
 #include "mailbox-list-iter.h"
 #include "mail-namespace.h"
 #include "dovekie-plugin.h"
+#include "dovekie-antivirus.h"
 #include "dovekie-quarantine.h"
 #include "dovekie-storage.h"
 #include "dovekie-log-quote.h"
@@ -36,6 +39,9 @@ struct dovekie_mail {
 	/* UID whose guarded refusal this mail object has logged: a FETCH
 	   opens the stream several times, and one refusal is one line. */
 	uint32_t guard_logged_uid;
+	/* Whether the mail's mailbox is the quarantine: 0 not known yet,
+	   1 no, 2 yes (a mail object stays in one mailbox). */
+	uint8_t in_quarantine;
 };
 
 static MODULE_CONTEXT_DEFINE_INIT(dovekie_storage_module,
@@ -431,6 +437,19 @@ dovekie_set_verdict_error(struct mailbox *box, enum dovekie_bridge_verdict verdi
 		MAIL_ERROR_NOTPOSSIBLE, reason);
 }
 
+/* A read that may succeed later (scanner down, module not running). pop3
+   answers any failed read "-ERR Message N expunged." whatever the error;
+   MAIL_ERROR_TEMP is what a pop3 hook needs to answer -ERR [SYS/TEMP]
+   instead. imap answers UNAVAILABLE with BYE and the reason. */
+static void dovekie_set_read_tempfail(struct mail *_mail, const char *reason)
+{
+	struct mail_user *user = _mail->box->storage->user;
+
+	mail_storage_set_error(_mail->box->storage,
+		user->service != NULL && strcmp(user->service, "pop3") == 0 ?
+		MAIL_ERROR_TEMP : MAIL_ERROR_UNAVAILABLE, reason);
+}
+
 static struct dovekie_user *dovekie_box_user(struct mailbox *box)
 {
 	return DOVEKIE_USER_CONTEXT(box->storage->user);
@@ -605,17 +624,29 @@ static bool dovekie_is_noticed(struct dovekie_user *duser, struct mail *_mail)
 		strcmp(duser->notice_mailbox, mailbox_get_vname(_mail->box)) == 0;
 }
 
-/* Serves the notice that replaced a quarantined message; without one (the
-   original was too small to hold it), every read of it fails: the reader
-   must never fall through to the original. */
+/* Fails a read of a message whose bytes are not served. INVALIDDATA is the
+   one storage error Dovecot's imap answers with a tagged NO (NO [PARSE]
+   and the reason) instead of BYE, whatever imap_fetch_failure says; any
+   other refusal ends the session and the client reconnects and asks
+   again. pop3 answers every failed read "-ERR Message N expunged." */
+static void dovekie_refuse_read(struct mail *_mail, const char *reason)
+{
+	mail_storage_set_error(_mail->box->storage, MAIL_ERROR_INVALIDDATA, reason);
+}
+
+/* A read of the message a DIVERT replaced. POP3 gets the notice, padded
+   to the size pop3 listed at the start of the session. IMAP gets what
+   stock Dovecot gives for a message another session expunged (FETCH
+   items NIL, OK [EXPUNGEISSUED]; SEARCH skips it): that is what happened,
+   and nothing Dovecot told the client about the original (sizes,
+   BODYSTRUCTURE, its parts' offsets) can be applied to another text. */
 static int
 dovekie_serve_notice(struct mail *_mail, struct dovekie_user *duser,
 		     struct message_size *hdr_size, struct message_size *body_size,
 		     struct istream **stream_r)
 {
-	if (duser->notice == NULL) {
-		mail_storage_set_error(_mail->box->storage, MAIL_ERROR_EXPUNGED,
-			"The message was moved to quarantine");
+	if (duser->notice == NULL || stream_r == NULL) {
+		mail_set_expunged(_mail);
 		return -1;
 	}
 	if (hdr_size != NULL)
@@ -628,26 +659,29 @@ dovekie_serve_notice(struct mail *_mail, struct dovekie_user *duser,
 }
 
 /* A read DIVERT: the message goes into quarantine and a notice takes its
-   place. The reader gets the notice, or (when the message could not be
-   moved, or is too small to hold the notice) a failed read. */
+   place. The reader then gets what dovekie_serve_notice() gives, or a
+   refusal when the message could not be moved. */
 static int
 dovekie_read_divert(struct mail *_mail, struct dovekie_user *duser,
-		    const struct dovekie_bridge_result *result,
+		    const struct dovekie_bridge_result *result, bool want_notice,
 		    struct message_size *hdr_size, struct message_size *body_size,
 		    struct istream **stream_r)
 {
-	struct istream *notice;
+	struct istream *notice = NULL;
 	struct message_size hdr, body;
 	const char *error;
 
+	i_zero(&hdr);
+	i_zero(&body);
 	if (dovekie_quarantine_replace(duser, _mail, result->mailbox, result->reason,
-				       &notice, &hdr, &body, &error) < 0) {
+				       want_notice ? &notice : NULL, &hdr, &body,
+				       &error) < 0) {
 		e_error(duser->event, "cannot quarantine uid=%u of %s: %s", _mail->uid,
 			dovekie_log_quote(mailbox_get_vname(_mail->box)), error);
 		/* Judged again on the next read: it stays refused. */
 		struct dovekie_mail *dmail = DOVEKIE_MAIL_CONTEXT((struct mail_private *)_mail);
 		dmail->read_checked_uid = 0;
-		dovekie_set_verdict_error(_mail->box, DOVEKIE_BRIDGE_REJECT, result->reason);
+		dovekie_refuse_read(_mail, result->reason);
 		return -1;
 	}
 	i_stream_unref(&duser->notice);
@@ -657,12 +691,109 @@ dovekie_read_divert(struct mail *_mail, struct dovekie_user *duser,
 	duser->notice_uid = _mail->uid;
 	duser->notice_hdr = hdr;
 	duser->notice_body = body;
-	if (notice == NULL) {
-		dovekie_set_verdict_error(_mail->box, DOVEKIE_BRIDGE_REJECT, t_strdup_printf(
-			"%s; the message was moved to %s", result->reason, result->mailbox));
+	return dovekie_serve_notice(_mail, duser, hdr_size, body_size, stream_r);
+}
+
+/* Whether _mail lies in the user's quarantine mailbox. Its originals are
+   never served raw to imap or pop3: a client that syncs every folder gets
+   their headers (sender, subject, date) and a NO for their bodies, never
+   the virus and never BYE. doveadm reads them (release, fetch). */
+static bool
+dovekie_mail_in_quarantine(struct dovekie_user *duser, struct dovekie_mail *dmail,
+			   struct mail *_mail)
+{
+	char quarantine[DOVEKIE_BRIDGE_REASON_MAX];
+
+	if (dmail->in_quarantine == 0) {
+		dmail->in_quarantine =
+			dovekie_bridge_av_quarantine_mailbox(duser->bridge, quarantine) == 0 &&
+			quarantine[0] != '\0' &&
+			dovekie_quarantine_is(_mail->box->storage->user, quarantine,
+					      mailbox_get_vname(_mail->box)) ? 2 : 1;
+	}
+	return dmail->in_quarantine == 2;
+}
+
+#define DOVEKIE_QUARANTINE_READ_REASON \
+	"The message is held in quarantine by the virus scanner; " \
+	"ask your mail administrator if you need it"
+
+/* Every read of a message's bytes by a client (get_stream with and without
+   the body, get_binary_stream and the binary cache behind it, and through
+   them SEARCH, snippets and POP3) passes here first. Returns 1 when
+   Dovecot may serve the message, 0 when *stream_r is the notice that
+   replaced it (POP3 only; stream_r NULL: never), -1 with the storage error
+   set when nothing may be served. */
+static int
+dovekie_guard_read(struct mail *_mail, bool get_body,
+		   struct message_size *hdr_size, struct message_size *body_size,
+		   struct istream **stream_r)
+{
+	struct mail_private *mail = (struct mail_private *)_mail;
+	struct dovekie_mail *dmail = DOVEKIE_MAIL_CONTEXT(mail);
+	struct dovekie_user *duser = dovekie_box_user(_mail->box);
+	struct mail_user *user = _mail->box->storage->user;
+	enum dovekie_bridge_verdict verdict;
+	struct dovekie_bridge_result result;
+	const char *module, *why;
+	bool pop3;
+	int origin;
+
+	if (duser == NULL)
+		return 1;
+	pop3 = dovekie_service_is(user, "pop3");
+	if (dovekie_is_noticed(duser, _mail)) {
+		return dovekie_serve_notice(_mail, duser, hdr_size, body_size,
+					    pop3 ? stream_r : NULL);
+	}
+	/* Headers alone (ENVELOPE, BODY[HEADER]) are served as Dovecot has
+	   them: the scan judges a message by its body. */
+	if (!get_body || duser->in_hook || _mail->uid == 0 || _mail->saving ||
+	    !dovekie_bridge_wants_read(duser->bridge))
+		return 1;
+	if (dovekie_service_is(user, "imap"))
+		origin = DOVEKIE_BRIDGE_READ_FETCH;
+	else if (pop3)
+		origin = DOVEKIE_BRIDGE_READ_POP3;
+	else
+		return 1;
+	if (dmail->read_checked_uid == _mail->uid)
+		return 1;
+	if (dovekie_bridge_guarded(duser->bridge, DOVEKIE_BRIDGE_GUARD_READ, &module, &why)) {
+		if (dmail->guard_logged_uid != _mail->uid) {
+			dmail->guard_logged_uid = _mail->uid;
+			e_error(duser->event, "refusing to read uid=%u from %s: "
+				"module %s is configured but not running: %s",
+				_mail->uid, dovekie_log_quote(mailbox_get_vname(_mail->box)),
+				module, why);
+		}
+		dovekie_set_read_tempfail(_mail, DOVEKIE_BRIDGE_GUARD_REASON);
 		return -1;
 	}
-	return dovekie_serve_notice(_mail, duser, hdr_size, body_size, stream_r);
+	if (dovekie_mail_in_quarantine(duser, dmail, _mail)) {
+		dovekie_refuse_read(_mail, DOVEKIE_QUARANTINE_READ_REASON);
+		return -1;
+	}
+	dmail->read_checked_uid = _mail->uid;
+	if (dovekie_check_read(duser, _mail, origin, &result, &verdict) < 0) {
+		dmail->read_checked_uid = 0;
+		return -1;
+	}
+	switch (verdict) {
+	case DOVEKIE_BRIDGE_ACCEPT:
+		return 1;
+	case DOVEKIE_BRIDGE_DIVERT:
+		return dovekie_read_divert(_mail, duser, &result, pop3 && stream_r != NULL,
+					   hdr_size, body_size, stream_r);
+	case DOVEKIE_BRIDGE_TEMPFAIL:
+		dmail->read_checked_uid = 0;
+		dovekie_set_read_tempfail(_mail, result.reason);
+		return -1;
+	default:
+		dmail->read_checked_uid = 0;
+		dovekie_refuse_read(_mail, result.reason);
+		return -1;
+	}
 }
 
 static int
@@ -673,57 +804,31 @@ dovekie_mail_get_stream(struct mail *_mail, bool get_body,
 {
 	struct mail_private *mail = (struct mail_private *)_mail;
 	struct dovekie_mail *dmail = DOVEKIE_MAIL_CONTEXT(mail);
-	struct dovekie_user *duser = dovekie_box_user(_mail->box);
-	struct mail_user *user = _mail->box->storage->user;
-	enum dovekie_bridge_verdict verdict;
-	struct dovekie_bridge_result result;
-	const char *module, *why;
-	int origin;
+	int ret;
 
-	if (dovekie_is_noticed(duser, _mail))
-		return dovekie_serve_notice(_mail, duser, hdr_size, body_size, stream_r);
-	if (get_body && duser != NULL && !duser->in_hook &&
-	    dmail->read_checked_uid != _mail->uid && _mail->uid != 0 &&
-	    !_mail->saving && dovekie_bridge_wants_read(duser->bridge)) {
-		if (dovekie_service_is(user, "imap"))
-			origin = DOVEKIE_BRIDGE_READ_FETCH;
-		else if (dovekie_service_is(user, "pop3"))
-			origin = DOVEKIE_BRIDGE_READ_POP3;
-		else
-			origin = -1;
-		if (origin >= 0 && dovekie_bridge_guarded(duser->bridge,
-				DOVEKIE_BRIDGE_GUARD_READ, &module, &why)) {
-			if (dmail->guard_logged_uid != _mail->uid) {
-				dmail->guard_logged_uid = _mail->uid;
-				e_error(duser->event, "refusing to read uid=%u from %s: "
-					"module %s is configured but not running: %s",
-					_mail->uid, dovekie_log_quote(mailbox_get_vname(_mail->box)),
-					module, why);
-			}
-			dovekie_set_verdict_error(_mail->box, DOVEKIE_BRIDGE_TEMPFAIL,
-						  DOVEKIE_BRIDGE_GUARD_REASON);
-			return -1;
-		}
-		if (origin >= 0) {
-			dmail->read_checked_uid = _mail->uid;
-			if (dovekie_check_read(duser, _mail, origin, &result,
-					       &verdict) < 0) {
-				dmail->read_checked_uid = 0;
-				return -1;
-			}
-			if (verdict == DOVEKIE_BRIDGE_DIVERT) {
-				return dovekie_read_divert(_mail, duser, &result,
-							   hdr_size, body_size, stream_r);
-			}
-			if (verdict != DOVEKIE_BRIDGE_ACCEPT) {
-				dmail->read_checked_uid = 0;
-				dovekie_set_verdict_error(_mail->box, verdict, result.reason);
-				return -1;
-			}
-		}
-	}
+	ret = dovekie_guard_read(_mail, get_body, hdr_size, body_size, stream_r);
+	if (ret <= 0)
+		return ret;
 	return dmail->module_ctx.super.get_stream(_mail, get_body, hdr_size,
 						  body_size, stream_r);
+}
+
+/* BINARY[], BINARY[n] and BINARY.SIZE[n]: index_mail decodes from its own
+   open stream and keeps the last decoded part per storage (the binary
+   cache), which it serves again without a get_stream call, so the message
+   is judged here too. */
+static int
+dovekie_mail_get_binary_stream(struct mail *_mail, const struct message_part *part,
+			       bool include_hdr, uoff_t *size_r, unsigned int *lines_r,
+			       bool *binary_r, struct istream **stream_r)
+{
+	struct mail_private *mail = (struct mail_private *)_mail;
+	struct dovekie_mail *dmail = DOVEKIE_MAIL_CONTEXT(mail);
+
+	if (dovekie_guard_read(_mail, TRUE, NULL, NULL, NULL) < 0)
+		return -1;
+	return dmail->module_ctx.super.get_binary_stream(_mail, part, include_hdr, size_r,
+							 lines_r, binary_r, stream_r);
 }
 
 static void dovekie_mail_expunge(struct mail *_mail)
@@ -791,6 +896,7 @@ void dovekie_mail_allocated(struct mail *_mail)
 	dmail->module_ctx.super = *v;
 	mail->vlast = &dmail->module_ctx.super;
 	v->get_stream = dovekie_mail_get_stream;
+	v->get_binary_stream = dovekie_mail_get_binary_stream;
 	v->expunge = dovekie_mail_expunge;
 	v->get_virtual_size = dovekie_mail_get_virtual_size;
 	v->get_physical_size = dovekie_mail_get_physical_size;

@@ -11,7 +11,8 @@
  *      for all its recipients: see "one scan per LMTP transaction");
  *   5. infected: APPEND/COPY are refused with the signature name, a read
  *      follows dovekie_av_read_action (replace: DIVERT into the quarantine
- *      mailbox, the host serves a notice in its place; refuse: REJECT),
+ *      mailbox, the host stores a notice in its place; refuse, and any
+ *      read when dovekie_av_action = tag: REJECT, nothing moves),
  *      LMTP follows dovekie_av_action (quarantine: DIVERT into
  *      dovekie_av_quarantine_mailbox; reject; tag: ACCEPT with the keyword
  *      $Infected; discard: DISCARD); a scanner failure follows
@@ -67,7 +68,8 @@ static const DovekieSettingDef av_settings[] = {
     "scan on FETCH/RETR/TOP: off, unscanned (not yet judged with the current DB) or always" },
   { "dovekie_av_read_action", DOVEKIE_SETTING_ENUM, "replace", 0, 0, read_action_choices,
     "infected message read (FETCH, RETR, TOP): replace (moved into the quarantine mailbox, "
-    "a notice naming the signature takes its place) or refuse (the read fails)" },
+    "a notice naming the signature takes its place) or refuse (the read fails); with "
+    "dovekie_av_action = tag a read always refuses and never moves the message" },
   { "dovekie_av_cache", DOVEKIE_SETTING_BOOL, "yes", 0, 0, NULL,
     "keep verdicts per message digest and DB version in the user's mailbox attributes" },
   { "dovekie_av_db_check_interval", DOVEKIE_SETTING_UINT, "60", 0, 86400, NULL,
@@ -574,13 +576,24 @@ av_infected_verdict (DovekieContext *ctx, gboolean delivery, gboolean read,
   const gchar *action = ctx->api->get_string (ctx, "dovekie_av_action");
   g_autofree gchar *reason = NULL;
 
-  if (read && g_str_equal (ctx->api->get_string (ctx, "dovekie_av_read_action"), "replace"))
+  /* A read moves a message only when the admin wants infected mail in
+   * quarantine: with dovekie_av_action = tag the message was delivered on
+   * purpose, tagged, and stays where it is (issue 16, invariant 5). A read
+   * that does not move the message refuses it: its bytes are never served. */
+  if (read && g_str_equal (ctx->api->get_string (ctx, "dovekie_av_read_action"), "replace")
+      && !g_str_equal (action, "tag"))
     {
       reason = g_strdup_printf ("Virus %s found", signature);
       dovekie_verdict_divert (verdict,
                               ctx->api->get_string (ctx, "dovekie_av_quarantine_mailbox"),
                               reason);
       return "replace";
+    }
+  if (read)
+    {
+      reason = g_strdup_printf ("Virus %s found: the message cannot be read", signature);
+      dovekie_verdict_set (verdict, DOVEKIE_VERDICT_REJECT, reason);
+      return "refuse";
     }
   if (!delivery || g_str_equal (action, "reject"))
     {

@@ -679,7 +679,8 @@ START_TEST (test_read_modes)
 END_TEST
 
 /* An infected read: replace (the default) diverts into the quarantine
- * mailbox, naming the signature; refuse rejects with it. */
+ * mailbox, naming the signature; refuse rejects with it, and so does any
+ * read with dovekie_av_action = tag. */
 START_TEST (test_read_actions)
 {
   DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
@@ -700,8 +701,18 @@ START_TEST (test_read_actions)
   ck_assert_ptr_null (verdict.mailbox);
   ck_assert_ptr_nonnull (strstr (verdict.reason, "Fake.Test.Virus"));
   dovekie_verdict_clear (&verdict);
-  /* Saves are refused whatever the read action is. */
+  assert_logged ("action=refuse", 2);
+  /* Issue 16, invariant 5: with action = tag a read never moves the
+   * message, whatever the read action says; it refuses it. */
   g_hash_table_insert (settings, "dovekie_av_read_action", "replace");
+  g_hash_table_insert (settings, "dovekie_av_action", "tag");
+  run_hook_verdict (FALSE, DOVEKIE_READ_FETCH, "bad\r\n", &verdict);
+  ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_REJECT);
+  ck_assert_ptr_null (verdict.mailbox);
+  ck_assert_ptr_nonnull (strstr (verdict.reason, "Fake.Test.Virus"));
+  dovekie_verdict_clear (&verdict);
+  g_hash_table_insert (settings, "dovekie_av_action", "quarantine");
+  /* Saves are refused whatever the read action is. */
   ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "bad\r\n", NULL),
                     DOVEKIE_VERDICT_REJECT);
 }
