@@ -18,7 +18,6 @@ Log lines of the module read
 from __future__ import annotations
 
 import base64
-import imaplib
 import io
 import os
 import re
