@@ -10,6 +10,10 @@
 
 G_BEGIN_DECLS
 
+/* Tests only: called in open_db right after SQLite opened the file, to
+ * play another process that removes it then (see open_db_settled). */
+extern void (*dovekie_search_index_test_after_open) (const gchar *path);
+
 struct _DovekieIndex {
   DovekieContext *ctx;
   gchar *path;

@@ -215,6 +215,8 @@ close_db (DovekieIndex *index)
   index->run_docs = 0;
 }
 
+void (*dovekie_search_index_test_after_open) (const gchar *path) = NULL;
+
 static void
 remove_files (const gchar *path)
 {
@@ -498,6 +500,8 @@ open_db (DovekieIndex *index, GError **error)
       return sql_fail (index, error, "opening");
     }
   sqlite3_extended_result_codes (index->db, 1);
+  if (dovekie_search_index_test_after_open != NULL)
+    dovekie_search_index_test_after_open (index->path);
   index->busy_usec = BUSY_TIMEOUT_USEC;
   sqlite3_busy_handler (index->db, busy_wait, index);
   if (!dovekie_search_tokenizer_register (index->db, note_word, index, error))
@@ -542,6 +546,39 @@ open_db (DovekieIndex *index, GError **error)
          exec (index, "COMMIT", error);
 }
 
+/* How often open_db_settled opens again a file removed under it. */
+#define OPEN_ATTEMPTS 4
+
+/* open_db, again when the file was removed under it: a process that found
+ * the index corrupt removes its files (remove_files) while another has
+ * just opened or created them, and SQLite then refuses every write with
+ * SQLITE_READONLY_DBMOVED ("attempt to write a readonly database", seen
+ * as doveadm index and imap searches rebuilt a corrupt index at once), or
+ * with SQLITE_IOERR_FSTAT when the removed file was in WAL mode.
+ * Opening again finds the file that is there now. */
+static gboolean
+open_db_settled (DovekieIndex *index, GError **error)
+{
+  for (guint attempt = 1;; attempt++)
+    {
+      g_autoptr (GError) local = NULL;
+
+      if (open_db (index, &local))
+        return TRUE;
+      int code = index->db != NULL ? sqlite3_extended_errcode (index->db) : SQLITE_OK;
+
+      /* A new file removed under us: DBMOVED at the first write; a file
+       * already in WAL mode: IOERR_FSTAT at the first read (SQLite 3.40). */
+      if (attempt == OPEN_ATTEMPTS ||
+          (code != SQLITE_READONLY_DBMOVED && code != SQLITE_IOERR_FSTAT))
+        {
+          g_propagate_error (error, g_steal_pointer (&local));
+          return FALSE;
+        }
+      close_db (index);
+    }
+}
+
 /* Drops a corrupt or outdated file and starts an empty index in its place. */
 static gboolean
 recreate (DovekieIndex *index, GError **error)
@@ -556,7 +593,7 @@ recreate (DovekieIndex *index, GError **error)
   close_db (index);
   remove_files (index->path);
   index->last_uid = 0;
-  return open_db (index, error);
+  return open_db_settled (index, error);
 }
 
 DovekieIndex *
@@ -578,7 +615,7 @@ dovekie_search_index_open_with (DovekieContext *ctx, const gchar *path, guint32 
   index->vocab_added = g_string_new (NULL);
   index->vocab_text = g_string_new (NULL);
 
-  if (!open_db (index, &local))
+  if (!open_db_settled (index, &local))
     {
       gboolean corrupt = index->outdated ||
                          (index->db != NULL && is_corrupt_code (sqlite3_errcode (index->db)));
@@ -1104,7 +1141,7 @@ index_lookup (DovekieIndex *index, DovekieIndexScope scope, const gchar *needle,
 static gboolean
 index_reset (DovekieIndex *index, GError **error)
 {
-  if (index->db == NULL && !open_db (index, error))
+  if (index->db == NULL && !open_db_settled (index, error))
     return FALSE;
   index->poisoned = FALSE;
   if (!begin (index, error) || !clear_tables (index, error))

@@ -10,6 +10,7 @@
 #include <sqlite3.h>
 
 #include "dovekie-search-index.h"
+#include "dovekie-search-index-private.h"
 #include "dovekie-search-plan.h"
 
 static const DovekieIndexVtable *v = &dovekie_search_index_vtable;
@@ -21,6 +22,7 @@ static const DovekieSearchLimits limits = { 2, 1024 * 1024, 1024 * 1024 };
 static void
 setup (void)
 {
+  dovekie_search_index_test_after_open = NULL;
   tmpdir = g_dir_make_tmp ("dovekie-search-XXXXXX", NULL);
   ck_assert_ptr_nonnull (tmpdir);
   dbpath = g_build_filename (tmpdir, "index.db", NULL);
@@ -819,6 +821,56 @@ START_TEST (test_events)
 }
 END_TEST
 
+static guint removals_left;
+
+/* Plays a process that found the index corrupt and removed its files just
+ * after this one opened them. */
+static void
+remove_after_open (const gchar *path)
+{
+  if (removals_left == 0)
+    return;
+  removals_left--;
+  /* All three, as remove_files does. */
+  g_autofree gchar *wal = g_strconcat (path, "-wal", NULL);
+  g_autofree gchar *shm = g_strconcat (path, "-shm", NULL);
+  (void) g_unlink (wal);
+  (void) g_unlink (shm);
+  ck_assert_int_eq (g_unlink (path), 0);
+}
+
+/* Bug: "attempt to write a readonly database" (SQLITE_READONLY_DBMOVED)
+ * when another process removed a corrupt index's files as this one opened
+ * them; the open failed and the search fell back. It now opens again. */
+START_TEST (test_open_again_after_removal)
+{
+  g_autoptr (GError) error = NULL;
+  DovekieIndex *index;
+  guint32 last = 99;
+
+  v->close (open_index (1));
+  removals_left = 2;
+  dovekie_search_index_test_after_open = remove_after_open;
+  index = dovekie_search_index_open_with (NULL, dbpath, 1, &limits, &error);
+  ck_assert_msg (index != NULL, "open: %s", error != NULL ? error->message : "?");
+  ck_assert_uint_eq (removals_left, 0);
+  ck_assert (g_file_test (dbpath, G_FILE_TEST_EXISTS));
+  add_doc (index, 4, "Subject: x\r\n", "after the removal");
+  ck_assert (v->get_last_uid (index, &last, NULL));
+  ck_assert_uint_eq (last, 4);
+  v->close (index);
+
+  /* Bounded: a file removed at every open is an error, not a loop. */
+  removals_left = 100;
+  index = dovekie_search_index_open_with (NULL, dbpath, 1, &limits, &error);
+  dovekie_search_index_test_after_open = NULL;
+  ck_assert_ptr_null (index);
+  ck_assert_ptr_nonnull (error);
+  ck_assert_uint_lt (removals_left, 100);
+  ck_assert_uint_gt (removals_left, 90);
+}
+END_TEST
+
 static Suite *
 index_suite (void)
 {
@@ -830,6 +882,7 @@ index_suite (void)
     { "open_older_schema", test_older_schema_is_rebuilt, DOVEKIE_SEARCH_SCHEMA - 1 },
     { "open_newer_schema", test_newer_schema_is_refused, 1 },
     { "open_read_only", test_read_only_dir_fails_cleanly, 1 },
+    { "open_again_after_removal", test_open_again_after_removal, 1 },
     { "lookup", test_lookup_scopes, 1 },
     { "expunge", test_expunge_hides, 1 },
     { "doc_append_chunks", test_chunks_overlap, 1 },
