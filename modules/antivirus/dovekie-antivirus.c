@@ -24,6 +24,9 @@
 #include "dovekie-config.h"
 
 #include <string.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
 
 #include <gmodule.h>
 
@@ -175,6 +178,32 @@ av_check_quarantine_mailbox (DovekieContext *ctx, GError **error)
   return FALSE;
 }
 
+/* The libclamav signature DB is loaded at the first scan (loading it is too
+ * costly for every session start), but a directory that is not there or
+ * that the mail user cannot read can never work: the module does not
+ * start, and so guards what it guards, instead of tempfailing every scan
+ * with no word of the setting. */
+static gboolean
+av_check_libclamav_db (DovekieContext *ctx, GError **error)
+{
+  const gchar *dir = ctx->api->get_string (ctx, "dovekie_av_libclamav_db");
+  const gchar *why = NULL;
+
+  if (!av_uses_libclamav (ctx))
+    return TRUE;
+  if (!g_file_test (dir, G_FILE_TEST_EXISTS))
+    why = "no such directory";
+  else if (!g_file_test (dir, G_FILE_TEST_IS_DIR))
+    why = "not a directory";
+  else if (g_access (dir, R_OK | X_OK) < 0)
+    why = "the mail user cannot read it";
+  if (why == NULL)
+    return TRUE;
+  g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+               "dovekie_av_libclamav_db = %s: %s", dir, why);
+  return FALSE;
+}
+
 static gboolean
 av_init (DovekieContext *ctx, GError **error)
 {
@@ -189,7 +218,7 @@ av_init (DovekieContext *ctx, GError **error)
     ctx->api->get_string (ctx, "dovekie_av_clamd"),
     (guint) ctx->api->get_uint (ctx, "dovekie_av_connect_timeout_msecs"),
     (guint) ctx->api->get_uint (ctx, "dovekie_av_scan_timeout_msecs"), error);
-  if (clamd == NULL)
+  if (clamd == NULL || !av_check_libclamav_db (ctx, error))
     return FALSE;
   user = g_new0 (AvUser, 1);
   if (!av_uses_libclamav (ctx))

@@ -781,6 +781,35 @@ START_TEST (test_message_read_error)
 }
 END_TEST
 
+/* Issue "fail closed": a libclamav DB directory that is missing or not a
+ * directory was found only at the first scan, every scan then tempfailed
+ * and no line named the setting. The module does not start now. */
+START_TEST (test_libclamav_db_checked_at_init)
+{
+  g_autofree gchar *dir = test_make_dir ();
+  g_autofree gchar *missing = g_build_filename (dir, "nothing-here", NULL);
+  g_autofree gchar *file = g_build_filename (dir, "a-file", NULL);
+  const gchar *const bad[][2] = { { missing, "no such directory" }, { file, "not a directory" } };
+
+  ck_assert (g_file_set_contents (file, "x", 1, NULL));
+  g_hash_table_insert (settings, "dovekie_av_engine", "libclamav");
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autofree gchar *want = g_strdup_printf ("dovekie_av_libclamav_db = %s: %s",
+                                                bad[i][0], bad[i][1]);
+      g_hash_table_insert (settings, "dovekie_av_libclamav_db", (gpointer) bad[i][0]);
+      ck_assert (!dovekie_module.init (&ctx, &error));
+      ck_assert_ptr_null (ctx.module_data);
+      ck_assert_str_eq (error->message, want);
+    }
+  /* With clamd the directory is not used, so not checked. */
+  g_hash_table_insert (settings, "dovekie_av_engine", "clamd");
+  init_module ();
+  test_remove_dir (dir);
+}
+END_TEST
+
 START_TEST (test_libclamav_engine)
 {
   g_autofree gchar *dir = test_make_dir ();
@@ -912,6 +941,7 @@ main (void)
   tcase_add_loop_test (tc, test_quarantine_mailbox_not_inbox, 0,
                        G_N_ELEMENTS (quarantine_cases));
   tcase_add_loop_test (tc, test_clamd_list_checked_at_init, 0, G_N_ELEMENTS (clamd_list_cases));
+  tcase_add_test (tc, test_libclamav_db_checked_at_init);
   tcase_add_test (tc, test_log_quotes_mailbox);
   tcase_add_test (tc, test_clean_and_infected);
   tcase_add_test (tc, test_clamd_fildes);

@@ -903,6 +903,28 @@ def test_libclamav_engine_in_lmtp_and_imap(av, public_tmp):
     assert_no_crash(dc)
 
 
+def test_libclamav_missing_db_fails_closed(av, public_tmp):
+    """Fail closed: a libclamav signature DB directory that is not there
+    fails the module at its start, so it guards: LMTP 451 4.3.0 (a server
+    configuration problem), APPEND NO [UNAVAILABLE], EICAR stored nowhere,
+    and the error names the setting and the value."""
+    missing = public_tmp / "no-such-db"
+    dc = av(None, dovekie_av_engine="libclamav", dovekie_av_libclamav_db=str(missing))
+    code, text = dc.deliver("alice@example.test", eicar_inline())
+    assert code == 451 and text.startswith("4.3.0"), (code, text)
+    assert "server configuration problem" in text, text
+    code, text = dc.deliver("alice@example.test", make_message("hi", "clean\n"))
+    assert code == 451, (code, text)
+    imap = dc.imap()
+    typ, text = append(imap, eicar_inline())
+    assert typ == "NO" and "[UNAVAILABLE]" in text, text
+    imap.logout()
+    assert dc.message_count("INBOX") == 0
+    dc.wait_for_log(rf"lmtp\(alice\)[^\n]*: Error: [^\n]*module 'antivirus' failed to start: "
+                    rf"dovekie_av_libclamav_db = {re.escape(str(missing))}: no such directory")
+    assert_no_crash(dc)
+
+
 # --- counters as Dovecot events -----------------------------------------------
 
 SCAN_METRICS = """
