@@ -70,4 +70,19 @@ int dovekie_bridge_av_rescan_set_mark(struct dovekie_bridge *bridge, const char 
 				      const char *version, uint32_t uid,
 				      char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
 
+/* The user's quarantine expiry: 1 with *cutoff_r set (mail saved into
+   quarantine before it is due), 0 when dovekie_av_quarantine_days is 0
+   (never), -1 with error_r when no antivirus module is loaded. */
+int dovekie_bridge_av_quarantine_cutoff(struct dovekie_bridge *bridge, int64_t *cutoff_r,
+					char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+/* Records in the user's verdict cache that the message read through source
+   was released by the admin (held for `signature`, NULL if unknown): it is
+   not caught again with the current DB version, copied into version_r.
+   0, or -1 with error_r. */
+int dovekie_bridge_av_release(struct dovekie_bridge *bridge,
+			      const struct dovekie_bridge_message *msg,
+			      const struct dovekie_bridge_source *source, const char *signature,
+			      char version_r[DOVEKIE_BRIDGE_REASON_MAX],
+			      char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+
 #endif

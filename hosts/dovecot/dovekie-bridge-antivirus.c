@@ -1,5 +1,6 @@
 /* GLib side of the antivirus service: counts a user's cached verdicts
- * (scan-status) and judges stored mail for a rescan. */
+ * (scan-status), judges stored mail for a rescan, and serves the
+ * quarantine commands (expiry cutoff, release). */
 #include "dovekie-config.h"
 
 #include <stdlib.h>
@@ -220,6 +221,49 @@ dovekie_bridge_av_probe (struct dovekie_bridge *bridge,
   ok = svc->probe (ctx, &scanner, &version, &error);
   if (scanner != NULL)
     g_strlcpy (scanner_r, scanner, DOVEKIE_BRIDGE_REASON_MAX);
+  if (!ok)
+    return av_failed (error, error_r);
+  g_strlcpy (version_r, version, DOVEKIE_BRIDGE_REASON_MAX);
+  return 0;
+}
+
+int
+dovekie_bridge_av_quarantine_cutoff (struct dovekie_bridge *bridge, int64_t *cutoff_r,
+                                     char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  DovekieContext *ctx;
+  const DovekieAntivirusService *svc = av_service_or_error (bridge, &ctx, error_r);
+  gint64 cutoff = 0;
+
+  *cutoff_r = 0;
+  if (svc == NULL)
+    return -1;
+  if (!svc->quarantine_cutoff (ctx, &cutoff))
+    return 0;
+  *cutoff_r = cutoff;
+  return 1;
+}
+
+int
+dovekie_bridge_av_release (struct dovekie_bridge *bridge, const struct dovekie_bridge_message *msg,
+                           const struct dovekie_bridge_source *source, const char *signature,
+                           char version_r[DOVEKIE_BRIDGE_REASON_MAX],
+                           char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  DovekieContext *ctx;
+  const DovekieAntivirusService *svc = av_service_or_error (bridge, &ctx, error_r);
+  DovekieMessageInfo info = { msg->mailbox, msg->uid, msg->size };
+  g_autoptr (GError) error = NULL;
+  g_autofree gchar *version = NULL;
+  DovekieMessage *message;
+  gboolean ok;
+
+  version_r[0] = '\0';
+  if (svc == NULL)
+    return -1;
+  message = dovekie_message_new (&dovekie_bridge_message_source, (gpointer) source);
+  ok = svc->release_message (ctx, &info, message, signature, &version, &error);
+  dovekie_message_free (message);
   if (!ok)
     return av_failed (error, error_r);
   g_strlcpy (version_r, version, DOVEKIE_BRIDGE_REASON_MAX);

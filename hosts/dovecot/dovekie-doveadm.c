@@ -22,6 +22,10 @@ static struct doveadm_cmd_ver2 *const dovekie_doveadm_commands[] = {
 	&dovekie_cmd_status,
 	&dovekie_cmd_scan_status,
 	&dovekie_cmd_rescan,
+	&dovekie_cmd_quarantine_list,
+	&dovekie_cmd_quarantine_release,
+	&dovekie_cmd_quarantine_delete,
+	&dovekie_cmd_quarantine_expire,
 	&dovekie_cmd_retention_run,
 };
 

@@ -31,6 +31,10 @@ extern struct doveadm_cmd_ver2 dovekie_cmd_check;         /* dovekie-check.c */
 extern struct doveadm_cmd_ver2 dovekie_cmd_status;        /* dovekie-status.c */
 extern struct doveadm_cmd_ver2 dovekie_cmd_scan_status;   /* dovekie-av-doveadm.c */
 extern struct doveadm_cmd_ver2 dovekie_cmd_rescan;        /* dovekie-av-rescan.c */
+extern struct doveadm_cmd_ver2 dovekie_cmd_quarantine_list;    /* dovekie-quarantine-doveadm.c */
+extern struct doveadm_cmd_ver2 dovekie_cmd_quarantine_release;
+extern struct doveadm_cmd_ver2 dovekie_cmd_quarantine_delete;
+extern struct doveadm_cmd_ver2 dovekie_cmd_quarantine_expire;
 extern struct doveadm_cmd_ver2 dovekie_cmd_retention_run; /* dovekie-retention-doveadm.c */
 
 #endif

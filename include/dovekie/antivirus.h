@@ -1,7 +1,8 @@
 /* The "antivirus" service: what the antivirus module tells the host's
  * `doveadm dovekie scan-status` about a user's verdict cache and
- * `doveadm dovekie status` about the scanner, and how `doveadm dovekie
- * rescan` judges stored mail.
+ * `doveadm dovekie status` about the scanner, how `doveadm dovekie
+ * rescan` judges stored mail, and what `doveadm dovekie quarantine`
+ * needs (the expiry cutoff, a release).
  *
  * A host looks it up with dovekie_loader_service (loader, "antivirus", &ctx)
  * and calls every function with that ctx. All functions are non-NULL.
@@ -18,7 +19,8 @@ G_BEGIN_DECLS
 #define DOVEKIE_ANTIVIRUS_SERVICE "antivirus"
 
 /* One cached verdict: the signature-DB version it was made with and
- * "clean", "infected" or "malformed" (a record that cannot be parsed;
+ * "clean", "infected", "released" (by an admin, from quarantine) or
+ * "malformed" (a record that cannot be parsed;
  * version is then ""). Strings are valid for the call. */
 typedef void (*DovekieAntivirusVerdictFunc) (const gchar *version, const gchar *verdict,
                                              gpointer data);
@@ -70,6 +72,22 @@ typedef struct {
                                const gchar *version, guint32 *uid_r, GError **error);
   gboolean (*rescan_set_mark) (DovekieContext *ctx, const gchar *mailbox_key,
                                const gchar *version, guint32 uid, GError **error);
+
+  /* For `doveadm dovekie quarantine expire`: quarantined mail saved before
+   * *cutoff_r (Unix seconds, the host's clock) has been kept
+   * dovekie_av_quarantine_days. FALSE (cutoff 0) when that is 0: kept
+   * until deleted by hand. */
+  gboolean (*quarantine_cutoff) (DovekieContext *ctx, gint64 *cutoff_r);
+  /* For `doveadm dovekie quarantine release`: records in the verdict cache
+   * that this message (its digest) was released by the admin, so that it
+   * is served and not caught again with the current signature-DB version
+   * (returned in version_r, owned by the caller); a new DB version judges
+   * it afresh. `signature` is what it was held for (NULL: unknown). FALSE
+   * with `error` when the message cannot be read, the scanner cannot tell
+   * its version, or dovekie_av_cache is off. */
+  gboolean (*release_message) (DovekieContext *ctx, const DovekieMessageInfo *info,
+                               DovekieMessage *msg, const gchar *signature, gchar **version_r,
+                               GError **error);
 } DovekieAntivirusService;
 
 G_END_DECLS

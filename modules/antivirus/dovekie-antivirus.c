@@ -65,6 +65,9 @@ static const DovekieSettingDef av_settings[] = {
     "with the signature name), tag (delivered with the keyword $Infected) or discard (logged)" },
   { "dovekie_av_quarantine_mailbox", DOVEKIE_SETTING_STRING, "Quarantine", 1, 255, NULL,
     "mailbox quarantined deliveries go to (not INBOX); created on demand, not subscribed" },
+  { "dovekie_av_quarantine_days", DOVEKIE_SETTING_UINT, "30", 0, 3650, NULL,
+    "days quarantined mail is kept before `doveadm dovekie quarantine expire` deletes it "
+    "(0: kept until deleted by hand)" },
   { "dovekie_av_on_error", DOVEKIE_SETTING_ENUM, "tempfail", 0, 0, on_error_choices,
     "scanner unavailable, timed out or unparsable: tempfail (retry later) or accept (logged)" },
   { "dovekie_av_scan_on_read", DOVEKIE_SETTING_ENUM, "unscanned", 0, 0, on_read_choices,
@@ -98,6 +101,11 @@ static const gchar *const read_origin_names[] = { "fetch", "pop3", "other" };
 #define REASON_UNAVAILABLE "Virus scanner unavailable, try again later"
 #define REASON_TOO_BIG "Message too large to be scanned for viruses"
 #define INFECTED_KEYWORD "$Infected"
+/* A quarantined message carries "$Virus:<signature>" (an IMAP keyword, so
+ * the owner's client shows it in the message list and doveadm lists it).
+ * Dovecot's default mail_max_keyword_length is 50. */
+#define QUARANTINE_KEYWORD_PREFIX "$Virus:"
+#define QUARANTINE_KEYWORD_MAX 50
 
 typedef struct {
   DovekieAvClamd *clamd; /* NULL with libclamav */
@@ -597,6 +605,21 @@ av_emit (DovekieContext *ctx, const gchar *origin, const gchar *result, gboolean
                 "cached", cached ? "yes" : "no", "action", action, NULL);
 }
 
+/* "$Virus:<signature>", with anything an IMAP atom cannot hold made '_'
+ * and cut to QUARANTINE_KEYWORD_MAX. g_free it. */
+static gchar *
+av_quarantine_keyword (const gchar *signature)
+{
+  GString *kw = g_string_new (QUARANTINE_KEYWORD_PREFIX);
+
+  for (const gchar *p = signature; *p != '\0' && kw->len < QUARANTINE_KEYWORD_MAX; p++)
+    {
+      gboolean ok = *p > 0x20 && *p < 0x7f && strchr ("(){]%*\"\\", *p) == NULL;
+      g_string_append_c (kw, ok ? *p : '_');
+    }
+  return g_string_free (kw, FALSE);
+}
+
 /* Sets the verdict for an infected message; returns the action's name. */
 static const gchar *
 av_infected_verdict (DovekieContext *ctx, gboolean delivery, gboolean read,
@@ -604,6 +627,7 @@ av_infected_verdict (DovekieContext *ctx, gboolean delivery, gboolean read,
 {
   const gchar *action = ctx->api->get_string (ctx, "dovekie_av_action");
   g_autofree gchar *reason = NULL;
+  g_autofree gchar *keyword = NULL;
 
   /* A read moves a message only when the admin wants infected mail in
    * quarantine: with dovekie_av_action = tag the message was delivered on
@@ -644,6 +668,8 @@ av_infected_verdict (DovekieContext *ctx, gboolean delivery, gboolean read,
   reason = g_strdup_printf ("Message quarantined: virus %s found", signature);
   dovekie_verdict_divert (verdict, ctx->api->get_string (ctx, "dovekie_av_quarantine_mailbox"),
                           reason);
+  keyword = av_quarantine_keyword (signature);
+  dovekie_verdict_set_keyword (verdict, keyword);
   return "quarantine";
 }
 
@@ -772,7 +798,9 @@ av_foreach_record (const gchar *key, const gchar *value, gpointer data)
   if (!dovekie_av_cache_parse (value, &version, &status, &signature))
     each->func ("", "malformed", each->data);
   else
-    each->func (version, status == DOVEKIE_AV_INFECTED ? "infected" : "clean", each->data);
+    each->func (version,
+                status == DOVEKIE_AV_INFECTED ? "infected" : signature != NULL ? "released" : "clean",
+                each->data);
   return TRUE;
 }
 
@@ -906,6 +934,74 @@ av_rescan_set_mark (DovekieContext *ctx, const gchar *mailbox_key, const gchar *
   return ctx->api->kv_set (ctx, key, value, error);
 }
 
+/* ---- the quarantine (doveadm dovekie quarantine) ---- */
+
+static gboolean
+av_quarantine_cutoff (DovekieContext *ctx, gint64 *cutoff_r)
+{
+  guint64 days = ctx->api->get_uint (ctx, "dovekie_av_quarantine_days");
+
+  *cutoff_r = 0;
+  if (days == 0)
+    return FALSE;
+  *cutoff_r = ctx->api->now (ctx) - (gint64) days * 86400;
+  return TRUE;
+}
+
+/* Whether a host-given signature can stand in a cache record. */
+static gboolean
+av_signature_is_word (const gchar *signature)
+{
+  gsize len = signature != NULL ? strlen (signature) : 0;
+
+  if (len == 0 || len > DOVEKIE_AV_SIGNATURE_MAX)
+    return FALSE;
+  for (gsize i = 0; i < len; i++)
+    if ((guchar) signature[i] <= 0x20 || (guchar) signature[i] > 0x7e)
+      return FALSE;
+  return TRUE;
+}
+
+static gboolean
+av_release_message (DovekieContext *ctx, const DovekieMessageInfo *info, DovekieMessage *msg,
+                    const gchar *signature, gchar **version_r, GError **error)
+{
+  AvUser *user = ctx->module_data;
+  MessageReader mr = { ctx, msg };
+  DovekieAvReader reader = { message_read, message_rewind, &mr, message_fd };
+  g_autofree gchar *mailbox = dovekie_log_quote (info->mailbox);
+  g_autofree gchar *key = NULL;
+  g_autofree gchar *value = NULL;
+  const gchar *version;
+  AvScan scan;
+
+  *version_r = NULL;
+  memset (&scan, 0, sizeof (scan));
+  if (!ctx->api->get_bool (ctx, "dovekie_av_cache"))
+    {
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+                           "dovekie_av_cache is off: a released message would be caught again");
+      return FALSE;
+    }
+  if (!av_signature_is_word (signature))
+    signature = "unknown";
+  if (!dovekie_av_digest (&reader, ctx->api->get_uint (ctx, "dovekie_av_max_size"), scan.digest,
+                          &scan.size, &scan.too_big, NULL, error))
+    return FALSE;
+  if (!av_db_version (ctx, user, &version, error))
+    return FALSE;
+  *version_r = g_strdup (version);
+  if (scan.too_big)
+    return TRUE; /* never scanned anyway: nothing to mark */
+  key = dovekie_av_cache_key (scan.digest);
+  value = dovekie_av_cache_format_released (version, signature);
+  if (!ctx->api->kv_set (ctx, key, value, error))
+    return FALSE;
+  dovekie_log (ctx, DOVEKIE_LOG_INFO, "released mailbox=%s uid=%u signature=%s version=%s",
+               mailbox, info->uid, signature, version);
+  return TRUE;
+}
+
 static const DovekieAntivirusService av_service = {
   .foreach_verdict = av_foreach_verdict,
   .probe = av_probe,
@@ -914,6 +1010,8 @@ static const DovekieAntivirusService av_service = {
   .rescan_message = av_rescan_message,
   .rescan_get_mark = av_rescan_get_mark,
   .rescan_set_mark = av_rescan_set_mark,
+  .quarantine_cutoff = av_quarantine_cutoff,
+  .release_message = av_release_message,
 };
 
 static const DovekieService av_services[] = {

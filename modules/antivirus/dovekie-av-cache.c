@@ -88,6 +88,12 @@ dovekie_av_cache_format (const gchar *version, DovekieAvStatus status, const gch
   return g_strdup_printf ("%s clean", version);
 }
 
+gchar *
+dovekie_av_cache_format_released (const gchar *version, const gchar *signature)
+{
+  return g_strdup_printf ("%s released %s", version, signature);
+}
+
 static gboolean
 valid_word (const gchar *s, gsize max)
 {
@@ -123,6 +129,14 @@ dovekie_av_cache_parse (const gchar *value, gchar **version_r, DovekieAvStatus *
            valid_word (parts[2], DOVEKIE_AV_SIGNATURE_MAX))
     {
       *status_r = DOVEKIE_AV_INFECTED;
+      *signature_r = g_strdup (parts[2]);
+    }
+  else if (n == 3 && g_str_equal (parts[1], "released") &&
+           valid_word (parts[2], DOVEKIE_AV_SIGNATURE_MAX))
+    {
+      /* The admin released it: clean for this version, whatever the
+       * scanner says. */
+      *status_r = DOVEKIE_AV_CLEAN;
       *signature_r = g_strdup (parts[2]);
     }
   else

@@ -3,6 +3,9 @@
  * A verdict is stored per user through the host's kv store under
  * "v/<sha256 hex of the message>" with the value
  *   "<db version> clean"  or  "<db version> infected <signature>"
+ * or, for a message an admin released from quarantine (`doveadm dovekie
+ * quarantine release`), "<db version> released <signature>": clean for
+ * that version, so it is not caught again until the DB changes.
  * so a message is scanned once per signature-DB version, however often it
  * is fetched, copied or appended again.
  */
@@ -32,9 +35,11 @@ gchar *dovekie_av_cache_key (const guint8 digest[DOVEKIE_AV_DIGEST_LEN]);
 gchar *dovekie_av_cache_format (const gchar *version, DovekieAvStatus status,
                                 const gchar *signature);
 
+/* Formats a "released" record. g_free it. */
+gchar *dovekie_av_cache_format_released (const gchar *version, const gchar *signature);
 /* Parses a stored record (foreign bytes: it may have been edited or come
- * from an older release). On TRUE *version_r (g_free) and, when INFECTED,
- * *signature_r (g_free; else NULL) are set. FALSE, with nothing allocated,
+ * from an older release). On TRUE *version_r (g_free) and, when INFECTED
+ * or released (status CLEAN), *signature_r (g_free; else NULL) are set. FALSE, with nothing allocated,
  * on anything malformed. */
 gboolean dovekie_av_cache_parse (const gchar *value, gchar **version_r, DovekieAvStatus *status_r,
                                  gchar **signature_r);

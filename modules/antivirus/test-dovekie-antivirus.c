@@ -401,7 +401,8 @@ START_TEST (test_delivery_actions)
   ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_DIVERT);
   ck_assert_str_eq (verdict.mailbox, "Quarantine");
   ck_assert_str_eq (verdict.reason, "Message quarantined: virus Fake.Test.Virus found");
-  ck_assert_ptr_null (verdict.keyword);
+  /* The quarantined message names its signature (issue 16, invariant 4). */
+  ck_assert_str_eq (verdict.keyword, "$Virus:Fake.Test.Virus");
   dovekie_verdict_clear (&verdict);
   assert_logged ("result=infected signature=Fake.Test.Virus engine=unix:", 1);
   assert_logged ("action=quarantine", 2); /* the log line and the event */

@@ -84,6 +84,24 @@ START_TEST (test_format_roundtrip)
 }
 END_TEST
 
+START_TEST (test_format_released)
+{
+  g_autofree gchar *released = dovekie_av_cache_format_released ("1.4.6/27000", "Sig.X");
+  g_autofree gchar *version = NULL, *signature = NULL;
+  g_autofree gchar *version2 = NULL, *signature2 = NULL;
+  DovekieAvStatus status = DOVEKIE_AV_INFECTED;
+
+  ck_assert_str_eq (released, "1.4.6/27000 released Sig.X");
+  ck_assert (dovekie_av_cache_parse (released, &version, &status, &signature));
+  ck_assert_str_eq (version, "1.4.6/27000");
+  /* Released means clean for that version; the signature stays known. */
+  ck_assert_int_eq (status, DOVEKIE_AV_CLEAN);
+  ck_assert_str_eq (signature, "Sig.X");
+  ck_assert (!dovekie_av_cache_parse ("1.4.6/27000 released", &version2, &status, &signature2));
+  ck_assert (version2 == NULL && signature2 == NULL);
+}
+END_TEST
+
 typedef struct {
   const gchar *value;
   gboolean ok;
@@ -102,6 +120,9 @@ static const ParseCase parse_cases[] = {
   { "1.4.6/0 dirty", FALSE },
   { "1.4.6/0 infected \x01", FALSE },
   { "1.4.6/0 CLEAN", FALSE },
+  { "1.4.6/0 released A", TRUE },
+  { "1.4.6/0 released", FALSE },
+  { "1.4.6/0 released A B", FALSE },
 };
 
 START_TEST (test_parse)
@@ -130,6 +151,7 @@ main (void)
 
   tcase_add_test (tc_digest, test_digest);
   tcase_add_test (tc_record, test_format_roundtrip);
+  tcase_add_test (tc_record, test_format_released);
   tcase_add_loop_test (tc_record, test_parse, 0, G_N_ELEMENTS (parse_cases));
   suite_add_tcase (s, tc_digest);
   suite_add_tcase (s, tc_record);
