@@ -30,12 +30,9 @@ cmd_scan_status_run(struct doveadm_mail_cmd_context *ctx, struct mail_user *user
 	char error[DOVEKIE_BRIDGE_REASON_MAX];
 	int ret;
 
-	if (duser == NULL || !dovekie_bridge_has_antivirus(duser->bridge)) {
-		i_error("dovekie: the antivirus module is not loaded for user %s "
-			"(see mail_plugins and dovekie_modules)", user->username);
-		doveadm_mail_failed_error(ctx, MAIL_ERROR_NOTFOUND);
+	if (!dovekie_doveadm_module_runs(ctx, user, duser, "antivirus",
+					 duser != NULL && dovekie_bridge_has_antivirus(duser->bridge)))
 		return -1;
-	}
 	T_BEGIN {
 		ret = dovekie_bridge_av_status(duser->bridge, scan_status_row,
 					       (void *)user->username, error);

@@ -371,12 +371,9 @@ cmd_rescan_run(struct doveadm_mail_cmd_context *_ctx, struct mail_user *user)
 	unsigned int i;
 	int ret = 0;
 
-	if (duser == NULL || !dovekie_bridge_has_antivirus(duser->bridge)) {
-		i_error("dovekie: the antivirus module is not loaded for user %s "
-			"(see mail_plugins and dovekie_modules)", user->username);
-		doveadm_mail_failed_error(_ctx, MAIL_ERROR_NOTFOUND);
+	if (!dovekie_doveadm_module_runs(_ctx, user, duser, "antivirus",
+					 duser != NULL && dovekie_bridge_has_antivirus(duser->bridge)))
 		return -1;
-	}
 	i_zero(&run);
 	run.cmd = ctx;
 	run.duser = duser;

@@ -13,6 +13,8 @@
  * nothing.
  */
 #include "lib.h"
+#include <sysexits.h>
+#include "dovekie-plugin.h"
 #include "dovekie-doveadm.h"
 
 /* Every `doveadm dovekie` command, each defined in its own file (declared
@@ -37,4 +39,28 @@ static void __attribute__((constructor)) dovekie_doveadm_register(void)
 		return; /* not running inside doveadm */
 	for (i = 0; i < N_ELEMENTS(dovekie_doveadm_commands); i++)
 		doveadm_cmd_register_ver2(dovekie_doveadm_commands[i]);
+}
+
+bool dovekie_doveadm_module_runs(struct doveadm_mail_cmd_context *ctx,
+				 struct mail_user *user, struct dovekie_user *duser,
+				 const char *module, bool runs)
+{
+	const char *name, *reason;
+	unsigned int i;
+
+	if (duser != NULL && runs)
+		return TRUE;
+	for (i = 0; duser != NULL &&
+		    dovekie_bridge_failed_info(duser->bridge, i, &name, &reason, NULL); i++) {
+		if (strcmp(name, module) == 0) {
+			i_error("dovekie: the %s module failed to start for user %s: %s",
+				module, user->username, reason);
+			ctx->exit_code = EX_CONFIG;
+			return FALSE;
+		}
+	}
+	i_error("dovekie: the %s module is not loaded for user %s "
+		"(see mail_plugins and dovekie_modules)", module, user->username);
+	doveadm_mail_failed_error(ctx, MAIL_ERROR_NOTFOUND);
+	return FALSE;
 }

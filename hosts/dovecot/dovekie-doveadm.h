@@ -37,4 +37,14 @@ extern struct doveadm_cmd_ver2 dovekie_cmd_quarantine_delete;
 extern struct doveadm_cmd_ver2 dovekie_cmd_quarantine_expire;
 extern struct doveadm_cmd_ver2 dovekie_cmd_retention_run; /* dovekie-retention-doveadm.c */
 
+struct dovekie_user;
+
+/* For a mail command that needs `module` (e.g. "antivirus"): returns true
+   when `runs`; else logs why not, "failed to start for user U: <reason>"
+   (exit code EX_CONFIG) or "not loaded for user U" (NOTFOUND), and marks
+   the command failed. duser may be NULL. */
+bool dovekie_doveadm_module_runs(struct doveadm_mail_cmd_context *ctx,
+				 struct mail_user *user, struct dovekie_user *duser,
+				 const char *module, bool runs);
+
 #endif

@@ -386,12 +386,9 @@ cmd_quarantine_run(struct doveadm_mail_cmd_context *_ctx, struct mail_user *user
 	int64_t cutoff = 0;
 	int ret;
 
-	if (duser == NULL || !dovekie_bridge_has_antivirus(duser->bridge)) {
-		i_error("dovekie: the antivirus module is not loaded for user %s "
-			"(see mail_plugins and dovekie_modules)", user->username);
-		doveadm_mail_failed_error(_ctx, MAIL_ERROR_NOTFOUND);
+	if (!dovekie_doveadm_module_runs(_ctx, user, duser, "antivirus",
+					 duser != NULL && dovekie_bridge_has_antivirus(duser->bridge)))
 		return -1;
-	}
 	if (ctx->op == QUARANTINE_EXPIRE) {
 		ret = dovekie_bridge_av_quarantine_cutoff(duser->bridge, &cutoff, errbuf);
 		if (ret < 0) {

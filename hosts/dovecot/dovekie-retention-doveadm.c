@@ -37,12 +37,9 @@ cmd_retention_run(struct doveadm_mail_cmd_context *_ctx, struct mail_user *user)
 	const char *error;
 	int ret;
 
-	if (duser == NULL || !dovekie_bridge_has_retention(duser->bridge)) {
-		i_error("dovekie: the retention module is not loaded for user %s "
-			"(see mail_plugins and dovekie_modules)", user->username);
-		doveadm_mail_failed_error(_ctx, MAIL_ERROR_NOTFOUND);
+	if (!dovekie_doveadm_module_runs(_ctx, user, duser, "retention",
+					 duser != NULL && dovekie_bridge_has_retention(duser->bridge)))
 		return -1;
-	}
 	ns = mail_namespace_find_inbox(user->namespaces);
 	if (ns == NULL) {
 		i_error("dovekie: user %s has no INBOX", user->username);

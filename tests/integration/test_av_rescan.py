@@ -160,12 +160,14 @@ def test_rescan_of_every_user(av, public_tmp):
 
 
 def test_rescan_faults_are_clear_and_move_nothing(av, dovekie, public_tmp):
-    # A signature directory that does not exist: no start, nothing moved.
+    # A signature directory that does not exist: the module does not start
+    # (fail closed), the rescan says so with the reason, nothing is moved.
     dc = av(None, dovekie_av_engine="libclamav",
             dovekie_av_libclamav_db=str(public_tmp / "missing"))
     plant(dc, eicar_inline())
     out = rescan(dc, ok=False)["_stderr"]
-    assert "cannot start" in out and "missing" in out, out
+    assert "the antivirus module failed to start for user alice" in out, out
+    assert "dovekie_av_libclamav_db" in out and "missing: no such directory" in out, out
     assert dc.message_count("INBOX") == 1
     # A bad option value.
     out = rescan(dc, "--max-messages", "0", ok=False)["_stderr"]
