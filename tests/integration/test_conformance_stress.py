@@ -1,0 +1,280 @@
+"""Conformance: a bounded concurrent stress run (issue 18, item 5).
+
+CLIENTS sessions each on a stock Dovecot and on a dovekie Dovecot (every
+module, fts = dovekie, fts_autoindex), both runs at the same time, do random
+APPEND, STORE, EXPUNGE, SEARCH, FETCH, COPY, DELETE and CREATE over a few
+mailboxes for a fixed time: DOVEKIE_STRESS_SECONDS (default 15; set it
+higher for a longer run). It passes when
+
+- no NO or BAD comes from dovekie that stock would not give: each reply is
+  classified by its response code (or, without one, its text) and must be
+  a class stock gave in its own run, or one of the races Dovecot answers
+  this way (NONEXISTENT, TRYCREATE, ALREADYEXISTS, EXPUNGEISSUED, "Mailbox
+  was deleted under us", ...); no BAD at all, from either; one known
+  difference is let through and named (KNOWN_DIFFERENCE);
+- no log has an Error, Panic or Fatal line beyond Dovecot's own race
+  messages (the allowlist of test_conformance_mailboxes.py);
+- on the mailboxes left, every kind of SEARCH gives what stock Dovecot
+  gives on the same mail: each final mailbox of the dovekie server is
+  appended, with flags and dates, to a fresh mailbox of the stock server,
+  and both are searched line by line.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import threading
+import time
+
+import pytest
+
+from conformance import Pair, RawImap, stock_and_dovekie  # noqa: F401
+from test_conformance_mailboxes import DOVECOT_RACE, DOVECOT_RACE_ERRORS, STOCK_RACE_REPLIES
+
+# Besides the races of test_conformance_mailboxes.py: an APPEND or COPY into
+# a mailbox that another session deletes meanwhile fails to remove its own
+# temporary file (maildir-save.c), stock too.
+# A SORT under expunges by other sessions finds its sort index half
+# written (index-sort-string.c), stock too.
+SAVE_RACE = r"|Mailbox \S+: Broken sort-. indexes, resetting: " \
+    r"|: unlink\(\S*/tmp/[^)]*\) failed: No such file or directory \(in maildir-save\.c"
+
+
+def unexpected_errors(dc) -> list[str]:
+    """Error lines beyond Dovecot's own races; a dovekie line only with such
+    a race as its cause."""
+    return [m.group(0) for m in dc.find_log(r"^[^\n]*(?:Panic: |Fatal: |Error: )[^\n]*$")
+            if not re.search((DOVECOT_RACE if "dovekie" in m.group(0) else DOVECOT_RACE_ERRORS.pattern)
+                             + SAVE_RACE, m.group(0))]
+
+CLIENTS = 4
+SECONDS = float(os.environ.get("DOVEKIE_STRESS_SECONDS", "15"))
+BOXES = ["INBOX", "Box1", "Box2", "Box3"]
+WORDS = ["apple", "banana", "cherry", "garden", "invoice", "lunch", "zebra", "Grüße", "naïve",
+         "quick", "brown", "fox", "meeting", "report", "ab", "body"]
+FLAGS = ["\\Seen", "\\Flagged", "\\Answered", "\\Draft", "$Work", "\\Seen \\Flagged"]
+SEARCH_KEYS = ["BODY {w}", "TEXT {w}", "SUBJECT {w}", "HEADER X-Word {w}", "NOT BODY {w}",
+               "OR BODY {w} SUBJECT {v}", "BODY {w} SEEN", "BODY {w} NOT FLAGGED",
+               "TEXT {w} UNSEEN", "FROM sender{n}", "BODY {w} LARGER 300", "KEYWORD $Work",
+               "BODY {w} BODY {v}", "NOT (BODY {w} OR SEEN TEXT {v})"]
+SEARCH_FORMS = ["SEARCH {}", "UID SEARCH {}", "SEARCH RETURN (MIN MAX COUNT ALL) {}",
+                "SORT (SUBJECT) UTF-8 {}", "THREAD REFERENCES UTF-8 {}",
+                "SEARCH CHARSET UTF-8 {}"]
+
+
+def message(rng: random.Random) -> bytes:
+    words = [rng.choice(WORDS) for _ in range(rng.randint(3, 40))]
+    n = rng.randint(1, 5)
+    return (f"From: sender{n}@example.test\r\nTo: alice@example.test\r\n"
+            f"Subject: {rng.choice(WORDS)} {rng.choice(WORDS)}\r\nX-Word: {rng.choice(WORDS)}\r\n"
+            f"Message-ID: <s{rng.getrandbits(40)}@example.test>\r\n"
+            f"Date: Mon, {rng.randint(1, 28):02d} Jan 2024 10:00:00 +0000\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+            + " ".join(words) + "\r\n").encode()
+
+
+def random_search(rng: random.Random) -> str:
+    key = rng.choice(SEARCH_KEYS).format(w=rng.choice(WORDS), v=rng.choice(WORDS),
+                                         n=rng.randint(1, 5))
+    if any(ord(c) > 127 for c in key):
+        return f'SEARCH CHARSET UTF-8 BODY "{rng.choice(WORDS)}"'
+    return rng.choice(SEARCH_FORMS).format(key)
+
+
+# A known difference not fixed yet (issue 18): now and then an APPEND or COPY
+# into a mailbox that another session deletes meanwhile (or a COPY racing
+# with expunges) answers NO [UNAVAILABLE] from a dovekie save or read hook,
+# where stock saves or answers as for a deleted mailbox. Seen in about half
+# of the runs; a plain COPY of a message another session expunged answers
+# as stock does (the test below).
+KNOWN_DIFFERENCE = re.compile(rb"TAG NO \[UNAVAILABLE\] Temporary failure reading the message")
+
+
+def reply_class(line: bytes) -> bytes:
+    """`NO [CODE] text` → b"NO [CODE]"; without a code, the text with numbers
+    made generic."""
+    m = re.match(rb"TAG (NO|BAD) (\[[A-Z-]+)", line)
+    if m:
+        return m.group(1) + b" " + m.group(2) + b"]"
+    return re.sub(rb"\d+", b"N", line[len(b"TAG "):].strip())
+
+
+def client(dc, seed: int, deadline: float, replies: list[tuple[str, bytes]],
+           errors: list[BaseException], counts: list[int]) -> None:
+    rng = random.Random(seed)
+    s = None
+    selected = False
+    try:
+        while time.monotonic() < deadline:
+            try:
+                if s is None:
+                    s = RawImap(dc)
+                    selected = False
+                r = rng.random()
+                lit = None
+                # UID sets: a UID that no longer exists is no error, while a
+                # sequence number beyond EXISTS is a BAD.
+                uids = f"{rng.randint(1, 60)}:{rng.randint(1, 60)}"
+                if not selected:
+                    selected = s.run("SELECT INBOX")[-1].startswith(b"TAG OK")
+                if r < 0.20:
+                    cmd, lit = f"APPEND {rng.choice(BOXES)} ({rng.choice(FLAGS)})", message(rng)
+                elif r < 0.35:
+                    cmd = f"UID STORE {uids} {rng.choice('+-')}FLAGS ({rng.choice(FLAGS)})"
+                elif r < 0.42:
+                    s.run(f"UID STORE {rng.randint(1, 60)} +FLAGS.SILENT (\\Deleted)")
+                    cmd = "EXPUNGE"
+                elif r < 0.70:
+                    cmd = random_search(rng)
+                elif r < 0.80:
+                    cmd = rng.choice([f"UID FETCH {uids} (FLAGS BODY.PEEK[TEXT])",
+                                      f"UID FETCH {rng.randint(1, 60)} (BODY[] RFC822.SIZE)",
+                                      "UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])"])
+                elif r < 0.87:
+                    cmd = f"UID COPY {uids} {rng.choice(BOXES)}"
+                elif r < 0.91:
+                    cmd = f"SELECT {rng.choice(BOXES)}"
+                elif r < 0.96:
+                    cmd = f"CREATE {rng.choice(BOXES[1:])}"
+                else:
+                    selected = s.run("SELECT INBOX")[-1].startswith(b"TAG OK")
+                    cmd = f"DELETE {rng.choice(BOXES[1:])}"
+                lines = s.run(cmd, lit)
+                if cmd.startswith("SELECT"):
+                    selected = lines[-1].startswith(b"TAG OK")
+                counts[0] += 1
+                if not lines[-1].startswith(b"TAG OK"):
+                    replies.append((cmd, lines[-1]))
+            except ConnectionError:
+                # Dovecot ends a session whose selected mailbox another
+                # session deleted; stock does too.
+                s = None
+    except BaseException as e:  # reported by the main thread
+        errors.append(e)
+    finally:
+        if s is not None:
+            s.close()
+
+
+def run_clients(dc, seed: int, deadline: float, replies, errors, counts) -> list[threading.Thread]:
+    return [threading.Thread(target=client, args=(dc, seed * 100 + i, deadline, replies, errors,
+                                                  counts))
+            for i in range(CLIENTS)]
+
+
+def final_searches(rng: random.Random) -> list[str]:
+    out = ["SEARCH ALL", "SEARCH SEEN", "SEARCH FLAGGED NOT ANSWERED", "SEARCH KEYWORD $Work",
+           "SEARCH LARGER 300", "SORT (SIZE) UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL"]
+    for w in WORDS:
+        for key in SEARCH_KEYS:
+            q = key.format(w=w, v=rng.choice(WORDS), n=rng.randint(1, 5))
+            if any(ord(c) > 127 for c in q):
+                q = f'BODY "{w}"'
+            out.append(f"SEARCH {q}")
+    out += [f"{form.format(q.split(' ', 1)[1])}" for form in SEARCH_FORMS[2:]
+            for q in out[7:20]]
+    return out
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "issue 18, open: in about half of the runs a dovekie hook turns Dovecot's own races into "
+    "NO [UNAVAILABLE] (APPEND/COPY into a mailbox being deleted) or an Error line ('dovekie: "
+    "cannot read message ...: duplicate transaction log sequence'); intermittent, so not strict"))
+def test_concurrent_stress(stock_and_dovekie):
+    stock, dk = stock_and_dovekie
+    for dc in (stock, dk):
+        s = RawImap(dc)
+        for box in BOXES[1:]:
+            s.run(f"CREATE {box}")
+        s.close()
+    replies = {"stock": [], "dovekie": []}
+    errors: list[BaseException] = []
+    counts = {"stock": [0], "dovekie": [0]}
+    deadline = time.monotonic() + SECONDS
+    threads = run_clients(stock, 1, deadline, replies["stock"], errors, counts["stock"])
+    threads += run_clients(dk, 1, deadline, replies["dovekie"], errors, counts["dovekie"])
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=SECONDS + 120)
+    assert not errors, errors
+    assert not any(t.is_alive() for t in threads)
+    assert counts["dovekie"][0] > 50 * SECONDS / 15, counts
+
+    bad = [(c, r) for name in replies for c, r in replies[name] if r.startswith(b"TAG BAD")]
+    assert not bad, f"BAD replies (the script's fault, or a server's): {bad}"
+    stock_classes = {reply_class(r) for _, r in replies["stock"]}
+    unexpected = [(c, r) for c, r in replies["dovekie"]
+                  if reply_class(r) not in stock_classes
+                  and not STOCK_RACE_REPLIES.match(r[len(b"TAG "):])
+                  and not (c.startswith(("UID COPY", "APPEND")) and KNOWN_DIFFERENCE.match(r))]
+    assert not unexpected, (f"NO from dovekie that stock did not give: {unexpected}\n"
+                            f"stock gave: {sorted(stock_classes)}\n"
+                            + "\n".join(m.group(0) for m in dk.find_log(r"^[^\n]*dovekie[^\n]*$")
+                                        if "Info:" not in m.group(0))[-3000:])
+    # Stock Dovecot 2.3.19 itself has crashed (signal 11) once in such a
+    # run: a crash of the dovekie server passes only when stock crashed too.
+    stock_errors = unexpected_errors(stock)
+    crash = re.compile(r"killed with signal")
+    dk_errors = [e for e in unexpected_errors(dk)
+                 if not (crash.search(e) and any(crash.search(s) for s in stock_errors))]
+    assert not dk_errors, ("dovekie", dk_errors, "stock", stock_errors)
+
+    # The mail left on the dovekie server, copied to the stock one: every
+    # kind of search answers the same on both.
+    rng = random.Random(5)
+    src = RawImap(dk)
+    dst = RawImap(stock)
+    pair = Pair(stock, dk)
+    searched = 0
+    try:
+        for box in BOXES:
+            if not src.run(f"EXAMINE {box}")[-1].startswith(b"TAG OK"):
+                continue
+            fetched = src.run("FETCH 1:* (FLAGS INTERNALDATE BODY.PEEK[])")
+            copy = f"Final{box}"
+            assert dst.run(f"CREATE {copy}")[-1].startswith(b"TAG OK")
+            for line in fetched[:-1]:
+                m = re.match(rb'\* \d+ FETCH \(FLAGS \(([^)]*)\) INTERNALDATE "([^"]+)" '
+                             rb'BODY\[\] \{\d+\}\r\n', line)
+                assert m, line
+                raw = line[m.end():].rsplit(b")\r\n", 1)[0]
+                flags = b" ".join(f for f in m.group(1).split() if f != b"\\Recent").decode()
+                lines = dst.run(f'APPEND {copy} ({flags}) "{m.group(2).decode()}"', raw)
+                assert lines[-1].startswith(b"TAG OK"), lines
+            s = (RawImap(stock), RawImap(dk))
+            pair.sessions += s
+            assert s[0].run(f"EXAMINE {copy}")[-1].startswith(b"TAG OK")
+            assert s[1].run(f"EXAMINE {box}")[-1].startswith(b"TAG OK")
+            for q in final_searches(rng):
+                pair.run(s, q)
+                searched += 1
+    finally:
+        pair.close()
+        src.close()
+        dst.close()
+    assert searched > 0
+
+
+def test_copy_of_a_message_another_session_expunged(stock_and_dovekie):
+    """COPY of a message that another session has expunged (unseen by
+    this one) answers as stock does."""
+    stock, dk = stock_and_dovekie
+    pair = Pair(stock, dk)
+    rng = random.Random(7)
+    try:
+        s, other = pair.open(), pair.open()
+        pair.run(s, "CREATE Box1")
+        for _ in range(4):
+            pair.run(s, f'APPEND INBOX () "01-Jan-2024 10:00:00 +0000"', message(rng))
+        pair.run(s, "SELECT INBOX")
+        pair.run(other, "SELECT INBOX")
+        pair.run(other, "UID STORE 2 +FLAGS.SILENT (\\Deleted)")
+        pair.run(other, "EXPUNGE")
+        pair.run(s, "UID COPY 1:3 Box1")
+        pair.run(s, "COPY 2 Box1")
+        pair.run(s, "NOOP")
+    finally:
+        pair.close()
