@@ -341,9 +341,17 @@ dovekie_check_mail_int(struct dovekie_user *duser, struct mail *mail, bool save,
 		*failure_r = DOVEKIE_READ_OK;
 	if (dovekie_read_mail_as(duser, reader, mail->uid, mailbox_name, dovekie_judge,
 				 &ctx, &error) < 0) {
-		if (failure_r == NULL)
-			e_error(duser->event, "%s", error);
-		else {
+		if (failure_r == NULL) {
+			/* A save refused because its own bytes cannot be read.
+			   When the storage failed (a mailbox deleted or an index
+			   race under a concurrent session), Dovecot has logged
+			   the cause itself: ours is a warning, not a second
+			   Error line for the same event. */
+			if (mailbox_get_last_mail_error(reader->box) != MAIL_ERROR_NONE)
+				e_warning(duser->event, "%s", error);
+			else
+				e_error(duser->event, "%s", error);
+		} else {
 			*failure_r = reader->expunged ||
 				mailbox_get_last_mail_error(reader->box) == MAIL_ERROR_EXPUNGED ?
 				DOVEKIE_READ_EXPUNGED : DOVEKIE_READ_FAILED;
@@ -561,8 +569,11 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 		mailbox_save_cancel(&ctx);
 		return -1;
 	}
+	/* The source could not be read: a storage failure (an index race with
+	   a concurrent session, a mailbox deleted under us) that Dovecot has
+	   logged itself. The COPY is refused for now; ours is a warning. */
 	if (failure != DOVEKIE_READ_OK)
-		e_error(duser->event, "%s", error);
+		e_warning(duser->event, "%s", error);
 	if (verdict != DOVEKIE_BRIDGE_ACCEPT) {
 		dovekie_set_verdict_error(box, verdict, reason);
 		mailbox_save_cancel(&ctx);

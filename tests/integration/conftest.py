@@ -30,15 +30,21 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "plain_build_only(reason): a measurement the sanitizer run cannot make; "
         "not collected when DOVEKIE_SANITIZER_PRELOAD is set")
+    config.addinivalue_line(
+        "markers", "stress: a long randomized run, opt-in like the benchmarks and fuzzing; "
+        "collected only when DOVEKIE_STRESS_SECONDS is set")
 
 
 def pytest_collection_modifyitems(config, items):
     # tests/run counts a skipped test as failed (a skip hides work not
-    # done), so a test that cannot run under ASan is deselected there,
-    # visibly, instead of skipped.
-    if not os.environ.get("DOVEKIE_SANITIZER_PRELOAD"):
-        return
-    dropped = [item for item in items if item.get_closest_marker("plain_build_only")]
+    # done), so a test that cannot run here is deselected, visibly,
+    # instead of skipped: under ASan a plain_build_only test, and a stress
+    # test unless DOVEKIE_STRESS_SECONDS asks for it.
+    drop_plain = bool(os.environ.get("DOVEKIE_SANITIZER_PRELOAD"))
+    drop_stress = not os.environ.get("DOVEKIE_STRESS_SECONDS")
+    dropped = [item for item in items
+               if (drop_plain and item.get_closest_marker("plain_build_only"))
+               or (drop_stress and item.get_closest_marker("stress"))]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if item not in dropped]
