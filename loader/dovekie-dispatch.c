@@ -85,7 +85,9 @@ dovekie_message_free (DovekieMessage *msg)
 
 /* A failed module that guards `guard` refuses: one error line naming the
  * module and why it is not running, and a TEMPFAIL that says the server is
- * misconfigured (the host maps it to LMTP 451 4.3.0). TRUE if refused. */
+ * misconfigured. TRUE if refused. (The Dovecot host asks
+ * dovekie_loader_guarded itself where its reply differs: LMTP's 4.3.0, the
+ * POP3 login, one line per FETCH.) */
 static gboolean
 refuse_if_guarded (DovekieLoader *loader, DovekieGuard guard, const gchar *what,
                    const DovekieMessageInfo *info, DovekieVerdict *verdict)
@@ -111,10 +113,6 @@ dispatch_verdict (DovekieLoader *loader, VerdictHook hook, gint origin,
   DovekieMessage msg = { source, source_data };
 
   verdict->kind = DOVEKIE_VERDICT_ACCEPT;
-  if (refuse_if_guarded (loader, hook == call_save ? DOVEKIE_GUARD_SAVE : DOVEKIE_GUARD_READ,
-                         hook == call_save ? "to store a message" : "to read a message",
-                         info, verdict))
-    return;
   for (guint i = 0; i < loader->modules->len; i++)
     {
       LoadedModule *lm = g_ptr_array_index (loader->modules, i);
@@ -155,7 +153,8 @@ dovekie_loader_dispatch_save (DovekieLoader *loader, DovekieSaveOrigin origin,
                               const DovekieMessageSource *source, gpointer source_data,
                               DovekieVerdict *verdict)
 {
-  dispatch_verdict (loader, call_save, (gint) origin, info, source, source_data, verdict);
+  if (!refuse_if_guarded (loader, DOVEKIE_GUARD_SAVE, "to store a message", info, verdict))
+    dispatch_verdict (loader, call_save, (gint) origin, info, source, source_data, verdict);
 }
 
 void
@@ -164,7 +163,8 @@ dovekie_loader_dispatch_read (DovekieLoader *loader, DovekieReadOrigin origin,
                               const DovekieMessageSource *source, gpointer source_data,
                               DovekieVerdict *verdict)
 {
-  dispatch_verdict (loader, call_read, (gint) origin, info, source, source_data, verdict);
+  if (!refuse_if_guarded (loader, DOVEKIE_GUARD_READ, "to read a message", info, verdict))
+    dispatch_verdict (loader, call_read, (gint) origin, info, source, source_data, verdict);
 }
 
 DovekieExpungeAction

@@ -16,11 +16,8 @@
 
 G_DEFINE_QUARK (dovekie-loader-error-quark, dovekie_loader_error)
 
-const gchar *const dovekie_known_modules[] = {
-  "example", "antivirus", "search", "retention", NULL,
-};
-
-/* What each shipped module's settings start with, and what it guards when
+/* The modules dovekie ships (telling "unknown module" from "module not
+ * installed"), what their settings start with, and what each guards when
  * it cannot start. Taken from here, not from the module file, because a
  * module that failed may never have been read. The search module guards
  * nothing: without it Dovecot's own search answers, which is exact. */
@@ -372,7 +369,7 @@ dovekie_loader_load (DovekieLoader *loader, const gchar *name, GError **error)
   path = g_strdup_printf ("%s/%s.so", loader->module_dir, name);
   if (!g_file_test (path, G_FILE_TEST_EXISTS))
     {
-      if (g_strv_contains (dovekie_known_modules, name))
+      if (known_module (name) != NULL)
         g_set_error (error, DOVEKIE_LOADER_ERROR, DOVEKIE_LOADER_ERROR_MISSING_FILE,
                      "module '%s' is part of dovekie but %s is not installed", name, path);
       else

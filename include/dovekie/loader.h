@@ -36,10 +36,6 @@ typedef enum {
 /* The loader's own settings (NULL-name terminated). */
 extern const DovekieSettingDef dovekie_loader_settings[];
 
-/* Names of the modules dovekie ships; used to tell "unknown module" from
- * "module not installed". */
-extern const gchar *const dovekie_known_modules[];
-
 /* Callback of DovekieHost.kv_foreach; FALSE stops the iteration. */
 typedef gboolean (*DovekieKvFunc) (const gchar *key, const gchar *value, gpointer data);
 
