@@ -175,28 +175,9 @@ check_host_log(void *context, enum dovekie_bridge_level level,
 	       const char *module, const char *message)
 {
 	struct check_context *ctx = context;
-	const char *line = module == NULL ? message :
-		t_strdup_printf("%s: %s", module, message);
 
-	switch (level) {
-	case DOVEKIE_BRIDGE_DEBUG:
-		e_debug(ctx->event, "%s", line);
-		break;
-	case DOVEKIE_BRIDGE_INFO:
-		e_info(ctx->event, "%s", line);
-		break;
-	case DOVEKIE_BRIDGE_WARNING:
-		e_warning(ctx->event, "%s", line);
-		break;
-	case DOVEKIE_BRIDGE_ERROR:
-		e_error(ctx->event, "%s", line);
-		break;
-	}
-}
-
-static int64_t check_host_now(void *context ATTR_UNUSED)
-{
-	return (int64_t)ioloop_time;
+	dovekie_event_log(ctx->event, level, module == NULL ? message :
+			  t_strdup_printf("%s: %s", module, message));
 }
 
 /* A bridge of its own, built from the global settings as the plugin builds
@@ -211,7 +192,7 @@ static void check_global(struct check_context *ctx)
 
 	i_zero(&host);
 	host.log = check_host_log;
-	host.now = check_host_now;
+	host.now = dovekie_host_now;
 	host.context = ctx;
 	if (doveadm_settings != NULL && array_is_created(&doveadm_settings->plugin_envs))
 		envs = array_get(&doveadm_settings->plugin_envs, &count);

@@ -49,13 +49,9 @@ dovekie_module_event(struct dovekie_user *duser, const char *module)
 	return event;
 }
 
-static void
-dovekie_host_log(void *context, enum dovekie_bridge_level level,
-		 const char *module, const char *message)
+void dovekie_event_log(struct event *event, enum dovekie_bridge_level level,
+		       const char *message)
 {
-	struct dovekie_user *duser = context;
-	struct event *event = dovekie_module_event(duser, module);
-
 	switch (level) {
 	case DOVEKIE_BRIDGE_DEBUG:
 		e_debug(event, "%s", message);
@@ -70,6 +66,15 @@ dovekie_host_log(void *context, enum dovekie_bridge_level level,
 		e_error(event, "%s", message);
 		break;
 	}
+}
+
+static void
+dovekie_host_log(void *context, enum dovekie_bridge_level level,
+		 const char *module, const char *message)
+{
+	struct dovekie_user *duser = context;
+
+	dovekie_event_log(dovekie_module_event(duser, module), level, message);
 }
 
 /* Module counters become named events: Dovecot's stats service can count
@@ -96,7 +101,7 @@ dovekie_host_emit(void *context, const char *module, const char *name,
 	e_debug(e->event(), "event %s", name);
 }
 
-static int64_t dovekie_host_now(void *context ATTR_UNUSED)
+int64_t dovekie_host_now(void *context ATTR_UNUSED)
 {
 	return (int64_t)ioloop_time;
 }

@@ -86,6 +86,13 @@ void dovekie_kv_deinit(struct dovekie_user *duser);
 int dovekie_kv_batch_begin(struct dovekie_user *duser, const char **error_r);
 int dovekie_kv_batch_end(struct dovekie_user *duser, bool commit, const char **error_r);
 
+/* message at `level` on event (the host's log callback, shared by the
+   mail plugin and doveadm dovekie check). */
+void dovekie_event_log(struct event *event, enum dovekie_bridge_level level,
+		       const char *message);
+/* The clock the modules see: Dovecot's ioloop time (context unused). */
+int64_t dovekie_host_now(void *context);
+
 /* The dovekie_* pairs of a plugin {} settings array (key, value, ...,
    count entries) as the bridge takes them: key, value, ..., NULL, on the
    data stack. envs may be NULL. */
