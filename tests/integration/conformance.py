@@ -17,6 +17,7 @@ import re
 import shutil
 import socket
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,18 @@ class RawImap:
             pass
         self.rfile.close()
         self.sock.close()
+
+
+def run_threads(threads: list[threading.Thread], errors: list[BaseException],
+                timeout: float = 120) -> None:
+    """Starts the client threads, waits for them, and asserts that none
+    failed (their exceptions in `errors`) and none hangs."""
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not errors, errors
+    assert not any(t.is_alive() for t in threads)
 
 
 def normalize(line: bytes) -> bytes:

@@ -104,6 +104,15 @@ def example_module(module_paths: list[Path]) -> Path:
                 pytrace=False)
 
 
+@pytest.fixture(scope="session")
+def antivirus_module(module_paths: list[Path]) -> Path:
+    for path in module_paths:
+        if path.name == "antivirus.so":
+            return path
+    pytest.fail("antivirus module not built (modules/antivirus/.libs/antivirus.so)",
+                pytrace=False)
+
+
 @pytest.fixture
 def dovecot(request):
     """Factory: dovecot(**PrivateDovecot kwargs) -> started PrivateDovecot.

@@ -60,14 +60,6 @@ def av(dovecot, plugin_path, antivirus_module):
     return make
 
 
-@pytest.fixture(scope="module")
-def antivirus_module(module_paths):
-    for path in module_paths:
-        if path.name == "antivirus.so":
-            return path
-    pytest.fail("antivirus module not built (modules/antivirus/.libs/antivirus.so)",
-                pytrace=False)
-
 
 def clamd_lines_since(clamd: PrivateClamd, offset: int, timeout: float = 5.0,
                       want: str | None = None) -> str:

@@ -9,7 +9,7 @@ releases, deletes and expires it with doveadm.
 from __future__ import annotations
 
 from clamd_harness import CLAM_EXE, CLAM_EXE_SIGNATURE, EICAR, EICAR_SIGNATURE
-from test_antivirus import (antivirus_module, assert_no_crash, av, av_line,  # noqa: F401
+from test_antivirus import (assert_no_crash, av, av_line,  # noqa: F401
                             eicar_inline, shared_clamd, with_attachment)
 
 LIST_COLUMNS = ["username", "uid", "date", "from", "subject", "signature"]

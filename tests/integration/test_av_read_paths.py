@@ -49,14 +49,6 @@ def clamd():
         yield daemon
 
 
-@pytest.fixture(scope="module")
-def antivirus_module(module_paths):
-    for path in module_paths:
-        if path.name == "antivirus.so":
-            return path
-    pytest.fail("antivirus module not built (modules/antivirus/.libs/antivirus.so)",
-                pytrace=False)
-
 
 @pytest.fixture
 def av(dovecot, plugin_path, antivirus_module):

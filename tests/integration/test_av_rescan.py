@@ -15,7 +15,7 @@ import time
 from clamd_harness import (CLAM_EXE_SIGNATURE, EICAR_SIGNATURE, TESTFILES,
                            write_signatures)
 from dovekie_harness import make_message
-from test_antivirus import (antivirus_module, assert_no_crash, av,  # noqa: F401
+from test_antivirus import (assert_no_crash, av,  # noqa: F401
                             eicar_inline, plant, public_tmp, with_attachment)
 
 COLUMNS = ["Mailbox", "After UID", "Checked", "Scanned", "Cached", "Too big",

@@ -20,7 +20,7 @@ import random
 import re
 import threading
 
-from conformance import RawImap, Pair, assert_clean_log, stock_and_dovekie  # noqa: F401
+from conformance import RawImap, Pair, assert_clean_log, run_threads, stock_and_dovekie  # noqa: F401
 
 
 def message(n: int, body: str, multipart: bool = False) -> bytes:
@@ -153,12 +153,7 @@ def run_concurrent(dc) -> list[bytes]:
     errors: list[BaseException] = []
     threads = [threading.Thread(target=_worker, args=(dc, seed, replies, errors))
                for seed in range(CONCURRENT_SESSIONS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
-    assert not any(t.is_alive() for t in threads)
+    run_threads(threads, errors)
     return replies
 
 

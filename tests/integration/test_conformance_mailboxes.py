@@ -18,7 +18,7 @@ import random
 import re
 import threading
 
-from conformance import Pair, RawImap, assert_clean_log, stock_and_dovekie  # noqa: F401
+from conformance import Pair, RawImap, assert_clean_log, run_threads, stock_and_dovekie  # noqa: F401
 from test_search import INDEX_FILE
 
 
@@ -215,12 +215,7 @@ def run_concurrent(dc) -> list[bytes]:
     threads = [threading.Thread(target=_owner, args=(dc, done, replies, errors))]
     threads += [threading.Thread(target=_searcher, args=(dc, seed, done, replies, errors))
                 for seed in range(SEARCHERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
-    assert not any(t.is_alive() for t in threads)
+    run_threads(threads, errors)
     return replies
 
 

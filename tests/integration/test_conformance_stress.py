@@ -30,7 +30,7 @@ import time
 
 import pytest
 
-from conformance import Pair, RawImap, stock_and_dovekie  # noqa: F401
+from conformance import Pair, RawImap, run_threads, stock_and_dovekie  # noqa: F401
 from test_conformance_mailboxes import DOVECOT_RACE, DOVECOT_RACE_ERRORS, STOCK_RACE_REPLIES
 
 # Besides the races of test_conformance_mailboxes.py: an APPEND or COPY into
@@ -197,12 +197,7 @@ def test_concurrent_stress(stock_and_dovekie):
     deadline = time.monotonic() + SECONDS
     threads = run_clients(stock, 1, deadline, replies["stock"], errors, counts["stock"])
     threads += run_clients(dk, 1, deadline, replies["dovekie"], errors, counts["dovekie"])
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=SECONDS + 120)
-    assert not errors, errors
-    assert not any(t.is_alive() for t in threads)
+    run_threads(threads, errors, timeout=SECONDS + 120)
     assert counts["dovekie"][0] > 50 * SECONDS / 15, counts
 
     bad = [(c, r) for name in replies for c, r in replies[name] if r.startswith(b"TAG BAD")]

@@ -32,6 +32,7 @@ import smtplib
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -156,12 +157,15 @@ def boot(plugin_path, moddir: Path, users: dict, clamd, extra_conf: str = "",
     return dc
 
 
-@pytest.fixture(scope="module")
-def main(plugin_path, module_files, clamd):
-    moddir = make_module_dir(module_files)
+@contextmanager
+def booted(plugin_path, module_files, users: dict, clamd, damage: str | None = None,
+           **kwargs):
+    """A Dovecot booted on a module directory of its own (damaged as
+    `damage` says), stopped and its directory removed afterwards."""
+    moddir = make_module_dir(module_files, damage)
     dc = None
     try:
-        dc = boot(plugin_path, moddir, USERS, clamd)
+        dc = boot(plugin_path, moddir, users, clamd, **kwargs)
         yield dc
     finally:
         try:
@@ -169,6 +173,12 @@ def main(plugin_path, module_files, clamd):
                 dc.stop()
         finally:
             shutil.rmtree(moddir.parents[1], ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def main(plugin_path, module_files, clamd):
+    with booted(plugin_path, module_files, USERS, clamd) as dc:
+        yield dc
 
 
 # Bad global values: each instance breaks antivirus and retention at once;
@@ -194,19 +204,10 @@ def global_bad(request, plugin_path, module_files, clamd):
     """(dc, (av key, value), (retention key, value)) with both bad globally;
     imap_fetch_failure = no-after, so a refused FETCH answers NO."""
     av_bad, ret_bad = request.param
-    moddir = make_module_dir(module_files)
-    dc = None
-    try:
-        dc = boot(plugin_path, moddir, SPLIT_USERS, clamd,
-                  extra_conf="imap_fetch_failure = no-after\n",
-                  **{av_bad[0]: av_bad[1], ret_bad[0]: ret_bad[1]})
+    with booted(plugin_path, module_files, SPLIT_USERS, clamd,
+                extra_conf="imap_fetch_failure = no-after\n",
+                **{av_bad[0]: av_bad[1], ret_bad[0]: ret_bad[1]}) as dc:
         yield dc, av_bad, ret_bad
-    finally:
-        try:
-            if dc is not None:
-                dc.stop()
-        finally:
-            shutil.rmtree(moddir.parents[1], ignore_errors=True)
 
 
 @pytest.fixture(scope="module",
@@ -214,17 +215,8 @@ def global_bad(request, plugin_path, module_files, clamd):
                         "missing", "garbage"])
 def damaged(request, plugin_path, module_files, clamd):
     """(dc, damage): antivirus.so and retention.so damaged, search.so fine."""
-    moddir = make_module_dir(module_files, request.param)
-    dc = None
-    try:
-        dc = boot(plugin_path, moddir, SPLIT_USERS, clamd)
+    with booted(plugin_path, module_files, SPLIT_USERS, clamd, request.param) as dc:
         yield dc, request.param
-    finally:
-        try:
-            if dc is not None:
-                dc.stop()
-        finally:
-            shutil.rmtree(moddir.parents[1], ignore_errors=True)
 
 
 # --- helpers --------------------------------------------------------------
