@@ -44,6 +44,9 @@ struct dovekie_user {
 	bool moving:1;
 	/* POP3: the session start was reported. */
 	bool pop3_started:1;
+	/* POP3: the last read failed because it could not be judged now
+	   (MAIL_ERROR_TEMP): dovekie-pop3.c answers it -ERR [SYS/TEMP]. */
+	bool pop3_read_tempfail:1;
 
 	/* The last message a read DIVERT moved into quarantine
 	   (dovekie-storage.c): every later read of it in this session, through

@@ -1,10 +1,15 @@
-/* POP3 process hooks: the end of a session (QUIT or a dropped link).
+/* POP3 process hooks: the end of a session (QUIT or a dropped link), and
+ * the reply to a read that dovekie refused for now.
  *
  * This file is linked into the one plugin that every mail process loads,
  * but its symbols only exist in the pop3 binary, so they are weak: outside
  * pop3 they resolve to NULL and nothing is hooked.
  */
 #include "lib.h"
+#include "str.h"
+#include "str-sanitize.h"
+#include "ostream-private.h"
+#include "mail-storage.h"
 #include "pop3-common.h"
 #include "pop3-client.h"
 #include "dovekie-plugin.h"
@@ -22,6 +27,112 @@ struct dovekie_pop3_client {
 static MODULE_CONTEXT_DEFINE_INIT(dovekie_pop3_module, &pop3_module_register);
 static pop3_client_created_func_t *next_hook_client_created;
 static bool dovekie_pop3_hooked;
+
+/* Dovecot 2.3's pop3 answers every failed RETR/TOP "-ERR Message N
+   expunged." (pop3-commands.c fetch()), whatever the storage error, and
+   offers no hook between the failed read and that reply. When the read
+   failed because dovekie could not judge the message now (scanner down,
+   module not running: dovekie-storage.c sets MAIL_ERROR_TEMP and
+   pop3_read_tempfail), the message is not expunged and a client must not
+   drop it: this filter over the client's output puts RFC 3206's
+   "-ERR [SYS/TEMP] <reason>" in that one reply's place. Every other byte
+   passes through unchanged. */
+struct dovekie_pop3_ostream {
+	struct ostream_private ostream;
+	struct client *client;
+};
+
+#define DOVEKIE_POP3_EXPUNGED_PREFIX "-ERR Message "
+#define DOVEKIE_POP3_EXPUNGED_SUFFIX " expunged.\r\n"
+/* The longest reply the filter looks at: prefix, a message number, suffix. */
+#define DOVEKIE_POP3_EXPUNGED_MAX 64
+
+static bool dovekie_pop3_is_expunged_reply(const unsigned char *data, size_t size)
+{
+	size_t prefix = strlen(DOVEKIE_POP3_EXPUNGED_PREFIX);
+	size_t suffix = strlen(DOVEKIE_POP3_EXPUNGED_SUFFIX);
+
+	if (size > DOVEKIE_POP3_EXPUNGED_MAX || size <= prefix + suffix ||
+	    memcmp(data, DOVEKIE_POP3_EXPUNGED_PREFIX, prefix) != 0 ||
+	    memcmp(data + size - suffix, DOVEKIE_POP3_EXPUNGED_SUFFIX, suffix) != 0)
+		return FALSE;
+	for (size_t i = prefix; i < size - suffix; i++) {
+		if (data[i] < '0' || data[i] > '9')
+			return FALSE;
+	}
+	return TRUE;
+}
+
+/* The text that replaces the reply in data, or NULL to send data as it is.
+   Any status line (+OK or -ERR) ends what a refused read may rewrite. */
+static const char *
+dovekie_pop3_reply_rewrite(struct client *client, const unsigned char *data, size_t size)
+{
+	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(client->user);
+	enum mail_error error;
+	const char *reason;
+	bool refused;
+
+	if (duser == NULL || !duser->pop3_read_tempfail)
+		return NULL;
+	if ((size < 3 || memcmp(data, "+OK", 3) != 0) &&
+	    (size < 4 || memcmp(data, "-ERR", 4) != 0))
+		return NULL;
+	refused = dovekie_pop3_is_expunged_reply(data, size);
+	duser->pop3_read_tempfail = FALSE;
+	if (!refused || client->mailbox == NULL)
+		return NULL;
+	reason = mailbox_get_last_error(client->mailbox, &error);
+	if (error != MAIL_ERROR_TEMP)
+		return NULL;
+	return t_strdup_printf("-ERR [SYS/TEMP] %s\r\n", str_sanitize(reason, 200));
+}
+
+static ssize_t
+dovekie_pop3_ostream_sendv(struct ostream_private *stream,
+			   const struct const_iovec *iov, unsigned int iov_count)
+{
+	struct dovekie_pop3_ostream *dstream =
+		container_of(stream, struct dovekie_pop3_ostream, ostream);
+	const char *reply = NULL;
+	size_t total = 0;
+	ssize_t ret;
+
+	for (unsigned int i = 0; i < iov_count; i++)
+		total += iov[i].iov_len;
+	/* client_send_line() sends each line whole, in one iovec. */
+	if (iov_count == 1)
+		reply = dovekie_pop3_reply_rewrite(dstream->client, iov[0].iov_base, total);
+	if (reply == NULL) {
+		if ((ret = o_stream_sendv(stream->parent, iov, iov_count)) < 0) {
+			o_stream_copy_error_from_parent(stream);
+			return -1;
+		}
+		stream->ostream.offset += ret;
+		return ret;
+	}
+	if ((ret = o_stream_send_str(stream->parent, reply)) < 0) {
+		o_stream_copy_error_from_parent(stream);
+		return -1;
+	}
+	stream->ostream.offset += ret;
+	/* The caller asserts that its whole line was taken. */
+	return ret == (ssize_t)strlen(reply) ? (ssize_t)total : 0;
+}
+
+static struct ostream *dovekie_pop3_ostream_create(struct client *client)
+{
+	struct dovekie_pop3_ostream *dstream;
+	struct ostream *output;
+
+	dstream = i_new(struct dovekie_pop3_ostream, 1);
+	dstream->client = client;
+	dstream->ostream.sendv = dovekie_pop3_ostream_sendv;
+	output = o_stream_create(&dstream->ostream, client->output,
+				 o_stream_get_fd(client->output));
+	o_stream_set_name(output, o_stream_get_name(client->output));
+	return output;
+}
 
 static void dovekie_pop3_destroy(struct client *client, const char *reason)
 {
@@ -46,6 +157,13 @@ static void dovekie_pop3_client_created(struct client **clientp)
 	dclient->module_ctx.super = client->v;
 	client->v.destroy = dovekie_pop3_destroy;
 	MODULE_CONTEXT_SET(client, dovekie_pop3_module, dclient);
+
+	if (DOVEKIE_USER_CONTEXT(client->user) != NULL) {
+		struct ostream *plain = client->output;
+
+		client->output = dovekie_pop3_ostream_create(client);
+		o_stream_unref(&plain);
+	}
 
 	if (next_hook_client_created != NULL)
 		next_hook_client_created(clientp);

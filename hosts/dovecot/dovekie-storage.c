@@ -447,15 +447,17 @@ dovekie_set_verdict_error(struct mailbox *box, enum dovekie_bridge_verdict verdi
 
 /* A read that may succeed later (scanner down, module not running). pop3
    answers any failed read "-ERR Message N expunged." whatever the error;
-   MAIL_ERROR_TEMP is what a pop3 hook needs to answer -ERR [SYS/TEMP]
-   instead. imap answers UNAVAILABLE with BYE and the reason. */
+   dovekie-pop3.c answers this one -ERR [SYS/TEMP] and the reason instead. imap answers UNAVAILABLE with BYE and the reason. */
 static void dovekie_set_read_tempfail(struct mail *_mail, const char *reason)
 {
 	struct mail_user *user = _mail->box->storage->user;
+	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
+	bool pop3 = user->service != NULL && strcmp(user->service, "pop3") == 0;
 
 	mail_storage_set_error(_mail->box->storage,
-		user->service != NULL && strcmp(user->service, "pop3") == 0 ?
-		MAIL_ERROR_TEMP : MAIL_ERROR_UNAVAILABLE, reason);
+		pop3 ? MAIL_ERROR_TEMP : MAIL_ERROR_UNAVAILABLE, reason);
+	if (pop3 && duser != NULL)
+		duser->pop3_read_tempfail = TRUE;
 }
 
 static struct dovekie_user *dovekie_box_user(struct mailbox *box)
