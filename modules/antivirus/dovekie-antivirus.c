@@ -36,6 +36,7 @@
 #include "dovekie-av.h"
 #include "dovekie-av-cache.h"
 #include "dovekie-av-clamd.h"
+#include "dovekie-av-clamdconf.h"
 #include "dovekie-av-engine.h"
 
 static const gchar *const engine_choices[] = { "clamd", "libclamav", NULL };
@@ -79,7 +80,15 @@ static const DovekieSettingDef av_settings[] = {
   { "dovekie_av_cache", DOVEKIE_SETTING_BOOL, "yes", 0, 0, NULL,
     "keep verdicts per message digest and DB version in the user's mailbox attributes" },
   { "dovekie_av_db_check_interval", DOVEKIE_SETTING_UINT, "60", 0, 86400, NULL,
-    "seconds between checks of the signature-DB version (clamd VERSION, libclamav reload)" },
+    "seconds between checks of the signature-DB version (clamd's signature files or VERSION, "
+    "libclamav reload)" },
+  { "dovekie_av_clamd_database", DOVEKIE_SETTING_STRING, "", 0, 4096, NULL,
+    "clamd only: directory of the signature files clamd loads; any change to them retires "
+    "cached verdicts (empty: DatabaseDirectory of dovekie_av_clamd_conf)" },
+  { "dovekie_av_clamd_conf", DOVEKIE_SETTING_STRING, "/etc/clamav/clamd.conf", 0, 4096, NULL,
+    "clamd only: clamd's configuration; its DatabaseDirectory is used when its LocalSocket "
+    "(or loopback TCPSocket) is one of dovekie_av_clamd (empty: not read; no such file or "
+    "another clamd: verdicts go by clamd VERSION alone)" },
   { "dovekie_av_libclamav_db", DOVEKIE_SETTING_STRING, "/var/lib/clamav", 1, 4096, NULL,
     "libclamav only: signature database directory" },
   { "dovekie_av_max_scansize", DOVEKIE_SETTING_SIZE, "100M", 1, G_GUINT64_CONSTANT (4) << 30, NULL,
@@ -109,6 +118,7 @@ static const gchar *const read_origin_names[] = { "fetch", "pop3", "other" };
 
 typedef struct {
   DovekieAvClamd *clamd; /* NULL with libclamav */
+  gchar *clamd_db;       /* clamd's signature directory, or NULL: VERSION alone */
   gchar *version;        /* last DB version seen */
   gint64 version_at;     /* when, in host seconds */
   gboolean kv_warned;    /* a kv failure was logged already */
@@ -212,6 +222,49 @@ av_check_libclamav_db (DovekieContext *ctx, GError **error)
   return FALSE;
 }
 
+/* clamd's signature directory (see dovekie-av-clamdconf.h), or NULL when
+ * only clamd's VERSION can key the verdicts. A directory named in
+ * dovekie_av_clamd_database that the mail user cannot read never works:
+ * the module does not start. clamd.conf is optional (a remote clamd has
+ * none here); one that is there but unreadable is logged. */
+static gboolean
+av_clamd_database (DovekieContext *ctx, gchar **dir_r, GError **error)
+{
+  const gchar *dir = ctx->api->get_string (ctx, "dovekie_av_clamd_database");
+  const gchar *conf_path = ctx->api->get_string (ctx, "dovekie_av_clamd_conf");
+  g_autoptr (DovekieAvClamdConf) conf = NULL;
+  g_autoptr (GError) local = NULL;
+  gboolean missing;
+
+  *dir_r = NULL;
+  if (dir != NULL && dir[0] != '\0')
+    {
+      if (!g_file_test (dir, G_FILE_TEST_IS_DIR) || g_access (dir, R_OK | X_OK) < 0)
+        {
+          g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+                       "dovekie_av_clamd_database = %s: not a directory the mail user can read",
+                       dir);
+          return FALSE;
+        }
+      *dir_r = g_strdup (dir);
+      return TRUE;
+    }
+  if (conf_path == NULL || conf_path[0] == '\0')
+    return TRUE;
+  conf = dovekie_av_clamdconf_read (conf_path, &missing, &local);
+  if (conf == NULL)
+    {
+      if (!missing)
+        dovekie_log (ctx, DOVEKIE_LOG_WARNING,
+                     "dovekie_av_clamd_conf: %s; verdicts go by clamd VERSION alone, which "
+                     "misses unofficial signature updates", local->message);
+      return TRUE;
+    }
+  if (dovekie_av_clamdconf_serves (conf, ctx->api->get_string (ctx, "dovekie_av_clamd")))
+    *dir_r = g_strdup (conf->database_directory);
+  return TRUE;
+}
+
 static gboolean
 av_init (DovekieContext *ctx, GError **error)
 {
@@ -232,6 +285,8 @@ av_init (DovekieContext *ctx, GError **error)
   if (!av_uses_libclamav (ctx))
     {
       dovekie_av_clamd_set_fildes (clamd, ctx->api->get_bool (ctx, "dovekie_av_clamd_fildes"));
+      if (!av_clamd_database (ctx, &user->clamd_db, error))
+        return FALSE;
       user->clamd = g_steal_pointer (&clamd);
     }
   ctx->module_data = g_steal_pointer (&user);
@@ -244,6 +299,7 @@ av_deinit (DovekieContext *ctx)
   AvUser *user = ctx->module_data;
 
   dovekie_av_clamd_free (user->clamd);
+  g_free (user->clamd_db);
   g_free (user->version);
   g_free (user);
   ctx->module_data = NULL;
@@ -276,8 +332,12 @@ av_prepare_libclamav (DovekieContext *ctx, GError **error)
   return ok;
 }
 
-/* The current signature-DB version, asked for at most every
- * dovekie_av_db_check_interval seconds. */
+/* The current signature-DB version, looked at at most every
+ * dovekie_av_db_check_interval seconds. With clamd and its signature
+ * directory known, it is read from the directory as libclamav would load
+ * it (engine, official DB version, fingerprint of every other signature
+ * file): clamd's VERSION misses unofficial files, and the directory can be
+ * read while clamd is down, so cached verdicts still answer then. */
 static gboolean
 av_db_version (DovekieContext *ctx, AvUser *user, const gchar **version_r, GError **error)
 {
@@ -295,7 +355,9 @@ av_db_version (DovekieContext *ctx, AvUser *user, const gchar **version_r, GErro
            (guint64) (now - user->version_at) >= interval)
     {
       gchar *version = NULL;
-      if (!dovekie_av_clamd_version (user->clamd, &version, error))
+      if (user->clamd_db != NULL ?
+          !dovekie_av_engine_peek_version (user->clamd_db, &version, error) :
+          !dovekie_av_clamd_version (user->clamd, &version, error))
         return FALSE;
       if (user->version != NULL && !g_str_equal (user->version, version))
         dovekie_log (ctx, DOVEKIE_LOG_INFO, "signature DB version changed: %s -> %s",

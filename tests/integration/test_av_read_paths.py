@@ -28,7 +28,7 @@ import pytest
 
 from clamd_harness import EICAR, EICAR_SIGNATURE, TESTFILES, PrivateClamd
 from dovekie_harness import make_message
-from test_antivirus import FakeClamd, assert_no_crash, av_line, plant
+from test_antivirus import FakeClamd, append, assert_no_crash, av_line, plant
 
 ATTRIBUTE_DICT = "mail_attribute_dict = file:%h/dovecot-attributes\n"
 CLAM_ZIP = (TESTFILES / "clam.zip").read_bytes()
@@ -400,11 +400,14 @@ def test_pop3_retr_with_the_scanner_down_is_a_temporary_failure(av, public_tmp, 
             # verdict is cached); then the address leads to the garbage one.
             link = public_tmp / "clamd-link.sock"
             link.symlink_to(own.socket_path)
-            dc = av(f"unix:{link}", dovekie_av_scan_timeout_msecs="1000")
+            dc = av(f"unix:{link}", dovekie_av_scan_timeout_msecs="1000",
+                    dovekie_av_clamd_database=own.db_dir)
         else:
-            dc = av(own.unix_address)
-        code, text = dc.deliver("alice@example.test", make_message("scanned", "scanned and clean\n"))
-        assert code == 250, text
+            dc = av(own.unix_address, dovekie_av_clamd_conf=own.config_path)
+        imap = dc.imap()
+        typ, text = append(imap, make_message("scanned", "scanned and clean\n"))
+        assert typ == "OK", text
+        imap.logout()
         if scanner == "garbage":
             link.unlink()
             link.symlink_to(fake.path)
@@ -420,6 +423,13 @@ def test_pop3_retr_with_the_scanner_down_is_a_temporary_failure(av, public_tmp, 
             assert reply.endswith(b"\r\n") and reply.count(b"\r\n") == 1, reply
             assert b"expunged" not in reply and b"never scanned" not in reply, reply
             assert len(reply) > len("-ERR [SYS/TEMP] ") + 10, reply  # a reason, not empty
+        # The scanned clean message is served whatever happens to the other:
+        # its verdict is cached for the signature files clamd loads, which
+        # the module reads from clamd's directory, not from clamd.
+        reply = cmd("RETR 1", multi=True)
+        assert reply.startswith(b"+OK") and b"scanned and clean" in reply, reply
+        reply = cmd("TOP 1 0", multi=True)
+        assert reply.startswith(b"+OK") and b"Subject: scanned" in reply, reply
         assert cmd("QUIT").startswith(b"+OK")
         sock.close()
         dc.wait_for_log(av_line("pop3", "result=error action=tempfail"), since=offset)
