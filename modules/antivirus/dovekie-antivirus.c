@@ -4,7 +4,10 @@
  *
  * Flow for one message:
  *   1. read it once: SHA-256 and size (and the bytes, for libclamav);
- *   2. over dovekie_av_max_size: dovekie_av_over_size decides;
+ *   2. over dovekie_av_max_size: dovekie_av_over_size decides; accepted
+ *      mail is left to the rescan job, which scans up to
+ *      dovekie_av_rescan_max_size, and mail that even the rescan would not
+ *      scan is refused (nothing infected sits unscanned for good);
  *   3. the verdict cache (kv "v/<sha256>") answers if it holds a verdict
  *      made with the current signature-DB version;
  *   4. else scan, and store the verdict (an LMTP transaction scans once
@@ -60,7 +63,12 @@ static const DovekieSettingDef av_settings[] = {
   { "dovekie_av_max_size", DOVEKIE_SETTING_SIZE, "25M", 1, G_GUINT64_CONSTANT (1) << 30, NULL,
     "largest message scanned; larger ones follow dovekie_av_over_size" },
   { "dovekie_av_over_size", DOVEKIE_SETTING_ENUM, "accept-and-log", 0, 0, over_size_choices,
-    "message over dovekie_av_max_size: accept-and-log, tempfail or reject" },
+    "message over dovekie_av_max_size: accept-and-log (left to the rescan job; refused when it "
+    "is over dovekie_av_rescan_max_size too), tempfail or reject" },
+  { "dovekie_av_rescan_max_size", DOVEKIE_SETTING_SIZE, "512M", 1, G_GUINT64_CONSTANT (4) << 30,
+    NULL,
+    "largest message `doveadm dovekie rescan` scans (in memory, with libclamav's file and scan "
+    "limits raised to it); not below dovekie_av_max_size" },
   { "dovekie_av_action", DOVEKIE_SETTING_ENUM, "quarantine", 0, 0, action_choices,
     "infected LMTP delivery: quarantine (into dovekie_av_quarantine_mailbox), reject (550 5.7.1 "
     "with the signature name), tag (delivered with the keyword $Infected) or discard (logged)" },
@@ -120,6 +128,7 @@ typedef struct {
   DovekieAvClamd *clamd; /* NULL with libclamav */
   gchar *clamd_db;       /* clamd's signature directory, or NULL: VERSION alone */
   gchar *version;        /* last DB version seen */
+  gboolean rescanning;   /* a rescan job: its own size limit and libclamav limits */
   gint64 version_at;     /* when, in host seconds */
   gboolean kv_warned;    /* a kv failure was logged already */
 } AvUser;
@@ -265,13 +274,30 @@ av_clamd_database (DovekieContext *ctx, gchar **dir_r, GError **error)
   return TRUE;
 }
 
+/* Mail accepted over dovekie_av_max_size is left to the rescan job, so
+ * the job must scan at least what the online paths skip. */
+static gboolean
+av_check_rescan_max_size (DovekieContext *ctx, GError **error)
+{
+  guint64 online = ctx->api->get_uint (ctx, "dovekie_av_max_size");
+  guint64 rescan = ctx->api->get_uint (ctx, "dovekie_av_rescan_max_size");
+
+  if (rescan >= online)
+    return TRUE;
+  g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+               "dovekie_av_rescan_max_size (%" G_GUINT64_FORMAT " bytes) is below "
+               "dovekie_av_max_size (%" G_GUINT64_FORMAT " bytes): accepted mail over "
+               "dovekie_av_max_size would never be scanned", rescan, online);
+  return FALSE;
+}
+
 static gboolean
 av_init (DovekieContext *ctx, GError **error)
 {
   g_autofree AvUser *user = NULL;
   g_autoptr (DovekieAvClamd) clamd = NULL;
 
-  if (!av_check_quarantine_mailbox (ctx, error))
+  if (!av_check_quarantine_mailbox (ctx, error) || !av_check_rescan_max_size (ctx, error))
     return FALSE;
   /* Parsed with libclamav too: a list that cannot work is refused before
    * an engine switch would bring it into use. */
@@ -305,12 +331,23 @@ av_deinit (DovekieContext *ctx)
   ctx->module_data = NULL;
 }
 
+/* A rescan reads up to dovekie_av_rescan_max_size, and libclamav must not
+ * skip what it was given: a file or a whole message under that size is
+ * scanned whole. */
 static void
 av_limits (DovekieContext *ctx, DovekieAvLimits *limits)
 {
+  AvUser *user = ctx->module_data;
+  guint64 rescan_max = ctx->api->get_uint (ctx, "dovekie_av_rescan_max_size");
+
   memset (limits, 0, sizeof (*limits));
   limits->max_scansize = ctx->api->get_uint (ctx, "dovekie_av_max_scansize");
   limits->max_filesize = ctx->api->get_uint (ctx, "dovekie_av_max_filesize");
+  if (user != NULL && user->rescanning)
+    {
+      limits->max_scansize = MAX (limits->max_scansize, rescan_max);
+      limits->max_filesize = MAX (limits->max_filesize, rescan_max);
+    }
   limits->max_recursion = (guint32) ctx->api->get_uint (ctx, "dovekie_av_max_recursion");
   limits->max_files = (guint32) ctx->api->get_uint (ctx, "dovekie_av_max_files");
   limits->max_scantime_ms = (guint32) ctx->api->get_uint (ctx, "dovekie_av_max_scantime_msecs");
@@ -628,8 +665,11 @@ av_scan_message (DovekieContext *ctx, DovekieMessage *msg, gboolean use_cache,
   g_autoptr (GError) local = NULL;
   gboolean ok;
 
-  if (!dovekie_av_digest (&reader, ctx->api->get_uint (ctx, "dovekie_av_max_size"), scan->digest,
-                          &scan->size, &scan->too_big, bytes, error))
+  if (!dovekie_av_digest (&reader,
+                          ctx->api->get_uint (ctx, in_process && user->rescanning ?
+                                                       "dovekie_av_rescan_max_size" :
+                                                       "dovekie_av_max_size"),
+                          scan->digest, &scan->size, &scan->too_big, bytes, error))
     return FALSE;
   if (scan->too_big)
     return TRUE;
@@ -757,6 +797,37 @@ av_log_scan (DovekieContext *ctx, const gchar *origin, const DovekieMessageInfo 
                infected ? " action=" : "", infected ? action : "");
 }
 
+/* Whether a message over dovekie_av_max_size is within
+ * dovekie_av_rescan_max_size: by the host's size when it knows it, else by
+ * reading on from where the digest stopped (counting only). FALSE when
+ * the message could not be read. */
+static gboolean
+av_within_rescan (DovekieContext *ctx, DovekieMessage *msg, const DovekieMessageInfo *info,
+                  const AvScan *scan, gboolean *within_r, GError **error)
+{
+  guint64 limit = ctx->api->get_uint (ctx, "dovekie_av_rescan_max_size");
+  g_autofree guint8 *buf = NULL;
+  guint64 total = scan->size;
+
+  if (info->size >= 0)
+    {
+      *within_r = (guint64) info->size <= limit;
+      return TRUE;
+    }
+  buf = g_malloc (65536);
+  while (total <= limit)
+    {
+      gssize n = ctx->api->read (msg, buf, 65536, error);
+      if (n < 0)
+        return FALSE;
+      if (n == 0)
+        break;
+      total += (guint64) n;
+    }
+  *within_r = total <= limit;
+  return TRUE;
+}
+
 /* Runs one message through the scanner and the policy. `origin` names
  * the event in the log. On TRUE the verdict is set; FALSE only when the
  * message itself could not be read. */
@@ -798,10 +869,27 @@ av_judge (DovekieContext *ctx, const gchar *origin, gboolean delivery, gboolean 
   if (scan.too_big)
     {
       const gchar *policy = ctx->api->get_string (ctx, "dovekie_av_over_size");
+      const gchar *why = "";
+
+      /* Accepted unscanned, it must be within the rescan job's reach; a
+       * read judges mail already stored, which only the rescan can judge. */
+      if (!read && g_str_equal (policy, "accept-and-log"))
+        {
+          gboolean rescannable;
+          if (!av_within_rescan (ctx, msg, info, &scan, &rescannable, error))
+            return FALSE;
+          if (!rescannable)
+            {
+              policy = "reject";
+              why = " (over dovekie_av_rescan_max_size too: nothing would ever scan it)";
+            }
+          else
+            why = " (left to the rescan job)";
+        }
       dovekie_log (ctx, DOVEKIE_LOG_WARNING,
                    "scan origin=%s mailbox=%s uid=%u result=too-big size>%" G_GUINT64_FORMAT
-                   " action=%s", origin, mailbox, info->uid,
-                   ctx->api->get_uint (ctx, "dovekie_av_max_size"), policy);
+                   " action=%s%s", origin, mailbox, info->uid,
+                   ctx->api->get_uint (ctx, "dovekie_av_max_size"), policy, why);
       if (g_str_equal (policy, "reject"))
         dovekie_verdict_set (verdict, DOVEKIE_VERDICT_REJECT, REASON_TOO_BIG);
       else if (g_str_equal (policy, "tempfail"))
@@ -902,7 +990,10 @@ av_probe (DovekieContext *ctx, gchar **scanner_r, gchar **version_r, GError **er
 static gboolean
 av_rescan_begin (DovekieContext *ctx, gchar **version_r, GError **error)
 {
+  AvUser *user = ctx->module_data;
+
   *version_r = NULL;
+  user->rescanning = TRUE;
   if (!av_prepare_libclamav (ctx, error))
     return FALSE;
   *version_r = dovekie_av_engine_version ();
@@ -934,7 +1025,7 @@ av_rescan_message (DovekieContext *ctx, const DovekieMessageInfo *info, DovekieM
     {
       dovekie_log (ctx, DOVEKIE_LOG_WARNING,
                    "scan origin=rescan mailbox=%s uid=%u result=too-big size>%" G_GUINT64_FORMAT,
-                   mailbox, info->uid, ctx->api->get_uint (ctx, "dovekie_av_max_size"));
+                   mailbox, info->uid, ctx->api->get_uint (ctx, "dovekie_av_rescan_max_size"));
       av_emit (ctx, "rescan", "too_big", FALSE, "none");
       result->status = DOVEKIE_ANTIVIRUS_RESCAN_TOO_BIG;
       return TRUE;

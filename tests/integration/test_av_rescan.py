@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 import time
 
-from clamd_harness import (CLAM_EXE_SIGNATURE, EICAR_SIGNATURE, TESTFILES,
+from clamd_harness import (CLAM_EXE_SIGNATURE, EICAR, EICAR_SIGNATURE, TESTFILES,
                            write_signatures)
 from dovekie_harness import make_message
-from test_antivirus import (assert_no_crash, av,  # noqa: F401
+from test_antivirus import (append, assert_no_crash, av,  # noqa: F401
                             eicar_inline, plant, public_tmp, with_attachment)
 
 COLUMNS = ["Mailbox", "After UID", "Checked", "Scanned", "Cached", "Too big",
@@ -183,3 +183,74 @@ def test_rescan_faults_are_clear_and_move_nothing(av, dovekie, public_tmp):
     assert res.returncode != 0
     assert "antivirus module is not loaded" in res.stdout + res.stderr
     assert_no_crash(dc)
+
+
+# --- issue 16, invariant 9: over-size mail ---------------------------------
+
+def big_infected(subject: str, lines: int) -> bytes:
+    return make_message(subject, ("x" * 75 + "\n") * lines + EICAR.decode() + "\n")
+
+
+def test_over_size_mail_is_left_to_the_rescan_which_catches_it(av, public_tmp):
+    # Issue: a message over dovekie_av_max_size was scanned nowhere, and an
+    # infected 50 MB mail stayed in INBOX for good. Default policy now:
+    # accepted and logged online, scanned by the rescan job with its own
+    # limit (dovekie_av_rescan_max_size, 512M by default).
+    db = signature_db(public_tmp, eicar=True)
+    dc = av("unix:" + str(public_tmp / "no-clamd.sock"), dovekie_av_action=None,
+            dovekie_av_max_size="64k", dovekie_av_libclamav_db=str(db))
+    big = big_infected("big delivered", 1200)  # ~92 KB
+    code, text = dc.deliver("alice@example.test", big)
+    assert code == 250, text
+    imap = dc.imap()
+    typ, text = append(imap, big_infected("big appended", 1300))
+    assert typ == "OK", text
+    imap.logout()
+    assert len(dc.find_log(r"result=too-big size>65536 action=accept-and-log "
+                           r"\(left to the rescan job\)")) == 2, dc.log_tail()
+    assert dc.message_count("INBOX") == 2
+
+    rows = rescan(dc)
+    assert counts(rows["INBOX"]) == (2, 2, 0, 2, 2), rows
+    assert rows["INBOX"]["Too big"] == 0, rows
+    assert dc.message_count("INBOX") == 0
+    assert dc.message_count("Quarantine") == 2
+    assert_logged(r"scan origin=rescan [^\n]*size=9\d{4} [^\n]*result=infected signature="
+                  + EICAR_SIGNATURE)
+    assert_no_crash(dc)
+
+
+def test_mail_over_the_rescan_limit_too_is_refused_on_every_path(av, public_tmp):
+    db = signature_db(public_tmp, eicar=True)
+    dc = av("unix:" + str(public_tmp / "no-clamd.sock"), dovekie_av_max_size="64k",
+            dovekie_av_rescan_max_size="128k", dovekie_av_libclamav_db=str(db))
+    huge = big_infected("huge", 2400)  # ~185 KB
+    code, text = dc.deliver("alice@example.test", huge)
+    assert code == 550 and "too large" in text, (code, text)
+    imap = dc.imap()
+    typ, text = append(imap, huge)
+    assert typ == "NO" and "too large" in text, text
+    # Between the two limits: accepted, for the rescan.
+    typ, text = append(imap, big_infected("between", 1200))
+    assert typ == "OK", text
+    imap.logout()
+    assert dc.find_log(r"result=too-big size>65536 action=reject \(over "
+                       r"dovekie_av_rescan_max_size too"), dc.log_tail()
+    assert dc.message_count("INBOX") == 1
+    # Mail stored before the module (planted) over the rescan limit: the
+    # rescan says so, row and log, and leaves it.
+    plant(dc, huge)
+    rows = rescan(dc)
+    assert rows["INBOX"]["Too big"] == 1 and rows["INBOX"]["Infected"] == 1, rows
+    assert_logged(r"scan origin=rescan [^\n]*result=too-big size>131072")
+    assert_no_crash(dc)
+
+
+def test_rescan_limit_below_the_online_limit_is_refused(av, public_tmp):
+    dc = av("unix:" + str(public_tmp / "no-clamd.sock"), dovekie_av_max_size="1M",
+            dovekie_av_rescan_max_size="512k")
+    code, text = dc.deliver("alice@example.test", make_message("x", "y\n"))
+    assert 400 <= code < 500, (code, text)
+    assert dc.find_log(r"dovekie_av_rescan_max_size \(524288 bytes\) is below "
+                       r"dovekie_av_max_size"), dc.log_tail()
+    assert dc.message_count("INBOX") == 0
