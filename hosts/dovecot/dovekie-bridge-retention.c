@@ -10,6 +10,71 @@
 
 G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_RETENTION_QUOTA == (gint) DOVEKIE_RETENTION_QUOTA);
 G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_RETENTION_MAX_AGE == (gint) DOVEKIE_RETENTION_MAX_AGE);
+G_STATIC_ASSERT (DOVEKIE_BRIDGE_RETENTION_PACKED_SIZE == DOVEKIE_RETENTION_PACKED_SIZE);
+G_STATIC_ASSERT (DOVEKIE_BRIDGE_RETENTION_TABLE_SIZE == DOVEKIE_RETENTION_TABLE_SIZE);
+
+/* The module's store over the host's: errors become GErrors. */
+typedef struct {
+  DovekieRetentionStore store;
+  struct dovekie_bridge_retention_store *host;
+} BridgeStore;
+
+static gboolean
+store_error (const char *why, GError **error)
+{
+  g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+                       why != NULL ? why : "unknown error");
+  return FALSE;
+}
+
+static gboolean
+bridge_store_get (DovekieRetentionStore *store, guint32 uid, guint8 *packed, GError **error)
+{
+  BridgeStore *bs = (BridgeStore *) store;
+  const char *why = NULL;
+
+  return bs->host->get (bs->host, uid, packed, &why) == 0 || store_error (why, error);
+}
+
+static gboolean
+bridge_store_put (DovekieRetentionStore *store, guint32 uid, const guint8 *packed, GError **error)
+{
+  BridgeStore *bs = (BridgeStore *) store;
+  const char *why = NULL;
+
+  return bs->host->put (bs->host, uid, packed, &why) == 0 || store_error (why, error);
+}
+
+static gboolean
+bridge_store_put_table (DovekieRetentionStore *store, const guint8 *table, GError **error)
+{
+  BridgeStore *bs = (BridgeStore *) store;
+  const char *why = NULL;
+
+  if (bs->host->put_table (bs->host, table, &why) < 0)
+    return store_error (why, error);
+  /* Later calls in the same transaction see it. */
+  bs->store.table = bs->host->table;
+  return TRUE;
+}
+
+static void
+bridge_store_init (BridgeStore *bs, struct dovekie_bridge_retention_store *host)
+{
+  bs->host = host;
+  bs->store.table = host->table;
+  bs->store.get = bridge_store_get;
+  bs->store.put = bridge_store_put;
+  bs->store.put_table = bridge_store_put_table;
+}
+
+static int
+fail (GError *error, char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  g_strlcpy (error_r, error != NULL ? error->message : "unknown error", DOVEKIE_BRIDGE_REASON_MAX);
+  g_clear_error (&error);
+  return -1;
+}
 
 static const DovekieRetentionService *
 retention_service (struct dovekie_bridge *bridge, DovekieContext **ctx_r)
@@ -38,19 +103,57 @@ dovekie_bridge_retention_keyword (struct dovekie_bridge *bridge)
 }
 
 bool
-dovekie_bridge_retention_expire_at_quit (struct dovekie_bridge *bridge)
+dovekie_bridge_retention_expire_at_quit (struct dovekie_bridge *bridge,
+                                         const unsigned char *packed, unsigned int n)
 {
   DovekieContext *ctx;
   const DovekieRetentionService *svc = retention_service (bridge, &ctx);
-  return svc != NULL && svc->expire_at_quit (ctx);
+  return svc != NULL && svc->expire_at_quit (ctx, packed, n);
+}
+
+void
+dovekie_bridge_retention_pop3_listing (struct dovekie_bridge *bridge, const unsigned char *table)
+{
+  DovekieContext *ctx;
+  const DovekieRetentionService *svc = retention_service (bridge, &ctx);
+  if (svc != NULL)
+    svc->pop3_listing (ctx, table);
 }
 
 bool
-dovekie_bridge_retention_pop3_hidden (struct dovekie_bridge *bridge, uint32_t uid)
+dovekie_bridge_retention_pop3_hidden (struct dovekie_bridge *bridge, uint32_t uid,
+                                      const unsigned char *packed)
 {
   DovekieContext *ctx;
   const DovekieRetentionService *svc = retention_service (bridge, &ctx);
-  return svc != NULL && svc->pop3_hidden (ctx, uid);
+  return svc != NULL && svc->pop3_hidden (ctx, uid, packed);
+}
+
+bool
+dovekie_bridge_retention_table_migrated (const unsigned char *table)
+{
+  return dovekie_retention_table_migrated (table);
+}
+
+int
+dovekie_bridge_retention_migrate (struct dovekie_bridge *bridge,
+                                  struct dovekie_bridge_retention_store *store,
+                                  unsigned int *n_r, char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  DovekieContext *ctx;
+  const DovekieRetentionService *svc = retention_service (bridge, &ctx);
+  BridgeStore bs;
+  GError *error = NULL;
+  guint n = 0;
+
+  *n_r = 0;
+  if (svc == NULL)
+    return 0;
+  bridge_store_init (&bs, store);
+  if (!svc->migrate (ctx, &bs.store, &n, &error))
+    return fail (error, error_r);
+  *n_r = n;
+  return 0;
 }
 
 const char *
@@ -69,16 +172,9 @@ dovekie_bridge_retention_dele_ignored (struct dovekie_bridge *bridge)
   return svc != NULL && svc->dele_ignored (ctx);
 }
 
-static int
-fail (GError *error, char error_r[DOVEKIE_BRIDGE_REASON_MAX])
-{
-  g_strlcpy (error_r, error != NULL ? error->message : "unknown error", DOVEKIE_BRIDGE_REASON_MAX);
-  g_clear_error (&error);
-  return -1;
-}
-
 int
 dovekie_bridge_retention_pop3_quit (struct dovekie_bridge *bridge,
+                                    struct dovekie_bridge_retention_store *store,
                                     const uint32_t *retrieved, unsigned int n_retrieved,
                                     const uint32_t *deleted, unsigned int n_deleted,
                                     uint32_t *hide_r, unsigned int *n_hide_r,
@@ -87,12 +183,14 @@ dovekie_bridge_retention_pop3_quit (struct dovekie_bridge *bridge,
   DovekieContext *ctx;
   const DovekieRetentionService *svc = retention_service (bridge, &ctx);
   g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
+  BridgeStore bs;
   GError *error = NULL;
 
   *n_hide_r = 0;
   if (svc == NULL)
     return 0;
-  if (!svc->pop3_quit (ctx, retrieved, n_retrieved, deleted, n_deleted, hide, &error))
+  bridge_store_init (&bs, store);
+  if (!svc->pop3_quit (ctx, &bs.store, retrieved, n_retrieved, deleted, n_deleted, hide, &error))
     return fail (error, error_r);
   /* The module may only hide what this session DELEd. */
   for (guint i = 0; i < hide->len && *n_hide_r < n_deleted; i++)
@@ -102,10 +200,12 @@ dovekie_bridge_retention_pop3_quit (struct dovekie_bridge *bridge,
 
 int
 dovekie_bridge_retention_plan (struct dovekie_bridge *bridge,
+                               struct dovekie_bridge_retention_store *store,
                                const struct dovekie_bridge_retention_message *messages,
                                unsigned int n, uint64_t quota_used, uint64_t quota_limit,
                                enum dovekie_bridge_retention_reason *reasons_r,
                                uint32_t *unhide_r, unsigned int *n_unhide_r,
+                               struct dovekie_bridge_retention_summary *summary_r,
                                char error_r[DOVEKIE_BRIDGE_REASON_MAX])
 {
   DovekieContext *ctx;
@@ -114,6 +214,8 @@ dovekie_bridge_retention_plan (struct dovekie_bridge *bridge,
   g_autoptr (GHashTable) hidden = g_hash_table_new (g_direct_hash, g_direct_equal);
   g_autofree DovekieRetentionMessage *msgs = g_new0 (DovekieRetentionMessage, MAX (n, 1));
   g_autofree DovekieRetentionReason *reasons = g_new0 (DovekieRetentionReason, MAX (n, 1));
+  DovekieRetentionSummary summary = { 0 };
+  BridgeStore bs;
   GError *error = NULL;
 
   for (guint i = 0; i < n; i++)
@@ -122,15 +224,27 @@ dovekie_bridge_retention_plan (struct dovekie_bridge *bridge,
       msgs[i].saved = messages[i].saved;
       msgs[i].size = messages[i].size;
       msgs[i].hidden = messages[i].hidden;
+      memcpy (msgs[i].packed, messages[i].packed, sizeof (msgs[i].packed));
       reasons_r[i] = DOVEKIE_BRIDGE_RETENTION_KEEP;
       if (messages[i].hidden)
         g_hash_table_add (hidden, GUINT_TO_POINTER (messages[i].uid));
     }
   *n_unhide_r = 0;
+  if (summary_r != NULL)
+    memset (summary_r, 0, sizeof (*summary_r));
   if (svc == NULL)
     return 0;
-  if (!svc->plan (ctx, msgs, n, quota_used, quota_limit, reasons, unhide, &error))
+  bridge_store_init (&bs, store);
+  if (!svc->plan (ctx, &bs.store, msgs, n, quota_used, quota_limit, reasons, unhide,
+                  &summary, &error))
     return fail (error, error_r);
+  if (summary_r != NULL)
+    {
+      summary_r->records = summary.records;
+      summary_r->downloaded = summary.downloaded;
+      summary_r->deleted = summary.deleted;
+      summary_r->corrupt = summary.corrupt;
+    }
   for (guint i = 0; i < n; i++)
     reasons_r[i] = (enum dovekie_bridge_retention_reason) reasons[i];
   /* Only hidden messages of the listing, each once. */
@@ -167,33 +281,4 @@ dovekie_bridge_retention_log (struct dovekie_bridge *bridge, const char *message
 
   if (svc != NULL)
     ctx->api->log (ctx, DOVEKIE_LOG_INFO, message);
-}
-
-int
-dovekie_bridge_retention_summary (struct dovekie_bridge *bridge,
-                                  struct dovekie_bridge_retention_summary *summary_r,
-                                  char error_r[DOVEKIE_BRIDGE_REASON_MAX])
-{
-  DovekieContext *ctx;
-  const DovekieRetentionService *svc = retention_service (bridge, &ctx);
-  DovekieRetentionSummary summary;
-  g_autoptr (GError) error = NULL;
-
-  memset (summary_r, 0, sizeof (*summary_r));
-  if (svc == NULL)
-    {
-      g_strlcpy (error_r, "the retention module is not loaded", DOVEKIE_BRIDGE_REASON_MAX);
-      return -1;
-    }
-  if (!svc->summary (ctx, &summary, &error))
-    {
-      g_strlcpy (error_r, error != NULL ? error->message : "unknown error",
-                 DOVEKIE_BRIDGE_REASON_MAX);
-      return -1;
-    }
-  summary_r->records = summary.records;
-  summary_r->downloaded = summary.downloaded;
-  summary_r->deleted = summary.deleted;
-  summary_r->corrupt = summary.corrupt;
-  return 0;
 }

@@ -159,15 +159,29 @@ static int check_index_dir(struct mail_user *user, const char **problem_r)
 	return 0;
 }
 
-static int check_retention_state(struct dovekie_bridge *bridge, const char **problem_r)
+/* The records live in INBOX's index: it must be on disk. */
+static int check_retention_state(struct mail_user *user, const char **problem_r)
 {
-	struct dovekie_bridge_retention_summary summary;
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	struct mail_namespace *ns = mail_namespace_find_inbox(user->namespaces);
+	struct mailbox *box;
+	const char *error;
+	int ret = 0;
 
-	if (dovekie_bridge_retention_summary(bridge, &summary, error) == 0)
-		return 0;
-	*problem_r = t_strdup_printf("retention: state unreadable: %s", error);
-	return -1;
+	if (ns == NULL) {
+		*problem_r = "retention: user has no INBOX namespace";
+		return -1;
+	}
+	box = mailbox_alloc(ns->list, "INBOX", 0);
+	if (mailbox_open(box) < 0) {
+		*problem_r = t_strdup_printf("retention: state unreadable: %s",
+			mailbox_get_last_internal_error(box, NULL));
+		ret = -1;
+	} else if (dovekie_retention_index_check(box, &error) < 0) {
+		*problem_r = t_strdup_printf("retention: %s", error);
+		ret = -1;
+	}
+	mailbox_free(&box);
+	return ret;
 }
 
 static void
@@ -229,7 +243,7 @@ static void check_mail_user(struct check_context *ctx, struct mail_user *user)
 	    check_index_dir(user, &problem) < 0)
 		check_report(ctx, scope, problem, FALSE);
 	if (dovekie_bridge_has_retention(duser->bridge) &&
-	    check_retention_state(duser->bridge, &problem) < 0)
+	    check_retention_state(user, &problem) < 0)
 		check_report(ctx, scope, problem, FALSE);
 }
 

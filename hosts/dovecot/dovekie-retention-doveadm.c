@@ -55,7 +55,7 @@ cmd_retention_run(struct doveadm_mail_cmd_context *_ctx, struct mail_user *user)
 		return -1;
 	}
 	ret = dovekie_retention_expire(duser, box, ctx->dry_run, retention_print,
-				       ctx, &error);
+				       ctx, NULL, &error);
 	if (ret < 0) {
 		i_error("dovekie: retention run for %s failed: %s",
 			user->username, error);

@@ -2,13 +2,13 @@
  * session and `doveadm dovekie retention run`.
  *
  * It lists every message (UID, save date, physical size, whether it has
- * the hide keyword), asks the module for its plan, and in one transaction
+ * the hide keyword, its record in the index), asks the module for its plan, and in one transaction
  * expunges exactly the planned messages and removes the keyword from those
  * the module unhides (hidden with no DELE on record). While the plan is open, the module's expunge hook lets
  * those (and only those) through, even in a POP3 session. */
 #include "lib.h"
 #include "array.h"
-#include "mail-storage.h"
+#include "mail-storage-private.h"
 #include "mail-namespace.h"
 #include "mail-search-build.h"
 #include "quota.h"
@@ -42,7 +42,7 @@ static bool retention_has_keyword(struct mail *mail, const char *keyword)
 
 static int
 retention_list(struct mailbox *box, struct mailbox_transaction_context *t,
-	       const char *keyword,
+	       const char *keyword, uint32_t ext_id,
 	       ARRAY_TYPE(dovekie_retention_message) *messages,
 	       const char **error_r)
 {
@@ -66,6 +66,7 @@ retention_list(struct mailbox *box, struct mailbox_transaction_context *t,
 		msg->saved = mail_get_save_date(mail, &saved) < 0 ? -1 : (int64_t)saved;
 		msg->size = mail_get_physical_size(mail, &size) < 0 ? -1 : (int64_t)size;
 		msg->hidden = keyword != NULL && retention_has_keyword(mail, keyword);
+		dovekie_retention_index_record(t->view, mail->seq, ext_id, msg->packed);
 	}
 	if (mailbox_search_deinit(&ctx) < 0) {
 		*error_r = mailbox_get_last_internal_error(box, NULL);
@@ -141,12 +142,14 @@ retention_unhide(struct dovekie_user *duser, struct mailbox_transaction_context 
 
 int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bool dry_run,
 			     void (*print)(void *context, const struct dovekie_retention_action *action),
-			     void *context, const char **error_r)
+			     void *context, struct dovekie_bridge_retention_summary *summary_r,
+			     const char **error_r)
 {
 	ARRAY_TYPE(dovekie_retention_message) messages;
 	ARRAY_TYPE(uint32_t) gone;
 	struct dovekie_bridge *bridge = duser->bridge;
 	struct mailbox_transaction_context *t;
+	struct dovekie_retention_index idx;
 	enum dovekie_bridge_retention_reason *reasons;
 	const struct dovekie_bridge_retention_message *msgs;
 	const char *keyword = dovekie_bridge_retention_keyword(bridge);
@@ -163,6 +166,13 @@ int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bo
 		*error_r = "the retention module is not loaded for this user";
 		return -1;
 	}
+	if (dovekie_retention_index_check(box, error_r) < 0)
+		return -1;
+	if (dovekie_retention_migrate(duser, box, error_r) < 0) {
+		*error_r = t_strdup_printf("moving the records of an older version "
+					   "into the index failed: %s", *error_r);
+		return -1;
+	}
 	if (mailbox_sync(box, 0) < 0) {
 		*error_r = mailbox_get_last_internal_error(box, NULL);
 		return -1;
@@ -170,7 +180,8 @@ int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bo
 	i_array_init(&messages, 256);
 	i_array_init(&gone, 16);
 	t = mailbox_transaction_begin(box, 0, "dovekie retention expire");
-	if (retention_list(box, t, keyword, &messages, error_r) < 0) {
+	dovekie_retention_index_init(&idx, t);
+	if (retention_list(box, t, keyword, idx.ext_id, &messages, error_r) < 0) {
 		mailbox_transaction_rollback(&t);
 		array_free(&messages);
 		array_free(&gone);
@@ -180,8 +191,9 @@ int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bo
 	reasons = i_new(enum dovekie_bridge_retention_reason, count + 1);
 	unhide = i_new(uint32_t, count + 1);
 	retention_quota(duser, box, &quota_used, &quota_limit);
-	if (dovekie_bridge_retention_plan(bridge, msgs, count, quota_used, quota_limit,
-					  reasons, unhide, &n_unhide, error) < 0) {
+	if (dovekie_bridge_retention_plan(bridge, &idx.store, msgs, count, quota_used,
+					  quota_limit, reasons, unhide, &n_unhide,
+					  summary_r, error) < 0) {
 		*error_r = t_strdup(error);
 		mailbox_transaction_rollback(&t);
 		i_free(reasons);
@@ -231,8 +243,7 @@ int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bo
 		*error_r = mailbox_get_last_internal_error(box, NULL);
 		array_clear(&gone);
 		ret = -1;
-	} else if ((array_count(&gone) > 0 || n_unhide > 0) &&
-		   mailbox_sync(box, 0) < 0) {
+	} else if (mailbox_sync(box, 0) < 0) {
 		*error_r = mailbox_get_last_internal_error(box, NULL);
 		ret = -1;
 	}

@@ -1,9 +1,14 @@
 /* Retention in the pop3 process: the per-client listing filter and the
  * recording of a session's RETRs and DELEs at QUIT.
  *
+ *   open      pop3's INBOX must keep its index on disk (the records live
+ *             there, dovekie-retention-index.c); records of an older
+ *             version are moved there from the kv store once.
  *   listing   pop3 builds its message list with one search on INBOX (opened
  *             with MAILBOX_FLAG_POP3_SESSION) before its transaction exists;
- *             our search_next_nonblock skips what the module hides and
+ *             the module gets the index's client table once, then our
+ *             search_next_nonblock hands it each message's record (an
+ *             index lookup by sequence), skips what it hides and
  *             remembers msgnum -> UID.
  *   keyword   pop3 only builds a correct sequence set for a filtered list
  *             when pop3_deleted_flag is set; so when it is empty, this
@@ -20,19 +25,20 @@
  *             of that one transaction records the session first: the
  *             downloaded UIDs (and RETRed msgnums of seen_bitmask) and the
  *             DELEd msgnums (deleted_bitmask) go to the module as UIDs,
- *             whose state writes are one kv batch (one attribute commit);
- *             the UIDs it returns get the keyword inside pop3's own
- *             transaction; then the batch is committed, then pop3's
- *             transaction. If the records cannot be committed, pop3's
- *             transaction is rolled back and the commit fails: pop3
- *             answers -ERR and nothing changed (RFC 1939 UPDATE state).
- *             A session without QUIT records nothing.
+ *             whose records it writes into pop3's own transaction (index
+ *             extension updates), and the UIDs it returns get the keyword
+ *             there too: one commit, all or nothing. If the module
+ *             cannot record, pop3's transaction is rolled back and the
+ *             commit fails; if the commit fails, nothing was written:
+ *             either way pop3 answers -ERR and nothing changed (RFC 1939
+ *             UPDATE state). A session without QUIT records nothing.
  *   reply     with dele = ignore, "messages deleted" would be false: once
  *             pop3's sync after the commit succeeded (our sync_deinit),
  *             we answer QUIT ourselves and close the connection, so
  *             pop3's own line is not sent.
  *   expiry    in destroy, after the reply: the expiry check runs, if the
- *             module says something can be due.
+ *             module says something can be due from the records of every
+ *             message (index lookups, no mail read).
  *   login     a login whose client name the module does not accept is
  *             refused in the mail_user_created hook (user->error), before
  *             pop3 answers the login.
@@ -42,6 +48,7 @@
 #include "lib.h"
 #include "array.h"
 #include "istream.h"
+#include "mail-index.h"
 #include "mail-storage-private.h"
 #include "mail-storage-hooks.h"
 #include "pop3-common.h"
@@ -93,6 +100,7 @@ struct dovekie_retention_user {
 struct dovekie_retention_mailbox {
 	union mailbox_module_context module_ctx;
 	struct dovekie_retention_client *rclient;
+	uint32_t ext_id;
 };
 
 struct dovekie_retention_mail {
@@ -141,9 +149,14 @@ retention_search_init(struct mailbox_transaction_context *t,
 	if (rclient != NULL && !rclient->listing_complete &&
 	    rclient->client->trans == NULL &&
 	    rclient->client->mailbox == t->box) {
+		unsigned char table[DOVEKIE_BRIDGE_RETENTION_TABLE_SIZE];
+
 		array_clear(&rclient->listing);
 		rclient->listing_search = ctx;
 		rclient->listing_complete = FALSE;
+		rbox->ext_id = dovekie_retention_ext_id(t->box);
+		dovekie_retention_index_table(t->view, rbox->ext_id, table);
+		dovekie_bridge_retention_pop3_listing(rclient->duser->bridge, table);
 	}
 	return ctx;
 }
@@ -155,6 +168,7 @@ retention_search_next_nonblock(struct mail_search_context *ctx,
 	struct dovekie_retention_mailbox *rbox =
 		RETENTION_BOX_CONTEXT(ctx->transaction->box);
 	struct dovekie_retention_client *rclient = rbox->rclient;
+	unsigned char packed[DOVEKIE_BRIDGE_RETENTION_PACKED_SIZE];
 
 	for (;;) {
 		if (!rbox->module_ctx.super.search_next_nonblock(ctx, mail_r,
@@ -162,8 +176,10 @@ retention_search_next_nonblock(struct mail_search_context *ctx,
 			return FALSE;
 		if (rclient == NULL || ctx != rclient->listing_search)
 			return TRUE;
+		dovekie_retention_index_record(ctx->transaction->view,
+					       (*mail_r)->seq, rbox->ext_id, packed);
 		if (!dovekie_bridge_retention_pop3_hidden(rclient->duser->bridge,
-							  (*mail_r)->uid))
+							  (*mail_r)->uid, packed))
 			break;
 	}
 	array_push_back(&rclient->listing, &(*mail_r)->uid);
@@ -186,6 +202,35 @@ static int retention_search_deinit(struct mail_search_context *ctx)
 	return ret;
 }
 
+static int retention_open(struct mailbox *box)
+{
+	struct dovekie_retention_mailbox *rbox = RETENTION_BOX_CONTEXT(box);
+	struct dovekie_user *duser = rbox->rclient->duser;
+	const char *error;
+	int ret = 0;
+
+	if (rbox->module_ctx.super.open(box) < 0)
+		return -1;
+	if (dovekie_retention_index_check(box, &error) < 0) {
+		/* Fail closed: a session whose records would vanish would
+		   offer the same mail again and again. */
+		e_error(duser->event, "retention: %s; refusing the POP3 session", error);
+		mail_storage_set_error(box->storage, MAIL_ERROR_TEMP,
+				       "Mailbox index not usable for POP3 retention");
+		return -1;
+	}
+	T_BEGIN {
+		if (dovekie_retention_migrate(duser, box, &error) < 0) {
+			/* Not a refusal: nothing was moved, the old records
+			   stay where they were and the next session retries. */
+			e_warning(duser->event, "retention: moving the records of an "
+				  "older version into the index failed: %s; this "
+				  "session does not see them", error);
+		}
+	} T_END;
+	return ret;
+}
+
 static void retention_mailbox_allocated(struct mailbox *box)
 {
 	struct dovekie_retention_user *ruser =
@@ -200,6 +245,7 @@ static void retention_mailbox_allocated(struct mailbox *box)
 	rbox->module_ctx.super = *v;
 	rbox->rclient = ruser->rclient;
 	box->vlast = &rbox->module_ctx.super;
+	v->open = retention_open;
 	v->search_init = retention_search_init;
 	v->search_next_nonblock = retention_search_next_nonblock;
 	v->search_deinit = retention_search_deinit;
@@ -320,8 +366,8 @@ retention_add_hidden(struct mailbox_transaction_context *t, const char *keyword,
 	return 0;
 }
 
-/* Records the session (one kv batch) and adds the hide keyword in t.
-   0, or -1 with error_r: then nothing was recorded. */
+/* Records the session and adds the hide keyword, both in t (pop3's
+   QUIT transaction). 0, or -1 with error_r: t must be rolled back. */
 static int
 retention_record_quit(struct dovekie_retention_client *rclient,
 		      struct mailbox_transaction_context *t, const char **error_r)
@@ -333,6 +379,7 @@ retention_record_quit(struct dovekie_retention_client *rclient,
 	uint32_t *retr, *del, *hide;
 	const uint32_t *down;
 	unsigned int n_down;
+	struct dovekie_retention_index idx;
 	char error[DOVEKIE_BRIDGE_REASON_MAX];
 
 	uids = array_get(&rclient->listing, &count);
@@ -350,27 +397,23 @@ retention_record_quit(struct dovekie_retention_client *rclient,
 	/* The module records a UID's first download once; repeats are fine. */
 	for (i = 0; i < n_down; i++)
 		retr[n_retr++] = down[i];
-	/* One attribute transaction for all of the session's records, not
-	   one INBOX open and commit per message: all or nothing. */
-	if (dovekie_kv_batch_begin(rclient->duser, error_r) < 0)
+	/* Dovecot moves an index it cannot write to memory: records put
+	   there would vanish with the process. */
+	if (dovekie_retention_index_check(t->box, error_r) < 0)
 		return -1;
-	if (dovekie_bridge_retention_pop3_quit(bridge, retr, n_retr, del, n_del,
-					       hide, &n_hide, error) < 0) {
-		const char *ignored;
-
-		(void)dovekie_kv_batch_end(rclient->duser, FALSE, &ignored);
+	/* The records go into pop3's own transaction: committed with its
+	   \Seen flags, keywords and expunges, all or nothing. */
+	dovekie_retention_index_init(&idx, t);
+	if (dovekie_bridge_retention_pop3_quit(bridge, &idx.store, retr, n_retr,
+					       del, n_del, hide, &n_hide, error) < 0) {
 		*error_r = t_strdup(error);
 		return -1;
 	}
 	if (n_hide > 0 &&
 	    retention_add_hidden(t, dovekie_bridge_retention_keyword(bridge),
-				 hide, n_hide, error_r) < 0) {
-		const char *ignored;
-
-		(void)dovekie_kv_batch_end(rclient->duser, FALSE, &ignored);
+				 hide, n_hide, error_r) < 0)
 		return -1;
-	}
-	return dovekie_kv_batch_end(rclient->duser, TRUE, error_r);
+	return 0;
 }
 
 /* pop3's QUIT commits client->trans (already NULL here) while it is not
@@ -418,13 +461,13 @@ retention_transaction_commit(struct mailbox_transaction_context *t,
 				       RETENTION_QUIT_FAILED_ERROR);
 		return -1;
 	}
-	rclient->quit_recorded = TRUE;
 	if (rbox->module_ctx.super.transaction_commit(t, changes_r) < 0) {
-		e_error(rclient->duser->event, "retention: the session's records "
-			"were saved, but committing the POP3 changes failed: %s",
+		e_error(rclient->duser->event, "retention: committing the session "
+			"failed: %s; QUIT answered -ERR, nothing was changed",
 			mailbox_get_last_internal_error(box, NULL));
 		return -1;
 	}
+	rclient->quit_recorded = TRUE;
 	rclient->quit_reply_ignored = rclient->client->deleted &&
 		client_send_line != NULL && client_disconnect != NULL &&
 		dovekie_bridge_retention_dele_ignored(rclient->duser->bridge);
@@ -450,14 +493,33 @@ retention_sync_deinit(struct mailbox_sync_context *ctx,
 	return 0;
 }
 
+/* The records of every message, as pop3's sync after its QUIT commit
+   left the view: index lookups only, no mail is read. */
+static bool retention_quit_due(struct dovekie_retention_client *rclient)
+{
+	struct mailbox *box = rclient->client->mailbox;
+	uint32_t ext_id = dovekie_retention_ext_id(box);
+	unsigned int seq, count = mail_index_view_get_messages_count(box->view);
+	unsigned char *packed;
+	bool due;
+
+	packed = i_new(unsigned char, (size_t)count * DOVEKIE_BRIDGE_RETENTION_PACKED_SIZE + 1);
+	for (seq = 1; seq <= count; seq++) {
+		dovekie_retention_index_record(box->view, seq, ext_id,
+			packed + (size_t)(seq - 1) * DOVEKIE_BRIDGE_RETENTION_PACKED_SIZE);
+	}
+	due = dovekie_bridge_retention_expire_at_quit(rclient->duser->bridge, packed, count);
+	i_free(packed);
+	return due;
+}
+
 static void retention_quit_expire(struct dovekie_retention_client *rclient)
 {
-	struct dovekie_bridge *bridge = rclient->duser->bridge;
 	const char *errstr;
 
-	if (dovekie_bridge_retention_expire_at_quit(bridge) &&
+	if (retention_quit_due(rclient) &&
 	    dovekie_retention_expire(rclient->duser, rclient->client->mailbox,
-				     FALSE, NULL, NULL, &errstr) < 0) {
+				     FALSE, NULL, NULL, NULL, &errstr) < 0) {
 		e_error(rclient->duser->event,
 			"retention: expiry at QUIT failed: %s", errstr);
 	}

@@ -147,27 +147,26 @@ static int status_retention(struct dovekie_user *duser, struct mail_user *user)
 	struct dovekie_bridge_retention_summary summary;
 	struct mail_namespace *ns;
 	struct mailbox *box;
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
 	const char *errstr;
 	int due = -1;
 
 	if (!dovekie_bridge_has_retention(duser->bridge))
 		return 0;
-	if (dovekie_bridge_retention_summary(duser->bridge, &summary, error) < 0) {
-		status_row("retention", "INBOX", t_strdup_printf("state unreadable: %s", error));
-		return -1;
-	}
 	ns = mail_namespace_find_inbox(user->namespaces);
 	box = mailbox_alloc(ns->list, "INBOX", 0);
 	if (mailbox_open(box) == 0)
-		due = dovekie_retention_expire(duser, box, TRUE, NULL, NULL, &errstr);
+		due = dovekie_retention_expire(duser, box, TRUE, NULL, NULL, &summary, &errstr);
 	else
 		errstr = mailbox_get_last_internal_error(box, NULL);
 	mailbox_free(&box);
+	if (due < 0) {
+		status_row("retention", "INBOX", t_strdup_printf("state unreadable: %s", errstr));
+		return -1;
+	}
 	status_row("retention", "INBOX", t_strdup_printf(
 		"downloaded %u; DELEd (hidden or kept) %u; due to expire %s%s",
 		summary.downloaded, summary.deleted,
-		due < 0 ? t_strdup_printf("unknown (%s)", errstr) : dec2str(due),
+		dec2str(due),
 		summary.corrupt == 0 ? "" : t_strdup_printf(
 			"; unreadable records %u (their messages are kept)", summary.corrupt)));
 	return due < 0 ? -1 : 0;

@@ -195,3 +195,224 @@ dovekie_retention_record_deleted (const DovekieRetentionRecord *record)
       return TRUE;
   return FALSE;
 }
+
+/* ---- the stored form ---- */
+
+static guint64
+get_le64 (const guint8 *p)
+{
+  guint64 v = 0;
+
+  for (gint i = 7; i >= 0; i--)
+    v = (v << 8) | p[i];
+  return v;
+}
+
+static void
+put_le64 (guint8 *p, guint64 v)
+{
+  for (guint i = 0; i < 8; i++, v >>= 8)
+    p[i] = (guint8) (v & 0xff);
+}
+
+static guint32
+get_le32 (const guint8 *p)
+{
+  return (guint32) p[0] | (guint32) p[1] << 8 | (guint32) p[2] << 16 | (guint32) p[3] << 24;
+}
+
+static void
+put_le32 (guint8 *p, guint32 v)
+{
+  for (guint i = 0; i < 4; i++, v >>= 8)
+    p[i] = (guint8) (v & 0xff);
+}
+
+#define SLOT_SIZE (DOVEKIE_RETENTION_ID_MAX + 1)
+#define SLOTS_OFFSET 8
+G_STATIC_ASSERT (SLOTS_OFFSET + DOVEKIE_RETENTION_CLIENTS_MAX * SLOT_SIZE ==
+                 DOVEKIE_RETENTION_TABLE_SIZE);
+G_STATIC_ASSERT (DOVEKIE_RETENTION_CLIENTS_MAX == 64);
+
+gboolean
+dovekie_retention_table_parse (const guint8 *bytes, DovekieRetentionTable *table, GError **error)
+{
+  guint32 version = get_le32 (bytes);
+  gboolean ended = FALSE;
+
+  memset (table, 0, sizeof (*table));
+  if (version == 0)
+    {
+      for (guint i = 4; i < DOVEKIE_RETENTION_TABLE_SIZE; i++)
+        if (bytes[i] != 0)
+          goto bad_version;
+      return TRUE;
+    }
+  if (version != DOVEKIE_RETENTION_TABLE_VERSION)
+    goto bad_version;
+  table->flags = get_le32 (bytes + 4);
+  for (guint i = 0; i < DOVEKIE_RETENTION_CLIENTS_MAX; i++)
+    {
+      const guint8 *slot = bytes + SLOTS_OFFSET + i * SLOT_SIZE;
+      gsize len = strnlen ((const gchar *) slot, SLOT_SIZE);
+      gchar id[SLOT_SIZE];
+
+      if (len == SLOT_SIZE)
+        goto bad_slot;
+      for (gsize k = len; k < SLOT_SIZE; k++)
+        if (slot[k] != 0)
+          goto bad_slot;
+      if (len == 0)
+        {
+          ended = TRUE;
+          continue;
+        }
+      memcpy (id, slot, len + 1);
+      if (ended || !dovekie_retention_id_valid (id) ||
+          dovekie_retention_table_slot (table, id, FALSE) >= 0)
+        goto bad_slot;
+      memcpy (table->ids[table->n_ids++], id, len + 1);
+      continue;
+    bad_slot:
+      memset (table, 0, sizeof (*table));
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_PROTOCOL,
+                   "retention table: slot %u is not a valid, new client identity", i);
+      return FALSE;
+    }
+  return TRUE;
+
+bad_version:
+  memset (table, 0, sizeof (*table));
+  g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_PROTOCOL,
+               "retention table: unknown version %u", version);
+  return FALSE;
+}
+
+void
+dovekie_retention_table_format (const DovekieRetentionTable *table, guint8 *bytes)
+{
+  memset (bytes, 0, DOVEKIE_RETENTION_TABLE_SIZE);
+  put_le32 (bytes, DOVEKIE_RETENTION_TABLE_VERSION);
+  put_le32 (bytes + 4, table->flags);
+  for (guint i = 0; i < table->n_ids; i++)
+    memcpy (bytes + SLOTS_OFFSET + i * SLOT_SIZE, table->ids[i], strlen (table->ids[i]));
+}
+
+gint
+dovekie_retention_table_slot (DovekieRetentionTable *table, const gchar *id, gboolean create)
+{
+  for (guint i = 0; i < table->n_ids; i++)
+    if (strcmp (table->ids[i], id) == 0)
+      return (gint) i;
+  if (!create || table->n_ids == DOVEKIE_RETENTION_CLIENTS_MAX || !dovekie_retention_id_valid (id))
+    return -1;
+  g_strlcpy (table->ids[table->n_ids], id, SLOT_SIZE);
+  return (gint) table->n_ids++;
+}
+
+gboolean
+dovekie_retention_packed_empty (const guint8 *packed)
+{
+  for (guint i = 0; i < DOVEKIE_RETENTION_PACKED_SIZE; i++)
+    if (packed[i] != 0)
+      return FALSE;
+  return TRUE;
+}
+
+gint64
+dovekie_retention_packed_first (const guint8 *packed)
+{
+  return (gint64) get_le64 (packed);
+}
+
+guint64
+dovekie_retention_packed_downloaded (const guint8 *packed)
+{
+  return get_le64 (packed + 8);
+}
+
+guint64
+dovekie_retention_packed_deleted (const guint8 *packed)
+{
+  return get_le64 (packed + 16);
+}
+
+gboolean
+dovekie_retention_record_unpack (const DovekieRetentionTable *table, const guint8 *packed,
+                                 DovekieRetentionRecord *record, GError **error)
+{
+  guint64 first = get_le64 (packed);
+  guint64 down = dovekie_retention_packed_downloaded (packed);
+  guint64 del = dovekie_retention_packed_deleted (packed);
+  guint64 used = table->n_ids == 64 ? G_MAXUINT64 : (G_GUINT64_CONSTANT (1) << table->n_ids) - 1;
+
+  dovekie_retention_record_clear (record);
+  if (((down | del) & ~used) != 0)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_PROTOCOL,
+                   "retention record names a client slot the table does not have");
+      return FALSE;
+    }
+  if ((down != 0) != (first != 0) || first > (guint64) DOVEKIE_RETENTION_TIME_MAX)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_PROTOCOL,
+                   "retention record: first download %" G_GUINT64_FORMAT
+                   " does not match its download bits", first);
+      return FALSE;
+    }
+  for (guint i = 0; i < table->n_ids; i++)
+    {
+      guint64 bit = G_GUINT64_CONSTANT (1) << i;
+      DovekieRetentionClient *c;
+
+      if (((down | del) & bit) == 0)
+        continue;
+      c = record_append (record);
+      g_strlcpy (c->id, table->ids[i], sizeof (c->id));
+      c->downloaded = (down & bit) != 0 ? (gint64) first : 0;
+      c->deleted = (del & bit) != 0;
+    }
+  return TRUE;
+}
+
+gboolean
+dovekie_retention_record_pack (DovekieRetentionTable *table, const DovekieRetentionRecord *record,
+                               guint8 *packed, gboolean *table_changed, GError **error)
+{
+  DovekieRetentionTable copy = *table;
+  guint64 down = 0, del = 0;
+  gint64 first = dovekie_retention_record_first_download (record);
+  gboolean changed = FALSE;
+
+  for (guint i = 0; i < record->n_clients; i++)
+    {
+      const DovekieRetentionClient *c = &record->clients[i];
+      guint before = copy.n_ids;
+      gint slot;
+
+      if (c->downloaded == 0 && !c->deleted)
+        continue;
+      slot = dovekie_retention_table_slot (&copy, c->id, TRUE);
+      if (slot < 0)
+        {
+          g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+                       "no room for client identity '%s': a mailbox keeps at most %d",
+                       c->id, DOVEKIE_RETENTION_CLIENTS_MAX);
+          return FALSE;
+        }
+      changed |= copy.n_ids != before;
+      if (c->downloaded > 0)
+        down |= G_GUINT64_CONSTANT (1) << slot;
+      if (c->deleted)
+        del |= G_GUINT64_CONSTANT (1) << slot;
+    }
+  put_le64 (packed, (guint64) CLAMP (first, 0, DOVEKIE_RETENTION_TIME_MAX));
+  put_le64 (packed + 8, down);
+  put_le64 (packed + 16, del);
+  if (changed)
+    {
+      *table = copy;
+      *table_changed = TRUE;
+    }
+  return TRUE;
+}

@@ -22,6 +22,8 @@
 
 #include <glib.h>
 
+#include "dovekie/retention.h"
+
 G_BEGIN_DECLS
 
 #define DOVEKIE_RETENTION_ID_MAX 64
@@ -77,6 +79,65 @@ gint64 dovekie_retention_record_first_download (const DovekieRetentionRecord *re
 
 /* TRUE if any identity DELEd the message. */
 gboolean dovekie_retention_record_deleted (const DovekieRetentionRecord *record);
+
+/* ---- the stored form (see DovekieRetentionStore) ----
+ *
+ * Table, DOVEKIE_RETENTION_TABLE_SIZE bytes per mailbox:
+ *   0..3   version, little endian: 1 (0 in a table never written; then
+ *          every byte is 0)
+ *   4..7   flags, little endian: bit 0 = the kv records were migrated
+ *   then DOVEKIE_RETENTION_CLIENTS_MAX slots of DOVEKIE_RETENTION_ID_MAX + 1
+ *   bytes: a client identity, NUL-padded; used slots first, then empty ones.
+ *
+ * Record, DOVEKIE_RETENTION_PACKED_SIZE bytes per message, all zero = none:
+ *   0..7   first download by any identity, Unix seconds, little endian
+ *   8..15  bit i: the identity of slot i downloaded the message
+ *   16..23 bit i: the identity of slot i DELEd it
+ * Every set bit names a used slot, and the first download is set (in
+ * 1..DOVEKIE_RETENTION_TIME_MAX) exactly when a download bit is. Each
+ * identity's own download time is not kept: the policy only uses the
+ * first one (dovekie_retention_record_first_download).
+ */
+#define DOVEKIE_RETENTION_TABLE_VERSION 1
+#define DOVEKIE_RETENTION_TABLE_MIGRATED 1u
+
+typedef struct {
+  guint32 flags;
+  guint n_ids;
+  gchar ids[DOVEKIE_RETENTION_CLIENTS_MAX][DOVEKIE_RETENTION_ID_MAX + 1];
+} DovekieRetentionTable;
+
+/* Parses the table bytes. FALSE with `error` (DOVEKIE_ERROR_PROTOCOL) if
+ * they break the layout above; `table` is then empty. */
+gboolean dovekie_retention_table_parse (const guint8 *bytes, DovekieRetentionTable *table,
+                                        GError **error);
+/* Writes `table` as DOVEKIE_RETENTION_TABLE_SIZE bytes (version 1). */
+void dovekie_retention_table_format (const DovekieRetentionTable *table, guint8 *bytes);
+/* The slot of `id`, or -1. With `create`, adds it when missing; -1 then
+ * only when the table is full or `id` is not valid. */
+gint dovekie_retention_table_slot (DovekieRetentionTable *table, const gchar *id,
+                                   gboolean create);
+
+/* TRUE if every byte of a stored record is 0 (no record). */
+gboolean dovekie_retention_packed_empty (const guint8 *packed);
+/* The fields of a stored record, unchecked. */
+gint64 dovekie_retention_packed_first (const guint8 *packed);
+guint64 dovekie_retention_packed_downloaded (const guint8 *packed);
+guint64 dovekie_retention_packed_deleted (const guint8 *packed);
+
+/* Reads a stored record into `record` (initialized; old entries freed),
+ * one entry per set slot, each downloaded entry with the first download
+ * time. FALSE with `error` (DOVEKIE_ERROR_PROTOCOL) if it breaks the
+ * layout; `record` is then empty. */
+gboolean dovekie_retention_record_unpack (const DovekieRetentionTable *table,
+                                          const guint8 *packed,
+                                          DovekieRetentionRecord *record, GError **error);
+/* Writes `record` into `packed`, adding its identities to `table` as
+ * needed (*table_changed is then set TRUE). FALSE with `error` when the
+ * table has no room for an identity; `packed` is then unchanged. */
+gboolean dovekie_retention_record_pack (DovekieRetentionTable *table,
+                                        const DovekieRetentionRecord *record, guint8 *packed,
+                                        gboolean *table_changed, GError **error);
 
 G_END_DECLS
 

@@ -5,8 +5,11 @@
  * it ends with QUIT (RFC 1939), through the "retention" service that the
  * host's POP3 code calls. The expiry plan, run by the host at the end of
  * a POP3 session and by doveadm, expunges only downloaded messages whose
- * time is over. State: one record per INBOX UID in the host's per-user kv
- * store (see dovekie-retention-record.h for its grammar).
+ * time is over. State: one fixed-size record per INBOX message and one
+ * client table per INBOX in the host's per-message store (see
+ * dovekie-retention-record.h for the layout), read and written only
+ * through the DovekieRetentionStore a service call brings; the records
+ * of older versions (one kv entry per UID) are moved there by `migrate`.
  *
  * Counters, as host events (dovekie_emit), one per message:
  *   dovekie_retention_downloaded  mailbox          first download by this identity
@@ -68,9 +71,11 @@ typedef struct {
   gchar *login_error;    /* why, then */
   gchar *keyword;
   gboolean expire_at_quit;
-  gboolean loaded;
-  GHashTable *records;  /* uid -> DovekieRetentionRecord* */
-  GHashTable *corrupt;  /* uids whose record did not parse: never expunged */
+  /* The POP3 listing's table (pop3_listing) and this identity's slot in
+   * it (-1: none yet); table_bad when it did not parse. */
+  DovekieRetentionTable table;
+  gint slot;
+  gboolean table_bad;
   GHashTable *approved; /* uid -> reason, of the current plan: may be expunged */
   GHashTable *restored; /* uids this POP3 listing showed although DELEd (shared view) */
 } Retention;
@@ -172,9 +177,7 @@ retention_init (DovekieContext *ctx, GError **error)
                                      separator[0], &r->identity, &local))
       r->login_error = g_strdup (local->message);
   }
-  r->records = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
-                                      (GDestroyNotify) dovekie_retention_record_free);
-  r->corrupt = g_hash_table_new (g_direct_hash, g_direct_equal);
+  r->slot = -1;
   r->approved = g_hash_table_new (g_direct_hash, g_direct_equal);
   r->restored = g_hash_table_new (g_direct_hash, g_direct_equal);
   ctx->module_data = g_steal_pointer (&r);
@@ -186,8 +189,6 @@ retention_deinit (DovekieContext *ctx)
 {
   Retention *r = retention (ctx);
 
-  g_hash_table_unref (r->records);
-  g_hash_table_unref (r->corrupt);
   g_hash_table_unref (r->approved);
   g_hash_table_unref (r->restored);
   g_free (r->identity);
@@ -197,84 +198,51 @@ retention_deinit (DovekieContext *ctx)
   ctx->module_data = NULL;
 }
 
-/* ---- state ---- */
+/* ---- records ---- */
 
-typedef struct {
-  DovekieContext *ctx;
-  Retention *r;
-} LoadData;
-
+/* The table of `store`; FALSE with `error` if it does not parse. */
 static gboolean
-load_one (const gchar *key, const gchar *value, gpointer data)
+store_table (DovekieRetentionStore *store, DovekieRetentionTable *table, GError **error)
 {
-  LoadData *ld = data;
-  g_autoptr (DovekieRetentionRecord) record = g_new0 (DovekieRetentionRecord, 1);
-  g_autoptr (GError) error = NULL;
-  guint32 uid;
+  g_autoptr (GError) local = NULL;
 
-  if (!dovekie_retention_key_uid (key, &uid))
-    {
-      g_autofree gchar *quoted = dovekie_log_quote (key);
-      dovekie_log (ld->ctx, DOVEKIE_LOG_WARNING, "ignoring state key %s", quoted);
-      return TRUE;
-    }
-  if (!dovekie_retention_record_parse (value, strlen (value), record, &error))
-    {
-      /* Keep the message for sure: no expiry, no hiding. */
-      dovekie_log (ld->ctx, DOVEKIE_LOG_WARNING, "uid=%u: %s; the message is kept", uid,
-                   error->message);
-      g_hash_table_add (ld->r->corrupt, GUINT_TO_POINTER (uid));
-      return TRUE;
-    }
-  g_hash_table_insert (ld->r->records, GUINT_TO_POINTER (uid), g_steal_pointer (&record));
-  return TRUE;
-}
-
-static gboolean
-ensure_loaded (DovekieContext *ctx, GError **error)
-{
-  Retention *r = retention (ctx);
-  LoadData ld = { ctx, r };
-
-  if (r->loaded)
+  if (dovekie_retention_table_parse (store->table, table, &local))
     return TRUE;
-  g_hash_table_remove_all (r->records);
-  g_hash_table_remove_all (r->corrupt);
-  /* All keys, not KEY_PREFIX: with a prefix, the Dovecot host's
-   * iteration (file dict) returned nothing in our tests; every key of this
-   * module is a record key anyway, and load_one checks each one. */
-  if (!ctx->api->kv_foreach (ctx, "", load_one, &ld, error))
-    {
-      g_hash_table_remove_all (r->records);
-      g_hash_table_remove_all (r->corrupt);
-      return FALSE;
-    }
-  r->loaded = TRUE;
-  return TRUE;
+  g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+               "the retention records cannot be used: %s", local->message);
+  return FALSE;
 }
 
+/* Writes `record` of `uid` (NULL or empty: drops it). */
 static gboolean
-store (DovekieContext *ctx, guint32 uid, const DovekieRetentionRecord *record, GError **error)
+store_put (DovekieRetentionStore *store, DovekieRetentionTable *table, guint32 uid,
+           const DovekieRetentionRecord *record, gboolean *table_changed, GError **error)
 {
-  g_autofree gchar *key = dovekie_retention_key (uid);
-  g_autofree gchar *value = NULL;
+  guint8 packed[DOVEKIE_RETENTION_PACKED_SIZE] = { 0 };
 
-  if (record != NULL && record->n_clients > 0)
-    value = dovekie_retention_record_format (record);
-  return ctx->api->kv_set (ctx, key, value, error);
+  if (record != NULL &&
+      !dovekie_retention_record_pack (table, record, packed, table_changed, error))
+    return FALSE;
+  return store->put (store, uid, packed, error);
 }
 
-static DovekieRetentionRecord *
-record_for (Retention *r, guint32 uid)
+/* The record of one packed message may make the plan expunge something
+ * now, without an allocation. With max_age off, dovekie_retention_decide
+ * does not depend on the save date, so the answer is exact; otherwise
+ * any downloaded message may be due. */
+static gboolean
+packed_may_be_due (Retention *r, const guint8 *packed, gint64 now)
 {
-  DovekieRetentionRecord *record = g_hash_table_lookup (r->records, GUINT_TO_POINTER (uid));
+  gint64 first = dovekie_retention_packed_first (packed);
+  DovekieRetentionClient c = { .downloaded = first };
+  DovekieRetentionRecord record = { 1, &c };
 
-  if (record == NULL)
-    {
-      record = g_new0 (DovekieRetentionRecord, 1);
-      g_hash_table_insert (r->records, GUINT_TO_POINTER (uid), record);
-    }
-  return record;
+  if (first <= 0)
+    return FALSE;
+  if (r->policy.max_age > 0)
+    return TRUE;
+  c.deleted = dovekie_retention_packed_deleted (packed) != 0;
+  return dovekie_retention_decide (&r->policy, &record, -1, now) != DOVEKIE_RETENTION_KEEP;
 }
 
 /* ---- hooks ---- */
@@ -295,21 +263,6 @@ retention_expunge (DovekieContext *ctx, const DovekieMessageInfo *info, gboolean
   return DOVEKIE_EXPUNGE_KEEP;
 }
 
-static void
-retention_pop3_start (DovekieContext *ctx, const DovekiePop3Info *info)
-{
-  Retention *r = retention (ctx);
-  g_autoptr (GError) error = NULL;
-
-  (void) info;
-  /* Re-read: another session may have changed the state since. */
-  r->loaded = FALSE;
-  g_hash_table_remove_all (r->restored);
-  if (!ensure_loaded (ctx, &error))
-    dovekie_log (ctx, DOVEKIE_LOG_ERROR, "cannot read the retention state: %s; "
-                 "this session hides nothing", error->message);
-}
-
 /* ---- the "retention" service ---- */
 
 static const gchar *
@@ -318,64 +271,125 @@ service_hide_keyword (DovekieContext *ctx)
   return retention (ctx)->keyword;
 }
 
-static gboolean
-service_pop3_hidden (DovekieContext *ctx, guint32 uid)
+static void
+service_pop3_listing (DovekieContext *ctx, const guint8 *table)
 {
   Retention *r = retention (ctx);
-  const DovekieRetentionRecord *record;
+  g_autoptr (GError) error = NULL;
+
+  g_hash_table_remove_all (r->restored);
+  r->slot = -1;
+  r->table_bad = !dovekie_retention_table_parse (table, &r->table, &error);
+  if (r->table_bad)
+    dovekie_log (ctx, DOVEKIE_LOG_ERROR, "%s; this session hides nothing and "
+                 "no message is expired", error->message);
+  else if (r->identity != NULL)
+    r->slot = dovekie_retention_table_slot (&r->table, r->identity, FALSE);
+}
+
+static gboolean
+service_pop3_hidden (DovekieContext *ctx, guint32 uid, const guint8 *packed)
+{
+  Retention *r = retention (ctx);
+  guint64 down, del, bit;
 
   /* The host refuses such a login; should a listing run anyway, it is empty. */
   if (r->identity == NULL)
     return TRUE;
-  if (!r->loaded)
+  if (r->table_bad || dovekie_retention_packed_empty (packed))
     return FALSE;
-  record = g_hash_table_lookup (r->records, GUINT_TO_POINTER (uid));
+  down = dovekie_retention_packed_downloaded (packed);
+  del = dovekie_retention_packed_deleted (packed);
   /* The shared view lists only messages without the hide keyword: one
    * that a view DELEd is listed because the user removed the keyword over
    * IMAP. It is a new message for POP3 from now on; its record is dropped
    * at QUIT (or by the next plan). */
-  if (r->policy.view == DOVEKIE_RETENTION_VIEW_SHARED && record != NULL &&
-      dovekie_retention_record_deleted (record))
-    g_hash_table_add (r->restored, GUINT_TO_POINTER (uid));
-  return dovekie_retention_hidden (&r->policy, record, r->identity);
+  if (r->policy.view == DOVEKIE_RETENTION_VIEW_SHARED)
+    {
+      if (del != 0)
+        g_hash_table_add (r->restored, GUINT_TO_POINTER (uid));
+      return FALSE;
+    }
+  if (r->slot < 0)
+    return FALSE;
+  /* As dovekie_retention_hidden, on the slot's bits. */
+  bit = G_GUINT64_CONSTANT (1) << r->slot;
+  return ((down | del) & bit) != 0;
+}
+
+/* A touched message's record, read once from the store (a corrupt one
+ * is replaced: this session's actions are what is known of it now). */
+static DovekieRetentionRecord *
+quit_record (DovekieContext *ctx, DovekieRetentionStore *store, const DovekieRetentionTable *table,
+             GHashTable *touched, guint32 uid, GError **error)
+{
+  g_autoptr (DovekieRetentionRecord) record = NULL;
+  g_autoptr (GError) local = NULL;
+  guint8 packed[DOVEKIE_RETENTION_PACKED_SIZE];
+
+  record = g_hash_table_lookup (touched, GUINT_TO_POINTER (uid));
+  if (record != NULL)
+    return g_steal_pointer (&record);
+  if (!store->get (store, uid, packed, error))
+    return NULL;
+  record = g_new0 (DovekieRetentionRecord, 1);
+  if (!dovekie_retention_record_unpack (table, packed, record, &local))
+    dovekie_log (ctx, DOVEKIE_LOG_WARNING, "uid=%u: %s; replaced by this session's", uid,
+                 local->message);
+  g_hash_table_insert (touched, GUINT_TO_POINTER (uid), record);
+  return g_steal_pointer (&record);
 }
 
 static gboolean
-service_pop3_quit (DovekieContext *ctx, const guint32 *retrieved, guint n_retrieved,
+service_pop3_quit (DovekieContext *ctx, DovekieRetentionStore *store,
+                   const guint32 *retrieved, guint n_retrieved,
                    const guint32 *deleted, guint n_deleted, GArray *hide_uids, GError **error)
 {
   Retention *r = retention (ctx);
+  g_autoptr (GHashTable) touched = g_hash_table_new_full (
+      g_direct_hash, g_direct_equal, NULL, (GDestroyNotify) dovekie_retention_record_free);
   g_autoptr (GHashTable) dirty = g_hash_table_new (g_direct_hash, g_direct_equal);
+  DovekieRetentionTable table;
+  gboolean table_changed = FALSE;
   gint64 now = ctx->api->now (ctx);
   guint n_downloaded = 0, n_hidden = 0, n_expunged = 0;
   GHashTableIter iter;
-  gpointer key;
+  gpointer key, value;
 
   if (r->identity == NULL)
     {
       g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED, r->login_error);
       return FALSE;
     }
-  if (!ensure_loaded (ctx, error))
+  if (!store_table (store, &table, error))
     return FALSE;
   /* Restored by the user (see service_pop3_hidden): history dropped
    * before this session's downloads and DELEs are recorded. */
   g_hash_table_iter_init (&iter, r->restored);
   while (g_hash_table_iter_next (&iter, &key, NULL))
     {
-      if (g_hash_table_remove (r->records, key))
+      DovekieRetentionRecord *record =
+          quit_record (ctx, store, &table, touched, GPOINTER_TO_UINT (key), error);
+      if (record == NULL)
+        return FALSE;
+      if (dovekie_retention_record_deleted (record))
         {
           dovekie_log (ctx, DOVEKIE_LOG_INFO, "uid=%u: %s was removed over IMAP; "
                        "its POP3 history is dropped and it does not expire",
                        GPOINTER_TO_UINT (key), r->keyword);
+          dovekie_retention_record_clear (record);
           g_hash_table_add (dirty, key);
         }
     }
-  g_hash_table_remove_all (r->restored);
   for (guint i = 0; i < n_retrieved; i++)
     {
-      DovekieRetentionClient *c = dovekie_retention_record_client (
-          record_for (r, retrieved[i]), r->identity, TRUE);
+      DovekieRetentionRecord *record =
+          quit_record (ctx, store, &table, touched, retrieved[i], error);
+      DovekieRetentionClient *c;
+
+      if (record == NULL)
+        return FALSE;
+      c = dovekie_retention_record_client (record, r->identity, TRUE);
       if (c == NULL)
         {
           g_autofree gchar *client = dovekie_log_quote (r->identity);
@@ -392,19 +406,21 @@ service_pop3_quit (DovekieContext *ctx, const guint32 *retrieved, guint n_retrie
     }
   for (guint i = 0; i < n_deleted; i++)
     {
+      DovekieRetentionRecord *record;
       DovekieRetentionClient *c;
 
       if (dovekie_retention_dele_expunges (&r->policy))
         {
-          /* The message is gone; so is its record. */
-          g_hash_table_remove (r->records, GUINT_TO_POINTER (deleted[i]));
-          g_hash_table_add (dirty, GUINT_TO_POINTER (deleted[i]));
+          /* The message goes, and its record with it. */
           n_expunged++;
           continue;
         }
       if (r->policy.dele != DOVEKIE_RETENTION_DELE_HIDE)
         continue;
-      c = dovekie_retention_record_client (record_for (r, deleted[i]), r->identity, TRUE);
+      record = quit_record (ctx, store, &table, touched, deleted[i], error);
+      if (record == NULL)
+        return FALSE;
+      c = dovekie_retention_record_client (record, r->identity, TRUE);
       if (c != NULL && !c->deleted)
         {
           c->deleted = TRUE;
@@ -418,16 +434,20 @@ service_pop3_quit (DovekieContext *ctx, const guint32 *retrieved, guint n_retrie
   g_hash_table_iter_init (&iter, dirty);
   while (g_hash_table_iter_next (&iter, &key, NULL))
     {
-      guint32 uid = GPOINTER_TO_UINT (key);
-      if (!store (ctx, uid, g_hash_table_lookup (r->records, key), error))
-        {
-          /* What is in memory may now differ from what is stored. */
-          r->loaded = FALSE;
-          return FALSE;
-        }
-      g_hash_table_remove (r->corrupt, key);
+      value = g_hash_table_lookup (touched, key);
+      if (!store_put (store, &table, GPOINTER_TO_UINT (key), value, &table_changed, error))
+        return FALSE;
     }
-  /* Counted once the state is stored. */
+  if (table_changed)
+    {
+      guint8 bytes[DOVEKIE_RETENTION_TABLE_SIZE];
+
+      dovekie_retention_table_format (&table, bytes);
+      if (!store->put_table (store, bytes, error))
+        return FALSE;
+    }
+  g_hash_table_remove_all (r->restored);
+  /* Counted here, as the host commits what was put with its QUIT. */
   for (guint i = 0; i < n_downloaded; i++)
     dovekie_emit (ctx, "dovekie_retention_downloaded", "mailbox", "INBOX", NULL);
   for (guint i = 0; i < n_hidden; i++)
@@ -440,79 +460,95 @@ service_pop3_quit (DovekieContext *ctx, const guint32 *retrieved, guint n_retrie
 }
 
 static gboolean
-service_plan (DovekieContext *ctx, const DovekieRetentionMessage *messages, guint n,
+service_plan (DovekieContext *ctx, DovekieRetentionStore *store,
+              const DovekieRetentionMessage *messages, guint n,
               guint64 quota_used, guint64 quota_limit, DovekieRetentionReason *reasons,
-              GArray *unhide_uids, GError **error)
+              GArray *unhide_uids, DovekieRetentionSummary *summary, GError **error)
 {
   Retention *r = retention (ctx);
-  g_autofree const DovekieRetentionRecord **records = NULL;
-  guint n_restored = 0;
-  g_autoptr (GHashTable) present = g_hash_table_new (g_direct_hash, g_direct_equal);
-  g_autoptr (GPtrArray) stale = g_ptr_array_new ();
-  GHashTableIter iter;
-  gpointer key;
+  g_autofree DovekieRetentionRecord *records = NULL;
+  g_autofree const DovekieRetentionRecord **refs = NULL;
+  g_autofree gboolean *corrupt = NULL;
+  DovekieRetentionTable table;
+  guint n_restored = 0, n_corrupt = 0;
+  gboolean ok = TRUE;
 
   g_hash_table_remove_all (r->approved);
-  r->loaded = FALSE;
-  if (!ensure_loaded (ctx, error))
+  if (summary != NULL)
+    memset (summary, 0, sizeof (*summary));
+  if (!store_table (store, &table, error))
     return FALSE;
-  records = g_new0 (const DovekieRetentionRecord *, MAX (n, 1));
-  for (guint i = 0; i < n; i++)
+  records = g_new0 (DovekieRetentionRecord, MAX (n, 1));
+  refs = g_new0 (const DovekieRetentionRecord *, MAX (n, 1));
+  corrupt = g_new0 (gboolean, MAX (n, 1));
+  for (guint i = 0; i < n && ok; i++)
     {
-      gpointer uid = GUINT_TO_POINTER (messages[i].uid);
+      g_autoptr (GError) local = NULL;
       gboolean deleted;
 
-      records[i] = g_hash_table_lookup (r->records, uid);
-      deleted = records[i] != NULL && dovekie_retention_record_deleted (records[i]);
+      if (dovekie_retention_packed_empty (messages[i].packed))
+        {
+          /* Hidden with no DELE on record (moved out of INBOX and back,
+           * or a record lost): never hidden for ever, new for POP3. */
+          if (messages[i].hidden)
+            g_array_append_val (unhide_uids, messages[i].uid);
+          continue;
+        }
+      if (!dovekie_retention_record_unpack (&table, messages[i].packed, &records[i], &local))
+        {
+          /* Keep the message for sure: no expiry, no unhiding. */
+          dovekie_log (ctx, DOVEKIE_LOG_WARNING, "uid=%u: %s; the message is kept",
+                       messages[i].uid, local->message);
+          corrupt[i] = TRUE;
+          n_corrupt++;
+          continue;
+        }
+      deleted = dovekie_retention_record_deleted (&records[i]);
       /* The user's IMAP action wins: the keyword was cleared, so the
        * message is new for POP3 and its expiry is cancelled. Only the
-       * shared view sets the keyword at DELE. Dropped below, as the
-       * record of a vanished message is. */
+       * shared view sets the keyword at DELE. */
       if (deleted && !messages[i].hidden && r->policy.view == DOVEKIE_RETENTION_VIEW_SHARED)
         {
           dovekie_log (ctx, DOVEKIE_LOG_INFO, "uid=%u: %s was removed over IMAP; "
                        "its POP3 history is dropped and it does not expire",
                        messages[i].uid, r->keyword);
-          records[i] = NULL;
+          ok = store_put (store, &table, messages[i].uid, NULL, NULL, error);
           n_restored++;
           continue;
         }
-      /* Hidden with no DELE on record (moved out of INBOX and back, or a
-       * record lost): never hidden for ever, a new message for POP3. */
-      if (messages[i].hidden && !deleted && !g_hash_table_contains (r->corrupt, uid))
+      if (messages[i].hidden && !deleted)
         g_array_append_val (unhide_uids, messages[i].uid);
-      g_hash_table_add (present, uid);
+      refs[i] = &records[i];
+      if (summary != NULL)
+        {
+          summary->records++;
+          if (dovekie_retention_record_first_download (&records[i]) > 0)
+            summary->downloaded++;
+          if (deleted)
+            summary->deleted++;
+        }
     }
-  dovekie_retention_plan (&r->policy, messages, (const DovekieRetentionRecord *const *) records,
-                          n, quota_used, quota_limit, ctx->api->now (ctx), reasons);
+  if (ok)
+    dovekie_retention_plan (&r->policy, messages, refs, n, quota_used, quota_limit,
+                            ctx->api->now (ctx), reasons);
   for (guint i = 0; i < n; i++)
     {
-      if (g_hash_table_contains (r->corrupt, GUINT_TO_POINTER (messages[i].uid)))
+      dovekie_retention_record_clear (&records[i]);
+      if (!ok)
+        continue;
+      if (corrupt[i])
         reasons[i] = DOVEKIE_RETENTION_KEEP;
       if (reasons[i] != DOVEKIE_RETENTION_KEEP)
         g_hash_table_insert (r->approved, GUINT_TO_POINTER (messages[i].uid),
                              GUINT_TO_POINTER (reasons[i]));
     }
-
-  dovekie_log (ctx, DOVEKIE_LOG_DEBUG, "plan: %u message(s), %u record(s), %u to expunge, "
-               "%u restored, %u to unhide", n, g_hash_table_size (r->records),
-               g_hash_table_size (r->approved), n_restored, unhide_uids->len);
-  /* Records of messages that are gone (expunged over IMAP, say) or that
-   * the user restored. */
-  g_hash_table_iter_init (&iter, r->records);
-  while (g_hash_table_iter_next (&iter, &key, NULL))
-    if (!g_hash_table_contains (present, key))
-      g_ptr_array_add (stale, key);
-  for (guint i = 0; i < stale->len; i++)
-    {
-      g_autoptr (GError) local = NULL;
-      guint32 uid = GPOINTER_TO_UINT (g_ptr_array_index (stale, i));
-      if (store (ctx, uid, NULL, &local))
-        g_hash_table_remove (r->records, g_ptr_array_index (stale, i));
-      else
-        dovekie_log (ctx, DOVEKIE_LOG_WARNING, "cannot drop the record of uid=%u: %s", uid,
-                     local->message);
-    }
+  if (!ok)
+    return FALSE;
+  if (summary != NULL)
+    summary->corrupt = n_corrupt;
+  dovekie_log (ctx, DOVEKIE_LOG_DEBUG, "plan: %u message(s), %u to expunge, %u restored, "
+               "%u to unhide, %u unreadable", n, g_hash_table_size (r->approved), n_restored,
+               unhide_uids->len, n_corrupt);
   return TRUE;
 }
 
@@ -523,7 +559,6 @@ service_done (DovekieContext *ctx, const guint32 *uids, guint n)
 
   for (guint i = 0; i < n; i++)
     {
-      g_autoptr (GError) error = NULL;
       gpointer reason;
 
       if (g_hash_table_lookup_extended (r->approved, GUINT_TO_POINTER (uids[i]), NULL, &reason))
@@ -531,43 +566,101 @@ service_done (DovekieContext *ctx, const guint32 *uids, guint n)
                       dovekie_retention_reason_name (
                           (DovekieRetentionReason) GPOINTER_TO_UINT (reason)),
                       NULL);
-      if (!store (ctx, uids[i], NULL, &error))
-        dovekie_log (ctx, DOVEKIE_LOG_WARNING, "cannot drop the record of uid=%u: %s", uids[i],
-                     error->message);
-      g_hash_table_remove (r->records, GUINT_TO_POINTER (uids[i]));
     }
   g_hash_table_remove_all (r->approved);
 }
 
 /* The plan at QUIT lists the whole INBOX (save date and size of every
- * message): skip it when the records alone show that it would expunge
- * nothing. With max_age off, dovekie_retention_decide does not depend on
- * the save date, so the answer is exact; otherwise any downloaded message
- * may be due. The quota rule needs a listing too. */
+ * message): skip it when the records show that it would expunge nothing.
+ * The quota rule, and max_age over all mail, need the listing anyway. */
 static gboolean
-service_expire_at_quit (DovekieContext *ctx)
+service_expire_at_quit (DovekieContext *ctx, const guint8 *packed, guint n)
 {
   Retention *r = retention (ctx);
-  gint64 now;
-  GHashTableIter iter;
-  gpointer value;
+  gint64 now = ctx->api->now (ctx);
 
   if (!r->expire_at_quit)
     return FALSE;
-  if (!r->loaded || r->policy.quota_percent > 0 ||
-      (r->policy.max_age > 0 && r->policy.max_age_all))
+  if (r->policy.quota_percent > 0 || (r->policy.max_age > 0 && r->policy.max_age_all))
     return TRUE;
-  now = ctx->api->now (ctx);
-  g_hash_table_iter_init (&iter, r->records);
-  while (g_hash_table_iter_next (&iter, NULL, &value))
-    {
-      const DovekieRetentionRecord *record = value;
-      if (r->policy.max_age > 0 && dovekie_retention_record_first_download (record) > 0)
-        return TRUE;
-      if (dovekie_retention_decide (&r->policy, record, -1, now) != DOVEKIE_RETENTION_KEEP)
-        return TRUE;
-    }
+  for (guint i = 0; i < n; i++)
+    if (packed_may_be_due (r, packed + (gsize) i * DOVEKIE_RETENTION_PACKED_SIZE, now))
+      return TRUE;
   return FALSE;
+}
+
+/* ---- migration from the kv records of older versions ---- */
+
+typedef struct {
+  DovekieContext *ctx;
+  DovekieRetentionStore *store;
+  DovekieRetentionTable *table;
+  gboolean table_changed;
+  GPtrArray *keys;
+  guint moved;
+  GError *error;
+} Migration;
+
+static gboolean
+migrate_one (const gchar *key, const gchar *value, gpointer data)
+{
+  Migration *m = data;
+  g_auto (DovekieRetentionRecord) record = { 0 };
+  g_autoptr (GError) local = NULL;
+  guint32 uid;
+
+  if (!dovekie_retention_key_uid (key, &uid))
+    return TRUE; /* not a record: left alone */
+  g_ptr_array_add (m->keys, g_strdup (key));
+  if (!dovekie_retention_record_parse (value, strlen (value), &record, &local))
+    {
+      /* It protected nothing it could prove: its message has no record
+       * now, so it is listed and never expired by the timer. */
+      dovekie_log (m->ctx, DOVEKIE_LOG_WARNING, "uid=%u: old record not migrated: %s",
+                   uid, local->message);
+      return TRUE;
+    }
+  if (!store_put (m->store, m->table, uid, &record, &m->table_changed, &m->error))
+    return FALSE;
+  m->moved++;
+  return TRUE;
+}
+
+static gboolean
+service_migrate (DovekieContext *ctx, DovekieRetentionStore *store, guint *n_r, GError **error)
+{
+  DovekieRetentionTable table;
+  g_autoptr (GPtrArray) keys = g_ptr_array_new_with_free_func (g_free);
+  Migration m = { ctx, store, &table, FALSE, keys, 0, NULL };
+  guint8 bytes[DOVEKIE_RETENTION_TABLE_SIZE];
+
+  *n_r = 0;
+  if (!store_table (store, &table, error))
+    return FALSE;
+  /* All keys: with a prefix, the Dovecot host's iteration (file dict)
+   * returned nothing; migrate_one skips what is not a record. */
+  if (!ctx->api->kv_foreach (ctx, "", migrate_one, &m, error))
+    {
+      g_clear_error (&m.error);
+      return FALSE;
+    }
+  if (m.error != NULL)
+    {
+      g_propagate_error (error, m.error);
+      return FALSE;
+    }
+  table.flags |= DOVEKIE_RETENTION_TABLE_MIGRATED;
+  dovekie_retention_table_format (&table, bytes);
+  if (!store->put_table (store, bytes, error))
+    return FALSE;
+  for (guint i = 0; i < keys->len; i++)
+    if (!ctx->api->kv_set (ctx, g_ptr_array_index (keys, i), NULL, error))
+      return FALSE;
+  *n_r = m.moved;
+  if (keys->len > 0)
+    dovekie_log (ctx, DOVEKIE_LOG_INFO, "moved %u record(s) of %u old kv entries into the "
+                 "mailbox index", m.moved, keys->len);
+  return TRUE;
 }
 
 static const gchar *
@@ -582,39 +675,15 @@ service_dele_ignored (DovekieContext *ctx)
   return dovekie_retention_dele_ignored (&retention (ctx)->policy);
 }
 
-static gboolean
-service_summary (DovekieContext *ctx, DovekieRetentionSummary *summary, GError **error)
-{
-  Retention *r = retention (ctx);
-  GHashTableIter iter;
-  gpointer value;
-
-  memset (summary, 0, sizeof (*summary));
-  r->loaded = FALSE;
-  if (!ensure_loaded (ctx, error))
-    return FALSE;
-  g_hash_table_iter_init (&iter, r->records);
-  while (g_hash_table_iter_next (&iter, NULL, &value))
-    {
-      const DovekieRetentionRecord *record = value;
-      summary->records++;
-      if (dovekie_retention_record_first_download (record) > 0)
-        summary->downloaded++;
-      if (dovekie_retention_record_deleted (record))
-        summary->deleted++;
-    }
-  summary->corrupt = g_hash_table_size (r->corrupt);
-  return TRUE;
-}
-
 const DovekieRetentionService dovekie_retention_service = {
   .hide_keyword = service_hide_keyword,
+  .pop3_listing = service_pop3_listing,
   .pop3_hidden = service_pop3_hidden,
   .pop3_quit = service_pop3_quit,
   .plan = service_plan,
   .done = service_done,
   .expire_at_quit = service_expire_at_quit,
-  .summary = service_summary,
+  .migrate = service_migrate,
   .login_error = service_login_error,
   .dele_ignored = service_dele_ignored,
 };
@@ -636,7 +705,7 @@ G_MODULE_EXPORT const DovekieModule dovekie_module = {
   .save = NULL,
   .read = NULL,
   .expunge = retention_expunge,
-  .pop3_start = retention_pop3_start,
+  .pop3_start = NULL,
   .pop3_end = NULL,
 };
 

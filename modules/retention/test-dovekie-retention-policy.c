@@ -203,7 +203,8 @@ START_TEST (test_plan_quota)
   g_auto (DovekieRetentionRecord) r2 = { 0 };
   g_auto (DovekieRetentionRecord) r3 = { 0 };
   const DovekieRetentionMessage msgs[] = {
-    { 1, T0, 400, FALSE }, { 2, T0, 400, FALSE }, { 3, T0, 400, FALSE }, { 4, T0, 400, FALSE },
+    { 1, T0, 400, FALSE, { 0 } }, { 2, T0, 400, FALSE, { 0 } },
+    { 3, T0, 400, FALSE, { 0 } }, { 4, T0, 400, FALSE, { 0 } },
   };
   const DovekieRetentionRecord *recs[4] = { &r1, &r2, NULL, &r3 };
   DovekieRetentionReason reasons[4];

@@ -209,6 +209,157 @@ START_TEST (test_roundtrip_random)
 }
 END_TEST
 
+/* ---- the stored form ---- */
+
+static void
+set_slot (guint8 *bytes, guint slot, const gchar *id)
+{
+  memset (bytes + 8 + slot * 65, 0, 65);
+  memcpy (bytes + 8 + slot * 65, id, strlen (id));
+}
+
+START_TEST (test_table_parse_and_format)
+{
+  guint8 bytes[DOVEKIE_RETENTION_TABLE_SIZE] = { 0 }, again[DOVEKIE_RETENTION_TABLE_SIZE];
+  DovekieRetentionTable table;
+  g_autoptr (GError) error = NULL;
+
+  /* Never written: empty, not migrated. */
+  ck_assert (dovekie_retention_table_parse (bytes, &table, NULL));
+  ck_assert_uint_eq (table.n_ids, 0);
+  ck_assert (!dovekie_retention_table_migrated (bytes));
+  ck_assert_int_eq (dovekie_retention_table_slot (&table, "*", TRUE), 0);
+  ck_assert_int_eq (dovekie_retention_table_slot (&table, "laptop", TRUE), 1);
+  ck_assert_int_eq (dovekie_retention_table_slot (&table, "laptop", TRUE), 1);
+  ck_assert_int_eq (dovekie_retention_table_slot (&table, "phone", FALSE), -1);
+  ck_assert_int_eq (dovekie_retention_table_slot (&table, "bad id", TRUE), -1);
+  table.flags = DOVEKIE_RETENTION_TABLE_MIGRATED;
+  dovekie_retention_table_format (&table, bytes);
+  ck_assert (dovekie_retention_table_migrated (bytes));
+  ck_assert (dovekie_retention_table_parse (bytes, &table, NULL));
+  ck_assert_uint_eq (table.n_ids, 2);
+  ck_assert_str_eq (table.ids[1], "laptop");
+  dovekie_retention_table_format (&table, again);
+  ck_assert (memcmp (bytes, again, sizeof (bytes)) == 0);
+
+  /* Full at DOVEKIE_RETENTION_CLIENTS_MAX. */
+  for (guint i = 2; i < DOVEKIE_RETENTION_CLIENTS_MAX; i++)
+    {
+      g_autofree gchar *id = g_strdup_printf ("c%u", i);
+      ck_assert_int_eq (dovekie_retention_table_slot (&table, id, TRUE), (gint) i);
+    }
+  ck_assert_int_eq (dovekie_retention_table_slot (&table, "one-more", TRUE), -1);
+
+  /* Broken tables are refused and leave the table empty. */
+  memcpy (again, bytes, sizeof (bytes));
+  again[0] = 2;
+  ck_assert (!dovekie_retention_table_parse (again, &table, &error));
+  ck_assert_uint_eq (table.n_ids, 0);
+  g_clear_error (&error);
+  memcpy (again, bytes, sizeof (bytes));
+  set_slot (again, 3, "gap"); /* after an empty slot */
+  ck_assert (!dovekie_retention_table_parse (again, &table, &error));
+  ck_assert (strstr (error->message, "slot 3") != NULL);
+  g_clear_error (&error);
+  memcpy (again, bytes, sizeof (bytes));
+  set_slot (again, 2, "laptop"); /* twice */
+  ck_assert (!dovekie_retention_table_parse (again, &table, NULL));
+  memcpy (again, bytes, sizeof (bytes));
+  set_slot (again, 2, "lap top");
+  ck_assert (!dovekie_retention_table_parse (again, &table, NULL));
+  memcpy (again, bytes, sizeof (bytes));
+  memset (again + 8 + 2 * 65, 'a', 65); /* no NUL */
+  ck_assert (!dovekie_retention_table_parse (again, &table, NULL));
+  memset (again, 0, sizeof (again));
+  again[100] = 1; /* version 0 with data */
+  ck_assert (!dovekie_retention_table_parse (again, &table, NULL));
+}
+END_TEST
+
+START_TEST (test_pack_and_unpack)
+{
+  DovekieRetentionTable table = { 0 };
+  g_auto (DovekieRetentionRecord) record = { 0 };
+  g_auto (DovekieRetentionRecord) back = { 0 };
+  guint8 packed[DOVEKIE_RETENTION_PACKED_SIZE];
+  gboolean changed = FALSE;
+  g_autofree gchar *text = NULL;
+  g_autoptr (GError) error = NULL;
+
+  const gchar *in = "1 laptop:1700000100:- desk:0:d phone:1700000000:d";
+
+  ck_assert (dovekie_retention_record_parse (in, strlen (in), &record, NULL));
+  ck_assert (dovekie_retention_record_pack (&table, &record, packed, &changed, NULL));
+  ck_assert (changed);
+  ck_assert_uint_eq (table.n_ids, 3);
+  ck_assert_int_eq (dovekie_retention_packed_first (packed), 1700000000);
+  ck_assert_uint_eq (dovekie_retention_packed_downloaded (packed), 0x5);
+  ck_assert_uint_eq (dovekie_retention_packed_deleted (packed), 0x6);
+  ck_assert (!dovekie_retention_packed_empty (packed));
+  ck_assert (dovekie_retention_record_unpack (&table, packed, &back, NULL));
+  /* Each download carries the first download time: all the policy uses. */
+  text = dovekie_retention_record_format (&back);
+  ck_assert_str_eq (text, "1 laptop:1700000000:- desk:0:d phone:1700000000:d");
+  ck_assert_int_eq (dovekie_retention_record_first_download (&back), 1700000000);
+  ck_assert (dovekie_retention_record_deleted (&back));
+
+  /* Known identities: the table does not change. */
+  changed = FALSE;
+  ck_assert (dovekie_retention_record_pack (&table, &back, packed, &changed, NULL));
+  ck_assert (!changed);
+
+  /* The empty record packs to zero, which is "none". */
+  dovekie_retention_record_clear (&record);
+  ck_assert (dovekie_retention_record_pack (&table, &record, packed, &changed, NULL));
+  ck_assert (dovekie_retention_packed_empty (packed));
+  ck_assert (dovekie_retention_record_unpack (&table, packed, &back, NULL));
+  ck_assert_uint_eq (back.n_clients, 0);
+
+  /* Bits of unknown slots, a time without download bits, and the reverse. */
+  memset (packed, 0, sizeof (packed));
+  packed[16] = 0x8;
+  ck_assert (!dovekie_retention_record_unpack (&table, packed, &back, &error));
+  ck_assert (strstr (error->message, "slot") != NULL);
+  g_clear_error (&error);
+  memset (packed, 0, sizeof (packed));
+  packed[0] = 1;
+  ck_assert (!dovekie_retention_record_unpack (&table, packed, &back, NULL));
+  memset (packed, 0, sizeof (packed));
+  packed[8] = 1;
+  ck_assert (!dovekie_retention_record_unpack (&table, packed, &back, NULL));
+  memset (packed, 0xff, 8);
+  ck_assert (!dovekie_retention_record_unpack (&table, packed, &back, NULL));
+  ck_assert_uint_eq (back.n_clients, 0);
+}
+END_TEST
+
+START_TEST (test_pack_full_table)
+{
+  DovekieRetentionTable table = { 0 };
+  g_auto (DovekieRetentionRecord) record = { 0 };
+  guint8 packed[DOVEKIE_RETENTION_PACKED_SIZE] = { 0 }, before[DOVEKIE_RETENTION_PACKED_SIZE];
+  gboolean changed = FALSE;
+  g_autoptr (GError) error = NULL;
+
+  for (guint i = 0; i < DOVEKIE_RETENTION_CLIENTS_MAX; i++)
+    {
+      g_autofree gchar *id = g_strdup_printf ("c%u", i);
+      ck_assert (dovekie_retention_table_slot (&table, id, TRUE) >= 0);
+    }
+  dovekie_retention_record_client (&record, "late", TRUE)->deleted = TRUE;
+  memcpy (before, packed, sizeof (packed));
+  ck_assert (!dovekie_retention_record_pack (&table, &record, packed, &changed, &error));
+  ck_assert (strstr (error->message, "no room for client identity 'late'") != NULL);
+  ck_assert (!changed);
+  ck_assert (memcmp (before, packed, sizeof (packed)) == 0);
+  /* The 64th slot's bit is the top one. */
+  dovekie_retention_record_clear (&record);
+  dovekie_retention_record_client (&record, "c63", TRUE)->downloaded = 5;
+  ck_assert (dovekie_retention_record_pack (&table, &record, packed, &changed, NULL));
+  ck_assert_uint_eq (dovekie_retention_packed_downloaded (packed), G_GUINT64_CONSTANT (1) << 63);
+}
+END_TEST
+
 static Suite *
 record_suite (void)
 {
@@ -229,6 +380,11 @@ record_suite (void)
   suite_add_tcase (s, tc);
   tc = tcase_create ("first_download");
   tcase_add_test (tc, test_first_download_and_deleted);
+  suite_add_tcase (s, tc);
+  tc = tcase_create ("stored");
+  tcase_add_test (tc, test_table_parse_and_format);
+  tcase_add_test (tc, test_pack_and_unpack);
+  tcase_add_test (tc, test_pack_full_table);
   suite_add_tcase (s, tc);
   return s;
 }

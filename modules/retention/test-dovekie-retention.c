@@ -1,6 +1,8 @@
 /* Unit tests for the retention module through its hooks and service, with
- * a fake host (settings, clock, kv store), including a property test over
- * random POP3 sessions, clients, DELEs, IMAP changes and clock steps. */
+ * a fake host (settings, clock, kv store for the migration, and a
+ * per-message record store with transactions, as Dovecot's index keeps
+ * them), including a property test over random POP3 sessions, clients,
+ * DELEs, IMAP changes and clock steps. */
 #include "dovekie-config.h"
 
 #include <stdlib.h>
@@ -63,12 +65,225 @@ static const DovekieHostApi fake_api = {
 
 static const DovekieRetentionService *svc;
 
+/* ---- the fake record store ----
+ *
+ * Committed state: uid -> PACKED_SIZE bytes, and the table. A Txn
+ * collects puts; txn_commit applies them (the host commits them with its
+ * mailbox change), a Txn simply dropped is a rollback. */
+static GHashTable *records;
+static guint8 table_bytes[DOVEKIE_RETENTION_TABLE_SIZE];
+static gboolean store_down;
+static GPtrArray *garbage;
+
+typedef struct {
+  DovekieRetentionStore store;
+  GHashTable *pending; /* uid -> bytes */
+  guint8 table[DOVEKIE_RETENTION_TABLE_SIZE];
+  gboolean table_set;
+} Txn;
+
+static gboolean
+fake_get (DovekieRetentionStore *store, guint32 uid, guint8 *packed, GError **error)
+{
+  Txn *txn = (Txn *) store;
+  const guint8 *data;
+
+  if (store_down)
+    {
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED, "store down");
+      return FALSE;
+    }
+  data = g_hash_table_lookup (txn->pending, GUINT_TO_POINTER (uid));
+  if (data == NULL)
+    data = g_hash_table_lookup (records, GUINT_TO_POINTER (uid));
+  if (data != NULL)
+    memcpy (packed, data, DOVEKIE_RETENTION_PACKED_SIZE);
+  else
+    memset (packed, 0, DOVEKIE_RETENTION_PACKED_SIZE);
+  return TRUE;
+}
+
+static gboolean
+fake_put (DovekieRetentionStore *store, guint32 uid, const guint8 *packed, GError **error)
+{
+  Txn *txn = (Txn *) store;
+
+  if (store_down)
+    {
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED, "store down");
+      return FALSE;
+    }
+  g_hash_table_insert (txn->pending, GUINT_TO_POINTER (uid),
+                       g_memdup2 (packed, DOVEKIE_RETENTION_PACKED_SIZE));
+  return TRUE;
+}
+
+static gboolean
+fake_put_table (DovekieRetentionStore *store, const guint8 *table, GError **error)
+{
+  Txn *txn = (Txn *) store;
+
+  (void) error;
+  memcpy (txn->table, table, sizeof (txn->table));
+  txn->table_set = TRUE;
+  txn->store.table = txn->table;
+  return TRUE;
+}
+
+static void
+txn_begin (Txn *txn)
+{
+  memset (txn, 0, sizeof (*txn));
+  txn->pending = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, g_free);
+  memcpy (txn->table, table_bytes, sizeof (table_bytes));
+  txn->store.table = txn->table;
+  txn->store.get = fake_get;
+  txn->store.put = fake_put;
+  txn->store.put_table = fake_put_table;
+}
+
+static void
+txn_end (Txn *txn, gboolean commit)
+{
+  GHashTableIter iter;
+  gpointer key, value;
+
+  if (commit)
+    {
+      g_hash_table_iter_init (&iter, txn->pending);
+      while (g_hash_table_iter_next (&iter, &key, &value))
+        {
+          if (dovekie_retention_packed_empty (value))
+            g_hash_table_remove (records, key);
+          else
+            g_hash_table_insert (records, key, g_memdup2 (value, DOVEKIE_RETENTION_PACKED_SIZE));
+        }
+      if (txn->table_set)
+        memcpy (table_bytes, txn->table, sizeof (table_bytes));
+    }
+  g_hash_table_unref (txn->pending);
+}
+
+/* uid's committed record in text form, or NULL. */
+static const gchar *
+rec (guint32 uid)
+{
+  const guint8 *packed = g_hash_table_lookup (records, GUINT_TO_POINTER (uid));
+  DovekieRetentionTable table;
+  g_auto (DovekieRetentionRecord) record = { 0 };
+  gchar *text;
+
+  if (packed == NULL)
+    return NULL;
+  ck_assert (dovekie_retention_table_parse (table_bytes, &table, NULL));
+  if (!dovekie_retention_record_unpack (&table, packed, &record, NULL))
+    return "corrupt";
+  text = dovekie_retention_record_format (&record);
+  g_ptr_array_add (garbage, text);
+  return text;
+}
+
+/* Stores uid's record from its text form, as committed state. */
+static void
+rec_set (guint32 uid, const gchar *text)
+{
+  DovekieRetentionTable table;
+  g_auto (DovekieRetentionRecord) record = { 0 };
+  guint8 packed[DOVEKIE_RETENTION_PACKED_SIZE];
+  gboolean changed = FALSE;
+
+  ck_assert (dovekie_retention_table_parse (table_bytes, &table, NULL));
+  ck_assert (dovekie_retention_record_parse (text, strlen (text), &record, NULL));
+  ck_assert (dovekie_retention_record_pack (&table, &record, packed, &changed, NULL));
+  if (changed)
+    dovekie_retention_table_format (&table, table_bytes);
+  g_hash_table_insert (records, GUINT_TO_POINTER (uid),
+                       g_memdup2 (packed, DOVEKIE_RETENTION_PACKED_SIZE));
+}
+
+/* Fills msgs[i].packed from the committed records. */
+static void
+fill (DovekieRetentionMessage *msgs, guint n)
+{
+  for (guint i = 0; i < n; i++)
+    {
+      const guint8 *packed = g_hash_table_lookup (records, GUINT_TO_POINTER (msgs[i].uid));
+      if (packed != NULL)
+        memcpy (msgs[i].packed, packed, DOVEKIE_RETENTION_PACKED_SIZE);
+      else
+        memset (msgs[i].packed, 0, DOVEKIE_RETENTION_PACKED_SIZE);
+    }
+}
+
+/* The POP3 listing of uids (the host's keyword filter already applied). */
+static void
+listing (DovekieContext *ctx)
+{
+  svc->pop3_listing (ctx, table_bytes);
+}
+
+static gboolean
+hidden (DovekieContext *ctx, guint32 uid)
+{
+  static const guint8 none[DOVEKIE_RETENTION_PACKED_SIZE];
+  const guint8 *packed = g_hash_table_lookup (records, GUINT_TO_POINTER (uid));
+
+  return svc->pop3_hidden (ctx, uid, packed != NULL ? packed : none);
+}
+
+/* The host's question after a QUIT: every committed record. */
+static gboolean
+expire_at_quit (DovekieContext *ctx)
+{
+  g_autoptr (GByteArray) all = g_byte_array_new ();
+  GHashTableIter iter;
+  gpointer value;
+
+  g_hash_table_iter_init (&iter, records);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    g_byte_array_append (all, value, DOVEKIE_RETENTION_PACKED_SIZE);
+  return svc->expire_at_quit (ctx, all->data, g_hash_table_size (records));
+}
+
+/* plan over a store transaction, committed unless the plan failed. */
+static gboolean
+plan (DovekieContext *ctx, DovekieRetentionMessage *msgs, guint n, guint64 used, guint64 limit,
+      DovekieRetentionReason *reasons, GArray *unhide, DovekieRetentionSummary *summary,
+      GError **error)
+{
+  Txn txn;
+  gboolean ok;
+
+  fill (msgs, n);
+  txn_begin (&txn);
+  ok = svc->plan (ctx, &txn.store, msgs, n, used, limit, reasons, unhide, summary, error);
+  txn_end (&txn, ok);
+  return ok;
+}
+
+static gboolean
+pop3_quit (DovekieContext *ctx, const guint32 *retr, guint n_retr, const guint32 *del,
+           guint n_del, GArray *hide, GError **error)
+{
+  Txn txn;
+  gboolean ok;
+
+  txn_begin (&txn);
+  ok = svc->pop3_quit (ctx, &txn.store, retr, n_retr, del, n_del, hide, error);
+  txn_end (&txn, ok);
+  return ok;
+}
+
 static void
 setup (void)
 {
   host.lines = g_ptr_array_new_with_free_func (g_free);
   host.kv = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   host.now = T0;
+  records = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, g_free);
+  memset (table_bytes, 0, sizeof (table_bytes));
+  store_down = FALSE;
+  garbage = g_ptr_array_new_with_free_func (g_free);
   settings = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   svc = dovekie_module.services[0].vtable;
   ck_assert_str_eq (dovekie_module.services[0].name, DOVEKIE_RETENTION_SERVICE);
@@ -81,6 +296,8 @@ teardown (void)
   if (host.kv != NULL)
     g_hash_table_unref (host.kv);
   host.kv = NULL;
+  g_hash_table_unref (records);
+  g_ptr_array_unref (garbage);
   g_hash_table_unref (settings);
 }
 
@@ -157,7 +374,7 @@ START_TEST (test_init_identity)
   ctx = session_new ("alice#laptop");
   ck_assert_str_eq (dovekie_retention_current_identity (ctx), "laptop");
   ck_assert_str_eq (svc->hide_keyword (ctx), "$PopHidden");
-  ck_assert (svc->expire_at_quit (ctx));
+  ck_assert (!expire_at_quit (ctx)); /* no records */
   session_free (ctx);
 }
 END_TEST
@@ -215,15 +432,14 @@ quit (DovekieContext *ctx, const guint32 *retr, guint n_retr, const guint32 *del
       GArray *hide)
 {
   g_autoptr (GError) error = NULL;
-  DovekiePop3Info info = { "alice", 0, FALSE };
 
-  dovekie_module.pop3_start (ctx, &info);
+  listing (ctx);
   for (guint i = 0; i < n_del; i++)
     {
       DovekieMessageInfo m = inbox (del[i]);
       (void) dovekie_module.expunge (ctx, &m, TRUE);
     }
-  ck_assert_msg (svc->pop3_quit (ctx, retr, n_retr, del, n_del, hide, &error), "%s",
+  ck_assert_msg (pop3_quit (ctx, retr, n_retr, del, n_del, hide, &error), "%s",
                  error ? error->message : "");
 }
 
@@ -234,9 +450,9 @@ START_TEST (test_quit_records_downloads_and_dele)
   const guint32 retr[] = { 1, 2 }, del[] = { 2, 3 };
 
   quit (ctx, retr, 2, del, 2, hide);
-  ck_assert_str_eq (g_hash_table_lookup (host.kv, "retention/uid/1"), "1 *:1700000000:-");
-  ck_assert_str_eq (g_hash_table_lookup (host.kv, "retention/uid/2"), "1 *:1700000000:d");
-  ck_assert_str_eq (g_hash_table_lookup (host.kv, "retention/uid/3"), "1 *:0:d");
+  ck_assert_str_eq (rec (1), "1 *:1700000000:-");
+  ck_assert_str_eq (rec (2), "1 *:1700000000:d");
+  ck_assert_str_eq (rec (3), "1 *:0:d");
   ck_assert_uint_eq (hide->len, 2);
   ck_assert_uint_eq (g_array_index (hide, guint32, 0), 2);
   ck_assert_uint_eq (test_host_count (&host, "V retention: dovekie_retention_downloaded mailbox=INBOX"), 2);
@@ -249,7 +465,7 @@ START_TEST (test_quit_records_downloads_and_dele)
   ctx = session_new ("alice");
   g_array_set_size (hide, 0);
   quit (ctx, retr, 1, NULL, 0, hide);
-  ck_assert_str_eq (g_hash_table_lookup (host.kv, "retention/uid/1"), "1 *:1700000000:-");
+  ck_assert_str_eq (rec (1), "1 *:1700000000:-");
   ck_assert_uint_eq (hide->len, 0);
   ck_assert_uint_eq (test_host_count (&host, "dovekie_retention_downloaded"), 2); /* not again */
   session_free (ctx);
@@ -266,27 +482,27 @@ START_TEST (test_expire_at_quit_only_when_due)
   set ("dovekie_retention_days", "7");
   ctx = session_new ("alice");
   quit (ctx, NULL, 0, NULL, 0, hide);
-  ck_assert (!svc->expire_at_quit (ctx)); /* no records */
+  ck_assert (!expire_at_quit (ctx)); /* no records */
   quit (ctx, retr, 2, del, 1, hide);
-  ck_assert (!svc->expire_at_quit (ctx)); /* downloaded just now */
+  ck_assert (!expire_at_quit (ctx)); /* downloaded just now */
   session_free (ctx);
 
   host.now += 7 * DAY - 1;
   ctx = session_new ("alice");
   quit (ctx, NULL, 0, NULL, 0, hide);
-  ck_assert (!svc->expire_at_quit (ctx));
+  ck_assert (!expire_at_quit (ctx));
   session_free (ctx);
 
   host.now += 1;
   ctx = session_new ("alice");
   quit (ctx, NULL, 0, NULL, 0, hide);
-  ck_assert (svc->expire_at_quit (ctx)); /* uid 1: DELEd, 7 days over */
+  ck_assert (expire_at_quit (ctx)); /* uid 1: DELEd, 7 days over */
   session_free (ctx);
 
   set ("dovekie_retention_expire_at_quit", "no");
   ctx = session_new ("alice");
   quit (ctx, NULL, 0, NULL, 0, hide);
-  ck_assert (!svc->expire_at_quit (ctx));
+  ck_assert (!expire_at_quit (ctx));
   session_free (ctx);
 
   /* max_age needs the save dates: any downloaded message may be due. */
@@ -295,7 +511,7 @@ START_TEST (test_expire_at_quit_only_when_due)
   set ("dovekie_retention_max_age", "30");
   ctx = session_new ("alice");
   quit (ctx, NULL, 0, NULL, 0, hide);
-  ck_assert (svc->expire_at_quit (ctx));
+  ck_assert (expire_at_quit (ctx));
   session_free (ctx);
 }
 END_TEST
@@ -305,7 +521,6 @@ START_TEST (test_per_client_views)
   DovekieContext *ctx;
   g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
   const guint32 retr[] = { 1 }, del[] = { 2 };
-  DovekiePop3Info info = { "alice", 3, FALSE };
 
   set ("dovekie_retention_view", "per-client");
   ctx = session_new ("alice#laptop");
@@ -314,16 +529,16 @@ START_TEST (test_per_client_views)
   session_free (ctx);
 
   ctx = session_new ("alice#laptop");
-  dovekie_module.pop3_start (ctx, &info);
-  ck_assert (svc->pop3_hidden (ctx, 1));
-  ck_assert (svc->pop3_hidden (ctx, 2));
-  ck_assert (!svc->pop3_hidden (ctx, 3));
+  listing (ctx);
+  ck_assert (hidden (ctx, 1));
+  ck_assert (hidden (ctx, 2));
+  ck_assert (!hidden (ctx, 3));
   session_free (ctx);
 
   ctx = session_new ("alice#desktop");
-  dovekie_module.pop3_start (ctx, &info);
-  ck_assert (!svc->pop3_hidden (ctx, 1));
-  ck_assert (!svc->pop3_hidden (ctx, 2));
+  listing (ctx);
+  ck_assert (!hidden (ctx, 1));
+  ck_assert (!hidden (ctx, 2));
   session_free (ctx);
 }
 END_TEST
@@ -338,7 +553,6 @@ START_TEST (test_invalid_client_name_is_refused)
   };
   g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
   const guint32 retr[] = { 1 };
-  DovekiePop3Info info = { "alice", 1, FALSE };
 
   set ("dovekie_retention_view", "per-client");
   for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
@@ -349,17 +563,17 @@ START_TEST (test_invalid_client_name_is_refused)
       ck_assert (dovekie_retention_current_identity (ctx) == NULL);
       ck_assert_msg (svc->login_error (ctx) != NULL &&
                      strstr (svc->login_error (ctx), "client name") != NULL, "%s", bad[i]);
-      dovekie_module.pop3_start (ctx, &info);
-      ck_assert (svc->pop3_hidden (ctx, 1));
-      ck_assert (!svc->pop3_quit (ctx, retr, 1, NULL, 0, hide, &error));
-      ck_assert (g_hash_table_size (host.kv) == 0); /* nothing recorded as "*" */
+      listing (ctx);
+      ck_assert (hidden (ctx, 1));
+      ck_assert (!pop3_quit (ctx, retr, 1, NULL, 0, hide, &error));
+      ck_assert (g_hash_table_size (records) == 0); /* nothing recorded as "*" */
       session_free (ctx);
     }
   {
     DovekieContext *ctx = session_new ("alice#abcdefghijklmnopqrstuvwxyz012345abcdefghijklmnopqrstuvwxyz012345");
     ck_assert (svc->login_error (ctx) == NULL);
     quit (ctx, retr, 1, NULL, 0, hide);
-    ck_assert_str_eq (g_hash_table_lookup (host.kv, "retention/uid/1"),
+    ck_assert_str_eq (rec (1),
                       "1 abcdefghijklmnopqrstuvwxyz012345abcdefghijklmnopqrstuvwxyz012345:1700000000:-");
     session_free (ctx);
   }
@@ -400,8 +614,7 @@ START_TEST (test_restored_message_does_not_expire)
   g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
   g_autoptr (GArray) unhide = g_array_new (FALSE, FALSE, sizeof (guint32));
   const guint32 retr[] = { 1, 2 }, del[] = { 1, 2 };
-  DovekiePop3Info info = { "alice", 2, FALSE };
-  DovekieRetentionMessage msgs[] = { { 1, T0, 10, FALSE }, { 2, T0, 10, TRUE } };
+  DovekieRetentionMessage msgs[] = { { 1, T0, 10, FALSE, { 0 } }, { 2, T0, 10, TRUE, { 0 } } };
   DovekieRetentionReason reasons[2];
 
   set ("dovekie_retention_days", "7");
@@ -413,12 +626,12 @@ START_TEST (test_restored_message_does_not_expire)
   /* At QUIT: uid 1 is listed (keyword removed over IMAP). */
   host.now += DAY;
   ctx = session_new ("alice");
-  dovekie_module.pop3_start (ctx, &info);
-  ck_assert (!svc->pop3_hidden (ctx, 1));
+  listing (ctx);
+  ck_assert (!hidden (ctx, 1));
   g_array_set_size (hide, 0);
-  ck_assert (svc->pop3_quit (ctx, NULL, 0, NULL, 0, hide, NULL));
-  ck_assert (!g_hash_table_contains (host.kv, "retention/uid/1"));
-  ck_assert (g_hash_table_contains (host.kv, "retention/uid/2"));
+  ck_assert (pop3_quit (ctx, NULL, 0, NULL, 0, hide, NULL));
+  ck_assert (rec (1) == NULL);
+  ck_assert (rec (2) != NULL);
   ck_assert_uint_eq (test_host_count (&host, "uid=1: $PopHidden was removed over IMAP"), 1);
   session_free (ctx);
 
@@ -426,19 +639,19 @@ START_TEST (test_restored_message_does_not_expire)
   host.now = T0 + 8 * DAY;
   msgs[1].hidden = FALSE;
   ctx = session_new ("alice");
-  ck_assert (svc->plan (ctx, msgs, 2, 0, 0, reasons, unhide, NULL));
+  ck_assert (plan (ctx, msgs, 2, 0, 0, reasons, unhide, NULL, NULL));
   ck_assert_int_eq (reasons[0], DOVEKIE_RETENTION_KEEP);
   ck_assert_int_eq (reasons[1], DOVEKIE_RETENTION_KEEP);
-  ck_assert (!g_hash_table_contains (host.kv, "retention/uid/2"));
+  ck_assert (rec (2) == NULL);
   ck_assert_uint_eq (unhide->len, 0);
   svc->done (ctx, NULL, 0);
   session_free (ctx);
 
   /* Still hidden with its DELE: it expires (the control). */
-  g_hash_table_insert (host.kv, g_strdup ("retention/uid/2"), g_strdup ("1 *:1700000000:d"));
+  rec_set (2, "1 *:1700000000:d");
   msgs[1].hidden = TRUE;
   ctx = session_new ("alice");
-  ck_assert (svc->plan (ctx, msgs, 2, 0, 0, reasons, unhide, NULL));
+  ck_assert (plan (ctx, msgs, 2, 0, 0, reasons, unhide, NULL, NULL));
   ck_assert_int_eq (reasons[1], DOVEKIE_RETENTION_EXPIRED);
   svc->done (ctx, NULL, 0);
   session_free (ctx);
@@ -451,18 +664,18 @@ START_TEST (test_hidden_without_record_is_unhidden)
 {
   DovekieContext *ctx;
   g_autoptr (GArray) unhide = g_array_new (FALSE, FALSE, sizeof (guint32));
-  const DovekieRetentionMessage msgs[] = {
-    { 7, T0, 10, TRUE },   /* no record */
-    { 8, T0, 10, TRUE },   /* downloaded, never DELEd */
-    { 9, T0, 10, TRUE },   /* DELEd: stays hidden */
-    { 10, T0, 10, FALSE },
+  DovekieRetentionMessage msgs[] = {
+    { 7, T0, 10, TRUE, { 0 } },   /* no record */
+    { 8, T0, 10, TRUE, { 0 } },   /* downloaded, never DELEd */
+    { 9, T0, 10, TRUE, { 0 } },   /* DELEd: stays hidden */
+    { 10, T0, 10, FALSE, { 0 } },
   };
   DovekieRetentionReason reasons[4];
 
-  g_hash_table_insert (host.kv, g_strdup ("retention/uid/8"), g_strdup ("1 *:1700000000:-"));
-  g_hash_table_insert (host.kv, g_strdup ("retention/uid/9"), g_strdup ("1 *:1700000000:d"));
+  rec_set (8, "1 *:1700000000:-");
+  rec_set (9, "1 *:1700000000:d");
   ctx = session_new ("alice");
-  ck_assert (svc->plan (ctx, msgs, 4, 0, 0, reasons, unhide, NULL));
+  ck_assert (plan (ctx, msgs, 4, 0, 0, reasons, unhide, NULL, NULL));
   ck_assert_uint_eq (unhide->len, 2);
   ck_assert_uint_eq (g_array_index (unhide, guint32, 0), 7);
   ck_assert_uint_eq (g_array_index (unhide, guint32, 1), 8);
@@ -479,8 +692,8 @@ START_TEST (test_plan_and_done)
   g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
   const guint32 retr[] = { 1, 2 }, del[] = { 1, 2, 3 };
   /* 1..3 were DELEd, so they carry the hide keyword (shared view). */
-  const DovekieRetentionMessage msgs[] = { { 1, T0, 10, TRUE }, { 2, T0, 10, TRUE },
-                                           { 3, T0, 10, TRUE }, { 4, T0, 10, FALSE } };
+  DovekieRetentionMessage msgs[] = { { 1, T0, 10, TRUE, { 0 } }, { 2, T0, 10, TRUE, { 0 } },
+                                           { 3, T0, 10, TRUE, { 0 } }, { 4, T0, 10, FALSE, { 0 } } };
   g_autoptr (GArray) unhide = g_array_new (FALSE, FALSE, sizeof (guint32));
   DovekieRetentionReason reasons[4];
   DovekieMessageInfo m1 = inbox (1), m3 = inbox (3);
@@ -490,18 +703,16 @@ START_TEST (test_plan_and_done)
   session_free (ctx);
   ctx = session_new ("alice");
   quit (ctx, retr, 2, del, 3, hide);
-  g_hash_table_insert (host.kv, g_strdup ("retention/uid/99"), g_strdup ("1 *:5:d")); /* gone */
 
   host.now = T0 + 7 * DAY - 1;
-  ck_assert (svc->plan (ctx, msgs, 4, 0, 0, reasons, unhide, NULL));
+  ck_assert (plan (ctx, msgs, 4, 0, 0, reasons, unhide, NULL, NULL));
   for (guint i = 0; i < 4; i++)
     ck_assert_int_eq (reasons[i], DOVEKIE_RETENTION_KEEP);
   ck_assert_uint_eq (unhide->len, 0);
-  ck_assert (!g_hash_table_contains (host.kv, "retention/uid/99"));
   svc->done (ctx, NULL, 0);
 
   host.now = T0 + 7 * DAY;
-  ck_assert (svc->plan (ctx, msgs, 4, 0, 0, reasons, unhide, NULL));
+  ck_assert (plan (ctx, msgs, 4, 0, 0, reasons, unhide, NULL, NULL));
   ck_assert_int_eq (reasons[0], DOVEKIE_RETENTION_EXPIRED);
   ck_assert_int_eq (reasons[1], DOVEKIE_RETENTION_EXPIRED);
   ck_assert_int_eq (reasons[2], DOVEKIE_RETENTION_KEEP); /* DELE, never downloaded */
@@ -514,8 +725,8 @@ START_TEST (test_plan_and_done)
   ck_assert_uint_eq (test_host_count (&host, "V retention: dovekie_retention_expunged "
                                              "mailbox=INBOX reason=expired"), 2);
   ck_assert_int_eq (dovekie_module.expunge (ctx, &m1, TRUE), DOVEKIE_EXPUNGE_KEEP);
-  ck_assert (!g_hash_table_contains (host.kv, "retention/uid/1"));
-  ck_assert (g_hash_table_contains (host.kv, "retention/uid/3"));
+  /* The host's expunge takes the records with the messages. */
+  ck_assert (rec (3) != NULL);
   session_free (ctx);
 }
 END_TEST
@@ -523,44 +734,110 @@ END_TEST
 START_TEST (test_corrupt_record_is_kept)
 {
   DovekieContext *ctx;
-  const DovekieRetentionMessage msgs[] = { { 1, T0, 10, TRUE } };
+  DovekieRetentionMessage msgs[] = { { 1, T0, 10, TRUE, { 0 } } };
   g_autoptr (GArray) unhide = g_array_new (FALSE, FALSE, sizeof (guint32));
   DovekieRetentionReason reason;
+  DovekieRetentionSummary summary;
+  guint8 *packed;
 
   set ("dovekie_retention_max_age", "1");
   set ("dovekie_retention_max_age_scope", "all");
-  g_hash_table_insert (host.kv, g_strdup ("retention/uid/1"), g_strdup ("1 *:5:d junk"));
-  g_hash_table_insert (host.kv, g_strdup ("retention/uid/x"), g_strdup ("1"));
+  rec_set (1, "1 *:1700000000:d");
+  /* A download bit of a slot the table does not have. */
+  packed = g_hash_table_lookup (records, GUINT_TO_POINTER (1));
+  packed[8] |= 0x10;
   ctx = session_new ("alice");
   host.now = T0 + 10 * DAY;
-  ck_assert (svc->plan (ctx, msgs, 1, 0, 0, &reason, unhide, NULL));
+  ck_assert (plan (ctx, msgs, 1, 0, 0, &reason, unhide, &summary, NULL));
   ck_assert_int_eq (reason, DOVEKIE_RETENTION_KEEP);
   ck_assert_uint_eq (unhide->len, 0); /* its DELE may be in the bad record */
-  ck_assert_uint_eq (test_host_count (&host, "uid=1: bad retention record"), 1);
-  ck_assert_uint_eq (test_host_count (&host, "ignoring state key \"uid/x\""), 1);
+  ck_assert_uint_eq (summary.corrupt, 1);
+  ck_assert_uint_eq (summary.records, 0);
+  ck_assert_uint_eq (test_host_count (&host, "uid=1: retention record names a client slot"), 1);
   svc->done (ctx, NULL, 0);
   session_free (ctx);
 }
 END_TEST
 
-START_TEST (test_kv_down)
+/* The store fails: QUIT records nothing (the host rolls back); a table
+ * that does not parse makes the session hide nothing and every plan and
+ * QUIT refuse, so that nothing is expired on records no one can read. */
+START_TEST (test_store_down)
 {
   DovekieContext *ctx = session_new ("alice");
   g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
-  g_autoptr (GError) error = NULL;
-  const guint32 retr[] = { 1 };
-  DovekieRetentionReason reason;
-  const DovekieRetentionMessage msgs[] = { { 1, T0, 10, FALSE } };
   g_autoptr (GArray) unhide = g_array_new (FALSE, FALSE, sizeof (guint32));
-  DovekiePop3Info info = { "alice", 1, FALSE };
+  g_autoptr (GError) error = NULL;
+  const guint32 retr[] = { 1 }, del[] = { 1 };
+  DovekieRetentionMessage msgs[] = { { 1, T0, 10, FALSE, { 0 } } };
+  DovekieRetentionReason reason;
 
+  store_down = TRUE;
+  listing (ctx);
+  ck_assert (!hidden (ctx, 1));
+  ck_assert (!pop3_quit (ctx, retr, 1, del, 1, hide, &error));
+  ck_assert_str_eq (error->message, "store down");
+  ck_assert_uint_eq (g_hash_table_size (records), 0);
+  store_down = FALSE;
+  g_clear_error (&error);
+
+  rec_set (1, "1 *:1700000000:d");
+  table_bytes[0] = 7; /* an unknown version */
+  listing (ctx);
+  ck_assert_uint_eq (test_host_count (&host, "retention table: unknown version 7"), 1);
+  ck_assert (!hidden (ctx, 1));
+  ck_assert (!pop3_quit (ctx, retr, 1, NULL, 0, hide, &error));
+  g_clear_error (&error);
+  host.now = T0 + 100 * DAY;
+  ck_assert (!plan (ctx, msgs, 1, 0, 0, &reason, unhide, NULL, &error));
+  ck_assert (strstr (error->message, "cannot be used") != NULL);
+  session_free (ctx);
+}
+END_TEST
+
+/* Records of older versions (one kv entry per UID) move into the store:
+ * nothing a user had is lost, and the old entries are removed. */
+START_TEST (test_migrate)
+{
+  DovekieContext *ctx = session_new ("alice");
+  g_autoptr (GError) error = NULL;
+  DovekieRetentionTable table;
+  Txn txn;
+  guint n = 0;
+
+  g_hash_table_insert (host.kv, g_strdup ("retention/uid/1"), g_strdup ("1 *:1700000000:d"));
+  g_hash_table_insert (host.kv, g_strdup ("retention/uid/2"),
+                       g_strdup ("1 laptop:1700000100:- desk:0:d"));
+  g_hash_table_insert (host.kv, g_strdup ("retention/uid/3"), g_strdup ("junk"));
+  g_hash_table_insert (host.kv, g_strdup ("retention/other"), g_strdup ("x"));
+  txn_begin (&txn);
+  ck_assert_msg (svc->migrate (ctx, &txn.store, &n, &error), "%s", error ? error->message : "");
+  txn_end (&txn, TRUE);
+  ck_assert_uint_eq (n, 2);
+  ck_assert_str_eq (rec (1), "1 *:1700000000:d");
+  ck_assert_str_eq (rec (2), "1 laptop:1700000100:- desk:0:d");
+  ck_assert (rec (3) == NULL);
+  ck_assert (dovekie_retention_table_migrated (table_bytes));
+  ck_assert (dovekie_retention_table_parse (table_bytes, &table, NULL));
+  ck_assert_uint_eq (table.n_ids, 3);
+  ck_assert (!g_hash_table_contains (host.kv, "retention/uid/1"));
+  ck_assert (!g_hash_table_contains (host.kv, "retention/uid/3"));
+  ck_assert (g_hash_table_contains (host.kv, "retention/other"));
+  ck_assert_uint_eq (test_host_count (&host, "uid=3: old record not migrated"), 1);
+  session_free (ctx);
+
+  /* The kv store fails: FALSE, nothing moved, the mark not set. */
+  g_hash_table_remove_all (records);
+  memset (table_bytes, 0, sizeof (table_bytes));
   g_hash_table_unref (host.kv);
   host.kv = NULL;
-  dovekie_module.pop3_start (ctx, &info);
-  ck_assert_uint_eq (test_host_count (&host, "cannot read the retention state"), 1);
-  ck_assert (!svc->pop3_hidden (ctx, 1));
-  ck_assert (!svc->pop3_quit (ctx, retr, 1, NULL, 0, hide, &error));
-  ck_assert (!svc->plan (ctx, msgs, 1, 0, 0, &reason, unhide, NULL));
+  ctx = session_new ("alice");
+  g_clear_error (&error);
+  txn_begin (&txn);
+  ck_assert (!svc->migrate (ctx, &txn.store, &n, &error));
+  txn_end (&txn, FALSE);
+  ck_assert_uint_eq (g_hash_table_size (records), 0);
+  ck_assert (!dovekie_retention_table_migrated (table_bytes));
   session_free (ctx);
 }
 END_TEST
@@ -606,7 +883,7 @@ sim_identity (const gchar *login, gboolean per_client)
 static void
 sim_expire (DovekieContext *ctx, SimMessage *box, guint n, gboolean pop3)
 {
-  DovekieRetentionMessage msgs[SIM_MESSAGES] = { { 0, 0, 0, FALSE } };
+  DovekieRetentionMessage msgs[SIM_MESSAGES] = { { 0, 0, 0, FALSE, { 0 } } };
   DovekieRetentionReason reasons[SIM_MESSAGES] = { 0 };
   g_autoptr (GArray) unhide = g_array_new (FALSE, FALSE, sizeof (guint32));
   guint32 uids[SIM_MESSAGES], gone[SIM_MESSAGES];
@@ -615,10 +892,10 @@ sim_expire (DovekieContext *ctx, SimMessage *box, guint n, gboolean pop3)
   for (guint i = 0; i < n; i++)
     if (box[i].exists)
       {
-        msgs[count] = (DovekieRetentionMessage) { i + 1, box[i].saved, 1000, box[i].keyword };
+        msgs[count] = (DovekieRetentionMessage) { i + 1, box[i].saved, 1000, box[i].keyword, { 0 } };
         uids[count++] = i + 1;
       }
-  ck_assert (svc->plan (ctx, msgs, count, 0, 0, reasons, unhide, NULL));
+  ck_assert (plan (ctx, msgs, count, 0, 0, reasons, unhide, NULL, NULL));
   /* Nothing here moves messages, so every keyword has its DELE. */
   ck_assert_uint_eq (unhide->len, 0);
   for (guint k = 0; k < count; k++)
@@ -634,6 +911,8 @@ sim_expire (DovekieContext *ctx, SimMessage *box, guint n, gboolean pop3)
       ck_assert_msg (m->deleted_by_any, "uid %u expunged but never DELEd", uids[k]);
       ck_assert_int_eq (dovekie_module.expunge (ctx, &info, pop3), DOVEKIE_EXPUNGE_ALLOW);
       m->exists = FALSE;
+      /* The index drops the record with the message. */
+      g_hash_table_remove (records, GUINT_TO_POINTER (uids[k]));
       gone[n_gone++] = uids[k];
     }
   svc->done (ctx, gone, n_gone);
@@ -666,19 +945,18 @@ sim_run (guint32 seed, gboolean per_client)
           const gchar *login = sim_logins[g_rand_int_range (rand, 0, G_N_ELEMENTS (sim_logins))];
           const gchar *id = sim_identity (login, per_client);
           DovekieContext *ctx = session_new (login);
-          DovekiePop3Info info = { "alice", 0, FALSE };
           guint32 retr[SIM_MESSAGES], del[SIM_MESSAGES];
           guint n_retr = 0, n_del = 0;
           gboolean quit_seen = g_rand_int_range (rand, 0, 4) != 0;
 
-          dovekie_module.pop3_start (ctx, &info);
+          listing (ctx);
           for (guint i = 0; i < n; i++)
             {
               gboolean visible;
               if (!box[i].exists)
                 continue;
               /* What the host lists: the keyword filter, then the module. */
-              visible = !(box[i].keyword && !per_client) && !svc->pop3_hidden (ctx, i + 1);
+              visible = !(box[i].keyword && !per_client) && !hidden (ctx, i + 1);
               if (per_client)
                 ck_assert_msg (visible == !g_hash_table_contains (box[i].seen_by, id),
                                "seed %u step %u: uid %u visibility for %s", seed, step, i + 1, id);
@@ -699,7 +977,7 @@ sim_run (guint32 seed, gboolean per_client)
                   DovekieMessageInfo m = inbox (del[k]);
                   ck_assert_int_eq (dovekie_module.expunge (ctx, &m, TRUE), DOVEKIE_EXPUNGE_KEEP);
                 }
-              ck_assert (svc->pop3_quit (ctx, retr, n_retr, del, n_del, hide, NULL));
+              ck_assert (pop3_quit (ctx, retr, n_retr, del, n_del, hide, NULL));
               for (guint k = 0; k < n_retr; k++)
                 {
                   SimMessage *m = &box[retr[k] - 1];
@@ -714,7 +992,7 @@ sim_run (guint32 seed, gboolean per_client)
                 }
               for (guint k = 0; k < hide->len; k++)
                 box[g_array_index (hide, guint32, k) - 1].keyword = TRUE;
-              if (svc->expire_at_quit (ctx))
+              if (expire_at_quit (ctx))
                 sim_expire (ctx, box, n, TRUE);
             }
           session_free (ctx);
@@ -742,6 +1020,7 @@ sim_run (guint32 seed, gboolean per_client)
               DovekieMessageInfo info = inbox ((guint32) (m - box) + 1);
               ck_assert_int_eq (dovekie_module.expunge (ctx, &info, FALSE), DOVEKIE_EXPUNGE_ALLOW);
               m->exists = FALSE;
+              g_hash_table_remove (records, GUINT_TO_POINTER (info.uid));
               session_free (ctx);
             }
         }
@@ -795,7 +1074,8 @@ retention_suite (void)
   tcase_add_test (tc, test_dele_ignored);
   tcase_add_test (tc, test_restored_message_does_not_expire);
   tcase_add_test (tc, test_expire_at_quit_only_when_due);
-  tcase_add_test (tc, test_kv_down);
+  tcase_add_test (tc, test_store_down);
+  tcase_add_test (tc, test_migrate);
   suite_add_tcase (s, tc);
   tc = tcase_create ("plan");
   tcase_add_checked_fixture (tc, setup, teardown);

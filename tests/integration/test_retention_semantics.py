@@ -10,6 +10,7 @@ One test per rule (doc/retention.md):
                    the next run: a new message for POP3
     QUIT           answered after the records are committed; -ERR and no
                    change when they cannot be
+    killed         a pop3 process killed mid-session changes no record
 """
 
 from __future__ import annotations
@@ -182,31 +183,78 @@ def test_quit_answers_after_the_records_are_committed(retention):
     assert len(uidls(pop)) == 2
     pop.quit()
 
-    # The records cannot be written (the attribute dict lives in the
-    # home directory, which the mail user may no longer write): -ERR, and
-    # neither the DELE nor the RETR changed anything.
-    home = dc.home("alice")
-    mode = os.stat(home).st_mode & 0o7777
+    assert_no_crash(dc)
+
+
+def test_quit_answers_err_and_changes_nothing_when_records_fail(retention):
+    """The records cannot be written: a mailbox keeps at most 64 client
+    identities (doc/retention.md), so the 65th client's QUIT fails. It gets
+    -ERR, and neither its RETR nor its DELE nor pop3's \\Seen changed
+    anything; its next session sees the same listing."""
+    dc = retention(view="per-client")
+    append(dc, 2)
+    for i in range(64):
+        pop = dc.pop3(f"alice#c{i}", "secret")
+        pop.retr(1)
+        assert pop.quit().startswith(b"+OK")
     start = dc.log_offset()
-    os.chmod(home, 0o555)
-    try:
-        pop = dc.pop3()
-        pop.retr(1)  # UID 2
-        pop.dele(1)
-        pop.retr(2)  # UID 3
-        with pytest.raises(poplib.error_proto) as err:
-            pop.quit()
-        pop.close()
-    finally:
-        os.chmod(home, mode)
+    pop = dc.pop3("alice#c64", "secret")
+    assert len(uidls(pop)) == 2
+    pop.retr(2)
+    pop.dele(2)
+    with pytest.raises(poplib.error_proto) as err:
+        pop.quit()
+    pop.close()
     assert err.value.args[0].startswith(
         b"-ERR [SYS/TEMP] Could not save the session, nothing was changed"), err.value
     dc.wait_for_log(r"pop3\(alice\)[^\n]*retention: recording the session failed: "
-                    r"[^\n]*QUIT answered -ERR, nothing was changed", since=start)
-    pop = dc.pop3()
+                    r"no room for client identity 'c64'[^\n]*QUIT answered -ERR, "
+                    r"nothing was changed", since=start)
+    pop = dc.pop3("alice#c64", "secret")
     assert len(uidls(pop)) == 2
     pop.quit()
     flags = imap_flags(dc)
-    assert KEYWORD not in flags[2].split(), flags
-    assert "\\Seen" not in flags[3].split(), flags  # pop3's own changes rolled back
+    assert "\\Seen" not in flags[2].split(), flags  # pop3's own changes rolled back
+    # The 64 clients keep what they had.
+    pop = dc.pop3("alice#c0", "secret")
+    assert len(uidls(pop)) == 1
+    pop.quit()
     assert_no_crash(dc)
+
+
+def test_killed_pop3_process_changes_nothing(retention):
+    """A pop3 process killed mid-session (SIGKILL: no QUIT, no cleanup)
+    leaves the records exactly as the last QUIT saved them: the RETRs and
+    DELEs of the killed session are not recorded, the earlier ones are."""
+    dc = retention()
+    append(dc, 4)
+    pop = dc.pop3()
+    pop.retr(1)
+    pop.dele(1)
+    assert pop.quit() == b"+OK Logging out, messages deleted."
+
+    since = dc.log_offset()
+    pop = dc.pop3()
+    login = dc.wait_for_log(r"pop3-login: Info: Login: user=<alice>[^\n]*mpid=(\d+)",
+                            since=since)
+    pid = int(login.group(1))
+    assert len(uidls(pop)) == 3
+    pop.retr(1)  # UID 2
+    pop.dele(1)
+    pop.retr(2)  # UID 3
+    os.kill(pid, 9)
+    pop.close()
+    dc.wait_for_log(rf"pop3\(alice\)<{pid}>[^\n]*killed with signal 9|"
+                    rf"service\(pop3\): child {pid} killed with signal 9", since=since)
+
+    pop = dc.pop3()
+    assert len(uidls(pop)) == 3  # UID 2 is back: its DELE was never committed
+    pop.quit()
+    flags = imap_flags(dc)
+    assert KEYWORD in flags[1].split() and KEYWORD not in flags[2].split(), flags
+    res = dc.doveadm("dovekie", "status", "-u", "alice")
+    assert "downloaded 1; DELEd (hidden or kept) 1;" in res.stdout, res.stdout
+    # Only UID 1 has a download and a DELE on record: only it expires.
+    res = retention_run(dc, 8 * DAY)
+    assert re.search(r"INBOX\s+1\s+expired", res.stdout), res.stdout
+    assert sorted(imap_flags(dc)) == [2, 3, 4]
