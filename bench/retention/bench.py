@@ -1,40 +1,48 @@
 #!/usr/bin/python3
-"""Retention overhead benchmark: POP3 on a large INBOX, module on vs off.
+"""Retention benchmark: POP3 on large INBOXes with records, module on vs off.
 
-    bench/retention/bench.py --build-dir _build/plain [--messages 60000] [--reps 7]
+    bench/retention/bench.py --build-dir _build/plain [--messages 60000]
+        [--quit-messages 100000] [--reps 7]
 
-One private Dovecot (tests/integration harness) with the dovekie plugin and
-two users whose INBOXes hold the same N small messages (Maildir files
-written straight into Maildir/cur, named with S= and W= sizes as Dovecot
-names them, then indexed once by `doveadm mailbox status`):
+One private Dovecot (tests/integration harness, default vsz_limit 256M)
+with the dovekie plugin. Users' INBOXes hold N small messages (Maildir
+files written straight into Maildir/cur, named with S= and W= sizes as
+Dovecot names them, then indexed once by `doveadm mailbox status`):
 
 - `on`:  dovekie_modules = retention (7 days, DELE = hide, expiry at QUIT);
 - `off`: dovekie_modules = none (the plugin is loaded, no module);
 - `flag`: like off, with pop3_deleted_flag = $PopHidden, which the module
-  sets for its sessions (listing session only).
+  sets for its sessions.
 
-Per repetition (on and off interleaved, order alternating) it times, over a
-raw socket so that client-side parsing stays out of the figures:
+Rows, each module on vs off in the same run:
 
-- a listing session: connect + USER/PASS (login), STAT, UIDL, LIST, QUIT
-  (until the server closes the connection);
-- a download session: login, RETR + DELE of the first 100 listed messages,
-  QUIT (until close). Retention writes its state at QUIT, so this is where
-  its cost shows. With DELE = hide the `on` mailbox keeps its messages
-  (hidden from POP3); the `off` one loses 100 per repetition.
+1. records: one session per user RETRs every message (pipelined) and QUITs,
+   so that `on` has a download record on every message (checked with
+   `doveadm dovekie status`);
+2. listing: login + STAT + UIDL + LIST + QUIT, `--reps` times per user,
+   interleaved, over a raw socket; medians and ratios (goal <= 1.05x);
+3. expiry run: `doveadm dovekie retention run -u on` over the N records
+   (nothing is due, so it evaluates every message and expunges none);
+   messages evaluated per second (goal >= 20,000/s);
+4. big QUIT (users `big_on`, `big_off` with `--quit-messages` messages):
+   one session RETRs and DELEs every message, then QUIT; QUIT time, its
+   reply, the pop3 process's peak RSS (VmHWM, polled), and that every
+   record was saved (status counts, and the next session lists nothing).
 
-It prints medians (ms) and the on/off ratio of each. Run as root, like the
-tests. The machine may be shared: figures are noisy, compare medians.
+Run as root, like the tests. The machine may be shared: figures are
+noisy, compare medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -50,9 +58,13 @@ USERS = {
     # the share of the overhead that is Dovecot's own keyword filter.
     "flag": {"password": "secret", "userdb": {"dovekie_modules": "none",
                                               "pop3_deleted_flag": "$PopHidden"}},
+    "big_on": {"password": "secret", "userdb": {"dovekie_modules": "retention",
+                                                    "dovekie_retention_days": "7"}},
+    "big_off": {"password": "secret", "userdb": {"dovekie_modules": "none"}},
 }
+LISTING_USERS = ("on", "off", "flag")
 EXTRA_CONF = "mail_attribute_dict = file:%h/dovecot-attributes\n"
-DOWNLOADS = 100
+BATCH = 500
 
 
 def fill(dc: PrivateDovecot, user: str, count: int) -> None:
@@ -160,38 +172,118 @@ def listing_session(port: int, user: str, expect: int) -> dict[str, float]:
     return out
 
 
-def download_session(port: int, user: str) -> dict[str, float]:
-    out = {}
-    t_all = time.perf_counter()
+def login(port: int, user: str) -> Pop3:
     pop = Pop3(port)
     pop.cmd(f"USER {user}")
     pop.cmd("PASS secret")
+    return pop
+
+
+def fetch_all(pop: Pop3, count: int, dele: bool) -> None:
+    """RETR (and DELE) messages 1..count, pipelined in batches."""
+    for start in range(1, count + 1, BATCH):
+        nums = range(start, min(start + BATCH, count + 1))
+        cmds = "".join(f"RETR {n}\r\n" + (f"DELE {n}\r\n" if dele else "") for n in nums)
+        pop.sock.sendall(cmds.encode())
+        for n in nums:
+            reply = pop.line()
+            if not reply.startswith(b"+OK"):
+                raise RuntimeError(f"RETR {n}: {reply!r}")
+            end = pop.buf.find(b"\r\n.\r\n")
+            while end < 0 and not pop.buf.startswith(b".\r\n"):
+                pop._fill()
+                end = pop.buf.find(b"\r\n.\r\n")
+            pop.buf = pop.buf[3:] if pop.buf.startswith(b".\r\n") else pop.buf[end + 5:]
+            if dele:
+                reply = pop.line()
+                if not reply.startswith(b"+OK"):
+                    raise RuntimeError(f"DELE {n}: {reply!r}")
+
+
+def pop3_pid(dc: PrivateDovecot, user: str, since: int) -> int:
+    m = dc.wait_for_log(rf"pop3-login: Info: Login: user=<{user}>[^\n]*mpid=(\d+)",
+                        since=since)
+    return int(m.group(1))
+
+
+def vm_hwm_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def big_quit(dc: PrivateDovecot, port: int, user: str, count: int) -> dict:
+    """RETR + DELE every message in one session, then QUIT: the QUIT
+    time, its reply and the process's peak RSS, polled until it exits."""
+    since = dc.log_offset()
+    pop = login(port, user)
+    pid = pop3_pid(dc, user, since)
     t0 = time.perf_counter()
-    for n in range(1, DOWNLOADS + 1):
-        pop.multi(f"RETR {n}")
-        pop.cmd(f"DELE {n}")
-    out["retr_dele"] = ms(t0)
+    fetch_all(pop, count, dele=True)
+    fetch_ms = ms(t0)
+    peak = vm_hwm_kib(pid) or 0
+    stop = threading.Event()
+
+    def poll() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            v = vm_hwm_kib(pid)
+            if v is None:
+                return
+            peak = max(peak, v)
+            time.sleep(0.002)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
     t0 = time.perf_counter()
+    pop.sock.sendall(b"QUIT\r\n")
+    reply = pop.line()
+    quit_ms = ms(t0)
+    while pop.sock.recv(1 << 16):
+        pass
+    pop.sock.close()
+    closed_ms = ms(t0)
+    stop.set()
+    poller.join()
+    return {"fetch_ms": fetch_ms, "quit_ms": quit_ms, "closed_ms": closed_ms,
+            "reply": reply.decode(errors="replace"), "peak_kib": peak}
+
+
+def status_counts(dc: PrivateDovecot, user: str) -> str:
+    res = dc.doveadm("dovekie", "status", "-u", user)
+    m = re.search(r"downloaded \d+; DELEd \(hidden or kept\) \d+; due to expire \d+",
+                  res.stdout)
+    return m.group(0) if m else f"status failed: {res.stdout} {res.stderr}"
+
+
+def listed(port: int, user: str) -> int:
+    pop = login(port, user)
+    n = int(pop.cmd("STAT").split()[1])
     pop.quit()
-    out["quit"] = ms(t0)
-    out["session"] = ms(t_all)
-    return out
+    return n
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build-dir", default=str(HERE.parent.parent / "_build" / "plain"))
     ap.add_argument("--messages", type=int, default=60000)
+    ap.add_argument("--quit-messages", type=int, default=100000)
     ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--download-reps", type=int, default=5)
+    ap.add_argument("--run-reps", type=int, default=3)
     ap.add_argument("--on-setting", action="append", default=[], metavar="KEY=VALUE",
-                    help="extra setting for the `on` user (userdb field), e.g. "
+                    help="extra setting for the `on` users (userdb field), e.g. "
                          "dovekie_retention_expire_at_quit=no")
     args = ap.parse_args()
     for kv in args.on_setting:
         key, _, value = kv.partition("=")
         USERS["on"]["userdb"][key] = value
+        USERS["big_on"]["userdb"][key] = value
     build = Path(args.build_dir).resolve()
+    n = args.messages
 
     dc = PrivateDovecot(
         users=USERS,
@@ -201,36 +293,60 @@ def main() -> int:
         extra_conf=EXTRA_CONF)
     dc.start()
     try:
+        # service pop3 sets no vsz_limit of its own: default_vsz_limit holds.
+        vsz = subprocess.run(["doveconf", "-c", str(dc.config_path), "-h",
+                              "default_vsz_limit"], capture_output=True,
+                             text=True).stdout.strip()
         t0 = time.perf_counter()
-        for user in USERS:
-            fill(dc, user, args.messages)
-        print(f"filled and indexed {len(USERS)} x {args.messages} messages in "
+        for user in LISTING_USERS:
+            fill(dc, user, n)
+        print(f"filled and indexed {len(LISTING_USERS)} x {n} messages in "
               f"{time.perf_counter() - t0:.1f}s", file=sys.stderr)
         port = dc.ports["pop3"]
-        for user in USERS:  # warm-up: page cache, index cache, processes
-            listing_session(port, user, args.messages)
 
-        listing = {u: [] for u in USERS}
-        pair = ["on", "off"]
+        # 1. a download record on every message of `on`
+        record_ms = {}
+        for user in LISTING_USERS:
+            t0 = time.perf_counter()
+            pop = login(port, user)
+            fetch_all(pop, n, dele=False)
+            pop.quit()
+            record_ms[user] = ms(t0)
+        on_status = status_counts(dc, "on")
+
+        # 2. listing sessions
+        for user in LISTING_USERS:  # warm-up: page cache, index cache, processes
+            listing_session(port, user, n)
+        listing = {u: [] for u in LISTING_USERS}
         for rep in range(args.reps):
-            order = list(USERS) if rep % 2 == 0 else list(reversed(USERS))
+            order = list(LISTING_USERS) if rep % 2 == 0 else list(reversed(LISTING_USERS))
             for user in order:
-                listing[user].append(listing_session(port, user, args.messages))
-        downloads = {u: [] for u in pair}
-        for rep in range(args.download_reps):
-            order = pair if rep % 2 == 0 else list(reversed(pair))
-            for user in order:
-                downloads[user].append(download_session(port, user))
+                listing[user].append(listing_session(port, user, n))
 
-        on_count = dc.message_count(user="on")
-        off_count = dc.message_count(user="off")
-        left = args.messages - DOWNLOADS * args.download_reps
-        after = {u: [] for u in pair}
-        for rep in range(3):
-            for user in pair:
-                after[user].append(listing_session(port, user, left))
+        # 3. the expiry run over every record
+        run_s = []
+        for _ in range(args.run_reps):
+            t0 = time.perf_counter()
+            res = dc.doveadm("dovekie", "retention", "run", "-u", "on")
+            run_s.append(time.perf_counter() - t0)
+            if res.returncode != 0:
+                raise RuntimeError(f"retention run: {res.stderr}")
+
+        # 4. QUIT after RETR + DELE of every message in one session
+        q = args.quit_messages
+        big = {}
+        if q > 0:
+            t0 = time.perf_counter()
+            for user in ("big_on", "big_off"):
+                fill(dc, user, q)
+            print(f"filled and indexed 2 x {q} messages in "
+                  f"{time.perf_counter() - t0:.1f}s", file=sys.stderr)
+            for user in ("big_on", "big_off"):
+                big[user] = big_quit(dc, port, user, q)
+                big[user]["listed_after"] = listed(port, user)
+            big_status = status_counts(dc, "big_on")
         errors = [m.group(0) for m in
-                  dc.find_log(r"^[^\n]*(?:Error|Panic|Fatal|Warning): [^\n]*$")]
+                  dc.find_log(r"^[^\n]*(?:Error|Panic|Fatal|Warning|killed)[: ][^\n]*$")]
     finally:
         dc.stop()
 
@@ -248,15 +364,25 @@ def main() -> int:
                 line += f" {fl:9.1f} {on / fl:7.3f}"
             print(line)
 
-    print(f"INBOX: {args.messages} messages of ~170 bytes (Maildir)")
-    report("listing session: login, STAT, UIDL, LIST, QUIT", listing,
+    print(f"INBOX: {n} messages of ~170 bytes (Maildir); default_vsz_limit = {vsz}")
+    print(f"\nrecords: RETR of every message, one session: off {record_ms['off']:.0f} ms, "
+          f"on {record_ms['on']:.0f} ms ({record_ms['on'] / record_ms['off']:.3f}x); "
+          f"on: {on_status}")
+    report(f"listing session with a download record on every message: "
+           f"login, STAT, UIDL, LIST, QUIT", listing,
            ["login", "stat", "uidl", "list", "quit", "session"])
-    report(f"download session: RETR+DELE {DOWNLOADS}, QUIT", downloads,
-           ["retr_dele", "quit", "session"])
-    report(f"listing session after the downloads ({DOWNLOADS * args.download_reps} "
-           f"retention records for on)", after, ["stat", "session"])
-    print(f"\nafter: IMAP sees on={on_count} off={off_count} messages; "
-          f"POP3 lists {left} for both")
+    med = statistics.median(run_s)
+    print(f"\nexpiry run over {n} records (doveadm process included): median "
+          f"{med * 1000:.0f} ms of {len(run_s)}, {n / med:,.0f} messages/s evaluated")
+    if big:
+        print(f"\nQUIT after RETR + DELE of {q} messages in one session")
+        print(f"{'user':8} {'RETR+DELE s':>11} {'QUIT ms':>8} {'closed ms':>9} "
+              f"{'peak RSS MiB':>12} {'listed after':>12}  reply")
+        for user, r in big.items():
+            print(f"{user:8} {r['fetch_ms'] / 1000:11.1f} {r['quit_ms']:8.0f} "
+                  f"{r['closed_ms']:9.0f} {r['peak_kib'] / 1024:12.1f} "
+                  f"{r['listed_after']:12}  {r['reply']}")
+        print(f"big_on: {big_status}")
     for line in errors[:5]:
         print(f"log: {line}")
     return 1 if errors else 0

@@ -30,7 +30,7 @@ enum dovekie_bridge_retention_reason {
    bridge checks that they equal DOVEKIE_RETENTION_PACKED_SIZE and
    DOVEKIE_RETENTION_TABLE_SIZE). */
 #define DOVEKIE_BRIDGE_RETENTION_PACKED_SIZE 24
-#define DOVEKIE_BRIDGE_RETENTION_TABLE_SIZE (8 + 64 * 65)
+#define DOVEKIE_BRIDGE_RETENTION_TABLE_SIZE (8 + 64 * 65 + 64 * 8)
 
 struct dovekie_bridge_retention_message {
 	uint32_t uid;

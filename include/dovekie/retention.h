@@ -34,7 +34,7 @@ typedef enum {
  * the bytes, and drops a message's record with the message (expunge,
  * UIDVALIDITY change; a copy gets no record). */
 #define DOVEKIE_RETENTION_PACKED_SIZE 24
-#define DOVEKIE_RETENTION_TABLE_SIZE (8 + 64 * 65)
+#define DOVEKIE_RETENTION_TABLE_SIZE (8 + 64 * 65 + 64 * 8)
 
 /* One INBOX message, as the host sees it. */
 typedef struct {

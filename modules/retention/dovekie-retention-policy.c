@@ -127,8 +127,8 @@ candidate_compare (gconstpointer a, gconstpointer b)
 void
 dovekie_retention_plan (const DovekieRetentionPolicy *policy,
                         const DovekieRetentionMessage *messages,
-                        const DovekieRetentionRecord *const *records, guint n,
-                        guint64 quota_used, guint64 quota_limit, gint64 now,
+                        const DovekieRetentionRecord *const *records,
+                        const gboolean *waiting, guint n, guint64 quota_used, guint64 quota_limit, gint64 now,
                         DovekieRetentionReason *reasons)
 {
   g_autoptr (GArray) candidates = NULL;
@@ -137,6 +137,8 @@ dovekie_retention_plan (const DovekieRetentionPolicy *policy,
   for (guint i = 0; i < n; i++)
     {
       reasons[i] = dovekie_retention_decide (policy, records[i], messages[i].saved, now);
+      if (waiting != NULL && waiting[i] && reasons[i] == DOVEKIE_RETENTION_EXPIRED)
+        reasons[i] = DOVEKIE_RETENTION_KEEP;
       if (reasons[i] != DOVEKIE_RETENTION_KEEP && messages[i].size > 0)
         used -= MIN (used, (guint64) messages[i].size);
     }
@@ -151,8 +153,10 @@ dovekie_retention_plan (const DovekieRetentionPolicy *policy,
   for (guint i = 0; i < n; i++)
     {
       Candidate c = { i, records[i] != NULL ? dovekie_retention_record_first_download (records[i]) : 0 };
-      /* Never one that no identity downloaded. */
-      if (reasons[i] == DOVEKIE_RETENTION_KEEP && c.first > 0)
+      /* Never one that no identity downloaded, nor one an active
+       * client still waits for. */
+      if (reasons[i] == DOVEKIE_RETENTION_KEEP && c.first > 0 &&
+          (waiting == NULL || !waiting[i]))
         g_array_append_val (candidates, c);
     }
   g_array_sort (candidates, candidate_compare);

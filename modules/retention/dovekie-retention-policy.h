@@ -76,10 +76,14 @@ DovekieRetentionReason dovekie_retention_decide (const DovekieRetentionPolicy *p
 /* The plan for a mailbox: reasons[i] for messages[i] with records[i]
  * (NULL = none). Then, if quota_percent and quota_limit are set and the
  * rest still uses more than quota_percent of quota_limit, the downloaded
- * messages are added oldest first download first, until it fits. */
+ * messages are added oldest first download first, until it fits.
+ * `waiting` (NULL: none) marks messages that a client active within the
+ * retention period has neither downloaded nor DELEd: neither the timer
+ * nor the quota rule takes them, only max_age. */
 void dovekie_retention_plan (const DovekieRetentionPolicy *policy,
                              const DovekieRetentionMessage *messages,
-                             const DovekieRetentionRecord *const *records, guint n,
+                             const DovekieRetentionRecord *const *records,
+                             const gboolean *waiting, guint n,
                              guint64 quota_used, guint64 quota_limit, gint64 now,
                              DovekieRetentionReason *reasons);
 

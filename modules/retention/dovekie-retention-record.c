@@ -230,7 +230,8 @@ put_le32 (guint8 *p, guint32 v)
 
 #define SLOT_SIZE (DOVEKIE_RETENTION_ID_MAX + 1)
 #define SLOTS_OFFSET 8
-G_STATIC_ASSERT (SLOTS_OFFSET + DOVEKIE_RETENTION_CLIENTS_MAX * SLOT_SIZE ==
+#define QUITS_OFFSET (SLOTS_OFFSET + DOVEKIE_RETENTION_CLIENTS_MAX * SLOT_SIZE)
+G_STATIC_ASSERT (QUITS_OFFSET + DOVEKIE_RETENTION_CLIENTS_MAX * 8 ==
                  DOVEKIE_RETENTION_TABLE_SIZE);
 G_STATIC_ASSERT (DOVEKIE_RETENTION_CLIENTS_MAX == 64);
 
@@ -264,12 +265,18 @@ dovekie_retention_table_parse (const guint8 *bytes, DovekieRetentionTable *table
           goto bad_slot;
       if (len == 0)
         {
+          if (get_le64 (bytes + QUITS_OFFSET + i * 8) != 0)
+            goto bad_slot;
           ended = TRUE;
           continue;
         }
       memcpy (id, slot, len + 1);
       if (ended || !dovekie_retention_id_valid (id) ||
           dovekie_retention_table_slot (table, id, FALSE) >= 0)
+        goto bad_slot;
+      table->last_quit[table->n_ids] = (gint64) get_le64 (bytes + QUITS_OFFSET + i * 8);
+      if (table->last_quit[table->n_ids] < 0 ||
+          table->last_quit[table->n_ids] > DOVEKIE_RETENTION_TIME_MAX)
         goto bad_slot;
       memcpy (table->ids[table->n_ids++], id, len + 1);
       continue;
@@ -295,7 +302,22 @@ dovekie_retention_table_format (const DovekieRetentionTable *table, guint8 *byte
   put_le32 (bytes, DOVEKIE_RETENTION_TABLE_VERSION);
   put_le32 (bytes + 4, table->flags);
   for (guint i = 0; i < table->n_ids; i++)
-    memcpy (bytes + SLOTS_OFFSET + i * SLOT_SIZE, table->ids[i], strlen (table->ids[i]));
+    {
+      memcpy (bytes + SLOTS_OFFSET + i * SLOT_SIZE, table->ids[i], strlen (table->ids[i]));
+      put_le64 (bytes + QUITS_OFFSET + i * 8,
+                (guint64) CLAMP (table->last_quit[i], 0, DOVEKIE_RETENTION_TIME_MAX));
+    }
+}
+
+guint64
+dovekie_retention_table_active (const DovekieRetentionTable *table, gint64 since)
+{
+  guint64 active = 0;
+
+  for (guint i = 0; i < table->n_ids; i++)
+    if (table->last_quit[i] > 0 && table->last_quit[i] >= since)
+      active |= G_GUINT64_CONSTANT (1) << i;
+  return active;
 }
 
 gint
@@ -307,6 +329,7 @@ dovekie_retention_table_slot (DovekieRetentionTable *table, const gchar *id, gbo
   if (!create || table->n_ids == DOVEKIE_RETENTION_CLIENTS_MAX || !dovekie_retention_id_valid (id))
     return -1;
   g_strlcpy (table->ids[table->n_ids], id, SLOT_SIZE);
+  table->last_quit[table->n_ids] = 0;
   return (gint) table->n_ids++;
 }
 

@@ -87,7 +87,10 @@ gboolean dovekie_retention_record_deleted (const DovekieRetentionRecord *record)
  *          every byte is 0)
  *   4..7   flags, little endian: bit 0 = the kv records were migrated
  *   then DOVEKIE_RETENTION_CLIENTS_MAX slots of DOVEKIE_RETENTION_ID_MAX + 1
- *   bytes: a client identity, NUL-padded; used slots first, then empty ones.
+ *   bytes: a client identity, NUL-padded; used slots first, then empty ones;
+ *   then DOVEKIE_RETENTION_CLIENTS_MAX times 8 bytes, little endian: the
+ *   last QUIT of the slot's identity, Unix seconds (0 for an empty slot
+ *   or one never seen since this field exists).
  *
  * Record, DOVEKIE_RETENTION_PACKED_SIZE bytes per message, all zero = none:
  *   0..7   first download by any identity, Unix seconds, little endian
@@ -105,6 +108,7 @@ typedef struct {
   guint32 flags;
   guint n_ids;
   gchar ids[DOVEKIE_RETENTION_CLIENTS_MAX][DOVEKIE_RETENTION_ID_MAX + 1];
+  gint64 last_quit[DOVEKIE_RETENTION_CLIENTS_MAX];
 } DovekieRetentionTable;
 
 /* Parses the table bytes. FALSE with `error` (DOVEKIE_ERROR_PROTOCOL) if
@@ -117,6 +121,10 @@ void dovekie_retention_table_format (const DovekieRetentionTable *table, guint8 
  * only when the table is full or `id` is not valid. */
 gint dovekie_retention_table_slot (DovekieRetentionTable *table, const gchar *id,
                                    gboolean create);
+
+/* The slots (bit i = slot i) whose identity ended a session with QUIT
+ * at or after `since`. */
+guint64 dovekie_retention_table_active (const DovekieRetentionTable *table, gint64 since);
 
 /* TRUE if every byte of a stored record is 0 (no record). */
 gboolean dovekie_retention_packed_empty (const guint8 *packed);

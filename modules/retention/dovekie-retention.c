@@ -353,6 +353,7 @@ service_pop3_quit (DovekieContext *ctx, DovekieRetentionStore *store,
   gboolean table_changed = FALSE;
   gint64 now = ctx->api->now (ctx);
   guint n_downloaded = 0, n_hidden = 0, n_expunged = 0;
+  gint slot;
   GHashTableIter iter;
   gpointer key, value;
 
@@ -438,6 +439,14 @@ service_pop3_quit (DovekieContext *ctx, DovekieRetentionStore *store,
       if (!store_put (store, &table, GPOINTER_TO_UINT (key), value, &table_changed, error))
         return FALSE;
     }
+  /* This identity is active: the plan keeps for it what it has not
+   * fetched yet. Without a free slot it has no records either. */
+  slot = dovekie_retention_table_slot (&table, r->identity, TRUE);
+  if (slot >= 0)
+    {
+      table.last_quit[slot] = MAX (now, 1);
+      table_changed = TRUE;
+    }
   if (table_changed)
     {
       guint8 bytes[DOVEKIE_RETENTION_TABLE_SIZE];
@@ -469,9 +478,12 @@ service_plan (DovekieContext *ctx, DovekieRetentionStore *store,
   g_autofree DovekieRetentionRecord *records = NULL;
   g_autofree const DovekieRetentionRecord **refs = NULL;
   g_autofree gboolean *corrupt = NULL;
+  g_autofree gboolean *waiting = NULL;
   DovekieRetentionTable table;
   guint n_restored = 0, n_corrupt = 0;
   gboolean ok = TRUE;
+  gint64 now = ctx->api->now (ctx);
+  guint64 active;
 
   g_hash_table_remove_all (r->approved);
   if (summary != NULL)
@@ -481,6 +493,9 @@ service_plan (DovekieContext *ctx, DovekieRetentionStore *store,
   records = g_new0 (DovekieRetentionRecord, MAX (n, 1));
   refs = g_new0 (const DovekieRetentionRecord *, MAX (n, 1));
   corrupt = g_new0 (gboolean, MAX (n, 1));
+  waiting = g_new0 (gboolean, MAX (n, 1));
+  /* Clients that ended a session within the retention period. */
+  active = r->policy.keep > 0 ? dovekie_retention_table_active (&table, now - r->policy.keep) : 0;
   for (guint i = 0; i < n && ok; i++)
     {
       g_autoptr (GError) local = NULL;
@@ -519,6 +534,8 @@ service_plan (DovekieContext *ctx, DovekieRetentionStore *store,
       if (messages[i].hidden && !deleted)
         g_array_append_val (unhide_uids, messages[i].uid);
       refs[i] = &records[i];
+      waiting[i] = (active & ~(dovekie_retention_packed_downloaded (messages[i].packed) |
+                               dovekie_retention_packed_deleted (messages[i].packed))) != 0;
       if (summary != NULL)
         {
           summary->records++;
@@ -529,8 +546,8 @@ service_plan (DovekieContext *ctx, DovekieRetentionStore *store,
         }
     }
   if (ok)
-    dovekie_retention_plan (&r->policy, messages, refs, n, quota_used, quota_limit,
-                            ctx->api->now (ctx), reasons);
+    dovekie_retention_plan (&r->policy, messages, refs, waiting, n, quota_used, quota_limit,
+                            now, reasons);
   for (guint i = 0; i < n; i++)
     {
       dovekie_retention_record_clear (&records[i]);

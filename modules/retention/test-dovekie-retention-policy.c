@@ -214,20 +214,20 @@ START_TEST (test_plan_quota)
   ck_assert (dovekie_retention_record_parse ("1 *:200:-", 9, &r3, NULL));
   p.quota_percent = 50;
   /* 1600 used of 2000: must get to 1000 -> two go, oldest first (2, 4). */
-  dovekie_retention_plan (&p, msgs, recs, 4, 1600, 2000, T0, reasons);
+  dovekie_retention_plan (&p, msgs, recs, NULL, 4, 1600, 2000, T0, reasons);
   ck_assert_int_eq (reasons[0], DOVEKIE_RETENTION_KEEP);
   ck_assert_int_eq (reasons[1], DOVEKIE_RETENTION_QUOTA);
   ck_assert_int_eq (reasons[2], DOVEKIE_RETENTION_KEEP);
   ck_assert_int_eq (reasons[3], DOVEKIE_RETENTION_QUOTA);
   /* Far over: every downloaded one goes, the undownloaded one stays. */
-  dovekie_retention_plan (&p, msgs, recs, 4, 1900, 200, T0, reasons);
+  dovekie_retention_plan (&p, msgs, recs, NULL, 4, 1900, 200, T0, reasons);
   ck_assert_int_eq (reasons[2], DOVEKIE_RETENTION_KEEP);
   ck_assert_int_eq (reasons[0], DOVEKIE_RETENTION_QUOTA);
   /* Under the threshold, or no limit known: nothing. */
-  dovekie_retention_plan (&p, msgs, recs, 4, 900, 2000, T0, reasons);
+  dovekie_retention_plan (&p, msgs, recs, NULL, 4, 900, 2000, T0, reasons);
   for (guint i = 0; i < 4; i++)
     ck_assert_int_eq (reasons[i], DOVEKIE_RETENTION_KEEP);
-  dovekie_retention_plan (&p, msgs, recs, 4, 1900, 0, T0, reasons);
+  dovekie_retention_plan (&p, msgs, recs, NULL, 4, 1900, 0, T0, reasons);
   for (guint i = 0; i < 4; i++)
     ck_assert_int_eq (reasons[i], DOVEKIE_RETENTION_KEEP);
 }

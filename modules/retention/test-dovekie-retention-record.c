@@ -234,11 +234,16 @@ START_TEST (test_table_parse_and_format)
   ck_assert_int_eq (dovekie_retention_table_slot (&table, "phone", FALSE), -1);
   ck_assert_int_eq (dovekie_retention_table_slot (&table, "bad id", TRUE), -1);
   table.flags = DOVEKIE_RETENTION_TABLE_MIGRATED;
+  table.last_quit[1] = 1700000000;
+  ck_assert_uint_eq (dovekie_retention_table_active (&table, 1700000000), 0x2);
+  ck_assert_uint_eq (dovekie_retention_table_active (&table, 1700000001), 0);
   dovekie_retention_table_format (&table, bytes);
   ck_assert (dovekie_retention_table_migrated (bytes));
   ck_assert (dovekie_retention_table_parse (bytes, &table, NULL));
   ck_assert_uint_eq (table.n_ids, 2);
   ck_assert_str_eq (table.ids[1], "laptop");
+  ck_assert_int_eq (table.last_quit[1], 1700000000);
+  ck_assert_int_eq (table.last_quit[0], 0);
   dovekie_retention_table_format (&table, again);
   ck_assert (memcmp (bytes, again, sizeof (bytes)) == 0);
 
@@ -269,6 +274,9 @@ START_TEST (test_table_parse_and_format)
   ck_assert (!dovekie_retention_table_parse (again, &table, NULL));
   memcpy (again, bytes, sizeof (bytes));
   memset (again + 8 + 2 * 65, 'a', 65); /* no NUL */
+  ck_assert (!dovekie_retention_table_parse (again, &table, NULL));
+  memcpy (again, bytes, sizeof (bytes));
+  again[DOVEKIE_RETENTION_TABLE_SIZE - 1] = 1; /* a QUIT time of an empty slot */
   ck_assert (!dovekie_retention_table_parse (again, &table, NULL));
   memset (again, 0, sizeof (again));
   again[100] = 1; /* version 0 with data */

@@ -543,6 +543,57 @@ START_TEST (test_per_client_views)
 }
 END_TEST
 
+/* Issue 17: expiry never removes a message that a client active within
+ * the retention period has not downloaded (nor DELEd) yet; once that
+ * client has been away longer than the period, the timer applies. */
+START_TEST (test_active_client_keeps_what_it_waits_for)
+{
+  DovekieContext *ctx;
+  g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autoptr (GArray) unhide = g_array_new (FALSE, FALSE, sizeof (guint32));
+  const guint32 one[] = { 1 }, two[] = { 2 };
+  DovekieRetentionMessage msgs[] = { { 1, T0, 10, FALSE, { 0 } }, { 2, T0, 10, FALSE, { 0 } } };
+  DovekieRetentionReason reasons[2];
+  DovekieRetentionTable table;
+
+  set ("dovekie_retention_days", "7");
+  set ("dovekie_retention_view", "per-client");
+  set ("dovekie_retention_quota_percent", "50");
+  ctx = session_new ("alice#laptop");
+  quit (ctx, one, 1, one, 1, hide);       /* laptop: RETR + DELE 1 at T0 */
+  session_free (ctx);
+  host.now = T0 + 5 * DAY;
+  ctx = session_new ("alice#desktop");
+  quit (ctx, two, 1, two, 1, hide);       /* desktop polls, takes only 2 */
+  session_free (ctx);
+  ck_assert (dovekie_retention_table_parse (table_bytes, &table, NULL));
+  ck_assert_int_eq (table.last_quit[dovekie_retention_table_slot (&table, "desktop", FALSE)],
+                    T0 + 5 * DAY);
+
+  /* Day 8: 1 is due for laptop, but desktop (active) has not fetched it. */
+  host.now = T0 + 8 * DAY;
+  ctx = session_new ("");
+  ck_assert (plan (ctx, msgs, 2, 0, 0, reasons, unhide, NULL, NULL));
+  ck_assert_int_eq (reasons[0], DOVEKIE_RETENTION_KEEP);
+  ck_assert_int_eq (reasons[1], DOVEKIE_RETENTION_KEEP); /* 2: 7 days from day 5 */
+  /* Nor does the quota rule take it. */
+  ck_assert (plan (ctx, msgs, 2, 2000, 1000, reasons, unhide, NULL, NULL));
+  ck_assert_int_eq (reasons[0], DOVEKIE_RETENTION_KEEP);
+  svc->done (ctx, NULL, 0);
+  session_free (ctx);
+
+  /* Day 13: desktop's last QUIT (day 5) is more than 7 days ago. Laptop's
+   * (day 0) too; 2 was fetched by desktop, laptop is not active. */
+  host.now = T0 + 13 * DAY;
+  ctx = session_new ("");
+  ck_assert (plan (ctx, msgs, 2, 0, 0, reasons, unhide, NULL, NULL));
+  ck_assert_int_eq (reasons[0], DOVEKIE_RETENTION_EXPIRED);
+  ck_assert_int_eq (reasons[1], DOVEKIE_RETENTION_EXPIRED);
+  svc->done (ctx, NULL, 0);
+  session_free (ctx);
+}
+END_TEST
+
 /* Issue 17: a client name that is not valid is refused (login_error), never
  * merged into the shared identity; IMAP and doveadm still load the module. */
 START_TEST (test_invalid_client_name_is_refused)
@@ -845,18 +896,28 @@ END_TEST
 /* ---- property test ----
  *
  * A simulated host runs random steps over one INBOX: POP3 sessions of
- * random clients that RETR and DELE random messages and end with QUIT or
- * drop; IMAP keyword removals and expunges; clock steps; expiry runs. It
- * tracks the truth independently of the module (what each identity really
- * downloaded, at QUIT) and checks after every step:
+ * clients that poll at different rates, RETR and DELE random messages and
+ * end with QUIT or drop (a killed process: every session is a new module
+ * context, so each one is also a restart); IMAP keyword removals and
+ * additions, expunges, and MOVEs out of INBOX and back (a new UID without
+ * a record, the keyword kept, as Dovecot does); clock steps; expiry runs.
+ * It tracks the truth independently of the module (what each identity
+ * really downloaded, at QUIT, and when it last said QUIT) and checks after
+ * every step:
  *   - no message is expunged by the policy before `days` after its first
- *     real download, and none that no one really downloaded;
+ *     real download, none that no one really downloaded, none no one DELEd;
+ *   - none that an identity active within `days` (a QUIT since) has
+ *     neither downloaded nor DELEd (issue 17);
  *   - a POP3 DELE never expunges (dele=hide, days > 0);
  *   - per-client: each identity sees exactly the messages it has not
  *     downloaded or DELEd (shared: those without the hide keyword);
  *   - a message whose keyword the user removed is new for POP3: it expires
  *     only after a new download and DELE (issue 17);
- *   - the plan never unhides a message that a DELE hid.
+ *   - the plan never unhides a message that a DELE hid, and after every
+ *     expiry run no message carries the keyword without a DELE (nothing is
+ *     hidden for ever);
+ *   - nothing is lost for IMAP: a message leaves INBOX only by the user's
+ *     own expunge or MOVE, or by a plan that the checks above allow.
  */
 
 #define SIM_MESSAGES 24
@@ -865,6 +926,7 @@ END_TEST
 typedef struct {
   gboolean exists;
   gboolean keyword;
+  gboolean ever_deleted;            /* some DELE+QUIT, ever (not reset by a restore) */
   gint64 saved;
   gint64 first_download;            /* truth: first RETR+QUIT by anyone */
   gboolean deleted_by_any;          /* truth: some DELE+QUIT */
@@ -872,6 +934,23 @@ typedef struct {
 } SimMessage;
 
 static const gchar *const sim_logins[] = { "alice", "alice#laptop", "alice#desktop", "alice#phone" };
+/* How often each login polls, relative to the others: out of 10. */
+static const gint sim_weights[] = { 4, 3, 2, 1 };
+static GHashTable *sim_last_quit; /* identity -> gint64* */
+
+static const gchar *
+sim_pick_login (GRand *rand)
+{
+  gint k = g_rand_int_range (rand, 0, 10);
+
+  for (guint i = 0; i < G_N_ELEMENTS (sim_logins); i++)
+    {
+      if (k < sim_weights[i])
+        return sim_logins[i];
+      k -= sim_weights[i];
+    }
+  g_assert_not_reached ();
+}
 
 static const gchar *
 sim_identity (const gchar *login, gboolean per_client)
@@ -888,6 +967,8 @@ sim_expire (DovekieContext *ctx, SimMessage *box, guint n, gboolean pop3)
   g_autoptr (GArray) unhide = g_array_new (FALSE, FALSE, sizeof (guint32));
   guint32 uids[SIM_MESSAGES], gone[SIM_MESSAGES];
   guint count = 0, n_gone = 0;
+  GHashTableIter iter;
+  gpointer id, last;
 
   for (guint i = 0; i < n; i++)
     if (box[i].exists)
@@ -896,8 +977,6 @@ sim_expire (DovekieContext *ctx, SimMessage *box, guint n, gboolean pop3)
         uids[count++] = i + 1;
       }
   ck_assert (plan (ctx, msgs, count, 0, 0, reasons, unhide, NULL, NULL));
-  /* Nothing here moves messages, so every keyword has its DELE. */
-  ck_assert_uint_eq (unhide->len, 0);
   for (guint k = 0; k < count; k++)
     {
       SimMessage *m = &box[uids[k] - 1];
@@ -909,6 +988,12 @@ sim_expire (DovekieContext *ctx, SimMessage *box, guint n, gboolean pop3)
                      "uid %u expunged %" G_GINT64_FORMAT "s early", uids[k],
                      m->first_download + SIM_DAYS * DAY - host.now);
       ck_assert_msg (m->deleted_by_any, "uid %u expunged but never DELEd", uids[k]);
+      g_hash_table_iter_init (&iter, sim_last_quit);
+      while (g_hash_table_iter_next (&iter, &id, &last))
+        ck_assert_msg (*(gint64 *) last < host.now - SIM_DAYS * DAY ||
+                       g_hash_table_contains (m->seen_by, id),
+                       "uid %u expunged, but %s (active) never fetched it", uids[k],
+                       (const gchar *) id);
       ck_assert_int_eq (dovekie_module.expunge (ctx, &info, pop3), DOVEKIE_EXPUNGE_ALLOW);
       m->exists = FALSE;
       /* The index drops the record with the message. */
@@ -916,6 +1001,18 @@ sim_expire (DovekieContext *ctx, SimMessage *box, guint n, gboolean pop3)
       gone[n_gone++] = uids[k];
     }
   svc->done (ctx, gone, n_gone);
+  /* The host removes the keyword from what the plan unhides: never a
+   * message that a DELE hid. */
+  for (guint k = 0; k < unhide->len; k++)
+    {
+      SimMessage *m = &box[g_array_index (unhide, guint32, k) - 1];
+      ck_assert_msg (m->keyword && !m->deleted_by_any, "uid %u unhidden after its DELE",
+                     g_array_index (unhide, guint32, k));
+      m->keyword = FALSE;
+    }
+  for (guint i = 0; i < n; i++)
+    ck_assert_msg (!box[i].exists || !box[i].keyword || box[i].deleted_by_any,
+                   "uid %u hidden without a DELE after a run", i + 1);
 }
 
 static void
@@ -929,6 +1026,7 @@ sim_run (guint32 seed, gboolean per_client)
   set ("dovekie_retention_view", per_client ? "per-client" : "shared");
   for (guint i = 0; i < SIM_MESSAGES; i++)
     box[i].seen_by = g_hash_table_new (g_str_hash, g_str_equal);
+  sim_last_quit = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
 
   for (guint step = 0; step < 300; step++)
     {
@@ -942,7 +1040,7 @@ sim_run (guint32 seed, gboolean per_client)
         }
       else if (what < 65)
         {
-          const gchar *login = sim_logins[g_rand_int_range (rand, 0, G_N_ELEMENTS (sim_logins))];
+          const gchar *login = sim_pick_login (rand);
           const gchar *id = sim_identity (login, per_client);
           DovekieContext *ctx = session_new (login);
           guint32 retr[SIM_MESSAGES], del[SIM_MESSAGES];
@@ -955,10 +1053,12 @@ sim_run (guint32 seed, gboolean per_client)
               gboolean visible;
               if (!box[i].exists)
                 continue;
-              /* What the host lists: the keyword filter, then the module. */
-              visible = !(box[i].keyword && !per_client) && !hidden (ctx, i + 1);
+              /* What the host lists: the keyword filter (the session's
+               * pop3_deleted_flag, in both views), then the module. */
+              visible = !box[i].keyword && !hidden (ctx, i + 1);
               if (per_client)
-                ck_assert_msg (visible == !g_hash_table_contains (box[i].seen_by, id),
+                ck_assert_msg (visible == (!box[i].keyword &&
+                                           !g_hash_table_contains (box[i].seen_by, id)),
                                "seed %u step %u: uid %u visibility for %s", seed, step, i + 1, id);
               else
                 ck_assert (visible == !box[i].keyword);
@@ -988,8 +1088,10 @@ sim_run (guint32 seed, gboolean per_client)
               for (guint k = 0; k < n_del; k++)
                 {
                   box[del[k] - 1].deleted_by_any = TRUE;
+                  box[del[k] - 1].ever_deleted = TRUE;
                   g_hash_table_add (box[del[k] - 1].seen_by, (gpointer) id);
                 }
+              g_hash_table_insert (sim_last_quit, (gpointer) id, g_memdup2 (&host.now, sizeof (gint64)));
               for (guint k = 0; k < hide->len; k++)
                 box[g_array_index (hide, guint32, k) - 1].keyword = TRUE;
               if (expire_at_quit (ctx))
@@ -1000,9 +1102,11 @@ sim_run (guint32 seed, gboolean per_client)
       else if (what < 72 && n > 0)
         {
           /* IMAP: the user removes the keyword (the message comes back to
-           * POP3 in the shared view) or expunges the message. */
+           * POP3 in the shared view), sets it by hand, or expunges the
+           * message. */
           SimMessage *m = &box[g_rand_int_range (rand, 0, n)];
-          if (g_rand_boolean (rand))
+          gint action = g_rand_int_range (rand, 0, 3);
+          if (action == 0)
             {
               /* The user's restore wins: the message is new for POP3,
                * with no download and no DELE on record. */
@@ -1014,6 +1118,13 @@ sim_run (guint32 seed, gboolean per_client)
                 }
               m->keyword = FALSE;
             }
+          else if (action == 1)
+            {
+              /* By hand, on a message POP3 never touched: the next run
+               * takes it off again. */
+              if (!m->ever_deleted && g_hash_table_size (m->seen_by) == 0)
+                m->keyword = TRUE;
+            }
           else if (m->exists)
             {
               DovekieContext *ctx = session_new ("alice");
@@ -1022,6 +1133,26 @@ sim_run (guint32 seed, gboolean per_client)
               m->exists = FALSE;
               g_hash_table_remove (records, GUINT_TO_POINTER (info.uid));
               session_free (ctx);
+            }
+        }
+      else if (what < 76 && n > 0 && n < SIM_MESSAGES)
+        {
+          /* IMAP MOVE out of INBOX and back: a new UID, the keywords kept,
+           * no record (Dovecot copies no index extension record). It is a
+           * new message for POP3. */
+          SimMessage *m = &box[g_rand_int_range (rand, 0, n)];
+          if (m->exists)
+            {
+              DovekieContext *ctx = session_new ("alice");
+              DovekieMessageInfo info = inbox ((guint32) (m - box) + 1);
+              ck_assert_int_eq (dovekie_module.expunge (ctx, &info, FALSE), DOVEKIE_EXPUNGE_ALLOW);
+              session_free (ctx);
+              m->exists = FALSE;
+              g_hash_table_remove (records, GUINT_TO_POINTER (info.uid));
+              box[n].exists = TRUE;
+              box[n].keyword = m->keyword;
+              box[n].saved = m->saved;
+              n++;
             }
         }
       else if (what < 92)
@@ -1035,6 +1166,7 @@ sim_run (guint32 seed, gboolean per_client)
     }
   for (guint i = 0; i < SIM_MESSAGES; i++)
     g_hash_table_unref (box[i].seen_by);
+  g_clear_pointer (&sim_last_quit, g_hash_table_unref);
   g_rand_free (rand);
 }
 
@@ -1070,6 +1202,7 @@ retention_suite (void)
   tcase_add_checked_fixture (tc, setup, teardown);
   tcase_add_test (tc, test_quit_records_downloads_and_dele);
   tcase_add_test (tc, test_per_client_views);
+  tcase_add_test (tc, test_active_client_keeps_what_it_waits_for);
   tcase_add_test (tc, test_invalid_client_name_is_refused);
   tcase_add_test (tc, test_dele_ignored);
   tcase_add_test (tc, test_restored_message_does_not_expire);
