@@ -182,6 +182,7 @@ int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bo
 	t = mailbox_transaction_begin(box, 0, "dovekie retention expire");
 	dovekie_retention_index_init(&idx, t);
 	if (retention_list(box, t, keyword, idx.ext_id, &messages, error_r) < 0) {
+		dovekie_retention_index_deinit(&idx);
 		mailbox_transaction_rollback(&t);
 		array_free(&messages);
 		array_free(&gone);
@@ -191,9 +192,11 @@ int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bo
 	reasons = i_new(enum dovekie_bridge_retention_reason, count + 1);
 	unhide = i_new(uint32_t, count + 1);
 	retention_quota(duser, box, &quota_used, &quota_limit);
-	if (dovekie_bridge_retention_plan(bridge, &idx.store, msgs, count, quota_used,
-					  quota_limit, reasons, unhide, &n_unhide,
-					  summary_r, error) < 0) {
+	ret = dovekie_bridge_retention_plan(bridge, &idx.store, msgs, count, quota_used,
+					    quota_limit, reasons, unhide, &n_unhide,
+					    summary_r, error);
+	dovekie_retention_index_deinit(&idx);
+	if (ret < 0) {
 		*error_r = t_strdup(error);
 		mailbox_transaction_rollback(&t);
 		i_free(reasons);

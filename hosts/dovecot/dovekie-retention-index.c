@@ -50,6 +50,9 @@ void dovekie_retention_index_record(struct mail_index_view *view, uint32_t seq,
 		memcpy(packed, data, DOVEKIE_BRIDGE_RETENTION_PACKED_SIZE);
 }
 
+/* Reads from the index as it is now, not as the transaction's view saw
+   it when it began (pop3's is as old as the session): another session's
+   records of the same messages and new client slots are not undone. */
 static int
 index_get(struct dovekie_bridge_retention_store *store, uint32_t uid,
 	  unsigned char *packed, const char **error_r ATTR_UNUSED)
@@ -58,11 +61,11 @@ index_get(struct dovekie_bridge_retention_store *store, uint32_t uid,
 		container_of(store, struct dovekie_retention_index, store);
 	uint32_t seq;
 
-	if (!mail_index_lookup_seq(idx->t->view, uid, &seq)) {
+	if (!mail_index_lookup_seq(idx->fresh, uid, &seq)) {
 		memset(packed, 0, DOVEKIE_BRIDGE_RETENTION_PACKED_SIZE);
 		return 0;
 	}
-	dovekie_retention_index_record(idx->t->view, seq, idx->ext_id, packed);
+	dovekie_retention_index_record(idx->fresh, seq, idx->ext_id, packed);
 	return 0;
 }
 
@@ -80,16 +83,30 @@ index_put(struct dovekie_bridge_retention_store *store, uint32_t uid,
 	return 0;
 }
 
+/* Writes only the 4-byte words that changed (a slot's name, its last
+   QUIT): two sessions that commit near each other do not undo each
+   other's slots. Whole words: Dovecot 2.3's log writer puts several
+   header ranges of one transaction back to back, while its reader
+   expects each to be padded to 4 bytes ("ext hdr update: invalid record
+   size"); ranges of whole words need no padding. */
 static int
 index_put_table(struct dovekie_bridge_retention_store *store,
 		const unsigned char *table, const char **error_r ATTR_UNUSED)
 {
 	struct dovekie_retention_index *idx =
 		container_of(store, struct dovekie_retention_index, store);
+	size_t i = 0, start, size = sizeof(idx->table);
 
-	memcpy(idx->table, table, sizeof(idx->table));
-	mail_index_update_header_ext(idx->t->itrans, idx->ext_id, 0,
-				     idx->table, sizeof(idx->table));
+	while (i < size) {
+		if (memcmp(table + i, idx->table + i, 4) == 0) {
+			i += 4;
+			continue;
+		}
+		for (start = i; i < size && memcmp(table + i, idx->table + i, 4) != 0; i += 4) ;
+		mail_index_update_header_ext(idx->t->itrans, idx->ext_id, start,
+					     table + start, i - start);
+	}
+	memcpy(idx->table, table, size);
 	return 0;
 }
 
@@ -99,11 +116,20 @@ void dovekie_retention_index_init(struct dovekie_retention_index *idx,
 	i_zero(idx);
 	idx->t = t;
 	idx->ext_id = dovekie_retention_ext_id(t->box);
-	dovekie_retention_index_table(t->view, idx->ext_id, idx->table);
+	/* A failed refresh leaves the last map: as fresh as it gets. */
+	(void)mail_index_refresh(t->box->index);
+	idx->fresh = mail_index_view_open(t->box->index);
+	dovekie_retention_index_table(idx->fresh, idx->ext_id, idx->table);
 	idx->store.table = idx->table;
 	idx->store.get = index_get;
 	idx->store.put = index_put;
 	idx->store.put_table = index_put_table;
+}
+
+void dovekie_retention_index_deinit(struct dovekie_retention_index *idx)
+{
+	if (idx->fresh != NULL)
+		mail_index_view_close(&idx->fresh);
 }
 
 int dovekie_retention_index_check(struct mailbox *box, const char **error_r)
@@ -128,6 +154,7 @@ int dovekie_retention_migrate(struct dovekie_user *duser, struct mailbox *box,
 	char error[DOVEKIE_BRIDGE_REASON_MAX];
 	unsigned int moved;
 	const char *ignored;
+	int ret;
 
 	/* Without an attribute dict there never were kv records. */
 	if (set->mail_attribute_dict[0] == '\0' ||
@@ -148,7 +175,9 @@ int dovekie_retention_migrate(struct dovekie_user *duser, struct mailbox *box,
 		return -1;
 	t = mailbox_transaction_begin(box, 0, "dovekie retention migrate");
 	dovekie_retention_index_init(&idx, t);
-	if (dovekie_bridge_retention_migrate(duser->bridge, &idx.store, &moved, error) < 0) {
+	ret = dovekie_bridge_retention_migrate(duser->bridge, &idx.store, &moved, error);
+	dovekie_retention_index_deinit(&idx);
+	if (ret < 0) {
 		mailbox_transaction_rollback(&t);
 		(void)dovekie_kv_batch_end(duser, FALSE, &ignored);
 		*error_r = t_strdup(error);

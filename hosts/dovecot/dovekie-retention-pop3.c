@@ -381,6 +381,7 @@ retention_record_quit(struct dovekie_retention_client *rclient,
 	unsigned int n_down;
 	struct dovekie_retention_index idx;
 	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	int ret;
 
 	uids = array_get(&rclient->listing, &count);
 	count = I_MIN(count, client->messages_count);
@@ -404,8 +405,10 @@ retention_record_quit(struct dovekie_retention_client *rclient,
 	/* The records go into pop3's own transaction: committed with its
 	   \Seen flags, keywords and expunges, all or nothing. */
 	dovekie_retention_index_init(&idx, t);
-	if (dovekie_bridge_retention_pop3_quit(bridge, &idx.store, retr, n_retr,
-					       del, n_del, hide, &n_hide, error) < 0) {
+	ret = dovekie_bridge_retention_pop3_quit(bridge, &idx.store, retr, n_retr,
+						 del, n_del, hide, &n_hide, error);
+	dovekie_retention_index_deinit(&idx);
+	if (ret < 0) {
 		*error_r = t_strdup(error);
 		return -1;
 	}

@@ -124,12 +124,17 @@ void dovekie_retention_refuse_login(struct dovekie_user *duser);
    A store over transaction t (on an opened box): */
 struct dovekie_retention_index {
 	struct dovekie_bridge_retention_store store;
+	/* puts go here */
 	struct mailbox_transaction_context *t;
+	/* gets read here: the index as it was at init */
+	struct mail_index_view *fresh;
 	uint32_t ext_id;
 	unsigned char table[DOVEKIE_BRIDGE_RETENTION_TABLE_SIZE];
 };
 void dovekie_retention_index_init(struct dovekie_retention_index *idx,
 				  struct mailbox_transaction_context *t);
+/* Before t is committed or rolled back. */
+void dovekie_retention_index_deinit(struct dovekie_retention_index *idx);
 /* The extension's id in box's index (registered on first use). */
 uint32_t dovekie_retention_ext_id(struct mailbox *box);
 /* The table in view (zero when there is none) */
