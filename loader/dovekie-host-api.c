@@ -147,6 +147,19 @@ api_kv_set (DovekieContext *ctx, const gchar *key, const gchar *value, GError **
 }
 
 static gboolean
+api_kv_defer (DovekieContext *ctx, const gchar *key, const gchar *value, GError **error)
+{
+  LoadedModule *lm = loaded_from_ctx (ctx);
+  const DovekieHost *host = &lm->loader->host;
+
+  if (!kv_valid (key, value, error) || !kv_supported (lm, host->kv_set != NULL, error))
+    return FALSE;
+  if (host->kv_defer == NULL)
+    return host->kv_set (host->data, lm->module->name, key, value, error);
+  return host->kv_defer (host->data, lm->module->name, key, value, error);
+}
+
+static gboolean
 api_kv_foreach (DovekieContext *ctx, const gchar *prefix, DovekieKvFunc func, gpointer data,
                 GError **error)
 {
@@ -208,6 +221,7 @@ const DovekieHostApi dovekie_host_api = {
   .kv_get = api_kv_get,
   .kv_set = api_kv_set,
   .kv_foreach = api_kv_foreach,
+  .kv_defer = api_kv_defer,
   .emit = api_emit,
 };
 

@@ -44,7 +44,7 @@ new_loader (const gchar *first_key, ...)
   g_autoptr (GHashTable) view = g_hash_table_new (g_str_hash, g_str_equal);
   DovekieHost h = { test_host_log, test_host_now, &host,
                     test_host_kv_get, test_host_kv_set, test_host_kv_foreach,
-                    test_host_emit };
+                    test_host_emit, NULL };
   va_list args;
 
   va_start (args, first_key);
@@ -260,7 +260,7 @@ START_TEST (test_global_only_from_userdb)
     {
       g_autoptr (GHashTable) view = g_hash_table_new (g_str_hash, g_str_equal);
       const gchar *const user_keys[] = { keys[i], NULL };
-      DovekieHost h = { test_host_log, test_host_now, &host, NULL, NULL, NULL, NULL };
+      DovekieHost h = { test_host_log, test_host_now, &host, NULL, NULL, NULL, NULL, NULL };
       const gchar *reason = NULL;
 
       g_hash_table_insert (view, (gpointer) "dovekie_modules", (gpointer) "good second");
@@ -285,7 +285,7 @@ START_TEST (test_bad_value_from_userdb)
 {
   g_autoptr (GHashTable) view = g_hash_table_new (g_str_hash, g_str_equal);
   const gchar *const user_keys[] = { "dovekie_good_count", NULL };
-  DovekieHost h = { test_host_log, test_host_now, &host, NULL, NULL, NULL, NULL };
+  DovekieHost h = { test_host_log, test_host_now, &host, NULL, NULL, NULL, NULL, NULL };
 
   g_hash_table_insert (view, (gpointer) "dovekie_modules", (gpointer) "good");
   g_hash_table_insert (view, (gpointer) "dovekie_good_count", (gpointer) "30MB");

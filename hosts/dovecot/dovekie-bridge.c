@@ -71,6 +71,22 @@ bridge_kv_set (gpointer data, const gchar *module, const gchar *key, const gchar
   return TRUE;
 }
 
+static gboolean
+bridge_kv_defer (gpointer data, const gchar *module, const gchar *key, const gchar *value,
+                 GError **error)
+{
+  struct dovekie_bridge *bridge = data;
+  const char *reason = NULL;
+
+  if (bridge->host.kv_defer (bridge->host.context, module, key, value, &reason) < 0)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_UNAVAILABLE, "writing state %s: %s",
+                   key, reason != NULL ? reason : "unknown error");
+      return FALSE;
+    }
+  return TRUE;
+}
+
 typedef struct {
   DovekieKvFunc func;
   gpointer data;
@@ -155,7 +171,7 @@ dovekie_bridge_create (const char *const *settings, const char *const *user_keys
 {
   struct dovekie_bridge *bridge = g_new0 (struct dovekie_bridge, 1);
   g_autoptr (GHashTable) view = g_hash_table_new (g_str_hash, g_str_equal);
-  DovekieHost loader_host = { bridge_log, bridge_now, bridge, NULL, NULL, NULL, NULL };
+  DovekieHost loader_host = { bridge_log, bridge_now, bridge, NULL, NULL, NULL, NULL, NULL };
 
   bridge->host = *host;
   if (host->kv_get != NULL && host->kv_set != NULL && host->kv_iter != NULL)
@@ -163,6 +179,8 @@ dovekie_bridge_create (const char *const *settings, const char *const *user_keys
       loader_host.kv_get = bridge_kv_get;
       loader_host.kv_set = bridge_kv_set;
       loader_host.kv_foreach = bridge_kv_foreach;
+      if (host->kv_defer != NULL)
+        loader_host.kv_defer = bridge_kv_defer;
     }
   if (host->emit != NULL)
     loader_host.emit = bridge_emit;

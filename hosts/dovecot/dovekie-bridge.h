@@ -71,6 +71,10 @@ struct dovekie_bridge_host {
 	   checked by the loader. May be NULL. */
 	void (*emit)(void *context, const char *module, const char *name,
 		     const char *const *fields);
+	/* kv_set that may be held and committed with later writes (see
+	   DovekieHostApi.kv_defer); kv_get sees it. May be NULL: kv_set. */
+	int (*kv_defer)(void *context, const char *module, const char *key,
+			const char *value, const char **error_r);
 };
 
 /* A message's bytes. read() returns bytes read, 0 at the end, or -1 with

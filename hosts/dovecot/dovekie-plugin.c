@@ -116,6 +116,8 @@ static void dovekie_user_deinit_pre(struct mail_user *user)
 	/* The fts backend holds module objects: close them first. */
 	dovekie_fts_user_release(user);
 	dovekie_bridge_destroy(&duser->bridge);
+	/* The modules are gone: what they held back is committed now. */
+	dovekie_kv_flush(duser);
 	dovekie_kv_deinit(duser);
 	duser->module_ctx.super.deinit_pre(user);
 }
@@ -130,6 +132,7 @@ static void dovekie_user_deinit(struct mail_user *user)
 	/* Normally done by deinit_pre already; this covers users that were
 	   never fully initialized. */
 	dovekie_bridge_destroy(&duser->bridge);
+	dovekie_kv_flush(duser);
 	dovekie_kv_deinit(duser);
 	iter = hash_table_iterate_init(duser->module_events);
 	while (hash_table_iterate(iter, duser->module_events, &name, &event))
@@ -241,6 +244,7 @@ static void dovekie_mail_user_created(struct mail_user *user)
 	host.kv_get = dovekie_kv_get;
 	host.kv_set = dovekie_kv_set;
 	host.kv_iter = dovekie_kv_iter;
+	host.kv_defer = dovekie_kv_defer;
 	host.emit = dovekie_host_emit;
 	T_BEGIN {
 		duser->bridge = dovekie_bridge_create(dovekie_user_settings(user),

@@ -24,7 +24,10 @@ struct dovekie_user {
 	/* A kv batch (dovekie_kv_batch_begin): kv_box stays open and every
 	   set goes into this one transaction. */
 	struct mailbox_transaction_context *kv_batch;
-	/* kv_box is the POP3 session's own INBOX, not ours to free. */
+	/* Writes kv_defer holds back (full attribute key -> value, "" for
+	   a delete), committed together by dovekie_kv_flush. */
+	HASH_TABLE(char *, char *) kv_held;
+	/* kv_box is the session's own INBOX, not ours to free. */
 	bool kv_box_borrowed:1;
 
 	/* LMTP, set by dovekie-lmtp.c for the delivery it judged (both
@@ -82,6 +85,10 @@ int dovekie_kv_set(void *context, const char *module, const char *key,
 int dovekie_kv_iter(void *context, const char *module, const char *prefix,
 		    dovekie_bridge_kv_func_t *func, void *func_context,
 		    const char **error_r);
+int dovekie_kv_defer(void *context, const char *module, const char *key,
+		     const char *value, const char **error_r);
+/* Commits the writes kv_defer held (logged on failure: they were a cache). */
+void dovekie_kv_flush(struct dovekie_user *duser);
 void dovekie_kv_deinit(struct dovekie_user *duser);
 /* Groups the kv sets that follow into one attribute transaction (one
    INBOX open, one commit), until dovekie_kv_batch_end commits it (commit)

@@ -57,7 +57,7 @@ static struct dovekie_bridge *
 new_bridge (const char *modules)
 {
   const char *settings[] = { "dovekie_modules", modules, "dovekie_good_word", "w", NULL };
-  struct dovekie_bridge_host host = { bridge_log, bridge_now, NULL, NULL, NULL, NULL, NULL };
+  struct dovekie_bridge_host host = { bridge_log, bridge_now, NULL, NULL, NULL, NULL, NULL, NULL };
   return dovekie_bridge_create (settings, NULL, module_dir, &host);
 }
 

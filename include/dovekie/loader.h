@@ -57,6 +57,10 @@ typedef struct {
   /* May be NULL: events are then dropped. Name and fields are checked. */
   void (*emit) (gpointer data, const gchar *module, const gchar *name,
                 const gchar *const *fields);
+  /* May be NULL: a module's kv_defer is then a kv_set. See
+   * DovekieHostApi.kv_defer. */
+  gboolean (*kv_defer) (gpointer data, const gchar *module, const gchar *key, const gchar *value,
+                        GError **error);
 } DovekieHost;
 
 /* The limits of kv keys and values. */

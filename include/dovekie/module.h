@@ -24,8 +24,9 @@ G_BEGIN_DECLS
 
 /* Bumped on any incompatible change of this header or settings.h.
  * 2: DovekieVerdict gained `mailbox` and `keyword`, DovekieVerdictKind
- *    gained DIVERT and DISCARD. */
-#define DOVEKIE_MODULE_ABI 2
+ *    gained DIVERT and DISCARD.
+ * 3: DovekieHostApi gained kv_defer. */
+#define DOVEKIE_MODULE_ABI 3
 #define DOVEKIE_MODULE_SYMBOL "dovekie_module"
 
 /* Errors modules and the host report to each other (not the loader's own,
@@ -171,6 +172,15 @@ typedef struct {
   gboolean (*kv_foreach)(DovekieContext *ctx, const gchar *prefix,
                          gboolean (*func)(const gchar *key, const gchar *value, gpointer data),
                          gpointer data, GError **error);
+
+  /* Stores like kv_set, but the host may hold the write and commit it
+   * with later ones, at the latest when the user's session ends (the
+   * Dovecot host commits every 256 held writes, and at session end, in
+   * one attribute transaction each). kv_get sees held writes. A held write
+   * is lost if the process dies, so it is for state whose loss only costs
+   * a repeat (a cache). FALSE with `error` when the write (or the commit
+   * it triggered) failed. */
+  gboolean (*kv_defer)(DovekieContext *ctx, const gchar *key, const gchar *value, GError **error);
 
   /* Emits a named event with fields, for counters and metrics (the
    * Dovecot host sends it as an event with category "dovekie", which

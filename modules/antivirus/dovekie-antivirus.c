@@ -87,6 +87,9 @@ static const DovekieSettingDef av_settings[] = {
     "dovekie_av_action = tag a read always refuses and never moves the message" },
   { "dovekie_av_cache", DOVEKIE_SETTING_BOOL, "yes", 0, 0, NULL,
     "keep verdicts per message digest and DB version in the user's mailbox attributes" },
+  { "dovekie_av_cache_entries", DOVEKIE_SETTING_UINT, "100000", 100, 10000000, NULL,
+    "most verdicts kept per user: past it, verdicts of other DB versions are dropped, then "
+    "others, down to three quarters (forgetting one only costs a scan)" },
   { "dovekie_av_db_check_interval", DOVEKIE_SETTING_UINT, "60", 0, 86400, NULL,
     "seconds between checks of the signature-DB version (clamd's signature files or VERSION, "
     "libclamav reload)" },
@@ -131,6 +134,7 @@ typedef struct {
   gboolean rescanning;   /* a rescan job: its own size limit and libclamav limits */
   gint64 version_at;     /* when, in host seconds */
   gboolean kv_warned;    /* a kv failure was logged already */
+  gint64 cache_count;    /* verdict records, as counted; -1: not read yet */
 } AvUser;
 
 /* What a scan of one message came to. */
@@ -308,6 +312,7 @@ av_init (DovekieContext *ctx, GError **error)
   if (clamd == NULL || !av_check_libclamav_db (ctx, error))
     return FALSE;
   user = g_new0 (AvUser, 1);
+  user->cache_count = -1;
   if (!av_uses_libclamav (ctx))
     {
       dovekie_av_clamd_set_fildes (clamd, ctx->api->get_bool (ctx, "dovekie_av_clamd_fildes"));
@@ -369,6 +374,8 @@ av_prepare_libclamav (DovekieContext *ctx, GError **error)
   return ok;
 }
 
+static void av_cache_prune (DovekieContext *ctx, AvUser *user, const gchar *version);
+
 /* The current signature-DB version, looked at at most every
  * dovekie_av_db_check_interval seconds. With clamd and its signature
  * directory known, it is read from the directory as libclamav would load
@@ -380,13 +387,17 @@ av_db_version (DovekieContext *ctx, AvUser *user, const gchar **version_r, GErro
 {
   gint64 now = ctx->api->now (ctx);
   guint64 interval = ctx->api->get_uint (ctx, "dovekie_av_db_check_interval");
+  gboolean changed = FALSE;
 
   if (user->clamd == NULL)
     {
+      gchar *version;
       if (!av_prepare_libclamav (ctx, error))
         return FALSE;
+      version = dovekie_av_engine_version ();
+      changed = user->version != NULL && !g_str_equal (user->version, version);
       g_free (user->version);
-      user->version = dovekie_av_engine_version ();
+      user->version = version;
     }
   else if (user->version == NULL || now < user->version_at ||
            (guint64) (now - user->version_at) >= interval)
@@ -397,12 +408,18 @@ av_db_version (DovekieContext *ctx, AvUser *user, const gchar **version_r, GErro
           !dovekie_av_clamd_version (user->clamd, &version, error))
         return FALSE;
       if (user->version != NULL && !g_str_equal (user->version, version))
-        dovekie_log (ctx, DOVEKIE_LOG_INFO, "signature DB version changed: %s -> %s",
-                     user->version, version);
+        {
+          dovekie_log (ctx, DOVEKIE_LOG_INFO, "signature DB version changed: %s -> %s",
+                       user->version, version);
+          changed = TRUE;
+        }
       g_free (user->version);
       user->version = version;
       user->version_at = now;
     }
+  /* The records of the old version can only cost room now. */
+  if (changed && ctx->api->get_bool (ctx, "dovekie_av_cache"))
+    av_cache_prune (ctx, user, user->version);
   *version_r = user->version;
   return TRUE;
 }
@@ -421,7 +438,7 @@ av_kv_failed (DovekieContext *ctx, AvUser *user, const gchar *what, const GError
 
 static gboolean
 av_cache_lookup (DovekieContext *ctx, AvUser *user, const gchar *key, const gchar *version,
-                 AvScan *scan)
+                 AvScan *scan, gboolean *exists_r)
 {
   g_autoptr (GError) error = NULL;
   g_autofree gchar *value = NULL;
@@ -429,11 +446,13 @@ av_cache_lookup (DovekieContext *ctx, AvUser *user, const gchar *key, const gcha
   gchar *signature = NULL;
   DovekieAvStatus status;
 
+  *exists_r = TRUE; /* on a failed read: not counted twice */
   if (!ctx->api->kv_get (ctx, key, &value, &error))
     {
       av_kv_failed (ctx, user, "read", error);
       return FALSE;
     }
+  *exists_r = value != NULL;
   if (value == NULL)
     return FALSE;
   if (!dovekie_av_cache_parse (value, &stored_version, &status, &signature))
@@ -452,15 +471,128 @@ av_cache_lookup (DovekieContext *ctx, AvUser *user, const gchar *key, const gcha
   return TRUE;
 }
 
+/* ---- the cache's bound ----
+ *
+ * Records are counted in "cache-count" as they are added (an overwrite of
+ * an older version's record adds none). Past dovekie_av_cache_entries, or
+ * when this process sees the DB version change, one pass over the records
+ * drops those of other versions and, if still too many, others, down to
+ * three quarters of the bound, so passes stay rare (a bound of B costs one
+ * pass per B/4 new records). A "released" record of the current version is
+ * the admin's decision and is kept. Counting may drift (records written by
+ * an older release, a process that died with writes held); every pass
+ * counts again. */
+#define CACHE_COUNT_KEY "cache-count"
+
+typedef struct {
+  const gchar *version;
+  GPtrArray *drop;  /* keys of other versions or malformed */
+  GPtrArray *keep;  /* keys of the current version that may go */
+  guint64 kept;     /* records left, released ones included */
+} AvPrune;
+
+static gboolean
+av_prune_record (const gchar *key, const gchar *value, gpointer data)
+{
+  AvPrune *prune = data;
+  g_autofree gchar *version = NULL;
+  g_autofree gchar *signature = NULL;
+  DovekieAvStatus status;
+
+  if (!dovekie_av_cache_parse (value, &version, &status, &signature) ||
+      !g_str_equal (version, prune->version))
+    {
+      g_ptr_array_add (prune->drop, g_strdup (key));
+      return TRUE;
+    }
+  prune->kept++;
+  /* Released: clean with a signature. */
+  if (!(status == DOVEKIE_AV_CLEAN && signature != NULL))
+    g_ptr_array_add (prune->keep, g_strdup (key));
+  return TRUE;
+}
+
+static void
+av_cache_prune (DovekieContext *ctx, AvUser *user, const gchar *version)
+{
+  guint64 bound = ctx->api->get_uint (ctx, "dovekie_av_cache_entries");
+  g_autoptr (GPtrArray) drop = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
+  AvPrune prune = { version, drop, keep, 0 };
+  g_autoptr (GError) error = NULL;
+  g_autofree gchar *count = NULL;
+  guint64 target = bound - bound / 4;
+  guint dropped_other;
+
+  if (!ctx->api->kv_foreach (ctx, DOVEKIE_AV_CACHE_PREFIX, av_prune_record, &prune, &error))
+    {
+      av_kv_failed (ctx, user, "list", error);
+      return;
+    }
+  dropped_other = drop->len;
+  /* Still too many: any of the current version's, in listing order. */
+  for (guint i = 0; prune.kept > target && i < keep->len; i++, prune.kept--)
+    g_ptr_array_add (drop, g_strdup (keep->pdata[i]));
+  for (guint i = 0; i < drop->len && error == NULL; i++)
+    if (!ctx->api->kv_defer (ctx, drop->pdata[i], NULL, &error))
+      av_kv_failed (ctx, user, "prune", error);
+  user->cache_count = (gint64) prune.kept;
+  count = g_strdup_printf ("%" G_GUINT64_FORMAT, prune.kept);
+  if (error == NULL && !ctx->api->kv_defer (ctx, CACHE_COUNT_KEY, count, &error))
+    av_kv_failed (ctx, user, "prune", error);
+  dovekie_log (ctx, DOVEKIE_LOG_INFO,
+               "verdict cache pruned: %u of other DB versions, %u more over the bound of %"
+               G_GUINT64_FORMAT "; %" G_GUINT64_FORMAT " left", dropped_other,
+               drop->len - dropped_other, bound, prune.kept);
+}
+
+/* Counts one new record; prunes past the bound. */
+static void
+av_cache_count (DovekieContext *ctx, AvUser *user, const gchar *version)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree gchar *text = NULL;
+  guint64 n = 0;
+
+  if (user->cache_count < 0)
+    {
+      if (!ctx->api->kv_get (ctx, CACHE_COUNT_KEY, &text, &error))
+        {
+          av_kv_failed (ctx, user, "read", error);
+          return;
+        }
+      if (text != NULL && !g_ascii_string_to_unsigned (text, 10, 0, G_MAXINT64, &n, NULL))
+        n = 0;
+      user->cache_count = (gint64) n;
+      g_clear_pointer (&text, g_free);
+    }
+  user->cache_count++;
+  if ((guint64) user->cache_count > ctx->api->get_uint (ctx, "dovekie_av_cache_entries"))
+    {
+      av_cache_prune (ctx, user, version);
+      return;
+    }
+  text = g_strdup_printf ("%" G_GINT64_FORMAT, user->cache_count);
+  if (!ctx->api->kv_defer (ctx, CACHE_COUNT_KEY, text, &error))
+    av_kv_failed (ctx, user, "write", error);
+}
+
+/* Verdicts are held by the host and committed in batches (a cache: a
+ * write lost with its process costs a scan). */
 static void
 av_cache_store (DovekieContext *ctx, AvUser *user, const gchar *key, const gchar *version,
-                const AvScan *scan)
+                const AvScan *scan, gboolean existed)
 {
   g_autoptr (GError) error = NULL;
   g_autofree gchar *value = dovekie_av_cache_format (version, scan->status, scan->signature);
 
-  if (!ctx->api->kv_set (ctx, key, value, &error))
-    av_kv_failed (ctx, user, "write", error);
+  if (!ctx->api->kv_defer (ctx, key, value, &error))
+    {
+      av_kv_failed (ctx, user, "write", error);
+      return;
+    }
+  if (!existed)
+    av_cache_count (ctx, user, version);
 }
 
 /* ---- judging one message ---- */
@@ -478,6 +610,7 @@ av_scan_digested (DovekieContext *ctx, DovekieAvClamd *clamd, MessageReader *mr,
   g_autofree gchar *key = NULL;
   g_autofree gchar *engine_version = NULL;
   const gchar *version = NULL;
+  gboolean existed = FALSE;
 
   if (ctx->api->get_bool (ctx, "dovekie_av_cache"))
     {
@@ -491,7 +624,7 @@ av_scan_digested (DovekieContext *ctx, DovekieAvClamd *clamd, MessageReader *mr,
       else if (!av_db_version (ctx, user, &version, error))
         return FALSE;
       key = dovekie_av_cache_key (scan->digest);
-      if (use_cache && av_cache_lookup (ctx, user, key, version, scan))
+      if (use_cache && av_cache_lookup (ctx, user, key, version, scan, &existed))
         return TRUE;
     }
   if (clamd != NULL)
@@ -509,7 +642,7 @@ av_scan_digested (DovekieContext *ctx, DovekieAvClamd *clamd, MessageReader *mr,
         return FALSE;
     }
   if (key != NULL)
-    av_cache_store (ctx, user, key, version, scan);
+    av_cache_store (ctx, user, key, version, scan, existed);
   return TRUE;
 }
 

@@ -71,6 +71,29 @@ fake_kv_set (DovekieContext *ctx, const gchar *key, const gchar *value, GError *
   return TRUE;
 }
 
+/* The fake host commits at once: held writes are the real host's business
+ * (tests/integration and hosts/dovecot). */
+static gboolean
+fake_kv_defer (DovekieContext *ctx, const gchar *key, const gchar *value, GError **error)
+{
+  return fake_kv_set (ctx, key, value, error);
+}
+
+/* Verdict records in the fake kv. */
+static guint
+verdicts (void)
+{
+  GHashTableIter iter;
+  gpointer key;
+  guint n = 0;
+
+  g_hash_table_iter_init (&iter, kv);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    if (g_str_has_prefix (key, "v/"))
+      n++;
+  return n;
+}
+
 static gboolean
 fake_kv_foreach (DovekieContext *ctx, const gchar *prefix,
                  gboolean (*func) (const gchar *key, const gchar *value, gpointer data),
@@ -117,6 +140,7 @@ static const DovekieHostApi fake_api = {
   .kv_get = fake_kv_get,
   .kv_set = fake_kv_set,
   .kv_foreach = fake_kv_foreach,
+  .kv_defer = fake_kv_defer,
   .emit = fake_emit,
 };
 
@@ -536,7 +560,7 @@ START_TEST (test_cache_and_db_version)
   ck_assert_int_eq (run_hook (FALSE, DOVEKIE_READ_FETCH, "same mail\r\n", NULL),
                     DOVEKIE_VERDICT_ACCEPT);
   ck_assert_int_eq (g_atomic_int_get (&fake->scans), 1);
-  ck_assert_uint_eq (g_hash_table_size (kv), 1);
+  ck_assert_uint_eq (verdicts (), 1);
 
   /* A new DB: not seen before the check interval ends, then exactly one
    * rescan, then cached again. */
@@ -553,7 +577,65 @@ START_TEST (test_cache_and_db_version)
                     DOVEKIE_VERDICT_REJECT);
   ck_assert_int_eq (g_atomic_int_get (&fake->scans), 2);
   assert_logged ("signature DB version changed: 1.4.6/27000 -> 1.4.6/27001", 1);
-  ck_assert_uint_eq (g_hash_table_size (kv), 1);
+  ck_assert_uint_eq (verdicts (), 1);
+}
+END_TEST
+
+/* Issue 17: the verdict cache was never pruned. Past
+ * dovekie_av_cache_entries, one pass drops other versions' records, then
+ * others down to three quarters; a released record stays. */
+START_TEST (test_cache_bound)
+{
+  g_autofree gchar *released_key = g_strdup_printf ("v/%064d", 1);
+
+  g_hash_table_insert (settings, "dovekie_av_cache_entries", "100");
+  /* 10 records of an old version, and an admin's release of the current
+   * one (as `quarantine release` writes it). */
+  for (guint i = 0; i < 10; i++)
+    g_hash_table_insert (kv, g_strdup_printf ("v/%064u", 1000 + i), g_strdup ("1.4.6/26999 clean"));
+  g_hash_table_insert (kv, g_strdup (released_key), g_strdup ("1.4.6/27000 released Evil"));
+  init_module ();
+  for (guint i = 0; i < 100; i++)
+    {
+      g_autofree gchar *text = g_strdup_printf ("mail number %u\r\n", i);
+      ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, text, NULL),
+                        DOVEKIE_VERDICT_ACCEPT);
+    }
+  /* The counter started at 0 (records of an older release are not
+   * counted): 100 new ones reach the bound, not past it. */
+  ck_assert_uint_eq (verdicts (), 111);
+  assert_logged ("verdict cache pruned", 0);
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "one more\r\n", NULL),
+                    DOVEKIE_VERDICT_ACCEPT);
+  assert_logged ("verdict cache pruned: 10 of other DB versions, 27 more over the bound of 100; "
+                 "75 left", 1);
+  ck_assert_uint_eq (verdicts (), 75);
+  ck_assert_str_eq (g_hash_table_lookup (kv, released_key), "1.4.6/27000 released Evil");
+  ck_assert_str_eq (g_hash_table_lookup (kv, "cache-count"), "75");
+  /* Overwriting a record adds none. */
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "one more\r\n", NULL),
+                    DOVEKIE_VERDICT_ACCEPT);
+  ck_assert_str_eq (g_hash_table_lookup (kv, "cache-count"), "75");
+}
+END_TEST
+
+/* A new DB version retires the old version's records at once. */
+START_TEST (test_cache_retired_on_new_version)
+{
+  init_module ();
+  for (guint i = 0; i < 5; i++)
+    {
+      g_autofree gchar *text = g_strdup_printf ("mail number %u\r\n", i);
+      run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, text, NULL);
+    }
+  ck_assert_uint_eq (verdicts (), 5);
+  fake->version = "ClamAV 1.4.6/27001/Tue Jan  2 00:00:00 2024";
+  host.now += 60;
+  ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "mail number 0\r\n", NULL),
+                    DOVEKIE_VERDICT_ACCEPT);
+  assert_logged ("verdict cache pruned: 5 of other DB versions", 1);
+  ck_assert_uint_eq (verdicts (), 1);
+  ck_assert_str_eq (g_hash_table_lookup (kv, "cache-count"), "1");
 }
 END_TEST
 
@@ -760,7 +842,9 @@ START_TEST (test_malformed_cache_record)
   init_module ();
   ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "m\r\n", NULL), DOVEKIE_VERDICT_ACCEPT);
   GList *keys = g_hash_table_get_keys (kv);
-  g_hash_table_insert (kv, g_strdup (keys->data), g_strdup ("1.4.6/27000 infected"));
+  for (GList *k = keys; k != NULL; k = k->next)
+    if (g_str_has_prefix (k->data, "v/"))
+      g_hash_table_insert (kv, g_strdup (k->data), g_strdup ("1.4.6/27000 infected"));
   g_list_free (keys);
   ck_assert_int_eq (run_hook (TRUE, DOVEKIE_ORIGIN_APPEND, "m\r\n", NULL), DOVEKIE_VERDICT_ACCEPT);
   ck_assert_int_eq (g_atomic_int_get (&fake->scans), 2);
@@ -933,6 +1017,7 @@ main (void)
 {
   Suite *s = suite_create ("dovekie-antivirus");
   TCase *tc = tcase_create ("antivirus");
+  TCase *tc_bound = tcase_create ("cache bound");
   SRunner *runner;
   int failed;
 
@@ -963,6 +1048,10 @@ main (void)
   tcase_add_test (tc, test_rescan_service);
   tcase_set_timeout (tc, 120);
   suite_add_tcase (s, tc);
+  tcase_add_checked_fixture (tc_bound, setup, teardown);
+  tcase_add_test (tc_bound, test_cache_bound);
+  tcase_add_test (tc_bound, test_cache_retired_on_new_version);
+  suite_add_tcase (s, tc_bound);
   runner = srunner_create (s);
   srunner_run_all (runner, CK_NORMAL);
   failed = srunner_ntests_failed (runner);
