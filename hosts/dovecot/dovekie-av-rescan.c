@@ -185,7 +185,7 @@ rescan_batch(struct rescan_run *run, struct mailbox *box, struct mailbox **qbox,
 		if (qt == NULL)
 			qt = mailbox_transaction_begin(*qbox, MAILBOX_TRANSACTION_FLAG_EXTERNAL,
 						       "dovekie rescan quarantine");
-		if (dovekie_quarantine_move(run->duser, mail, qt, error_r) < 0) {
+		if (dovekie_quarantine_move(run->duser, mail, qt, NULL, error_r) < 0) {
 			*error_r = p_strdup(run->user->pool, *error_r);
 			ret = -1;
 			break;

@@ -9,6 +9,7 @@
 
 G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_SAVE_DELIVERY == (gint) DOVEKIE_ORIGIN_DELIVERY);
 G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_READ_OTHER == (gint) DOVEKIE_READ_OTHER);
+G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_READ_SYNC == (gint) DOVEKIE_READ_SYNC);
 G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_TEMPFAIL == (gint) DOVEKIE_VERDICT_TEMPFAIL);
 G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_DIVERT == (gint) DOVEKIE_VERDICT_DIVERT);
 G_STATIC_ASSERT ((gint) DOVEKIE_BRIDGE_DISCARD == (gint) DOVEKIE_VERDICT_DISCARD);
@@ -341,8 +342,9 @@ finish_result (struct dovekie_bridge *bridge, DovekieVerdict *verdict,
 }
 
 /* Runs the save (or read) hooks. `full`: DIVERT and DISCARD come back as
- * such (a delivery, or a read's DIVERT); else they are refusals, as they
- * cannot apply. A read has no DISCARD and no keyword. */
+ * such (a delivery, or a sync's DIVERT); else they are refusals, as they
+ * cannot apply. A read has no DISCARD; a client's read has no DIVERT, and
+ * only a sync's DIVERT keeps its keyword (the quarantine copy's). */
 static enum dovekie_bridge_verdict
 judge (struct dovekie_bridge *bridge, gboolean save, gint origin,
        const struct dovekie_bridge_message *msg, const struct dovekie_bridge_source *source,
@@ -361,11 +363,11 @@ judge (struct dovekie_bridge *bridge, gboolean save, gint origin,
     dovekie_loader_dispatch_read (bridge->loader, (DovekieReadOrigin) origin, &info,
                                   &dovekie_bridge_message_source, (gpointer) source, &verdict);
   kind = finish_result (bridge, &verdict, result);
-  if (!save)
+  if (!save && !(origin == DOVEKIE_READ_SYNC && kind == DOVEKIE_BRIDGE_DIVERT))
     result->keyword[0] = '\0';
   if (kind == DOVEKIE_BRIDGE_DISCARD && (!full || !save))
     kind = DOVEKIE_BRIDGE_REJECT;
-  if (kind == DOVEKIE_BRIDGE_DIVERT && !full)
+  if (kind == DOVEKIE_BRIDGE_DIVERT && (!full || (!save && origin != DOVEKIE_READ_SYNC)))
     {
       kind = DOVEKIE_BRIDGE_REJECT;
       result->mailbox[0] = '\0';

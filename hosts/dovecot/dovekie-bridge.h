@@ -34,6 +34,7 @@ enum dovekie_bridge_read_origin {
 	DOVEKIE_BRIDGE_READ_FETCH = 0,
 	DOVEKIE_BRIDGE_READ_POP3 = 1,
 	DOVEKIE_BRIDGE_READ_OTHER = 2,
+	DOVEKIE_BRIDGE_READ_SYNC = 3,
 };
 enum dovekie_bridge_verdict {
 	DOVEKIE_BRIDGE_ACCEPT = 0,
@@ -185,9 +186,9 @@ dovekie_bridge_read(struct dovekie_bridge *bridge, enum dovekie_bridge_read_orig
 		    const struct dovekie_bridge_message *msg,
 		    const struct dovekie_bridge_source *source,
 		    char reason[DOVEKIE_BRIDGE_REASON_MAX]);
-/* The read hooks, with DIVERT (move the message into result->mailbox and
-   serve a notice quoting result->reason) kept as such; DISCARD becomes
-   REJECT, and keywords are dropped. */
+/* The read hooks. For DOVEKIE_BRIDGE_READ_SYNC a DIVERT (move the message
+   into result->mailbox with result->keyword) is kept as such; a client's
+   read gets REJECT instead, and no keyword. DISCARD becomes REJECT. */
 enum dovekie_bridge_verdict
 dovekie_bridge_read_result(struct dovekie_bridge *bridge, enum dovekie_bridge_read_origin origin,
 			   const struct dovekie_bridge_message *msg,

@@ -139,8 +139,6 @@ static void dovekie_user_deinit(struct mail_user *user)
 		event_unref(&event);
 	hash_table_iterate_deinit(&iter);
 	hash_table_destroy(&duser->module_events);
-	i_stream_unref(&duser->notice);
-	i_free(duser->notice_mailbox);
 	event_unref(&duser->event);
 	duser->module_ctx.super.deinit(user);
 }

@@ -50,14 +50,9 @@ struct dovekie_user {
 	/* POP3: the last read failed because it could not be judged now
 	   (MAIL_ERROR_TEMP): dovekie-pop3.c answers it -ERR [SYS/TEMP]. */
 	bool pop3_read_tempfail:1;
-
-	/* The last message a read DIVERT moved into quarantine
-	   (dovekie-storage.c): every later read of it in this session, through
-	   any mail object, gets this notice. */
-	struct istream *notice;
-	char *notice_mailbox;
-	uint32_t notice_uid;
-	struct message_size notice_hdr, notice_body;
+	/* dovekie_av_sync() is running: the mailboxes it opens are not
+	   checked again. */
+	bool av_syncing:1;
 };
 
 extern MODULE_CONTEXT_DEFINE(dovekie_user_module, &mail_user_module_register);

@@ -1,13 +1,14 @@
 #ifndef DOVEKIE_QUARANTINE_H
 #define DOVEKIE_QUARANTINE_H
 
+#include "mail-types.h"
+
 struct event;
 struct istream;
 struct mail;
 struct mail_user;
 struct mailbox;
 struct mailbox_transaction_context;
-struct message_size;
 struct dovekie_user;
 
 /* Creates mailbox vname unless it exists, without subscribing it (the
@@ -25,24 +26,25 @@ bool dovekie_quarantine_is(struct mail_user *user, const char *quarantine_vname,
 struct mailbox *
 dovekie_quarantine_open(struct mail_user *user, struct event *event, const char *vname,
 			const char **error_r);
-/* Moves mail into qt's mailbox (copy there, expunge in mail's
+/* Moves mail into qt's mailbox (copy there with mail's flags and
+   keywords, plus `keyword` unless it is NULL or "", and expunge in mail's
    transaction); the caller commits qt first, then mail's transaction, so
    a crash in between leaves a duplicate, never a loss. Our own hooks stay
    out. 0, or -1 with error_r. */
 int dovekie_quarantine_move(struct dovekie_user *duser, struct mail *mail,
-			    struct mailbox_transaction_context *qt, const char **error_r);
-/* A read DIVERT: moves the stored message (mail, in its own transactions)
-   into mailbox vname and stores a notice quoting `reason` in its place,
-   with its flags and received date. When notice_r is not NULL,
-   *notice_r is that notice padded to the original's virtual size, with
-   its header and body sizes, for a POP3 reader (its client has the
-   original's size already); NULL when the original is too small to hold
-   it. Returns -1
-   with error_r when the message could not be moved (it is then where it
-   was). */
-int dovekie_quarantine_replace(struct dovekie_user *duser, struct mail *mail,
-			       const char *vname, const char *reason,
-			       struct istream **notice_r, struct message_size *hdr_size_r,
-			       struct message_size *body_size_r, const char **error_r);
+			    struct mailbox_transaction_context *qt, const char *keyword,
+			    const char **error_r);
+/* The notice for mail (read before it moves): a short text/plain message,
+   CRLF, quoting `reason`, the quarantine mailbox vname and the original's
+   From, To, Subject and Date (each one line of at most 200 bytes), so its
+   size does not depend on the original's. On the data stack. */
+const char *
+dovekie_quarantine_notice_text(struct mail *mail, const char *vname, const char *reason);
+/* Saves text as a new message into box, with flags (less \Deleted and
+   \Recent) and the received date (unless (time_t)-1), in a transaction of
+   its own; our save hooks stay out. 0, or -1 with error_r. */
+int dovekie_quarantine_store_notice(struct dovekie_user *duser, struct mailbox *box,
+				    enum mail_flags flags, time_t received,
+				    const char *text, const char **error_r);
 
 #endif

@@ -7,9 +7,11 @@
  *                     delivery hook already judged the message
  *   FETCH, SEARCH,    mail vfuncs get_stream with a body and
  *   RETR, TOP         get_binary_stream, imap/pop3 only: the message is
- *                     judged before any byte of it is served (a DIVERT
- *                     moves it into quarantine and stores a notice in its
- *                     place: dovekie-quarantine.c)
+ *                     judged before any byte of it is served, and an
+ *                     infected one is refused; a read never moves mail
+ *   mailbox sync      mailbox vfunc sync_init, imap/pop3 only: new mail is
+ *                     judged before the session's view can show it, and
+ *                     detections move to quarantine (dovekie-av-sync.c)
  *   expunge           mail vfunc expunge (IMAP EXPUNGE, POP3 DELE at QUIT)
  *   POP3 start        mailbox vfunc sync_deinit of the POP3 session's INBOX
  */
@@ -23,6 +25,7 @@
 #include "dovekie-plugin.h"
 #include "dovekie-antivirus.h"
 #include "dovekie-quarantine.h"
+#include "dovekie-av-sync.h"
 #include "dovekie-storage.h"
 #include "dovekie-log-quote.h"
 
@@ -387,6 +390,21 @@ dovekie_check_delivery(struct dovekie_user *duser, struct mail *mail,
 				      FALSE, result->reason, result, NULL, NULL);
 }
 
+enum dovekie_bridge_verdict
+dovekie_check_stored(struct dovekie_user *duser, struct mail *mail, int origin,
+		     struct dovekie_bridge_result *result, const char **error_r)
+{
+	enum dovekie_read_failure failure;
+	enum dovekie_bridge_verdict verdict;
+	const char *error;
+
+	verdict = dovekie_check_mail_int(duser, mail, FALSE, origin,
+					 mailbox_get_vname(mail->box), FALSE,
+					 result->reason, result, &failure, &error);
+	*error_r = failure == DOVEKIE_READ_OK ? NULL : error;
+	return verdict;
+}
+
 int dovekie_foreach_mailbox(struct mail_user *user, dovekie_mailbox_func_t *func,
 			    void *context)
 {
@@ -584,6 +602,22 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 	return mbox->super.copy(ctx, mail);
 }
 
+/* ---- mailbox sync ---- */
+
+/* Before the session's view learns of new mail, it is judged and
+   detections leave the mailbox (dovekie-av-sync.c): the sync that follows
+   sees them appended and expunged at once, and no client can fetch them. */
+static struct mailbox_sync_context *
+dovekie_sync_init(struct mailbox *box, enum mailbox_sync_flags flags)
+{
+	union mailbox_module_context *mbox = DOVEKIE_CONTEXT(box);
+	struct dovekie_user *duser = dovekie_box_user(box);
+
+	if (duser != NULL)
+		dovekie_av_sync(duser, box);
+	return mbox->super.sync_init(box, flags);
+}
+
 /* ---- POP3 session start ---- */
 
 static int
@@ -623,19 +657,14 @@ void dovekie_mailbox_allocated(struct mailbox *box)
 	box->vlast = &mbox->super;
 	v->save_finish = dovekie_save_finish;
 	v->copy = dovekie_copy;
+	if (dovekie_av_sync_wanted(duser, box))
+		v->sync_init = dovekie_sync_init;
 	if ((box->flags & MAILBOX_FLAG_POP3_SESSION) != 0)
 		v->sync_deinit = dovekie_sync_deinit;
 	MODULE_CONTEXT_SET_SELF(box, dovekie_storage_module, mbox);
 }
 
 /* ---- read and expunge ---- */
-
-/* Whether _mail is the message a read DIVERT moved away. */
-static bool dovekie_is_noticed(struct dovekie_user *duser, struct mail *_mail)
-{
-	return duser != NULL && duser->notice_mailbox != NULL && duser->notice_uid == _mail->uid &&
-		strcmp(duser->notice_mailbox, mailbox_get_vname(_mail->box)) == 0;
-}
 
 /* Fails a read of a message whose bytes are not served. INVALIDDATA is the
    one storage error Dovecot's imap answers with a tagged NO (NO [PARSE]
@@ -645,66 +674,6 @@ static bool dovekie_is_noticed(struct dovekie_user *duser, struct mail *_mail)
 static void dovekie_refuse_read(struct mail *_mail, const char *reason)
 {
 	mail_storage_set_error(_mail->box->storage, MAIL_ERROR_INVALIDDATA, reason);
-}
-
-/* A read of the message a DIVERT replaced. POP3 gets the notice, padded
-   to the size pop3 listed at the start of the session. IMAP gets what
-   stock Dovecot gives for a message another session expunged (FETCH
-   items NIL, OK [EXPUNGEISSUED]; SEARCH skips it): that is what happened,
-   and nothing Dovecot told the client about the original (sizes,
-   BODYSTRUCTURE, its parts' offsets) can be applied to another text. */
-static int
-dovekie_serve_notice(struct mail *_mail, struct dovekie_user *duser,
-		     struct message_size *hdr_size, struct message_size *body_size,
-		     struct istream **stream_r)
-{
-	if (duser->notice == NULL || stream_r == NULL) {
-		mail_set_expunged(_mail);
-		return -1;
-	}
-	if (hdr_size != NULL)
-		*hdr_size = duser->notice_hdr;
-	if (body_size != NULL)
-		*body_size = duser->notice_body;
-	i_stream_seek(duser->notice, 0);
-	*stream_r = duser->notice;
-	return 0;
-}
-
-/* A read DIVERT: the message goes into quarantine and a notice takes its
-   place. The reader then gets what dovekie_serve_notice() gives, or a
-   refusal when the message could not be moved. */
-static int
-dovekie_read_divert(struct mail *_mail, struct dovekie_user *duser,
-		    const struct dovekie_bridge_result *result, bool want_notice,
-		    struct message_size *hdr_size, struct message_size *body_size,
-		    struct istream **stream_r)
-{
-	struct istream *notice = NULL;
-	struct message_size hdr, body;
-	const char *error;
-
-	i_zero(&hdr);
-	i_zero(&body);
-	if (dovekie_quarantine_replace(duser, _mail, result->mailbox, result->reason,
-				       want_notice ? &notice : NULL, &hdr, &body,
-				       &error) < 0) {
-		e_error(duser->event, "cannot quarantine uid=%u of %s: %s", _mail->uid,
-			dovekie_log_quote(mailbox_get_vname(_mail->box)), error);
-		/* Judged again on the next read: it stays refused. */
-		struct dovekie_mail *dmail = DOVEKIE_MAIL_CONTEXT((struct mail_private *)_mail);
-		dmail->read_checked_uid = 0;
-		dovekie_refuse_read(_mail, result->reason);
-		return -1;
-	}
-	i_stream_unref(&duser->notice);
-	i_free(duser->notice_mailbox);
-	duser->notice = notice;
-	duser->notice_mailbox = i_strdup(mailbox_get_vname(_mail->box));
-	duser->notice_uid = _mail->uid;
-	duser->notice_hdr = hdr;
-	duser->notice_body = body;
-	return dovekie_serve_notice(_mail, duser, hdr_size, body_size, stream_r);
 }
 
 /* Whether _mail lies in the user's quarantine mailbox. Its originals are
@@ -734,13 +703,11 @@ dovekie_mail_in_quarantine(struct dovekie_user *duser, struct dovekie_mail *dmai
 /* Every read of a message's bytes by a client (get_stream with and without
    the body, get_binary_stream and the binary cache behind it, and through
    them SEARCH, snippets and POP3) passes here first. Returns 1 when
-   Dovecot may serve the message, 0 when *stream_r is the notice that
-   replaced it (POP3 only; stream_r NULL: never), -1 with the storage error
-   set when nothing may be served. */
-static int
-dovekie_guard_read(struct mail *_mail, bool get_body,
-		   struct message_size *hdr_size, struct message_size *body_size,
-		   struct istream **stream_r)
+   Dovecot may serve the message, -1 with the storage error set when
+   nothing may be served. Nothing here changes the mailbox: an infected
+   message is refused and stays where it is until a sync or the rescan
+   moves it (issue 16, invariant 2). */
+static int dovekie_guard_read(struct mail *_mail, bool get_body)
 {
 	struct mail_private *mail = (struct mail_private *)_mail;
 	struct dovekie_mail *dmail = DOVEKIE_MAIL_CONTEXT(mail);
@@ -755,10 +722,6 @@ dovekie_guard_read(struct mail *_mail, bool get_body,
 	if (duser == NULL)
 		return 1;
 	pop3 = dovekie_service_is(user, "pop3");
-	if (dovekie_is_noticed(duser, _mail)) {
-		return dovekie_serve_notice(_mail, duser, hdr_size, body_size,
-					    pop3 ? stream_r : NULL);
-	}
 	/* Headers alone (ENVELOPE, BODY[HEADER]) are served as Dovecot has
 	   them: the scan judges a message by its body. */
 	if (!get_body || duser->in_hook || _mail->uid == 0 || _mail->saving ||
@@ -795,9 +758,6 @@ dovekie_guard_read(struct mail *_mail, bool get_body,
 	switch (verdict) {
 	case DOVEKIE_BRIDGE_ACCEPT:
 		return 1;
-	case DOVEKIE_BRIDGE_DIVERT:
-		return dovekie_read_divert(_mail, duser, &result, pop3 && stream_r != NULL,
-					   hdr_size, body_size, stream_r);
 	case DOVEKIE_BRIDGE_TEMPFAIL:
 		dmail->read_checked_uid = 0;
 		dovekie_set_read_tempfail(_mail, result.reason);
@@ -819,8 +779,8 @@ dovekie_mail_get_stream(struct mail *_mail, bool get_body,
 	struct dovekie_mail *dmail = DOVEKIE_MAIL_CONTEXT(mail);
 	int ret;
 
-	ret = dovekie_guard_read(_mail, get_body, hdr_size, body_size, stream_r);
-	if (ret <= 0)
+	ret = dovekie_guard_read(_mail, get_body);
+	if (ret < 0)
 		return ret;
 	return dmail->module_ctx.super.get_stream(_mail, get_body, hdr_size,
 						  body_size, stream_r);
@@ -838,7 +798,7 @@ dovekie_mail_get_binary_stream(struct mail *_mail, const struct message_part *pa
 	struct mail_private *mail = (struct mail_private *)_mail;
 	struct dovekie_mail *dmail = DOVEKIE_MAIL_CONTEXT(mail);
 
-	if (dovekie_guard_read(_mail, TRUE, NULL, NULL, NULL) < 0)
+	if (dovekie_guard_read(_mail, TRUE) < 0)
 		return -1;
 	return dmail->module_ctx.super.get_binary_stream(_mail, part, include_hdr, size_r,
 							 lines_r, binary_r, stream_r);
@@ -867,34 +827,6 @@ static void dovekie_mail_expunge(struct mail *_mail)
 		dmail->module_ctx.super.expunge(_mail);
 }
 
-/* The sizes of a message replaced by a notice are the notice's (padded to
-   the original's virtual size), without a look at the moved file. */
-static int dovekie_mail_get_virtual_size(struct mail *_mail, uoff_t *size_r)
-{
-	struct mail_private *mail = (struct mail_private *)_mail;
-	struct dovekie_mail *dmail = DOVEKIE_MAIL_CONTEXT(mail);
-	struct dovekie_user *duser = dovekie_box_user(_mail->box);
-
-	if (dovekie_is_noticed(duser, _mail) && duser->notice != NULL) {
-		*size_r = duser->notice_hdr.virtual_size + duser->notice_body.virtual_size;
-		return 0;
-	}
-	return dmail->module_ctx.super.get_virtual_size(_mail, size_r);
-}
-
-static int dovekie_mail_get_physical_size(struct mail *_mail, uoff_t *size_r)
-{
-	struct mail_private *mail = (struct mail_private *)_mail;
-	struct dovekie_mail *dmail = DOVEKIE_MAIL_CONTEXT(mail);
-	struct dovekie_user *duser = dovekie_box_user(_mail->box);
-
-	if (dovekie_is_noticed(duser, _mail) && duser->notice != NULL) {
-		*size_r = duser->notice_hdr.physical_size + duser->notice_body.physical_size;
-		return 0;
-	}
-	return dmail->module_ctx.super.get_physical_size(_mail, size_r);
-}
-
 void dovekie_mail_allocated(struct mail *_mail)
 {
 	struct mail_private *mail = (struct mail_private *)_mail;
@@ -911,7 +843,5 @@ void dovekie_mail_allocated(struct mail *_mail)
 	v->get_stream = dovekie_mail_get_stream;
 	v->get_binary_stream = dovekie_mail_get_binary_stream;
 	v->expunge = dovekie_mail_expunge;
-	v->get_virtual_size = dovekie_mail_get_virtual_size;
-	v->get_physical_size = dovekie_mail_get_physical_size;
 	MODULE_CONTEXT_SET(mail, dovekie_mail_module, dmail);
 }

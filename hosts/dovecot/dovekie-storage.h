@@ -23,6 +23,15 @@ typedef int dovekie_mail_reader_t(void *context, const struct dovekie_bridge_mes
 int dovekie_read_mail(struct dovekie_user *duser, struct mail *mail,
 		      dovekie_mail_reader_t *func, void *context, const char **error_r);
 
+/* Judges stored mail for a job that is not a client's read (origin: a
+   dovekie_bridge_read_origin, e.g. DOVEKIE_BRIDGE_READ_SYNC), with
+   everything the verdict says in result. When the bytes cannot be read
+   the verdict is TEMPFAIL and *error_r says why (nothing logged); else
+   *error_r is NULL. */
+enum dovekie_bridge_verdict
+dovekie_check_stored(struct dovekie_user *duser, struct mail *mail, int origin,
+		     struct dovekie_bridge_result *result, const char **error_r);
+
 /* Calls func (inside a data stack frame) for each selectable mailbox of
    the user's private namespaces, until it returns FALSE. Returns -1 when
    the listing failed, else 0. */

@@ -63,6 +63,9 @@ typedef enum {
   DOVEKIE_READ_FETCH, /* IMAP FETCH of body data */
   DOVEKIE_READ_POP3,  /* POP3 RETR or TOP */
   DOVEKIE_READ_OTHER, /* any other reader of the full message */
+  /* Not a client's read: the host found the message new at a mailbox sync,
+   * before any client can fetch it. Only here may a DIVERT move it. */
+  DOVEKIE_READ_SYNC,
 } DovekieReadOrigin;
 
 typedef enum {
@@ -71,10 +74,11 @@ typedef enum {
   DOVEKIE_VERDICT_TEMPFAIL,   /* refuse for now: IMAP NO [UNAVAILABLE], LMTP 451 4.7.1 */
   /* Store the message into verdict->mailbox instead of where it was going
    * (created on demand, not subscribed), so nothing is lost: LMTP answers
-   * 250. On a read, the host moves the stored message into `mailbox`,
-   * stores a notice quoting `reason` in its place, and gives the reader
-   * that notice. APPEND and COPY cannot be diverted: the host treats DIVERT
-   * as REJECT with `reason`. If `mailbox` is NULL or empty, the loader
+   * 250. At a sync (DOVEKIE_READ_SYNC), the host moves the stored message
+   * into `mailbox` with `keyword` and stores a short notice quoting
+   * `reason` as a new message. A client's read is never diverted (it must
+   * not change the mailbox): the host treats DIVERT there, and for APPEND
+   * and COPY, as REJECT with `reason`. If `mailbox` is NULL or empty, the loader
    * turns the verdict into a TEMPFAIL (a module bug). */
   DOVEKIE_VERDICT_DIVERT,
   /* Store nothing but tell the sender it was taken: LMTP answers
@@ -94,10 +98,11 @@ typedef struct {
    * store the message into. Ignored for any other kind. */
   gchar *mailbox;
   /* ACCEPT and DIVERT of a delivery: an IMAP keyword (e.g. "$Infected") the
-   * stored message gets. If NULL, none. It must be a valid IMAP atom
+   * stored message gets, and the DIVERT of a sync: the quarantine copy's.
+   * If NULL, none. It must be a valid IMAP atom
    * (no space, control, ( ) { ] % * " or backslash), else the loader turns the
    * verdict into a TEMPFAIL. Kept through the chain: a later module that
-   * accepts does not drop it. Ignored for APPEND, COPY and reads. */
+   * accepts does not drop it. Ignored for APPEND, COPY and clients' reads. */
   gchar *keyword;
 } DovekieVerdict;
 
@@ -234,10 +239,11 @@ typedef struct {
   gboolean (*save)(DovekieContext *ctx, DovekieSaveOrigin origin,
                    const DovekieMessageInfo *info, DovekieMessage *msg,
                    DovekieVerdict *verdict, GError **error);
-  /* A client is about to read the message body. Same contract as save:
-   * REJECT and TEMPFAIL make the read fail with the reason, DIVERT moves the
-   * message away and serves a notice instead (see DOVEKIE_VERDICT_DIVERT),
-   * DISCARD is REJECT. */
+  /* A client is about to read the message body, or (DOVEKIE_READ_SYNC) the
+   * host found it new at a sync. Same contract as save: REJECT and TEMPFAIL
+   * make the read fail with the reason (at a sync the message stays where
+   * it is), DIVERT at a sync moves the message away (see
+   * DOVEKIE_VERDICT_DIVERT), DISCARD is REJECT. */
   gboolean (*read)(DovekieContext *ctx, DovekieReadOrigin origin,
                    const DovekieMessageInfo *info, DovekieMessage *msg,
                    DovekieVerdict *verdict, GError **error);

@@ -12,10 +12,12 @@
  *      made with the current signature-DB version;
  *   4. else scan, and store the verdict (an LMTP transaction scans once
  *      for all its recipients: see "one scan per LMTP transaction");
- *   5. infected: APPEND/COPY are refused with the signature name, a read
- *      follows dovekie_av_read_action (replace: DIVERT into the quarantine
- *      mailbox, the host stores a notice in its place; refuse, and any
- *      read when dovekie_av_action = tag: REJECT, nothing moves),
+ *   5. infected: APPEND/COPY are refused with the signature name, a
+ *      client's read is refused (REJECT: it never moves anything), new
+ *      mail found at a mailbox sync follows dovekie_av_read_action
+ *      (replace: DIVERT into the quarantine mailbox with $Virus:<signature>,
+ *      the host stores a short notice; refuse, and always when
+ *      dovekie_av_action = tag: REJECT, nothing moves),
  *      LMTP follows dovekie_av_action (quarantine: DIVERT into
  *      dovekie_av_quarantine_mailbox; reject; tag: ACCEPT with the keyword
  *      $Infected; discard: DISCARD); a scanner failure follows
@@ -82,9 +84,10 @@ static const DovekieSettingDef av_settings[] = {
   { "dovekie_av_scan_on_read", DOVEKIE_SETTING_ENUM, "unscanned", 0, 0, on_read_choices,
     "scan on FETCH/RETR/TOP: off, unscanned (not yet judged with the current DB) or always" },
   { "dovekie_av_read_action", DOVEKIE_SETTING_ENUM, "replace", 0, 0, read_action_choices,
-    "infected message read (FETCH, RETR, TOP): replace (moved into the quarantine mailbox, "
-    "a notice naming the signature takes its place) or refuse (the read fails); with "
-    "dovekie_av_action = tag a read always refuses and never moves the message" },
+    "unscanned infected mail found in a mailbox (placed by another MDA): replace (moved into "
+    "the quarantine mailbox when a session first syncs the mailbox, a short notice is added) "
+    "or refuse (left in place); a read of infected mail (FETCH, SEARCH, RETR, TOP) is always "
+    "refused and never moves it; with dovekie_av_action = tag nothing moves" },
   { "dovekie_av_cache", DOVEKIE_SETTING_BOOL, "yes", 0, 0, NULL,
     "keep verdicts per message digest and DB version in the user's mailbox attributes" },
   { "dovekie_av_cache_entries", DOVEKIE_SETTING_UINT, "100000", 100, 10000000, NULL,
@@ -116,7 +119,7 @@ static const DovekieSettingDef av_settings[] = {
 };
 
 static const gchar *const save_origin_names[] = { "append", "copy", "delivery" };
-static const gchar *const read_origin_names[] = { "fetch", "pop3", "other" };
+static const gchar *const read_origin_names[] = { "fetch", "pop3", "other", "sync" };
 
 #define REASON_UNAVAILABLE "Virus scanner unavailable, try again later"
 #define REASON_TOO_BIG "Message too large to be scanned for viruses"
@@ -855,27 +858,32 @@ av_quarantine_keyword (const gchar *signature)
   return g_string_free (kw, FALSE);
 }
 
-/* Sets the verdict for an infected message; returns the action's name. */
+/* Sets the verdict for an infected message; returns the action's name.
+ * `sync`: a read by the host at a mailbox sync (the message is new there,
+ * no client has fetched it), the one read that may move a message. */
 static const gchar *
-av_infected_verdict (DovekieContext *ctx, gboolean delivery, gboolean read,
+av_infected_verdict (DovekieContext *ctx, gboolean delivery, gboolean read, gboolean sync,
                      const gchar *signature, DovekieVerdict *verdict)
 {
   const gchar *action = ctx->api->get_string (ctx, "dovekie_av_action");
   g_autofree gchar *reason = NULL;
   g_autofree gchar *keyword = NULL;
 
-  /* A read moves a message only when the admin wants infected mail in
+  /* A sync moves a message only when the admin wants infected mail in
    * quarantine: with dovekie_av_action = tag the message was delivered on
-   * purpose, tagged, and stays where it is (issue 16, invariant 5). A read
-   * that does not move the message refuses it: its bytes are never served. */
-  if (read && g_str_equal (ctx->api->get_string (ctx, "dovekie_av_read_action"), "replace")
+   * purpose, tagged, and stays where it is (issue 16, invariant 5). A
+   * client's read never moves anything (invariant 2): it is refused, its
+   * bytes are never served, and the next sync or the rescan moves it. */
+  if (sync && g_str_equal (ctx->api->get_string (ctx, "dovekie_av_read_action"), "replace")
       && !g_str_equal (action, "tag"))
     {
       reason = g_strdup_printf ("Virus %s found", signature);
       dovekie_verdict_divert (verdict,
                               ctx->api->get_string (ctx, "dovekie_av_quarantine_mailbox"),
                               reason);
-      return "replace";
+      keyword = av_quarantine_keyword (signature);
+      dovekie_verdict_set_keyword (verdict, keyword);
+      return "quarantine";
     }
   if (read)
     {
@@ -966,7 +974,7 @@ av_within_rescan (DovekieContext *ctx, DovekieMessage *msg, const DovekieMessage
  * message itself could not be read. */
 static gboolean
 av_judge (DovekieContext *ctx, const gchar *origin, gboolean delivery, gboolean read,
-          gboolean use_cache, const DovekieMessageInfo *info, DovekieMessage *msg,
+          gboolean sync, gboolean use_cache, const DovekieMessageInfo *info, DovekieMessage *msg,
           DovekieVerdict *verdict, GError **error)
 {
   AvScan scan;
@@ -1033,7 +1041,7 @@ av_judge (DovekieContext *ctx, const gchar *origin, gboolean delivery, gboolean 
     }
 
   if (scan.status == DOVEKIE_AV_INFECTED)
-    action = av_infected_verdict (ctx, delivery, read, scan.signature, verdict);
+    action = av_infected_verdict (ctx, delivery, read, sync, scan.signature, verdict);
   av_log_scan (ctx, origin, info, &scan, scan.reused ? av_memo.engine : av_engine_name (ctx),
                action);
   av_emit (ctx, origin, scan.status == DOVEKIE_AV_INFECTED ? "infected" : "clean",
@@ -1046,8 +1054,8 @@ static gboolean
 av_save (DovekieContext *ctx, DovekieSaveOrigin origin, const DovekieMessageInfo *info,
          DovekieMessage *msg, DovekieVerdict *verdict, GError **error)
 {
-  return av_judge (ctx, save_origin_names[origin], origin == DOVEKIE_ORIGIN_DELIVERY, FALSE, TRUE,
-                   info, msg, verdict, error);
+  return av_judge (ctx, save_origin_names[origin], origin == DOVEKIE_ORIGIN_DELIVERY, FALSE,
+                   FALSE, TRUE, info, msg, verdict, error);
 }
 
 static gboolean
@@ -1058,7 +1066,8 @@ av_read (DovekieContext *ctx, DovekieReadOrigin origin, const DovekieMessageInfo
 
   if (g_str_equal (when, "off"))
     return TRUE;
-  return av_judge (ctx, read_origin_names[origin], FALSE, TRUE, g_str_equal (when, "unscanned"),
+  return av_judge (ctx, read_origin_names[origin], FALSE, TRUE, origin == DOVEKIE_READ_SYNC,
+                   g_str_equal (when, "unscanned"),
                    info, msg, verdict, error);
 }
 

@@ -570,7 +570,7 @@ START_TEST (test_cache_and_db_version)
   ck_assert_int_eq (g_atomic_int_get (&fake->scans), 1);
   host.now += 60;
   fake->mode = FAKE_FOUND;
-  ck_assert_int_eq (run_hook (FALSE, DOVEKIE_READ_FETCH, "same mail\r\n", NULL),
+  ck_assert_int_eq (run_hook (FALSE, DOVEKIE_READ_SYNC, "same mail\r\n", NULL),
                     DOVEKIE_VERDICT_DIVERT);
   g_hash_table_insert (settings, "dovekie_av_read_action", "refuse");
   ck_assert_int_eq (run_hook (FALSE, DOVEKIE_READ_POP3, "same mail\r\n", NULL),
@@ -761,9 +761,11 @@ START_TEST (test_read_modes)
 }
 END_TEST
 
-/* An infected read: replace (the default) diverts into the quarantine
- * mailbox, naming the signature; refuse rejects with it, and so does any
- * read with dovekie_av_action = tag. */
+/* Issue 16, invariant 2: infected mail found new at a sync with replace
+ * (the default) diverts into the quarantine mailbox, naming the signature
+ * and with its keyword; a client's read is refused, whatever the read
+ * action, and never diverted; refuse rejects at a sync too, and so does
+ * any read with dovekie_av_action = tag. */
 START_TEST (test_read_actions)
 {
   DovekieVerdict verdict = DOVEKIE_VERDICT_INIT;
@@ -771,25 +773,34 @@ START_TEST (test_read_actions)
   g_hash_table_insert (settings, "dovekie_av_quarantine_mailbox", "Virus");
   init_module ();
   fake->mode = FAKE_FOUND;
-  run_hook_verdict (FALSE, DOVEKIE_READ_FETCH, "bad\r\n", &verdict);
+  run_hook_verdict (FALSE, DOVEKIE_READ_SYNC, "bad\r\n", &verdict);
   ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_DIVERT);
   ck_assert_str_eq (verdict.mailbox, "Virus");
+  ck_assert_str_eq (verdict.keyword, "$Virus:Fake.Test.Virus");
   ck_assert_ptr_nonnull (strstr (verdict.reason, "Fake.Test.Virus"));
   dovekie_verdict_clear (&verdict);
-  assert_logged ("action=replace", 2); /* the log line and the event */
+  assert_logged ("origin=sync", 2); /* the log line and the event */
+  for (gint origin = DOVEKIE_READ_FETCH; origin <= DOVEKIE_READ_OTHER; origin++)
+    {
+      run_hook_verdict (FALSE, origin, "bad\r\n", &verdict);
+      ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_REJECT);
+      ck_assert_ptr_null (verdict.mailbox);
+      ck_assert_ptr_nonnull (strstr (verdict.reason, "Fake.Test.Virus"));
+      dovekie_verdict_clear (&verdict);
+    }
 
   g_hash_table_insert (settings, "dovekie_av_read_action", "refuse");
-  run_hook_verdict (FALSE, DOVEKIE_READ_POP3, "bad\r\n", &verdict);
+  run_hook_verdict (FALSE, DOVEKIE_READ_SYNC, "bad\r\n", &verdict);
   ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_REJECT);
   ck_assert_ptr_null (verdict.mailbox);
   ck_assert_ptr_nonnull (strstr (verdict.reason, "Fake.Test.Virus"));
   dovekie_verdict_clear (&verdict);
-  assert_logged ("action=refuse", 2);
+  assert_logged ("action=refuse", 2 * 4);
   /* Issue 16, invariant 5: with action = tag a read never moves the
    * message, whatever the read action says; it refuses it. */
   g_hash_table_insert (settings, "dovekie_av_read_action", "replace");
   g_hash_table_insert (settings, "dovekie_av_action", "tag");
-  run_hook_verdict (FALSE, DOVEKIE_READ_FETCH, "bad\r\n", &verdict);
+  run_hook_verdict (FALSE, DOVEKIE_READ_SYNC, "bad\r\n", &verdict);
   ck_assert_int_eq (verdict.kind, DOVEKIE_VERDICT_REJECT);
   ck_assert_ptr_null (verdict.mailbox);
   ck_assert_ptr_nonnull (strstr (verdict.reason, "Fake.Test.Virus"));

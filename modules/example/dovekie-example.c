@@ -30,7 +30,7 @@ static const DovekieSettingDef example_settings[] = {
 };
 
 static const gchar *const save_origin_names[] = { "append", "copy", "delivery" };
-static const gchar *const read_origin_names[] = { "fetch", "pop3", "other" };
+static const gchar *const read_origin_names[] = { "fetch", "pop3", "other", "sync" };
 
 gboolean
 dovekie_example_find (DovekieContext *ctx, DovekieMessage *msg, const gchar *needle,

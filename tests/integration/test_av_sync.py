@@ -1,0 +1,238 @@
+"""Issue 16, invariants 2, 3 and 12: detection happens at sync, never in a read.
+
+Unscanned infected mail is written straight into the Maildir (as another MDA
+would), next to clean mail, with a real clamd and the test signatures. The
+first session that syncs the mailbox judges the new mail before its view can
+show it and moves detections into quarantine with an ordinary copy and
+expunge, adding a short notice as a new message. Reads (FETCH, SEARCH) never
+move anything: Dovecot's cache stays consistent, sizes and BODYSTRUCTURE a
+client fetched stay true, and N sessions at once leave exactly one
+quarantine copy and one notice per message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+
+import pytest
+
+from clamd_harness import EICAR, EICAR_SIGNATURE
+from dovekie_harness import make_message
+from test_antivirus import assert_no_crash, av_line
+from test_av_read_paths import (FETCH_ITEMS, RawImap, assert_clean, av,  # noqa: F401
+                                clamd, eicar_7bit, zip_base64)
+
+CACHE_TROUBLE = r"Broken MIME parts|Cached header size mismatch|corrupted cache|Corrupted"
+
+
+def plant_all(dc, messages: list[bytes], user: str = "alice") -> None:
+    """Writes every message into the user's Maildir new/ at once, past every
+    hook, the Maildir created first by a login that selects nothing."""
+    maildir = dc.home(user) / "Maildir"
+    if not (maildir / "new").exists():
+        conn = dc.imap(user)
+        conn.list()
+        conn.logout()
+        for sub in ("new", "cur", "tmp"):
+            (maildir / sub).mkdir(parents=True, exist_ok=True)
+            os.chown(maildir / sub, dc.mail_uid, dc.mail_gid)
+        os.chown(maildir, dc.mail_uid, dc.mail_gid)
+    for i, message in enumerate(messages):
+        path = maildir / "new" / f"{time.time():.6f}.{os.getpid()}_{i}.planted"
+        path.write_bytes(message)
+        os.chown(path, dc.mail_uid, dc.mail_gid)
+
+
+def flags_of(dc, mailbox: str, user: str = "alice") -> list[str]:
+    conn = dc.imap(user)
+    conn.select(mailbox, readonly=True)
+    typ, data = conn.fetch("1:*", "(FLAGS)")
+    conn.logout()
+    return [d.decode() for d in data if d]
+
+
+def subjects_in(raw: bytes) -> list[bytes]:
+    return re.findall(rb"Subject: ([^\r\n]*)", raw)
+
+
+# --- invariant 2 ---------------------------------------------------------------
+
+def test_new_infected_mail_leaves_at_the_first_sync(av, clamd):
+    dc = av(clamd.unix_address)
+    clean = make_message("clean one", "nothing to see\n")
+    plant_all(dc, [clean, eicar_7bit("s-eicar"), zip_base64("s-zip")])
+    offset = dc.log_offset()
+    imap = RawImap(dc)
+    status, raw = imap.cmd("SELECT INBOX")
+    # The view never held the infected two: the clean message and the two
+    # notices, stored after the moves.
+    assert status == "OK" and b"* 3 EXISTS" in raw, raw
+    status, raw = imap.cmd("UID SEARCH ALL")
+    assert status == "OK" and re.search(rb"\* SEARCH 1 4 5\r\n", raw), raw
+    for item in FETCH_ITEMS + ["BODYSTRUCTURE", "RFC822.SIZE"]:
+        status, raw = imap.cmd(f"UID FETCH 1:* ({item})")
+        assert_clean(raw, item)
+        assert status == "OK", (item, raw[-300:])
+    status, raw = imap.cmd("UID FETCH 2:3 (BODY.PEEK[])")
+    assert status == "OK" and b"FETCH" not in raw, raw  # not there, never were
+    status, raw = imap.cmd("UID FETCH 4:5 (BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[TEXT])")
+    assert raw.count(b"Subject: [virus removed] read paths s-") == 2, raw
+    assert EICAR_SIGNATURE.encode() in raw, raw
+    imap.close()
+    # One copy each in quarantine, each with its signature's keyword, and
+    # the notices are small, whatever the original's size.
+    assert dc.message_count("Quarantine") == 2
+    flags = " ".join(flags_of(dc, "Quarantine"))
+    assert f"$Virus:{EICAR_SIGNATURE}" in flags and "$Virus:Dovekie.Test.ClamExe" in flags, flags
+    found = dc.find_log_at_least(av_line("imap", "scan origin=sync [^\n]*result=infected"
+                                         "[^\n]*action=quarantine"), 2, since=offset)
+    assert len(found) == 2, dc.log_tail()
+    assert len(dc.find_log(r"dovekie: moved uid=[23] from \"INBOX\" to \"Quarantine\"",
+                           since=offset)) == 2, dc.log_tail()
+    # Reads found every message judged already.
+    assert not dc.find_log(av_line("imap", "scan origin=fetch[^\n]*cached=no"), since=offset)
+    assert not dc.find_log(CACHE_TROUBLE, since=offset), dc.log_tail()
+    assert_no_crash(dc)
+
+
+def test_search_and_fetch_never_change_the_mailbox(av, clamd):
+    """A body SEARCH over mail that arrived during the session: the search
+    runs over the view the client has, the sync after it judges the new mail,
+    and what the client fetched before stays true."""
+    dc = av(clamd.unix_address)
+    plant_all(dc, [make_message(f"clean {i}", f"clean body {i}\n" * 20) for i in range(3)])
+    imap = RawImap(dc)
+    status, raw = imap.cmd("SELECT INBOX")
+    assert b"* 3 EXISTS" in raw, raw
+    status, before = imap.cmd("UID FETCH 1:3 (RFC822.SIZE BODYSTRUCTURE BINARY.SIZE[1])")
+    assert status == "OK", before
+    offset = dc.log_offset()
+    plant_all(dc, [eicar_7bit("late-eicar"), zip_base64("late-zip"),
+                   make_message("clean late", "EICAR-STANDARD is only a name here\n")])
+    status, raw = imap.cmd("UID SEARCH BODY \"EICAR-STANDARD\"")
+    assert_clean(raw, "SEARCH BODY")
+    assert status == "OK" and re.search(rb"\* SEARCH\r\n", raw), raw
+    untagged = raw
+    status, raw = imap.cmd("UID SEARCH TEXT \"clam.zip\"")
+    assert_clean(raw, "SEARCH TEXT")
+    assert status == "OK", raw
+    untagged += raw
+    status, raw = imap.cmd("NOOP")
+    untagged += raw
+    # The sync after the first SEARCH reported the clean newcomer and two
+    # notices; no EXPUNGE of anything the client ever saw.
+    assert b"* 6 EXISTS" in untagged and b"EXPUNGE" not in untagged, untagged
+    status, raw = imap.cmd("UID SEARCH BODY \"EICAR-STANDARD\"")
+    assert_clean(raw, "SEARCH BODY after the sync")
+    assert status == "OK" and re.search(rb"\* SEARCH 6\r\n", raw), raw
+    status, raw = imap.cmd("UID FETCH 1:* (BODY.PEEK[])")
+    assert_clean(raw, "FETCH 1:*")
+    assert status == "OK", raw
+    status, after = imap.cmd("UID FETCH 1:3 (RFC822.SIZE BODYSTRUCTURE BINARY.SIZE[1])")
+    assert after.split(b"\r\n")[:-2] == before.split(b"\r\n")[:-2], (before, after)
+    imap.close()
+    assert dc.message_count("Quarantine") == 2
+    assert not dc.find_log(CACHE_TROUBLE, since=offset), dc.log_tail()
+    assert not dc.find_log(av_line("imap", "scan origin=fetch[^\n]*result=infected"),
+                           since=offset)
+    assert_no_crash(dc)
+
+
+def test_a_read_refuses_and_never_moves(av, clamd):
+    """refuse: nothing moves at sync either; every read of the infected
+    message is refused with its signature and the mailbox stays as it is."""
+    dc = av(clamd.unix_address, dovekie_av_read_action="refuse")
+    plant_all(dc, [make_message("clean", "fine\n"), eicar_7bit("stays")])
+    offset = dc.log_offset()
+    imap = RawImap(dc)
+    status, raw = imap.cmd("SELECT INBOX")
+    assert b"* 2 EXISTS" in raw, raw
+    for item in ("BODY.PEEK[]", "BINARY.PEEK[2]", "RFC822.TEXT"):
+        status, raw = imap.cmd(f"UID FETCH 2 ({item})")
+        assert_clean(raw, item)
+        assert status == "NO" and EICAR_SIGNATURE.encode() in raw, raw
+    status, raw = imap.cmd("UID SEARCH BODY \"EICAR-STANDARD\"")
+    assert_clean(raw, "SEARCH")
+    status, raw = imap.cmd("NOOP")
+    assert b"EXPUNGE" not in raw and b"EXISTS" not in raw, raw
+    imap.close()
+    assert dc.message_count("INBOX") == 2
+    assert not dc.find_log(r"dovekie: moved uid=", since=offset)
+    assert not dc.find_log(CACHE_TROUBLE, since=offset), dc.log_tail()
+    assert_no_crash(dc)
+
+
+def test_pop3_lists_only_what_the_sync_let_through(av, clamd):
+    dc = av(clamd.unix_address)
+    plant_all(dc, [make_message("clean one", "first clean message\n"), eicar_7bit("pop"),
+                   make_message("clean two", "second clean message\n")])
+    pop = dc.pop3()
+    count, _ = pop.stat()
+    assert count == 3, count  # two clean, one notice
+    bodies = [b"\r\n".join(pop.retr(i)[1]) for i in (1, 2, 3)]
+    for body in bodies:
+        assert_clean(body, "RETR")
+    assert b"first clean message" in bodies[0] and b"second clean message" in bodies[1]
+    assert b"[virus removed]" in bodies[2] and EICAR_SIGNATURE.encode() in bodies[2]
+    before = pop.uidl()[1]
+    pop.quit()
+    pop = dc.pop3()
+    assert pop.uidl()[1] == before
+    pop.quit()
+    assert dc.message_count("Quarantine") == 1
+    assert_no_crash(dc)
+
+
+# --- invariant 3 -----------------------------------------------------------------
+
+@pytest.mark.parametrize("round_", range(3))
+def test_concurrent_sessions_leave_one_copy(av, clamd, round_):
+    dc = av(clamd.unix_address)
+    plant_all(dc, [eicar_7bit(f"race-{round_}-{i}") for i in range(3)] +
+              [zip_base64(f"race-{round_}-zip")])
+    barrier = threading.Barrier(6)
+    results: list[tuple[str, bytes]] = []
+    errors: list[BaseException] = []
+
+    def session(kind: str) -> None:
+        try:
+            if kind == "pop3":
+                barrier.wait()
+                pop = dc.pop3()
+                lines = [b"\r\n".join(pop.retr(i + 1)[1]) for i in range(pop.stat()[0])]
+                pop.quit()
+                results.append(("pop3", b"".join(lines)))
+                return
+            imap = RawImap(dc)
+            barrier.wait()
+            status, raw = imap.cmd("SELECT INBOX")
+            status2, raw2 = imap.cmd("FETCH 1:* (BODY.PEEK[])")
+            imap.close()
+            results.append((status + status2, raw + raw2))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session, args=("pop3" if i == 5 else "imap",))
+               for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert len(results) == 6
+    for status, raw in results:
+        assert_clean(raw, status)
+        assert status in ("OKOK", "pop3"), (status, raw[-300:], dc.log_tail())
+    assert dc.message_count("Quarantine") == 4
+    assert dc.message_count("INBOX") == 4  # the notices, one each
+    conn = dc.imap()
+    conn.select("INBOX", readonly=True)
+    typ, data = conn.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    conn.logout()
+    subjects = sorted(d[1] for d in data if isinstance(d, tuple))
+    assert len(set(subjects)) == 4, subjects
+    assert len(dc.find_log(r"dovekie: moved uid=")) == 4, dc.log_tail()
+    assert_no_crash(dc)
