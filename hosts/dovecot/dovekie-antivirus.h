@@ -44,6 +44,9 @@ struct dovekie_bridge_av_rescan {
 	bool cached;
 	/* INFECTED: the signature name (truncated to fit); else "". */
 	char signature[DOVEKIE_BRIDGE_REASON_MAX];
+	/* INFECTED: the quarantine copy's keyword ("$Virus:<signature>");
+	   else "". */
+	char keyword[DOVEKIE_BRIDGE_REASON_MAX];
 };
 
 /* Readies the in-process libclamav engine for a rescan and copies its

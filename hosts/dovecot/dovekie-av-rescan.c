@@ -29,6 +29,8 @@
 #include "dovekie-log-quote.h"
 #include "dovekie-storage.h"
 #include "dovekie-antivirus.h"
+#include "dovekie-av-sync.h"
+#include "file-lock.h"
 
 /* Messages per transaction and per stored mark. */
 #define RESCAN_BATCH 100
@@ -119,9 +121,9 @@ rescan_list(struct mailbox *box, uint32_t after, ARRAY_TYPE(uint32_t) *uids,
    mailbox for what moves). Sets *done_r to the last UID finished: the
    batch's last unless something failed. */
 static int
-rescan_batch(struct rescan_run *run, struct mailbox *box, struct mailbox **qbox,
-	     const uint32_t *uids, unsigned int count, struct rescan_counts *counts,
-	     uint32_t *done_r, const char **error_r)
+rescan_batch_locked(struct rescan_run *run, struct mailbox *box, struct mailbox **qbox,
+		    const uint32_t *uids, unsigned int count, struct rescan_counts *counts,
+		    uint32_t *done_r, const char **error_r)
 {
 	struct mailbox_transaction_context *t, *qt = NULL;
 	struct mail *mail;
@@ -185,7 +187,8 @@ rescan_batch(struct rescan_run *run, struct mailbox *box, struct mailbox **qbox,
 		if (qt == NULL)
 			qt = mailbox_transaction_begin(*qbox, MAILBOX_TRANSACTION_FLAG_EXTERNAL,
 						       "dovekie rescan quarantine");
-		if (dovekie_quarantine_move(run->duser, mail, qt, NULL, error_r) < 0) {
+		if (dovekie_quarantine_move(run->duser, mail, qt, mctx.result.keyword,
+					    error_r) < 0) {
 			*error_r = p_strdup(run->user->pool, *error_r);
 			ret = -1;
 			break;
@@ -225,6 +228,37 @@ rescan_batch(struct rescan_run *run, struct mailbox *box, struct mailbox **qbox,
 	}
 	*done_r = count > 0 ? uids[count - 1] : 0;
 	return 0;
+}
+
+/* rescan_batch_locked() under the lock the sessions' sync check moves
+   mail under (dovekie-av-sync.c), after a sync that shows what another
+   mover took meanwhile: a message is moved into quarantine once. */
+static int
+rescan_batch(struct rescan_run *run, struct mailbox *box, struct mailbox **qbox,
+	     const uint32_t *uids, unsigned int count, struct rescan_counts *counts,
+	     uint32_t *done_r, const char **error_r)
+{
+	struct file_lock *lock;
+	const char *error;
+	int ret;
+
+	*done_r = 0;
+	ret = dovekie_av_sync_lock(box, &lock, &error);
+	if (ret <= 0) {
+		*error_r = p_strdup_printf(run->user->pool, "cannot lock %s: %s",
+					   dovekie_log_quote(mailbox_get_vname(box)), error);
+		return -1;
+	}
+	if (mailbox_sync(box, 0) < 0) {
+		*error_r = p_strdup_printf(run->user->pool, "cannot sync %s: %s",
+			dovekie_log_quote(mailbox_get_vname(box)),
+			mailbox_get_last_internal_error(box, NULL));
+		ret = -1;
+	} else {
+		ret = rescan_batch_locked(run, box, qbox, uids, count, counts, done_r, error_r);
+	}
+	file_lock_free(&lock);
+	return ret;
 }
 
 static void rescan_print(const char *vname, const struct rescan_counts *counts)

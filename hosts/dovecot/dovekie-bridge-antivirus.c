@@ -162,7 +162,10 @@ dovekie_bridge_av_rescan_message (struct dovekie_bridge *bridge,
   result_r->cached = result.cached;
   if (result.signature != NULL)
     g_strlcpy (result_r->signature, result.signature, DOVEKIE_BRIDGE_REASON_MAX);
+  if (result.keyword != NULL)
+    g_strlcpy (result_r->keyword, result.keyword, DOVEKIE_BRIDGE_REASON_MAX);
   g_free (result.signature);
+  g_free (result.keyword);
   return 0;
 }
 

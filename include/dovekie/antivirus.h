@@ -36,6 +36,8 @@ typedef struct {
   DovekieAntivirusRescanStatus status;
   gboolean cached;   /* judged with this DB version before: not scanned again */
   gchar *signature;  /* INFECTED: the signature name (owned by the caller) */
+  gchar *keyword;    /* INFECTED: the quarantine copy's keyword, "$Virus:<signature>"
+                      * as on a quarantined delivery (owned by the caller) */
 } DovekieAntivirusRescan;
 
 typedef struct {

@@ -1179,6 +1179,8 @@ av_rescan_message (DovekieContext *ctx, const DovekieMessageInfo *info, DovekieM
   result->status = scan.status == DOVEKIE_AV_INFECTED ? DOVEKIE_ANTIVIRUS_RESCAN_INFECTED
                                                       : DOVEKIE_ANTIVIRUS_RESCAN_CLEAN;
   result->cached = scan.cached;
+  if (scan.status == DOVEKIE_AV_INFECTED)
+    result->keyword = av_quarantine_keyword (scan.signature);
   result->signature = g_steal_pointer (&scan.signature);
   return TRUE;
 }

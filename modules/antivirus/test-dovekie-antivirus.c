@@ -983,7 +983,10 @@ START_TEST (test_rescan_service)
   r = rescan (svc, "x\r\n" TEST_EICAR "\r\n");
   ck_assert_int_eq (r.status, DOVEKIE_ANTIVIRUS_RESCAN_INFECTED);
   ck_assert (g_str_has_prefix (r.signature, "Test.Eicar"));
+  /* The quarantine copy gets the keyword a quarantined delivery gets. */
+  ck_assert (g_str_has_prefix (r.keyword, "$Virus:Test.Eicar"));
   g_free (r.signature);
+  g_free (r.keyword);
   ck_assert_int_eq (g_atomic_int_get (&fake->connections), 0); /* clamd never asked */
   assert_logged ("scan origin=rescan mailbox=\"INBOX\" uid=9", 3);
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import threading
 import time
 
@@ -21,7 +22,8 @@ import pytest
 
 from clamd_harness import EICAR, EICAR_SIGNATURE
 from dovekie_harness import make_message
-from test_antivirus import assert_no_crash, av_line
+from test_antivirus import assert_no_crash, av_line, public_tmp  # noqa: F401
+from test_av_rescan import signature_db
 from test_av_read_paths import (FETCH_ITEMS, RawImap, assert_clean, av,  # noqa: F401
                                 clamd, eicar_7bit, zip_base64)
 
@@ -188,12 +190,12 @@ def test_pop3_lists_only_what_the_sync_let_through(av, clamd):
 
 # --- invariant 3 -----------------------------------------------------------------
 
-@pytest.mark.parametrize("round_", range(3))
-def test_concurrent_sessions_leave_one_copy(av, clamd, round_):
-    dc = av(clamd.unix_address)
-    plant_all(dc, [eicar_7bit(f"race-{round_}-{i}") for i in range(3)] +
-              [zip_base64(f"race-{round_}-zip")])
-    barrier = threading.Barrier(6)
+def run_sessions(dc, imap_sessions: int, pop3: bool = False) -> list[tuple[str, bytes]]:
+    """Starts the sessions at one moment: each IMAP one SELECTs INBOX and
+    fetches every body; the POP3 one retrieves everything. Returns
+    (status, every byte received) per session: "OKOK" or "pop3"."""
+    count = imap_sessions + (1 if pop3 else 0)
+    barrier = threading.Barrier(count)
     results: list[tuple[str, bytes]] = []
     errors: list[BaseException] = []
 
@@ -215,13 +217,23 @@ def test_concurrent_sessions_leave_one_copy(av, clamd, round_):
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=session, args=("pop3" if i == 5 else "imap",))
-               for i in range(6)]
+    threads = [threading.Thread(target=session, args=("pop3" if pop3 and i == 0 else "imap",))
+               for i in range(count)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
     assert not errors, errors
+    assert len(results) == count, results
+    return results
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_concurrent_sessions_leave_one_copy(av, clamd, round_):
+    dc = av(clamd.unix_address)
+    plant_all(dc, [eicar_7bit(f"race-{round_}-{i}") for i in range(3)] +
+              [zip_base64(f"race-{round_}-zip")])
+    results = run_sessions(dc, 5, pop3=True)
     assert len(results) == 6
     for status, raw in results:
         assert_clean(raw, status)
@@ -235,4 +247,38 @@ def test_concurrent_sessions_leave_one_copy(av, clamd, round_):
     subjects = sorted(d[1] for d in data if isinstance(d, tuple))
     assert len(set(subjects)) == 4, subjects
     assert len(dc.find_log(r"dovekie: moved uid=")) == 4, dc.log_tail()
+    assert_no_crash(dc)
+
+
+def test_rescan_and_sessions_at_once_leave_one_copy(av, clamd, public_tmp):
+    """The rescan (doveadm, libclamav) moves under the sessions' lock too.
+    The sessions start as soon as the rescan has listed the mailbox, so
+    both find the same six infected messages to move; whoever locks first
+    moves them, the others find them gone. Every copy carries its
+    signature's keyword, whichever moved it."""
+    db = signature_db(public_tmp, eicar=True)
+    dc = av(clamd.unix_address, dovekie_av_libclamav_db=str(db))
+    plant_all(dc, [eicar_7bit(f"both-{i}") for i in range(6)])
+    rescan = subprocess.Popen(
+        ["doveadm", "-c", str(dc.config_path), "-f", "tab", "dovekie", "rescan", "-u", "alice",
+         "INBOX"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, **dc._sanitizer_env()))
+    stderr = ""
+    while "rescan start" not in stderr:
+        line = rescan.stderr.readline()
+        assert line, stderr
+        stderr += line
+    results = run_sessions(dc, 3)
+    out, rest = rescan.communicate(timeout=60)
+    stderr += rest
+    assert rescan.returncode == 0, out + stderr
+    for status, raw in results:
+        assert_clean(raw, status)
+    by_sessions = len(dc.find_log(r"imap\(alice\)[^\n]*dovekie: moved uid="))
+    by_rescan = len(re.findall(r"dovekie: rescan user=[^\n]*action=quarantine", stderr))
+    assert by_sessions + by_rescan == 6, (by_sessions, by_rescan, stderr, dc.log_tail())
+    assert dc.message_count("Quarantine") == 6
+    assert dc.message_count("INBOX") == by_sessions  # a notice per move at a sync
+    flags = flags_of(dc, "Quarantine")
+    assert len(flags) == 6 and all(f"$Virus:{EICAR_SIGNATURE}" in f for f in flags), flags
     assert_no_crash(dc)
