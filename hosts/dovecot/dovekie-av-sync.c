@@ -291,9 +291,9 @@ static void av_sync_box(struct dovekie_user *duser, struct mailbox *box)
 	file_lock_free(&lock);
 }
 
-void dovekie_av_sync(struct dovekie_user *duser, struct mailbox *box)
+void dovekie_av_sync(struct dovekie_user *duser, struct mailbox *box,
+		     struct mailbox **own_box)
 {
-	struct mailbox *own;
 	char quarantine[DOVEKIE_BRIDGE_REASON_MAX];
 	const char *module, *why;
 
@@ -309,11 +309,12 @@ void dovekie_av_sync(struct dovekie_user *duser, struct mailbox *box)
 		return;
 	duser->av_syncing = TRUE;
 	/* A mailbox instance of our own: box's view must learn of the new
-	   mail only in its own sync, with the moves already done. */
-	own = mailbox_alloc(box->list, mailbox_get_vname(box), 0);
+	   mail only in its own sync, with the moves already done. Kept open,
+	   a sync that finds nothing new costs its sync and a header lookup. */
+	if (*own_box == NULL)
+		*own_box = mailbox_alloc(box->list, mailbox_get_vname(box), 0);
 	T_BEGIN {
-		av_sync_box(duser, own);
+		av_sync_box(duser, *own_box);
 	} T_END;
-	mailbox_free(&own);
 	duser->av_syncing = FALSE;
 }

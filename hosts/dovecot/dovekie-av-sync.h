@@ -17,8 +17,11 @@ bool dovekie_av_sync_wanted(struct dovekie_user *duser, struct mailbox *box);
    under a lock file in the mailbox's index directory, which the rescan
    takes too, so concurrent sessions and jobs move a message once. Errors
    are logged; the read hooks still guard whatever it could not judge.
-   Call it before box's own sync starts (no transaction open). */
-void dovekie_av_sync(struct dovekie_user *duser, struct mailbox *box);
+   Call it before box's own sync starts (no transaction open). *own_box is
+   the caller's to keep between calls (NULL at first; an instance of box
+   that this opens and reuses) and to mailbox_free() before box closes. */
+void dovekie_av_sync(struct dovekie_user *duser, struct mailbox *box,
+		     struct mailbox **own_box);
 
 /* The lock dovekie_av_sync() moves mail under, for other movers (the
    rescan): 1 locked (*lock_r set), 0 timed out, -1 error; error_r for

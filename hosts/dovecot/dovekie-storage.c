@@ -34,6 +34,13 @@
 #define DOVEKIE_MAIL_CONTEXT(obj) \
 	MODULE_CONTEXT(obj, dovekie_mail_module)
 
+struct dovekie_mailbox {
+	union mailbox_module_context module_ctx;
+	/* dovekie-av-sync.c's own instance of this mailbox, kept open while
+	   this one is, or NULL. */
+	struct mailbox *av_sync_box;
+};
+
 struct dovekie_mail {
 	union mail_module_context module_ctx;
 	/* UID whose read hook already ran for this mail object, so one FETCH
@@ -610,12 +617,21 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 static struct mailbox_sync_context *
 dovekie_sync_init(struct mailbox *box, enum mailbox_sync_flags flags)
 {
-	union mailbox_module_context *mbox = DOVEKIE_CONTEXT(box);
+	struct dovekie_mailbox *dbox = DOVEKIE_CONTEXT(box);
 	struct dovekie_user *duser = dovekie_box_user(box);
 
 	if (duser != NULL)
-		dovekie_av_sync(duser, box);
-	return mbox->super.sync_init(box, flags);
+		dovekie_av_sync(duser, box, &dbox->av_sync_box);
+	return dbox->module_ctx.super.sync_init(box, flags);
+}
+
+static void dovekie_close(struct mailbox *box)
+{
+	struct dovekie_mailbox *dbox = DOVEKIE_CONTEXT(box);
+
+	if (dbox->av_sync_box != NULL)
+		mailbox_free(&dbox->av_sync_box);
+	dbox->module_ctx.super.close(box);
 }
 
 /* ---- POP3 session start ---- */
@@ -647,21 +663,23 @@ void dovekie_mailbox_allocated(struct mailbox *box)
 {
 	struct mailbox_vfuncs *v = box->vlast;
 	struct dovekie_user *duser = dovekie_box_user(box);
-	union mailbox_module_context *mbox;
+	struct dovekie_mailbox *dbox;
 
 	if (duser == NULL || !dovekie_bridge_active(duser->bridge))
 		return;
 
-	mbox = p_new(box->pool, union mailbox_module_context, 1);
-	mbox->super = *v;
-	box->vlast = &mbox->super;
+	dbox = p_new(box->pool, struct dovekie_mailbox, 1);
+	dbox->module_ctx.super = *v;
+	box->vlast = &dbox->module_ctx.super;
 	v->save_finish = dovekie_save_finish;
 	v->copy = dovekie_copy;
-	if (dovekie_av_sync_wanted(duser, box))
+	if (dovekie_av_sync_wanted(duser, box)) {
 		v->sync_init = dovekie_sync_init;
+		v->close = dovekie_close;
+	}
 	if ((box->flags & MAILBOX_FLAG_POP3_SESSION) != 0)
 		v->sync_deinit = dovekie_sync_deinit;
-	MODULE_CONTEXT_SET_SELF(box, dovekie_storage_module, mbox);
+	MODULE_CONTEXT_SET(box, dovekie_storage_module, dbox);
 }
 
 /* ---- read and expunge ---- */
