@@ -363,8 +363,18 @@ static int rescan_mailbox(struct rescan_run *run, struct mailbox *box)
 static int rescan_named(struct rescan_run *run, const char *vname)
 {
 	struct mail_namespace *ns = mail_namespace_find(run->user->namespaces, vname);
-	struct mailbox *box = mailbox_alloc(ns->list, vname, MAILBOX_FLAG_IGNORE_ACLS);
+	struct mailbox *box;
 	int ret;
+
+	/* Another user's mail never moves into this user's quarantine: a
+	   shared or public mailbox is rescanned as its owner (-u owner). */
+	if (ns->type != MAIL_NAMESPACE_TYPE_PRIVATE) {
+		i_error("dovekie: rescan: %s of %s is in a %s namespace: rescan it as its owner",
+			dovekie_log_quote(vname), run->user->username,
+			ns->type == MAIL_NAMESPACE_TYPE_SHARED ? "shared" : "public");
+		return -1;
+	}
+	box = mailbox_alloc(ns->list, vname, MAILBOX_FLAG_IGNORE_ACLS);
 
 	ret = rescan_mailbox(run, box);
 	mailbox_free(&box);

@@ -82,7 +82,8 @@ static const DovekieSettingDef av_settings[] = {
   { "dovekie_av_on_error", DOVEKIE_SETTING_ENUM, "tempfail", 0, 0, on_error_choices,
     "scanner unavailable, timed out or unparsable: tempfail (retry later) or accept (logged)" },
   { "dovekie_av_scan_on_read", DOVEKIE_SETTING_ENUM, "unscanned", 0, 0, on_read_choices,
-    "scan on FETCH/RETR/TOP: off, unscanned (not yet judged with the current DB) or always" },
+    "scan stored mail no save hook judged, at a session's first sync of the mailbox and on "
+    "FETCH/RETR/TOP: off, unscanned (not yet judged with the current DB) or always" },
   { "dovekie_av_read_action", DOVEKIE_SETTING_ENUM, "replace", 0, 0, read_action_choices,
     "unscanned infected mail found in a mailbox (placed by another MDA): replace (moved into "
     "the quarantine mailbox when a session first syncs the mailbox, a short notice is added) "

@@ -282,3 +282,75 @@ def test_rescan_and_sessions_at_once_leave_one_copy(av, clamd, public_tmp):
     flags = flags_of(dc, "Quarantine")
     assert len(flags) == 6 and all(f"$Virus:{EICAR_SIGNATURE}" in f for f in flags), flags
     assert_no_crash(dc)
+
+
+# --- invariant 11: shared namespaces --------------------------------------------
+
+SHARED_NAMESPACES = """
+namespace inbox {
+  inbox = yes
+  separator = /
+}
+namespace shared {
+  type = shared
+  separator = /
+  prefix = shared/%%u/
+  location = maildir:%%h/Maildir:INDEXPVT=~/Maildir/shared/%%u
+  subscriptions = no
+  list = children
+}
+"""
+
+
+def test_shared_mailbox_reader_moves_nothing(dovecot, plugin_path, antivirus_module, clamd,
+                                             public_tmp):
+    """bob reads alice's INBOX through a shared namespace: nothing moves
+    between users (bob's session neither moves alice's mail nor creates a
+    quarantine of his own), bob's reads are refused, and alice's own session
+    moves it into her quarantine, named by her settings."""
+    db = signature_db(public_tmp, eicar=True)
+    settings = {"dovekie_modules": "antivirus", "dovekie_av_clamd": clamd.unix_address,
+                "dovekie_av_libclamav_db": str(db)}
+    dc = dovecot(plugin_path=plugin_path, module_files=[antivirus_module],
+                 plugin_settings=settings,
+                 users={"alice": {"userdb": {"dovekie_av_quarantine_mailbox": "Held"}},
+                        "bob": {}},
+                 extra_conf="mail_attribute_dict = file:%h/dovecot-attributes\n"
+                 + SHARED_NAMESPACES)
+    plant_all(dc, [make_message("alice clean", "clean\n"), eicar_7bit("shared")], user="alice")
+    bob = RawImap(dc, "bob")
+    status, raw = bob.cmd("SELECT \"shared/alice/INBOX\"")
+    assert status == "OK" and b"* 2 EXISTS" in raw, raw
+    status, raw = bob.cmd("UID FETCH 1:* (BODY.PEEK[])")
+    assert_clean(raw, "bob's FETCH")
+    assert status == "NO" and EICAR_SIGNATURE.encode() in raw, raw
+    status, raw = bob.cmd("UID SEARCH BODY \"EICAR-STANDARD\"")
+    assert_clean(raw, "bob's SEARCH")
+    status, raw = bob.cmd("NOOP")
+    assert b"EXPUNGE" not in raw, raw
+    bob.close()
+    # A rescan as bob does not reach into alice's mailbox either.
+    res = dc.doveadm("dovekie", "rescan", "-u", "bob", "shared/alice/INBOX")
+    assert res.returncode != 0 and "rescan it as its owner" in res.stderr, res.stderr
+    assert not (dc.home("bob") / "Maildir" / ".Quarantine").exists()
+    assert not dc.find_log(r"dovekie: moved uid="), dc.log_tail()
+    assert not dc.find_log(r"imap\(bob\)[^\n]*scan origin=sync"), dc.log_tail()
+    assert dc.find_log(av_line("imap", "scan origin=fetch mailbox=\"shared/alice/INBOX\" "
+                               "[^\n]*result=infected", user="bob")), dc.log_tail()
+
+    # alice's own first sync: her settings, her quarantine.
+    alice = RawImap(dc, "alice")
+    status, raw = alice.cmd("SELECT INBOX")
+    assert status == "OK" and b"* 2 EXISTS" in raw, raw  # clean + notice
+    alice.close()
+    assert dc.message_count("Held", user="alice") == 1
+    flags = flags_of(dc, "Held")
+    assert f"$Virus:{EICAR_SIGNATURE}" in flags[0], flags
+    dc.wait_for_log(r"imap\(alice\)[^\n]*dovekie: moved uid=2 from \"INBOX\" to \"Held\"")
+    bob = RawImap(dc, "bob")
+    status, raw = bob.cmd("SELECT \"shared/alice/INBOX\"")
+    status, raw = bob.cmd("UID FETCH 1:* (BODY.PEEK[])")
+    assert_clean(raw, "bob after the move")
+    assert status == "OK" and b"[virus removed]" in raw, raw
+    bob.close()
+    assert_no_crash(dc)
