@@ -91,8 +91,9 @@ def test_unofficial_signature_retires_cached_verdicts(dovecot, plugin_path, anti
     imap = dc.imap()
     typ, text = append(imap, message)
     assert typ == "NO" and SIGNATURE in text, text
-    # Reads of the two stored copies judge them again (never the old
-    # "clean"): no byte of the marker is served.
+    # The two stored copies are judged again (never the old "clean"): the
+    # first sync moves them into quarantine, and no byte of the marker is
+    # served.
     imap.select("INBOX")
     typ, data = imap.uid("FETCH", "1:*", "(BODY.PEEK[])")
     served = b"".join(part[1] for part in data if isinstance(part, tuple))
@@ -101,7 +102,8 @@ def test_unofficial_signature_retires_cached_verdicts(dovecot, plugin_path, anti
     found = dc.find_log(av_line("imap", f"result=infected[^\n]*{SIGNATURE}|"
                                         f"{SIGNATURE}[^\n]*result=infected"), since=offset)
     assert len(found) >= 2, dc.log_tail()
-    assert not dc.find_log(r"result=clean[^\n]*cached=yes", since=offset), dc.log_tail()
+    assert not dc.find_log(r"uid=[12] [^\n]*result=clean[^\n]*cached=yes", since=offset), \
+        dc.log_tail()
     assert_no_crash(dc)
 
 
