@@ -4,6 +4,8 @@
  *
  *   dovekie-doc --list MODULE.so...   one line per setting: name TAB type TAB default TAB range TAB help
  *   dovekie-doc --man MODULE.so...    roff for the SETTINGS section of dovekie(7)
+ *   dovekie-doc --dovecot MODULE.so... C X-macros for Dovecot 2.4's settings
+ *                                      declaration (hosts/dovecot/dovekie-settings.c)
  *
  * It only reads the modules' tables: no init runs.
  */
@@ -56,9 +58,49 @@ roff (const gchar *text)
   return g_string_free (out, FALSE);
 }
 
-static void
-print_defs (const gchar *title, const DovekieSettingDef *defs, gboolean man)
+typedef enum { PRINT_LIST, PRINT_MAN, PRINT_DOVECOT } PrintMode;
+
+/* A C string literal's body: backslash and quote escaped. */
+static gchar *
+c_string (const gchar *text)
 {
+  GString *out = g_string_new (NULL);
+  for (const gchar *p = text; *p != '\0'; p++)
+    {
+      if (*p == '\\' || *p == '"')
+        g_string_append_c (out, '\\');
+      g_string_append_c (out, *p);
+    }
+  return g_string_free (out, FALSE);
+}
+
+/* Dovecot 2.4 takes only settings that are declared, with their defaults
+   (doveconf -d shows them): one DOVEKIE_SETTING(index, "key", "default")
+   line per setting, in the loader's and the modules' order. The values stay
+   strings there; the loader validates them as it does on 2.3. */
+static guint dovecot_index;
+
+static void
+print_dovecot (const DovekieSettingDef *defs)
+{
+  for (guint i = 0; defs != NULL && defs[i].name != NULL; i++)
+    {
+      g_autofree gchar *key = c_string (defs[i].name);
+      g_autofree gchar *dflt = c_string (defs[i].default_value != NULL ? defs[i].default_value : "");
+      printf ("\tDOVEKIE_SETTING(%u, \"%s\", \"%s\") \\\n", dovecot_index++, key, dflt);
+    }
+}
+
+static void
+print_defs (const gchar *title, const DovekieSettingDef *defs, PrintMode mode)
+{
+  gboolean man = mode == PRINT_MAN;
+
+  if (mode == PRINT_DOVECOT)
+    {
+      print_dovecot (defs);
+      return;
+    }
   if (man && defs != NULL && defs[0].name != NULL)
     {
       g_autofree gchar *t = roff (title);
@@ -87,15 +129,23 @@ print_defs (const gchar *title, const DovekieSettingDef *defs, gboolean man)
 int
 main (int argc, char **argv)
 {
-  gboolean man;
+  PrintMode mode;
 
-  if (argc < 2 || (strcmp (argv[1], "--list") != 0 && strcmp (argv[1], "--man") != 0))
+  if (argc >= 2 && strcmp (argv[1], "--list") == 0)
+    mode = PRINT_LIST;
+  else if (argc >= 2 && strcmp (argv[1], "--man") == 0)
+    mode = PRINT_MAN;
+  else if (argc >= 2 && strcmp (argv[1], "--dovecot") == 0)
+    mode = PRINT_DOVECOT;
+  else
     {
-      fprintf (stderr, "usage: %s --list|--man MODULE.so...\n", argv[0]);
+      fprintf (stderr, "usage: %s --list|--man|--dovecot MODULE.so...\n", argv[0]);
       return 2;
     }
-  man = strcmp (argv[1], "--man") == 0;
-  print_defs ("loader", dovekie_loader_settings, man);
+  if (mode == PRINT_DOVECOT)
+    printf ("/* Made by tools/dovekie-doc --dovecot from the settings tables. */\n"
+            "#define DOVEKIE_SETTINGS \\\n");
+  print_defs ("loader", dovekie_loader_settings, mode);
   for (int i = 2; i < argc; i++)
     {
       GModule *module = g_module_open (argv[i], G_MODULE_BIND_LOCAL | G_MODULE_BIND_LAZY);
@@ -116,9 +166,11 @@ main (int argc, char **argv)
       m = symbol;
       {
         g_autofree gchar *title = g_strdup_printf ("%s module", m->name);
-        print_defs (title, m->settings, man);
+        print_defs (title, m->settings, mode);
       }
       /* Not closed: the strings printed above live in the module. */
     }
+  if (mode == PRINT_DOVECOT)
+    printf ("\t/* end */\n#define DOVEKIE_SETTING_COUNT %u\n", dovecot_index);
   return 0;
 }

@@ -46,9 +46,7 @@ cmd_scan_status_run(struct doveadm_mail_cmd_context *ctx, struct mail_user *user
 	return 0;
 }
 
-static void
-cmd_scan_status_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
-		     const char *const args[] ATTR_UNUSED)
+DOVEKIE_DOVEADM_INIT(cmd_scan_status_init)
 {
 	doveadm_print_header("username", "Username", 0);
 	doveadm_print_header("version", "DB version", 0);

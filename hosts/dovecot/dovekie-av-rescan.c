@@ -443,34 +443,24 @@ cmd_rescan_run(struct doveadm_mail_cmd_context *_ctx, struct mail_user *user)
 	return ret;
 }
 
-static bool cmd_rescan_parse_arg(struct doveadm_mail_cmd_context *_ctx, int c)
+DOVEKIE_DOVEADM_INIT(cmd_rescan_init)
 {
 	struct rescan_cmd_context *ctx = (struct rescan_cmd_context *)_ctx;
+	bool restart;
+	int64_t max;
 
-	switch (c) {
-	case 'R':
-		ctx->restart = TRUE;
-		return TRUE;
-	case 'm':
-		/* doveadm's own error path for a FALSE here reads freed
-		   memory (ASan), so a bad value ends the command the way
-		   doveadm's usage errors do. */
-		if (str_to_uint64(optarg, &ctx->max_messages) < 0 || ctx->max_messages == 0) {
+	ctx->restart = doveadm_cmd_param_bool(_ctx->cctx, "restart", &restart) && restart;
+	if (doveadm_cmd_param_int64(_ctx->cctx, "max-messages", &max)) {
+		/* A usage error ends the command the way doveadm's own do
+		   (its error path for a failed option reads freed memory). */
+		if (max <= 0) {
 			i_fatal_status(EX_USAGE, "dovekie rescan: --max-messages wants a "
-				       "positive number, not '%s'", optarg);
+				       "positive number, not %"PRId64, max);
 		}
-		return TRUE;
-	default:
-		return FALSE;
+		ctx->max_messages = (uint64_t)max;
 	}
-}
-
-static void
-cmd_rescan_init(struct doveadm_mail_cmd_context *_ctx, const char *const args[])
-{
-	struct rescan_cmd_context *ctx = (struct rescan_cmd_context *)_ctx;
-
-	ctx->mailboxes = p_strarray_dup(_ctx->pool, args);
+	ctx->mailboxes = p_strarray_dup(_ctx->pool,
+					dovekie_doveadm_args(_ctx, "mailbox"));
 	doveadm_print_header("mailbox", "Mailbox", 0);
 	doveadm_print_header("after", "After UID", 0);
 	doveadm_print_header("checked", "Checked", 0);
@@ -487,8 +477,7 @@ static struct doveadm_mail_cmd_context *cmd_rescan_alloc(void)
 	struct rescan_cmd_context *ctx;
 
 	ctx = doveadm_mail_cmd_alloc(struct rescan_cmd_context);
-	ctx->ctx.getopt_args = "Rm:";
-	ctx->ctx.v.parse_arg = cmd_rescan_parse_arg;
+	dovekie_doveadm_accept_options(&ctx->ctx, "Rm:");
 	ctx->ctx.v.init = cmd_rescan_init;
 	ctx->ctx.v.run = cmd_rescan_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);

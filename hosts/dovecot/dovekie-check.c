@@ -42,6 +42,7 @@
 #include "mail-user.h"
 #include "dovekie-plugin.h"
 #include "dovekie-doveadm.h"
+#include "dovekie-settings.h"
 #include "dovekie-antivirus.h"
 #include "dovekie-retention.h"
 
@@ -200,18 +201,19 @@ static void check_global(struct check_context *ctx)
 {
 	struct dovekie_bridge_host host;
 	struct dovekie_bridge *bridge;
-	const char *problem;
-	const char *const *envs = NULL;
-	unsigned int count = 0;
+	const char *problem, *error;
+	const char *const *settings;
 
 	i_zero(&host);
 	host.log = check_host_log;
 	host.now = dovekie_host_now;
 	host.context = ctx;
-	if (doveadm_settings != NULL && array_is_created(&doveadm_settings->plugin_envs))
-		envs = array_get(&doveadm_settings->plugin_envs, &count);
-	bridge = dovekie_bridge_create(dovekie_settings_view(envs, count), NULL,
-				       DOVEKIE_MODULEDIR, &host);
+	if (dovekie_settings_global(&settings, &error) < 0) {
+		check_report(ctx, "global", t_strdup_printf(
+			"cannot read the dovekie settings: %s", error), TRUE);
+		return;
+	}
+	bridge = dovekie_bridge_create(settings, NULL, DOVEKIE_MODULEDIR, &host);
 	check_bridge_problems(ctx, "global", bridge);
 	if (check_scanner(bridge, &problem) < 0)
 		check_report(ctx, "global", problem, FALSE);
@@ -226,9 +228,8 @@ static void check_mail_user(struct check_context *ctx, struct mail_user *user)
 	ctx->users++;
 	if (duser == NULL) {
 		/* Only a problem when the user has modules listed. */
-		modules = mail_user_plugin_getenv(user, "dovekie_modules");
-		if (modules != NULL && modules[0] != '\0' &&
-		    strcmp(modules, "none") != 0) {
+		modules = dovekie_settings_user_get(user, "dovekie_modules");
+		if (modules != NULL && strcmp(modules, "none") != 0) {
 			check_report(ctx, scope, t_strdup_printf(
 				"dovekie_modules = %s, but dovekie is not in the "
 				"user's mail_plugins: no module runs",
@@ -253,7 +254,9 @@ check_user(struct check_context *ctx, struct mail_storage_service_ctx *service,
 	   const char *username)
 {
 	struct mail_storage_service_input input;
+#if !DOVECOT_PREREQ(2, 4, 0)
 	struct mail_storage_service_user *service_user;
+#endif
 	struct mail_user *user;
 	const char *error;
 	int ret;
@@ -261,8 +264,13 @@ check_user(struct check_context *ctx, struct mail_storage_service_ctx *service,
 	i_zero(&input);
 	input.service = "doveadm";
 	input.username = username;
+#if DOVECOT_PREREQ(2, 4, 0)
+	/* 2.4: the user holds its service user. */
+	ret = mail_storage_service_lookup_next(service, &input, &user, &error);
+#else
 	ret = mail_storage_service_lookup_next(service, &input, &service_user,
 					       &user, &error);
+#endif
 	if (ret <= 0) {
 		if (ret < 0)
 			e_error(ctx->event, "user %s: %s", username, error);
@@ -272,7 +280,9 @@ check_user(struct check_context *ctx, struct mail_storage_service_ctx *service,
 	}
 	check_mail_user(ctx, user);
 	mail_user_unref(&user);
+#if !DOVECOT_PREREQ(2, 4, 0)
 	mail_storage_service_user_unref(&service_user);
+#endif
 	return 1;
 }
 
@@ -302,7 +312,11 @@ static void check_users(struct check_context *ctx, const char *username)
 	if (doveadm_debug)
 		flags |= MAIL_STORAGE_SERVICE_FLAG_DEBUG;
 	check_pin_plugin();
+#if DOVECOT_PREREQ(2, 4, 0)
+	service = mail_storage_service_init(master_service, flags);
+#else
 	service = mail_storage_service_init(master_service, NULL, flags);
+#endif
 	if (username != NULL && strpbrk(username, "*?") == NULL) {
 		T_BEGIN {
 			ret = check_user(ctx, service, username);

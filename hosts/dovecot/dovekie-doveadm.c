@@ -64,3 +64,36 @@ bool dovekie_doveadm_module_runs(struct doveadm_mail_cmd_context *ctx,
 	doveadm_mail_failed_error(ctx, MAIL_ERROR_NOTFOUND);
 	return FALSE;
 }
+
+#if !DOVECOT_PREREQ(2, 4, 0)
+/* 2.3 runs getopt over the options before init; every letter the command
+   declared is accepted here and read by name in init. */
+static bool dovekie_doveadm_accept(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
+				   int c ATTR_UNUSED)
+{
+	return TRUE;
+}
+#endif
+
+void dovekie_doveadm_accept_options(struct doveadm_mail_cmd_context *ctx,
+				    const char *letters)
+{
+#if DOVECOT_PREREQ(2, 4, 0)
+	(void)ctx;
+	(void)letters;
+#else
+	ctx->getopt_args = letters;
+	ctx->v.parse_arg = dovekie_doveadm_accept;
+#endif
+}
+
+const char *const *dovekie_doveadm_args(struct doveadm_mail_cmd_context *ctx,
+					const char *name)
+{
+	static const char *const none[] = { NULL };
+	const char *const *args;
+
+	if (!doveadm_cmd_param_array(ctx->cctx, name, &args) || args == NULL)
+		return none;
+	return args;
+}

@@ -36,12 +36,21 @@
 #pragma weak fts_backend_unregister
 #pragma weak fts_backend_default_can_lookup
 #pragma weak fts_mail_user_init
-#pragma weak fts_mail_user_deinit
 
-/* From the fts plugin's fts-user.h, which needs its own include tree. */
+#if DOVECOT_PREREQ(2, 4, 0)
+/* 2.4 installs fts-user.h with the other headers; the fts plugin frees its
+   user state itself, and a backend is chosen by a named filter,
+   `fts dovekie { }`, whose names the fts settings list. */
+#  include "settings.h"
+#  include "fts-user.h"
+#  pragma weak fts_setting_parser_info
+#else
+#  pragma weak fts_mail_user_deinit
+/* From the fts plugin's fts-user.h, which 2.3 does not install. */
 int fts_mail_user_init(struct mail_user *user, bool initialize_libfts,
 		       const char **error_r);
 void fts_mail_user_deinit(struct mail_user *user);
+#endif
 
 #define DOVEKIE_FTS_BACKEND_NAME "dovekie"
 
@@ -118,6 +127,12 @@ static int dovekie_fts_init_backend(struct fts_backend *_backend, const char **e
 			"the search module (dovekie_modules = search)";
 		return -1;
 	}
+#if DOVECOT_PREREQ(2, 4, 0)
+	/* 2.4: the fts plugin's user state is made with the backend's
+	   event (no language libraries: the index takes whole text). */
+	if (fts_mail_user_init(_backend->ns->user, _backend->event, FALSE, error_r) < 0)
+		return -1;
+#endif
 	backend->duser = duser;
 	backend->fuser = fuser;
 	array_push_back(&fuser->backends, &backend);
@@ -808,24 +823,62 @@ static void dovekie_fts_user_deinit(struct mail_user *user)
 	struct dovekie_fts_user *fuser = DOVEKIE_FTS_USER_CONTEXT(user);
 
 	dovekie_fts_user_release(user);
+#if !DOVECOT_PREREQ(2, 4, 0)
 	fts_mail_user_deinit(user);
+#endif
 	fuser->module_ctx.super.deinit(user);
 }
+
+#if DOVECOT_PREREQ(2, 4, 0)
+/* Whether fts = dovekie for the user: its fts settings name a
+   `fts dovekie { }` filter (the fts state is made at backend init). */
+static bool dovekie_fts_user_start(struct mail_user *user)
+{
+	const struct fts_settings *set;
+	const char *name, *error;
+	bool found = FALSE;
+
+	if (&fts_setting_parser_info == NULL)
+		return FALSE;
+	if (settings_get(user->event, &fts_setting_parser_info, 0, &set, &error) < 0) {
+		e_error(user->event, "fts-dovekie: %s", error);
+		return FALSE;
+	}
+	if (array_is_created(&set->fts)) {
+		array_foreach_elem(&set->fts, name) {
+			if (strcmp(name, DOVEKIE_FTS_BACKEND_NAME) == 0)
+				found = TRUE;
+		}
+	}
+	settings_free(set);
+	return found;
+}
+#else
+/* Whether fts = dovekie for the user; 2.3 wants the fts plugin's user
+   state made here, at user creation. */
+static bool dovekie_fts_user_start(struct mail_user *user)
+{
+	const char *name, *error;
+
+	name = mail_user_plugin_getenv(user, "fts");
+	if (name == NULL || strcmp(name, DOVEKIE_FTS_BACKEND_NAME) != 0)
+		return FALSE;
+	/* No language libraries: the index takes whole text. */
+	if (fts_mail_user_init(user, FALSE, &error) < 0) {
+		e_error(user->event, "fts-dovekie: %s", error);
+		return FALSE;
+	}
+	return TRUE;
+}
+#endif
 
 static void dovekie_fts_mail_user_created(struct mail_user *user)
 {
 	struct mail_user_vfuncs *v = user->vlast;
 	struct dovekie_fts_user *fuser;
-	const char *name, *error;
 
-	name = mail_user_plugin_getenv(user, "fts");
-	if (name == NULL || strcmp(name, DOVEKIE_FTS_BACKEND_NAME) != 0)
+	if (!dovekie_fts_user_start(user))
 		return;
-	/* No language libraries: the index takes whole text. */
-	if (fts_mail_user_init(user, FALSE, &error) < 0) {
-		e_error(user->event, "fts-dovekie: %s", error);
-		return;
-	}
 	fuser = p_new(user->pool, struct dovekie_fts_user, 1);
 	p_array_init(&fuser->backends, user->pool, 2);
 	fuser->module_ctx.super = *v;

@@ -10,6 +10,7 @@
 #include "mail-storage-settings.h"
 #include "mail-storage-hooks.h"
 #include "dovekie-plugin.h"
+#include "dovekie-settings.h"
 #include "dovekie-storage.h"
 #include "dovekie-fts.h"
 #include "dovekie-retention.h"
@@ -143,59 +144,6 @@ static void dovekie_user_deinit(struct mail_user *user)
 	duser->module_ctx.super.deinit(user);
 }
 
-const char *const *dovekie_settings_view(const char *const *envs, unsigned int count)
-{
-	ARRAY_TYPE(const_string) kv;
-	unsigned int i;
-
-	t_array_init(&kv, 16);
-	for (i = 0; envs != NULL && i + 1 < count; i += 2) {
-		if (str_begins(envs[i], "dovekie_")) {
-			array_push_back(&kv, &envs[i]);
-			array_push_back(&kv, &envs[i + 1]);
-		}
-	}
-	array_append_zero(&kv);
-	return array_front(&kv);
-}
-
-/* The user's settings view: every plugin {} key, userdb overrides included
-   (Dovecot has already merged those into plugin_envs). */
-static const char *const *dovekie_user_settings(struct mail_user *user)
-{
-	const char *const *envs = NULL;
-	unsigned int count = 0;
-
-	if (array_is_created(&user->set->plugin_envs))
-		envs = array_get(&user->set->plugin_envs, &count);
-	return dovekie_settings_view(envs, count);
-}
-
-/* The dovekie_* keys that came from the user's own userdb record, not from
-   the global configuration: the loader refuses global-only settings among
-   them and names the origin in its errors. Dovecot 2.3 passes the fields
-   as "key=value", a plugin setting maybe as "plugin/key=value". */
-static const char *const *dovekie_user_keys(struct mail_user *user)
-{
-	ARRAY_TYPE(const_string) keys;
-	const char *field, *key, *p;
-	unsigned int i;
-
-	t_array_init(&keys, 8);
-	for (i = 0; user->userdb_fields != NULL && user->userdb_fields[i] != NULL; i++) {
-		field = user->userdb_fields[i];
-		if (str_begins(field, "plugin/"))
-			field += strlen("plugin/");
-		if (!str_begins(field, "dovekie_"))
-			continue;
-		p = strchr(field, '=');
-		key = p == NULL ? field : t_strdup_until(field, p);
-		array_push_back(&keys, &key);
-	}
-	array_append_zero(&keys);
-	return array_front(&keys);
-}
-
 /* A POP3 session may delete mail, and deletions are what the retention
    module decides about: while a module guarding POP3 is not running, the
    login itself fails (the client gets -ERR [SYS/TEMP] before +OK), so no
@@ -245,9 +193,20 @@ static void dovekie_mail_user_created(struct mail_user *user)
 	host.kv_defer = dovekie_kv_defer;
 	host.emit = dovekie_host_emit;
 	T_BEGIN {
-		duser->bridge = dovekie_bridge_create(dovekie_user_settings(user),
-						      dovekie_user_keys(user),
-						      DOVEKIE_MODULEDIR, &host);
+		static const char *const no_settings[] = { NULL };
+		const char *const *settings, *error;
+
+		if (dovekie_settings_user(user, &settings, &error) < 0) {
+			/* No settings, no modules: every one listed
+			   would guard, but which are listed is unknown. */
+			user->error = p_strdup_printf(user->pool,
+				"dovekie: cannot read the settings of %s: %s",
+				user->username, error);
+			settings = no_settings;
+		}
+		duser->bridge = dovekie_bridge_create(settings,
+				dovekie_settings_userdb_keys(user),
+				DOVEKIE_MODULEDIR, &host);
 	} T_END;
 	T_BEGIN {
 		dovekie_refuse_pop3_if_guarded(duser);

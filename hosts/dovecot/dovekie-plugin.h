@@ -98,11 +98,6 @@ void dovekie_event_log(struct event *event, enum dovekie_bridge_level level,
 /* The clock the modules see: Dovecot's ioloop time (context unused). */
 int64_t dovekie_host_now(void *context);
 
-/* The dovekie_* pairs of a plugin {} settings array (key, value, ...,
-   count entries) as the bridge takes them: key, value, ..., NULL, on the
-   data stack. envs may be NULL. */
-const char *const *dovekie_settings_view(const char *const *envs, unsigned int count);
-
 void dovekie_storage_hooks_init(struct module *module);
 void dovekie_storage_hooks_deinit(void);
 /* Both are no-ops outside the pop3 / lmtp processes. */

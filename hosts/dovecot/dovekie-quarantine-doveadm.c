@@ -437,10 +437,10 @@ cmd_quarantine_run(struct doveadm_mail_cmd_context *_ctx, struct mail_user *user
 	return ret;
 }
 
-static void
-cmd_quarantine_init(struct doveadm_mail_cmd_context *_ctx, const char *const args[])
+DOVEKIE_DOVEADM_INIT(cmd_quarantine_init)
 {
 	struct quarantine_cmd_context *ctx = (struct quarantine_cmd_context *)_ctx;
+	const char *const *args = dovekie_doveadm_args(_ctx, "uid");
 	const char *name = ctx->op == QUARANTINE_RELEASE ? "release" : "delete";
 	uint32_t uid;
 

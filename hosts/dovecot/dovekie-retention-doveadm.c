@@ -65,20 +65,12 @@ cmd_retention_run(struct doveadm_mail_cmd_context *_ctx, struct mail_user *user)
 	return ret < 0 ? -1 : 0;
 }
 
-static bool cmd_retention_parse_arg(struct doveadm_mail_cmd_context *_ctx, int c)
+DOVEKIE_DOVEADM_INIT(cmd_retention_init)
 {
 	struct retention_cmd_context *ctx = (struct retention_cmd_context *)_ctx;
+	bool dry_run;
 
-	if (c != 'n')
-		return FALSE;
-	ctx->dry_run = TRUE;
-	return TRUE;
-}
-
-static void
-cmd_retention_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
-		   const char *const args[] ATTR_UNUSED)
-{
+	ctx->dry_run = doveadm_cmd_param_bool(_ctx->cctx, "dry-run", &dry_run) && dry_run;
 	doveadm_print_header("mailbox", "Mailbox", 0);
 	doveadm_print_header("uid", "UID", 0);
 	doveadm_print_header("reason", "Reason", 0);
@@ -90,8 +82,7 @@ static struct doveadm_mail_cmd_context *cmd_retention_alloc(void)
 	struct retention_cmd_context *ctx;
 
 	ctx = doveadm_mail_cmd_alloc(struct retention_cmd_context);
-	ctx->ctx.getopt_args = "n";
-	ctx->ctx.v.parse_arg = cmd_retention_parse_arg;
+	dovekie_doveadm_accept_options(&ctx->ctx, "n");
 	ctx->ctx.v.init = cmd_retention_init;
 	ctx->ctx.v.run = cmd_retention_run;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);

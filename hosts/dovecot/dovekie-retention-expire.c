@@ -91,7 +91,12 @@ retention_quota(struct dovekie_user *duser, struct mailbox *box, uint64_t *used_
 		return;
 	iter = quota_root_iter_init(box);
 	while ((root = quota_root_iter_next(iter)) != NULL) {
+		/* 2.4 takes the mailbox, 2.3 its name. */
+#if DOVECOT_PREREQ(2, 4, 0)
+		switch (quota_get_resource(root, box,
+#else
 		switch (quota_get_resource(root, mailbox_get_vname(box),
+#endif
 					   QUOTA_NAME_STORAGE_BYTES, &used, &limit, &error)) {
 		case QUOTA_GET_RESULT_LIMITED:
 			/* used/limit > *used_r / *limit_r, without division */

@@ -205,9 +205,7 @@ cmd_dovekie_status_run(struct doveadm_mail_cmd_context *ctx, struct mail_user *u
 	return ret;
 }
 
-static void
-cmd_dovekie_status_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
-			const char *const args[] ATTR_UNUSED)
+DOVEKIE_DOVEADM_INIT(cmd_dovekie_status_init)
 {
 	/* With -A, doveadm adds the user name column itself. */
 	doveadm_print_header("area", "Area", 0);

@@ -808,18 +808,26 @@ dovekie_mail_get_stream(struct mail *_mail, bool get_body,
    open stream and keeps the last decoded part per storage (the binary
    cache), which it serves again without a get_stream call, so the message
    is judged here too. */
+#if DOVECOT_PREREQ(2, 4, 0)
+/* 2.4 returns the decoded part's size, lines and flags in one struct. */
+#  define BINARY_PROPS_PARAMS struct mail_binary_properties *bprops_r
+#  define BINARY_PROPS_ARGS bprops_r
+#else
+#  define BINARY_PROPS_PARAMS uoff_t *size_r, unsigned int *lines_r, bool *binary_r
+#  define BINARY_PROPS_ARGS size_r, lines_r, binary_r
+#endif
 static int
 dovekie_mail_get_binary_stream(struct mail *_mail, const struct message_part *part,
-			       bool include_hdr, uoff_t *size_r, unsigned int *lines_r,
-			       bool *binary_r, struct istream **stream_r)
+			       bool include_hdr, BINARY_PROPS_PARAMS,
+			       struct istream **stream_r)
 {
 	struct mail_private *mail = (struct mail_private *)_mail;
 	struct dovekie_mail *dmail = DOVEKIE_MAIL_CONTEXT(mail);
 
 	if (dovekie_guard_read(_mail, TRUE) < 0)
 		return -1;
-	return dmail->module_ctx.super.get_binary_stream(_mail, part, include_hdr, size_r,
-							 lines_r, binary_r, stream_r);
+	return dmail->module_ctx.super.get_binary_stream(_mail, part, include_hdr,
+							 BINARY_PROPS_ARGS, stream_r);
 }
 
 static void dovekie_mail_expunge(struct mail *_mail)

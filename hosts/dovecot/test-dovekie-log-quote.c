@@ -45,7 +45,7 @@ static void test_quote_bound(void)
 		str_append(in, "\xc3\xa9");
 	out = dovekie_log_quote(str_c(in));
 	test_assert(strlen(out) <= DOVEKIE_LOG_QUOTE_MAX_BYTES + 2);
-	test_assert(str_begins(out, "\"\xc3\xa9"));
+	test_assert(strncmp(out, "\"\xc3\xa9", 3) == 0);
 	len = strlen(out);
 	test_assert(len >= 6 && strcmp(out + len - 6, "\xc3\xa9...\"") == 0);
 	test_end();

@@ -1,0 +1,28 @@
+/* Where the host reads dovekie_* settings from Dovecot.
+ *
+ * The loader takes settings as "key", "value" pairs and validates them
+ * itself (a bad value fails the module that declared it). Dovecot 2.3 keeps
+ * them in the free-form plugin { } block; 2.4 accepts only settings that a
+ * settings module declared, so dovekie ships one (libdovekie_settings.so,
+ * made from the loader's and the modules' tables) and reads the values
+ * back with settings_get(). Both give the loader the same pairs.
+ */
+#ifndef DOVEKIE_SETTINGS_H
+#define DOVEKIE_SETTINGS_H
+
+struct mail_user;
+
+/* The user's dovekie_* settings (global values, userdb overrides applied),
+   NULL-terminated pairs on the data stack. -1 with *error_r when Dovecot
+   cannot give them (2.4: a bad value from userdb, say). */
+int dovekie_settings_user(struct mail_user *user, const char *const **kv_r,
+			  const char **error_r);
+/* The dovekie_* keys the user's own userdb record gives (data stack): the
+   loader refuses global-only settings among them and names the origin. */
+const char *const *dovekie_settings_userdb_keys(struct mail_user *user);
+/* The global dovekie_* settings, for doveadm (no user). */
+int dovekie_settings_global(const char *const **kv_r, const char **error_r);
+/* One setting of the user, or NULL when unset (or empty). */
+const char *dovekie_settings_user_get(struct mail_user *user, const char *key);
+
+#endif
