@@ -74,21 +74,66 @@ c_string (const gchar *text)
   return g_string_free (out, FALSE);
 }
 
-/* Dovecot 2.4 takes only settings that are declared, with their defaults
-   (doveconf -d shows them): one DOVEKIE_SETTING(index, "key", "default")
-   line per setting, in the loader's and the modules' order. The values stay
-   strings there; the loader validates them as it does on 2.3. */
+/* Dovecot 2.4 takes only settings that are declared, typed, with their
+   defaults (doveconf -d shows them, and refuses a value of the wrong type
+   before Dovecot starts): one line per setting, in the loader's and the
+   modules' order,
+     DOVEKIE_SETTING_STR(index, "key", "default")
+     DOVEKIE_SETTING_UINT(index, "key", number)     (also for sizes: _SIZE)
+     DOVEKIE_SETTING_BOOL(index, "key", TRUE|FALSE)
+     DOVEKIE_SETTING_ENUM(index, "key", "default:other:...")  (Dovecot's form)
+   Ranges and lengths stay the loader's to check, as on 2.3. */
 static guint dovecot_index;
 
-static void
+static gboolean
 print_dovecot (const DovekieSettingDef *defs)
 {
   for (guint i = 0; defs != NULL && defs[i].name != NULL; i++)
     {
-      g_autofree gchar *key = c_string (defs[i].name);
-      g_autofree gchar *dflt = c_string (defs[i].default_value != NULL ? defs[i].default_value : "");
-      printf ("\tDOVEKIE_SETTING(%u, \"%s\", \"%s\") \\\n", dovecot_index++, key, dflt);
+      const DovekieSettingDef *def = &defs[i];
+      const gchar *dflt = def->default_value != NULL ? def->default_value : "";
+      g_autofree gchar *key = c_string (def->name);
+      g_autoptr (GError) error = NULL;
+      guint64 number = 0;
+
+      if (def->type != DOVEKIE_SETTING_STRING && !dovekie_setting_validate (def, dflt, &number, &error))
+        {
+          fprintf (stderr, "%s: default: %s\n", def->name, error->message);
+          return FALSE;
+        }
+      switch (def->type)
+        {
+        case DOVEKIE_SETTING_UINT:
+        case DOVEKIE_SETTING_SIZE:
+          printf ("\tDOVEKIE_SETTING_%s(%u, \"%s\", %" G_GUINT64_FORMAT "u) \\\n",
+                  def->type == DOVEKIE_SETTING_UINT ? "UINT" : "SIZE", dovecot_index++, key, number);
+          break;
+        case DOVEKIE_SETTING_BOOL:
+          printf ("\tDOVEKIE_SETTING_BOOL(%u, \"%s\", %s) \\\n", dovecot_index++, key,
+                  number != 0 ? "TRUE" : "FALSE");
+          break;
+        case DOVEKIE_SETTING_ENUM:
+          {
+            /* The default first, then the other choices. */
+            GString *choices = g_string_new (dflt);
+            for (guint c = 0; def->choices[c] != NULL; c++)
+              if (strcmp (def->choices[c], dflt) != 0)
+                g_string_append_printf (choices, ":%s", def->choices[c]);
+            g_autofree gchar *text = c_string (choices->str);
+            g_string_free (choices, TRUE);
+            printf ("\tDOVEKIE_SETTING_ENUM(%u, \"%s\", \"%s\") \\\n", dovecot_index++, key, text);
+            break;
+          }
+        case DOVEKIE_SETTING_STRING:
+        default:
+          {
+            g_autofree gchar *text = c_string (dflt);
+            printf ("\tDOVEKIE_SETTING_STR(%u, \"%s\", \"%s\") \\\n", dovecot_index++, key, text);
+            break;
+          }
+        }
     }
+  return TRUE;
 }
 
 static void
@@ -98,7 +143,8 @@ print_defs (const gchar *title, const DovekieSettingDef *defs, PrintMode mode)
 
   if (mode == PRINT_DOVECOT)
     {
-      print_dovecot (defs);
+      if (!print_dovecot (defs))
+        exit (1);
       return;
     }
   if (man && defs != NULL && defs[0].name != NULL)

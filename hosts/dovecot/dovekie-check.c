@@ -326,8 +326,9 @@ static void check_users(struct check_context *ctx, const char *username)
 		else if (ret < 0)
 			ctx->failed_users++;
 	} else {
+		/* "*", not "": 2.4's auth lists no user for an empty mask. */
 		mail_storage_service_all_init_mask(service,
-			username != NULL ? username : "");
+			username != NULL ? username : "*");
 		while ((ret = mail_storage_service_all_next(service, &name)) > 0) {
 			if (username != NULL && !wildcard_match_icase(name, username))
 				continue;

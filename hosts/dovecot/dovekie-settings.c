@@ -46,36 +46,75 @@ const char *const *dovekie_settings_userdb_keys(struct mail_user *user)
 
 #if DOVECOT_PREREQ(2, 4, 0)
 
-/* Every setting is a string here, as in 2.3's plugin block: the loader
-   checks each value against its module's declaration, so a bad value fails
-   that module (and what it guards refuses), as on 2.3, instead of Dovecot
-   refusing every session of the user. doveconf still refuses a key nobody
-   declared, which catches a misspelt setting before Dovecot starts. */
+/* Each setting is declared with its type, so doveconf refuses a value of
+   the wrong type (not a number, an unknown choice) before Dovecot starts, and
+   a bad value from userdb fails the user's session. Ranges and lengths stay
+   the loader's to check: a value out of range fails the module that declared
+   it (and what it guards refuses), as on 2.3. The values go back to the
+   loader as text. Fields are indexed by the setting's number; each setting
+   uses the one array of its type. */
 struct dovekie_settings {
 	pool_t pool;
-	const char *values[DOVEKIE_SETTING_COUNT];
+	const char *strs[DOVEKIE_SETTING_COUNT];	/* strings and choices */
+	uintmax_t uints[DOVEKIE_SETTING_COUNT];
+	uoff_t sizes[DOVEKIE_SETTING_COUNT];
+	bool bools[DOVEKIE_SETTING_COUNT];
 };
 
-#define DOVEKIE_SETTING(i, name, dflt) \
-	{ .type = SET_STR, .key = name, \
-	  .offset = offsetof(struct dovekie_settings, values) + (i) * sizeof(const char *) },
+enum dovekie_setting_kind { KIND_STR, KIND_UINT, KIND_SIZE, KIND_BOOL };
+
+#define FIELD(array, i) (offsetof(struct dovekie_settings, array) + \
+			 (i) * sizeof(((struct dovekie_settings *)0)->array[0]))
+#define DOVEKIE_SETTING_STR(i, name, dflt) \
+	{ .type = SET_STR, .key = name, .offset = FIELD(strs, i) },
+#define DOVEKIE_SETTING_ENUM(i, name, dflt) \
+	{ .type = SET_ENUM, .key = name, .offset = FIELD(strs, i) },
+#define DOVEKIE_SETTING_UINT(i, name, dflt) \
+	{ .type = SET_UINTMAX, .key = name, .offset = FIELD(uints, i) },
+#define DOVEKIE_SETTING_SIZE(i, name, dflt) \
+	{ .type = SET_SIZE, .key = name, .offset = FIELD(sizes, i) },
+#define DOVEKIE_SETTING_BOOL(i, name, dflt) \
+	{ .type = SET_BOOL, .key = name, .offset = FIELD(bools, i) },
 static const struct setting_define dovekie_setting_defines[] = {
 	DOVEKIE_SETTINGS
 	SETTING_DEFINE_LIST_END
 };
-#undef DOVEKIE_SETTING
+#undef DOVEKIE_SETTING_STR
+#undef DOVEKIE_SETTING_ENUM
+#undef DOVEKIE_SETTING_UINT
+#undef DOVEKIE_SETTING_SIZE
+#undef DOVEKIE_SETTING_BOOL
 
-#define DOVEKIE_SETTING(i, name, dflt) [i] = dflt,
+#define DOVEKIE_SETTING_STR(i, name, dflt) .strs[i] = dflt,
+#define DOVEKIE_SETTING_ENUM(i, name, dflt) .strs[i] = dflt,
+#define DOVEKIE_SETTING_UINT(i, name, dflt) .uints[i] = dflt,
+#define DOVEKIE_SETTING_SIZE(i, name, dflt) .sizes[i] = dflt,
+#define DOVEKIE_SETTING_BOOL(i, name, dflt) .bools[i] = dflt,
 static const struct dovekie_settings dovekie_default_settings = {
-	.values = { DOVEKIE_SETTINGS },
-};
-#undef DOVEKIE_SETTING
-
-#define DOVEKIE_SETTING(i, name, dflt) [i] = name,
-static const char *const dovekie_setting_keys[DOVEKIE_SETTING_COUNT] = {
 	DOVEKIE_SETTINGS
 };
-#undef DOVEKIE_SETTING
+#undef DOVEKIE_SETTING_STR
+#undef DOVEKIE_SETTING_ENUM
+#undef DOVEKIE_SETTING_UINT
+#undef DOVEKIE_SETTING_SIZE
+#undef DOVEKIE_SETTING_BOOL
+
+#define DOVEKIE_SETTING_STR(i, name, dflt) [i] = { name, KIND_STR },
+#define DOVEKIE_SETTING_ENUM(i, name, dflt) [i] = { name, KIND_STR },
+#define DOVEKIE_SETTING_UINT(i, name, dflt) [i] = { name, KIND_UINT },
+#define DOVEKIE_SETTING_SIZE(i, name, dflt) [i] = { name, KIND_SIZE },
+#define DOVEKIE_SETTING_BOOL(i, name, dflt) [i] = { name, KIND_BOOL },
+static const struct {
+	const char *key;
+	enum dovekie_setting_kind kind;
+} dovekie_setting_keys[DOVEKIE_SETTING_COUNT] = {
+	DOVEKIE_SETTINGS
+};
+#undef DOVEKIE_SETTING_STR
+#undef DOVEKIE_SETTING_ENUM
+#undef DOVEKIE_SETTING_UINT
+#undef DOVEKIE_SETTING_SIZE
+#undef DOVEKIE_SETTING_BOOL
 
 const struct setting_parser_info dovekie_setting_parser_info = {
 	.name = "dovekie",
@@ -85,6 +124,29 @@ const struct setting_parser_info dovekie_setting_parser_info = {
 	.pool_offset1 = 1 + offsetof(struct dovekie_settings, pool),
 };
 
+/* Setting i of set as the loader takes it. A choice's default is stored
+   as Dovecot's "default:other:..." list; its value is the first. */
+static const char *dovekie_setting_text(const struct dovekie_settings *set, unsigned int i)
+{
+	const char *value;
+
+	switch (dovekie_setting_keys[i].kind) {
+	case KIND_UINT:
+		return dec2str(set->uints[i]);
+	case KIND_SIZE:
+		return dec2str(set->sizes[i]);
+	case KIND_BOOL:
+		return set->bools[i] ? "yes" : "no";
+	case KIND_STR:
+		break;
+	}
+	value = set->strs[i] != NULL ? set->strs[i] : "";
+	if (strchr(value, ':') != NULL &&
+	    dovekie_setting_defines[i].type == SET_ENUM)
+		return t_strcut(value, ':');
+	return value;
+}
+
 /* The pairs for the loader: the values that differ from the declared
    default (the loader knows the defaults), and every key userdb gave. */
 static int dovekie_settings_from(struct event *event, const char *const *userdb_keys,
@@ -92,20 +154,19 @@ static int dovekie_settings_from(struct event *event, const char *const *userdb_
 {
 	const struct dovekie_settings *set;
 	ARRAY_TYPE(const_string) kv;
-	const char *value;
+	const char *key, *value;
 	unsigned int i;
 
 	if (settings_get(event, &dovekie_setting_parser_info, 0, &set, error_r) < 0)
 		return -1;
 	t_array_init(&kv, 16);
 	for (i = 0; i < DOVEKIE_SETTING_COUNT; i++) {
-		value = set->values[i] != NULL ? set->values[i] : "";
-		if (strcmp(value, dovekie_default_settings.values[i]) == 0 &&
-		    (userdb_keys == NULL ||
-		     !str_array_find(userdb_keys, dovekie_setting_keys[i])))
+		key = dovekie_setting_keys[i].key;
+		value = t_strdup(dovekie_setting_text(set, i));
+		if (strcmp(value, dovekie_setting_text(&dovekie_default_settings, i)) == 0 &&
+		    (userdb_keys == NULL || !str_array_find(userdb_keys, key)))
 			continue;
-		value = t_strdup(value);
-		array_push_back(&kv, &dovekie_setting_keys[i]);
+		array_push_back(&kv, &key);
 		array_push_back(&kv, &value);
 	}
 	settings_free(set);
