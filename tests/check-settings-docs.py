@@ -25,7 +25,7 @@ for name, _type, default, _range, help_text in declared:
     match = re.search(rf"^\s*#\s*{re.escape(name)}\s*=[ \t]*(.*?)[ \t]*$", conf, re.M)
     if match is None:
         problems.append(f"{name}: not in conf.d/*.conf")
-    elif name != "dovekie_module_dir" and match.group(1) != default:
+    elif name != "dovekie_module_dir" and match.group(1) not in (default, f'"{default}"'):
         problems.append(f"{name}: conf.d shows '{match.group(1)}', the code's default is '{default}'")
     if not help_text:
         problems.append(f"{name}: declared without a help line")

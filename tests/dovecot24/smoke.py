@@ -15,6 +15,7 @@ import argparse
 import imaplib
 import os
 import poplib
+import re
 import shutil
 import socket
 import subprocess
@@ -240,6 +241,24 @@ def run_checks(d: Dovecot24) -> None:
         r = d.doveconf("-n")
         check(f"doveconf refuses '{bad}'", r.returncode != 0 and why in r.stderr, r.stderr)
     (d.dir / "dovecot.conf").write_text(conf)
+
+    # -- the shipped 2.4 conf.d snippets, every setting uncommented
+    snippets = sorted((d.root / "usr/share/doc/dovekie/dovecot24").glob("*.conf"))
+    lines = []
+    for path in snippets:
+        for line in path.read_text().splitlines():
+            body = line[1:]
+            if (line.startswith("#") and not line.startswith("##")
+                    and re.match(r"^(\S[\w/ ]*=.*|\s+[\w/]+ = .*|[\w ]+\{|\s*\})$", body)):
+                lines.append(body)
+    (d.dir / "snippets.conf").write_text("dovecot_config_version = 2.4.1\n"
+                                         "dovecot_storage_version = 2.4.1\n" + "\n".join(lines) + "\n")
+    r = d.chroot("doveconf", "-c", f"{CONF_DIR}/snippets.conf", "dovekie_retention_separator",
+                 "dovekie_av_engine", "dovekie_search_batch_size")
+    check("doveconf takes the 2.4 conf.d snippets with every setting uncommented",
+          len(snippets) == 4 and len(lines) > 50 and r.returncode == 0
+          and "dovekie_retention_separator = #" in r.stdout,
+          (len(snippets), len(lines), r.stdout, r.stderr))
 
     d.start()
     # -- save hooks: example and antivirus (libclamav), userdb override
