@@ -143,6 +143,16 @@ int dovekie_retention_index_check(struct mailbox *box, const char **error_r)
 	return 0;
 }
 
+#if DOVECOT_PREREQ(2, 4, 0)
+/* dovekie never kept retention records in attributes on 2.4: nothing to
+   move. */
+int dovekie_retention_migrate(struct dovekie_user *duser ATTR_UNUSED,
+			      struct mailbox *box ATTR_UNUSED,
+			      const char **error_r ATTR_UNUSED)
+{
+	return 0;
+}
+#else
 int dovekie_retention_migrate(struct dovekie_user *duser, struct mailbox *box,
 			      const char **error_r)
 {
@@ -198,3 +208,4 @@ int dovekie_retention_migrate(struct dovekie_user *duser, struct mailbox *box,
 	}
 	return 0;
 }
+#endif
