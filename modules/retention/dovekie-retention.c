@@ -32,6 +32,8 @@
 #include "dovekie-retention-record.h"
 
 #define KEY_PREFIX "uid/"
+/* A client's last QUIT is recorded to this many seconds. */
+#define LAST_QUIT_PRECISION 3600
 #define KEYWORD_MAX 64
 
 static const gchar *const dele_choices[] = { "hide", "expunge", "ignore", NULL };
@@ -440,9 +442,12 @@ service_pop3_quit (DovekieContext *ctx, DovekieRetentionStore *store,
         return FALSE;
     }
   /* This identity is active: the plan keeps for it what it has not
-   * fetched yet. Without a free slot it has no records either. */
+   * fetched yet. Without a free slot it has no records either. To the
+   * hour: a client that polls every minute does not write the index at
+   * every QUIT for it. */
   slot = dovekie_retention_table_slot (&table, r->identity, TRUE);
-  if (slot >= 0)
+  if (slot >= 0 && (table.last_quit[slot] > now ||
+                    now - table.last_quit[slot] >= LAST_QUIT_PRECISION))
     {
       table.last_quit[slot] = MAX (now, 1);
       table_changed = TRUE;
