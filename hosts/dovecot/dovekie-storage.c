@@ -472,7 +472,8 @@ dovekie_set_verdict_error(struct mailbox *box, enum dovekie_bridge_verdict verdi
 
 /* A read that may succeed later (scanner down, module not running). pop3
    answers any failed read "-ERR Message N expunged." whatever the error;
-   dovekie-pop3.c answers this one -ERR [SYS/TEMP] and the reason instead. imap answers UNAVAILABLE with BYE and the reason. */
+   dovekie-pop3.c answers this one -ERR [SYS/TEMP] and the reason instead.
+   imap answers UNAVAILABLE with BYE and the reason. */
 static void dovekie_set_read_tempfail(struct mail *_mail, const char *reason)
 {
 	struct mail_user *user = _mail->box->storage->user;
