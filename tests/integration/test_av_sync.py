@@ -354,3 +354,29 @@ def test_shared_mailbox_reader_moves_nothing(dovecot, plugin_path, antivirus_mod
     assert status == "OK" and b"[virus removed]" in raw, raw
     bob.close()
     assert_no_crash(dc)
+
+
+def test_lmtp_deliveries_during_syncs_leave_one_copy_each(av, clamd):
+    """LMTP stores a diverted delivery into quarantine only, never into the
+    mailbox first, so sessions syncing meanwhile have nothing to move: one
+    copy per delivery, no notice."""
+    dc = av(clamd.unix_address)
+    plant_all(dc, [make_message("clean", "fine\n")])
+    codes: list[int] = []
+
+    def deliver(i: int) -> None:
+        codes.append(dc.deliver("alice@example.test", eicar_7bit(f"lmtp-{i}"))[0])
+
+    senders = [threading.Thread(target=deliver, args=(i,)) for i in range(3)]
+    for t in senders:
+        t.start()
+    results = run_sessions(dc, 3)
+    for t in senders:
+        t.join(60)
+    assert codes == [250, 250, 250], codes
+    for status, raw in results:
+        assert_clean(raw, status)
+    assert dc.message_count("Quarantine") == 3
+    assert dc.message_count("INBOX") == 1
+    assert not dc.find_log(r"dovekie: moved uid="), dc.log_tail()
+    assert_no_crash(dc)
