@@ -125,6 +125,7 @@ rescan_batch_locked(struct rescan_run *run, struct mailbox *box, struct mailbox 
 		    const uint32_t *uids, unsigned int count, struct rescan_counts *counts,
 		    uint32_t *done_r, const char **error_r)
 {
+	struct mail_transaction_commit_changes changes;
 	struct mailbox_transaction_context *t, *qt = NULL;
 	struct mail *mail;
 	struct rescan_message_ctx mctx;
@@ -208,10 +209,16 @@ rescan_batch_locked(struct rescan_run *run, struct mailbox *box, struct mailbox 
 	}
 	/* The copies first: a crash between the commits leaves a duplicate in
 	   quarantine, never a lost message. */
-	if (qt != NULL && ret == 0 && mailbox_transaction_commit(&qt) < 0) {
-		*error_r = p_strdup_printf(run->user->pool, "cannot commit to %s: %s",
-			run->quarantine, mailbox_get_last_internal_error(*qbox, NULL));
-		ret = -1;
+	if (qt != NULL && ret == 0) {
+		if (mailbox_transaction_commit_get_changes(&qt, &changes) < 0) {
+			*error_r = p_strdup_printf(run->user->pool, "cannot commit to %s: %s",
+				run->quarantine, mailbox_get_last_internal_error(*qbox, NULL));
+			ret = -1;
+		} else {
+			/* For a release: back where it came from. */
+			dovekie_quarantine_record_origin(run->duser, &changes, vname);
+			pool_unref(&changes.pool);
+		}
 	}
 	if (qt != NULL)
 		mailbox_transaction_rollback(&qt);

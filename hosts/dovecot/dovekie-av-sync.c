@@ -148,6 +148,7 @@ av_sync_judge(struct dovekie_user *duser, struct mailbox *box, uint32_t ext_id,
 	      uint32_t mark, const ARRAY_TYPE(uint32_t) *uids)
 {
 	struct mailbox_transaction_context *t, *qt = NULL;
+	struct mail_transaction_commit_changes changes;
 	struct mailbox *qbox = NULL;
 	struct dovekie_bridge_result result;
 	struct av_sync_header hdr;
@@ -208,11 +209,14 @@ av_sync_judge(struct dovekie_user *duser, struct mailbox *box, uint32_t ext_id,
 
 	/* The copies first: a crash between the commits leaves a duplicate in
 	   quarantine, never a lost message. */
-	if (qt != NULL && mailbox_transaction_commit(&qt) < 0) {
+	if (qt != NULL && mailbox_transaction_commit_get_changes(&qt, &changes) < 0) {
 		e_error(duser->event, "sync: cannot commit to %s: %s",
 			dovekie_log_quote(mailbox_get_vname(qbox)),
 			mailbox_get_last_internal_error(qbox, NULL));
 		ret = -1;
+	} else if (qbox != NULL) {
+		dovekie_quarantine_record_origin(duser, &changes, vname);
+		pool_unref(&changes.pool);
 	}
 	if (qbox != NULL)
 		mailbox_free(&qbox);

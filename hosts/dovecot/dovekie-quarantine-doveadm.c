@@ -2,8 +2,10 @@
  *
  *   list    [-u user | -A]        one row per quarantined message: user, uid,
  *                                 date, from, subject, signature
- *   release -u user <uid> ...     back into INBOX, marked released for the
- *                                 current signature-DB version
+ *   release -u user <uid> ...     back into the mailbox it was moved out of
+ *                                 (INBOX when that is not known or gone),
+ *                                 marked released for the current
+ *                                 signature-DB version
  *   delete  -u user <uid> ...     expunged from the quarantine mailbox
  *   expire  [-u user | -A]        expunges what has been in quarantine longer
  *                                 than dovekie_av_quarantine_days
@@ -13,7 +15,9 @@
  * module adds it), which is where list takes the signature from. A release
  * records a "released" verdict for the message's digest and the current DB
  * version (so no read or rescan catches it again until the DB changes),
- * then copies it into INBOX, without that keyword, with our save hooks
+ * then copies it back where the sync check or the rescan moved it from
+ * (recorded in the user's kv store; a delivery's is INBOX), without that
+ * keyword, with our save hooks
  * out, and expunges it from quarantine: the copy commits first, so a
  * failure in between leaves a duplicate, never a loss. Registered with the
  * other commands by dovekie-doveadm.c.
@@ -30,6 +34,7 @@
 #include "dovekie-doveadm.h"
 #include "dovekie-storage.h"
 #include "dovekie-antivirus.h"
+#include "dovekie-quarantine.h"
 #include "dovekie-log-quote.h"
 
 #include <sysexits.h>
@@ -250,13 +255,45 @@ release_copy(struct dovekie_user *duser, struct mailbox *dest, struct mail *mail
 	return ret;
 }
 
+/* Where a release of uid goes: the mailbox it was moved out of, when
+   that is recorded and can be opened (and is not the quarantine), else
+   inbox. Free the result with quarantine_release_dest_free(). */
+static struct mailbox *
+quarantine_release_dest(struct dovekie_user *duser, struct mail_user *user,
+			struct mailbox *box, struct mailbox *inbox, uint32_t uid)
+{
+	struct mailbox_status status;
+	struct mail_namespace *ns;
+	struct mailbox *dest;
+	const char *origin;
+
+	mailbox_get_open_status(box, STATUS_UIDVALIDITY, &status);
+	origin = dovekie_quarantine_origin(duser, status.uidvalidity, uid);
+	if (origin == NULL ||
+	    dovekie_quarantine_is(user, mailbox_get_vname(box), origin))
+		return inbox;
+	ns = mail_namespace_find(user->namespaces, origin);
+	dest = mailbox_alloc(ns->list, origin, 0);
+	if (mailbox_open(dest) < 0) {
+		e_warning(duser->event, "quarantine: uid=%u came from %s, which cannot be "
+			  "opened (%s): releasing it to INBOX", uid, dovekie_log_quote(origin),
+			  mailbox_get_last_internal_error(dest, NULL));
+		mailbox_free(&dest);
+		return inbox;
+	}
+	return dest;
+}
+
 /* Releases (or deletes) one message of box. 0, or -1 with error_r. */
 static int
-quarantine_release_one(struct dovekie_user *duser, struct mailbox *box, struct mailbox *inbox,
+quarantine_release_one(struct dovekie_user *duser, struct mail_user *user,
+		       struct mailbox *box, struct mailbox *inbox,
 		       uint32_t uid, bool release, const char **error_r)
 {
 	struct mailbox_transaction_context *t;
 	struct release_read_ctx rctx;
+	struct mailbox_status status;
+	struct mailbox *dest = inbox;
 	struct mail *mail;
 	bool was_moving = duser->moving;
 	int ret = 0;
@@ -271,13 +308,14 @@ quarantine_release_one(struct dovekie_user *duser, struct mailbox *box, struct m
 		i_zero(&rctx);
 		rctx.duser = duser;
 		rctx.signature = quarantine_signature(mail);
+		dest = quarantine_release_dest(duser, user, box, inbox, uid);
 		if (dovekie_read_mail(duser, mail, release_read, &rctx, error_r) < 0 ||
-		    release_copy(duser, inbox, mail, error_r) < 0)
+		    release_copy(duser, dest, mail, error_r) < 0)
 			ret = -1;
 		else {
 			e_info(duser->event, "quarantine: released uid=%u to %s "
 			       "(signature %s, not caught again with DB version %s)", uid,
-			       dovekie_log_quote(mailbox_get_vname(inbox)),
+			       dovekie_log_quote(mailbox_get_vname(dest)),
 			       rctx.signature != NULL ? rctx.signature : "unknown",
 			       rctx.version);
 		}
@@ -289,6 +327,8 @@ quarantine_release_one(struct dovekie_user *duser, struct mailbox *box, struct m
 		duser->moving = was_moving;
 	}
 	mail_free(&mail);
+	if (dest != inbox)
+		mailbox_free(&dest);
 	if (ret == 0 && (mailbox_transaction_commit(&t) < 0 || mailbox_sync(box, 0) < 0)) {
 		*error_r = t_strdup_printf("cannot expunge it: %s",
 					   mailbox_get_last_internal_error(box, NULL));
@@ -296,6 +336,10 @@ quarantine_release_one(struct dovekie_user *duser, struct mailbox *box, struct m
 	}
 	if (t != NULL)
 		mailbox_transaction_rollback(&t);
+	if (ret == 0) {
+		mailbox_get_open_status(box, STATUS_UIDVALIDITY, &status);
+		dovekie_quarantine_forget_origin(duser, status.uidvalidity, uid);
+	}
 	return ret;
 }
 
@@ -322,7 +366,8 @@ quarantine_by_uid(struct quarantine_cmd_context *ctx, struct dovekie_user *duser
 	}
 	array_foreach(&ctx->uids, uid) {
 		T_BEGIN {
-			if (quarantine_release_one(duser, box, inbox, *uid, release, &error) < 0) {
+			if (quarantine_release_one(duser, user, box, inbox, *uid, release,
+						   &error) < 0) {
 				i_error("dovekie: quarantine %s uid=%u for %s: %s",
 					release ? "release" : "delete", *uid, user->username, error);
 				ret = -1;
@@ -339,16 +384,19 @@ quarantine_by_uid(struct quarantine_cmd_context *ctx, struct dovekie_user *duser
 }
 
 /* Expunges what was saved into quarantine before cutoff. */
-static int quarantine_expire(struct mail_user *user, struct mailbox *box, time_t cutoff)
+static int quarantine_expire(struct dovekie_user *duser, struct mail_user *user,
+			     struct mailbox *box, time_t cutoff)
 {
 	struct mailbox_transaction_context *t;
+	struct mailbox_status status;
 	struct mail *mail;
-	ARRAY_TYPE(uint32_t) uids;
+	ARRAY_TYPE(uint32_t) uids, expired;
 	const uint32_t *uid;
 	time_t saved;
 	int ret = 0;
 
 	t_array_init(&uids, 64);
+	t_array_init(&expired, 16);
 	if (quarantine_uids(box, &uids) < 0)
 		return -1;
 	t = mailbox_transaction_begin(box, 0, "dovekie quarantine expire");
@@ -364,6 +412,7 @@ static int quarantine_expire(struct mail_user *user, struct mailbox *box, time_t
 		if (saved >= cutoff)
 			continue;
 		mail_expunge(mail);
+		array_push_back(&expired, &mail->uid);
 		doveadm_print(user->username);
 		doveadm_print_num(mail->uid);
 		doveadm_print(row_date(saved));
@@ -371,7 +420,10 @@ static int quarantine_expire(struct mail_user *user, struct mailbox *box, time_t
 	}
 	mail_free(&mail);
 	if (mailbox_transaction_commit(&t) < 0 || mailbox_sync(box, 0) < 0)
-		ret = -1;
+		return -1;
+	mailbox_get_open_status(box, STATUS_UIDVALIDITY, &status);
+	array_foreach(&expired, uid)
+		dovekie_quarantine_forget_origin(duser, status.uidvalidity, *uid);
 	return ret;
 }
 
@@ -424,7 +476,7 @@ cmd_quarantine_run(struct doveadm_mail_cmd_context *_ctx, struct mail_user *user
 		ret = quarantine_by_uid(ctx, duser, user, box);
 		break;
 	case QUARANTINE_EXPIRE:
-		if (quarantine_expire(user, box, (time_t)cutoff) < 0) {
+		if (quarantine_expire(duser, user, box, (time_t)cutoff) < 0) {
 			i_error("dovekie: quarantine expire for %s: %s", user->username,
 				mailbox_get_last_internal_error(box, NULL));
 			ret = -1;

@@ -12,6 +12,7 @@
 #include "istream.h"
 #include "message-date.h"
 #include "str.h"
+#include "seq-range-array.h"
 #include "mail-namespace.h"
 #include "mail-storage-private.h"
 #include "dovekie-plugin.h"
@@ -206,4 +207,58 @@ int dovekie_quarantine_store_notice(struct dovekie_user *duser, struct mailbox *
 			mailbox_transaction_rollback(&t);
 	}
 	return ret;
+}
+
+/* Origins are host state in the user's kv store: "o/<quarantine
+   UIDVALIDITY>.<UID>" = the vname the message was moved out of. */
+#define QUARANTINE_KV_NAMESPACE "quarantine"
+
+static const char *origin_key(uint32_t uid_validity, uint32_t uid)
+{
+	return t_strdup_printf("o/%u.%u", uid_validity, uid);
+}
+
+void dovekie_quarantine_record_origin(struct dovekie_user *duser,
+				      const struct mail_transaction_commit_changes *changes,
+				      const char *origin)
+{
+	struct seq_range_iter iter;
+	const char *error;
+	unsigned int n = 0;
+	uint32_t uid;
+
+	seq_range_array_iter_init(&iter, &changes->saved_uids);
+	while (seq_range_array_iter_nth(&iter, n++, &uid)) {
+		if (dovekie_kv_set(duser, QUARANTINE_KV_NAMESPACE,
+				   origin_key(changes->uid_validity, uid), origin, &error) < 0) {
+			/* Only costs the release its way back: it goes to INBOX. */
+			e_warning(duser->event, "cannot record where quarantined uid=%u came "
+				  "from (%s): %s", uid, dovekie_log_quote(origin), error);
+		}
+	}
+}
+
+const char *dovekie_quarantine_origin(struct dovekie_user *duser, uint32_t uid_validity,
+				      uint32_t uid)
+{
+	const char *value, *error;
+	int ret;
+
+	ret = dovekie_kv_get(duser, QUARANTINE_KV_NAMESPACE, origin_key(uid_validity, uid),
+			     &value, &error);
+	if (ret < 0) {
+		e_warning(duser->event, "cannot read where quarantined uid=%u came from: %s",
+			  uid, error);
+	}
+	return ret > 0 && value[0] != '\0' ? value : NULL;
+}
+
+void dovekie_quarantine_forget_origin(struct dovekie_user *duser, uint32_t uid_validity,
+				      uint32_t uid)
+{
+	const char *error;
+
+	if (dovekie_kv_set(duser, QUARANTINE_KV_NAMESPACE, origin_key(uid_validity, uid),
+			   NULL, &error) < 0)
+		e_warning(duser->event, "cannot forget quarantined uid=%u's origin: %s", uid, error);
 }

@@ -46,5 +46,18 @@ dovekie_quarantine_notice_text(struct mail *mail, const char *vname, const char 
 int dovekie_quarantine_store_notice(struct dovekie_user *duser, struct mailbox *box,
 				    enum mail_flags flags, time_t received,
 				    const char *text, const char **error_r);
+/* Where quarantined mail came from, for `doveadm dovekie quarantine
+   release`: records `origin` (a vname) for every UID changes saved into
+   the quarantine mailbox (failures are logged: the release then goes to
+   INBOX); the origin of one quarantined message, or NULL when none is
+   recorded (data stack); and forgets it once the message leaves. */
+struct mail_transaction_commit_changes;
+void dovekie_quarantine_record_origin(struct dovekie_user *duser,
+				      const struct mail_transaction_commit_changes *changes,
+				      const char *origin);
+const char *dovekie_quarantine_origin(struct dovekie_user *duser, uint32_t uid_validity,
+				      uint32_t uid);
+void dovekie_quarantine_forget_origin(struct dovekie_user *duser, uint32_t uid_validity,
+				      uint32_t uid);
 
 #endif

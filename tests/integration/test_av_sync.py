@@ -380,3 +380,59 @@ def test_lmtp_deliveries_during_syncs_leave_one_copy_each(av, clamd):
     assert dc.message_count("INBOX") == 1
     assert not dc.find_log(r"dovekie: moved uid="), dc.log_tail()
     assert_no_crash(dc)
+
+
+# --- release puts mail back where it came from -----------------------------------
+
+def plant_into(dc, folder: str, message: bytes) -> None:
+    """Writes message into the new/ of an existing Maildir++ folder."""
+    new = dc.home("alice") / "Maildir" / f".{folder}" / "new"
+    path = new / f"{time.time():.6f}.{os.getpid()}.planted"
+    path.write_bytes(message)
+    os.chown(path, dc.mail_uid, dc.mail_gid)
+
+
+def test_release_goes_back_to_the_mailbox_it_came_from(av, clamd, public_tmp):
+    db = signature_db(public_tmp, eicar=True)
+    dc = av(clamd.unix_address, dovekie_av_libclamav_db=str(db))
+    imap = dc.imap()
+    for folder in ("Archive", "Work"):
+        assert imap.create(folder)[0] == "OK"
+    imap.logout()
+    # Archive: moved by a session's sync; Work: moved by the rescan.
+    plant_into(dc, "Archive", eicar_7bit("from-archive"))
+    imap = RawImap(dc)
+    status, raw = imap.cmd("SELECT Archive")
+    assert status == "OK" and b"* 1 EXISTS" in raw, raw  # the notice
+    imap.close()
+    plant_into(dc, "Work", eicar_7bit("from-work"))
+    res = dc.doveadm("-f", "tab", "dovekie", "rescan", "-u", "alice", "Work")
+    assert res.returncode == 0 and "action=quarantine" in res.stderr, res.stdout + res.stderr
+    res = dc.doveadm("-f", "tab", "dovekie", "quarantine", "list", "-u", "alice")
+    assert res.returncode == 0, res.stderr
+    rows = {line.split("\t")[4]: line.split("\t")[1] for line in res.stdout.splitlines()[1:]
+            if line.strip()}
+    assert set(rows) == {"read paths from-archive", "read paths from-work"}, res.stdout
+    res = dc.doveadm("mailbox", "metadata", "list", "-u", "alice", "-p", "INBOX")
+    assert res.stdout.count("dovekie/quarantine/o/") == 2, res.stdout + res.stderr
+    released = ""
+    for subject in rows:
+        res = dc.doveadm("dovekie", "quarantine", "release", "-u", "alice", rows[subject])
+        assert res.returncode == 0, res.stdout + res.stderr
+        released += res.stderr  # doveadm logs to its stderr
+    assert dc.message_count("Quarantine") == 0
+    conn = dc.imap()
+    for folder, tag in (("Archive", b"from-archive"), ("Work", b"from-work")):
+        conn.select(folder, readonly=True)
+        typ, data = conn.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        text = b" ".join(d[1] if isinstance(d, tuple) else d for d in data)
+        assert b"read paths " + tag in text and b"$Virus:" not in text, (folder, text)
+    conn.select("INBOX", readonly=True)
+    assert conn.search(None, "ALL")[1] == [b""]  # nothing went to INBOX
+    conn.logout()
+    assert re.search(r"quarantine: released uid=\d+ to \"Archive\"", released), released
+    assert re.search(r"quarantine: released uid=\d+ to \"Work\"", released), released
+    # The records went with the messages.
+    res = dc.doveadm("mailbox", "metadata", "list", "-u", "alice", "-p", "INBOX")
+    assert "dovekie/quarantine/" not in res.stdout, res.stdout
+    assert_no_crash(dc)
