@@ -113,13 +113,24 @@ dovekie_bridge_retention_expire_at_quit (struct dovekie_bridge *bridge,
   return svc != NULL && svc->expire_at_quit (ctx, packed, n);
 }
 
+/* The service of the bridge whose listing runs: pop3_hidden is called
+ * once per message of a listing (60,000 calls for 60,000 messages), so
+ * the service is looked up once, at pop3_listing, not at every call.
+ * The host calls pop3_hidden only inside a listing that pop3_listing
+ * began, on the same bridge. */
+static struct {
+  struct dovekie_bridge *bridge;
+  const DovekieRetentionService *svc;
+  DovekieContext *ctx;
+} listing;
+
 void
 dovekie_bridge_retention_pop3_listing (struct dovekie_bridge *bridge, const unsigned char *table)
 {
-  DovekieContext *ctx;
-  const DovekieRetentionService *svc = retention_service (bridge, &ctx);
-  if (svc != NULL)
-    svc->pop3_listing (ctx, table);
+  listing.bridge = bridge;
+  listing.svc = retention_service (bridge, &listing.ctx);
+  if (listing.svc != NULL)
+    listing.svc->pop3_listing (listing.ctx, table);
 }
 
 bool
@@ -127,7 +138,11 @@ dovekie_bridge_retention_pop3_hidden (struct dovekie_bridge *bridge, uint32_t ui
                                       const unsigned char *packed)
 {
   DovekieContext *ctx;
-  const DovekieRetentionService *svc = retention_service (bridge, &ctx);
+  const DovekieRetentionService *svc;
+
+  if (bridge == listing.bridge && bridge != NULL)
+    return listing.svc != NULL && listing.svc->pop3_hidden (listing.ctx, uid, packed);
+  svc = retention_service (bridge, &ctx);
   return svc != NULL && svc->pop3_hidden (ctx, uid, packed);
 }
 

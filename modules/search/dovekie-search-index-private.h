@@ -47,6 +47,10 @@ struct _DovekieIndex {
   gsize vocab_known_upto;
   /* FALSE from begin() until the batch's first row has caught up. */
   gboolean vocab_current;
+  /* The cache lost words (it was full, or the vocabulary did not fit in
+   * it) since the vocabulary was last compacted: the words logged since
+   * may repeat, and the flush that ends the run compacts them. */
+  gboolean vocab_forgot;
   /* Words of the batch, each ending in '\n', that flush_vocab() has yet
    * to log, before the transaction commits. */
   GString *vocab_added;

@@ -324,6 +324,7 @@ vocab_remember (DovekieIndex *index, const gchar *word, gsize len)
     {
       g_hash_table_remove_all (index->vocab_known);
       g_string_chunk_clear (index->vocab_strings);
+      index->vocab_forgot = TRUE;
     }
   g_hash_table_add (index->vocab_known,
                     g_string_chunk_insert_len (index->vocab_strings, word, (gssize) len));
@@ -396,7 +397,10 @@ vocab_catch_up (DovekieIndex *index, GError **error)
       gsize len = (gsize) (stop - word);
 
       if (g_hash_table_size (index->vocab_known) >= VOCAB_KNOWN_MAX / 2)
-        break;
+        {
+          index->vocab_forgot = TRUE;
+          break;
+        }
       if (len <= DOVEKIE_SEARCH_WORD_BYTES)
         {
           memcpy (key, word, len);
@@ -1027,6 +1031,27 @@ tidy (DovekieIndex *index)
   index->busy_usec = BUSY_TIMEOUT_USEC;
 }
 
+static gboolean compact_vocab (DovekieIndex *index, GError **error);
+
+/* At the end of a run whose cache lost words: the words it logged may
+ * repeat ones logged before, and a lookup reads the whole log, so the log
+ * is rewritten with each word once. Then the vocabulary holds each word
+ * once whatever the cache forgot, and a lookup costs what the distinct
+ * words cost. A failure only leaves the repeats (a lookup takes each word
+ * once anyway); the next run that forgets tries again. */
+static void
+compact_if_repeated (DovekieIndex *index)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (!index->vocab_forgot)
+    return;
+  if (compact_vocab (index, &error))
+    index->vocab_forgot = FALSE;
+  else if (!is_busy_code (sqlite3_errcode (index->db)))
+    index_log (index, DOVEKIE_LOG_WARNING, "compacting the vocabulary: %s", error->message);
+}
+
 static gboolean
 index_flush (DovekieIndex *index, GError **error)
 {
@@ -1037,6 +1062,8 @@ index_flush (DovekieIndex *index, GError **error)
       write_failed (index);
       return FALSE;
     }
+  /* Before tidy(), whose vacuum gives back the pages it frees. */
+  compact_if_repeated (index);
   tidy (index);
   return TRUE;
 }

@@ -871,6 +871,43 @@ START_TEST (test_open_again_after_removal)
 }
 END_TEST
 
+/* Issue 17: past the writer's cache (VOCAB_KNOWN_MAX words, 64 in these
+ * tests) it logged known words again: copies of one mail of random words
+ * grew the vocabulary by a copy each. The flush that ends a run whose cache
+ * lost words compacts the log: ten copies leave the vocabulary of one. */
+START_TEST (test_vocabulary_holds_each_word_once)
+{
+  DovekieIndex *index = open_index (1), *reader = open_index (1);
+  g_autoptr (GRand) rand = g_rand_new_with_seed (17);
+  g_autoptr (GString) body = g_string_new ("zzmarkerzz ");
+  g_autoptr (GString) all = g_string_new (NULL);
+  gint64 one;
+
+  for (guint i = 0; i < 300; i++)
+    {
+      for (guint k = 0; k < 9; k++)
+        g_string_append_c (body, (gchar) ('a' + g_rand_int_range (rand, 0, 26)));
+      g_string_append_c (body, ' ');
+    }
+  add_doc (index, 1, NULL, body->str);
+  ck_assert (v->flush (index, NULL));
+  one = db_value ("SELECT sum(length(words)) FROM vocab_log");
+  ck_assert_int_gt (one, 300 * 10);
+  g_string_append (all, "1d");
+  for (guint32 uid = 2; uid <= 10; uid++)
+    {
+      add_doc (index, uid, NULL, body->str);
+      ck_assert (v->flush (index, NULL));
+      g_string_append_printf (all, " %ud", uid);
+      ck_assert_int_eq (db_value ("SELECT sum(length(words)) FROM vocab_log"), one);
+    }
+  ck_assert_int_eq (db_value ("SELECT count(*) FROM vocab_log"), 1);
+  ASSERT_LOOKUP (reader, DOVEKIE_INDEX_SCOPE_BODY, "markerz", all->str);
+  v->close (reader);
+  v->close (index);
+}
+END_TEST
+
 static Suite *
 index_suite (void)
 {
@@ -894,6 +931,7 @@ index_suite (void)
     { "doc_end_batches", test_uncommitted_batch_is_lost_on_crash, 1 },
     { "lookup_run_in_many_words", test_run_in_many_words, 1 },
     { "optimize_compacts_vocabulary", test_optimize_compacts_the_vocabulary, 1 },
+    { "flush_compacts_repeated_vocabulary", test_vocabulary_holds_each_word_once, 1 },
     { "two_writers", test_writers_share_last_uid, 1 },
     { "reset_under_writer", test_reset_under_a_writer_stops_it, 1 },
     { "reset_optimize", test_reset_and_optimize, 1 },
