@@ -211,10 +211,13 @@ static int dovekie_kv_iter_int(void *context, const char *module, const char *pr
 	const char *ns_prefix, *key, *const *keyp;
 	int ret = 0;
 
-	/* What the iteration lists is what is committed. */
+	/* What the iteration lists is what is committed. A flush of held
+	   writes leaves the box it wrote through for us (opening a second
+	   one was an assertion failure: a panic when a DB change pruned the
+	   cache in a session with held verdicts). */
 	if (dovekie_kv_flush_int(duser, error_r) < 0)
 		return -1;
-	if (dovekie_kv_box(duser, error_r) < 0)
+	if (duser->kv_box == NULL && dovekie_kv_box(duser, error_r) < 0)
 		return -1;
 	ns_prefix = dovekie_kv_key(module, "");
 

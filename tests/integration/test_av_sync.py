@@ -23,9 +23,11 @@ import pytest
 from clamd_harness import EICAR, EICAR_SIGNATURE
 from dovekie_harness import make_message
 from test_antivirus import assert_no_crash, av_line, public_tmp  # noqa: F401
+from test_av_db_key import MARKER, SIGNATURE, add_unofficial_signature, av_dovecot, marked
+from test_av_db_key import own_clamd  # noqa: F401
 from test_av_rescan import signature_db
 from test_av_read_paths import (FETCH_ITEMS, RawImap, assert_clean, av,  # noqa: F401
-                                clamd, eicar_7bit, zip_base64)
+                                clamd, eicar_7bit, uids_in, zip_base64)
 
 CACHE_TROUBLE = r"Broken MIME parts|Cached header size mismatch|corrupted cache|Corrupted"
 
@@ -435,4 +437,42 @@ def test_release_goes_back_to_the_mailbox_it_came_from(av, clamd, public_tmp):
     # The records went with the messages.
     res = dc.doveadm("mailbox", "metadata", "list", "-u", "alice", "-p", "INBOX")
     assert "dovekie/quarantine/" not in res.stdout, res.stdout
+    assert_no_crash(dc)
+
+
+# --- a stale verdict met by a read --------------------------------------------------
+
+def test_stale_verdict_read_is_refused_and_nothing_moves(dovecot, plugin_path, antivirus_module,
+                                                         own_clamd):
+    """A message judged clean at sync, then caught by a signature update
+    while a session has it in view: the read judges it again and refuses
+    it; nothing moves under the session (no EXPUNGE), the sync after does
+    not move it either (its mark is past it: a signature update is the
+    rescan's work), and no byte of it is served."""
+    dc = av_dovecot(dovecot, plugin_path, antivirus_module, own_clamd,
+                    dovekie_av_clamd_conf="", dovekie_av_clamd_database=own_clamd.db_dir)
+    plant_all(dc, [make_message("clean", "fine\n"), marked("stale")])
+    imap = RawImap(dc)
+    status, raw = imap.cmd("SELECT INBOX")
+    assert status == "OK" and b"* 2 EXISTS" in raw, raw
+    status, before = imap.cmd("UID FETCH 1:2 (RFC822.SIZE BODYSTRUCTURE)")
+    add_unofficial_signature(own_clamd)
+    time.sleep(1.2)  # past dovekie_av_db_check_interval
+    offset = dc.log_offset()
+    status, raw = imap.cmd("UID FETCH 2 (BODY.PEEK[])")
+    assert MARKER.encode() not in raw, raw
+    assert status == "NO" and SIGNATURE.encode() in raw, raw
+    # A server-side read: judged the same way, never reported as a match.
+    status, raw = imap.cmd("UID SEARCH BODY \"" + MARKER + "\"")
+    assert status in ("OK", "NO") and 2 not in uids_in(raw), raw
+    status, raw = imap.cmd("NOOP")
+    assert status == "OK" and b"EXPUNGE" not in raw, raw
+    status, after = imap.cmd("UID FETCH 1:2 (RFC822.SIZE BODYSTRUCTURE)")
+    assert after.split(b"\r\n")[:-2] == before.split(b"\r\n")[:-2], (before, after)
+    imap.close()
+    assert dc.message_count("INBOX") == 2
+    assert not (dc.home("alice") / "Maildir" / ".Quarantine").exists()
+    assert not dc.find_log(r"dovekie: moved uid=", since=offset), dc.log_tail()
+    dc.wait_for_log(av_line("imap", f"scan origin=fetch [^\\n]*uid=2 [^\\n]*result=infected"
+                                    f"[^\\n]*{SIGNATURE}"), since=offset)
     assert_no_crash(dc)
