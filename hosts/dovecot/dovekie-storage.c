@@ -783,7 +783,14 @@ static int dovekie_guard_read(struct mail *_mail, bool get_body)
 		return -1;
 	default:
 		dmail->read_checked_uid = 0;
-		dovekie_refuse_read(_mail, result.reason);
+		/* POP3 has no NO [PARSE]: without this, pop3 says "-ERR Message
+		   N expunged." of a message that is still there. -ERR
+		   [SYS/TEMP] with the signature tells the truth: it cannot be
+		   read now, and the next sync or the rescan moves it. */
+		if (pop3)
+			dovekie_set_read_tempfail(_mail, result.reason);
+		else
+			dovekie_refuse_read(_mail, result.reason);
 		return -1;
 	}
 }
