@@ -9,7 +9,8 @@ messages are generated). One private Dovecot and clamd; two users with the
 same N messages in their Maildir: alice with antivirus on (clamd, verdict
 cache on, dovekie_av_clamd_database = clamd's directory), bob with
 dovekie_modules = none. alice's first `FETCH 1:* (BODY.PEEK[])` scans and
-caches every message (timed and shown); then R rounds, each timing
+caches every message (timed and shown, with the SELECT, where the sync
+check judges new mail); then R rounds, each timing `SELECT INBOX` and
 `FETCH 1:* (BODY.PEEK[])` for bob and for alice, in turn. Prints the median
 times and the ratio on/off (issue 17's goal: <= 1.10 at 60,000 messages),
 and the size of alice's attribute file (the verdict cache).
@@ -111,9 +112,10 @@ class Raw:
 
 def timed_fetch(dc: PrivateDovecot, user: str, count: int) -> float:
     conn = Raw(dc.ports["imap"], user, dc.password(user))
+    # SELECT is timed too: the sync check judges new mail there.
+    t = time.perf_counter()
     status, _ = conn.cmd("SELECT INBOX")
     assert status == "OK"
-    t = time.perf_counter()
     status, literals = conn.cmd("FETCH 1:* (BODY.PEEK[])")
     secs = time.perf_counter() - t
     assert status == "OK" and literals == count, (status, literals, count)
@@ -159,7 +161,7 @@ def main() -> int:
                 dc.doveadm("mailbox", "status", "-u", user, "messages", "INBOX", check=True)
             print(f"{args.messages} messages, {size / 1e6:.1f} MB per user")
             first = timed_fetch(dc, "alice", args.messages)
-            print(f"  first FETCH 1:* with antivirus (scan + cache write): {first:.2f} s "
+            print(f"  first SELECT + FETCH 1:* with antivirus (scan + cache write): {first:.2f} s "
                   f"({args.messages / first:.0f} msg/s)")
             attrs = dc.home("alice") / "dovecot-attributes"
             if attrs.exists():
@@ -169,7 +171,7 @@ def main() -> int:
                 off.append(timed_fetch(dc, "bob", args.messages))
                 on.append(timed_fetch(dc, "alice", args.messages))
             m_off, m_on = statistics.median(off), statistics.median(on)
-            print(f"  FETCH 1:* (BODY.PEEK[]) of scanned mail, median of {args.rounds}: "
+            print(f"  SELECT + FETCH 1:* (BODY.PEEK[]) of scanned mail, median of {args.rounds}: "
                   f"off {m_off:.2f} s, on {m_on:.2f} s, ratio {m_on / m_off:.2f}x "
                   f"(goal <= 1.10)")
     return 0
