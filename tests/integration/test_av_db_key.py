@@ -132,3 +132,45 @@ def test_unreadable_database_setting_fails_closed(dovecot, plugin_path, antiviru
     assert dc.find_log(r"dovekie_av_clamd_database = /nonexistent/clamav"), dc.log_tail()
     assert dc.message_count("INBOX") == 0
     assert_no_crash(dc)
+
+
+# --- issue 17, item 2: verdict writes are held and committed in batches ------
+
+def test_held_verdicts_are_committed_in_batches_and_at_session_end(
+        dovecot, plugin_path, antivirus_module, own_clamd):
+    # Verdicts go through the host's kv_defer: held, committed 256 at a time
+    # and when the session ends. 300 distinct APPENDs in one session: the
+    # attribute file holds nothing while under 256 writes are held, 255
+    # verdicts once 255 verdicts and the record counter made 256 (one
+    # batch), and all 300 after the logout; a new session finds them.
+    dc = av_dovecot(dovecot, plugin_path, antivirus_module, own_clamd,
+                    dovekie_av_clamd_database=own_clamd.db_dir)
+    attrs = dc.home("alice") / "dovecot-attributes"
+
+    def verdicts() -> int:
+        return attrs.read_text().count("dovekie/antivirus/v/") if attrs.exists() else 0
+
+    messages = [make_message(f"batch {i}", f"body {i}\n") for i in range(300)]
+    imap = dc.imap()
+    for message in messages[:254]:
+        typ, text = append(imap, message)
+        assert typ == "OK", text
+    assert verdicts() == 0  # held
+    for message in messages[254:]:
+        typ, text = append(imap, message)
+        assert typ == "OK", text
+    assert verdicts() == 255  # one batch
+    imap.logout()
+    deadline = time.monotonic() + 10
+    while verdicts() < 300:
+        assert time.monotonic() < deadline, verdicts()
+        time.sleep(0.1)
+    offset = dc.log_offset()
+    imap = dc.imap()
+    for message in messages[::50]:
+        typ, text = append(imap, message)
+        assert typ == "OK", text
+    imap.logout()
+    assert len(dc.find_log(r"scan origin=append [^\n]*cached=yes", since=offset)) == 6
+    assert "cache-count" in attrs.read_text()
+    assert_no_crash(dc)
