@@ -170,6 +170,11 @@ int dovekie_retention_migrate(struct dovekie_user *duser, struct mailbox *box,
 	if (set->mail_attribute_dict[0] == '\0' ||
 	    !dovekie_bridge_has_retention(duser->bridge))
 		return 0;
+	/* The index as the open read it: once migrated, that is all a
+	   session pays (no sync of its own before pop3's). */
+	dovekie_retention_index_table(box->view, dovekie_retention_ext_id(box), table);
+	if (dovekie_bridge_retention_table_migrated(table))
+		return 0;
 	if (mailbox_sync(box, 0) < 0) {
 		*error_r = mailbox_get_last_internal_error(box, NULL);
 		return -1;
