@@ -19,6 +19,7 @@
  */
 #include "lib.h"
 #include "array.h"
+#include "ioloop.h"
 #include "file-lock.h"
 #include "mail-index.h"
 #include "mail-namespace.h"
@@ -42,6 +43,9 @@
    is not judged yet is still judged by the read hooks before any byte of
    it is served. */
 #define AV_SYNC_BATCH 200
+/* After the scanner failed at a sync, the user's syncs leave new mail to
+   the read hooks for this long. */
+#define AV_SYNC_RETRY_SECS 60
 
 struct av_sync_header {
 	/* Every message up to this UID was judged at a sync. */
@@ -177,8 +181,17 @@ av_sync_judge(struct dovekie_user *duser, struct mailbox *box, uint32_t ext_id,
 					  *uidp, dovekie_log_quote(vname), error);
 				done = FALSE;
 			} else if (verdict == DOVEKIE_BRIDGE_TEMPFAIL) {
-				/* Logged by the module; the next sync asks again. */
-				done = FALSE;
+				/* Logged by the module. The scanner is down or
+				   hung: asking it about every other message would
+				   hold this sync for a timeout each, and so would
+				   every sync of the next minute. Reads guard what
+				   is left meanwhile. */
+				e_warning(duser->event, "sync: %s: not judging new mail for %u s: "
+					  "the scanner failed on uid=%u", dovekie_log_quote(vname),
+					  AV_SYNC_RETRY_SECS, *uidp);
+				duser->av_sync_retry_after = ioloop_time + AV_SYNC_RETRY_SECS;
+				contiguous = FALSE;
+				break;
 			} else if (verdict == DOVEKIE_BRIDGE_DIVERT &&
 				   dovekie_quarantine_is(box->storage->user, result.mailbox, vname)) {
 				/* Already in quarantine: it stays, refused to readers. */
@@ -304,7 +317,8 @@ void dovekie_av_sync(struct dovekie_user *duser, struct mailbox *box,
 	/* A failed module: reads refuse everything, nothing can be judged.
 	   The quarantine mailbox: nothing to move, and its bodies are never
 	   served to imap or pop3. */
-	if (duser->av_syncing || duser->in_hook || !dovekie_av_sync_wanted(duser, box) ||
+	if (duser->av_syncing || duser->in_hook || ioloop_time < duser->av_sync_retry_after ||
+	    !dovekie_av_sync_wanted(duser, box) ||
 	    dovekie_bridge_guarded(duser->bridge, DOVEKIE_BRIDGE_GUARD_READ, &module, &why))
 		return;
 	if (dovekie_bridge_av_quarantine_mailbox(duser->bridge, quarantine) == 0 &&

@@ -53,6 +53,9 @@ struct dovekie_user {
 	/* dovekie_av_sync() is running: the mailboxes it opens are not
 	   checked again. */
 	bool av_syncing:1;
+	/* The scanner failed at a sync: no sync check before this time
+	   (ioloop_time); reads still judge. */
+	time_t av_sync_retry_after;
 };
 
 extern MODULE_CONTEXT_DEFINE(dovekie_user_module, &mail_user_module_register);

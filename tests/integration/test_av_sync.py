@@ -476,3 +476,24 @@ def test_stale_verdict_read_is_refused_and_nothing_moves(dovecot, plugin_path, a
     dc.wait_for_log(av_line("imap", f"scan origin=fetch [^\\n]*uid=2 [^\\n]*result=infected"
                                     f"[^\\n]*{SIGNATURE}"), since=offset)
     assert_no_crash(dc)
+
+
+def test_scanner_down_at_sync_costs_one_attempt(av, public_tmp):
+    """clamd unreachable: the first sync asks about one new message, not
+    every one, and the session's syncs of the next minute do not ask again;
+    nothing moves and the messages stay (reads are refused for now)."""
+    dc = av(f"unix:{public_tmp / 'no-clamd.sock'}")
+    plant_all(dc, [eicar_7bit(f"down-{i}") for i in range(3)])
+    offset = dc.log_offset()
+    imap = RawImap(dc)
+    status, raw = imap.cmd("SELECT INBOX")
+    assert status == "OK" and b"* 3 EXISTS" in raw, raw
+    for _ in range(3):
+        assert imap.cmd("NOOP")[0] == "OK"
+    imap.close()
+    errors = dc.find_log_at_least(av_line("imap", "scan origin=sync [^\n]*result=error"), 1,
+                                  since=offset)
+    assert len(errors) == 1, dc.log_tail()
+    assert len(dc.find_log(r"sync: \"INBOX\": not judging new mail for 60 s", since=offset)) == 1
+    assert not dc.find_log(r"dovekie: moved uid=", since=offset)
+    assert_no_crash(dc)
