@@ -242,8 +242,8 @@ def run_checks(d: Dovecot24) -> None:
         check(f"doveconf refuses '{bad}'", r.returncode != 0 and why in r.stderr, r.stderr)
     (d.dir / "dovecot.conf").write_text(conf)
 
-    # -- the shipped 2.4 conf.d snippets, every setting uncommented
-    snippets = sorted((d.root / "usr/share/doc/dovekie/dovecot24").glob("*.conf"))
+    # -- the installed 2.4 conf.d snippets, every setting uncommented
+    snippets = sorted((d.root / "etc/dovecot/conf.d").glob("*-dovekie*.conf"))
     lines = []
     for path in snippets:
         for line in path.read_text().splitlines():
