@@ -13,7 +13,9 @@ integration-test harness; run as root). Prints:
     NOOP syncs: with the check, a sync of and a header lookup in a mailbox
     instance of our own; the least of --blocks blocks of --noops NOOPs),
     with dovekie_av_scan_on_read = unscanned and off (the module is asked
-    but reads nothing; the check still runs);
+    but reads nothing; the check still runs); and of a STATUS of INBOX
+    from a session that has not selected it (Dovecot opens and syncs the
+    mailbox for it, and the check opens its own instance each time);
   - memory: one infected message of --big-mb MB (the EICAR string in a
     text part, padded with clean lines) is written into the Maildir; an
     IMAP session SELECTs INBOX and fetches every body, or a POP3 session
@@ -138,7 +140,8 @@ def main() -> int:
             sys.exit(f"not built: {path}")
 
     with PrivateClamd() as clamd:
-        print(f"{'scan_on_read':>12} {'messages':>8} {'SELECT s':>8} {'NOOP us':>8}")
+        print(f"{'scan_on_read':>12} {'messages':>8} {'SELECT s':>8} {'NOOP us':>8} "
+              f"{'STATUS us':>9}")
         for mode in ("unscanned", "off"):
             with boot(plugin, module, clamd, dovekie_av_scan_on_read=mode) as dc:
                 plant(dc, [make_message(f"m{i}", f"clean message {i}\n" * 20)
@@ -160,7 +163,18 @@ def main() -> int:
                         imap.cmd("NOOP")
                     noop = min(noop, (time.monotonic() - start) / args.noops)
                 imap.close()
-                print(f"{mode:>12} {args.messages:>8} {select:>8.2f} {noop * 1e6:>8.0f}")
+                # STATUS of a mailbox the session has not selected opens
+                # and syncs it: the check opens its own instance each time.
+                imap = Imap(dc)
+                status = float("inf")
+                for _ in range(args.blocks):
+                    start = time.monotonic()
+                    for _ in range(args.noops):
+                        imap.cmd("STATUS INBOX (MESSAGES UIDNEXT)")
+                    status = min(status, (time.monotonic() - start) / args.noops)
+                imap.close()
+                print(f"{mode:>12} {args.messages:>8} {select:>8.2f} {noop * 1e6:>8.0f} "
+                      f"{status * 1e6:>9.0f}")
 
         print(f"\n{'message MB':>10} {'client':>6} {'peak RSS kB':>11} {'moved':>5}")
         for megabytes in (1, args.big_mb):
