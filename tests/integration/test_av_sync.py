@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from clamd_harness import EICAR, EICAR_SIGNATURE
+from clamd_harness import EICAR_SIGNATURE
 from dovekie_harness import make_message
 from test_antivirus import assert_no_crash, av_line, public_tmp  # noqa: F401
 from test_av_db_key import MARKER, SIGNATURE, add_unofficial_signature, av_dovecot, marked
@@ -56,10 +56,6 @@ def flags_of(dc, mailbox: str, user: str = "alice") -> list[str]:
     typ, data = conn.fetch("1:*", "(FLAGS)")
     conn.logout()
     return [d.decode() for d in data if d]
-
-
-def subjects_in(raw: bytes) -> list[bytes]:
-    return re.findall(rb"Subject: ([^\r\n]*)", raw)
 
 
 # --- invariant 2 ---------------------------------------------------------------
