@@ -58,6 +58,9 @@ int dovekie_bridge_av_rescan_begin(struct dovekie_bridge *bridge,
    into quarantine_r. 0, or -1 when no antivirus module is loaded. */
 int dovekie_bridge_av_quarantine_mailbox(struct dovekie_bridge *bridge,
 					 char quarantine_r[DOVEKIE_BRIDGE_REASON_MAX]);
+/* How many new messages one sync of a mailbox judges
+   (dovekie_av_sync_max_messages); 0 when no antivirus module is loaded. */
+unsigned int dovekie_bridge_av_sync_max_messages(struct dovekie_bridge *bridge);
 /* Judges one stored message with that engine (the verdict cache first). */
 int dovekie_bridge_av_rescan_message(struct dovekie_bridge *bridge,
 				     const struct dovekie_bridge_message *msg,

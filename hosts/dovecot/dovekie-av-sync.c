@@ -38,11 +38,6 @@
 /* A session waits this long for another one's moves (mail_max_lock_timeout
    may shorten it). */
 #define AV_SYNC_LOCK_SECS 30
-/* Messages judged by one sync: the first sync after the module is enabled
-   on a large mailbox judges that many and the following syncs go on; what
-   is not judged yet is still judged by the read hooks before any byte of
-   it is served. */
-#define AV_SYNC_BATCH 200
 /* After the scanner failed at a sync, the user's syncs leave new mail to
    the read hooks for this long. */
 #define AV_SYNC_RETRY_SECS 60
@@ -95,9 +90,13 @@ static uint32_t av_sync_mark(struct mailbox *box, uint32_t ext_id)
 	return hdr.judged_uid;
 }
 
-/* The UIDs after `after`, ascending, at most AV_SYNC_BATCH. */
+/* The UIDs after `after`, ascending, at most `max`: the first sync after
+   the module is enabled on a large mailbox judges that many and the
+   following syncs go on; what is not judged yet is still judged by the
+   read hooks before any byte of it is served. */
 static int
-av_sync_list(struct mailbox *box, uint32_t after, ARRAY_TYPE(uint32_t) *uids)
+av_sync_list(struct mailbox *box, uint32_t after, unsigned int max,
+	     ARRAY_TYPE(uint32_t) *uids)
 {
 	struct mailbox_transaction_context *t;
 	struct mail_search_args *args;
@@ -112,7 +111,7 @@ av_sync_list(struct mailbox *box, uint32_t after, ARRAY_TYPE(uint32_t) *uids)
 	t = mailbox_transaction_begin(box, 0, "dovekie sync list");
 	search = mailbox_search_init(t, args, NULL, 0, NULL);
 	mail_search_args_unref(&args);
-	while (array_count(uids) < AV_SYNC_BATCH && mailbox_search_next(search, &mail))
+	while (array_count(uids) < max && mailbox_search_next(search, &mail))
 		array_push_back(uids, &mail->uid);
 	int ret = mailbox_search_deinit(&search);
 	mailbox_transaction_rollback(&t);
@@ -298,7 +297,8 @@ static void av_sync_box(struct dovekie_user *duser, struct mailbox *box)
 	} else {
 		mark = av_sync_mark(box, ext_id);
 		t_array_init(&uids, 64);
-		if (av_sync_list(box, mark, &uids) < 0) {
+		if (av_sync_list(box, mark, dovekie_bridge_av_sync_max_messages(duser->bridge),
+				 &uids) < 0) {
 			e_warning(duser->event, "sync: cannot list %s: %s", dovekie_log_quote(vname),
 				  mailbox_get_last_internal_error(box, NULL));
 		} else if (array_count(&uids) > 0) {

@@ -135,6 +135,15 @@ dovekie_bridge_av_quarantine_mailbox (struct dovekie_bridge *bridge,
   return 0;
 }
 
+unsigned int
+dovekie_bridge_av_sync_max_messages (struct dovekie_bridge *bridge)
+{
+  DovekieContext *ctx;
+  const DovekieAntivirusService *svc = av_service (bridge, &ctx);
+
+  return svc == NULL ? 0 : svc->sync_max_messages (ctx);
+}
+
 int
 dovekie_bridge_av_rescan_message (struct dovekie_bridge *bridge,
                                   const struct dovekie_bridge_message *msg,

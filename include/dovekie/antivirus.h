@@ -90,6 +90,9 @@ typedef struct {
   gboolean (*release_message) (DovekieContext *ctx, const DovekieMessageInfo *info,
                                DovekieMessage *msg, const gchar *signature, gchar **version_r,
                                GError **error);
+  /* For the host's sync check: how many new messages one sync of a
+   * mailbox judges (dovekie_av_sync_max_messages). */
+  guint (*sync_max_messages) (DovekieContext *ctx);
 } DovekieAntivirusService;
 
 G_END_DECLS

@@ -89,6 +89,9 @@ static const DovekieSettingDef av_settings[] = {
     "the quarantine mailbox when a session first syncs the mailbox, a short notice is added) "
     "or refuse (left in place); a read of infected mail (FETCH, SEARCH, RETR, TOP) is always "
     "refused and never moves it; with dovekie_av_action = tag nothing moves" },
+  { "dovekie_av_sync_max_messages", DOVEKIE_SETTING_UINT, "200", 1, 100000, NULL,
+    "new messages an IMAP or POP3 session judges at one sync of a mailbox; the rest at the "
+    "next syncs (reads judge them meanwhile)" },
   { "dovekie_av_cache", DOVEKIE_SETTING_BOOL, "yes", 0, 0, NULL,
     "keep verdicts per message digest and DB version in the user's mailbox attributes" },
   { "dovekie_av_cache_entries", DOVEKIE_SETTING_UINT, "100000", 100, 10000000, NULL,
@@ -1143,6 +1146,12 @@ av_rescan_begin (DovekieContext *ctx, gchar **version_r, GError **error)
   return TRUE;
 }
 
+static guint
+av_sync_max_messages (DovekieContext *ctx)
+{
+  return (guint) ctx->api->get_uint (ctx, "dovekie_av_sync_max_messages");
+}
+
 static const gchar *
 av_quarantine_mailbox (DovekieContext *ctx)
 {
@@ -1310,6 +1319,7 @@ static const DovekieAntivirusService av_service = {
   .rescan_set_mark = av_rescan_set_mark,
   .quarantine_cutoff = av_quarantine_cutoff,
   .release_message = av_release_message,
+  .sync_max_messages = av_sync_max_messages,
 };
 
 static const DovekieService av_services[] = {

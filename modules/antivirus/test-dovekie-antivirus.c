@@ -972,6 +972,7 @@ START_TEST (test_rescan_service)
   g_hash_table_insert (settings, "dovekie_av_libclamav_db", dir);
   init_module (); /* engine: clamd, the default */
   ck_assert_str_eq (svc->quarantine_mailbox (&ctx), "Quarantine");
+  ck_assert_uint_eq (svc->sync_max_messages (&ctx), 200);
   ck_assert (svc->rescan_begin (&ctx, &version, &error));
   ck_assert_ptr_nonnull (strchr (version, '+'));
 

@@ -493,3 +493,31 @@ def test_scanner_down_at_sync_costs_one_attempt(av, public_tmp):
     assert len(dc.find_log(r"sync: \"INBOX\": not judging new mail for 60 s", since=offset)) == 1
     assert not dc.find_log(r"dovekie: moved uid=", since=offset)
     assert_no_crash(dc)
+
+
+def test_one_sync_judges_at_most_sync_max_messages(av, clamd):
+    """dovekie_av_sync_max_messages = 2 and five new infected messages: each
+    sync moves two; the three the first sync left are in the view, and a
+    read of them is refused (judged on the read) until a later sync moves
+    them, which the client sees as an EXPUNGE of a message it never read."""
+    dc = av(clamd.unix_address, dovekie_av_sync_max_messages=2)
+    plant_all(dc, [eicar_7bit(f"bound-{i}") for i in range(5)])
+    imap = RawImap(dc)
+    status, raw = imap.cmd("SELECT INBOX")
+    assert status == "OK" and b"* 5 EXISTS" in raw, raw  # three left, two notices
+    status, raw = imap.cmd("UID FETCH 3:5 (BODY.PEEK[])")
+    assert_clean(raw, "unjudged yet")
+    assert status == "NO" and EICAR_SIGNATURE.encode() in raw, raw
+    # The syncs after that FETCH (UID FETCH may report expunges) and the
+    # NOOPs move the other three, two at a time.
+    untagged = raw
+    for _ in range(3):
+        status, raw = imap.cmd("NOOP")
+        untagged += raw
+    assert untagged.count(b" EXPUNGE") == 3, untagged
+    status, raw = imap.cmd("UID FETCH 1:* (BODY.PEEK[])")
+    assert_clean(raw, "all moved")
+    assert status == "OK" and raw.count(b"[virus removed]") == 5, raw
+    imap.close()
+    assert dc.message_count("Quarantine") == 5
+    assert_no_crash(dc)
