@@ -491,6 +491,41 @@ static struct dovekie_user *dovekie_box_user(struct mailbox *box)
 	return DOVEKIE_USER_CONTEXT(box->storage->user);
 }
 
+/* An APPEND or COPY refused because the message could not be read for its
+   verdict. The storage failed under us, in practice a race with another
+   session: the mailbox deleted (or deleted and created again) while the
+   message was stored, or the source mailbox deleted under a COPY. Nothing
+   is stored (no verdict, no bytes), and imap answers what Dovecot answers
+   for that race without dovekie, never a tempfail of ours:
+   - a COPY: the error the source's storage set when its read failed
+     (handed to dest when that is another storage);
+   - an APPEND into a mailbox that is gone: "Mailbox was deleted under us",
+     which Dovecot's commit would have found;
+   - an APPEND whose file vanished from a mailbox that exists again: an
+     internal error, as Dovecot's commit gives when it cannot move the
+     file (NO [SERVERBUG]).
+   Dovecot logs the race itself (its rollback finds its file gone), so
+   ours is a warning. */
+static void
+dovekie_set_unreadable_error(struct dovekie_user *duser, struct mailbox *dest,
+			     struct mail *src, const char *error)
+{
+	enum mailbox_existence existence;
+
+	e_warning(duser->event, "%s", error);
+	if (!src->saving) {
+		if (mailbox_get_last_mail_error(src->box) == MAIL_ERROR_NONE)
+			mail_storage_set_internal_error(dest->storage);
+		else
+			mail_storage_copy_error(dest->storage, src->box->storage);
+	} else if (mailbox_exists(dest, FALSE, &existence) == 0 &&
+		   existence == MAILBOX_EXISTENCE_NONE) {
+		mailbox_set_deleted(dest);
+	} else {
+		mail_storage_set_internal_error(dest->storage);
+	}
+}
+
 /* ---- save and copy ---- */
 
 static int dovekie_save_finish(struct mail_save_context *ctx)
@@ -500,6 +535,8 @@ static int dovekie_save_finish(struct mail_save_context *ctx)
 	struct dovekie_user *duser = dovekie_box_user(box);
 	enum dovekie_bridge_verdict verdict;
 	char reason[DOVEKIE_BRIDGE_REASON_MAX];
+	enum dovekie_read_failure failure;
+	const char *error;
 
 	if (mbox->super.save_finish(ctx) < 0)
 		return -1;
@@ -508,10 +545,19 @@ static int dovekie_save_finish(struct mail_save_context *ctx)
 	    !dovekie_bridge_wants_save(duser->bridge))
 		return 0;
 
-	verdict = dovekie_check_mail(duser, ctx->dest_mail, TRUE,
-		dovekie_is_delivery(box->storage->user) ?
-		DOVEKIE_BRIDGE_SAVE_DELIVERY : DOVEKIE_BRIDGE_SAVE_APPEND,
-		mailbox_get_vname(box), reason);
+	if (dovekie_is_delivery(box->storage->user)) {
+		/* Unreadable, a delivery is a tempfail that the MTA retries. */
+		verdict = dovekie_check_mail(duser, ctx->dest_mail, TRUE,
+			DOVEKIE_BRIDGE_SAVE_DELIVERY, mailbox_get_vname(box), reason);
+	} else {
+		verdict = dovekie_check_mail_int(duser, ctx->dest_mail, TRUE,
+			DOVEKIE_BRIDGE_SAVE_APPEND, mailbox_get_vname(box), FALSE,
+			reason, NULL, &failure, &error);
+		if (failure != DOVEKIE_READ_OK) {
+			dovekie_set_unreadable_error(duser, box, ctx->dest_mail, error);
+			return -1;
+		}
+	}
 	if (verdict == DOVEKIE_BRIDGE_ACCEPT)
 		return 0;
 	/* The caller rolls the transaction back, which drops the saved file. */
@@ -568,7 +614,8 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 	char reason[DOVEKIE_BRIDGE_REASON_MAX];
 	enum dovekie_read_failure failure;
 	const char *error;
-	int origin;
+	bool was_in_hook;
+	int origin, ret;
 
 	if (duser != NULL && duser->delivery_checked && ctx->saving) {
 		if (dovekie_delivery_prepare(ctx, duser) < 0) {
@@ -597,9 +644,13 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 		mailbox_save_cancel(&ctx);
 		return -1;
 	}
-	/* The source could not be read: a storage failure (an index race with
-	   a concurrent session, a mailbox deleted under us) that Dovecot has
-	   logged itself. The COPY is refused for now; ours is a warning. */
+	if (failure != DOVEKIE_READ_OK && origin != DOVEKIE_BRIDGE_SAVE_DELIVERY) {
+		dovekie_set_unreadable_error(duser, box, mail, error);
+		mailbox_save_cancel(&ctx);
+		return -1;
+	}
+	/* A delivery whose source cannot be read is a tempfail (the MTA
+	   retries); the storage failure is Dovecot's to log, ours a warning. */
 	if (failure != DOVEKIE_READ_OK)
 		e_warning(duser->event, "%s", error);
 	if (verdict != DOVEKIE_BRIDGE_ACCEPT) {
@@ -607,7 +658,19 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 		mailbox_save_cancel(&ctx);
 		return -1;
 	}
-	return mbox->super.copy(ctx, mail);
+	/* Judged. A copy that cannot hard link (the destination deleted under
+	   it, another file system) reads the source to write it: that read is
+	   the copy's, not the client's, and the read hook leaves it alone.
+	   Judged again, the source would be read in imap's own mail and
+	   transaction, as the isolated read above avoids: when the copy then
+	   fails, imap holds the storage's error text for its reply while it
+	   finishes that mail and transaction, and work we left there pushes
+	   and pops the storage error, which frees that text. */
+	was_in_hook = duser->in_hook;
+	duser->in_hook = TRUE;
+	ret = mbox->super.copy(ctx, mail);
+	duser->in_hook = was_in_hook;
+	return ret;
 }
 
 /* ---- mailbox sync ---- */
