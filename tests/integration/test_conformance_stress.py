@@ -74,12 +74,26 @@ def message(rng: random.Random) -> bytes:
             + " ".join(words) + "\r\n").encode()
 
 
+# Stock Dovecot 2.3.19 crashes (signal 11) when a session has a THREAD
+# result over flags or keywords cached for its selected mailbox and another
+# session deletes that mailbox: the failed sync of the next command converts
+# flag updates that were never set up (index_sync_search_results_uidify(),
+# a NULL array). SELECT Box1, THREAD REFERENCES UTF-8 SEEN, DELETE Box1
+# elsewhere, NOOP: stock and dovekie die alike. The random clients keep
+# THREAD to keys without flags; the final searches, with nothing deleted
+# any more, thread every key.
+FLAG_KEY = re.compile(r"\b(?:SEEN|UNSEEN|FLAGGED|KEYWORD)\b")
+
+
 def random_search(rng: random.Random) -> str:
     key = rng.choice(SEARCH_KEYS).format(w=rng.choice(WORDS), v=rng.choice(WORDS),
                                          n=rng.randint(1, 5))
     if any(ord(c) > 127 for c in key):
         return f'SEARCH CHARSET UTF-8 BODY "{rng.choice(WORDS)}"'
-    return rng.choice(SEARCH_FORMS).format(key)
+    form = rng.choice(SEARCH_FORMS)
+    if form.startswith("THREAD") and FLAG_KEY.search(key):
+        form = "SEARCH {}"
+    return form.format(key)
 
 
 def reply_class(line: bytes) -> bytes:
@@ -194,13 +208,8 @@ def test_concurrent_stress(stock_and_dovekie):
                             f"stock gave: {sorted(stock_classes)}\n"
                             + "\n".join(m.group(0) for m in dk.find_log(r"^[^\n]*dovekie[^\n]*$")
                                         if "Info:" not in m.group(0))[-3000:])
-    # Stock Dovecot 2.3.19 itself has crashed (signal 11) once in such a
-    # run: a crash of the dovekie server passes only when stock crashed too.
-    stock_errors = unexpected_errors(stock)
-    crash = re.compile(r"killed with signal")
-    dk_errors = [e for e in unexpected_errors(dk)
-                 if not (crash.search(e) and any(crash.search(s) for s in stock_errors))]
-    assert not dk_errors, ("dovekie", dk_errors, "stock", stock_errors)
+    dk_errors = unexpected_errors(dk)
+    assert not dk_errors, ("dovekie", dk_errors, "stock", unexpected_errors(stock))
 
     # The mail left on the dovekie server, copied to the stock one: every
     # kind of search answers the same on both.
