@@ -28,7 +28,6 @@ import re
 import threading
 import time
 
-
 from conformance import Pair, RawImap, run_threads, stock_and_dovekie  # noqa: F401
 from test_conformance_mailboxes import DOVECOT_RACE, DOVECOT_RACE_ERRORS, STOCK_RACE_REPLIES
 
@@ -279,12 +278,12 @@ def test_copy_that_the_destination_cannot_store(stock_and_dovekie):
     """A COPY that Dovecot fails to store (the destination's tmp/ not
     writable: the hard link fails, the copy falls back to reading the
     source and writing it, and that write fails) answers as stock does.
-    Fixed bug (issue 18): dovekie's read hook judged the source again
-    inside imap's own transaction; reading it whole put cache updates in
-    that transaction, and its commit, after imap had taken the storage's
-    error text for its reply, pushed and popped the storage error, which
-    freed that text: imap sent freed memory (heap use after free under
-    ASan, seen in the stress run as COPY into a mailbox being deleted)."""
+    Fixed bug (issue 18): dovekie's read hook judged the source a second
+    time, inside imap's own mail and transaction; when the copy then
+    failed, work left there freed the storage error text imap was about to
+    send (a heap use after free under ASan, seen in the stress run as a
+    COPY into a mailbox being deleted). Checked: the reply, and that the
+    source is judged once."""
     stock, dk = stock_and_dovekie
     stamp = re.compile(rb" \[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]")
     replies = []
