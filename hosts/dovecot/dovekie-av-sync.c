@@ -253,8 +253,13 @@ av_sync_judge(struct dovekie_user *duser, struct mailbox *box, uint32_t ext_id,
 	/* Not EXTERNAL: that marks expunges as done already, and maildir
 	   would keep the file. The sync is what makes maildir unlink it. */
 	if (mailbox_transaction_commit(&t) < 0 || mailbox_sync(box, 0) < 0) {
-		e_error(duser->event, "sync: cannot expunge from %s after quarantining: %s",
-			dovekie_log_quote(vname), mailbox_get_last_internal_error(box, NULL));
+		/* Deleted under us by another session, a race Dovecot answers
+		   the sessions itself: the mail went with the mailbox, and what
+		   moved is in quarantine already. */
+		e_log(duser->event, mailbox_get_last_mail_error(box) == MAIL_ERROR_NOTFOUND ?
+		      LOG_TYPE_WARNING : LOG_TYPE_ERROR,
+		      "sync: cannot expunge from %s after quarantining: %s",
+		      dovekie_log_quote(vname), mailbox_get_last_internal_error(box, NULL));
 		return;
 	}
 	array_foreach_modifiable(&moved, m) {
