@@ -30,6 +30,17 @@ for name, _type, default, _range, help_text in declared:
     if not help_text:
         problems.append(f"{name}: declared without a help line")
 
+# Every commented line shaped like a setting is one an admin can switch on
+# by removing the '#': a choice or boolean shows a value the setting takes
+# (a prose line that starts with a setting's name is caught here; Dovecot
+# 2.4's doveconf would refuse it).
+kinds = {name: (kind, rng) for name, kind, _d, rng, _h in declared}
+for match in re.finditer(r"^\s*#\s*(dovekie_\w+)\s*=[ \t]*(.*?)[ \t]*$", conf, re.M):
+    name, value = match.group(1), match.group(2).strip('"')
+    kind, rng = kinds.get(name, (None, ""))
+    if kind in ("choice", "boolean") and value not in rng.split("|"):
+        problems.append(f"{name}: a conf.d line shows '{value}', not one of {rng}")
+
 for p in problems:
     print("FAIL", p)
 print(f"{len(declared) - len(problems)} passed, {len(problems)} failed")
