@@ -61,6 +61,10 @@ int dovekie_bridge_av_quarantine_mailbox(struct dovekie_bridge *bridge,
 /* How many new messages one sync of a mailbox judges
    (dovekie_av_sync_max_messages); 0 when no antivirus module is loaded. */
 unsigned int dovekie_bridge_av_sync_max_messages(struct dovekie_bridge *bridge);
+/* The read memo key (DovekieAntivirusService.read_memo_key), as the eight
+   bytes the mailbox index keeps per message; never 0. -1 when reads must be
+   judged every time. */
+int dovekie_bridge_av_read_memo_key(struct dovekie_bridge *bridge, uint64_t *key_r);
 /* Judges one stored message with that engine (the verdict cache first). */
 int dovekie_bridge_av_rescan_message(struct dovekie_bridge *bridge,
 				     const struct dovekie_bridge_message *msg,

@@ -162,9 +162,13 @@ av_sync_judge(struct dovekie_user *duser, struct mailbox *box, uint32_t ext_id,
 	const uint32_t *uidp;
 	struct mail *mail;
 	uint32_t new_mark = mark;
-	bool contiguous = TRUE, done;
+	uint64_t memo;
+	bool contiguous = TRUE, done, have_memo;
 	int ret = 0;
 
+	/* Messages accepted here are remembered for the reads, as a read's
+	   own acceptance is: a read of them then asks nothing. */
+	have_memo = dovekie_bridge_av_read_memo_key(duser->bridge, &memo) == 0;
 	t_array_init(&moved, 4);
 	t = mailbox_transaction_begin(box, 0, "dovekie sync");
 	mail = mail_alloc(t, 0, NULL);
@@ -191,6 +195,9 @@ av_sync_judge(struct dovekie_user *duser, struct mailbox *box, uint32_t ext_id,
 				duser->av_sync_retry_after = ioloop_time + AV_SYNC_RETRY_SECS;
 				contiguous = FALSE;
 				break;
+			} else if (verdict == DOVEKIE_BRIDGE_ACCEPT) {
+				if (have_memo)
+					dovekie_read_memo_set(mail, memo);
 			} else if (verdict == DOVEKIE_BRIDGE_DIVERT &&
 				   dovekie_quarantine_is(box->storage->user, result.mailbox, vname)) {
 				/* Already in quarantine: it stays, refused to readers. */

@@ -135,6 +135,30 @@ dovekie_bridge_av_quarantine_mailbox (struct dovekie_bridge *bridge,
   return 0;
 }
 
+int
+dovekie_bridge_av_read_memo_key (struct dovekie_bridge *bridge, uint64_t *key_r)
+{
+  DovekieContext *ctx;
+  const DovekieAntivirusService *svc = av_service (bridge, &ctx);
+  g_autofree gchar *key = NULL;
+  g_autoptr (GChecksum) sum = NULL;
+  guint8 digest[32];
+  gsize len = sizeof (digest);
+
+  *key_r = 0;
+  if (svc == NULL || (key = svc->read_memo_key (ctx)) == NULL)
+    return -1;
+  /* Eight bytes of its SHA-256: what the index keeps per message. 0 is
+     "nothing remembered", so a key never hashes to it. */
+  sum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_checksum_update (sum, (const guchar *) key, -1);
+  g_checksum_get_digest (sum, digest, &len);
+  memcpy (key_r, digest, sizeof (*key_r));
+  if (*key_r == 0)
+    *key_r = 1;
+  return 0;
+}
+
 unsigned int
 dovekie_bridge_av_sync_max_messages (struct dovekie_bridge *bridge)
 {

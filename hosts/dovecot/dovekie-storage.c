@@ -789,6 +789,46 @@ dovekie_mail_in_quarantine(struct dovekie_user *duser, struct dovekie_mail *dmai
    nothing may be served. Nothing here changes the mailbox: an infected
    message is refused and stays where it is until a sync or the rescan
    moves it (issue 16, invariant 2). */
+/* The read memo: a per-message record in the mailbox index, the key of the
+   antivirus module's read policy (dovekie_bridge_av_read_memo_key) under
+   which a read of the message was accepted. A read that finds the current
+   key there is accepted without hashing the message or asking the module:
+   judging again could only give the same answer until the signature DB or
+   the policy changes, and that changes the key. Written in the reading
+   session's own transaction, so it is committed with what the session
+   commits (a FETCH, a POP3 session) and a read-only session writes none. */
+#define DOVEKIE_READ_MEMO_EXT "dovekie-av-read"
+
+static uint32_t dovekie_read_memo_ext(struct mailbox *box)
+{
+	return mail_index_ext_register(box->index, DOVEKIE_READ_MEMO_EXT, 0,
+				       sizeof(uint64_t), sizeof(uint64_t));
+}
+
+static bool dovekie_read_memo_holds(struct mail *mail, uint64_t key)
+{
+	const void *data;
+	uint64_t have;
+	bool expunged;
+
+	mail_index_lookup_ext(mail->transaction->view, mail->seq,
+			      dovekie_read_memo_ext(mail->box), &data, &expunged);
+	if (data == NULL)
+		return FALSE;
+	memcpy(&have, data, sizeof(have));
+	return have == key;
+}
+
+void dovekie_read_memo_set(struct mail *mail, uint64_t key)
+{
+	/* A reader changes nothing in another user's mailbox. */
+	if (mailbox_is_readonly(mail->box) || mail->transaction->itrans == NULL ||
+	    mailbox_get_namespace(mail->box)->type != MAIL_NAMESPACE_TYPE_PRIVATE)
+		return;
+	mail_index_update_ext(mail->transaction->itrans, mail->seq,
+			      dovekie_read_memo_ext(mail->box), &key, NULL);
+}
+
 static int dovekie_guard_read(struct mail *_mail, bool get_body)
 {
 	struct mail_private *mail = (struct mail_private *)_mail;
@@ -798,7 +838,8 @@ static int dovekie_guard_read(struct mail *_mail, bool get_body)
 	enum dovekie_bridge_verdict verdict;
 	struct dovekie_bridge_result result;
 	const char *module, *why;
-	bool pop3;
+	uint64_t memo;
+	bool pop3, have_memo;
 	int origin;
 
 	if (duser == NULL)
@@ -833,12 +874,17 @@ static int dovekie_guard_read(struct mail *_mail, bool get_body)
 		return -1;
 	}
 	dmail->read_checked_uid = _mail->uid;
+	have_memo = dovekie_bridge_av_read_memo_key(duser->bridge, &memo) == 0;
+	if (have_memo && dovekie_read_memo_holds(_mail, memo))
+		return 1;
 	if (dovekie_check_read(duser, _mail, origin, &result, &verdict) < 0) {
 		dmail->read_checked_uid = 0;
 		return -1;
 	}
 	switch (verdict) {
 	case DOVEKIE_BRIDGE_ACCEPT:
+		if (have_memo)
+			dovekie_read_memo_set(_mail, memo);
 		return 1;
 	case DOVEKIE_BRIDGE_TEMPFAIL:
 		dmail->read_checked_uid = 0;

@@ -12,6 +12,11 @@ struct dovekie_user;
 /* mail-storage hooks: save / copy / read / expunge / POP3 session start. */
 void dovekie_mailbox_allocated(struct mailbox *box);
 void dovekie_mail_allocated(struct mail *mail);
+/* Remembers in the mailbox index that a read of mail may be accepted while
+   the antivirus read policy's key is `key` (see dovekie-storage.c, the read
+   memo). In mail's own transaction; nothing in a read-only mailbox or in
+   another user's. */
+void dovekie_read_memo_set(struct mail *mail, uint64_t key);
 
 /* Hands func a bridge source over mail's bytes (from the start) and the
    message's facts, for a job that reads stored mail (doveadm). Our own

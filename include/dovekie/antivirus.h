@@ -93,6 +93,17 @@ typedef struct {
   /* For the host's sync check: how many new messages one sync of a
    * mailbox judges (dovekie_av_sync_max_messages). */
   guint (*sync_max_messages) (DovekieContext *ctx);
+  /* For the host's read path: a key under which it may remember, per stored
+   * message, that a read of it was accepted, and accept the next reads of
+   * that message without asking again while the key stays the same. It
+   * names everything a read's outcome depends on (the signature-DB version
+   * and the settings that decide what a read of a judged message gets), so
+   * a new DB version or policy changes it and every message is judged
+   * afresh. NULL when reads must be judged every time
+   * (dovekie_av_scan_on_read is not "unscanned", dovekie_av_cache is off)
+   * or the DB version cannot be told now. Cheap: the version is looked at
+   * at most every dovekie_av_db_check_interval. Owned by the caller. */
+  gchar *(*read_memo_key) (DovekieContext *ctx);
 } DovekieAntivirusService;
 
 G_END_DECLS

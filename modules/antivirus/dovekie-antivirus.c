@@ -1152,6 +1152,26 @@ av_sync_max_messages (DovekieContext *ctx)
   return (guint) ctx->api->get_uint (ctx, "dovekie_av_sync_max_messages");
 }
 
+static gchar *
+av_read_memo_key (DovekieContext *ctx)
+{
+  AvUser *user = ctx->module_data;
+  g_autoptr (GError) error = NULL;
+  const gchar *version;
+
+  if (!g_str_equal (ctx->api->get_string (ctx, "dovekie_av_scan_on_read"), "unscanned") ||
+      !ctx->api->get_bool (ctx, "dovekie_av_cache"))
+    return NULL;
+  if (!av_db_version (ctx, user, &version, &error))
+    return NULL; /* the read asks the module, which says why */
+  return g_strdup_printf ("1|%s|%s|%s|%s|%" G_GUINT64_FORMAT "|%" G_GUINT64_FORMAT, version,
+                          ctx->api->get_string (ctx, "dovekie_av_engine"),
+                          ctx->api->get_string (ctx, "dovekie_av_action"),
+                          ctx->api->get_string (ctx, "dovekie_av_over_size"),
+                          ctx->api->get_uint (ctx, "dovekie_av_max_size"),
+                          ctx->api->get_uint (ctx, "dovekie_av_rescan_max_size"));
+}
+
 static const gchar *
 av_quarantine_mailbox (DovekieContext *ctx)
 {
@@ -1320,6 +1340,7 @@ static const DovekieAntivirusService av_service = {
   .quarantine_cutoff = av_quarantine_cutoff,
   .release_message = av_release_message,
   .sync_max_messages = av_sync_max_messages,
+  .read_memo_key = av_read_memo_key,
 };
 
 static const DovekieService av_services[] = {
