@@ -100,8 +100,9 @@ typedef struct {
    * and the settings that decide what a read of a judged message gets), so
    * a new DB version or policy changes it and every message is judged
    * afresh. NULL when reads must be judged every time
-   * (dovekie_av_scan_on_read is not "unscanned", dovekie_av_cache is off)
-   * or the DB version cannot be told now. Cheap: the version is looked at
+   * (dovekie_av_scan_on_read is not "unscanned", dovekie_av_cache is off,
+   * dovekie_av_on_error is "accept", which accepts unjudged mail) or the DB
+   * version cannot be told now. Cheap: the version is looked at
    * at most every dovekie_av_db_check_interval. Owned by the caller. */
   gchar *(*read_memo_key) (DovekieContext *ctx);
 } DovekieAntivirusService;

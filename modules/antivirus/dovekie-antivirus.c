@@ -1159,8 +1159,12 @@ av_read_memo_key (DovekieContext *ctx)
   g_autoptr (GError) error = NULL;
   const gchar *version;
 
+  /* No memo where an acceptance may judge nothing: with on_error =
+   * accept a read or a sync accepts what the scanner could not answer for,
+   * and remembering that would keep the message from ever being judged. */
   if (!g_str_equal (ctx->api->get_string (ctx, "dovekie_av_scan_on_read"), "unscanned") ||
-      !ctx->api->get_bool (ctx, "dovekie_av_cache"))
+      !ctx->api->get_bool (ctx, "dovekie_av_cache") ||
+      g_str_equal (ctx->api->get_string (ctx, "dovekie_av_on_error"), "accept"))
     return NULL;
   if (!av_db_version (ctx, user, &version, &error))
     return NULL; /* the read asks the module, which says why */

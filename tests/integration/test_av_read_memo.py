@@ -93,3 +93,34 @@ def test_no_memo_when_reads_judge_every_time(dovecot, plugin_path, antivirus_mod
     fetches = dc.find_log(av_line("imap", "scan (?:reused )?origin=fetch"), since=offset)
     assert len(fetches) == 3, dc.log_since(offset)  # one per FETCH
     assert_no_crash(dc)
+
+
+def test_no_memo_of_what_the_scanner_could_not_judge(dovecot, plugin_path, antivirus_module,
+                                                      own_clamd):
+    # dovekie_av_on_error = accept: with the scanner down, the sync and the
+    # read accept infected mail unjudged, by design. That acceptance must
+    # not be remembered: once the scanner is back, the next read judges the
+    # message and refuses it.
+    from test_antivirus import eicar_inline, plant
+    dc = av_dovecot(dovecot, plugin_path, antivirus_module, own_clamd,
+                    dovekie_av_clamd_database=own_clamd.db_dir,
+                    dovekie_av_on_error="accept")
+    own_clamd.stop_process()
+    plant(dc, eicar_inline())
+    imap = dc.imap()
+    imap.select("INBOX")
+    typ, body, data = fetch_body(imap, "1")
+    imap.logout()
+    assert typ == "OK" and b"EICAR" in body, data  # accepted unjudged, as configured
+    assert dc.find_log(av_line("imap", "result=error action=accept")), dc.log_tail()
+
+    own_clamd.start()
+    offset = dc.log_offset()
+    imap = dc.imap()
+    imap.select("INBOX")
+    typ, body, data = fetch_body(imap, "1")
+    imap.logout()
+    assert b"EICAR-STANDARD" not in body, data
+    assert dc.find_log(av_line("imap", "origin=fetch [^\n]*result=infected"), since=offset), \
+        dc.log_since(offset)
+    assert_no_crash(dc)
