@@ -176,6 +176,9 @@ av_sync_judge(struct dovekie_user *duser, struct mailbox *box, uint32_t ext_id,
 		done = TRUE;
 		if (!mail_set_uid(mail, *uidp)) {
 			/* expunged since the listing */
+		} else if (have_memo && dovekie_read_memo_holds(mail, memo)) {
+			/* Judged when it was saved (APPEND, COPY, a delivery)
+			   under the current read policy. */
 		} else {
 			verdict = dovekie_check_stored(duser, mail, DOVEKIE_BRIDGE_READ_SYNC,
 						       &result, &error);

@@ -138,6 +138,9 @@ dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
 		duser->delivery_mailbox = result->mailbox;
 		break;
 	case DOVEKIE_BRIDGE_ACCEPT:
+		/* Accepted with a keyword is delivered flagged (dovekie_av_action
+		   = tag): reads of it are refused, so no read memo. */
+		duser->delivery_accepted = result->keyword[0] == '\0';
 		break;
 	}
 	if (result->keyword[0] != '\0')
@@ -145,6 +148,7 @@ dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
 	duser->delivery_checked = TRUE;
 	ret = dclient->module_ctx.super.local_deliver(client, lrcpt, cmd, trans, lldctx);
 	duser->delivery_checked = FALSE;
+	duser->delivery_accepted = FALSE;
 	duser->delivery_keyword = NULL;
 	duser->delivery_mailbox = NULL;
 	return ret;

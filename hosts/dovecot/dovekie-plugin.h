@@ -40,6 +40,9 @@ struct dovekie_user {
 	/* LMTP: the message was already judged by the delivery hook, so the
 	   save hooks must not judge it again. */
 	bool delivery_checked:1;
+	/* LMTP: that judgement accepted the message where it is stored, with
+	   no divert and no keyword: the stored copies get the read memo. */
+	bool delivery_accepted:1;
 	/* We are reading a message for a hook: our own read hook stays out. */
 	bool in_hook:1;
 	/* We are moving a message into quarantine: the modules' expunge hooks

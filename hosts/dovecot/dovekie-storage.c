@@ -526,6 +526,63 @@ dovekie_set_unreadable_error(struct dovekie_user *duser, struct mailbox *dest,
 	}
 }
 
+/* ---- the read memo ---- */
+
+/* The read memo: a per-message record in the mailbox index, the key of the
+   antivirus module's read policy (dovekie_bridge_av_read_memo_key) under
+   which a read of the message was accepted. A read that finds the current
+   key there is accepted without hashing the message or asking the module:
+   judging again could only give the same answer until the signature DB or
+   the policy changes, and that changes the key. Written in the reading
+   session's own transaction, so it is committed with what the session
+   commits (a FETCH, a POP3 session) and a read-only session writes none. */
+#define DOVEKIE_READ_MEMO_EXT "dovekie-av-read"
+
+static uint32_t dovekie_read_memo_ext(struct mailbox *box)
+{
+	return mail_index_ext_register(box->index, DOVEKIE_READ_MEMO_EXT, 0,
+				       sizeof(uint64_t), sizeof(uint64_t));
+}
+
+bool dovekie_read_memo_holds(struct mail *mail, uint64_t key)
+{
+	const void *data;
+	uint64_t have;
+	bool expunged;
+
+	mail_index_lookup_ext(mail->transaction->view, mail->seq,
+			      dovekie_read_memo_ext(mail->box), &data, &expunged);
+	if (data == NULL)
+		return FALSE;
+	memcpy(&have, data, sizeof(have));
+	return have == key;
+}
+
+void dovekie_read_memo_set(struct mail *mail, uint64_t key)
+{
+	/* A reader changes nothing in another user's mailbox. */
+	if (mailbox_is_readonly(mail->box) || mail->transaction->itrans == NULL ||
+	    mailbox_get_namespace(mail->box)->type != MAIL_NAMESPACE_TYPE_PRIVATE)
+		return;
+	mail_index_update_ext(mail->transaction->itrans, mail->seq,
+			      dovekie_read_memo_ext(mail->box), &key, NULL);
+}
+
+/* A message the save hooks accepted (APPEND, COPY, a delivery) was judged
+   by the module under the current read policy, so its reads and the sync
+   check need not judge it again: the saved copy gets the read memo, in
+   the save's own transaction (an appended record until the commit). */
+static void dovekie_save_memo(struct dovekie_user *duser, struct mail *dest_mail)
+{
+	uint64_t memo;
+
+	/* dest_mail is set up for the new message by the save or the copy
+	   (saving, with its sequence in the save's transaction). */
+	if (dest_mail != NULL && dest_mail->saving && dest_mail->seq != 0 &&
+	    dovekie_bridge_av_read_memo_key(duser->bridge, &memo) == 0)
+		dovekie_read_memo_set(dest_mail, memo);
+}
+
 /* ---- save and copy ---- */
 
 static int dovekie_save_finish(struct mail_save_context *ctx)
@@ -541,9 +598,14 @@ static int dovekie_save_finish(struct mail_save_context *ctx)
 	if (mbox->super.save_finish(ctx) < 0)
 		return -1;
 	/* A copy that fell back to saving was judged by dovekie_copy(). */
-	if (ctx->copying_via_save || duser == NULL || duser->delivery_checked ||
+	if (ctx->copying_via_save || duser == NULL ||
 	    !dovekie_bridge_wants_save(duser->bridge))
 		return 0;
+	if (duser->delivery_checked) {
+		if (duser->delivery_accepted)
+			dovekie_save_memo(duser, ctx->dest_mail);
+		return 0;
+	}
 
 	if (dovekie_is_delivery(box->storage->user)) {
 		/* Unreadable, a delivery is a tempfail that the MTA retries. */
@@ -558,8 +620,10 @@ static int dovekie_save_finish(struct mail_save_context *ctx)
 			return -1;
 		}
 	}
-	if (verdict == DOVEKIE_BRIDGE_ACCEPT)
+	if (verdict == DOVEKIE_BRIDGE_ACCEPT) {
+		dovekie_save_memo(duser, ctx->dest_mail);
 		return 0;
+	}
 	/* The caller rolls the transaction back, which drops the saved file. */
 	dovekie_set_verdict_error(box, verdict, reason);
 	return -1;
@@ -613,6 +677,7 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 	enum dovekie_bridge_verdict verdict;
 	char reason[DOVEKIE_BRIDGE_REASON_MAX];
 	enum dovekie_read_failure failure;
+	struct mail *dest_mail;
 	const char *error;
 	bool was_in_hook;
 	int origin, ret;
@@ -622,7 +687,11 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 			mailbox_save_cancel(&ctx);
 			return -1;
 		}
-		return mbox->super.copy(ctx, mail);
+		dest_mail = ctx->dest_mail;
+		ret = mbox->super.copy(ctx, mail);
+		if (ret == 0 && duser->delivery_accepted)
+			dovekie_save_memo(duser, dest_mail);
+		return ret;
 	}
 	if (duser == NULL || duser->delivery_checked ||
 	    !dovekie_bridge_wants_save(duser->bridge))
@@ -668,8 +737,11 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 	   and pops the storage error, which frees that text. */
 	was_in_hook = duser->in_hook;
 	duser->in_hook = TRUE;
+	dest_mail = ctx->dest_mail;
 	ret = mbox->super.copy(ctx, mail);
 	duser->in_hook = was_in_hook;
+	if (ret == 0)
+		dovekie_save_memo(duser, dest_mail);
 	return ret;
 }
 
@@ -789,46 +861,6 @@ dovekie_mail_in_quarantine(struct dovekie_user *duser, struct dovekie_mail *dmai
    nothing may be served. Nothing here changes the mailbox: an infected
    message is refused and stays where it is until a sync or the rescan
    moves it (issue 16, invariant 2). */
-/* The read memo: a per-message record in the mailbox index, the key of the
-   antivirus module's read policy (dovekie_bridge_av_read_memo_key) under
-   which a read of the message was accepted. A read that finds the current
-   key there is accepted without hashing the message or asking the module:
-   judging again could only give the same answer until the signature DB or
-   the policy changes, and that changes the key. Written in the reading
-   session's own transaction, so it is committed with what the session
-   commits (a FETCH, a POP3 session) and a read-only session writes none. */
-#define DOVEKIE_READ_MEMO_EXT "dovekie-av-read"
-
-static uint32_t dovekie_read_memo_ext(struct mailbox *box)
-{
-	return mail_index_ext_register(box->index, DOVEKIE_READ_MEMO_EXT, 0,
-				       sizeof(uint64_t), sizeof(uint64_t));
-}
-
-static bool dovekie_read_memo_holds(struct mail *mail, uint64_t key)
-{
-	const void *data;
-	uint64_t have;
-	bool expunged;
-
-	mail_index_lookup_ext(mail->transaction->view, mail->seq,
-			      dovekie_read_memo_ext(mail->box), &data, &expunged);
-	if (data == NULL)
-		return FALSE;
-	memcpy(&have, data, sizeof(have));
-	return have == key;
-}
-
-void dovekie_read_memo_set(struct mail *mail, uint64_t key)
-{
-	/* A reader changes nothing in another user's mailbox. */
-	if (mailbox_is_readonly(mail->box) || mail->transaction->itrans == NULL ||
-	    mailbox_get_namespace(mail->box)->type != MAIL_NAMESPACE_TYPE_PRIVATE)
-		return;
-	mail_index_update_ext(mail->transaction->itrans, mail->seq,
-			      dovekie_read_memo_ext(mail->box), &key, NULL);
-}
-
 static int dovekie_guard_read(struct mail *_mail, bool get_body)
 {
 	struct mail_private *mail = (struct mail_private *)_mail;

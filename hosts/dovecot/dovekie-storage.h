@@ -17,6 +17,8 @@ void dovekie_mail_allocated(struct mail *mail);
    memo). In mail's own transaction; nothing in a read-only mailbox or in
    another user's. */
 void dovekie_read_memo_set(struct mail *mail, uint64_t key);
+/* TRUE when mail's index record holds the read memo `key`. */
+bool dovekie_read_memo_holds(struct mail *mail, uint64_t key);
 
 /* Hands func a bridge source over mail's bytes (from the start) and the
    message's facts, for a job that reads stored mail (doveadm). Our own

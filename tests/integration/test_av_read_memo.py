@@ -17,8 +17,8 @@ import time
 
 from dovekie_harness import make_message
 from test_antivirus import append, assert_no_crash, av_line
-from test_av_db_key import (MARKER, SIGNATURE, add_unofficial_signature, av_dovecot,  # noqa: F401
-                            own_clamd)
+from test_av_db_key import (ATTRIBUTE_DICT, MARKER, SIGNATURE, add_unofficial_signature,  # noqa: F401
+                            av_dovecot, own_clamd)
 
 
 def fetch_body(imap, uid: str):
@@ -37,8 +37,8 @@ def test_read_memo_serves_judged_mail_and_dies_with_the_db(dovecot, plugin_path,
     assert typ == "OK", text
     imap.logout()
 
-    # The first session's sync judges the new message and remembers it;
-    # later reads, in this session and the next, ask nothing.
+    # The APPEND judged the message and left the memo: the syncs and the
+    # reads of this session and the next ask nothing.
     offset = dc.log_offset()
     for _ in range(2):
         imap = dc.imap()
@@ -47,9 +47,9 @@ def test_read_memo_serves_judged_mail_and_dies_with_the_db(dovecot, plugin_path,
             typ, body, data = fetch_body(imap, "1")
             assert typ == "OK" and MARKER.encode() in body, data
         imap.logout()
+    assert dc.find_log(av_line("imap", r"scan origin=append [^\n]*result=clean"))
     judged = dc.find_log(av_line("imap", r"scan (?:reused )?origin=(?:sync|fetch)"), since=offset)
-    assert len(judged) == 1, dc.log_since(offset)
-    assert "origin=sync" in judged[0].group(0), judged[0].group(0)
+    assert judged == [], dc.log_since(offset)
 
     # POP3 reads the same memo.
     offset = dc.log_offset()
@@ -123,4 +123,54 @@ def test_no_memo_of_what_the_scanner_could_not_judge(dovecot, plugin_path, antiv
     assert b"EICAR-STANDARD" not in body, data
     assert dc.find_log(av_line("imap", "origin=fetch [^\n]*result=infected"), since=offset), \
         dc.log_since(offset)
+    assert_no_crash(dc)
+
+
+def test_saved_mail_is_judged_once(dovecot, plugin_path, antivirus_module, own_clamd):
+    # What LMTP (one transaction, three recipients), COPY and MOVE accepted
+    # was judged as it was stored: the copies carry the memo, so neither the
+    # recipients' syncs nor their reads judge them again; a new signature
+    # still reaches every copy.
+    from test_antivirus import lmtp_transaction
+    users = {name: {"password": "secret"} for name in ("alice", "u01", "u02", "u03")}
+    dc = dovecot(plugin_path=plugin_path, module_files=[antivirus_module], users=users,
+                 plugin_settings={"dovekie_modules": "antivirus",
+                                  "dovekie_av_clamd": own_clamd.unix_address,
+                                  "dovekie_av_clamd_database": str(own_clamd.db_dir),
+                                  "dovekie_av_db_check_interval": "1"},
+                 extra_conf=ATTRIBUTE_DICT)
+    message = make_message("memo at delivery", f"Some text.\n{MARKER}\nMore text.\n")
+    replies = lmtp_transaction(dc, ["u01", "u02", "u03"], message)
+    assert [code for code, _ in replies] == [250, 250, 250], replies
+
+    offset = dc.log_offset()
+    for user in ("u01", "u02", "u03"):
+        imap = dc.imap(user)
+        imap.select("INBOX")
+        typ, body, data = fetch_body(imap, "1")
+        assert typ == "OK" and MARKER.encode() in body, data
+        if user == "u01":
+            assert imap.create("Archive")[0] == "OK"
+            assert imap.create("Moved")[0] == "OK"
+            assert imap.uid("COPY", "1", "Archive")[0] == "OK"
+            assert imap.uid("MOVE", "1", "Moved")[0] == "OK"
+            for mailbox in ("Archive", "Moved"):
+                imap.select(mailbox)
+                typ, body, data = fetch_body(imap, "1")
+                assert typ == "OK" and MARKER.encode() in body, (mailbox, data)
+        imap.logout()
+    judged = dc.find_log(r"^[^\n]*dovekie-antivirus: scan (?:reused )?origin=(?:sync|fetch) "
+                         r"[^\n]*$", since=offset)
+    assert judged == [], dc.log_since(offset)
+
+    add_unofficial_signature(own_clamd)
+    time.sleep(1.2)  # past dovekie_av_db_check_interval
+    for user, mailbox in (("u02", "INBOX"), ("u01", "Archive"), ("u01", "Moved")):
+        imap = dc.imap(user)
+        # The sync check sees the key change and moves the message away;
+        # either way no byte of it is served.
+        imap.select(mailbox)
+        typ, body, data = fetch_body(imap, "1")
+        imap.logout()
+        assert MARKER.encode() not in body, (user, mailbox, data)
     assert_no_crash(dc)
