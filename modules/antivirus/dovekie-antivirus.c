@@ -1031,6 +1031,15 @@ av_judge (DovekieContext *ctx, const gchar *origin, gboolean delivery, gboolean 
           else
             why = " (left to the rescan job)";
         }
+      /* At a sync a TEMPFAIL says the scanner failed, and the host stops
+       * judging new mail for a while. An over-size message is no such
+       * failure: it stays where it is (REJECT at a sync), the reads answer
+       * it with the tempfail, and the sync goes on with the next one. */
+      if (sync && g_str_equal (policy, "tempfail"))
+        {
+          policy = "reject";
+          why = " (at a sync: it stays, and reads of it are refused for now)";
+        }
       dovekie_log (ctx, DOVEKIE_LOG_WARNING,
                    "scan origin=%s mailbox=%s uid=%u result=too-big size>%" G_GUINT64_FORMAT
                    " action=%s%s", origin, mailbox, info->uid,

@@ -521,3 +521,32 @@ def test_one_sync_judges_at_most_sync_max_messages(av, clamd):
     imap.close()
     assert dc.message_count("Quarantine") == 5
     assert_no_crash(dc)
+
+
+def test_over_size_tempfail_at_sync_does_not_stop_the_sync(av, clamd):
+    """dovekie_av_over_size = tempfail: an over-size message found new at a
+    sync is not a scanner failure. It stays (its reads get the tempfail),
+    and the same sync judges the infected message after it and moves it;
+    before, the sync stopped at the big one for a minute and the infected
+    one stayed in the view."""
+    dc = av(clamd.unix_address, dovekie_av_over_size="tempfail", dovekie_av_max_size="4096")
+    big = make_message("big", "a clean line of text\n" * 400)
+    plant_all(dc, [big, eicar_7bit("after-big")])
+    offset = dc.log_offset()
+    imap = RawImap(dc)
+    status, raw = imap.cmd("SELECT INBOX")
+    # The big one and the notice of the infected one.
+    assert status == "OK" and b"* 2 EXISTS" in raw, raw
+    status, raw = imap.cmd("UID FETCH 3 (BODY.PEEK[])")
+    assert status == "OK" and b"[virus removed]" in raw, raw
+    # A temporary failure of a read: Dovecot 2.3's default
+    # imap_fetch_failure ends the session (BYE), as with a scanner down.
+    status, raw = imap.cmd("UID FETCH 1 (BODY.PEEK[])")
+    assert status in ("NO", "EOF") and b"a clean line" not in raw, raw
+    assert b"too large to be scanned" in raw, raw
+    imap.close()
+    assert dc.message_count("Quarantine") == 1
+    assert dc.find_log(av_line("imap", "scan origin=sync [^\n]*result=too-big [^\n]*"
+                               r"action=reject \(at a sync"), since=offset), dc.log_tail()
+    assert not dc.find_log(r"not judging new mail", since=offset), dc.log_tail()
+    assert_no_crash(dc)
