@@ -332,7 +332,7 @@ void dovekie_av_sync(struct dovekie_user *duser, struct mailbox *box,
 	/* A failed module: reads refuse everything, nothing can be judged.
 	   The quarantine mailbox: nothing to move, and its bodies are never
 	   served to imap or pop3. */
-	if (duser->av_syncing || duser->in_hook || ioloop_time < duser->av_sync_retry_after ||
+	if (duser->av_syncing || dovekie_session_user(duser)->in_hook || ioloop_time < duser->av_sync_retry_after ||
 	    !dovekie_av_sync_wanted(duser, box) ||
 	    dovekie_bridge_guarded(duser->bridge, DOVEKIE_BRIDGE_GUARD_READ, &module, &why))
 		return;

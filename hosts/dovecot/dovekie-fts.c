@@ -383,7 +383,7 @@ dovekie_fts_index_mail(struct dovekie_fts_update_context *ctx,
 	struct dovekie_user *duser = backend->duser;
 	struct dovekie_fts_text text;
 	struct istream *input;
-	bool was_in_hook = duser->in_hook;
+	bool was_in_hook = dovekie_session_user(duser)->in_hook;
 	int ret;
 
 	if (ctx->trans == NULL) {
@@ -394,9 +394,9 @@ dovekie_fts_index_mail(struct dovekie_fts_update_context *ctx,
 	if (!mail_set_uid(ctx->mail, uid))
 		return 0;
 	/* Our own read hooks (e.g. antivirus on FETCH) stay out. */
-	duser->in_hook = TRUE;
+	dovekie_session_user(duser)->in_hook = TRUE;
 	if (mail_get_stream_because(ctx->mail, NULL, NULL, "dovekie fts", &input) < 0) {
-		duser->in_hook = was_in_hook;
+		dovekie_session_user(duser)->in_hook = was_in_hook;
 		/* Expunged, or the whole mailbox deleted under us. */
 		if (ctx->mail->expunged ||
 		    mailbox_get_last_mail_error(ctx->ctx.cur_box) == MAIL_ERROR_NOTFOUND)
@@ -416,7 +416,7 @@ dovekie_fts_index_mail(struct dovekie_fts_update_context *ctx,
 			ret = -1;
 		}
 	}
-	duser->in_hook = was_in_hook;
+	dovekie_session_user(duser)->in_hook = was_in_hook;
 	return ret < 0 ? -1 : 1;
 }
 

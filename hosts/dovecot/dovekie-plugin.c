@@ -7,6 +7,7 @@
 #include "str.h"
 #include "strnum.h"
 #include "mail-user.h"
+#include "mail-namespace.h"
 #include "mail-storage-settings.h"
 #include "mail-storage-hooks.h"
 #include "dovekie-plugin.h"
@@ -107,40 +108,56 @@ int64_t dovekie_host_now(void *context ATTR_UNUSED)
 	return (int64_t)ioloop_time;
 }
 
-/* Runs while the namespaces still exist: modules may save state while they
-   are torn down, and the state mailbox must be closed before the user's
-   refcount is checked. */
-static void dovekie_user_deinit_pre(struct mail_user *user)
+/* Tears down what dovekie_user_start() set up. Runs while the namespaces
+   still exist: modules may save state while they are torn down. */
+static void dovekie_user_stop(struct dovekie_user *duser)
 {
-	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
-
-	/* The fts backend holds module objects: close them first. */
-	dovekie_fts_user_release(user);
 	dovekie_bridge_destroy(&duser->bridge);
 	/* The modules are gone: what they held back is committed now. */
 	dovekie_kv_flush(duser);
 	dovekie_kv_deinit(duser);
-	duser->module_ctx.super.deinit_pre(user);
 }
 
-static void dovekie_user_deinit(struct mail_user *user)
+static void dovekie_user_free_events(struct dovekie_user *duser)
 {
-	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
 	struct hash_iterate_context *iter;
 	const char *name;
 	struct event *event;
 
-	/* Normally done by deinit_pre already; this covers users that were
-	   never fully initialized. */
-	dovekie_bridge_destroy(&duser->bridge);
-	dovekie_kv_flush(duser);
-	dovekie_kv_deinit(duser);
 	iter = hash_table_iterate_init(duser->module_events);
 	while (hash_table_iterate(iter, duser->module_events, &name, &event))
 		event_unref(&event);
 	hash_table_iterate_deinit(&iter);
 	hash_table_destroy(&duser->module_events);
 	event_unref(&duser->event);
+}
+
+/* The state mailbox must be closed before the user's refcount is
+   checked. */
+static void dovekie_user_deinit_pre(struct mail_user *user)
+{
+	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
+
+	/* The fts backend holds module objects: close them first. */
+	dovekie_fts_user_release(user);
+	dovekie_user_stop(duser);
+	if (duser->public_user != NULL)
+		dovekie_user_stop(duser->public_user);
+	duser->module_ctx.super.deinit_pre(user);
+}
+
+static void dovekie_user_deinit(struct mail_user *user)
+{
+	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
+
+	/* Normally done by deinit_pre already; this covers users that were
+	   never fully initialized. */
+	dovekie_user_stop(duser);
+	if (duser->public_user != NULL) {
+		dovekie_user_stop(duser->public_user);
+		dovekie_user_free_events(duser->public_user);
+	}
+	dovekie_user_free_events(duser);
 	duser->module_ctx.super.deinit(user);
 }
 
@@ -164,24 +181,24 @@ static void dovekie_refuse_pop3_if_guarded(struct dovekie_user *duser)
 		user->username, module, why);
 }
 
-static void dovekie_mail_user_created(struct mail_user *user)
+static struct dovekie_user *dovekie_user_alloc(struct mail_user *user)
 {
-	struct mail_user_vfuncs *v = user->vlast;
 	struct dovekie_user *duser;
-	struct dovekie_bridge_host host;
 
 	duser = p_new(user->pool, struct dovekie_user, 1);
 	duser->user = user;
-	duser->module_ctx.super = *v;
-	user->vlast = &duser->module_ctx.super;
-	v->deinit = dovekie_user_deinit;
-	v->deinit_pre = dovekie_user_deinit_pre;
-	MODULE_CONTEXT_SET(user, dovekie_user_module, duser);
-
 	duser->event = event_create(user->event);
 	event_add_category(duser->event, &event_category_dovekie);
 	event_set_append_log_prefix(duser->event, "dovekie: ");
 	hash_table_create(&duser->module_events, user->pool, 0, str_hash, strcmp);
+	return duser;
+}
+
+static void
+dovekie_user_start(struct dovekie_user *duser, const char *const *settings,
+		   const char *const *userdb_keys)
+{
+	struct dovekie_bridge_host host;
 
 	i_zero(&host);
 	host.log = dovekie_host_log;
@@ -192,28 +209,139 @@ static void dovekie_mail_user_created(struct mail_user *user)
 	host.kv_iter = dovekie_kv_iter;
 	host.kv_defer = dovekie_kv_defer;
 	host.emit = dovekie_host_emit;
+	duser->bridge = dovekie_bridge_create(settings, userdb_keys,
+					      DOVEKIE_MODULEDIR, &host);
+}
+
+/* The settings user's modules start with. The owner of a shared namespace
+   (a mail_user Dovecot creates in the reader's session, user->creator set)
+   gets the global values with the owner's own userdb fields, never the
+   reader's (issue 16, invariant 11). */
+static int
+dovekie_user_settings(struct mail_user *user, const char *const **settings_r,
+		      const char *const **userdb_keys_r, const char **error_r)
+{
+	if (user->creator != NULL) {
+		if (dovekie_settings_owner(user, settings_r, userdb_keys_r, error_r) < 0) {
+			*error_r = t_strdup_printf("cannot read the settings of %s, "
+				"owner of a shared namespace of %s: %s", user->username,
+				user->creator->username, *error_r);
+			return -1;
+		}
+		return 0;
+	}
+	*userdb_keys_r = dovekie_settings_userdb_keys(user);
+	if (dovekie_settings_user(user, settings_r, error_r) < 0) {
+		*error_r = t_strdup_printf("cannot read the settings of %s: %s",
+					   user->username, *error_r);
+		return -1;
+	}
+	return 0;
+}
+
+static void dovekie_mail_user_created(struct mail_user *user)
+{
+	struct mail_user_vfuncs *v = user->vlast;
+	struct dovekie_user *duser;
+
+	duser = dovekie_user_alloc(user);
+	/* The reader's session logs for the owner: say whose modules speak. */
+	if (user->creator != NULL)
+		event_set_append_log_prefix(duser->event, t_strdup_printf(
+			"dovekie: owner %s: ", user->username));
+	duser->module_ctx.super = *v;
+	user->vlast = &duser->module_ctx.super;
+	v->deinit = dovekie_user_deinit;
+	v->deinit_pre = dovekie_user_deinit_pre;
+	MODULE_CONTEXT_SET(user, dovekie_user_module, duser);
+
 	T_BEGIN {
 		static const char *const no_settings[] = { NULL };
-		const char *const *settings, *error;
+		const char *const *settings, *const *userdb_keys, *error;
 
-		if (dovekie_settings_user(user, &settings, &error) < 0) {
+		if (dovekie_user_settings(user, &settings, &userdb_keys, &error) < 0) {
 			/* No settings, no modules: every one listed
-			   would guard, but which are listed is unknown. */
-			user->error = p_strdup_printf(user->pool,
-				"dovekie: cannot read the settings of %s: %s",
-				user->username, error);
+			   would guard, but which are listed is unknown.
+			   For a shared namespace's owner the error fails
+			   the namespace: Dovecot logs it and the reader
+			   cannot open the owner's mailboxes. */
+			user->error = p_strdup_printf(user->pool, "dovekie: %s", error);
 			settings = no_settings;
+			userdb_keys = no_settings;
 		}
-		duser->bridge = dovekie_bridge_create(settings,
-				dovekie_settings_userdb_keys(user),
-				DOVEKIE_MODULEDIR, &host);
+		dovekie_user_start(duser, settings, userdb_keys);
 	} T_END;
-	T_BEGIN {
+	/* A login is refused for the session's own user, never for the
+	   owner of a shared namespace it opens. */
+	if (user->creator == NULL) T_BEGIN {
 		dovekie_refuse_pop3_if_guarded(duser);
 		dovekie_retention_refuse_login(duser);
 	} T_END;
 	e_debug(duser->event, "%u module(s) loaded for service %s",
 		dovekie_bridge_module_count(duser->bridge), user->service);
+}
+
+/* The modules for a public namespace of the session: the global settings,
+   never the session user's userdb overrides, started at the first public
+   mailbox. A failure to read them leaves no settings, so every listed
+   module guards (reads refused) as for a bad value. */
+static struct dovekie_user *dovekie_user_public(struct dovekie_user *duser)
+{
+	struct dovekie_user *pub;
+
+	if (duser->public_user != NULL)
+		return duser->public_user;
+	pub = dovekie_user_alloc(duser->user);
+	pub->session = duser;
+	event_set_append_log_prefix(pub->event, "dovekie: public: ");
+	T_BEGIN {
+		static const char *const no_settings[] = { NULL };
+		const char *const *settings, *error;
+
+		if (dovekie_settings_public(duser->user, &settings, &error) < 0) {
+			e_error(duser->event, "cannot read the global settings for "
+				"public namespaces: %s", error);
+			settings = no_settings;
+		}
+		dovekie_user_start(pub, settings, no_settings);
+	} T_END;
+	duser->public_user = pub;
+	return pub;
+}
+
+struct dovekie_user *dovekie_session_user(struct dovekie_user *duser)
+{
+	struct dovekie_user *session;
+
+	if (duser->session != NULL)
+		return duser->session;
+	if (duser->user->creator != NULL &&
+	    (session = DOVEKIE_USER_CONTEXT(duser->user->creator)) != NULL)
+		return session;
+	return duser;
+}
+
+struct dovekie_user *dovekie_namespace_user(struct mail_namespace *ns)
+{
+	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(ns->user);
+	struct dovekie_user *owner;
+
+	if (duser == NULL)
+		return NULL;
+	switch (ns->type) {
+	case MAIL_NAMESPACE_TYPE_PRIVATE:
+		break;
+	case MAIL_NAMESPACE_TYPE_SHARED:
+		/* The shared namespaces' template (prefix shared/) has no
+		   owner and no mail. */
+		owner = ns->owner == NULL ? NULL : DOVEKIE_USER_CONTEXT(ns->owner);
+		if (owner != NULL)
+			return owner;
+		break;
+	case MAIL_NAMESPACE_TYPE_PUBLIC:
+		return dovekie_user_public(duser);
+	}
+	return duser;
 }
 
 static struct mail_storage_hooks dovekie_mail_storage_hooks = {

@@ -7,6 +7,7 @@
 #include "dovekie-bridge.h"
 
 struct mail;
+struct mail_namespace;
 struct module;
 
 #define DOVEKIE_USER_CONTEXT(obj) \
@@ -43,7 +44,9 @@ struct dovekie_user {
 	/* LMTP: that judgement accepted the message where it is stored, with
 	   no divert and no keyword: the stored copies get the read memo. */
 	bool delivery_accepted:1;
-	/* We are reading a message for a hook: our own read hook stays out. */
+	/* We are reading a message for a hook: our own read hook stays out.
+	   Set on the session's dovekie_user (dovekie_session_user()), which
+	   the owner's and public ones share. */
 	bool in_hook:1;
 	/* We are moving a message into quarantine: the modules' expunge hooks
 	   stay out (it is not the user's expunge, nor a POP3 DELE). */
@@ -59,10 +62,26 @@ struct dovekie_user {
 	/* The scanner failed at a sync: no sync check before this time
 	   (ioloop_time); reads still judge. */
 	time_t av_sync_retry_after;
+	/* The modules for public namespaces (global settings), or NULL
+	   until the session allocates a public mailbox. */
+	struct dovekie_user *public_user;
+	/* For public_user: the session's dovekie_user; else NULL. */
+	struct dovekie_user *session;
 };
 
 extern MODULE_CONTEXT_DEFINE(dovekie_user_module, &mail_user_module_register);
 extern const char *dovekie_plugin_version;
+
+/* Whose modules judge the mail of namespace ns in ns->user's session: the
+   session user's for its private namespaces; in a shared namespace its
+   owner's (the mail_user Dovecot created for the owner, with the owner's
+   settings); in a public namespace modules started from the global
+   settings. NULL when dovekie is not active for the session. */
+struct dovekie_user *dovekie_namespace_user(struct mail_namespace *ns);
+
+/* The dovekie_user of the session duser works in: duser itself, or the
+   reader's for a shared namespace's owner and for public namespaces. */
+struct dovekie_user *dovekie_session_user(struct dovekie_user *duser);
 
 void dovekie_plugin_init(struct module *module);
 void dovekie_plugin_deinit(void);

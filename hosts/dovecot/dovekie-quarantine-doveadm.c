@@ -216,7 +216,7 @@ release_copy(struct dovekie_user *duser, struct mailbox *dest, struct mail *mail
 	struct mail_keywords *kw;
 	ARRAY_TYPE(const_string) names;
 	const char *const *keywords = mail_get_keywords(mail);
-	bool was_checked = duser->delivery_checked, was_in_hook = duser->in_hook;
+	bool was_checked = duser->delivery_checked, was_in_hook = dovekie_session_user(duser)->in_hook;
 	time_t received;
 	int ret;
 
@@ -239,10 +239,10 @@ release_copy(struct dovekie_user *duser, struct mailbox *dest, struct mail *mail
 	if (mail_get_received_date(mail, &received) == 0)
 		mailbox_save_set_received_date(save, received, 0);
 	duser->delivery_checked = TRUE;
-	duser->in_hook = TRUE;
+	dovekie_session_user(duser)->in_hook = TRUE;
 	ret = mailbox_copy(&save, mail);
 	duser->delivery_checked = was_checked;
-	duser->in_hook = was_in_hook;
+	dovekie_session_user(duser)->in_hook = was_in_hook;
 	if (ret == 0 && mailbox_transaction_commit(&t) < 0)
 		ret = -1;
 	if (ret < 0) {

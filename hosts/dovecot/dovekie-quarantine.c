@@ -69,6 +69,24 @@ bool dovekie_quarantine_is(struct mail_user *user, const char *quarantine_vname,
 	return equal;
 }
 
+bool dovekie_quarantine_holds(struct mail_user *user, const char *quarantine_vname,
+			      struct mailbox *box)
+{
+	struct mail_namespace *ns = mailbox_get_namespace(box);
+	struct mail_namespace *owner_ns;
+
+	if (quarantine_vname == NULL)
+		return FALSE;
+	if (ns->type != MAIL_NAMESPACE_TYPE_SHARED || ns->owner == NULL)
+		return dovekie_quarantine_is(user, quarantine_vname, mailbox_get_vname(box));
+	/* The owner's quarantine seen through the shared namespace: the
+	   owner's name for it, in the owner's storage. */
+	owner_ns = mail_namespace_find(ns->owner->namespaces, quarantine_vname);
+	return owner_ns != NULL &&
+		strcmp(mailbox_list_get_storage_name(owner_ns->list, quarantine_vname),
+		       mailbox_get_name(box)) == 0;
+}
+
 struct mailbox *
 dovekie_quarantine_open(struct mail_user *user, struct event *event, const char *vname,
 			const char **error_r)
@@ -96,7 +114,7 @@ int dovekie_quarantine_move(struct dovekie_user *duser, struct mail *mail,
 	struct mail_save_context *save = mailbox_save_alloc(qt);
 	struct mail_keywords *ours, *merged;
 	const char *names[2] = { keyword, NULL };
-	bool was_checked = duser->delivery_checked, was_in_hook = duser->in_hook;
+	bool was_checked = duser->delivery_checked, was_in_hook = dovekie_session_user(duser)->in_hook;
 	bool was_moving = duser->moving;
 	int ret;
 
@@ -115,11 +133,11 @@ int dovekie_quarantine_move(struct dovekie_user *duser, struct mail *mail,
 	}
 	/* Judged already: our copy, read and expunge hooks stay out. */
 	duser->delivery_checked = TRUE;
-	duser->in_hook = TRUE;
+	dovekie_session_user(duser)->in_hook = TRUE;
 	duser->moving = TRUE;
 	ret = mailbox_move(&save, mail);
 	duser->delivery_checked = was_checked;
-	duser->in_hook = was_in_hook;
+	dovekie_session_user(duser)->in_hook = was_in_hook;
 	duser->moving = was_moving;
 	if (ret < 0) {
 		*error_r = t_strdup_printf("cannot move uid=%u from %s to %s: %s", mail->uid,

@@ -12,6 +12,12 @@
 #  include "dovekie-settings-table.h"
 #  include <stddef.h>
 #else
+#  include "str.h"
+#  include "var-expand.h"
+#  include "auth-master.h"
+#  include "master-service.h"
+#  include "master-service-settings.h"
+#  include "mail-storage-service.h"
 #  include "dovekie-doveadm.h"
 #endif
 
@@ -182,6 +188,22 @@ int dovekie_settings_user(struct mail_user *user, const char *const **kv_r,
 				     kv_r, error_r);
 }
 
+int dovekie_settings_public(struct mail_user *user ATTR_UNUSED,
+			    const char *const **kv_r, const char **error_r)
+{
+	return dovekie_settings_global(kv_r, error_r);
+}
+
+/* Dovecot 2.4 builds the owner's mail_user from the reader's settings
+   instance (shared-storage.c, no userdb lookup of the owner): these are
+   the settings Dovecot gives that user (see doc/design-notes.md). */
+int dovekie_settings_owner(struct mail_user *owner, const char *const **kv_r,
+			   const char *const **userdb_keys_r, const char **error_r)
+{
+	*userdb_keys_r = dovekie_settings_userdb_keys(owner);
+	return dovekie_settings_user(owner, kv_r, error_r);
+}
+
 int dovekie_settings_global(const char *const **kv_r, const char **error_r)
 {
 	return dovekie_settings_from(master_service_get_event(master_service), NULL,
@@ -219,6 +241,177 @@ int dovekie_settings_user(struct mail_user *user, const char *const **kv_r,
 		envs = array_get(&user->set->plugin_envs, &count);
 	*kv_r = dovekie_settings_view(envs, count);
 	return 0;
+}
+
+/* Sets key to value in kv (pairs, not yet NULL-terminated). */
+static void dovekie_kv_put(ARRAY_TYPE(const_string) *kv, const char *key, const char *value)
+{
+	const char **pairs;
+	unsigned int i, count;
+
+	pairs = array_get_modifiable(kv, &count);
+	for (i = 0; i + 1 < count; i += 2) {
+		if (strcmp(pairs[i], key) == 0) {
+			pairs[i + 1] = value;
+			return;
+		}
+	}
+	array_push_back(kv, &key);
+	array_push_back(kv, &value);
+}
+
+/* The global plugin { } block as the creator's session read it before its
+   userdb fields were applied: Dovecot's settings cache for the same
+   service and connection. */
+static int
+dovekie_settings_pre_userdb(struct mail_user *creator, pool_t pool,
+			    const char *const **envs_r, unsigned int *count_r,
+			    const char **error_r)
+{
+	struct mail_storage_service_input input;
+	const struct setting_parser_info *user_info;
+	const struct setting_parser_context *parser;
+	const struct mail_user_settings *set;
+	void **sets;
+
+	if (creator->_service_user == NULL) {
+		*error_r = "the session has no storage service user";
+		return -1;
+	}
+	input = *mail_storage_service_user_get_input(creator->_service_user);
+	if (mail_storage_service_read_settings(
+		    mail_storage_service_user_get_service_ctx(creator->_service_user),
+		    &input, pool, &user_info, &parser, error_r) < 0)
+		return -1;
+	sets = master_service_settings_parser_get_others(master_service, parser);
+	set = sets[0];
+	*envs_r = NULL;
+	*count_r = 0;
+	if (array_is_created(&set->plugin_envs))
+		*envs_r = array_get(&set->plugin_envs, count_r);
+	return 0;
+}
+
+/* The owner's userdb fields, by the channel Dovecot looks the owner's home
+   up with. 0 when userdb does not know the owner (no fields). */
+static int
+dovekie_settings_owner_userdb(struct mail_user *owner, pool_t pool,
+			      const char *const **fields_r, const char **error_r)
+{
+	struct auth_user_info info;
+	const char *username;
+	int ret;
+
+	if (mail_user_auth_master_conn == NULL) {
+		*error_r = "no userdb connection to look the owner up";
+		return -1;
+	}
+	i_zero(&info);
+	info.service = owner->service;
+	if (owner->creator->conn.local_ip != NULL)
+		info.local_ip = *owner->creator->conn.local_ip;
+	if (owner->creator->conn.remote_ip != NULL)
+		info.remote_ip = *owner->creator->conn.remote_ip;
+	ret = auth_master_user_lookup(mail_user_auth_master_conn, owner->username,
+				      &info, pool, &username, fields_r);
+	if (ret < 0) {
+		*error_r = t_strdup_printf("userdb lookup of %s failed: %s",
+			owner->username, *fields_r != NULL && (*fields_r)[0] != NULL ?
+			(*fields_r)[0] : "internal error");
+		return -1;
+	}
+	if (ret == 0)
+		*fields_r = NULL;
+	return ret;
+}
+
+/* The global values as session read them, with the owner's userdb fields
+   over them when owner is not NULL, expanded for user. */
+static int
+dovekie_settings_build(struct mail_user *user, struct mail_user *session,
+		       struct mail_user *owner, const char *const **kv_r,
+		       const char *const **userdb_keys_r, const char **error_r)
+{
+	ARRAY_TYPE(const_string) kv, keys;
+	const char *const *envs, *const *fields = NULL, *key, *value, *home, *error;
+	unsigned int i, count;
+	string_t *str;
+	pool_t pool;
+	int ret;
+
+	t_array_init(&kv, 16);
+	t_array_init(&keys, 8);
+	pool = pool_alloconly_create("dovekie owner settings", 2048);
+	ret = dovekie_settings_pre_userdb(session, user->pool, &envs, &count, &error);
+	if (ret == 0) {
+		for (i = 0; envs != NULL && i + 1 < count; i += 2) {
+			if (strncmp(envs[i], "dovekie_", 8) == 0)
+				dovekie_kv_put(&kv, t_strdup(envs[i]), t_strdup(envs[i + 1]));
+		}
+		if (owner != NULL)
+			ret = dovekie_settings_owner_userdb(owner, pool, &fields, &error);
+	}
+	for (i = 0; ret > 0 && fields != NULL && fields[i] != NULL; i++) {
+		key = dovekie_userdb_key(fields[i]);
+		if (key == NULL)
+			continue;
+		value = strchr(fields[i], '=');
+		value = value == NULL ? "" : value + 1;
+		key = t_strdup(key);
+		dovekie_kv_put(&kv, key, t_strdup(value));
+		array_push_back(&keys, &key);
+	}
+	pool_unref(&pool);
+	if (ret < 0) {
+		*error_r = error;
+		return -1;
+	}
+	/* Expanded for user as Dovecot expands a user's plugin { }
+	   values (%u, %h, ...). */
+	str = t_str_new(128);
+	for (i = 1; i < array_count(&kv); i += 2) {
+		value = array_idx_elem(&kv, i);
+		if (strchr(value, '%') == NULL)
+			continue;
+		if (var_has_key(value, 'h', "home") &&
+		    mail_user_get_home(user, &home) <= 0) {
+			*error_r = t_strdup_printf("%s uses the home directory (%%h), "
+				"which userdb does not give for %s",
+				array_idx_elem(&kv, i - 1), user->username);
+			return -1;
+		}
+		str_truncate(str, 0);
+		if (var_expand_with_funcs(str, value, mail_user_var_expand_table(user),
+					  mail_user_var_expand_func_table, user,
+					  &error) <= 0) {
+			*error_r = t_strdup_printf("cannot expand %s = '%s': %s",
+				array_idx_elem(&kv, i - 1), value, error);
+			return -1;
+		}
+		value = t_strdup(str_c(str));
+		array_idx_set(&kv, i, &value);
+	}
+	array_append_zero(&kv);
+	array_append_zero(&keys);
+	*kv_r = array_front(&kv);
+	*userdb_keys_r = array_front(&keys);
+	return 0;
+}
+
+int dovekie_settings_owner(struct mail_user *owner, const char *const **kv_r,
+			   const char *const **userdb_keys_r, const char **error_r)
+{
+	i_assert(owner->creator != NULL);
+	return dovekie_settings_build(owner, owner->creator, owner, kv_r,
+				      userdb_keys_r, error_r);
+}
+
+int dovekie_settings_public(struct mail_user *user, const char *const **kv_r,
+			    const char **error_r)
+{
+	const char *const *keys;
+
+	return dovekie_settings_build(user, user, NULL, kv_r, &keys, error_r);
 }
 
 int dovekie_settings_global(const char *const **kv_r, const char **error_r)

@@ -20,6 +20,22 @@ int dovekie_settings_user(struct mail_user *user, const char *const **kv_r,
 /* The dovekie_* keys the user's own userdb record gives (data stack): the
    loader refuses global-only settings among them and names the origin. */
 const char *const *dovekie_settings_userdb_keys(struct mail_user *user);
+/* The settings of owner, the mail_user Dovecot creates for the owner of a
+   shared namespace (owner->creator is the session's user), on the data
+   stack like dovekie_settings_user(). 2.3: the global plugin { } values as
+   the creator's session read them before its userdb fields were applied,
+   with the owner's own userdb fields (looked up over Dovecot's auth-master
+   connection) over them, expanded for the owner; *userdb_keys_r are the
+   owner's keys. Never the creator's overrides. -1 with *error_r when the
+   owner cannot be looked up (the caller fails closed). 2.4: the settings
+   Dovecot gives owner. */
+int dovekie_settings_owner(struct mail_user *owner, const char *const **kv_r,
+			   const char *const **userdb_keys_r, const char **error_r);
+/* The settings for a public namespace of user's session: the global
+   values, never user's userdb overrides (2.3: as the session read them
+   before its userdb fields were applied, expanded for user). */
+int dovekie_settings_public(struct mail_user *user, const char *const **kv_r,
+			    const char **error_r);
 /* The global dovekie_* settings, for doveadm (no user). */
 int dovekie_settings_global(const char *const **kv_r, const char **error_r);
 /* One setting of the user, or NULL when unset (or empty). */

@@ -216,12 +216,12 @@ dovekie_read_mail_as(struct dovekie_user *duser, struct mail *reader, uint32_t u
 	struct dovekie_bridge_source source;
 	struct dovekie_bridge_message msg;
 	uoff_t size;
-	bool was_in_hook = duser->in_hook;
+	bool was_in_hook = dovekie_session_user(duser)->in_hook;
 	int ret;
 
 	/* From here on, any read of this message is ours, not the client's:
 	   even the size lookup may open the stream. */
-	duser->in_hook = TRUE;
+	dovekie_session_user(duser)->in_hook = TRUE;
 	i_zero(&msg);
 	msg.mailbox = mailbox_name;
 	msg.uid = uid;
@@ -230,7 +230,7 @@ dovekie_read_mail_as(struct dovekie_user *duser, struct mail *reader, uint32_t u
 		*error_r = t_strdup_printf("cannot read message uid=%u in %s: %s",
 			uid, mailbox_name,
 			mailbox_get_last_internal_error(reader->box, NULL));
-		duser->in_hook = was_in_hook;
+		dovekie_session_user(duser)->in_hook = was_in_hook;
 		return -1;
 	}
 	i_stream_seek(src.input, 0);
@@ -241,7 +241,7 @@ dovekie_read_mail_as(struct dovekie_user *duser, struct mail *reader, uint32_t u
 	source.context = &src;
 	ret = func(context, &msg, &source, error_r);
 	i_stream_seek(src.input, 0);
-	duser->in_hook = was_in_hook;
+	dovekie_session_user(duser)->in_hook = was_in_hook;
 	return ret;
 }
 
@@ -321,7 +321,7 @@ dovekie_check_mail_int(struct dovekie_user *duser, struct mail *mail, bool save,
 	struct mailbox_transaction_context *own_trans = NULL;
 	struct mail *own = NULL, *reader = mail;
 	const char *error;
-	bool was_in_hook = duser->in_hook;
+	bool was_in_hook = dovekie_session_user(duser)->in_hook;
 
 	reason[0] = '\0';
 	if (result != NULL) {
@@ -331,7 +331,7 @@ dovekie_check_mail_int(struct dovekie_user *duser, struct mail *mail, bool save,
 	}
 	/* Any read of this message from here on is ours, not the client's,
 	   the mail object of our own below included. */
-	duser->in_hook = TRUE;
+	dovekie_session_user(duser)->in_hook = TRUE;
 
 	/* isolated: the stored message is read in a transaction and mail
 	   object of our own, both gone before we return. Used for COPY:
@@ -375,7 +375,7 @@ dovekie_check_mail_int(struct dovekie_user *duser, struct mail *mail, bool save,
 		mail_free(&own);
 		mailbox_transaction_rollback(&own_trans);
 	}
-	duser->in_hook = was_in_hook;
+	dovekie_session_user(duser)->in_hook = was_in_hook;
 	return ctx.verdict;
 }
 
@@ -486,9 +486,11 @@ static void dovekie_set_read_tempfail(struct mail *_mail, const char *reason)
 		duser->pop3_read_tempfail = TRUE;
 }
 
+/* Whose modules judge box's mail: in a shared namespace its owner's, in a
+   public one the global settings' (see dovekie_namespace_user). */
 static struct dovekie_user *dovekie_box_user(struct mailbox *box)
 {
-	return DOVEKIE_USER_CONTEXT(box->storage->user);
+	return dovekie_namespace_user(mailbox_get_namespace(box));
 }
 
 /* An APPEND or COPY refused because the message could not be read for its
@@ -735,11 +737,11 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 	   fails, imap holds the storage's error text for its reply while it
 	   finishes that mail and transaction, and work we left there pushes
 	   and pops the storage error, which frees that text. */
-	was_in_hook = duser->in_hook;
-	duser->in_hook = TRUE;
+	was_in_hook = dovekie_session_user(duser)->in_hook;
+	dovekie_session_user(duser)->in_hook = TRUE;
 	dest_mail = ctx->dest_mail;
 	ret = mbox->super.copy(ctx, mail);
-	duser->in_hook = was_in_hook;
+	dovekie_session_user(duser)->in_hook = was_in_hook;
 	if (ret == 0)
 		dovekie_save_memo(duser, dest_mail);
 	return ret;
@@ -844,8 +846,8 @@ dovekie_mail_in_quarantine(struct dovekie_user *duser, struct dovekie_mail *dmai
 		dmail->in_quarantine =
 			dovekie_bridge_av_quarantine_mailbox(duser->bridge, quarantine) == 0 &&
 			quarantine[0] != '\0' &&
-			dovekie_quarantine_is(_mail->box->storage->user, quarantine,
-					      mailbox_get_vname(_mail->box)) ? 2 : 1;
+			dovekie_quarantine_holds(_mail->box->storage->user, quarantine,
+						 _mail->box) ? 2 : 1;
 	}
 	return dmail->in_quarantine == 2;
 }
@@ -879,7 +881,7 @@ static int dovekie_guard_read(struct mail *_mail, bool get_body)
 	pop3 = dovekie_service_is(user, "pop3");
 	/* Headers alone (ENVELOPE, BODY[HEADER]) are served as Dovecot has
 	   them: the scan judges a message by its body. */
-	if (!get_body || duser->in_hook || _mail->uid == 0 || _mail->saving ||
+	if (!get_body || dovekie_session_user(duser)->in_hook || _mail->uid == 0 || _mail->saving ||
 	    !dovekie_bridge_wants_read(duser->bridge))
 		return 1;
 	if (dovekie_service_is(user, "imap"))
