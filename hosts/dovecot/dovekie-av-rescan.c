@@ -374,11 +374,17 @@ static int rescan_named(struct rescan_run *run, const char *vname)
 	int ret;
 
 	/* Another user's mail never moves into this user's quarantine: a
-	   shared or public mailbox is rescanned as its owner (-u owner). */
-	if (ns->type != MAIL_NAMESPACE_TYPE_PRIVATE) {
-		i_error("dovekie: rescan: %s of %s is in a %s namespace: rescan it as its owner",
-			dovekie_log_quote(vname), run->user->username,
-			ns->type == MAIL_NAMESPACE_TYPE_SHARED ? "shared" : "public");
+	   shared mailbox is rescanned as its owner (-u owner), a public one
+	   as a user whose private namespace holds the public folders. */
+	if (ns->type == MAIL_NAMESPACE_TYPE_SHARED) {
+		i_error("dovekie: rescan: %s of %s is in a shared namespace: rescan it as its owner",
+			dovekie_log_quote(vname), run->user->username);
+		return -1;
+	}
+	if (ns->type == MAIL_NAMESPACE_TYPE_PUBLIC) {
+		i_error("dovekie: rescan: %s of %s is in a public namespace, which has no owner: "
+			"rescan it as a user whose private namespace holds the public folders",
+			dovekie_log_quote(vname), run->user->username);
 		return -1;
 	}
 	box = mailbox_alloc(ns->list, vname, MAILBOX_FLAG_IGNORE_ACLS);

@@ -73,18 +73,18 @@ bool dovekie_quarantine_holds(struct mail_user *user, const char *quarantine_vna
 			      struct mailbox *box)
 {
 	struct mail_namespace *ns = mailbox_get_namespace(box);
-	struct mail_namespace *owner_ns;
+	const char *name;
 
 	if (quarantine_vname == NULL)
 		return FALSE;
-	if (ns->type != MAIL_NAMESPACE_TYPE_SHARED || ns->owner == NULL)
+	if (ns->type == MAIL_NAMESPACE_TYPE_PRIVATE)
 		return dovekie_quarantine_is(user, quarantine_vname, mailbox_get_vname(box));
-	/* The owner's quarantine seen through the shared namespace: the
-	   owner's name for it, in the owner's storage. */
-	owner_ns = mail_namespace_find(ns->owner->namespaces, quarantine_vname);
-	return owner_ns != NULL &&
-		strcmp(mailbox_list_get_storage_name(owner_ns->list, quarantine_vname),
-		       mailbox_get_name(box)) == 0;
+	/* The owner's quarantine seen through a shared namespace, or the
+	   caretaker's through a public one (whose private namespace holds
+	   the public folders): that name under the namespace's prefix. */
+	name = mailbox_list_get_storage_name(ns->list,
+		t_strconcat(ns->prefix, quarantine_vname, NULL));
+	return strcmp(name, mailbox_get_name(box)) == 0;
 }
 
 struct mailbox *

@@ -23,8 +23,9 @@ int dovekie_quarantine_create(struct mail_user *user, struct event *event,
 bool dovekie_quarantine_is(struct mail_user *user, const char *quarantine_vname,
 			   const char *vname);
 /* Whether box is the quarantine quarantine_vname of the user whose modules
-   judge box: user's own (as dovekie_quarantine_is) or, for a mailbox of
-   a shared namespace, its owner's quarantine of that name. */
+   judge box: user's own (as dovekie_quarantine_is) or, for a mailbox of a
+   shared or public namespace, the mailbox of that name in the namespace
+   (the owner's quarantine, or the public folders' caretaker's). */
 bool dovekie_quarantine_holds(struct mail_user *user, const char *quarantine_vname,
 			      struct mailbox *box);
 /* Creates (as above) and opens vname for saving; NULL with error_r. */

@@ -26,7 +26,7 @@ from clamd_harness import EICAR, EICAR_SIGNATURE
 from dovekie_harness import make_message
 from test_antivirus import assert_no_crash, av_line, public_tmp  # noqa: F401
 from test_av_read_paths import RawImap, assert_clean, clamd, eicar_7bit  # noqa: F401
-from test_av_rescan import signature_db
+from test_av_rescan import rescan, signature_db
 from test_av_sync import SHARED_NAMESPACES, plant_all
 
 QUARANTINE_REASON = b"held in quarantine by the virus scanner"
@@ -350,4 +350,46 @@ def test_public_namespace_global_settings_decide(dovecot, plugin_path, antivirus
     assert_nothing_moved(dc, "bob", "alice")
     assert files_in(root / ".News") == 2
     assert_no_errors(dc, "bob", "alice")
+    assert_no_crash(dc)
+
+
+def test_public_mail_moves_only_by_the_caretakers_rescan(dovecot, plugin_path,
+                                                         antivirus_module, clamd, public_tmp):
+    """Nobody's session moves public mail, and a rescan as a reader refuses.
+    The public folders' caretaker, a user whose private namespace holds
+    them, rescans them: detections move into the caretaker's quarantine,
+    which readers see as Public/Quarantine and whose bodies they are
+    refused."""
+    root = public_tmp / "public-mail"
+    users = {"bob": {}, "caretaker": {"userdb": {"mail": f"maildir:{root}"}}}
+    dc = start(dovecot, plugin_path, antivirus_module, clamd, public_tmp, users=users,
+               extra_conf=public_namespace(root))
+    plant_into(dc, root, [])
+    plant_into(dc, root / ".News", [make_message("public clean", "public body\n"),
+                                    eicar_7bit("public rescan")])
+    status, raw = read_all(dc, "bob", "Public/News")
+    assert_clean(raw, "bob's FETCH")
+    assert status == "NO" and EICAR_SIGNATURE.encode() in raw, raw
+    res = dc.doveadm("dovekie", "rescan", "-u", "bob", "Public/News")
+    assert res.returncode != 0 and "public namespace, which has no owner" in res.stderr, \
+        res.stderr
+    assert_nothing_moved(dc, "bob")
+    assert files_in(root / ".News") == 2
+
+    rows = rescan(dc, "News", user="caretaker")
+    assert rows["News"]["Infected"] == 1 and rows["News"]["Quarantined"] == 1, rows
+    assert files_in(root / ".News") == 1 and files_in(root / ".Quarantine") == 1
+    imap = RawImap(dc, "bob")
+    status, raw = imap.cmd("SELECT \"Public/News\"")
+    assert status == "OK" and b"* 1 EXISTS" in raw, raw
+    status, raw = imap.cmd("UID FETCH 1:* (BODY.PEEK[])")
+    assert status == "OK" and b"public body" in raw, raw
+    status, raw = imap.cmd("SELECT \"Public/Quarantine\"")
+    assert status == "OK" and b"* 1 EXISTS" in raw, raw
+    status, raw = imap.cmd("UID FETCH 1:* (BODY.PEEK[])")
+    assert_clean(raw, "bob's FETCH of the public quarantine")
+    assert status == "NO" and QUARANTINE_REASON in raw, raw
+    imap.close()
+    assert not (dc.home("bob") / "Maildir" / ".Quarantine").exists()
+    assert_no_errors(dc, "bob")
     assert_no_crash(dc)
