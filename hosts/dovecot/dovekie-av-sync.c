@@ -64,7 +64,11 @@ bool dovekie_av_sync_wanted(struct dovekie_user *duser, struct mailbox *box)
 	if (user->service == NULL ||
 	    (strcmp(user->service, "imap") != 0 && strcmp(user->service, "pop3") != 0))
 		return FALSE;
-	if (mailbox_get_namespace(box)->type != MAIL_NAMESPACE_TYPE_PRIVATE)
+	/* Another user's session never moves: not in a shared or public
+	   namespace, nor in the namespace Dovecot gives a shared namespace's
+	   owner in the reader's process (user->creator is the reader). */
+	if (mailbox_get_namespace(box)->type != MAIL_NAMESPACE_TYPE_PRIVATE ||
+	    user->creator != NULL)
 		return FALSE;
 	return dovekie_bridge_has_antivirus(duser->bridge) &&
 		dovekie_bridge_wants_read(duser->bridge);
@@ -332,8 +336,8 @@ void dovekie_av_sync(struct dovekie_user *duser, struct mailbox *box,
 	/* A failed module: reads refuse everything, nothing can be judged.
 	   The quarantine mailbox: nothing to move, and its bodies are never
 	   served to imap or pop3. */
-	if (duser->av_syncing || dovekie_session_user(duser)->in_hook || ioloop_time < duser->av_sync_retry_after ||
-	    !dovekie_av_sync_wanted(duser, box) ||
+	if (duser->av_syncing || dovekie_session_user(duser)->in_hook ||
+	    ioloop_time < duser->av_sync_retry_after || !dovekie_av_sync_wanted(duser, box) ||
 	    dovekie_bridge_guarded(duser->bridge, DOVEKIE_BRIDGE_GUARD_READ, &module, &why))
 		return;
 	if (dovekie_bridge_av_quarantine_mailbox(duser->bridge, quarantine) == 0 &&
