@@ -393,3 +393,33 @@ def test_public_mail_moves_only_by_the_caretakers_rescan(dovecot, plugin_path,
     assert not (dc.home("bob") / "Maildir" / ".Quarantine").exists()
     assert_no_errors(dc, "bob")
     assert_no_crash(dc)
+
+
+def test_reader_saves_into_the_owners_mailbox_by_the_owners_settings(dovecot, plugin_path,
+                                                                     antivirus_module, clamd,
+                                                                     public_tmp):
+    """bob stores into alice's shared INBOX: alice's modules judge the
+    APPEND and the COPY although bob has no module at all, an infected
+    APPEND is refused and nothing is stored, and a clean COPY from bob's
+    own INBOX is judged once and stored."""
+    dc = start(dovecot, plugin_path, antivirus_module, clamd, public_tmp,
+               users={"alice": {}, "bob": {"userdb": {"dovekie_modules": "none"}}})
+    plant_all(dc, [make_message("alice clean", "clean\n")])
+    plant_all(dc, [make_message("bob's gift", "a clean gift\n")], user="bob")
+    imap = dc.imap("bob")
+    typ, data = imap.append("shared/alice/INBOX", None, None, eicar_7bit("bob's append"))
+    assert typ == "NO" and EICAR_SIGNATURE in data[0].decode(), data
+    imap.select("INBOX")
+    typ, data = imap.uid("COPY", "1", "shared/alice/INBOX")
+    assert typ == "OK", data
+    imap.logout()
+    settle_log(dc, "bob")
+    assert dc.find_log(av_line("imap", "scan origin=append mailbox=\"shared/alice/INBOX\" "
+                               "[^\n]*result=infected", user="bob")), dc.log_tail()
+    copies = dc.find_log(av_line("imap", "scan[^\n]* origin=copy mailbox=\"shared/alice/INBOX\" ",
+                                 user="bob"))
+    assert len(copies) == 1, dc.log_tail()
+    assert files_in(dc.home("alice") / "Maildir") == 2
+    assert_nothing_moved(dc, "bob")
+    assert_no_errors(dc, "bob", "alice")
+    assert_no_crash(dc)
