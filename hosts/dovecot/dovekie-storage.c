@@ -56,6 +56,9 @@ struct dovekie_mail {
 
 static MODULE_CONTEXT_DEFINE_INIT(dovekie_storage_module,
 				  &mail_storage_module_register);
+/* Marks the source transaction of an IMAP COPY (dovekie_copy() sets it,
+   dovekie_transaction_commit() reads it). Static: nothing to free. */
+static union mailbox_transaction_module_context dovekie_copy_source;
 static MODULE_CONTEXT_DEFINE_INIT(dovekie_mail_module, &mail_module_register);
 
 /* ---- message source over a Dovecot istream ---- */
@@ -684,6 +687,10 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 	bool was_in_hook;
 	int origin, ret;
 
+	if (!ctx->saving && !ctx->moving) {
+		MODULE_CONTEXT_SET_SELF(mail->transaction, dovekie_storage_module,
+					&dovekie_copy_source);
+	}
 	if (duser != NULL && duser->delivery_checked && ctx->saving) {
 		if (dovekie_delivery_prepare(ctx, duser) < 0) {
 			mailbox_save_cancel(&ctx);
@@ -745,6 +752,29 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 	if (ret == 0)
 		dovekie_save_memo(duser, dest_mail);
 	return ret;
+}
+
+/* A COPY changes nothing in its source. Yet linking a source message reads
+   its virtual size, and Dovecot adds what it read to the source
+   transaction (the "vsize" index records that index_mail_cache_sizes()
+   fills in). When a COPY fails after that (we refuse a later message, or
+   the destination is deleted while we judge), imap keeps a pointer to the
+   storage's error text while it commits the source transaction, and the
+   mailbox list index's commit hook, seeing changes, pushes and pops the
+   storage error, which frees that text: imap sent freed memory as its
+   reply. Stock Dovecot fails a COPY midway only in a narrow race; ours
+   fail by design and judge each message between two links. So the source
+   transaction commits nothing: what Dovecot drops here, it reads again
+   from the message file or the cache the next time it needs it. */
+static int
+dovekie_transaction_commit(struct mailbox_transaction_context *t,
+			   struct mail_transaction_commit_changes *changes_r)
+{
+	union mailbox_module_context *mbox = DOVEKIE_CONTEXT(t->box);
+
+	if (DOVEKIE_CONTEXT(t) == &dovekie_copy_source)
+		mail_index_transaction_reset(t->itrans);
+	return mbox->super.transaction_commit(t, changes_r);
 }
 
 /* ---- mailbox sync ---- */
@@ -811,6 +841,7 @@ void dovekie_mailbox_allocated(struct mailbox *box)
 	box->vlast = &dbox->module_ctx.super;
 	v->save_finish = dovekie_save_finish;
 	v->copy = dovekie_copy;
+	v->transaction_commit = dovekie_transaction_commit;
 	if (dovekie_av_sync_wanted(duser, box)) {
 		v->sync_init = dovekie_sync_init;
 		v->close = dovekie_close;
