@@ -13,6 +13,7 @@ literal's bytes inline, so nothing an IMAP library parses away is lost.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import socket
@@ -158,15 +159,19 @@ def every_module_settings(modules: dict[str, Path], db_dir: Path) -> dict[str, s
             "fts_autoindex": "yes"}
 
 
-@pytest.fixture
-def stock_and_dovekie(dovecot, plugin_path, module_paths):
-    """(stock, dovekie): two fresh Dovecots, the second with every module."""
+@contextlib.contextmanager
+def _pairs(dovecot, plugin_path, module_paths):
+    """Yields make(**settings) -> (stock, dovekie): two fresh Dovecots, the
+    second with every module and `settings` over every_module_settings()."""
     files = {p.stem: p for p in module_paths}
     for name in ("antivirus", "search", "retention", "example"):
         if name not in files:
             pytest.fail(f"module {name} not built", pytrace=False)
-    db = Path(tempfile.mkdtemp(prefix="dovekie-conf-db-"))
-    try:
+    dbs: list[Path] = []
+
+    def make(**settings: str) -> tuple[PrivateDovecot, PrivateDovecot]:
+        db = Path(tempfile.mkdtemp(prefix="dovekie-conf-db-"))
+        dbs.append(db)
         db.chmod(0o755)
         write_signatures(db)
         for f in db.iterdir():
@@ -176,11 +181,30 @@ def stock_and_dovekie(dovecot, plugin_path, module_paths):
                      module_files=[files[n] for n in ("antivirus", "search", "retention",
                                                       "example")],
                      mail_plugins="$mail_plugins fts dovekie",
-                     plugin_settings=every_module_settings(files, db),
+                     plugin_settings={**every_module_settings(files, db), **settings},
                      extra_conf=ATTRIBUTE_DICT)
-        yield stock, dk
+        return stock, dk
+
+    try:
+        yield make
     finally:
-        shutil.rmtree(db, ignore_errors=True)
+        for db in dbs:
+            shutil.rmtree(db, ignore_errors=True)
+
+
+@pytest.fixture
+def stock_and_dovekie(dovecot, plugin_path, module_paths):
+    """(stock, dovekie): two fresh Dovecots, the second with every module."""
+    with _pairs(dovecot, plugin_path, module_paths) as make:
+        yield make()
+
+
+@pytest.fixture
+def stock_and_dovekie_with(dovecot, plugin_path, module_paths):
+    """Factory: stock_and_dovekie_with(**settings) -> (stock, dovekie), the
+    dovekie one with `settings` added to every module's."""
+    with _pairs(dovecot, plugin_path, module_paths) as make:
+        yield make
 
 
 def assert_clean_log(dc: PrivateDovecot, since: int = 0) -> None:
