@@ -754,18 +754,16 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 	return ret;
 }
 
-/* A COPY changes nothing in its source. Yet linking a source message reads
-   its virtual size, and Dovecot adds what it read to the source
-   transaction (the "vsize" index records that index_mail_cache_sizes()
-   fills in). When a COPY fails after that (we refuse a later message, or
-   the destination is deleted while we judge), imap keeps a pointer to the
-   storage's error text while it commits the source transaction, and the
-   mailbox list index's commit hook, seeing changes, pushes and pops the
-   storage error, which frees that text: imap sent freed memory as its
-   reply. Stock Dovecot fails a COPY midway only in a narrow race; ours
-   fail by design and judge each message between two links. So the source
-   transaction commits nothing: what Dovecot drops here, it reads again
-   from the message file or the cache the next time it needs it. */
+/* A COPY changes nothing in its source, so its source transaction commits
+   nothing. Linking a source message reads its virtual size, and Dovecot
+   adds what it read to the source transaction (the "vsize" index records
+   that index_mail_cache_sizes() fills in). When the COPY fails after that
+   (we refuse a later message, or the destination is deleted while we judge
+   one), imap holds the storage's error text while it commits the source
+   transaction, and the mailbox list index's commit hook, seeing changes,
+   pushes and pops the storage error, which frees the text imap is about to
+   send. What is dropped here Dovecot reads again from the message file or
+   its cache when it needs it. */
 static int
 dovekie_transaction_commit(struct mailbox_transaction_context *t,
 			   struct mail_transaction_commit_changes *changes_r)
