@@ -156,8 +156,10 @@ static void dovekie_user_deinit(struct mail_user *user)
 	if (duser->public_user != NULL) {
 		dovekie_user_stop(duser->public_user);
 		dovekie_user_free_events(duser->public_user);
+		i_free(duser->public_user->held_error);
 	}
 	dovekie_user_free_events(duser);
+	i_free(duser->held_error);
 	duser->module_ctx.super.deinit(user);
 }
 

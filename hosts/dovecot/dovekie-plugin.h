@@ -67,6 +67,10 @@ struct dovekie_user {
 	struct dovekie_user *public_user;
 	/* For public_user: the session's dovekie_user; else NULL. */
 	struct dovekie_user *session;
+	/* A storage error text a caller may still hold after a COPY's
+	   source transaction set another (dovekie_transaction_commit()), or
+	   NULL. */
+	char *held_error;
 };
 
 extern MODULE_CONTEXT_DEFINE(dovekie_user_module, &mail_user_module_register);

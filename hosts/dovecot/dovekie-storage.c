@@ -56,7 +56,7 @@ struct dovekie_mail {
 
 static MODULE_CONTEXT_DEFINE_INIT(dovekie_storage_module,
 				  &mail_storage_module_register);
-/* Marks the source transaction of an IMAP COPY (dovekie_copy() sets it,
+/* Marks the source transaction of a COPY or MOVE (dovekie_copy() sets it,
    dovekie_transaction_commit() reads it). Static: nothing to free. */
 static union mailbox_transaction_module_context dovekie_copy_source;
 static MODULE_CONTEXT_DEFINE_INIT(dovekie_mail_module, &mail_module_register);
@@ -687,7 +687,7 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 	bool was_in_hook;
 	int origin, ret;
 
-	if (!ctx->saving && !ctx->moving) {
+	if (!ctx->saving) {
 		MODULE_CONTEXT_SET_SELF(mail->transaction, dovekie_storage_module,
 					&dovekie_copy_source);
 	}
@@ -754,25 +754,42 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 	return ret;
 }
 
-/* A COPY changes nothing in its source, so its source transaction commits
-   nothing. Linking a source message reads its virtual size, and Dovecot
-   adds what it read to the source transaction (the "vsize" index records
-   that index_mail_cache_sizes() fills in). When the COPY fails after that
-   (we refuse a later message, or the destination is deleted while we judge
-   one), imap holds the storage's error text while it commits the source
-   transaction, and the mailbox list index's commit hook, seeing changes,
-   pushes and pops the storage error, which frees the text imap is about to
-   send. What is dropped here Dovecot reads again from the message file or
-   its cache when it needs it. */
+/* imap's COPY takes the storage's error text when a message fails to copy,
+   commits the COPY's source transaction, and only then sends that text.
+   When the source transaction has changes (linking a message reads its
+   virtual size, which Dovecot adds to the transaction as a "vsize" index
+   record), the mailbox list index's commit hook pushes and pops the
+   storage error, and the pop frees the text imap is about to send
+   (Dovecot's own bug, in 2.3 and 2.4). Stock Dovecot meets it only when a
+   DELETE lands between two links of one COPY; we make it common: we
+   refuse messages in the middle of a COPY, and judging each message
+   stretches the COPY. So the source transaction's commit works on a copy
+   of the text, and the text the caller holds is put back afterwards; if
+   the commit set an error of its own, the caller may still send the old
+   one, which is kept until the next such commit or the end of the
+   session. */
 static int
 dovekie_transaction_commit(struct mailbox_transaction_context *t,
 			   struct mail_transaction_commit_changes *changes_r)
 {
+	struct mail_storage *storage = t->box->storage;
 	union mailbox_module_context *mbox = DOVEKIE_CONTEXT(t->box);
+	struct dovekie_user *duser = dovekie_box_user(t->box);
+	char *held = storage->error_string;
+	int ret;
 
-	if (DOVEKIE_CONTEXT(t) == &dovekie_copy_source)
-		mail_index_transaction_reset(t->itrans);
-	return mbox->super.transaction_commit(t, changes_r);
+	if (DOVEKIE_CONTEXT(t) != &dovekie_copy_source || held == NULL || duser == NULL)
+		return mbox->super.transaction_commit(t, changes_r);
+	storage->error_string = i_strdup(held);
+	ret = mbox->super.transaction_commit(t, changes_r);
+	if (storage->error_string != NULL && strcmp(storage->error_string, held) == 0) {
+		i_free(storage->error_string);
+		storage->error_string = held;
+	} else {
+		i_free(duser->held_error);
+		duser->held_error = held;
+	}
+	return ret;
 }
 
 /* ---- mailbox sync ---- */
