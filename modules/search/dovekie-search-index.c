@@ -462,7 +462,11 @@ step_uid (DovekieIndex *index, sqlite3_stmt *stmt, guint32 uid, GError **error)
 /* In a new, empty database: auto_vacuum, so that optimize gives the
  * pages its merge freed back to the file system (a merged index file kept
  * its old size before). It can only be set before the first table; the
- * indexes made before keep NONE, and optimize then only merges. */
+ * indexes made before keep NONE, and optimize then only merges. Like the
+ * switch to WAL, it may meet SQLITE_BUSY at once while another process
+ * sets up the same new file (an expunge in imap and the indexer-worker on
+ * a mailbox just created); if that one made the tables meanwhile, the
+ * retried pragma changes nothing. */
 static gboolean
 set_auto_vacuum (DovekieIndex *index, GError **error)
 {
@@ -481,7 +485,7 @@ set_auto_vacuum (DovekieIndex *index, GError **error)
     }
   empty = sqlite3_column_int64 (stmt, 0) == 0;
   sqlite3_finalize (stmt);
-  return !empty || exec (index, "PRAGMA auto_vacuum = INCREMENTAL", error);
+  return !empty || exec_retry_busy (index, "PRAGMA auto_vacuum = INCREMENTAL", error);
 }
 
 static gboolean
