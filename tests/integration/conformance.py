@@ -161,22 +161,25 @@ def every_module_settings(modules: dict[str, Path], db_dir: Path) -> dict[str, s
 
 @contextlib.contextmanager
 def _pairs(dovecot, plugin_path, module_paths):
-    """Yields make(**settings) -> (stock, dovekie): two fresh Dovecots, the
-    second with every module and `settings` over every_module_settings()."""
+    """Yields make(boot_stock=True, **settings) -> (stock, dovekie): two
+    fresh Dovecots (stock None without boot_stock), the second with every
+    module and `settings` over every_module_settings()."""
     files = {p.stem: p for p in module_paths}
     for name in ("antivirus", "search", "retention", "example"):
         if name not in files:
             pytest.fail(f"module {name} not built", pytrace=False)
     dbs: list[Path] = []
 
-    def make(**settings: str) -> tuple[PrivateDovecot, PrivateDovecot]:
+    def make(boot_stock: bool = True,
+             **settings: str) -> tuple[PrivateDovecot | None, PrivateDovecot]:
         db = Path(tempfile.mkdtemp(prefix="dovekie-conf-db-"))
         dbs.append(db)
         db.chmod(0o755)
         write_signatures(db)
         for f in db.iterdir():
             f.chmod(0o644)
-        stock = dovecot(plugin_path=None, mail_plugins="", extra_conf=ATTRIBUTE_DICT)
+        stock = (dovecot(plugin_path=None, mail_plugins="", extra_conf=ATTRIBUTE_DICT)
+                 if boot_stock else None)
         dk = dovecot(plugin_path=plugin_path,
                      module_files=[files[n] for n in ("antivirus", "search", "retention",
                                                       "example")],
@@ -202,7 +205,8 @@ def stock_and_dovekie(dovecot, plugin_path, module_paths):
 @pytest.fixture
 def stock_and_dovekie_with(dovecot, plugin_path, module_paths):
     """Factory: stock_and_dovekie_with(**settings) -> (stock, dovekie), the
-    dovekie one with `settings` added to every module's."""
+    dovekie one with `settings` added to every module's; with
+    boot_stock=False, stock is None."""
     with _pairs(dovecot, plugin_path, module_paths) as make:
         yield make
 

@@ -414,40 +414,34 @@ def _copier(dc, seed: int, deadline: float, replies: list[bytes], counts: list[i
 
 def test_copy_into_a_mailbox_another_session_deletes(stock_and_dovekie_with):
     """A COPY into a mailbox that another session deletes meanwhile answers
-    what stock answers, never freed memory. Fixed bug (issue 18): Dovecot
-    adds the vsize index records of the messages it has linked to imap's
-    source transaction; when a later message of the COPY then failed (the
-    destination gone while dovekie judged it), imap held the storage's
-    error text while it committed that transaction, whose changes made the
-    mailbox list index push and pop the storage error: the text was freed
-    before it was sent (a heap use after free under ASan; NO with garbage
-    in a plain build). Scans without the verdict cache keep each COPY long,
-    as in the stress run, so the DELETE often lands between two links.
-    Stock Dovecot 2.3.19 has the bug itself (cmd-copy.c): with sources
-    whose vsize records are empty, as here, its replies carry freed memory
-    too, so only dovekie's are checked; stock's are shown."""
-    stock, dk = stock_and_dovekie_with(dovekie_av_cache="no")
-    for dc in (stock, dk):
-        s = RawImap(dc)
-        for box in ("Box1", "Box2"):
-            assert s.run(f"CREATE {box}")[-1].startswith(b"TAG OK")
-        s.close()
-    replies = {"stock": [], "dovekie": []}
-    counts = {"stock": [0], "dovekie": [0]}
+    what Dovecot answers for that race, never freed memory. Fixed bug
+    (issue 18): Dovecot adds the vsize index records of the messages it has
+    linked to imap's source transaction; when a later message of the COPY
+    then failed (the destination gone while dovekie judged it), imap held
+    the storage's error text while it committed that transaction, whose
+    changes made the mailbox list index push and pop the storage error: the
+    text was freed before it was sent (a heap use after free under ASan;
+    NO with garbage in a plain build). Scans without the verdict cache keep
+    each COPY long, as in the stress run, so the DELETE often lands between
+    two links. Stock Dovecot 2.3.19 has the bug itself (cmd-copy.c): here
+    its replies carry freed memory too, and ASan stops its imap, so this
+    race runs on the dovekie server alone."""
+    _, dk = stock_and_dovekie_with(boot_stock=False, dovekie_av_cache="no")
+    s = RawImap(dk)
+    for box in ("Box1", "Box2"):
+        assert s.run(f"CREATE {box}")[-1].startswith(b"TAG OK")
+    s.close()
+    replies: list[bytes] = []
+    counts = [0]
     errors: list[BaseException] = []
     deadline = time.monotonic() + COPY_RACE_SECONDS
-    threads = []
-    for name, dc in (("stock", stock), ("dovekie", dk)):
-        threads.append(threading.Thread(target=_deleter, args=(dc, deadline, errors)))
-        threads.append(threading.Thread(target=_copier, args=(dc, 3, deadline, replies[name],
-                                                              counts[name], errors)))
+    threads = [threading.Thread(target=_deleter, args=(dk, deadline, errors)),
+               threading.Thread(target=_copier, args=(dk, 3, deadline, replies, counts, errors))]
     run_threads(threads, errors, timeout=COPY_RACE_SECONDS + 120)
-    odd = [r for r in replies["dovekie"] if not COPY_RACE_REPLY.fullmatch(r)]
-    stock_odd = [r for r in replies["stock"] if not COPY_RACE_REPLY.fullmatch(r)]
-    assert not odd, (f"dovekie: {odd}\nstock ({len(stock_odd)} of {len(replies['stock'])} "
-                     f"replies not Dovecot's race text): {stock_odd[:5]}")
-    # The race was run: some COPYs into dovekie lost their destination.
-    assert counts["dovekie"][0] >= 5 and replies["dovekie"], (counts, replies)
+    odd = [r for r in replies if not COPY_RACE_REPLY.fullmatch(r)]
+    assert not odd, odd
+    # The race was run: some COPYs lost their destination.
+    assert counts[0] >= 5 and replies, (counts, replies)
 
 
 def _plant(dc, message: bytes) -> None:
