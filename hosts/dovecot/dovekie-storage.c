@@ -56,10 +56,10 @@ struct dovekie_mail {
 
 static MODULE_CONTEXT_DEFINE_INIT(dovekie_storage_module,
 				  &mail_storage_module_register);
+static MODULE_CONTEXT_DEFINE_INIT(dovekie_mail_module, &mail_module_register);
 /* Marks the source transaction of a COPY or MOVE (dovekie_copy() sets it,
    dovekie_transaction_commit() reads it). Static: nothing to free. */
 static union mailbox_transaction_module_context dovekie_copy_source;
-static MODULE_CONTEXT_DEFINE_INIT(dovekie_mail_module, &mail_module_register);
 
 /* ---- message source over a Dovecot istream ---- */
 
