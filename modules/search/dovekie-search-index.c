@@ -1142,7 +1142,7 @@ index_lookup (DovekieIndex *index, DovekieIndexScope scope, const gchar *needle,
               DovekieIndexAddFunc add, gpointer data, guint32 *last_uid_r, gboolean *handled_r,
               GError **error)
 {
-  DovekieSearchPlan plan = { NULL, NULL, FALSE };
+  DovekieSearchPlan plan = { NULL, NULL, NULL, FALSE };
   gboolean ok = TRUE;
 
   *handled_r = FALSE;

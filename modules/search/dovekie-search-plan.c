@@ -190,8 +190,9 @@ typedef struct {
   guint used;
 } BoundarySet;
 
-/* Whether the boundary term of left[0..left_len) and right[0..right_len)
- * was seen before; remembers it if not (while the set is half empty). */
+/* Whether the two code points left[0..left_len) and right[0..right_len)
+ * (right_len 0 for one code point) were seen before; remembers them if
+ * not (while the set is half empty). */
 static gboolean
 boundary_seen (BoundarySet *set, const gchar *left, gsize left_len, const gchar *right,
                gsize right_len)
@@ -202,7 +203,8 @@ boundary_seen (BoundarySet *set, const gchar *left, gsize left_len, const gchar 
   if (set == NULL)
     return FALSE;
   memcpy (&key, left, MIN (left_len, 4));
-  memcpy ((gchar *) &key + 4, right, MIN (right_len, 4));
+  if (right_len > 0)
+    memcpy ((gchar *) &key + 4, right, MIN (right_len, 4));
   for (i = (guint) ((key * 0x9e3779b97f4a7c15u) >> 54) & (BOUNDARY_SET_SLOTS - 1);
        set->slots[i] != 0; i = (i + 1) & (BOUNDARY_SET_SLOTS - 1))
     if (set->slots[i] == key)
@@ -260,11 +262,65 @@ terms_walk (const gchar *text, gsize len, WordSet *set, WordSet *grams, Boundary
   return TRUE;
 }
 
+/* Whether the pair of code points a, b (neither white space) is a term:
+ * one of them is not a word character. */
+static gboolean
+is_char_pair (gunichar a, gunichar b)
+{
+  return !dovekie_search_is_word_char (a) || !dovekie_search_is_word_char (b);
+}
+
+/* Walks the character terms of text (see dovekie-search-plan.h), each
+ * only once when `seen` is given. An invalid byte is no code point: it
+ * makes no term, and no pair across it. */
+static gboolean
+chars_walk (const gchar *text, gsize len, BoundarySet *seen, DovekieSearchTermFunc func,
+            gpointer data)
+{
+  gchar term[1 + 8];
+  gsize pos = 0, prev = 0, prev_len = 0;
+  gunichar prev_c = (gunichar) -1;
+
+  term[0] = DOVEKIE_SEARCH_CHAR_MARK;
+  while (pos < len)
+    {
+      gsize step;
+      gunichar c = next_char (text + pos, len - pos, &step);
+
+      if (c == (gunichar) -1 || dovekie_search_is_space (c))
+        {
+          prev_c = (gunichar) -1;
+          pos += step;
+          continue;
+        }
+      if (!boundary_seen (seen, text + pos, step, NULL, 0))
+        {
+          memcpy (term + 1, text + pos, step);
+          if (!func (data, term, 1 + step))
+            return FALSE;
+        }
+      if (prev_c != (gunichar) -1 && is_char_pair (prev_c, c) &&
+          !boundary_seen (seen, text + prev, prev_len, text + pos, step))
+        {
+          memcpy (term + 1, text + prev, prev_len);
+          memcpy (term + 1 + prev_len, text + pos, step);
+          if (!func (data, term, 1 + prev_len + step))
+            return FALSE;
+        }
+      prev = pos;
+      prev_len = step;
+      prev_c = c;
+      pos += step;
+    }
+  return TRUE;
+}
+
 gboolean
 dovekie_search_terms_foreach (const gchar *text, gsize len, DovekieSearchTermFunc func,
                               gpointer data)
 {
-  return terms_walk (text, len, NULL, NULL, NULL, func, data);
+  return terms_walk (text, len, NULL, NULL, NULL, func, data) &&
+         chars_walk (text, len, NULL, func, data);
 }
 
 gboolean
@@ -274,7 +330,7 @@ dovekie_search_terms_foreach_unique (const gchar *text, gsize len, DovekieSearch
   WordSlot stack_slots[WORD_SET_STACK_SLOTS];
   g_autofree WordSlot *heap_slots = NULL;
   WordSet set = { text, NULL, 0, 0 }, grams = { text, NULL, 0, 0 };
-  BoundarySet boundaries;
+  BoundarySet boundaries, chars;
   guint slots = 64;
   gboolean ok;
 
@@ -292,7 +348,9 @@ dovekie_search_terms_foreach_unique (const gchar *text, gsize len, DovekieSearch
       set.mask = slots - 1;
     }
   memset (&boundaries, 0, sizeof boundaries);
-  ok = terms_walk (text, len, &set, len < G_MAXUINT32 ? &grams : NULL, &boundaries, func, data);
+  memset (&chars, 0, sizeof chars);
+  ok = terms_walk (text, len, &set, len < G_MAXUINT32 ? &grams : NULL, &boundaries, func, data) &&
+       chars_walk (text, len, &chars, func, data);
   g_free (grams.slots);
   return ok;
 }
@@ -365,16 +423,92 @@ plan_run (const gchar *needle, gsize start, gsize end, guint chars, DovekieSearc
   g_ptr_array_add (plan->runs, run);
 }
 
+/* Adds the marked term of needle[start..start+n) to the plan's character
+ * terms unless it is there or they are full. */
+static void
+add_char_term (const gchar *needle, gsize start, gsize n, DovekieSearchPlan *plan)
+{
+  gchar *term;
+
+  if (plan->chars->len >= DOVEKIE_SEARCH_PLAN_MAX_RUNS)
+    return;
+  term = g_malloc (n + 2);
+  term[0] = DOVEKIE_SEARCH_CHAR_MARK;
+  memcpy (term + 1, needle + start, n);
+  term[n + 1] = '\0';
+  for (guint i = 0; i < plan->chars->len; i++)
+    if (strcmp (g_ptr_array_index (plan->chars, i), term) == 0)
+      {
+        g_free (term);
+        return;
+      }
+  g_ptr_array_add (plan->chars, term);
+}
+
+/* Fills the plan's character terms. A needle that is one character term
+ * gets only that one, which proves it. Otherwise its pairs and its code
+ * points that are not word characters ("$", "@"), and, when the needle
+ * has no run of its own, its non-ASCII code points ("é", "日"): those
+ * narrow; ASCII letters and digits are in nearly every message, and a
+ * run narrows more than its code points. Returns TRUE when the needle is
+ * one character term. */
+static gboolean
+plan_chars (const gchar *needle, gsize len, DovekieSearchPlan *plan)
+{
+  gunichar c[2];
+  gsize step[2], pos = 0, prev = 0, prev_len = 0;
+  gunichar prev_c = (gunichar) -1;
+
+  c[0] = len > 0 ? next_char (needle, len, &step[0]) : (gunichar) -1;
+  if (c[0] != (gunichar) -1 && !dovekie_search_is_space (c[0]))
+    {
+      if (step[0] == len)
+        {
+          add_char_term (needle, 0, len, plan);
+          return TRUE;
+        }
+      c[1] = next_char (needle + step[0], len - step[0], &step[1]);
+      if (step[0] + step[1] == len && c[1] != (gunichar) -1 &&
+          !dovekie_search_is_space (c[1]) && is_char_pair (c[0], c[1]))
+        {
+          add_char_term (needle, 0, len, plan);
+          return TRUE;
+        }
+    }
+  while (pos < len)
+    {
+      gsize n;
+      gunichar here = next_char (needle + pos, len - pos, &n);
+
+      if (here == (gunichar) -1 || dovekie_search_is_space (here))
+        here = (gunichar) -1;
+      else
+        {
+          if (prev_c != (gunichar) -1 && is_char_pair (prev_c, here))
+            add_char_term (needle, prev, prev_len + n, plan);
+          if (!dovekie_search_is_word_char (here) || (here >= 0x80 && plan->runs->len == 0))
+            add_char_term (needle, pos, n, plan);
+        }
+      prev = pos;
+      prev_len = n;
+      prev_c = here;
+      pos += n;
+    }
+  return FALSE;
+}
+
 gboolean
 dovekie_search_plan_build (const gchar *needle, gsize len, DovekieIndexScope scope,
                            DovekieSearchPlan *plan)
 {
+  gboolean one_char;
   gsize pos = 0, run_start = 0, run_last = 0, prev_end = 0, prev_last = 0;
   guint run_chars = 0;
   gboolean one_run = TRUE, have_prev = FALSE;
 
   plan->runs = g_ptr_array_new_with_free_func (run_free);
   plan->boundaries = g_ptr_array_new_with_free_func (g_free);
+  plan->chars = g_ptr_array_new_with_free_func (g_free);
   plan->definite = FALSE;
 
   while (pos <= len)
@@ -417,9 +551,12 @@ dovekie_search_plan_build (const gchar *needle, gsize len, DovekieIndexScope sco
         }
       pos += step;
     }
-  if (plan->runs->len == 0 && plan->boundaries->len == 0)
+  one_char = plan_chars (needle, len, plan);
+  if (plan->runs->len == 0 && plan->boundaries->len == 0 && plan->chars->len == 0)
     return FALSE;
-  if (plan->runs->len > 0)
+  if (one_char)
+    plan->definite = scope != DOVEKIE_INDEX_SCOPE_HEADER;
+  else if (plan->runs->len > 0)
     plan->definite = one_run && len <= DOVEKIE_SEARCH_WORD_BYTES &&
                      scope != DOVEKIE_INDEX_SCOPE_HEADER;
   else
@@ -433,6 +570,7 @@ dovekie_search_plan_clear (DovekieSearchPlan *plan)
 {
   g_clear_pointer (&plan->runs, g_ptr_array_unref);
   g_clear_pointer (&plan->boundaries, g_ptr_array_unref);
+  g_clear_pointer (&plan->chars, g_ptr_array_unref);
   plan->definite = FALSE;
 }
 
@@ -544,6 +682,12 @@ dovekie_search_plan_match_exprs (const DovekieSearchPlan *plan)
         g_string_append (expr, " AND ");
       append_literal (expr, g_ptr_array_index (plan->boundaries, i));
     }
+  for (guint i = 0; i < plan->chars->len; i++)
+    {
+      if (expr->len > 0)
+        g_string_append (expr, " AND ");
+      append_literal (expr, g_ptr_array_index (plan->chars, i));
+    }
   if (expr->len > 0)
     {
       g_ptr_array_add (out, g_string_free (expr, FALSE));
@@ -570,7 +714,7 @@ dovekie_search_plan_proof_is_complete (const DovekieSearchPlan *plan)
   if (!plan->definite)
     return FALSE;
   if (plan->runs->len == 0)
-    return TRUE;
+    return TRUE; /* a boundary term or a character term */
   run = g_ptr_array_index (plan->runs, 0);
   return run->gram_is_prefix;
 }
@@ -587,7 +731,9 @@ dovekie_search_plan_proof_exprs (const DovekieSearchPlan *plan)
     {
       GString *expr = g_string_new (NULL);
 
-      append_literal (expr, g_ptr_array_index (plan->boundaries, 0));
+      /* A definite plan without runs is one boundary or one character. */
+      append_literal (expr, g_ptr_array_index (plan->boundaries->len > 0 ? plan->boundaries
+                                                                          : plan->chars, 0));
       g_ptr_array_add (out, g_string_free (expr, FALSE));
       return out;
     }

@@ -15,6 +15,17 @@
  * the index also holds a boundary term: the last code point of the first,
  * the space, the first code point of the second.
  *
+ * Characters. Every code point of the text but white space (space, tab,
+ * CR, LF) is also a term, DOVEKIE_SEARCH_CHAR_MARK and the code point;
+ * and so is each pair of adjacent such code points of which at least one
+ * is not a word character ("$$", "p:", "//", "@y", "e."), the mark and
+ * the pair. A needle of one such code point, or of such a pair, is in the
+ * text exactly when its term is in the row: these prove searches for one
+ * character (punctuation, non-ASCII, a letter) and for two with
+ * punctuation. In longer needles the pairs narrow the candidates. Pairs
+ * of two word characters are not terms: they are most of a text's pairs
+ * (four in five at corpus x1), and the words narrow those needles.
+ *
  * Vocabulary. Every short word of three code points or more that a row
  * holds is also in the index's vocabulary (dovekie-search-index.h). So:
  *   - a run R of word characters (three or more code points) lies in a
@@ -42,7 +53,9 @@
  * proven by the words that contain it (and by its marked gram when it is
  * three or four code points); for three code points that finds every
  * match, else only the messages that hold it in long words alone are left
- * to verify. A needle "x y" is proven by its boundary term.
+ * to verify. A needle "x y" is proven by its boundary term. A needle that
+ * is one character term (see Characters) is proven by it; the character
+ * terms of any needle join the AND of its candidates.
  */
 #ifndef DOVEKIE_SEARCH_PLAN_H
 #define DOVEKIE_SEARCH_PLAN_H
@@ -67,6 +80,9 @@ G_BEGIN_DECLS
 #define DOVEKIE_SEARCH_WORD_BYTES 20
 /* First byte of a gram term; never a word character. */
 #define DOVEKIE_SEARCH_GRAM_MARK '#'
+/* First byte of a character or character pair term; never a word
+ * character, never white space. */
+#define DOVEKIE_SEARCH_CHAR_MARK '!'
 /* Code points of a gram. Four, not three: the trigrams of a long run of
  * random letters (base64 that a broken MIME part left as text) cover
  * nearly every trigram, so that message was a candidate of nearly every
@@ -107,11 +123,15 @@ typedef struct {
    * space separates, every scope but HEADER, at most
    * DOVEKIE_SEARCH_PLAN_MAX_RUNS; owned by the plan. */
   GPtrArray *boundaries;
+  /* Character terms (DOVEKIE_SEARCH_CHAR_MARK and one code point, or a
+   * pair with a non-word character) that the needle holds, at most
+   * DOVEKIE_SEARCH_PLAN_MAX_RUNS; owned by the plan. */
+  GPtrArray *chars;
   /* TRUE when the scope's text is stored verbatim (every scope but
    * HEADER, whose search may compress white space) and the
    * needle is one run of at most DOVEKIE_SEARCH_WORD_BYTES bytes, or is
-   * one boundary term: then dovekie_search_plan_proof_exprs proves
-   * matches. */
+   * one boundary term, or one character term: then
+   * dovekie_search_plan_proof_exprs proves matches. */
   gboolean definite;
 } DovekieSearchPlan;
 
@@ -122,12 +142,20 @@ dovekie_search_is_word_char (gunichar c)
   return c >= 0x80 || g_ascii_isalnum (c) || c == '-' || c == '_';
 }
 
+/* Whether code point `c` is white space, which no character term holds. */
+static inline gboolean
+dovekie_search_is_space (gunichar c)
+{
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
 /* Called once per term of a text: `term` (`len` bytes, not terminated)
  * is valid only during the call. Returns FALSE to stop. */
 typedef gboolean (*DovekieSearchTermFunc) (gpointer data, const gchar *term, gsize len);
 
-/* Calls `func` for every term of `text` (`len` bytes of valid UTF-8), in
- * text order, repeats included. Returns FALSE when `func` stopped the
+/* Calls `func` for every term of `text` (`len` bytes of valid UTF-8): the
+ * word, gram and boundary terms in text order, then the character terms
+ * in text order, repeats included. Returns FALSE when `func` stopped the
  * walk. */
 gboolean dovekie_search_terms_foreach (const gchar *text, gsize len, DovekieSearchTermFunc func,
                                        gpointer data);
@@ -137,7 +165,8 @@ gboolean dovekie_search_terms_foreach (const gchar *text, gsize len, DovekieSear
 static inline gboolean
 dovekie_search_term_is_word (const gchar *term, gsize len)
 {
-  return len > 0 && term[0] != DOVEKIE_SEARCH_GRAM_MARK && memchr (term, ' ', len) == NULL;
+  return len > 0 && term[0] != DOVEKIE_SEARCH_GRAM_MARK && term[0] != DOVEKIE_SEARCH_CHAR_MARK &&
+         memchr (term, ' ', len) == NULL;
 }
 
 /* Like dovekie_search_terms_foreach, but the terms of a word that occurred
@@ -147,9 +176,10 @@ gboolean dovekie_search_terms_foreach_unique (const gchar *text, gsize len,
                                               DovekieSearchTermFunc func, gpointer data);
 
 /* Plans a lookup of `needle` (`len` bytes; invalid UTF-8 bytes count as
- * separators). Returns FALSE, with no runs, when the needle has no run of
- * three word code points and no boundary: the index cannot help then. Clear the plan with
- * dovekie_search_plan_clear in either case. */
+ * separators). Returns FALSE, with no terms, when the needle has no run of
+ * three word code points, no boundary and no character term: the index
+ * cannot help then. Clear the plan with dovekie_search_plan_clear in
+ * either case. */
 gboolean dovekie_search_plan_build (const gchar *needle, gsize len, DovekieIndexScope scope,
                                     DovekieSearchPlan *plan);
 void dovekie_search_plan_clear (DovekieSearchPlan *plan);
@@ -157,8 +187,8 @@ void dovekie_search_plan_clear (DovekieSearchPlan *plan);
 /* The FTS5 MATCH expressions of the candidates of a handled plan whose
  * runs have their words: the rows that match any of them. Usually one:
  * for each run (("word" OR ...) OR ("#4-gram" AND ...) OR ("#trigram" AND
- * ...)) (("#abc" *) for a run of three code points), and each boundary
- * term, joined by AND; string literals have "" doubled. For a definite
+ * ...)) (("#abc" *) for a run of three code points), each boundary term
+ * and each character term, joined by AND; string literals have "" doubled. For a definite
  * plan without the words, which the proof covers. A run in more than
  * DOVEKIE_SEARCH_PLAN_EXPR_WORDS words is left out of the AND; when
  * nothing else is left, its words in parts of that many, and its grams.
@@ -168,13 +198,14 @@ GPtrArray *dovekie_search_plan_match_exprs (const DovekieSearchPlan *plan);
 /* For a definite plan, the FTS5 MATCH expressions whose rows certainly
  * contain the needle: the run's words (in parts of at most
  * DOVEKIE_SEARCH_PLAN_EXPR_WORDS), and its marked gram when the needle is
- * at most DOVEKIE_SEARCH_GRAM_CHARS code points; or the boundary term.
+ * at most DOVEKIE_SEARCH_GRAM_CHARS code points; or the boundary term; or
+ * the character term.
  * Empty when the plan is not definite. Free with g_ptr_array_unref. */
 GPtrArray *dovekie_search_plan_proof_exprs (const DovekieSearchPlan *plan);
 
 /* Whether a definite plan's candidates are all proven (the needle is a
- * boundary term, or three code points: the proof expression finds every
- * match). */
+ * boundary term, a character term, or three code points: the proof
+ * expression finds every match). */
 gboolean dovekie_search_plan_proof_is_complete (const DovekieSearchPlan *plan);
 
 G_END_DECLS

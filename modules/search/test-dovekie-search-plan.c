@@ -14,28 +14,52 @@ typedef struct {
   gboolean definite;
   /* runs joined by '|', each as prefix (or "~") "/" grams joined by ','
    * ("*" after a gram asked as a prefix), "+" trigrams joined by ',', then
-   * "|[boundary]" for each boundary term */
+   * "|[boundary]" for each boundary term, then "|{term}" for each
+   * character term */
   const gchar *runs;
 } PlanCase;
 
 static const PlanCase plan_cases[] = {
-  /* too short: Dovecot searches by itself */
+  /* too short, ASCII letters and digits: Dovecot searches by itself */
   { "", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
   { "ab", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
-  { "\xc3\xa9t", DOVEKIE_INDEX_SCOPE_BODY, FALSE, FALSE, "" },
-  /* no run of three word code points, no boundary */
+  { "zx", DOVEKIE_INDEX_SCOPE_BODY, FALSE, FALSE, "" },
+  { " ", DOVEKIE_INDEX_SCOPE_BODY, FALSE, FALSE, "" },
+  { "\t\n", DOVEKIE_INDEX_SCOPE_BODY, FALSE, FALSE, "" },
+  { "\xff", DOVEKIE_INDEX_SCOPE_BODY, FALSE, FALSE, "" },
+  /* no run of three word code points, no boundary, no character term */
   { "a b", DOVEKIE_INDEX_SCOPE_HEADER, FALSE, FALSE, "" },
   { "a  b", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
-  { "a\"b", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
   { "ab\r\ncd", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
   { "ab\xff" "cd", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
+  /* one character, or a pair with a non-word character: proven by its
+   * character term (issue 20), except in a header */
+  { "%", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "{!%}" },
+  { "z", DOVEKIE_INDEX_SCOPE_SUBJECT, TRUE, TRUE, "{!z}" },
+  { "\xc3\xa9", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, TRUE, "{!\xc3\xa9}" },
+  { "\"", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "{!\"}" },
+  { "!", DOVEKIE_INDEX_SCOPE_HEADER, TRUE, FALSE, "{!!}" },
+  { "$$", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "{!$$}" },
+  { "$1", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "{!$1}" },
+  { "\xc3\xa9.", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "{!\xc3\xa9.}" },
+  /* two word characters: not a term; non-ASCII ones narrow */
+  { "\xc3\xa9t", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "{!\xc3\xa9}" },
+  { "\xe4\xb8\xad\xe6\x96\x87", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE,
+    "{!\xe4\xb8\xad}|{!\xe6\x96\x87}" },
+  /* longer: the pairs and the non-word characters narrow */
+  { "$$$", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "{!$}|{!$$}" },
+  { "a\"b", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, FALSE, "{!a\"}|{!\"}|{!\"b}" },
+  { "$ 5", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "{!$}" },
+  { "http://www.", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE,
+    "http/#http+#htt,#ttp|www/#www*|{!p:}|{!:}|{!:/}|{!/}|{!//}|{!/w}|{!w.}|{!.}" },
   /* one boundary term: proven */
   { "a b", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, TRUE, "[a b]" },
-  { "\xc3\xa9 \xe6\x97\xa5", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "[\xc3\xa9 \xe6\x97\xa5]" },
+  { "\xc3\xa9 \xe6\x97\xa5", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "[\xc3\xa9 \xe6\x97\xa5]|{!\xc3\xa9}|{!\xe6\x97\xa5}" },
   { "ab c", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "[b c]" },
   /* fuzz-search-plan: a stray continuation byte after the right word was
    * taken into the boundary term (invalid UTF-8) */
   { "ab c\x80", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "[b c]" },
+  { "ab c.", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "[b c]|{!c.}|{!.}" },
   /* one run of at most DOVEKIE_SEARCH_WORD_BYTES: proven */
   { "abc", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, TRUE, "abc/#abc*" },
   { "abc", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "abc/#abc*" },
@@ -69,10 +93,15 @@ static const PlanCase plan_cases[] = {
   { "click here", DOVEKIE_INDEX_SCOPE_SUBJECT, TRUE, FALSE,
     "click/#clic,#lick+#cli,#lic,#ick|here/#here+#her,#ere|[k h]" },
   { "of the", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "the/#the*|[f t]" },
-  { "a, the", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "the/#the*" },
-  { "x.yz@abc", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, FALSE, "abc/#abc*" },
+  { "a, the", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "the/#the*|{!a,}|{!,}" },
+  { "x.yz@abc", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, FALSE,
+    "abc/#abc*|{!x.}|{!.}|{!.y}|{!z@}|{!@}|{!@a}" },
   { "abc\ndef", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, FALSE, "abc/#abc*|def/#def*" },
   { "abc\xff", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, FALSE, "abc/#abc*" },
+  /* at most DOVEKIE_SEARCH_PLAN_MAX_RUNS character terms */
+  { "..........", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "{!.}|{!..}" },
+  { "!#$%&()*+,", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE,
+    "{!!}|{!!#}|{!#}|{!#$}|{!$}|{!$%}|{!%}|{!%&}" },
 };
 
 static gchar *
@@ -105,6 +134,9 @@ runs_string (const DovekieSearchPlan *plan)
   for (guint i = 0; i < plan->boundaries->len; i++)
     g_string_append_printf (out, "%s[%s]", out->len > 0 ? "|" : "",
                             (const gchar *) g_ptr_array_index (plan->boundaries, i));
+  for (guint i = 0; i < plan->chars->len; i++)
+    g_string_append_printf (out, "%s{%s}", out->len > 0 ? "|" : "",
+                            (const gchar *) g_ptr_array_index (plan->chars, i));
   return g_string_free (out, FALSE);
 }
 
@@ -241,6 +273,9 @@ static const ProofCase proof_cases[] = {
   { "click here", "click", "", FALSE },
   { "abcdefghijklmnopqrstu", NULL, "", FALSE },
   { "a b", NULL, "\"a b\"", TRUE },
+  { "%", NULL, "\"!%\"", TRUE },
+  { "$$", NULL, "\"!$$\"", TRUE },
+  { "\"", NULL, "\"!\"\"\"", TRUE },
 };
 
 START_TEST (test_plan_proof_exprs)
@@ -307,16 +342,58 @@ static const TermsCase terms_cases[] = {
     "#\xc3\xa9\xc3\xa9\xc3\xa9" },
 };
 
+/* Collects the terms but the character terms (those of chars_cases). */
 static gboolean
 collect_term (gpointer data, const gchar *term, gsize len)
 {
   GString *out = data;
 
+  if (term[0] == DOVEKIE_SEARCH_CHAR_MARK)
+    return TRUE;
   if (out->len > 0)
     g_string_append_c (out, '|');
   g_string_append_len (out, term, (gssize) len);
   return TRUE;
 }
+
+static const TermsCase chars_cases[] = {
+  { "", "" },
+  { " \t\r\n", "" },
+  { "ab", "!a|!b" },
+  /* pairs with a non-word character; never across white space */
+  { "a.b c", "!a|!.|!a.|!b|!.b|!c" },
+  { "$$ $", "!$|!$|!$$|!$" },
+  { "\xc3\xa9!", "!\xc3\xa9|!!|!\xc3\xa9!" },
+  /* an invalid byte is no code point and breaks a pair */
+  { ".\xff.", "!.|!." },
+  /* a long word too: every code point */
+  { "abcdefghijklmnopqrstu.",
+    "!a|!b|!c|!d|!e|!f|!g|!h|!i|!j|!k|!l|!m|!n|!o|!p|!q|!r|!s|!t|!u|!.|!u." },
+};
+
+/* Collects the character terms only. */
+static gboolean
+collect_char_term (gpointer data, const gchar *term, gsize len)
+{
+  GString *out = data;
+
+  if (term[0] != DOVEKIE_SEARCH_CHAR_MARK)
+    return TRUE;
+  if (out->len > 0)
+    g_string_append_c (out, '|');
+  g_string_append_len (out, term, (gssize) len);
+  return TRUE;
+}
+
+START_TEST (test_terms_foreach_chars)
+{
+  const TermsCase *c = &chars_cases[_i];
+  g_autoptr (GString) out = g_string_new (NULL);
+
+  ck_assert (dovekie_search_terms_foreach (c->text, strlen (c->text), collect_char_term, out));
+  ck_assert_str_eq (out->str, c->terms);
+}
+END_TEST
 
 static gboolean
 stop_after_one (gpointer data, const gchar *term, gsize len)
@@ -374,6 +451,7 @@ static const gchar *const unique_texts[] = {
   "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e x",
   "abcdefghijklmnopqrstuvwxyz, abcdefghijklmnopqrstuvwxyz abc",
   "abc abcd bcd abc",
+  "$$$ $$ a.b. a.b. \xc3\xa9! \xc3\xa9!",
 };
 
 START_TEST (test_terms_foreach_unique)
@@ -420,12 +498,13 @@ START_TEST (test_terms_foreach_unique_repeats)
 }
 END_TEST
 
+/* Counts the terms but the character terms. */
 static gboolean
 count_term (gpointer data, const gchar *term, gsize len)
 {
-  (void) term;
   (void) len;
-  (*(guint *) data)++;
+  if (term[0] != DOVEKIE_SEARCH_CHAR_MARK)
+    (*(guint *) data)++;
   return TRUE;
 }
 
@@ -516,6 +595,7 @@ plan_suite (void)
   suite_add_tcase (s, tc);
   tc = tcase_create ("dovekie_search_terms_foreach");
   tcase_add_loop_test (tc, test_terms_foreach, 0, G_N_ELEMENTS (terms_cases));
+  tcase_add_loop_test (tc, test_terms_foreach_chars, 0, G_N_ELEMENTS (chars_cases));
   tcase_add_test (tc, test_terms_foreach_stops);
   tcase_add_loop_test (tc, test_terms_foreach_unique, 0, G_N_ELEMENTS (unique_texts));
   tcase_add_test (tc, test_terms_foreach_unique_repeats);
