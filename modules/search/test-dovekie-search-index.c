@@ -552,6 +552,39 @@ last_uid_of (DovekieIndex *index)
   return last;
 }
 
+/* Issue 20: needles where words prove nothing. One character, or two
+ * with a non-word one, are proven by their character terms in the body
+ * and the keyed fields (definite, nothing left to read), only narrowed in
+ * HEADER; longer punctuation is narrowed by its pairs. */
+START_TEST (test_character_terms)
+{
+  DovekieIndex *index = open_index (1);
+
+  add_doc (index, 1, "Subject: Zebra $$$\n", "price $19.99, 50% off!!");
+  add_doc (index, 2, NULL, "caf\xc3\xa9 cr\xc3\xa8me... see http://www.example.test/");
+  add_doc (index, 3, "Subject: plain\n", "nothing here at all");
+  ck_assert (v->flush (index, NULL));
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "%", "1d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "!", "1d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "\xc3\xa9", "2d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "\xc3\xa8m", "2m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "z", "");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "h", "2d 3d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "$1", "1d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "..", "2d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "!!", "1d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "...", "2m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "http://www.", "2m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "$$$", "");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_TEXT, "$$$", "1m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_TEXT, "$", "1d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_HEADER, "Z", "1m");
+  /* white space is no character term */
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, " ", "unhandled");
+  v->close (index);
+}
+END_TEST
+
 /* A run found in more words than one expression takes: proven in parts
  * (BODY), or asked in parts as candidates (HEADER, never proven). The
  * vocabulary is read a batch (2 messages) at a time as it grows. */
@@ -932,6 +965,7 @@ index_suite (void)
     { "doc_append_invalid_utf8", test_invalid_utf8_is_stored, 1 },
     { "doc_end_batches", test_uncommitted_batch_is_lost_on_crash, 1 },
     { "lookup_run_in_many_words", test_run_in_many_words, 1 },
+    { "lookup_character_terms", test_character_terms, 1 },
     { "optimize_compacts_vocabulary", test_optimize_compacts_the_vocabulary, 1 },
     { "flush_compacts_repeated_vocabulary", test_vocabulary_holds_each_word_once, 1 },
     { "two_writers", test_writers_share_last_uid, 1 },
