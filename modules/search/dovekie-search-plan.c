@@ -263,11 +263,12 @@ terms_walk (const gchar *text, gsize len, WordSet *set, WordSet *grams, Boundary
 }
 
 /* Whether the pair of code points a, b (neither white space) is a term:
- * one of them is not a word character. */
+ * one of them is not an ASCII word character. */
 static gboolean
 is_char_pair (gunichar a, gunichar b)
 {
-  return !dovekie_search_is_word_char (a) || !dovekie_search_is_word_char (b);
+  return a >= 0x80 || b >= 0x80 || !dovekie_search_is_word_char (a) ||
+         !dovekie_search_is_word_char (b);
 }
 
 /* Walks the character terms of text (see dovekie-search-plan.h), each

@@ -18,13 +18,15 @@
  * Characters. Every code point of the text but white space (space, tab,
  * CR, LF) is also a term, DOVEKIE_SEARCH_CHAR_MARK and the code point;
  * and so is each pair of adjacent such code points of which at least one
- * is not a word character ("$$", "p:", "//", "@y", "e."), the mark and
- * the pair. A needle of one such code point, or of such a pair, is in the
- * text exactly when its term is in the row: these prove searches for one
- * character (punctuation, non-ASCII, a letter) and for two with
- * punctuation. In longer needles the pairs narrow the candidates. Pairs
- * of two word characters are not terms: they are most of a text's pairs
- * (four in five at corpus x1), and the words narrow those needles.
+ * is not an ASCII word character ("$$", "p:", "//", "@y", "e.", "中文",
+ * and "e" with a combining accent, which is how the case folding writes
+ * "é"), the mark and the pair. A needle of one such code point, or of
+ * such a pair, is in the text exactly when its term is in the row: these
+ * prove searches for one character (punctuation, non-ASCII, a letter) and
+ * for two with punctuation or non-ASCII. In longer needles the pairs
+ * narrow the candidates. Pairs of two ASCII word characters are not
+ * terms: they are most of a text's pairs (four in five at corpus x1), and
+ * the words narrow those needles.
  *
  * Vocabulary. Every short word of three code points or more that a row
  * holds is also in the index's vocabulary (dovekie-search-index.h). So:
@@ -124,7 +126,8 @@ typedef struct {
    * DOVEKIE_SEARCH_PLAN_MAX_RUNS; owned by the plan. */
   GPtrArray *boundaries;
   /* Character terms (DOVEKIE_SEARCH_CHAR_MARK and one code point, or a
-   * pair with a non-word character) that the needle holds, at most
+   * pair with a code point that is not an ASCII word character) that the
+   * needle holds, at most
    * DOVEKIE_SEARCH_PLAN_MAX_RUNS; owned by the plan. */
   GPtrArray *chars;
   /* TRUE when the scope's text is stored verbatim (every scope but

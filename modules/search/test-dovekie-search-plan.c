@@ -42,10 +42,16 @@ static const PlanCase plan_cases[] = {
   { "$$", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "{!$$}" },
   { "$1", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "{!$1}" },
   { "\xc3\xa9.", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "{!\xc3\xa9.}" },
-  /* two word characters: not a term; non-ASCII ones narrow */
-  { "\xc3\xa9t", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "{!\xc3\xa9}" },
-  { "\xe4\xb8\xad\xe6\x96\x87", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE,
-    "{!\xe4\xb8\xad}|{!\xe6\x96\x87}" },
+  /* a pair with a non-ASCII code point is a term too; two ASCII word
+   * characters are not */
+  { "\xc3\xa9t", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "{!\xc3\xa9t}" },
+  { "e\xcc\x81", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "{!e\xcc\x81}" },
+  { "\xe4\xb8\xad\xe6\x96\x87", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE,
+    "{!\xe4\xb8\xad\xe6\x96\x87}" },
+  /* non-ASCII code points narrow a needle without runs */
+  { "\xe4\xb8\xad\xe6\x96\x87\n\xe6\x96\x87\xe4\xb8\xad", DOVEKIE_INDEX_SCOPE_BODY, TRUE,
+    FALSE, "{!\xe4\xb8\xad}|{!\xe4\xb8\xad\xe6\x96\x87}|{!\xe6\x96\x87}|"
+    "{!\xe6\x96\x87\xe4\xb8\xad}" },
   /* longer: the pairs and the non-word characters narrow */
   { "$$$", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "{!$}|{!$$}" },
   { "a\"b", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, FALSE, "{!a\"}|{!\"}|{!\"b}" },
@@ -72,9 +78,10 @@ static const PlanCase plan_cases[] = {
     "abcdefghijklmnopqrst/#abcd,#defg,#ghij,#jklm,#mnop,#qrst+#abc,#def,#ghi,#klm,#nop,#rst" },
   /* code points, not bytes */
   { "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE,
-    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e/#\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e*" },
+    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e/#\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e*|"
+    "{!\xe6\x97\xa5\xe6\x9c\xac}|{!\xe6\x9c\xac\xe8\xaa\x9e}" },
   { "caf\xc3\xa9s", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE,
-    "caf\xc3\xa9s/#caf\xc3\xa9,#af\xc3\xa9s+#caf,#af\xc3\xa9,#f\xc3\xa9s" },
+    "caf\xc3\xa9s/#caf\xc3\xa9,#af\xc3\xa9s+#caf,#af\xc3\xa9,#f\xc3\xa9s|{!f\xc3\xa9}|{!\xc3\xa9s}" },
   /* never proven in a header, whose text is not stored verbatim */
   { "abc", DOVEKIE_INDEX_SCOPE_HEADER, TRUE, FALSE, "abc/#abc*" },
   /* the keyed fields are (what SUBJECT, FROM... compare, as stored) */
@@ -364,6 +371,8 @@ static const TermsCase chars_cases[] = {
   { "a.b c", "!a|!.|!a.|!b|!.b|!c" },
   { "$$ $", "!$|!$|!$$|!$" },
   { "\xc3\xa9!", "!\xc3\xa9|!!|!\xc3\xa9!" },
+  /* and pairs with a non-ASCII code point */
+  { "ab\xc3\xa9" "c", "!a|!b|!\xc3\xa9|!b\xc3\xa9|!c|!\xc3\xa9" "c" },
   /* an invalid byte is no code point and breaks a pair */
   { ".\xff.", "!.|!." },
   /* a long word too: every code point */

@@ -80,7 +80,9 @@ COMBOS = ["BODY the SEEN", "TEXT example NOT DELETED", "OR BODY world BODY zebra
           "NOT (BODY the OR SUBJECT one FLAGGED)", "BODY e LARGER 400 SINCE 2-Jan-2024",
           "UID 3:* NOT TEXT quick", "KEYWORD $Home TEXT \"grüße\"", "(BODY a BODY e) (NOT BODY q)"]
 NEEDLES = ["größe", "GRÖSSE", "café", "köln", "東京", "ωmega", "übermaß", "zürich", "naïve",
-           "ü", "crème"]
+           "ü", "crème",
+           # one character, or two with punctuation (character terms, issue 20)
+           "ß", "é", "Ö", "東", "&", ",", "<", "=", "e,", ".\r", "x"]
 
 
 def test_every_search_key(stock_and_dovekie):

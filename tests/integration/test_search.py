@@ -121,6 +121,18 @@ QUERIES = [
     ("literal", "FROM", "müller"), ("literal", "BODY", "日本語"),
     ("literal", "BODY", "検索エンジン"), ("literal", "SUBJECT", "日本語のテ"),
     ("literal", "TEXT", "テスト"), ("literal", "BODY", "été"),
+    # one character, or two with punctuation: proven by character terms
+    # (issue 20); longer punctuation narrowed by its pairs
+    "BODY \"%\"", "BODY \"!\"", "BODY \"$\"", "BODY \"$$\"", "BODY \"$1\"", "BODY q",
+    "BODY \"\\\"\"", "BODY \"e.\"", "BODY \"..\"", "BODY \"...\"", "BODY \"$$$\"",
+    "BODY \"://\"", "BODY \"@\"", "BODY \"=20\"", "BODY \"<a href\"", "BODY \"$19.99\"",
+    "BODY \"@yahoo.com\"", "SUBJECT Z", "SUBJECT \"!\"", "SUBJECT \":\"", "FROM \"<\"",
+    "TO \"@\"", "CC \",\"", "TEXT \"$\"", "TEXT \"e-mail:\"", "HEADER Subject \"!\"",
+    "NOT BODY \"%\"", "NOT BODY \"...\"", "OR BODY \"%\" SUBJECT \"!\"",
+    ("literal", "BODY", "é"), ("literal", "BODY", "ü"), ("literal", "BODY", "Ä"),
+    ("literal", "BODY", "日"), ("literal", "SUBJECT", "日"), ("literal", "BODY", "©"),
+    ("literal", "BODY", "é."), ("literal", "BODY", "中文"), ("literal", "FROM", "ü"),
+    ("literal", "TEXT", "。"),
 ]
 
 
