@@ -5,8 +5,9 @@
  * the rest is both a needle and a message text.
  *
  * Planner (on the raw bytes, any scope): every run and boundary of the plan
- * is made of the needle's own word characters, within the documented
- * limits; a definite plan is exactly the needle; and, for a valid UTF-8
+ * is made of the needle's own word characters, and every character term of
+ * its own code points, within the documented limits; a definite plan is
+ * exactly the needle; and, for a valid UTF-8
  * needle, the terms the plan requires are among the terms the tokenizer
  * gives for the needle as a text (the superset property, without SQLite).
  *
@@ -189,6 +190,32 @@ check_boundary (const gchar *term, const gchar *needle, gsize len)
     fail ("bad boundary", needle);
 }
 
+/* A character term: the mark, then one code point or a pair with one
+ * that is not an ASCII word character, none of them white space, found
+ * in the needle. */
+static void
+check_char_term (const gchar *term, const gchar *needle, gsize len)
+{
+  gsize n = strlen (term);
+  glong chars;
+  gunichar a, b;
+
+  if (n < 2 || term[0] != DOVEKIE_SEARCH_CHAR_MARK || !g_utf8_validate (term + 1, (gssize) n - 1, NULL) ||
+      memmem (needle, len, term + 1, n - 1) == NULL)
+    fail ("bad character term", needle);
+  chars = g_utf8_strlen (term + 1, (gssize) n - 1);
+  a = g_utf8_get_char (term + 1);
+  if (chars < 1 || chars > 2 || dovekie_search_is_space (a))
+    fail ("bad character term", needle);
+  if (chars == 2)
+    {
+      b = g_utf8_get_char (g_utf8_next_char (term + 1));
+      if (dovekie_search_is_space (b) ||
+          (a < 0x80 && b < 0x80 && dovekie_search_is_word_char (a) && dovekie_search_is_word_char (b)))
+        fail ("bad character pair", needle);
+    }
+}
+
 static void
 check_plan (const gchar *needle, gsize len, DovekieIndexScope scope)
 {
@@ -197,10 +224,11 @@ check_plan (const gchar *needle, gsize len, DovekieIndexScope scope)
   gboolean valid = g_utf8_validate (needle, (gssize) len, NULL);
   g_autoptr (GPtrArray) proof = dovekie_search_plan_proof_exprs (&plan);
 
-  if (handled != (plan.runs->len > 0 || plan.boundaries->len > 0))
+  if (handled != (plan.runs->len > 0 || plan.boundaries->len > 0 || plan.chars->len > 0))
     fail ("handled without terms, or terms unused", needle);
   if (plan.runs->len > DOVEKIE_SEARCH_PLAN_MAX_RUNS ||
-      plan.boundaries->len > DOVEKIE_SEARCH_PLAN_MAX_RUNS)
+      plan.boundaries->len > DOVEKIE_SEARCH_PLAN_MAX_RUNS ||
+      plan.chars->len > DOVEKIE_SEARCH_PLAN_MAX_RUNS)
     fail ("too many runs", needle);
   if (scope == DOVEKIE_INDEX_SCOPE_HEADER && (plan.definite || plan.boundaries->len > 0))
     fail ("header plan uses boundaries or proves", needle);
@@ -208,8 +236,11 @@ check_plan (const gchar *needle, gsize len, DovekieIndexScope scope)
     check_run (g_ptr_array_index (plan.runs, i), needle, len);
   for (guint i = 0; i < plan.boundaries->len; i++)
     check_boundary (g_ptr_array_index (plan.boundaries, i), needle, len);
+  for (guint i = 0; i < plan.chars->len; i++)
+    check_char_term (g_ptr_array_index (plan.chars, i), needle, len);
 
-  /* Definite: the needle is exactly its one run or its one boundary. */
+  /* Definite: the needle is exactly its one run, its one boundary or its
+   * one character term. */
   if (proof->len > 0 && !plan.definite)
     fail ("proof expression without a definite plan", needle);
   if (plan.definite)
@@ -218,9 +249,11 @@ check_plan (const gchar *needle, gsize len, DovekieIndexScope scope)
                              ? ((const DovekieSearchRun *) g_ptr_array_index (plan.runs, 0))->prefix
                            : plan.boundaries->len == 1 && plan.runs->len == 0
                              ? g_ptr_array_index (plan.boundaries, 0)
+                           : plan.chars->len == 1 && plan.runs->len == 0 && plan.boundaries->len == 0
+                             ? (const gchar *) g_ptr_array_index (plan.chars, 0) + 1
                              : NULL;
-      if (whole == NULL || plan.boundaries->len + plan.runs->len != 1 || strlen (whole) != len ||
-          memcmp (whole, needle, len) != 0)
+      if (whole == NULL || plan.boundaries->len + plan.runs->len > 1 ||
+          strlen (whole) != len || memcmp (whole, needle, len) != 0)
         fail ("definite plan is not the needle", needle);
     }
   /* ...and a short one-word needle is always proven. */
@@ -257,6 +290,9 @@ check_plan (const gchar *needle, gsize len, DovekieIndexScope scope)
       for (guint i = 0; i < plan.boundaries->len; i++)
         if (!g_hash_table_contains (terms, g_ptr_array_index (plan.boundaries, i)))
           fail ("boundary not found in the needle's own terms", needle);
+      for (guint i = 0; i < plan.chars->len; i++)
+        if (!g_hash_table_contains (terms, g_ptr_array_index (plan.chars, i)))
+          fail ("character term not found in the needle's own terms", needle);
     }
   dovekie_search_plan_clear (&plan);
 }
