@@ -288,7 +288,7 @@ chars_walk (const gchar *text, gsize len, BoundarySet *seen, DovekieSearchTermFu
       gsize step;
       gunichar c = next_char (text + pos, len - pos, &step);
 
-      if (c == (gunichar) -1 || dovekie_search_is_space (c))
+      if (!dovekie_search_is_char_term (c))
         {
           prev_c = (gunichar) -1;
           pos += step;
@@ -461,7 +461,7 @@ plan_chars (const gchar *needle, gsize len, DovekieSearchPlan *plan)
   gunichar prev_c = (gunichar) -1;
 
   c[0] = len > 0 ? next_char (needle, len, &step[0]) : (gunichar) -1;
-  if (c[0] != (gunichar) -1 && !dovekie_search_is_space (c[0]))
+  if (dovekie_search_is_char_term (c[0]))
     {
       if (step[0] == len)
         {
@@ -469,8 +469,8 @@ plan_chars (const gchar *needle, gsize len, DovekieSearchPlan *plan)
           return TRUE;
         }
       c[1] = next_char (needle + step[0], len - step[0], &step[1]);
-      if (step[0] + step[1] == len && c[1] != (gunichar) -1 &&
-          !dovekie_search_is_space (c[1]) && is_char_pair (c[0], c[1]))
+      if (step[0] + step[1] == len && dovekie_search_is_char_term (c[1]) &&
+          is_char_pair (c[0], c[1]))
         {
           add_char_term (needle, 0, len, plan);
           return TRUE;
@@ -481,7 +481,7 @@ plan_chars (const gchar *needle, gsize len, DovekieSearchPlan *plan)
       gsize n;
       gunichar here = next_char (needle + pos, len - pos, &n);
 
-      if (here == (gunichar) -1 || dovekie_search_is_space (here))
+      if (!dovekie_search_is_char_term (here))
         here = (gunichar) -1;
       else
         {

@@ -205,12 +205,12 @@ check_char_term (const gchar *term, const gchar *needle, gsize len)
     fail ("bad character term", needle);
   chars = g_utf8_strlen (term + 1, (gssize) n - 1);
   a = g_utf8_get_char (term + 1);
-  if (chars < 1 || chars > 2 || dovekie_search_is_space (a))
+  if (chars < 1 || chars > 2 || !dovekie_search_is_char_term (a))
     fail ("bad character term", needle);
   if (chars == 2)
     {
       b = g_utf8_get_char (g_utf8_next_char (term + 1));
-      if (dovekie_search_is_space (b) ||
+      if (!dovekie_search_is_char_term (b) ||
           (a < 0x80 && b < 0x80 && dovekie_search_is_word_char (a) && dovekie_search_is_word_char (b)))
         fail ("bad character pair", needle);
     }
