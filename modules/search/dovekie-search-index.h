@@ -18,8 +18,8 @@
  *   meta(key, value)  schema, uidvalidity, last_uid, generation (changed
  *               by every reset; see begin() in dovekie-search-index.c),
  *               vocab_epoch (changed when optimize rewrites vocab_log).
- *   vocab_log(seq, words)  the vocabulary: every short word of three code
- *               points or more in any row, one row per batch that added
+ *   vocab_log(seq, words)  the vocabulary: every short word of two code
+ *               points or more (three before schema 8) in any row, one row per batch that added
  *               any ('\n' after each word), which a lookup reads once and
  *               then from the seq it reached, and scans in memory for the
  *               words that contain a needle's run. A word may be logged

@@ -148,6 +148,23 @@ word_terms (const gchar *word, gsize len, guint chars, WordSet *grams,
         }
       chars--;
     }
+  /* And its last two code points, so that "#xy" * finds a pair of code
+   * points anywhere in a long word. */
+  {
+    gsize start = len;
+
+    for (guint k = 0; k < 2; k++)
+      do
+        start--;
+      while (start > 0 && is_continuation ((guchar) word[start]));
+    if (grams == NULL || !word_set_seen (grams, (gsize) (word + start - grams->text), len - start))
+      {
+        gram[0] = DOVEKIE_SEARCH_GRAM_MARK;
+        memcpy (gram + 1, word + start, len - start);
+        if (!func (data, gram, 1 + len - start))
+          return FALSE;
+      }
+  }
   return TRUE;
 }
 
@@ -250,7 +267,7 @@ terms_walk (const gchar *text, gsize len, WordSet *set, WordSet *grams, Boundary
           !func (data, boundary, boundary_term (text + prev_last, prev_end - prev_last,
                                                 text + start, pos - start, boundary)))
         return FALSE;
-      if (chars >= 3 && (set == NULL || !word_set_seen (set, start, pos - start)) &&
+      if (chars >= 2 && (set == NULL || !word_set_seen (set, start, pos - start)) &&
           !word_terms (text + start, pos - start, chars,
                        pos - start > DOVEKIE_SEARCH_WORD_BYTES ? word_set_ready (grams, len) : NULL,
                        func, data))
@@ -335,9 +352,9 @@ dovekie_search_terms_foreach_unique (const gchar *text, gsize len, DovekieSearch
   guint slots = 64;
   gboolean ok;
 
-  /* A word of three code points or more and its separator take four
-   * bytes at least: len / 2 slots keep the set at most half full. */
-  while (slots < len / 2 && slots < WORD_SET_MAX_SLOTS)
+  /* A word of two code points or more and its separator take three
+   * bytes at least: len * 2 / 3 slots keep the set at most half full. */
+  while (slots < len / 3 * 2 && slots < WORD_SET_MAX_SLOTS)
     slots *= 2;
   if (len < G_MAXUINT32)
     {
@@ -540,7 +557,11 @@ dovekie_search_plan_build (const gchar *needle, gsize len, DovekieIndexScope sco
         {
           if (pos < len)
             one_run = FALSE;
-          if (run_chars >= 3)
+          /* A needle that is two ASCII word characters ("zx") is a run
+           * too: the short words that contain it, and "#zx" *. Not
+           * within a longer needle, whose other terms narrow more than
+           * the thousands of words a pair of letters is found in. */
+          if (run_chars >= 3 || (run_chars == 2 && run_start == 0 && pos == len && len == 2))
             plan_run (needle, run_start, pos, run_chars, plan);
           if (run_chars > 0)
             {

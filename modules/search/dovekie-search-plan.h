@@ -10,14 +10,15 @@
  * DOVEKIE_SEARCH_GRAM_MARK and the DOVEKIE_SEARCH_GRAM_CHARS code points
  * that start at each of its code points, and its last three code points;
  * a word longer than DOVEKIE_SEARCH_GRAM_WORD_BYTES by its marked trigrams
- * (the three code points at each position). Every term is a substring of
+ * (the three code points at each position); either also by its last two
+ * code points, marked (schema 8). Every term is a substring of
  * the text (after its mark). Where exactly one space separates two words,
  * the index also holds a boundary term: the last code point of the first,
  * the space, the first code point of the second.
  *
  * Characters. Every code point of the text but white space (space, tab,
- * CR, LF) and U+FFFD is also a term, DOVEKIE_SEARCH_CHAR_MARK and the code point;
- * and so is each pair of adjacent such code points of which at least one
+ * CR, LF) and U+FFFD is also a term, DOVEKIE_SEARCH_CHAR_MARK and the
+ * code point (schema 8); and so is each pair of adjacent such code points of which at least one
  * is not an ASCII word character ("$$", "p:", "//", "@y", "e.", "中文",
  * and "e" with a combining accent, which is how the case folding writes
  * "é"), the mark and the pair. A needle of one such code point, or of
@@ -28,29 +29,33 @@
  * terms: they are most of a text's pairs (four in five at corpus x1), and
  * the words narrow those needles.
  *
- * Vocabulary. Every short word of three code points or more that a row
- * holds is also in the index's vocabulary (dovekie-search-index.h). So:
- *   - a run R of word characters (three or more code points) lies in a
+ * Vocabulary. Every short word of two code points or more (three before
+ * schema 8) that a row holds is also in the index's vocabulary
+ * (dovekie-search-index.h). So:
+ *   - a run R of word characters (two or more code points) lies in a
  *     short word exactly when that word is among the vocabulary words that
  *     contain R (the words of R: the lookup scans the vocabulary, a few
  *     megabytes, in memory), and in a long word only if every 4-gram of R
  *     or every trigram of R is there as a marked term;
- *   - an R of three code points is in the text exactly when one of those
- *     words or "#R" * matches; one of four is when "#R" is there;
+ *   - an R of two or three code points is in the text exactly when one of
+ *     those words or "#R" * matches; one of four is when "#R" is there;
  *   - "x y" (two word code points and a space) is in the text exactly when
  *     its boundary term is.
  * A row then holds each of its distinct short words once, where a suffix
  * index held every suffix of each: 3.5 times fewer terms for FTS5 to take
  * at corpus x1, which is what indexing spends most of its time on.
  *
- * A needle is planned as its runs of word characters. A message may
- * contain it only if each run (of three or more code points) is in a short
+ * A needle is planned as its runs of word characters (of three code
+ * points or more; a needle of just two ASCII word characters, "zx", is
+ * one run of two, proven as above). A message may
+ * contain it only if each run is in a short
  * or in a long word, and (in every scope but HEADER) each single space between two
  * runs is a boundary term: the AND over runs of (its words OR 4-grams OR
  * trigrams) and over those boundaries gives a superset of the matches.
- * Other separators are never required: they may be where the host's text
- * and the index's legitimately differ (a MIME part boundary, a folded
- * header line); in a header search Dovecot may also compress white space.
+ * White space is never required: it may be where the host's text and
+ * the index's legitimately differ (a MIME part boundary, a folded header
+ * line); in a header search Dovecot may also compress white space. Other
+ * code points are required as character terms (U+FFFD excepted).
  * A needle that is one run, at most DOVEKIE_SEARCH_WORD_BYTES long, is
  * proven by the words that contain it (and by its marked gram when it is
  * three or four code points); for three code points that finds every

@@ -22,8 +22,7 @@ typedef struct {
 static const PlanCase plan_cases[] = {
   /* too short, ASCII letters and digits: Dovecot searches by itself */
   { "", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
-  { "ab", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
-  { "zx", DOVEKIE_INDEX_SCOPE_BODY, FALSE, FALSE, "" },
+
   { " ", DOVEKIE_INDEX_SCOPE_BODY, FALSE, FALSE, "" },
   { "\t\n", DOVEKIE_INDEX_SCOPE_BODY, FALSE, FALSE, "" },
   { "\xff", DOVEKIE_INDEX_SCOPE_BODY, FALSE, FALSE, "" },
@@ -36,6 +35,11 @@ static const PlanCase plan_cases[] = {
   { "a  b", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
   { "ab\r\ncd", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
   { "ab\xff" "cd", DOVEKIE_INDEX_SCOPE_TEXT, FALSE, FALSE, "" },
+  /* two ASCII word characters: a run of two (schema 8) */
+  { "ab", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, TRUE, "ab/#ab*" },
+  { "zx", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "zx/#zx*" },
+  { "zx", DOVEKIE_INDEX_SCOPE_HEADER, TRUE, FALSE, "zx/#zx*" },
+  { "z-", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "z-/#z-*" },
   /* one character, or a pair with a non-word character: proven by its
    * character term (issue 20), except in a header */
   { "%", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "{!%}" },
@@ -328,29 +332,31 @@ typedef struct {
 
 static const TermsCase terms_cases[] = {
   { "", "" },
-  { "ab, c. de", "" },
+  /* two code points: a short word too (schema 8) */
+  { "ab, c. de", "ab|de" },
   { "abc", "abc" },
   /* one space between words: a boundary term */
   { "cde-f x", "cde-f|f x" },
-  { "ab  cd", "" },
-  { "ab\tcd", "" },
-  { "\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac", "\xc3\xa9 \xe6\x97\xa5" },
+  { "ab  cd", "ab|cd" },
+  { "ab\tcd", "ab|cd" },
+  { "\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac", "\xc3\xa9 \xe6\x97\xa5|\xe6\x97\xa5\xe6\x9c\xac" },
   { "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9ex", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9ex" },
   /* every occurrence, in text order */
   { "abc x abc", "abc|c x|x a|abc" },
   { "a@bcd.efg", "bcd|efg" },
   /* DOVEKIE_SEARCH_WORD_BYTES: the word itself */
   { "abcdefghijklmnopqrst", "abcdefghijklmnopqrst" },
-  /* one byte longer: marked 4-grams, and the last three code points */
+  /* one byte longer: marked 4-grams, and the last three and two code
+   * points */
   { "abcdefghijklmnopqrstu",
     "#abcd|#bcde|#cdef|#defg|#efgh|#fghi|#ghij|#hijk|#ijkl|#jklm|#klmn|#lmno|#mnop|#nopq|"
-    "#opqr|#pqrs|#qrst|#rstu|#stu" },
+    "#opqr|#pqrs|#qrst|#rstu|#stu|#tu" },
   { "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9",
     "#\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9|#\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9|"
     "#\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9|#\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9|"
     "#\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9|#\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9|"
     "#\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9|#\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9|"
-    "#\xc3\xa9\xc3\xa9\xc3\xa9" },
+    "#\xc3\xa9\xc3\xa9\xc3\xa9|#\xc3\xa9\xc3\xa9" },
 };
 
 /* Collects the terms but the character terms (those of chars_cases). */
@@ -523,8 +529,8 @@ count_term (gpointer data, const gchar *term, gsize len)
 }
 
 /* The grams of long words are given once per text: a 3000-byte word of
- * "abcdefg" repeated has 7 distinct trigrams, a 100-byte one 7 4-grams and
- * the trigram of its end; the distinct terms are those of the plain walk,
+ * "abcdefg" repeated has 7 distinct trigrams and the pair of its end, a
+ * 100-byte one 7 4-grams and the trigram and the pair of its end; the distinct terms are those of the plain walk,
  * also with multibyte code points and more grams than the set holds. */
 START_TEST (test_terms_foreach_unique_grams)
 {
@@ -537,10 +543,10 @@ START_TEST (test_terms_foreach_unique_grams)
   while (word->len < 3000)
     g_string_append (word, "abcdefg");
   ck_assert (dovekie_search_terms_foreach_unique (word->str, word->len, count_term, &calls));
-  ck_assert_uint_eq (calls, 7);
+  ck_assert_uint_eq (calls, 8);
   calls = 0;
   ck_assert (dovekie_search_terms_foreach_unique (word->str, 100, count_term, &calls));
-  ck_assert_uint_eq (calls, 8);
+  ck_assert_uint_eq (calls, 9);
   for (guint i = 0; i < 400; i++)
     g_string_append (mixed, i % 3 == 0 ? "\xc3\xa9" : i % 3 == 1 ? "\xe6\x97\xa5" : "q");
   g_string_append (mixed, " ");

@@ -134,8 +134,12 @@ is_word_containing (const gchar *term, const gchar *run)
 static void
 check_run (const DovekieSearchRun *run, const gchar *needle, gsize len)
 {
-  guint gram_chars = run->gram_is_prefix ? 3 : DOVEKIE_SEARCH_GRAM_CHARS;
+  /* A run of two code points is a whole needle of two ASCII bytes. */
+  glong run_chars = run->prefix != NULL ? g_utf8_strlen (run->prefix, -1) : 3;
+  guint gram_chars = run->gram_is_prefix ? (run_chars == 2 ? 2 : 3) : DOVEKIE_SEARCH_GRAM_CHARS;
 
+  if (run_chars == 2 && len != 2)
+    fail ("run of two code points within a longer needle", needle);
   if (run->grams->len == 0 || run->grams->len > DOVEKIE_SEARCH_PLAN_RUN_GRAMS ||
       (run->gram_is_prefix && run->grams->len != 1))
     fail ("run gram count out of range", needle);
@@ -166,7 +170,8 @@ check_run (const DovekieSearchRun *run, const gchar *needle, gsize len)
     fail ("three-code-point run is not its gram", needle);
   if (run->prefix == NULL)
     return;
-  if (strlen (run->prefix) > DOVEKIE_SEARCH_WORD_BYTES || !is_needle_run (run->prefix, 0, needle, len))
+  if (strlen (run->prefix) > DOVEKIE_SEARCH_WORD_BYTES ||
+      !is_needle_run (run->prefix, run_chars == 2 ? 2 : 0, needle, len))
     fail ("bad run", needle);
   /* The first and the last gram of the run are asked. */
   if (!g_str_has_prefix (run->prefix, (const gchar *) g_ptr_array_index (run->grams, 0) + 1) ||
