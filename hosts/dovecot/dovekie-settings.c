@@ -153,9 +153,42 @@ static const char *dovekie_setting_text(const struct dovekie_settings *set, unsi
 	return value;
 }
 
+static bool dovekie_setting_declared(const char *key)
+{
+	unsigned int i;
+
+	for (i = 0; i < DOVEKIE_SETTING_COUNT; i++) {
+		if (strcmp(dovekie_setting_keys[i].key, key) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* The dovekie_* fields of userdb that no module declared (a misspelt key):
+   Dovecot drops them without a word, so they go to the loader as they
+   came, which fails the listed modules as on 2.3 rather than ignore what
+   the admin meant to set. */
+static void dovekie_settings_add_undeclared(ARRAY_TYPE(const_string) *kv,
+					    const char *const *userdb_fields)
+{
+	const char *key, *value;
+
+	for (; userdb_fields != NULL && *userdb_fields != NULL; userdb_fields++) {
+		key = dovekie_userdb_key(*userdb_fields);
+		if (key == NULL || dovekie_setting_declared(key))
+			continue;
+		value = strchr(*userdb_fields, '=');
+		value = value == NULL ? "" : value + 1;
+		array_push_back(kv, &key);
+		array_push_back(kv, &value);
+	}
+}
+
 /* The pairs for the loader: the values that differ from the declared
-   default (the loader knows the defaults), and every key userdb gave. */
-static int dovekie_settings_from(struct event *event, const char *const *userdb_keys,
+   default (the loader knows the defaults), every key userdb gave, and the
+   undeclared ones userdb gave. */
+static int dovekie_settings_from(struct event *event, const char *const *userdb_fields,
+				 const char *const *userdb_keys,
 				 const char *const **kv_r, const char **error_r)
 {
 	const struct dovekie_settings *set;
@@ -176,6 +209,7 @@ static int dovekie_settings_from(struct event *event, const char *const *userdb_
 		array_push_back(&kv, &value);
 	}
 	settings_free(set);
+	dovekie_settings_add_undeclared(&kv, userdb_fields);
 	array_append_zero(&kv);
 	*kv_r = array_front(&kv);
 	return 0;
@@ -184,8 +218,8 @@ static int dovekie_settings_from(struct event *event, const char *const *userdb_
 int dovekie_settings_user(struct mail_user *user, const char *const **kv_r,
 			  const char **error_r)
 {
-	return dovekie_settings_from(user->event, dovekie_settings_userdb_keys(user),
-				     kv_r, error_r);
+	return dovekie_settings_from(user->event, user->userdb_fields,
+				     dovekie_settings_userdb_keys(user), kv_r, error_r);
 }
 
 int dovekie_settings_public(struct mail_user *user ATTR_UNUSED,
@@ -206,7 +240,7 @@ int dovekie_settings_owner(struct mail_user *owner, const char *const **kv_r,
 
 int dovekie_settings_global(const char *const **kv_r, const char **error_r)
 {
-	return dovekie_settings_from(master_service_get_event(master_service), NULL,
+	return dovekie_settings_from(master_service_get_event(master_service), NULL, NULL,
 				     kv_r, error_r);
 }
 

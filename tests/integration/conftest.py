@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dovekie_harness import PrivateDovecot
+from dovekie_harness import PrivateDovecot, is_dovecot24
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_RELPATH = Path("hosts/dovecot/.libs/lib90_dovekie_plugin.so")
@@ -33,6 +33,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "stress: a long randomized run, opt-in like the benchmarks and fuzzing; "
         "collected only when DOVEKIE_STRESS_SECONDS is set")
+    config.addinivalue_line(
+        "markers", "dovecot23_only(reason): what Dovecot 2.4 no longer has; skipped "
+        "there with the reason, which the summary lists")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -48,6 +51,13 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if item not in dropped]
+    if shutil.which("dovecot") and is_dovecot24():
+        for item in items:
+            marker = item.get_closest_marker("dovecot23_only")
+            if marker:
+                item.add_marker(pytest.mark.skip(
+                    reason="Dovecot 2.3 only: " + marker.kwargs.get(
+                        "reason", marker.args[0] if marker.args else "")))
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

@@ -70,6 +70,110 @@ class DovecotStartError(RuntimeError):
     """Dovecot did not come up; the message carries the diagnostics."""
 
 
+_VERSION: Optional[tuple[int, int]] = None
+
+
+def dovecot_version() -> tuple[int, int]:
+    """(major, minor) of the `dovecot` binary on PATH, asked once."""
+    global _VERSION
+    if _VERSION is None:
+        out = subprocess.run(["dovecot", "--version"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True).stdout
+        m = re.match(r"(\d+)\.(\d+)", out)
+        if not m:
+            raise RuntimeError(f"cannot read Dovecot's version from {out!r}")
+        _VERSION = (int(m.group(1)), int(m.group(2)))
+    return _VERSION
+
+
+def is_dovecot24() -> bool:
+    """True on Dovecot 2.4 and later: no plugin { } block, every setting
+    declared, new variable syntax (see conf_for_24)."""
+    return dovecot_version() >= (2, 4)
+
+
+def _vars_24(value: str) -> str:
+    """2.3's short variables in a value, in 2.4's %{...} form."""
+    for old, new in (("%Ln", "%{user | username | lower}"), ("%h", "%{home}"),
+                     ("%u", "%{user}"), ("%n", "%{user | username}"),
+                     ("%d", "%{user | domain}")):
+        value = value.replace(old, new)
+    return value
+
+
+def mail_location_24(location: str) -> str:
+    """A 2.3 mail_location (driver:path[:KEY=value...]) as 2.4 settings."""
+    parts = location.split(":")
+    lines = [f"mail_driver = {parts[0]}"]
+    if len(parts) > 1 and parts[1]:
+        lines.append(f"mail_path = {_vars_24(parts[1])}")
+    keys = {"INBOX": "mail_inbox_path", "INDEX": "mail_index_path",
+            "CONTROL": "mail_control_path", "LAYOUT": "mailbox_list_layout",
+            "VOLATILEDIR": "mail_volatile_path"}
+    for extra in parts[2:]:
+        key, _, value = extra.partition("=")
+        if key not in keys:
+            raise ValueError(f"mail_location part {extra!r} has no 2.4 form here")
+        lines.append(f"{keys[key]} = {_vars_24(value)}")
+    return "\n".join(lines)
+
+
+def mail_plugins_24(value: str) -> str:
+    """2.3's `$mail_plugins a b` (or `a b`) as 2.4's boollist block."""
+    names = [n for n in value.split() if n != "$mail_plugins"]
+    return "mail_plugins {\n" + "".join(f"  {n} = yes\n" for n in names) + "}"
+
+
+def conf_for_24(text: str) -> str:
+    """Raw 2.3 configuration text (a test's extra_conf) in 2.4 syntax: the
+    attribute dict, mail_location, metric grouping and short variables.
+    Lines it does not know pass through; doveconf then names what is
+    wrong."""
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"^(\s*)mail_attribute_dict = file:(\S+)$", line)
+        if m:
+            out.append(f"{m.group(1)}mail_attribute {{\n  dict file {{\n"
+                       f"    path = {_vars_24(m.group(2))}\n  }}\n}}")
+            continue
+        m = re.match(r"^\s*mail_location = (\S+)$", line)
+        if m:
+            out.append(mail_location_24(m.group(1)))
+            continue
+        m = re.match(r"^\s*mail_plugins = (.*)$", line)
+        if m:
+            out.append(mail_plugins_24(m.group(1)))
+            continue
+        m = re.match(r"^(\s*)group_by = ([\w ]+)$", line)
+        if m:
+            out.extend(f"{m.group(1)}group_by {g} {{\n{m.group(1)}}}"
+                       for g in m.group(2).split())
+            continue
+        out.append(_vars_24(line))
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
+def settings_24(settings: Mapping[str, str]) -> str:
+    """What 2.3 kept in the plugin { } block, as 2.4 settings: dovekie_*
+    and other plugins' keys top-level, `fts = NAME` as the fts list filter,
+    `quota = driver:name` as a quota root."""
+    lines = []
+    for key, value in settings.items():
+        if key == "fts":
+            lines.append(f"fts {value} {{\n}}")
+        elif key == "quota":
+            driver, _, name = value.partition(":")
+            lines.append(f"quota \"{name or 'User quota'}\" {{\n  driver = {driver}\n}}")
+        elif key == "quota_rule":
+            m = re.match(r"^\*:storage=(\S+)$", value)
+            if not m:
+                raise ValueError(f"quota_rule {value!r} has no 2.4 form here")
+            lines.append(f"quota_storage_size = {m.group(1)}")
+        else:
+            lines.append(f"{key} = {_vars_24(value)}")
+    return "\n".join(lines)
+
+
 def doveadm_peak_rss_kb(pid: int) -> int:
     """The peak RSS in KiB (VmHWM) of process `pid` while it runs doveadm,
     else 0 (gone, or not yet doveadm). Not ru_maxrss from os.wait4(): it
@@ -378,6 +482,8 @@ class PrivateDovecot:
                 # passwd-file extra fields are space-separated key=value.
                 if _PASSWD_FILE_BAD.search(key) or re.search(r"\s", value):
                     raise ValueError(f"unsupported userdb field {key}={value!r}")
+                if is_dovecot24():
+                    value = _vars_24(value.replace("%{orig_user}", "%{original_user}"))
                 extra.append(f"userdb_{key}={value}")
             home = self.home(name)
             home.mkdir(mode=0o700)
@@ -404,10 +510,12 @@ class PrivateDovecot:
         return "$mail_plugins dovekie" if self.plugin_path is not None else ""
 
     def _render_config(self) -> str:
-        t = self.tmpdir
         for key, value in self.plugin_settings.items():
             if _CONF_VALUE_BAD.search(key) or _CONF_VALUE_BAD.search(value):
                 raise ValueError(f"unsupported plugin setting {key}={value!r}")
+        if is_dovecot24():
+            return self._render_config_24()
+        t = self.tmpdir
         plugin_block = "\n".join(f"  {k} = {v}"
                                  for k, v in self.plugin_settings.items())
 
@@ -501,6 +609,61 @@ plugin {{
 
 {self._sanitizer_conf()}
 {self.extra_conf}
+"""
+
+    def _render_config_24(self) -> str:
+        """The same instance in Dovecot 2.4's syntax. Run as root only (the
+        Debian 13 root of tests/dovecot24/run), with no sanitizer."""
+        t = self.tmpdir
+        if os.geteuid() != 0 or SANITIZER_PRELOAD:
+            raise RuntimeError("the Dovecot 2.4 configuration is written for root "
+                               "runs without a sanitizer")
+        listeners = "\n".join(
+            f"""service {proto}{'-login' if proto != 'lmtp' else ''} {{
+  inet_listener {proto} {{
+    listen = 127.0.0.1
+    port = {self.ports[proto]}
+  }}
+}}""" for proto in ("imap", "pop3", "lmtp"))
+        return f"""# Generated by dovekie_harness.py for one test run; do not edit.
+dovecot_config_version = 2.4.1
+dovecot_storage_version = 2.4.1
+base_dir = {t}/run
+state_dir = {t}/state
+instance_name = dovekie-{t.name}
+listen = 127.0.0.1
+protocols = imap pop3 lmtp
+ssl = no
+auth_allow_cleartext = yes
+auth_mechanisms = plain login
+auth_username_format = %{{user | username | lower}}
+log_path = {self.log_path}
+info_log_path = {self.log_path}
+{"log_debug = category=mail" if self.mail_debug else ""}
+mail_driver = maildir
+mail_path = ~/Maildir
+mail_plugin_dir = {self.plugin_dir}
+{mail_plugins_24(self.mail_plugins) if self.mail_plugins else ""}
+pop3_uidl_format = %{{uid | hex(8)}}%{{uidvalidity | hex(8)}}
+postmaster_address = postmaster@example.test
+first_valid_uid = {self.mail_uid}
+last_valid_uid = {self.mail_uid}
+first_valid_gid = {self.mail_gid}
+last_valid_gid = {self.mail_gid}
+passdb passwd-file {{
+  passwd_file_path = {t}/users
+}}
+userdb passwd-file {{
+  passwd_file_path = {t}/users
+}}
+{listeners}
+# 2.4's fts needs a default language, also when a userdb field (fts=NAME)
+# is what selects the backend.
+language en {{
+  default = yes
+}}
+{settings_24(self.plugin_settings)}
+{conf_for_24(self.extra_conf)}
 """
 
     def _sanitizer_conf(self) -> str:
@@ -634,10 +797,26 @@ plugin {{
         finally:
             conn.logout()
 
+    def set_global_setting(self, key: str, value: object) -> None:
+        """Write a global dovekie setting into dovecot.conf (replacing an
+        earlier value); the caller reloads. 2.3 keeps it in the plugin { }
+        block, 2.4 top-level."""
+        text = self.config_path.read_text()
+        text = re.sub(rf"(?m)^\s*{re.escape(key)} = .*\n", "", text)
+        if is_dovecot24():
+            text += f"{key} = {value}\n"
+        else:
+            text = text.replace("plugin {\n", f"plugin {{\n  {key} = {value}\n", 1)
+        self.config_path.write_text(text)
+
     def doveadm(self, *args: str, check: bool = False
                 ) -> subprocess.CompletedProcess:
         """Run `doveadm -c <conf> ARGS...` and return the result (text)."""
         env = dict(os.environ, **self._sanitizer_env())
+        if is_dovecot24():
+            # 2.4 has no plugin/ prefix: a setting is named as declared.
+            args = tuple(a[len("plugin/"):] if a.startswith("plugin/") else a
+                         for a in args)
         return subprocess.run(["doveadm", "-c", str(self.config_path), *args],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, check=check, timeout=60, env=env)

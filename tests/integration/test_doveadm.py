@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import tempfile
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from clamd_harness import PrivateClamd, write_signatures
-from dovekie_harness import make_message
+from dovekie_harness import is_dovecot24, make_message
 
 
 def test_status_lists_loaded_modules(dovekie):
@@ -124,6 +125,8 @@ def shipped_snippets() -> str:
         assert n >= 1, f"no commented line /{pattern}/ in the snippet"
         return new
 
+    if is_dovecot24():
+        return shipped_snippets_24()
     main = (REPO_ROOT / "conf.d" / "10-dovekie.conf").read_text()
     main = on(main, r"mail_attribute_dict = .*")
     main, n = re.subn(r"^(\s*)#dovekie_modules =.*$",
@@ -134,6 +137,47 @@ def shipped_snippets() -> str:
     search = on(search, r"fts = dovekie")
     rest = "".join((REPO_ROOT / "conf.d" / name).read_text()
                    for name in ("30-dovekie-antivirus.conf", "40-dovekie-retention.conf"))
+    return main + "\n" + search + "\n" + rest
+
+
+def shipped_snippets_24() -> str:
+    """shipped_snippets() for Dovecot 2.4: the snippets as the 2.4 package
+    ships them (tools/conf-dovecot24.py), the same blocks switched on."""
+    spec = importlib.util.spec_from_file_location(
+        "conf_dovecot24", REPO_ROOT / "tools" / "conf-dovecot24.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+
+    def on(text: str, first: str) -> str:
+        """Uncomment the block (or line) whose first line is #<first>."""
+        lines, out, depth = text.splitlines(), [], None
+        for line in lines:
+            if depth is None and re.fullmatch(rf"#{first}", line):
+                depth = 0
+            if depth is not None:
+                assert line.startswith("#"), line
+                line = line[1:]
+                depth += line.count("{") - line.count("}")
+                if depth == 0:
+                    depth = -1
+            out.append(line)
+            if depth == -1:
+                break
+        assert depth == -1, f"no commented block /{first}/ in the snippet"
+        return "\n".join(out + lines[len(out):]) + "\n"
+
+    def snippet(name: str) -> str:
+        return tool.rewrite((REPO_ROOT / "conf.d" / name).read_text(), name)
+
+    main = on(snippet("10-dovekie.conf"), r"mail_attribute \{")
+    main, n = re.subn(r"^#dovekie_modules =.*$",
+                      f"dovekie_modules = {' '.join(SHIPPED_MODULES)}", main, flags=re.M)
+    assert n == 1, "no commented dovekie_modules line in 10-dovekie.conf"
+    search = snippet("20-dovekie-search.conf")
+    for first in (r"mail_plugins \{", r"fts dovekie \{", r"language en \{"):
+        search = on(search, first)
+    rest = "".join(snippet(name) for name in ("30-dovekie-antivirus.conf",
+                                              "40-dovekie-retention.conf"))
     return main + "\n" + search + "\n" + rest
 
 
@@ -168,6 +212,14 @@ def shipped(dovecot, plugin_path, module_paths, tmp_path_factory):
     shutil.rmtree(db, ignore_errors=True)
 
 
+# A size below dovekie_av_max_size's range. 2.3 passes the text to the
+# module, which refuses "30MB"; 2.4's doveconf reads that as 30 MiB (and
+# would refuse a size it cannot parse before Dovecot starts), so there the
+# value out of range is 0, shown as `dovekie_av_max_size = 0`.
+BAD_SIZE = "0" if is_dovecot24() else "30MB"
+BAD_SIZE_SHOWN = "dovekie_av_max_size = 0" if is_dovecot24() else "30MB"
+
+
 def check(dc, *options: str) -> tuple[int, list[str], str]:
     res = dc.doveadm("dovekie", "check", *options)
     return res.returncode, [line for line in res.stdout.splitlines() if line.strip()], res.stderr
@@ -189,19 +241,19 @@ def test_check_passes_on_the_shipped_configuration(shipped):
 
 
 def test_check_names_a_bad_global_value(shipped):
-    dc = shipped(settings={"dovekie_av_max_size": "30MB"})
+    dc = shipped(settings={"dovekie_av_max_size": BAD_SIZE})
     code, lines, stderr = check(dc)
     assert code == 78, (code, lines, stderr)
     bad = [line for line in lines if "dovekie_av_max_size" in line]
     assert len(bad) == 1, lines
-    assert bad[0].startswith("global: ") and "30MB" in bad[0], bad
+    assert bad[0].startswith("global: ") and BAD_SIZE_SHOWN in bad[0], bad
     assert not any(line.startswith("ok") for line in lines), lines
 
 
 def test_check_finds_a_userdb_value_and_names_the_user(shipped):
     dc = shipped(users={"alice": {"password": "a"},
                         "bob": {"password": "b",
-                                "userdb": {"dovekie_av_max_size": "30MB"}}})
+                                "userdb": {"dovekie_av_max_size": BAD_SIZE}}})
     # The global configuration is fine.
     code, lines, stderr = check(dc)
     assert (code, lines) == (0, ["ok: no problems in the global configuration"]), \
@@ -211,7 +263,7 @@ def test_check_finds_a_userdb_value_and_names_the_user(shipped):
     assert code == 78, (code, lines, stderr)
     assert len(lines) == 1, lines
     assert lines[0].startswith("bob: ") and "dovekie_av_max_size" in lines[0] \
-        and "30MB" in lines[0], lines
+        and BAD_SIZE_SHOWN in lines[0], lines
 
     code, lines, stderr = check(dc, "-u", "alice")
     assert code == 0, (lines, stderr)
@@ -225,7 +277,7 @@ def test_check_finds_a_userdb_value_and_names_the_user(shipped):
 def test_check_prints_a_global_problem_once(shipped):
     # Global: a bad size (every user inherits it). Bob's userdb: a setting
     # only the global configuration may set, which fails all his modules.
-    dc = shipped(settings={"dovekie_av_max_size": "30MB"},
+    dc = shipped(settings={"dovekie_av_max_size": BAD_SIZE},
                  users={"alice": {"password": "a"},
                         "bob": {"password": "b",
                                 "userdb": {"dovekie_test_clock_offset": "60"}}})
@@ -249,12 +301,12 @@ def test_check_exit_code_for_an_unknown_user(shipped):
 
 
 def test_status_shows_a_failed_module(shipped):
-    dc = shipped(settings={"dovekie_av_max_size": "30MB"})
+    dc = shipped(settings={"dovekie_av_max_size": BAD_SIZE})
     res = dc.doveadm("-f", "tab", "dovekie", "status", "-u", "alice")
     rows = [line.split("\t") for line in res.stdout.splitlines()[1:] if line.strip()]
     failed = [r for r in rows if r[0] == "module" and r[2].startswith("failed: ")]
     assert [r[1] for r in failed] == ["antivirus"], rows
-    assert "dovekie_av_max_size" in failed[0][2] and "30MB" in failed[0][2], failed
+    assert "dovekie_av_max_size" in failed[0][2] and BAD_SIZE_SHOWN in failed[0][2], failed
     # The modules that did start are listed as before.
     loaded = {r[1] for r in rows if r[0] == "module" and not r[2].startswith("failed: ")}
     assert loaded == {"example", "retention", "search"}, rows

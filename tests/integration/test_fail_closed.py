@@ -38,8 +38,8 @@ from pathlib import Path
 import pytest
 
 from clamd_harness import EICAR, EICAR_SIGNATURE, PrivateClamd
-from dovekie_harness import (CLIENT_TIMEOUT, PrivateDovecot, ensure_mail_account,
-                             make_message)
+from dovekie_harness import (CLIENT_TIMEOUT, DovecotStartError, PrivateDovecot,
+                             ensure_mail_account, is_dovecot24, make_message)
 
 GUARD_TEXT = ("Mail checks are unavailable because of a server configuration "
               "problem, try again later")
@@ -50,9 +50,20 @@ PLACE = "@MODULE_DIR@"  # stands for the instance's module directory in USERS
 
 # --- the main instance: one user per scenario -----------------------------
 
+DOVECOT24 = is_dovecot24()
+# Dovecot 2.4 types every dovekie setting: its doveconf reads "30MB" as a
+# size (30 MiB), so there the size out of the module's range is 0; and a
+# userdb value of the wrong type (not one of a choice's values) fails the
+# whole session in Dovecot before dovekie runs (TYPE_BAD_24).
+BAD_SIZE = "0" if DOVECOT24 else "30MB"
+TYPE_BAD_24 = [
+    ("av_action", "dovekie_av_action", "bogus"),
+    ("ret_dele", "dovekie_retention_dele", "destroy"),
+]
+
 # Users whose antivirus module fails to start: (user, key, value).
 AV_BAD = [
-    ("av_size", "dovekie_av_max_size", "30MB"),
+    ("av_size", "dovekie_av_max_size", BAD_SIZE),
     ("av_quarantine", "dovekie_av_quarantine_mailbox", "INBOX"),
     ("av_action", "dovekie_av_action", "bogus"),
     ("av_misspelt", "dovekie_av_max_sise", "30M"),
@@ -64,6 +75,9 @@ RET_BAD = [
     ("ret_abc", "dovekie_retention_days", "abc"),
     ("ret_dele", "dovekie_retention_dele", "destroy"),
 ]
+if DOVECOT24:
+    AV_BAD = [bad for bad in AV_BAD if bad not in TYPE_BAD_24]
+    RET_BAD = [bad for bad in RET_BAD if bad not in TYPE_BAD_24]
 # Users given a global-only setting from userdb: every listed module fails.
 GLOBAL_ONLY = [
     ("userdir", "dovekie_module_dir", PLACE),  # the right directory, wrong origin
@@ -78,7 +92,7 @@ USERS = {
     "search_ok": dict(SEARCH_USERDB),
     "search_bad": dict(SEARCH_USERDB, dovekie_search_batch_size="0"),
 }
-for _user, _key, _value in AV_BAD + RET_BAD + GLOBAL_ONLY:
+for _user, _key, _value in AV_BAD + RET_BAD + GLOBAL_ONLY + TYPE_BAD_24:
     USERS[_user] = {_key: _value}
 
 
@@ -184,8 +198,8 @@ def main(plugin_path, module_files, clamd):
 # Bad global values: each instance breaks antivirus and retention at once;
 # user "av" lists antivirus only, user "pop" retention only.
 GLOBAL_BAD = [
-    pytest.param((("dovekie_av_max_size", "30MB"), ("dovekie_retention_days", "-3")),
-                 id="max_size=30MB,days=-3"),
+    pytest.param((("dovekie_av_max_size", BAD_SIZE), ("dovekie_retention_days", "-3")),
+                 id=f"max_size={BAD_SIZE},days=-3"),
     pytest.param((("dovekie_av_quarantine_mailbox", "INBOX"),
                   ("dovekie_retention_days", "abc")), id="quarantine=INBOX,days=abc"),
     pytest.param((("dovekie_av_quarantine_mailbox", ""),
@@ -204,10 +218,22 @@ def global_bad(request, plugin_path, module_files, clamd):
     """(dc, (av key, value), (retention key, value)) with both bad globally;
     imap_fetch_failure = no-after, so a refused FETCH answers NO."""
     av_bad, ret_bad = request.param
-    with booted(plugin_path, module_files, SPLIT_USERS, clamd,
-                extra_conf="imap_fetch_failure = no-after\n",
-                **{av_bad[0]: av_bad[1], ret_bad[0]: ret_bad[1]}) as dc:
-        yield dc, av_bad, ret_bad
+    try:
+        with booted(plugin_path, module_files, SPLIT_USERS, clamd,
+                    extra_conf="imap_fetch_failure = no-after\n",
+                    **{av_bad[0]: av_bad[1], ret_bad[0]: ret_bad[1]}) as dc:
+            yield dc, av_bad, ret_bad
+    except DovecotStartError as err:
+        # Dovecot 2.4's doveconf checks the type of every dovekie setting
+        # and knows every name: an unknown key or a value of the wrong
+        # type stops Dovecot before it starts, which is checked here.
+        if not DOVECOT24:
+            raise
+        refused = re.search(r"doveconf: Fatal: [^\n]*", str(err))
+        assert refused and (av_bad[0] in refused.group(0) or ret_bad[0] in refused.group(0)), err
+        why = re.sub(r"^doveconf: Fatal: Error in configuration file \S+ ", "",
+                     refused.group(0))
+        pytest.skip(f"Dovecot 2.4 refuses this configuration at startup (checked: {why})")
 
 
 @pytest.fixture(scope="module",
@@ -514,7 +540,7 @@ def test_refused_pop3_login_logs_one_error_line(main):
     error line for the refusal, besides the one line the session logs when
     the module fails to start (lines of the pop3 process with or without
     the user name in their prefix both count)."""
-    dc, user = main, "ret_dele"
+    dc, user = main, "ret_neg" if DOVECOT24 else "ret_dele"
     if not stored_messages(dc, user):
         plant(dc, user, make_message("keep me", "keep\n"))
     offset = dc.log_offset()
@@ -559,11 +585,40 @@ def test_failed_search_module_falls_back_to_dovecot_search(main):
                     since=offset)
 
 
+if DOVECOT24:
+    @pytest.mark.parametrize("user,key,value", TYPE_BAD_24, ids=[u for u, _, _ in TYPE_BAD_24])
+    def test_userdb_value_of_the_wrong_type_fails_the_session(main, user, key, value):
+        """A, Dovecot 2.4: a userdb value that is not of its setting's type
+        fails the user's session in Dovecot itself: LMTP tempfails (4xx),
+        nothing is stored, IMAP and POP3 refuse the user, and the log names
+        the setting."""
+        dc = main
+        offset = dc.log_offset()
+        stored = len(stored_messages(dc, user))
+        code, text = dc.deliver(f"{user}@example.test", eicar_message(f"{user}@example.test"))
+        assert 400 <= code < 500, (code, text)
+        code, text = dc.deliver(f"{user}@example.test", make_message("clean", "clean\n"))
+        assert 400 <= code < 500, (code, text)
+        assert len(stored_messages(dc, user)) == stored
+        assert_no_eicar_stored(dc, user)
+        try:
+            imap = dc.imap(user)
+            selected = imap.select("INBOX")
+            imap.logout()
+        except (imaplib.IMAP4.error, imaplib.IMAP4.abort, OSError) as err:
+            selected = ("refused", err)
+        assert selected[0] != "OK", selected
+        reply, _ = pop3_login(dc, user)
+        assert reply.startswith(b"-ERR"), reply
+        dc.wait_for_log(rf"Failed to override configuration from userdb: [^\n]*"
+                        rf"{re.escape(key)}[^\n]*{re.escape(value)}", since=offset)
+
+
 # --- A: only that user ------------------------------------------------------
 
 def test_bad_userdb_value_affects_only_that_user(main):
     """A: one LMTP transaction to carol (good config) and av_size
-    (dovekie_av_max_size=30MB from userdb): carol gets 250 and the mail,
+    (dovekie_av_max_size=BAD_SIZE from userdb): carol gets 250 and the mail,
     av_size gets 451 4.3.0; carol's EICAR is still rejected by a working
     scanner and carol can use POP3."""
     dc = main

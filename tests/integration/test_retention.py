@@ -115,11 +115,7 @@ def set_clock_offset(dc: PrivateDovecot, offset: int) -> None:
     setting only (a userdb value fails the modules: whoever controls a
     userdb field must not move the retention clock), so this rewrites
     dovecot.conf and has the master reload it."""
-    text = dc.config_path.read_text()
-    text = re.sub(r"(?m)^\s*dovekie_test_clock_offset = .*\n", "", text)
-    text = text.replace("plugin {\n",
-                        f"plugin {{\n  dovekie_test_clock_offset = {offset}\n", 1)
-    dc.config_path.write_text(text)
+    dc.set_global_setting("dovekie_test_clock_offset", offset)
     since = dc.log_offset()
     res = dc.doveadm("reload")
     assert res.returncode == 0, res.stderr
