@@ -120,7 +120,8 @@ def mail_location_24(location: str) -> str:
 
 def mail_plugins_24(value: str) -> str:
     """2.3's `$mail_plugins a b` (or `a b`) as 2.4's boollist block."""
-    names = [n for n in value.split() if n != "$mail_plugins"]
+    names = [{"zlib": "mail_compress"}.get(n, n) for n in value.split()
+             if n != "$mail_plugins"]
     return "mail_plugins {\n" + "".join(f"  {n} = yes\n" for n in names) + "}"
 
 
@@ -156,7 +157,7 @@ def conf_for_24(text: str) -> str:
 def settings_24(settings: Mapping[str, str]) -> str:
     """What 2.3 kept in the plugin { } block, as 2.4 settings: dovekie_*
     and other plugins' keys top-level, `fts = NAME` as the fts list filter,
-    `quota = driver:name` as a quota root."""
+    `quota = driver:name` as a quota root, zlib's as mail_compress's."""
     lines = []
     for key, value in settings.items():
         if key == "fts":
@@ -164,6 +165,10 @@ def settings_24(settings: Mapping[str, str]) -> str:
         elif key == "quota":
             driver, _, name = value.partition(":")
             lines.append(f"quota \"{name or 'User quota'}\" {{\n  driver = {driver}\n}}")
+        elif key == "zlib_save":
+            lines.append(f"mail_compress_write_method = {value}")
+        elif key == "zlib_save_level":
+            lines.append(f"compress_gz_level = {value}")
         elif key == "quota_rule":
             m = re.match(r"^\*:storage=(\S+)$", value)
             if not m:

@@ -21,7 +21,7 @@ import time
 import pytest
 
 from clamd_harness import EICAR_SIGNATURE
-from dovekie_harness import make_message
+from dovekie_harness import is_dovecot24, make_message
 from test_antivirus import assert_no_crash, av_line, public_tmp  # noqa: F401
 from test_av_db_key import MARKER, SIGNATURE, add_unofficial_signature, av_dovecot, marked
 from test_av_db_key import own_clamd  # noqa: F401
@@ -298,6 +298,24 @@ namespace shared {
   list = children
 }
 """
+# The same in Dovecot 2.4's words: the owner's variables are %{owner_...},
+# the prefix names the user with $user.
+SHARED_NAMESPACES_24 = """
+namespace inbox {
+  inbox = yes
+  separator = /
+}
+namespace shared {
+  type = shared
+  separator = /
+  prefix = shared/$user/
+  mail_driver = maildir
+  mail_path = %{owner_home}/Maildir
+  mail_index_private_path = ~/Maildir/shared/%{owner_user}
+  subscriptions = no
+  list = children
+}
+"""
 
 
 def test_shared_mailbox_reader_moves_nothing(dovecot, plugin_path, antivirus_module, clamd,
@@ -314,7 +332,7 @@ def test_shared_mailbox_reader_moves_nothing(dovecot, plugin_path, antivirus_mod
                  users={"alice": {"userdb": {"dovekie_av_quarantine_mailbox": "Held"}},
                         "bob": {}},
                  extra_conf="mail_attribute_dict = file:%h/dovecot-attributes\n"
-                 + SHARED_NAMESPACES)
+                 + (SHARED_NAMESPACES_24 if is_dovecot24() else SHARED_NAMESPACES))
     plant_all(dc, [make_message("alice clean", "clean\n"), eicar_7bit("shared")], user="alice")
     bob = RawImap(dc, "bob")
     status, raw = bob.cmd("SELECT \"shared/alice/INBOX\"")

@@ -79,7 +79,7 @@ def uid_map(pop: poplib.POP3) -> dict[int, int]:
 
 
 def pop3_pid(dc, since: int) -> int:
-    m = dc.wait_for_log(r"pop3-login: Info: Login: user=<alice>[^\n]*mpid=(\d+)",
+    m = dc.wait_for_log(r"pop3-login: Info: (?:Login|Logged in): user=<alice>[^\n]*mpid=(\d+)",
                         since=since)
     return int(m.group(1))
 

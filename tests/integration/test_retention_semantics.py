@@ -235,7 +235,7 @@ def test_killed_pop3_process_changes_nothing(retention):
 
     since = dc.log_offset()
     pop = dc.pop3()
-    login = dc.wait_for_log(r"pop3-login: Info: Login: user=<alice>[^\n]*mpid=(\d+)",
+    login = dc.wait_for_log(r"pop3-login: Info: (?:Login|Logged in): user=<alice>[^\n]*mpid=(\d+)",
                             since=since)
     pid = int(login.group(1))
     assert len(uidls(pop)) == 3
