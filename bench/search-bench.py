@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""IMAP SEARCH benchmark: Dovecot without FTS, fts-xapian, fts-lucene, dovekie.
+"""IMAP SEARCH benchmark: Dovecot without FTS, fts-xapian, fts-lucene, fts-flatcurve, dovekie.
 
     bench/search-bench.py --build-dir _build/plain [--scale 1] [--engines ...]
 
@@ -10,6 +10,12 @@ the indexing process), measures the index size, then runs every query over one
 IMAP connection and reports p50/p95 latency, and recall/precision against
 Dovecot's own sequential search. Ratios are against "nofts" (latency) and the
 mailbox size (index bytes). Run as root, like the tests.
+
+On Dovecot 2.4 (inside the Debian 13 root of tests/dovecot24/run) the
+anchors are fts-flatcurve with Debian's shipped language settings, in its
+upstream default mode, substring_search = no (`flatcurve`), and with
+substring_search = yes as Debian ships it (`flatcurve-substr`); fts-xapian
+and fts-lucene are 2.3's.
 """
 
 from __future__ import annotations
@@ -52,7 +58,26 @@ ENGINES = {
                "settings": {"fts": "xapian", "fts_xapian": "partial=3 full=20 verbose=0"}},
     "lucene": {"mail_plugins": "$mail_plugins fts fts_lucene",
                "settings": {"fts": "lucene", "fts_lucene": "whitespace_chars=@."}},
+    "flatcurve": {"mail_plugins": "$mail_plugins fts fts_flatcurve", "settings": {},
+                  "conf": "substring_search = no"},
+    "flatcurve-substr": {"mail_plugins": "$mail_plugins fts fts_flatcurve", "settings": {},
+                         "conf": "substring_search = yes"},
 }
+
+# Debian 13's shipped fts-flatcurve configuration (conf.d/90-fts-flatcurve.conf
+# of dovecot-flatcurve), which ships substring_search = yes; upstream's
+# default is no (prefix matches only).
+FLATCURVE_CONF = """
+language_tokenizers = generic email-address
+language_tokenizer_generic_algorithm = simple
+language_filters = normalizer-icu snowball stopwords
+language en {
+  filters = lowercase snowball english-possessive stopwords
+}
+fts flatcurve {
+  %s
+}
+"""
 
 
 def corpus() -> list[bytes]:
@@ -100,6 +125,8 @@ def index_bytes(dc: PrivateDovecot, engine: str) -> int:
         files = [p for p in home.rglob("*") if "xapian" in str(p) and p.is_file()]
     elif engine == "lucene":
         files = [p for p in home.rglob("*") if "lucene-indexes" in str(p) and p.is_file()]
+    elif engine.startswith("flatcurve"):
+        files = [p for p in home.rglob("*") if "flatcurve" in str(p) and p.is_file()]
     else:
         return 0
     return sum(p.stat().st_size for p in files)
@@ -136,13 +163,16 @@ def wait_sampling_rss(proc: subprocess.Popen):
 ANCHOR_PACKAGES = {
     "xapian": ("dovecot-fts-xapian", "/usr/lib/dovecot/modules/lib21_fts_xapian_plugin.so"),
     "lucene": ("dovecot-lucene", "/usr/lib/dovecot/modules/lib21_fts_lucene_plugin.so"),
+    "flatcurve": ("dovecot-flatcurve", "/usr/lib/dovecot/modules/lib21_fts_flatcurve_plugin.so"),
+    "flatcurve-substr": ("dovecot-flatcurve",
+                         "/usr/lib/dovecot/modules/lib21_fts_flatcurve_plugin.so"),
 }
 
 
 def install_anchors(engines: list[str]) -> None:
     """apt-get installs the anchor engines that are asked for and missing."""
-    missing = [ANCHOR_PACKAGES[e][0] for e in engines
-               if e in ANCHOR_PACKAGES and not Path(ANCHOR_PACKAGES[e][1]).exists()]
+    missing = sorted({ANCHOR_PACKAGES[e][0] for e in engines
+                      if e in ANCHOR_PACKAGES and not Path(ANCHOR_PACKAGES[e][1]).exists()})
     if missing:
         print(f"installing {' '.join(missing)}", file=sys.stderr)
         subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *missing],
@@ -167,7 +197,8 @@ def run_engine(engine: str, args, messages) -> dict:
                         module_files=[build / "modules/search/.libs/search.so"],
                         mail_plugins=spec["mail_plugins"] + " dovekie",
                         plugin_settings=dict({"dovekie_modules": "none"}, **spec["settings"],
-                                             **(args.set if engine.startswith("dovekie") else {})))
+                                             **(args.set if engine.startswith("dovekie") else {})),
+                        extra_conf=FLATCURVE_CONF % spec["conf"] if "conf" in spec else "")
     dc.start()
     try:
         mailbox_bytes = write_maildir(dc, messages, args.scale)
@@ -226,7 +257,7 @@ def run_engine(engine: str, args, messages) -> dict:
 def report(scale: int, messages: list[bytes], results: dict, per_query: bool) -> None:
     base = results.get("nofts")
     print(f"\ncorpus x{scale}: {len(messages) * scale} messages")
-    print(f"{'engine':8} {'p50 ms':>8} {'p95 ms':>8} {'p50 vs nofts':>12} {'recall':>7} "
+    print(f"{'engine':16} {'p50 ms':>8} {'p95 ms':>8} {'p50 vs nofts':>12} {'recall':>7} "
           f"{'precision':>9} {'build msg/s':>11} {'index/mbox':>10} {'RSS MB':>7} {'live MB':>7}"
           f" {'optimize s':>10} {'optimized':>9}")
     for name, r in results.items():
@@ -248,7 +279,7 @@ def report(scale: int, messages: list[bytes], results: dict, per_query: bool) ->
         live = f"{r['live_rss_mb']:.0f}" if "live_rss_mb" in r else "-"
         opt_s = f"{r['optimize_s']:.1f}" if "optimize_s" in r else "-"
         opt = f"{r['optimized_bytes'] / r['mailbox_bytes']:.2f}" if "optimized_bytes" in r else "-"
-        print(f"{name:8} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {ratio:12.3f} {recall:7.3f} "
+        print(f"{name:16} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {ratio:12.3f} {recall:7.3f} "
               f"{precision:9.3f} {build:>11} {size:>10} {rss:>7} {live:>7} {opt_s:>10} {opt:>9}")
         for line in r["log_errors"]:
             print(f"  log: {line}")
