@@ -9,6 +9,10 @@ small helpers to talk to it and to read its log.
 Only the Python standard library is used, so the module can be imported by
 pytest's conftest as well as by the stand-alone sandbox script.
 
+On Dovecot 2.4 (tests/dovecot24/run runs the suite inside a Debian 13 root
+as root) the same arguments give 2.4's configuration: see conf_for_24() and
+settings_24() for what is rewritten; the tests stay written in 2.3's terms.
+
 Typical use:
 
     with PrivateDovecot(users={"alice": {"password": "secret"}}) as dc:
