@@ -113,6 +113,7 @@ def mail_location_24(location: str) -> str:
         lines.append(f"mail_path = {_vars_24(parts[1])}")
     keys = {"INBOX": "mail_inbox_path", "INDEX": "mail_index_path",
             "CONTROL": "mail_control_path", "LAYOUT": "mailbox_list_layout",
+            "INDEXPVT": "mail_index_private_path",
             "VOLATILEDIR": "mail_volatile_path"}
     for extra in parts[2:]:
         key, _, value = extra.partition("=")
@@ -141,9 +142,11 @@ def conf_for_24(text: str) -> str:
             out.append(f"{m.group(1)}mail_attribute {{\n  dict file {{\n"
                        f"    path = {_vars_24(m.group(2))}\n  }}\n}}")
             continue
-        m = re.match(r"^\s*mail_location = (\S+)$", line)
+        # mail_location, or a namespace's location
+        m = re.match(r"^(\s*)(?:mail_)?location = (\S+)$", line)
         if m:
-            out.append(mail_location_24(m.group(1)))
+            out.extend(m.group(1) + part
+                       for part in mail_location_24(m.group(2)).splitlines())
             continue
         m = re.match(r"^\s*mail_plugins = (.*)$", line)
         if m:

@@ -284,7 +284,7 @@ def test_rescan_and_sessions_at_once_leave_one_copy(av, clamd, public_tmp):
 
 # --- invariant 11: shared namespaces --------------------------------------------
 
-SHARED_NAMESPACES = """
+SHARED_NAMESPACES_23 = """
 namespace inbox {
   inbox = yes
   separator = /
@@ -316,6 +316,7 @@ namespace shared {
   list = children
 }
 """
+SHARED_NAMESPACES = SHARED_NAMESPACES_24 if is_dovecot24() else SHARED_NAMESPACES_23
 
 
 def test_shared_mailbox_reader_moves_nothing(dovecot, plugin_path, antivirus_module, clamd,
@@ -332,7 +333,7 @@ def test_shared_mailbox_reader_moves_nothing(dovecot, plugin_path, antivirus_mod
                  users={"alice": {"userdb": {"dovekie_av_quarantine_mailbox": "Held"}},
                         "bob": {}},
                  extra_conf="mail_attribute_dict = file:%h/dovecot-attributes\n"
-                 + (SHARED_NAMESPACES_24 if is_dovecot24() else SHARED_NAMESPACES))
+                 + SHARED_NAMESPACES)
     plant_all(dc, [make_message("alice clean", "clean\n"), eicar_7bit("shared")], user="alice")
     bob = RawImap(dc, "bob")
     status, raw = bob.cmd("SELECT \"shared/alice/INBOX\"")
