@@ -241,27 +241,21 @@ dovekie_user_settings(struct mail_user *user, const char *const **settings_r,
 	return 0;
 }
 
-static void dovekie_mail_user_created(struct mail_user *user)
+/* Starts the user's modules with its settings. */
+static void dovekie_user_begin(struct dovekie_user *duser, bool login)
 {
-	struct mail_user_vfuncs *v = user->vlast;
-	struct dovekie_user *duser;
+	struct mail_user *user = duser->user;
 
-	duser = dovekie_user_alloc(user);
 	/* The reader's session logs for the owner: say whose modules speak. */
 	if (user->creator != NULL)
 		event_set_append_log_prefix(duser->event, t_strdup_printf(
 			"dovekie: owner %s: ", user->username));
-	duser->module_ctx.super = *v;
-	user->vlast = &duser->module_ctx.super;
-	v->deinit = dovekie_user_deinit;
-	v->deinit_pre = dovekie_user_deinit_pre;
-	MODULE_CONTEXT_SET(user, dovekie_user_module, duser);
-
 	T_BEGIN {
 		static const char *const no_settings[] = { NULL };
-		const char *const *settings, *const *userdb_keys, *error;
+		const char *const *settings, *const *userdb_keys, *error = NULL;
 
-		if (dovekie_user_settings(user, &settings, &userdb_keys, &error) < 0) {
+		if (dovekie_user_settings(user, &settings, &userdb_keys, &error) < 0 &&
+		    login) {
 			/* No settings, no modules: every one listed
 			   would guard, but which are listed is unknown.
 			   For a shared namespace's owner the error fails
@@ -270,17 +264,64 @@ static void dovekie_mail_user_created(struct mail_user *user)
 			user->error = p_strdup_printf(user->pool, "dovekie: %s", error);
 			settings = no_settings;
 			userdb_keys = no_settings;
+		} else if (error != NULL && !login) {
+			/* A start that waited (2.4) comes after the namespace
+			   was made, which can no longer fail. The modules the
+			   global settings list start failed, so what they
+			   guard refuses, as for a bad value: a userdb key
+			   that may never come from userdb is the loader's
+			   way to fail every listed module. */
+			e_error(duser->event, "%s", error);
+			if (dovekie_settings_global(&settings, &error) < 0)
+				settings = no_settings;
+			userdb_keys = t_strsplit("dovekie_module_dir", " ");
 		}
 		dovekie_user_start(duser, settings, userdb_keys);
 	} T_END;
 	/* A login is refused for the session's own user, never for the
 	   owner of a shared namespace it opens. */
-	if (user->creator == NULL) T_BEGIN {
+	if (login && user->creator == NULL) T_BEGIN {
 		dovekie_refuse_pop3_if_guarded(duser);
 		dovekie_retention_refuse_login(duser);
 	} T_END;
 	e_debug(duser->event, "%u module(s) loaded for service %s",
 		dovekie_bridge_module_count(duser->bridge), user->service);
+}
+
+static void dovekie_mail_user_created(struct mail_user *user)
+{
+	struct mail_user_vfuncs *v = user->vlast;
+	struct dovekie_user *duser;
+
+	duser = dovekie_user_alloc(user);
+	duser->module_ctx.super = *v;
+	user->vlast = &duser->module_ctx.super;
+	v->deinit = dovekie_user_deinit;
+	v->deinit_pre = dovekie_user_deinit_pre;
+	MODULE_CONTEXT_SET(user, dovekie_user_module, duser);
+#if DOVECOT_PREREQ(2, 4, 0)
+	/* 2.4 runs this hook for the owner of a shared namespace inside
+	   mail_storage_service_lookup_next(), before shared-storage.c sets
+	   owner->creator: read now, the owner's settings would be the
+	   reader's. An autocreated user's modules start at its first
+	   namespace use (dovekie_namespace_user), when it is known whose
+	   user it is. */
+	if (user->autocreated && user->creator == NULL) {
+		duser->start_pending = TRUE;
+		return;
+	}
+#endif
+	dovekie_user_begin(duser, TRUE);
+}
+
+/* duser's modules, started now if their start waited (see above). */
+static struct dovekie_user *dovekie_user_started(struct dovekie_user *duser)
+{
+	if (duser != NULL && duser->start_pending) {
+		duser->start_pending = FALSE;
+		dovekie_user_begin(duser, FALSE);
+	}
+	return duser;
 }
 
 /* The modules for a public namespace of the session: the global settings,
@@ -338,12 +379,12 @@ struct dovekie_user *dovekie_namespace_user(struct mail_namespace *ns)
 		   owner and no mail. */
 		owner = ns->owner == NULL ? NULL : DOVEKIE_USER_CONTEXT(ns->owner);
 		if (owner != NULL)
-			return owner;
+			return dovekie_user_started(owner);
 		break;
 	case MAIL_NAMESPACE_TYPE_PUBLIC:
 		return dovekie_user_public(duser);
 	}
-	return duser;
+	return dovekie_user_started(duser);
 }
 
 static struct mail_storage_hooks dovekie_mail_storage_hooks = {

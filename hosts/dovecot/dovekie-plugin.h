@@ -41,6 +41,9 @@ struct dovekie_user {
 	/* LMTP: the message was already judged by the delivery hook, so the
 	   save hooks must not judge it again. */
 	bool delivery_checked:1;
+	/* Dovecot 2.4, an autocreated user (a shared namespace's owner, a raw
+	   user): its modules start at its first namespace use. */
+	bool start_pending:1;
 	/* LMTP: that judgement accepted the message where it is stored, with
 	   no divert and no keyword: the stored copies get the read memo. */
 	bool delivery_accepted:1;

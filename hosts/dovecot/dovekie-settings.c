@@ -14,7 +14,6 @@
 #else
 #  include "str.h"
 #  include "var-expand.h"
-#  include "auth-master.h"
 #  include "master-service.h"
 #  include "master-service-settings.h"
 #  include "mail-storage-service.h"
@@ -22,7 +21,7 @@
 #endif
 
 /* "plugin/key=value" (2.3) or "key=value": the key, if it is ours. */
-static const char *dovekie_userdb_key(const char *field)
+const char *dovekie_settings_userdb_key(const char *field)
 {
 	const char *p;
 
@@ -42,13 +41,32 @@ const char *const *dovekie_settings_userdb_keys(struct mail_user *user)
 
 	t_array_init(&keys, 8);
 	for (i = 0; user->userdb_fields != NULL && user->userdb_fields[i] != NULL; i++) {
-		key = dovekie_userdb_key(user->userdb_fields[i]);
+		key = dovekie_settings_userdb_key(user->userdb_fields[i]);
 		if (key != NULL)
 			array_push_back(&keys, &key);
 	}
 	array_append_zero(&keys);
 	return array_front(&keys);
 }
+
+/* Sets key to value in kv (pairs, not yet NULL-terminated). */
+void dovekie_settings_kv_put(ARRAY_TYPE(const_string) *kv, const char *key,
+			     const char *value)
+{
+	const char **pairs;
+	unsigned int i, count;
+
+	pairs = array_get_modifiable(kv, &count);
+	for (i = 0; i + 1 < count; i += 2) {
+		if (strcmp(pairs[i], key) == 0) {
+			pairs[i + 1] = value;
+			return;
+		}
+	}
+	array_push_back(kv, &key);
+	array_push_back(kv, &value);
+}
+
 
 #if DOVECOT_PREREQ(2, 4, 0)
 
@@ -174,7 +192,7 @@ static void dovekie_settings_add_undeclared(ARRAY_TYPE(const_string) *kv,
 	const char *key, *value;
 
 	for (; userdb_fields != NULL && *userdb_fields != NULL; userdb_fields++) {
-		key = dovekie_userdb_key(*userdb_fields);
+		key = dovekie_settings_userdb_key(*userdb_fields);
 		if (key == NULL || dovekie_setting_declared(key))
 			continue;
 		value = strchr(*userdb_fields, '=');
@@ -228,15 +246,6 @@ int dovekie_settings_public(struct mail_user *user ATTR_UNUSED,
 	return dovekie_settings_global(kv_r, error_r);
 }
 
-/* Dovecot 2.4 builds the owner's mail_user from the reader's settings
-   instance (shared-storage.c, no userdb lookup of the owner): these are
-   the settings Dovecot gives that user (see doc/design-notes.md). */
-int dovekie_settings_owner(struct mail_user *owner, const char *const **kv_r,
-			   const char *const **userdb_keys_r, const char **error_r)
-{
-	*userdb_keys_r = dovekie_settings_userdb_keys(owner);
-	return dovekie_settings_user(owner, kv_r, error_r);
-}
 
 int dovekie_settings_global(const char *const **kv_r, const char **error_r)
 {
@@ -277,22 +286,6 @@ int dovekie_settings_user(struct mail_user *user, const char *const **kv_r,
 	return 0;
 }
 
-/* Sets key to value in kv (pairs, not yet NULL-terminated). */
-static void dovekie_kv_put(ARRAY_TYPE(const_string) *kv, const char *key, const char *value)
-{
-	const char **pairs;
-	unsigned int i, count;
-
-	pairs = array_get_modifiable(kv, &count);
-	for (i = 0; i + 1 < count; i += 2) {
-		if (strcmp(pairs[i], key) == 0) {
-			pairs[i + 1] = value;
-			return;
-		}
-	}
-	array_push_back(kv, &key);
-	array_push_back(kv, &value);
-}
 
 /* The global plugin { } block as the creator's session read it before its
    userdb fields were applied: Dovecot's settings cache for the same
@@ -326,38 +319,6 @@ dovekie_settings_pre_userdb(struct mail_user *creator, pool_t pool,
 	return 0;
 }
 
-/* The owner's userdb fields, by the channel Dovecot looks the owner's home
-   up with. 0 when userdb does not know the owner (no fields). */
-static int
-dovekie_settings_owner_userdb(struct mail_user *owner, pool_t pool,
-			      const char *const **fields_r, const char **error_r)
-{
-	struct auth_user_info info;
-	const char *username;
-	int ret;
-
-	if (mail_user_auth_master_conn == NULL) {
-		*error_r = "no userdb connection to look the owner up";
-		return -1;
-	}
-	i_zero(&info);
-	info.service = owner->service;
-	if (owner->creator->conn.local_ip != NULL)
-		info.local_ip = *owner->creator->conn.local_ip;
-	if (owner->creator->conn.remote_ip != NULL)
-		info.remote_ip = *owner->creator->conn.remote_ip;
-	ret = auth_master_user_lookup(mail_user_auth_master_conn, owner->username,
-				      &info, pool, &username, fields_r);
-	if (ret < 0) {
-		*error_r = t_strdup_printf("userdb lookup of %s failed: %s",
-			owner->username, *fields_r != NULL && (*fields_r)[0] != NULL ?
-			(*fields_r)[0] : "internal error");
-		return -1;
-	}
-	if (ret == 0)
-		*fields_r = NULL;
-	return ret;
-}
 
 /* The global values as session read them, with the owner's userdb fields
    over them when owner is not NULL, expanded for user. */
@@ -380,19 +341,19 @@ dovekie_settings_build(struct mail_user *user, struct mail_user *session,
 	if (ret == 0) {
 		for (i = 0; envs != NULL && i + 1 < count; i += 2) {
 			if (strncmp(envs[i], "dovekie_", 8) == 0)
-				dovekie_kv_put(&kv, t_strdup(envs[i]), t_strdup(envs[i + 1]));
+				dovekie_settings_kv_put(&kv, t_strdup(envs[i]), t_strdup(envs[i + 1]));
 		}
 		if (owner != NULL)
 			ret = dovekie_settings_owner_userdb(owner, pool, &fields, &error);
 	}
 	for (i = 0; ret > 0 && fields != NULL && fields[i] != NULL; i++) {
-		key = dovekie_userdb_key(fields[i]);
+		key = dovekie_settings_userdb_key(fields[i]);
 		if (key == NULL)
 			continue;
 		value = strchr(fields[i], '=');
 		value = value == NULL ? "" : value + 1;
 		key = t_strdup(key);
-		dovekie_kv_put(&kv, key, t_strdup(value));
+		dovekie_settings_kv_put(&kv, key, t_strdup(value));
 		array_push_back(&keys, &key);
 	}
 	pool_unref(&pool);

@@ -10,6 +10,8 @@
 #ifndef DOVEKIE_SETTINGS_H
 #define DOVEKIE_SETTINGS_H
 
+#include "array.h"
+
 struct mail_user;
 
 /* The user's dovekie_* settings (global values, userdb overrides applied),
@@ -27,8 +29,10 @@ const char *const *dovekie_settings_userdb_keys(struct mail_user *user);
    with the owner's own userdb fields (looked up over Dovecot's auth-master
    connection) over them, expanded for the owner; *userdb_keys_r are the
    owner's keys. Never the creator's overrides. -1 with *error_r when the
-   owner cannot be looked up (the caller fails closed). 2.4: the settings
-   Dovecot gives owner. */
+   owner cannot be looked up (the caller fails closed). 2.4: the same, with
+   the global values of the configuration (Dovecot gives owner the
+   creator's settings, userdb fields included); no expansion, as 2.4's
+   userdb gives its fields expanded. In dovekie-settings-owner.c. */
 int dovekie_settings_owner(struct mail_user *owner, const char *const **kv_r,
 			   const char *const **userdb_keys_r, const char **error_r);
 /* The settings for a public namespace of user's session: the global
@@ -40,5 +44,18 @@ int dovekie_settings_public(struct mail_user *user, const char *const **kv_r,
 int dovekie_settings_global(const char *const **kv_r, const char **error_r);
 /* One setting of the user, or NULL when unset (or empty). */
 const char *dovekie_settings_user_get(struct mail_user *user, const char *key);
+
+/* For the owner's settings: */
+/* The key of a userdb field ("plugin/key=value" on 2.3, or "key=value")
+   when it is a dovekie_* one, else NULL (data stack). */
+const char *dovekie_settings_userdb_key(const char *field);
+/* Sets key to value in kv (pairs, not yet NULL-terminated); both borrowed. */
+void dovekie_settings_kv_put(ARRAY_TYPE(const_string) *kv, const char *key,
+			     const char *value);
+/* owner's userdb fields (in pool), looked up over the auth-master
+   connection Dovecot looks the owner's home up with: 1 found, 0 userdb
+   does not know owner (*fields_r NULL), -1 with *error_r. */
+int dovekie_settings_owner_userdb(struct mail_user *owner, pool_t pool,
+				  const char *const **fields_r, const char **error_r);
 
 #endif
