@@ -10,8 +10,9 @@
 
 /* The owner's userdb fields, by the channel Dovecot looks the owner's home
    up with. 0 when userdb does not know the owner (no fields). */
-int dovekie_settings_owner_userdb(struct mail_user *owner, pool_t pool,
-				  const char *const **fields_r, const char **error_r)
+static int
+dovekie_settings_owner_userdb(struct mail_user *owner, pool_t pool,
+			      const char *const **fields_r, const char **error_r)
 {
 	struct auth_user_info info;
 	const char *username;
@@ -44,6 +45,32 @@ int dovekie_settings_owner_userdb(struct mail_user *owner, pool_t pool,
 	return ret;
 }
 
+int dovekie_settings_owner_overlay(struct mail_user *owner, ARRAY_TYPE(const_string) *kv,
+				   ARRAY_TYPE(const_string) *keys, const char **error_r)
+{
+	const char *const *fields = NULL, *key, *value, *error;
+	unsigned int i;
+	pool_t pool;
+	int ret;
+
+	pool = pool_alloconly_create("dovekie owner settings", 2048);
+	ret = dovekie_settings_owner_userdb(owner, pool, &fields, &error);
+	for (i = 0; ret > 0 && fields != NULL && fields[i] != NULL; i++) {
+		key = dovekie_settings_userdb_key(fields[i]);
+		if (key == NULL)
+			continue;
+		value = strchr(fields[i], '=');
+		value = t_strdup(value == NULL ? "" : value + 1);
+		key = t_strdup(key);
+		dovekie_settings_kv_put(kv, key, value);
+		array_push_back(keys, &key);
+	}
+	if (ret < 0)
+		*error_r = t_strdup(error);
+	pool_unref(&pool);
+	return ret < 0 ? -1 : 0;
+}
+
 #if DOVECOT_PREREQ(2, 4, 0)
 /* Dovecot 2.4 builds the owner's mail_user from the reader's settings
    instance, the reader's userdb fields included (shared-storage.c looks the
@@ -55,10 +82,8 @@ int dovekie_settings_owner(struct mail_user *owner, const char *const **kv_r,
 			   const char *const **userdb_keys_r, const char **error_r)
 {
 	ARRAY_TYPE(const_string) kv, keys;
-	const char *const *global, *const *fields = NULL, *key, *value, *error;
+	const char *const *global;
 	unsigned int i;
-	pool_t pool;
-	int ret;
 
 	if (dovekie_settings_global(&global, error_r) < 0)
 		return -1;
@@ -66,23 +91,8 @@ int dovekie_settings_owner(struct mail_user *owner, const char *const **kv_r,
 	t_array_init(&keys, 8);
 	for (i = 0; global[i] != NULL && global[i + 1] != NULL; i += 2)
 		dovekie_settings_kv_put(&kv, global[i], global[i + 1]);
-	pool = pool_alloconly_create("dovekie owner settings", 2048);
-	ret = dovekie_settings_owner_userdb(owner, pool, &fields, &error);
-	for (i = 0; ret > 0 && fields != NULL && fields[i] != NULL; i++) {
-		key = dovekie_settings_userdb_key(fields[i]);
-		if (key == NULL)
-			continue;
-		value = strchr(fields[i], '=');
-		value = t_strdup(value == NULL ? "" : value + 1);
-		key = t_strdup(key);
-		dovekie_settings_kv_put(&kv, key, value);
-		array_push_back(&keys, &key);
-	}
-	pool_unref(&pool);
-	if (ret < 0) {
-		*error_r = error;
+	if (dovekie_settings_owner_overlay(owner, &kv, &keys, error_r) < 0)
 		return -1;
-	}
 	array_append_zero(&kv);
 	array_append_zero(&keys);
 	*kv_r = array_front(&kv);

@@ -319,7 +319,6 @@ dovekie_settings_pre_userdb(struct mail_user *creator, pool_t pool,
 	return 0;
 }
 
-
 /* The global values as session read them, with the owner's userdb fields
    over them when owner is not NULL, expanded for user. */
 static int
@@ -328,15 +327,13 @@ dovekie_settings_build(struct mail_user *user, struct mail_user *session,
 		       const char *const **userdb_keys_r, const char **error_r)
 {
 	ARRAY_TYPE(const_string) kv, keys;
-	const char *const *envs, *const *fields = NULL, *key, *value, *home, *error;
+	const char *const *envs, *value, *home, *error;
 	unsigned int i, count;
 	string_t *str;
-	pool_t pool;
 	int ret;
 
 	t_array_init(&kv, 16);
 	t_array_init(&keys, 8);
-	pool = pool_alloconly_create("dovekie owner settings", 2048);
 	ret = dovekie_settings_pre_userdb(session, user->pool, &envs, &count, &error);
 	if (ret == 0) {
 		for (i = 0; envs != NULL && i + 1 < count; i += 2) {
@@ -344,19 +341,8 @@ dovekie_settings_build(struct mail_user *user, struct mail_user *session,
 				dovekie_settings_kv_put(&kv, t_strdup(envs[i]), t_strdup(envs[i + 1]));
 		}
 		if (owner != NULL)
-			ret = dovekie_settings_owner_userdb(owner, pool, &fields, &error);
+			ret = dovekie_settings_owner_overlay(owner, &kv, &keys, &error);
 	}
-	for (i = 0; ret > 0 && fields != NULL && fields[i] != NULL; i++) {
-		key = dovekie_settings_userdb_key(fields[i]);
-		if (key == NULL)
-			continue;
-		value = strchr(fields[i], '=');
-		value = value == NULL ? "" : value + 1;
-		key = t_strdup(key);
-		dovekie_settings_kv_put(&kv, key, t_strdup(value));
-		array_push_back(&keys, &key);
-	}
-	pool_unref(&pool);
 	if (ret < 0) {
 		*error_r = error;
 		return -1;

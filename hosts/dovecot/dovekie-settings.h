@@ -52,10 +52,11 @@ const char *dovekie_settings_userdb_key(const char *field);
 /* Sets key to value in kv (pairs, not yet NULL-terminated); both borrowed. */
 void dovekie_settings_kv_put(ARRAY_TYPE(const_string) *kv, const char *key,
 			     const char *value);
-/* owner's userdb fields (in pool), looked up over the auth-master
-   connection Dovecot looks the owner's home up with: 1 found, 0 userdb
-   does not know owner (*fields_r NULL), -1 with *error_r. */
-int dovekie_settings_owner_userdb(struct mail_user *owner, pool_t pool,
-				  const char *const **fields_r, const char **error_r);
+/* Puts owner's dovekie_* userdb fields over the pairs in kv and their
+   keys into keys (data stack), looked up over the auth-master connection
+   Dovecot looks the owner's home up with; userdb not knowing owner adds
+   nothing. -1 with *error_r when the lookup fails. */
+int dovekie_settings_owner_overlay(struct mail_user *owner, ARRAY_TYPE(const_string) *kv,
+				   ARRAY_TYPE(const_string) *keys, const char **error_r);
 
 #endif
