@@ -158,13 +158,15 @@ dovekie_search_is_space (gunichar c)
 }
 
 /* Whether code point `c` may be in a character term: not white space,
- * and not U+FFFD, which the index writes in place of invalid UTF-8 where
- * Dovecot's own search sees other bytes (test_search_robust.py found a
- * message that Dovecot does not match with "\ufffd"). */
+ * not U+0000 (terms are NUL-terminated strings; the fuzz target found a
+ * needle whose term was cut at it), and not U+FFFD, which the index
+ * writes in place of invalid UTF-8 where Dovecot's own search sees other
+ * bytes (test_search_robust.py found a message that Dovecot does not
+ * match with "\ufffd"). */
 static inline gboolean
 dovekie_search_is_char_term (gunichar c)
 {
-  return c != (gunichar) -1 && c != 0xfffd && !dovekie_search_is_space (c);
+  return c != (gunichar) -1 && c != 0 && c != 0xfffd && !dovekie_search_is_space (c);
 }
 
 /* Called once per term of a text: `term` (`len` bytes, not terminated)
