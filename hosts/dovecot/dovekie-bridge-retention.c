@@ -106,11 +106,11 @@ dovekie_bridge_retention_keyword (struct dovekie_bridge *bridge)
 
 bool
 dovekie_bridge_retention_expire_at_quit (struct dovekie_bridge *bridge,
-                                         const unsigned char *packed, unsigned int n)
+                                         const unsigned char *table)
 {
   DovekieContext *ctx;
   const DovekieRetentionService *svc = retention_service (bridge, &ctx);
-  return svc != NULL && svc->expire_at_quit (ctx, packed, n);
+  return svc != NULL && svc->expire_at_quit (ctx, table);
 }
 
 /* The service of the bridge whose listing runs: pop3_hidden is called

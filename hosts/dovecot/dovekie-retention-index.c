@@ -97,6 +97,11 @@ index_put_table(struct dovekie_bridge_retention_store *store,
 		container_of(store, struct dovekie_retention_index, store);
 	size_t i = 0, start, size = sizeof(idx->table);
 
+	/* Kept by Dovecot, and zero-filled, as the header grows. */
+	if (idx->stored_size < size) {
+		mail_index_ext_resize_hdr(idx->t->itrans, idx->ext_id, size);
+		idx->stored_size = size;
+	}
 	while (i < size) {
 		if (memcmp(table + i, idx->table + i, 4) == 0) {
 			i += 4;
@@ -113,6 +118,8 @@ index_put_table(struct dovekie_bridge_retention_store *store,
 void dovekie_retention_index_init(struct dovekie_retention_index *idx,
 				  struct mailbox_transaction_context *t)
 {
+	const void *data;
+
 	i_zero(idx);
 	idx->t = t;
 	idx->ext_id = dovekie_retention_ext_id(t->box);
@@ -120,6 +127,10 @@ void dovekie_retention_index_init(struct dovekie_retention_index *idx,
 	(void)mail_index_refresh(t->box->index);
 	idx->fresh = mail_index_view_open(t->box->index);
 	dovekie_retention_index_table(idx->fresh, idx->ext_id, idx->table);
+	mail_index_get_header_ext(idx->fresh, idx->ext_id, &data, &idx->stored_size);
+	/* A new extension gets the registered size. */
+	if (data == NULL)
+		idx->stored_size = sizeof(idx->table);
 	idx->store.table = idx->table;
 	idx->store.get = index_get;
 	idx->store.put = index_put;

@@ -37,8 +37,9 @@
  *             we answer QUIT ourselves and close the connection, so
  *             pop3's own line is not sent.
  *   expiry    in destroy, after the reply: the expiry check runs, if the
- *             module says something can be due from the records of every
- *             message (index lookups, no mail read).
+ *             module says something can be due from INBOX's table (which
+ *             keeps the earliest download of any record: O(1), no mail
+ *             and no record read).
  *   login     a login whose client name the module does not accept is
  *             refused in the mail_user_created hook (user->error), before
  *             pop3 answers the login.
@@ -496,24 +497,15 @@ retention_sync_deinit(struct mailbox_sync_context *ctx,
 	return 0;
 }
 
-/* The records of every message, as pop3's sync after its QUIT commit
-   left the view: index lookups only, no mail is read. */
+/* The table as pop3's sync after its QUIT commit left the view: the
+   module tells from it alone (O(1)) whether anything can be due. */
 static bool retention_quit_due(struct dovekie_retention_client *rclient)
 {
 	struct mailbox *box = rclient->client->mailbox;
-	uint32_t ext_id = dovekie_retention_ext_id(box);
-	unsigned int seq, count = mail_index_view_get_messages_count(box->view);
-	unsigned char *packed;
-	bool due;
+	unsigned char table[DOVEKIE_BRIDGE_RETENTION_TABLE_SIZE];
 
-	packed = i_new(unsigned char, (size_t)count * DOVEKIE_BRIDGE_RETENTION_PACKED_SIZE + 1);
-	for (seq = 1; seq <= count; seq++) {
-		dovekie_retention_index_record(box->view, seq, ext_id,
-			packed + (size_t)(seq - 1) * DOVEKIE_BRIDGE_RETENTION_PACKED_SIZE);
-	}
-	due = dovekie_bridge_retention_expire_at_quit(rclient->duser->bridge, packed, count);
-	i_free(packed);
-	return due;
+	dovekie_retention_index_table(box->view, dovekie_retention_ext_id(box), table);
+	return dovekie_bridge_retention_expire_at_quit(rclient->duser->bridge, table);
 }
 
 static void retention_quit_expire(struct dovekie_retention_client *rclient)

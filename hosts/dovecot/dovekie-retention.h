@@ -30,7 +30,7 @@ enum dovekie_bridge_retention_reason {
    bridge checks that they equal DOVEKIE_RETENTION_PACKED_SIZE and
    DOVEKIE_RETENTION_TABLE_SIZE). */
 #define DOVEKIE_BRIDGE_RETENTION_PACKED_SIZE 24
-#define DOVEKIE_BRIDGE_RETENTION_TABLE_SIZE (8 + 64 * 65 + 64 * 8)
+#define DOVEKIE_BRIDGE_RETENTION_TABLE_SIZE (8 + 64 * 65 + 64 * 8 + 16)
 
 struct dovekie_bridge_retention_message {
 	uint32_t uid;
@@ -58,10 +58,10 @@ struct dovekie_bridge_retention_store {
 bool dovekie_bridge_has_retention(struct dovekie_bridge *bridge);
 /* The hide keyword, or NULL without the service. */
 const char *dovekie_bridge_retention_keyword(struct dovekie_bridge *bridge);
-/* packed: the records of every INBOX message, n of them one after the
-   other. TRUE if the expiry plan may expunge something now. */
+/* table: INBOX's table (TABLE_SIZE bytes) after the QUIT. TRUE if the
+   expiry plan may expunge something now. */
 bool dovekie_bridge_retention_expire_at_quit(struct dovekie_bridge *bridge,
-					     const unsigned char *packed, unsigned int n);
+					     const unsigned char *table);
 /* The listing starts: the INBOX's table (TABLE_SIZE bytes). */
 void dovekie_bridge_retention_pop3_listing(struct dovekie_bridge *bridge,
 					   const unsigned char *table);
@@ -129,6 +129,9 @@ struct dovekie_retention_index {
 	/* gets read here: the index as it was at init */
 	struct mail_index_view *fresh;
 	uint32_t ext_id;
+	/* the table's size in the index: smaller when an older version
+	   wrote it; the first put_table grows it */
+	size_t stored_size;
 	unsigned char table[DOVEKIE_BRIDGE_RETENTION_TABLE_SIZE];
 };
 void dovekie_retention_index_init(struct dovekie_retention_index *idx,

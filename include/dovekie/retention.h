@@ -32,9 +32,12 @@ typedef enum {
  * mailbox, DOVEKIE_RETENTION_TABLE_SIZE bytes, all zero when new. The
  * module owns both layouts (dovekie-retention-record.h); the host stores
  * the bytes, and drops a message's record with the message (expunge,
- * UIDVALIDITY change; a copy gets no record). */
+ * UIDVALIDITY change; a copy gets no record). A table an older version
+ * stored is shorter (it lacked the last 16 bytes): the host hands it
+ * over with the missing bytes as zero, and stores the whole size when it
+ * is next written. */
 #define DOVEKIE_RETENTION_PACKED_SIZE 24
-#define DOVEKIE_RETENTION_TABLE_SIZE (8 + 64 * 65 + 64 * 8)
+#define DOVEKIE_RETENTION_TABLE_SIZE (8 + 64 * 65 + 64 * 8 + 16)
 
 /* One INBOX message, as the host sees it. */
 typedef struct {
@@ -113,12 +116,12 @@ typedef struct {
    * dry run). Counts them and ends the plan. */
   void (*done) (DovekieContext *ctx, const guint32 *uids, guint n);
   /* Called at the end of a POP3 session that ended with QUIT, after
-   * pop3_quit, with the records of every INBOX message as stored after
-   * the QUIT (n records of PACKED_SIZE bytes, one after the other): TRUE
-   * if the host should run the plan now. FALSE when
-   * dovekie_retention_expire_at_quit is off, or when these records show
-   * that the plan would expunge nothing. */
-  gboolean (*expire_at_quit) (DovekieContext *ctx, const guint8 *packed, guint n);
+   * pop3_quit, with the mailbox's table as stored after the QUIT
+   * (TABLE_SIZE bytes): TRUE if the host should run the plan now. FALSE
+   * when dovekie_retention_expire_at_quit is off, or when the table shows
+   * that the plan would expunge nothing (it keeps the earliest download
+   * of any record, so this costs the same at any mailbox size). */
+  gboolean (*expire_at_quit) (DovekieContext *ctx, const guint8 *table);
   /* Moves the records an older version kept in the host's kv store (one
    * entry per UID) into `store`, sets the table's migrated mark, and
    * removes the old entries with kv_set (the Dovecot host commits those

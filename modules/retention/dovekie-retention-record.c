@@ -231,8 +231,8 @@ put_le32 (guint8 *p, guint32 v)
 #define SLOT_SIZE (DOVEKIE_RETENTION_ID_MAX + 1)
 #define SLOTS_OFFSET 8
 #define QUITS_OFFSET (SLOTS_OFFSET + DOVEKIE_RETENTION_CLIENTS_MAX * SLOT_SIZE)
-G_STATIC_ASSERT (QUITS_OFFSET + DOVEKIE_RETENTION_CLIENTS_MAX * 8 ==
-                 DOVEKIE_RETENTION_TABLE_SIZE);
+#define FLOORS_OFFSET (QUITS_OFFSET + DOVEKIE_RETENTION_CLIENTS_MAX * 8)
+G_STATIC_ASSERT (FLOORS_OFFSET + 2 * 8 == DOVEKIE_RETENTION_TABLE_SIZE);
 G_STATIC_ASSERT (DOVEKIE_RETENTION_CLIENTS_MAX == 64);
 
 gboolean
@@ -286,6 +286,20 @@ dovekie_retention_table_parse (const guint8 *bytes, DovekieRetentionTable *table
                    "retention table: slot %u is not a valid, new client identity", i);
       return FALSE;
     }
+  /* No order between the two floors is required: two sessions that
+   * commit at once may each have written one of them. */
+  table->floor_downloaded = (gint64) get_le64 (bytes + FLOORS_OFFSET);
+  table->floor_deleted = (gint64) get_le64 (bytes + FLOORS_OFFSET + 8);
+  if (table->floor_downloaded < 0 || table->floor_downloaded > DOVEKIE_RETENTION_TIME_MAX ||
+      table->floor_deleted < 0 || table->floor_deleted > DOVEKIE_RETENTION_TIME_MAX ||
+      ((table->flags & DOVEKIE_RETENTION_TABLE_FLOORS) == 0 &&
+       (table->floor_downloaded != 0 || table->floor_deleted != 0)))
+    {
+      memset (table, 0, sizeof (*table));
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_PROTOCOL,
+                           "retention table: bad download floors");
+      return FALSE;
+    }
   return TRUE;
 
 bad_version:
@@ -293,6 +307,12 @@ bad_version:
   g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_PROTOCOL,
                "retention table: unknown version %u", version);
   return FALSE;
+}
+
+gboolean
+dovekie_retention_table_unwritten (const guint8 *bytes)
+{
+  return get_le32 (bytes) == 0;
 }
 
 void
@@ -307,6 +327,30 @@ dovekie_retention_table_format (const DovekieRetentionTable *table, guint8 *byte
       put_le64 (bytes + QUITS_OFFSET + i * 8,
                 (guint64) CLAMP (table->last_quit[i], 0, DOVEKIE_RETENTION_TIME_MAX));
     }
+  if ((table->flags & DOVEKIE_RETENTION_TABLE_FLOORS) != 0)
+    {
+      put_le64 (bytes + FLOORS_OFFSET,
+                (guint64) CLAMP (table->floor_downloaded, 0, DOVEKIE_RETENTION_TIME_MAX));
+      put_le64 (bytes + FLOORS_OFFSET + 8,
+                (guint64) CLAMP (table->floor_deleted, 0, DOVEKIE_RETENTION_TIME_MAX));
+    }
+}
+
+static void
+lower_floor (gint64 *floor, gint64 first)
+{
+  if (*floor == 0 || first < *floor)
+    *floor = first;
+}
+
+void
+dovekie_retention_table_cover (DovekieRetentionTable *table, gint64 first, gboolean deleted)
+{
+  if ((table->flags & DOVEKIE_RETENTION_TABLE_FLOORS) == 0 || first <= 0)
+    return;
+  lower_floor (&table->floor_downloaded, first);
+  if (deleted)
+    lower_floor (&table->floor_deleted, first);
 }
 
 guint64
@@ -435,7 +479,8 @@ dovekie_retention_record_pack (DovekieRetentionTable *table, const DovekieRetent
   if (changed)
     {
       *table = copy;
-      *table_changed = TRUE;
+      if (table_changed != NULL)
+        *table_changed = TRUE;
     }
   return TRUE;
 }

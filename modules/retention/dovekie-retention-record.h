@@ -90,7 +90,19 @@ gboolean dovekie_retention_record_deleted (const DovekieRetentionRecord *record)
  *   bytes: a client identity, NUL-padded; used slots first, then empty ones;
  *   then DOVEKIE_RETENTION_CLIENTS_MAX times 8 bytes, little endian: the
  *   last QUIT of the slot's identity, Unix seconds (0 for an empty slot
- *   or one never seen since this field exists).
+ *   or one never seen since this field exists);
+ *   then two times 8 bytes, little endian, the floors: no record's first
+ *   download is earlier than the first, and no DELEd record's is earlier
+ *   than the second; 0 when no record (no DELEd record) has a download.
+ *   They hold only with flag bit 1 (else both are 0): each plan, which
+ *   reads every record, sets them and the bit; each QUIT lowers them for
+ *   the records it writes; an expunge or a dropped record leaves them
+ *   lower than needed, which only makes the next QUIT run a plan that
+ *   sets them again. So a QUIT knows in O(1) whether anything can be due
+ *   (see expire_at_quit). Two sessions that write the floor of a mailbox
+ *   that had none in the same instant keep the later one: the records of
+ *   the other are then first seen due at a QUIT up to that gap (seconds)
+ *   late; the expiry run does not use the floors.
  *
  * Record, DOVEKIE_RETENTION_PACKED_SIZE bytes per message, all zero = none:
  *   0..7   first download by any identity, Unix seconds, little endian
@@ -103,24 +115,35 @@ gboolean dovekie_retention_record_deleted (const DovekieRetentionRecord *record)
  */
 #define DOVEKIE_RETENTION_TABLE_VERSION 1
 #define DOVEKIE_RETENTION_TABLE_MIGRATED 1u
+#define DOVEKIE_RETENTION_TABLE_FLOORS 2u
 
 typedef struct {
   guint32 flags;
   guint n_ids;
   gchar ids[DOVEKIE_RETENTION_CLIENTS_MAX][DOVEKIE_RETENTION_ID_MAX + 1];
   gint64 last_quit[DOVEKIE_RETENTION_CLIENTS_MAX];
+  gint64 floor_downloaded; /* with DOVEKIE_RETENTION_TABLE_FLOORS, else 0 */
+  gint64 floor_deleted;
 } DovekieRetentionTable;
 
 /* Parses the table bytes. FALSE with `error` (DOVEKIE_ERROR_PROTOCOL) if
  * they break the layout above; `table` is then empty. */
 gboolean dovekie_retention_table_parse (const guint8 *bytes, DovekieRetentionTable *table,
                                         GError **error);
+/* TRUE if the table bytes were never written (version 0): the mailbox
+ * has no record. */
+gboolean dovekie_retention_table_unwritten (const guint8 *bytes);
 /* Writes `table` as DOVEKIE_RETENTION_TABLE_SIZE bytes (version 1). */
 void dovekie_retention_table_format (const DovekieRetentionTable *table, guint8 *bytes);
 /* The slot of `id`, or -1. With `create`, adds it when missing; -1 then
  * only when the table is full or `id` is not valid. */
 gint dovekie_retention_table_slot (DovekieRetentionTable *table, const gchar *id,
                                    gboolean create);
+
+/* A record whose first download is `first` (0: none) and that some
+ * identity DELEd (`deleted`) is written: lowers the floors to cover it,
+ * when the table keeps them. */
+void dovekie_retention_table_cover (DovekieRetentionTable *table, gint64 first, gboolean deleted);
 
 /* The slots (bit i = slot i) whose identity ended a session with QUIT
  * at or after `since`. */
@@ -141,7 +164,7 @@ gboolean dovekie_retention_record_unpack (const DovekieRetentionTable *table,
                                           const guint8 *packed,
                                           DovekieRetentionRecord *record, GError **error);
 /* Writes `record` into `packed`, adding its identities to `table` as
- * needed (*table_changed is then set TRUE). FALSE with `error` when the
+ * needed (*table_changed, unless NULL, is then set TRUE). FALSE with `error` when the
  * table has no room for an identity; `packed` is then unchanged. */
 gboolean dovekie_retention_record_pack (DovekieRetentionTable *table,
                                         const DovekieRetentionRecord *record, guint8 *packed,

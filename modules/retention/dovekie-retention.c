@@ -228,23 +228,16 @@ store_put (DovekieRetentionStore *store, DovekieRetentionTable *table, guint32 u
   return store->put (store, uid, packed, error);
 }
 
-/* The record of one packed message may make the plan expunge something
- * now, without an allocation. With max_age off, dovekie_retention_decide
- * does not depend on the save date, so the answer is exact; otherwise
- * any downloaded message may be due. */
+/* Writes `table` if it differs from what the store holds. */
 static gboolean
-packed_may_be_due (Retention *r, const guint8 *packed, gint64 now)
+store_put_table (DovekieRetentionStore *store, const DovekieRetentionTable *table, GError **error)
 {
-  gint64 first = dovekie_retention_packed_first (packed);
-  DovekieRetentionClient c = { .downloaded = first };
-  DovekieRetentionRecord record = { 1, &c };
+  guint8 bytes[DOVEKIE_RETENTION_TABLE_SIZE];
 
-  if (first <= 0)
-    return FALSE;
-  if (r->policy.max_age > 0)
+  dovekie_retention_table_format (table, bytes);
+  if (memcmp (bytes, store->table, sizeof (bytes)) == 0)
     return TRUE;
-  c.deleted = dovekie_retention_packed_deleted (packed) != 0;
-  return dovekie_retention_decide (&r->policy, &record, -1, now) != DOVEKIE_RETENTION_KEEP;
+  return store->put_table (store, bytes, error);
 }
 
 /* ---- hooks ---- */
@@ -352,7 +345,6 @@ service_pop3_quit (DovekieContext *ctx, DovekieRetentionStore *store,
       g_direct_hash, g_direct_equal, NULL, (GDestroyNotify) dovekie_retention_record_free);
   g_autoptr (GHashTable) dirty = g_hash_table_new (g_direct_hash, g_direct_equal);
   DovekieRetentionTable table;
-  gboolean table_changed = FALSE;
   gint64 now = ctx->api->now (ctx);
   guint n_downloaded = 0, n_hidden = 0, n_expunged = 0;
   gint slot;
@@ -366,6 +358,9 @@ service_pop3_quit (DovekieContext *ctx, DovekieRetentionStore *store,
     }
   if (!store_table (store, &table, error))
     return FALSE;
+  /* A table never written: no record exists, so the floors start here. */
+  if (dovekie_retention_table_unwritten (store->table))
+    table.flags |= DOVEKIE_RETENTION_TABLE_FLOORS;
   /* Restored by the user (see service_pop3_hidden): history dropped
    * before this session's downloads and DELEs are recorded. */
   g_hash_table_iter_init (&iter, r->restored);
@@ -438,8 +433,10 @@ service_pop3_quit (DovekieContext *ctx, DovekieRetentionStore *store,
   while (g_hash_table_iter_next (&iter, &key, NULL))
     {
       value = g_hash_table_lookup (touched, key);
-      if (!store_put (store, &table, GPOINTER_TO_UINT (key), value, &table_changed, error))
+      if (!store_put (store, &table, GPOINTER_TO_UINT (key), value, NULL, error))
         return FALSE;
+      dovekie_retention_table_cover (&table, dovekie_retention_record_first_download (value),
+                                     dovekie_retention_record_deleted (value));
     }
   /* This identity is active: the plan keeps for it what it has not
    * fetched yet. Without a free slot it has no records either. To the
@@ -448,18 +445,10 @@ service_pop3_quit (DovekieContext *ctx, DovekieRetentionStore *store,
   slot = dovekie_retention_table_slot (&table, r->identity, TRUE);
   if (slot >= 0 && (table.last_quit[slot] > now ||
                     now - table.last_quit[slot] >= LAST_QUIT_PRECISION))
-    {
-      table.last_quit[slot] = MAX (now, 1);
-      table_changed = TRUE;
-    }
-  if (table_changed)
-    {
-      guint8 bytes[DOVEKIE_RETENTION_TABLE_SIZE];
-
-      dovekie_retention_table_format (&table, bytes);
-      if (!store->put_table (store, bytes, error))
-        return FALSE;
-    }
+    table.last_quit[slot] = MAX (now, 1);
+  /* Written when anything in it changed (a new slot, the floors too). */
+  if (!store_put_table (store, &table, error))
+    return FALSE;
   g_hash_table_remove_all (r->restored);
   /* Counted here, as the host commits what was put with its QUIT. */
   for (guint i = 0; i < n_downloaded; i++)
@@ -551,8 +540,18 @@ service_plan (DovekieContext *ctx, DovekieRetentionStore *store,
         }
     }
   if (ok)
-    dovekie_retention_plan (&r->policy, messages, refs, waiting, n, quota_used, quota_limit,
-                            now, reasons);
+    {
+      dovekie_retention_plan (&r->policy, messages, refs, waiting, n, quota_used, quota_limit,
+                              now, reasons);
+      /* The floors of what stays, for expire_at_quit. */
+      table.flags |= DOVEKIE_RETENTION_TABLE_FLOORS;
+      table.floor_downloaded = table.floor_deleted = 0;
+      for (guint i = 0; i < n; i++)
+        if (refs[i] != NULL && reasons[i] == DOVEKIE_RETENTION_KEEP)
+          dovekie_retention_table_cover (&table, dovekie_retention_record_first_download (refs[i]),
+                                         dovekie_retention_record_deleted (refs[i]));
+      ok = store_put_table (store, &table, error);
+    }
   for (guint i = 0; i < n; i++)
     {
       dovekie_retention_record_clear (&records[i]);
@@ -596,19 +595,35 @@ service_done (DovekieContext *ctx, const guint32 *uids, guint n)
  * message): skip it when the records show that it would expunge nothing.
  * The quota rule, and max_age over all mail, need the listing anyway. */
 static gboolean
-service_expire_at_quit (DovekieContext *ctx, const guint8 *packed, guint n)
+service_expire_at_quit (DovekieContext *ctx, const guint8 *bytes)
 {
   Retention *r = retention (ctx);
-  gint64 now = ctx->api->now (ctx);
+  DovekieRetentionTable table;
+  gint64 now = ctx->api->now (ctx), floor;
 
   if (!r->expire_at_quit)
     return FALSE;
   if (r->policy.quota_percent > 0 || (r->policy.max_age > 0 && r->policy.max_age_all))
     return TRUE;
-  for (guint i = 0; i < n; i++)
-    if (packed_may_be_due (r, packed + (gsize) i * DOVEKIE_RETENTION_PACKED_SIZE, now))
-      return TRUE;
-  return FALSE;
+  /* A table that does not parse: pop3_quit failed on it already. Never
+   * written: no record. */
+  if (!dovekie_retention_table_parse (bytes, &table, NULL) ||
+      dovekie_retention_table_unwritten (bytes))
+    return FALSE;
+  /* No plan has set the floors yet (a new mailbox, or records of an
+   * older version): the plan sets them. */
+  if ((table.flags & DOVEKIE_RETENTION_TABLE_FLOORS) == 0)
+    return TRUE;
+  /* max_age goes by the save date, which the table does not know. */
+  if (r->policy.max_age > 0)
+    return table.floor_downloaded > 0;
+  if (r->policy.keep < 0)
+    return FALSE;
+  /* As dovekie_retention_decide: every downloaded message expires, or
+   * only those some view DELEd. */
+  floor = r->policy.expire == DOVEKIE_RETENTION_EXPIRE_DOWNLOADED ? table.floor_downloaded
+                                                                   : table.floor_deleted;
+  return floor > 0 && now >= floor && now - floor >= r->policy.keep;
 }
 
 /* ---- migration from the kv records of older versions ---- */
@@ -672,6 +687,10 @@ service_migrate (DovekieContext *ctx, DovekieRetentionStore *store, guint *n_r, 
       return FALSE;
     }
   table.flags |= DOVEKIE_RETENTION_TABLE_MIGRATED;
+  /* The moved records keep their download times: the next plan sets the
+   * floors over them. */
+  table.flags &= ~DOVEKIE_RETENTION_TABLE_FLOORS;
+  table.floor_downloaded = table.floor_deleted = 0;
   dovekie_retention_table_format (&table, bytes);
   if (!store->put_table (store, bytes, error))
     return FALSE;

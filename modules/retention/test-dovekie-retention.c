@@ -231,18 +231,11 @@ hidden (DovekieContext *ctx, guint32 uid)
   return svc->pop3_hidden (ctx, uid, packed != NULL ? packed : none);
 }
 
-/* The host's question after a QUIT: every committed record. */
+/* The host's question after a QUIT: the committed table. */
 static gboolean
 expire_at_quit (DovekieContext *ctx)
 {
-  g_autoptr (GByteArray) all = g_byte_array_new ();
-  GHashTableIter iter;
-  gpointer value;
-
-  g_hash_table_iter_init (&iter, records);
-  while (g_hash_table_iter_next (&iter, NULL, &value))
-    g_byte_array_append (all, value, DOVEKIE_RETENTION_PACKED_SIZE);
-  return svc->expire_at_quit (ctx, all->data, g_hash_table_size (records));
+  return svc->expire_at_quit (ctx, table_bytes);
 }
 
 /* plan over a store transaction, committed unless the plan failed. */
@@ -513,6 +506,119 @@ START_TEST (test_expire_at_quit_only_when_due)
   quit (ctx, NULL, 0, NULL, 0, hide);
   ck_assert (expire_at_quit (ctx));
   session_free (ctx);
+}
+END_TEST
+
+/* expire_at_quit answers from the table's floors: unknown floors (the
+ * records of an older version) make it ask for a plan, which sets them;
+ * a QUIT lowers them; a plan that expunges the earliest raises them. */
+START_TEST (test_expire_at_quit_floors)
+{
+  DovekieContext *ctx;
+  g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autoptr (GArray) unhide = g_array_new (FALSE, FALSE, sizeof (guint32));
+  const guint32 one[] = { 1 }, two[] = { 2 }, three[] = { 3 };
+  DovekieRetentionMessage msgs[] = { { 1, T0, 10, TRUE, { 0 } }, { 2, T0, 10, TRUE, { 0 } },
+                                     { 3, T0, 10, FALSE, { 0 } } };
+  DovekieRetentionReason reasons[3];
+  DovekieRetentionTable table;
+  const guint32 gone[] = { 1 };
+
+  set ("dovekie_retention_days", "7");
+  ctx = session_new ("alice");
+  quit (ctx, one, 1, one, 1, hide); /* uid 1: downloaded and DELEd at T0 */
+  session_free (ctx);
+  /* As an older version left it: records, no floors. */
+  ck_assert (dovekie_retention_table_parse (table_bytes, &table, NULL));
+  ck_assert (table.flags & DOVEKIE_RETENTION_TABLE_FLOORS);
+  ck_assert_int_eq (table.floor_deleted, T0);
+  table.flags &= ~DOVEKIE_RETENTION_TABLE_FLOORS;
+  table.floor_downloaded = table.floor_deleted = 0;
+  dovekie_retention_table_format (&table, table_bytes);
+
+  host.now = T0 + 3 * DAY;
+  ctx = session_new ("alice");
+  quit (ctx, two, 1, two, 1, hide); /* uid 2: at T0 + 3 days */
+  quit (ctx, three, 1, NULL, 0, hide); /* uid 3: downloaded only */
+  ck_assert (expire_at_quit (ctx)); /* floors unknown */
+  ck_assert (plan (ctx, msgs, 3, 0, 0, reasons, unhide, NULL, NULL));
+  svc->done (ctx, NULL, 0);
+  ck_assert (dovekie_retention_table_parse (table_bytes, &table, NULL));
+  ck_assert (table.flags & DOVEKIE_RETENTION_TABLE_FLOORS);
+  ck_assert_int_eq (table.floor_downloaded, T0);
+  ck_assert_int_eq (table.floor_deleted, T0);
+  ck_assert (!expire_at_quit (ctx));
+  session_free (ctx);
+
+  host.now = T0 + 7 * DAY - 1;
+  ctx = session_new ("alice");
+  quit (ctx, NULL, 0, NULL, 0, hide);
+  ck_assert (!expire_at_quit (ctx));
+  session_free (ctx);
+
+  host.now = T0 + 7 * DAY;
+  ctx = session_new ("alice");
+  quit (ctx, NULL, 0, NULL, 0, hide);
+  ck_assert (expire_at_quit (ctx));
+  ck_assert (plan (ctx, msgs, 3, 0, 0, reasons, unhide, NULL, NULL));
+  ck_assert_int_eq (reasons[0], DOVEKIE_RETENTION_EXPIRED);
+  ck_assert_int_eq (reasons[1], DOVEKIE_RETENTION_KEEP);
+  svc->done (ctx, gone, 1);
+  g_hash_table_remove (records, GUINT_TO_POINTER (1)); /* expunged with its record */
+  /* What stays: uid 2 DELEd at T0 + 3 days, uid 3 downloaded at T0 + 3 days. */
+  ck_assert (dovekie_retention_table_parse (table_bytes, &table, NULL));
+  ck_assert_int_eq (table.floor_downloaded, T0 + 3 * DAY);
+  ck_assert_int_eq (table.floor_deleted, T0 + 3 * DAY);
+  ck_assert (!expire_at_quit (ctx));
+  session_free (ctx);
+
+  /* A DELE of uid 3 lowers nothing (it was downloaded at T0 + 3 days);
+   * with expire = deleted only DELEd records count, with downloaded all. */
+  host.now = T0 + 10 * DAY - 1;
+  set ("dovekie_retention_expire", "downloaded");
+  ctx = session_new ("alice");
+  quit (ctx, NULL, 0, NULL, 0, hide);
+  ck_assert (!expire_at_quit (ctx));
+  session_free (ctx);
+  host.now = T0 + 10 * DAY;
+  ctx = session_new ("alice");
+  quit (ctx, NULL, 0, NULL, 0, hide);
+  ck_assert (expire_at_quit (ctx));
+  session_free (ctx);
+}
+END_TEST
+
+/* The floors are part of the table's strict layout. */
+START_TEST (test_table_floors_layout)
+{
+  DovekieRetentionTable table = { 0 }, back;
+  guint8 bytes[DOVEKIE_RETENTION_TABLE_SIZE];
+  g_autoptr (GError) error = NULL;
+
+  ck_assert_int_ge (dovekie_retention_table_slot (&table, "*", TRUE), 0);
+  ck_assert (dovekie_retention_table_unwritten ((guint8[DOVEKIE_RETENTION_TABLE_SIZE]){ 0 }));
+  table.flags = DOVEKIE_RETENTION_TABLE_FLOORS;
+  dovekie_retention_table_cover (&table, T0 + 5, FALSE);
+  dovekie_retention_table_cover (&table, T0 + 9, TRUE);
+  dovekie_retention_table_cover (&table, 0, TRUE); /* a DELE with no download */
+  ck_assert_int_eq (table.floor_downloaded, T0 + 5);
+  ck_assert_int_eq (table.floor_deleted, T0 + 9);
+  dovekie_retention_table_format (&table, bytes);
+  ck_assert (!dovekie_retention_table_unwritten (bytes));
+  ck_assert (dovekie_retention_table_parse (bytes, &back, NULL));
+  ck_assert_int_eq (back.floor_downloaded, T0 + 5);
+  ck_assert_int_eq (back.floor_deleted, T0 + 9);
+  /* Without the flag, cover keeps nothing and the floors must be 0. */
+  table.flags = 0;
+  dovekie_retention_table_cover (&table, 1, TRUE);
+  ck_assert_int_eq (table.floor_downloaded, T0 + 5);
+  bytes[4] = 0; /* flag cleared, floors still set */
+  ck_assert (!dovekie_retention_table_parse (bytes, &back, &error));
+  ck_assert_msg (strstr (error->message, "floors") != NULL, "%s", error->message);
+  g_clear_error (&error);
+  bytes[4] = DOVEKIE_RETENTION_TABLE_FLOORS;
+  bytes[DOVEKIE_RETENTION_TABLE_SIZE - 1] = 0xff; /* deleted floor past the time range */
+  ck_assert (!dovekie_retention_table_parse (bytes, &back, &error));
 }
 END_TEST
 
@@ -1207,6 +1313,8 @@ retention_suite (void)
   tcase_add_test (tc, test_dele_ignored);
   tcase_add_test (tc, test_restored_message_does_not_expire);
   tcase_add_test (tc, test_expire_at_quit_only_when_due);
+  tcase_add_test (tc, test_expire_at_quit_floors);
+  tcase_add_test (tc, test_table_floors_layout);
   tcase_add_test (tc, test_store_down);
   tcase_add_test (tc, test_migrate);
   suite_add_tcase (s, tc);
