@@ -142,7 +142,9 @@ rescan_batch_locked(struct rescan_run *run, struct mailbox *box, struct mailbox 
 		*error_r = p_strdup(run->user->pool, *error_r);
 		return -1;
 	}
-	t = mailbox_transaction_begin(box, 0, "dovekie rescan");
+	/* Its reads are the job's, its expunges quarantine moves. */
+	t = dovekie_transaction_begin(box, 0, "dovekie rescan",
+				      DOVEKIE_OWN_READS | DOVEKIE_OWN_MOVES);
 	mail = mail_alloc(t, 0, NULL);
 	for (i = 0; i < count && ret == 0; i++) {
 		if (!mail_set_uid(mail, uids[i]))
@@ -150,7 +152,7 @@ rescan_batch_locked(struct rescan_run *run, struct mailbox *box, struct mailbox 
 		i_zero(&mctx);
 		mctx.run = run;
 		T_BEGIN {
-			ret = dovekie_read_mail(run->duser, mail, rescan_read, &mctx, error_r);
+			ret = dovekie_read_mail(mail, rescan_read, &mctx, error_r);
 			if (ret < 0)
 				*error_r = p_strdup(run->user->pool, *error_r);
 		} T_END;
@@ -186,10 +188,9 @@ rescan_batch_locked(struct rescan_run *run, struct mailbox *box, struct mailbox 
 			}
 		}
 		if (qt == NULL)
-			qt = mailbox_transaction_begin(*qbox, MAILBOX_TRANSACTION_FLAG_EXTERNAL,
-						       "dovekie rescan quarantine");
-		if (dovekie_quarantine_move(run->duser, mail, qt, mctx.result.keyword,
-					    error_r) < 0) {
+			qt = dovekie_transaction_begin(*qbox, MAILBOX_TRANSACTION_FLAG_EXTERNAL,
+						       "dovekie rescan quarantine", DOVEKIE_OWN_SAVES);
+		if (dovekie_quarantine_move(mail, qt, mctx.result.keyword, error_r) < 0) {
 			*error_r = p_strdup(run->user->pool, *error_r);
 			ret = -1;
 			break;

@@ -141,10 +141,10 @@ av_sync_move(struct dovekie_user *duser, struct mail *mail,
 		*qbox = dovekie_quarantine_open(user, duser->event, result->mailbox, error_r);
 		if (*qbox == NULL)
 			return -1;
-		*qt = mailbox_transaction_begin(*qbox, MAILBOX_TRANSACTION_FLAG_EXTERNAL,
-						"dovekie sync quarantine");
+		*qt = dovekie_transaction_begin(*qbox, MAILBOX_TRANSACTION_FLAG_EXTERNAL,
+						"dovekie sync quarantine", DOVEKIE_OWN_SAVES);
 	}
-	return dovekie_quarantine_move(duser, mail, *qt, result->keyword, error_r);
+	return dovekie_quarantine_move(mail, *qt, result->keyword, error_r);
 }
 
 /* Judges the listed UIDs of box (ours, synced, under the lock), moves the
@@ -174,7 +174,9 @@ av_sync_judge(struct dovekie_user *duser, struct mailbox *box, uint32_t ext_id,
 	   own acceptance is: a read of them then asks nothing. */
 	have_memo = dovekie_bridge_av_read_memo_key(duser->bridge, &memo) == 0;
 	t_array_init(&moved, 4);
-	t = mailbox_transaction_begin(box, 0, "dovekie sync");
+	/* Its reads are the check's, its expunges quarantine moves. */
+	t = dovekie_transaction_begin(box, 0, "dovekie sync",
+				      DOVEKIE_OWN_READS | DOVEKIE_OWN_MOVES);
 	mail = mail_alloc(t, 0, NULL);
 	array_foreach(uids, uidp) {
 		done = TRUE;
@@ -255,7 +257,7 @@ av_sync_judge(struct dovekie_user *duser, struct mailbox *box, uint32_t ext_id,
 	   sees mail beyond the mark and waits for our lock, so no view ever
 	   holds the mailbox without both. */
 	array_foreach_modifiable(&moved, m) {
-		if (dovekie_quarantine_store_notice(duser, box, m->flags, m->received,
+		if (dovekie_quarantine_store_notice(box, m->flags, m->received,
 						    m->notice, &error) < 0)
 			e_error(duser->event, "%s", error);
 	}
@@ -336,22 +338,23 @@ void dovekie_av_sync(struct dovekie_user *duser, struct mailbox *box,
 	/* A failed module: reads refuse everything, nothing can be judged.
 	   The quarantine mailbox: nothing to move, and its bodies are never
 	   served to imap or pop3. */
-	if (duser->av_syncing || dovekie_session_user(duser)->in_hook ||
-	    ioloop_time < duser->av_sync_retry_after || !dovekie_av_sync_wanted(duser, box) ||
+	if (ioloop_time < duser->av_sync_retry_after || !dovekie_av_sync_wanted(duser, box) ||
 	    dovekie_bridge_guarded(duser->bridge, DOVEKIE_BRIDGE_GUARD_READ, &module, &why))
 		return;
 	if (dovekie_bridge_av_quarantine_mailbox(duser->bridge, quarantine) == 0 &&
 	    quarantine[0] != '\0' &&
 	    dovekie_quarantine_is(box->storage->user, quarantine, mailbox_get_vname(box)))
 		return;
-	duser->av_syncing = TRUE;
 	/* A mailbox instance of our own: box's view must learn of the new
 	   mail only in its own sync, with the moves already done. Kept open,
-	   a sync that finds nothing new costs its sync and a header lookup. */
-	if (*own_box == NULL)
+	   a sync that finds nothing new costs its sync and a header lookup.
+	   Its own syncs (and the notices' saves into it) are this check's:
+	   the instance is marked, and they never start another check. */
+	if (*own_box == NULL) {
 		*own_box = mailbox_alloc(box->list, mailbox_get_vname(box), 0);
+		dovekie_mailbox_set_av_sync_own(*own_box);
+	}
 	T_BEGIN {
 		av_sync_box(duser, *own_box);
 	} T_END;
-	duser->av_syncing = FALSE;
 }

@@ -29,6 +29,7 @@
 #include "fts-api-private.h"
 #include "dovekie-plugin.h"
 #include "dovekie-fts.h"
+#include "dovekie-storage.h"
 #include "dovekie-fts-text.h"
 #include "dovekie-log-quote.h"
 
@@ -378,25 +379,21 @@ dovekie_fts_index_mail(struct dovekie_fts_update_context *ctx,
 		       struct dovekie_bridge_index *index, uint32_t uid,
 		       const char **error_r)
 {
-	struct dovekie_fts_backend *backend =
-		(struct dovekie_fts_backend *)ctx->ctx.backend;
-	struct dovekie_user *duser = backend->duser;
 	struct dovekie_fts_text text;
 	struct istream *input;
-	bool was_in_hook = dovekie_session_user(duser)->in_hook;
 	int ret;
 
 	if (ctx->trans == NULL) {
-		ctx->trans = mailbox_transaction_begin(ctx->ctx.cur_box, 0, "dovekie fts");
+		/* Its reads are the indexer's: our own read hooks (e.g.
+		   antivirus on FETCH) stay out. */
+		ctx->trans = dovekie_transaction_begin(ctx->ctx.cur_box, 0, "dovekie fts",
+						       DOVEKIE_OWN_READS);
 		ctx->mail = mail_alloc(ctx->trans, MAIL_FETCH_STREAM_HEADER |
 				       MAIL_FETCH_STREAM_BODY, NULL);
 	}
 	if (!mail_set_uid(ctx->mail, uid))
 		return 0;
-	/* Our own read hooks (e.g. antivirus on FETCH) stay out. */
-	dovekie_session_user(duser)->in_hook = TRUE;
 	if (mail_get_stream_because(ctx->mail, NULL, NULL, "dovekie fts", &input) < 0) {
-		dovekie_session_user(duser)->in_hook = was_in_hook;
 		/* Expunged, or the whole mailbox deleted under us. */
 		if (ctx->mail->expunged ||
 		    mailbox_get_last_mail_error(ctx->ctx.cur_box) == MAIL_ERROR_NOTFOUND)
@@ -416,7 +413,6 @@ dovekie_fts_index_mail(struct dovekie_fts_update_context *ctx,
 			ret = -1;
 		}
 	}
-	dovekie_session_user(duser)->in_hook = was_in_hook;
 	return ret < 0 ? -1 : 1;
 }
 

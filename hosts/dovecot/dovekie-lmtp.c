@@ -57,6 +57,7 @@ dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
 	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(lldctx->rcpt_user);
 	enum dovekie_bridge_verdict verdict;
 	struct dovekie_bridge_result *result;
+	struct dovekie_delivery delivery;
 	const char *error, *module, *why;
 	struct mail *judged;
 	int ret;
@@ -90,6 +91,7 @@ dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
 	/* Large buffers: keep them off the stack. Freed with the data stack
 	   frame of this delivery. */
 	result = t_new(struct dovekie_bridge_result, 1);
+	i_zero(&delivery);
 	verdict = dovekie_check_delivery(duser, judged,
 					 lldctx->rcpt_default_mailbox, result);
 	switch (verdict) {
@@ -135,22 +137,21 @@ dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
 		e_info(duser->event, "delivery diverted to %s: %s",
 		       dovekie_log_quote(result->mailbox), result->reason);
 		lldctx->rcpt_default_mailbox = result->mailbox;
-		duser->delivery_mailbox = result->mailbox;
+		delivery.mailbox = result->mailbox;
 		break;
 	case DOVEKIE_BRIDGE_ACCEPT:
 		/* Accepted with a keyword is delivered flagged (dovekie_av_action
 		   = tag): reads of it are refused, so no read memo. */
-		duser->delivery_accepted = result->keyword[0] == '\0';
+		delivery.accepted = result->keyword[0] == '\0';
 		break;
 	}
 	if (result->keyword[0] != '\0')
-		duser->delivery_keyword = result->keyword;
-	duser->delivery_checked = TRUE;
+		delivery.keyword = result->keyword;
+	/* rcpt_user is this recipient's, made for this delivery. */
+	i_assert(duser->delivery == NULL);
+	duser->delivery = &delivery;
 	ret = dclient->module_ctx.super.local_deliver(client, lrcpt, cmd, trans, lldctx);
-	duser->delivery_checked = FALSE;
-	duser->delivery_accepted = FALSE;
-	duser->delivery_keyword = NULL;
-	duser->delivery_mailbox = NULL;
+	duser->delivery = NULL;
 	return ret;
 }
 

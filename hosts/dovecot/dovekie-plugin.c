@@ -335,7 +335,6 @@ static struct dovekie_user *dovekie_user_public(struct dovekie_user *duser)
 	if (duser->public_user != NULL)
 		return duser->public_user;
 	pub = dovekie_user_alloc(duser->user);
-	pub->session = duser;
 	event_set_append_log_prefix(pub->event, "dovekie: public: ");
 	T_BEGIN {
 		static const char *const no_settings[] = { NULL };
@@ -350,18 +349,6 @@ static struct dovekie_user *dovekie_user_public(struct dovekie_user *duser)
 	} T_END;
 	duser->public_user = pub;
 	return pub;
-}
-
-struct dovekie_user *dovekie_session_user(struct dovekie_user *duser)
-{
-	struct dovekie_user *session;
-
-	if (duser->session != NULL)
-		return duser->session;
-	if (duser->user->creator != NULL &&
-	    (session = DOVEKIE_USER_CONTEXT(duser->user->creator)) != NULL)
-		return session;
-	return duser;
 }
 
 struct dovekie_user *dovekie_namespace_user(struct mail_namespace *ns)

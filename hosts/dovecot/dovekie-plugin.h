@@ -31,49 +31,51 @@ struct dovekie_user {
 	/* kv_box is the session's own INBOX, not ours to free. */
 	bool kv_box_borrowed:1;
 
-	/* LMTP, set by dovekie-lmtp.c for the delivery it judged (both
-	   borrowed for that call, else NULL): the keyword the stored message
-	   gets, and the only mailbox it may be stored into (a DIVERT: Dovecot's
-	   fallback to INBOX must not store it there). */
-	const char *delivery_keyword;
-	const char *delivery_mailbox;
+	/* LMTP: the delivery dovekie-lmtp.c judged, for the length of its
+	   local_deliver call, else NULL: the save hooks store it as judged.
+	   On the user because that is the delivery's own object: lmtp makes
+	   one mail_user per recipient and delivery (Dovecot's mail_deliver
+	   keeps its delivery state on it too), and mail_deliver begins the
+	   transaction and the save itself, so no narrower object of ours
+	   exists before the save hooks run. Read through the mailbox's
+	   dovekie_user (dovekie_namespace_user), so a save into another
+	   user's shared mailbox is that user's to judge. */
+	const struct dovekie_delivery *delivery;
 
-	/* LMTP: the message was already judged by the delivery hook, so the
-	   save hooks must not judge it again. */
-	bool delivery_checked:1;
 	/* Dovecot 2.4, an autocreated user (a shared namespace's owner, a raw
-	   user): its modules start at its first namespace use. */
+	   user): its modules start at its first namespace use. The user's
+	   own life cycle, not an operation's. */
 	bool start_pending:1;
-	/* LMTP: that judgement accepted the message where it is stored, with
-	   no divert and no keyword: the stored copies get the read memo. */
-	bool delivery_accepted:1;
-	/* We are reading a message for a hook: our own read hook stays out.
-	   Set on the session's dovekie_user (dovekie_session_user()), which
-	   the owner's and public ones share. */
-	bool in_hook:1;
-	/* We are moving a message into quarantine: the modules' expunge hooks
-	   stay out (it is not the user's expunge, nor a POP3 DELE). */
-	bool moving:1;
-	/* POP3: the session start was reported. */
+	/* POP3: the session start was reported. The POP3 session is the
+	   user's one session in its process (pop3 serves one user), and the
+	   flag only goes up. */
 	bool pop3_started:1;
-	/* POP3: the last read failed because it could not be judged now
-	   (MAIL_ERROR_TEMP): dovekie-pop3.c answers it -ERR [SYS/TEMP]. */
-	bool pop3_read_tempfail:1;
-	/* dovekie_av_sync() is running: the mailboxes it opens are not
-	   checked again. */
-	bool av_syncing:1;
 	/* The scanner failed at a sync: no sync check before this time
-	   (ioloop_time); reads still judge. */
+	   (ioloop_time); reads still judge. User-wide on purpose: it is the
+	   health of the user's scanner, which every mailbox's sync asks. */
 	time_t av_sync_retry_after;
 	/* The modules for public namespaces (global settings), or NULL
 	   until the session allocates a public mailbox. */
 	struct dovekie_user *public_user;
-	/* For public_user: the session's dovekie_user; else NULL. */
-	struct dovekie_user *session;
 	/* A storage error text a caller may still hold after a COPY's
 	   source transaction set another (dovekie_transaction_commit()), or
-	   NULL. */
+	   NULL. It outlives that transaction (imap sends the text after the
+	   commit), so it is kept here until the next such commit or the end
+	   of the session. */
 	char *held_error;
+};
+
+/* An LMTP delivery dovekie-lmtp.c judged (on its stack for the length of
+   the delivery; the strings are borrowed for that call). */
+struct dovekie_delivery {
+	/* The keyword the stored message gets, or NULL. */
+	const char *keyword;
+	/* The only mailbox it may be stored into (a DIVERT: Dovecot's
+	   fallback to INBOX must not store it there), or NULL. */
+	const char *mailbox;
+	/* Accepted where it is stored, with no divert and no keyword: the
+	   stored copies get the read memo. */
+	bool accepted;
 };
 
 extern MODULE_CONTEXT_DEFINE(dovekie_user_module, &mail_user_module_register);
@@ -85,10 +87,6 @@ extern const char *dovekie_plugin_version;
    settings); in a public namespace modules started from the global
    settings. NULL when dovekie is not active for the session. */
 struct dovekie_user *dovekie_namespace_user(struct mail_namespace *ns);
-
-/* The dovekie_user of the session duser works in: duser itself, or the
-   reader's for a shared namespace's owner and for public namespaces. */
-struct dovekie_user *dovekie_session_user(struct dovekie_user *duser);
 
 void dovekie_plugin_init(struct module *module);
 void dovekie_plugin_deinit(void);

@@ -13,6 +13,7 @@
 #include "pop3-common.h"
 #include "pop3-client.h"
 #include "dovekie-plugin.h"
+#include "dovekie-storage.h"
 
 #pragma weak pop3_client_created_hook_set
 #pragma weak pop3_module_register
@@ -32,8 +33,8 @@ static bool dovekie_pop3_hooked;
    expunged." (pop3-commands.c fetch()), whatever the storage error, and
    offers no hook between the failed read and that reply. When the read
    failed because dovekie could not judge the message now (scanner down,
-   module not running: dovekie-storage.c sets MAIL_ERROR_TEMP and
-   pop3_read_tempfail), the message is not expunged and a client must not
+   module not running: dovekie-storage.c sets MAIL_ERROR_TEMP and marks
+   the mailbox, dovekie_mailbox_pop3_tempfail()), the message is not expunged and a client must not
    drop it: this filter over the client's output puts RFC 3206's
    "-ERR [SYS/TEMP] <reason>" in that one reply's place. Every other byte
    passes through unchanged. */
@@ -68,19 +69,18 @@ static bool dovekie_pop3_is_expunged_reply(const unsigned char *data, size_t siz
 static const char *
 dovekie_pop3_reply_rewrite(struct client *client, const unsigned char *data, size_t size)
 {
-	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(client->user);
 	enum mail_error error;
 	const char *reason;
 	bool refused;
 
-	if (duser == NULL || !duser->pop3_read_tempfail)
+	if (client->mailbox == NULL || !dovekie_mailbox_pop3_tempfail(client->mailbox, FALSE))
 		return NULL;
 	if ((size < 3 || memcmp(data, "+OK", 3) != 0) &&
 	    (size < 4 || memcmp(data, "-ERR", 4) != 0))
 		return NULL;
 	refused = dovekie_pop3_is_expunged_reply(data, size);
-	duser->pop3_read_tempfail = FALSE;
-	if (!refused || client->mailbox == NULL)
+	(void)dovekie_mailbox_pop3_tempfail(client->mailbox, TRUE);
+	if (!refused)
 		return NULL;
 	reason = mailbox_get_last_error(client->mailbox, &error);
 	if (error != MAIL_ERROR_TEMP)

@@ -208,15 +208,13 @@ release_read(void *context, const struct dovekie_bridge_message *msg,
    quarantine keyword, and its received date; our save hooks stay out (the
    release verdict is recorded already). */
 static int
-release_copy(struct dovekie_user *duser, struct mailbox *dest, struct mail *mail,
-	     const char **error_r)
+release_copy(struct mailbox *dest, struct mail *mail, const char **error_r)
 {
 	struct mailbox_transaction_context *t;
 	struct mail_save_context *save;
 	struct mail_keywords *kw;
 	ARRAY_TYPE(const_string) names;
 	const char *const *keywords = mail_get_keywords(mail);
-	bool was_checked = duser->delivery_checked, was_in_hook = dovekie_session_user(duser)->in_hook;
 	time_t received;
 	int ret;
 
@@ -227,8 +225,10 @@ release_copy(struct dovekie_user *duser, struct mailbox *dest, struct mail *mail
 			array_push_back(&names, keywords);
 	}
 	array_append_zero(&names);
-	t = mailbox_transaction_begin(dest, MAILBOX_TRANSACTION_FLAG_EXTERNAL,
-				      "dovekie quarantine release");
+	/* Released: its copy is not judged again (mail's transaction, the
+	   caller's, keeps our read hook out of the copy's read). */
+	t = dovekie_transaction_begin(dest, MAILBOX_TRANSACTION_FLAG_EXTERNAL,
+				      "dovekie quarantine release", DOVEKIE_OWN_SAVES);
 	save = mailbox_save_alloc(t);
 	kw = array_count(&names) == 1 ? NULL :
 		mailbox_keywords_create_valid(dest, array_front(&names));
@@ -238,11 +238,7 @@ release_copy(struct dovekie_user *duser, struct mailbox *dest, struct mail *mail
 		mailbox_keywords_unref(&kw);
 	if (mail_get_received_date(mail, &received) == 0)
 		mailbox_save_set_received_date(save, received, 0);
-	duser->delivery_checked = TRUE;
-	dovekie_session_user(duser)->in_hook = TRUE;
 	ret = mailbox_copy(&save, mail);
-	duser->delivery_checked = was_checked;
-	dovekie_session_user(duser)->in_hook = was_in_hook;
 	if (ret == 0 && mailbox_transaction_commit(&t) < 0)
 		ret = -1;
 	if (ret < 0) {
@@ -295,11 +291,13 @@ quarantine_release_one(struct dovekie_user *duser, struct mail_user *user,
 	struct mailbox_status status;
 	struct mailbox *dest = inbox;
 	struct mail *mail;
-	bool was_moving = duser->moving;
 	int ret = 0;
 
-	t = mailbox_transaction_begin(box, 0, release ? "dovekie quarantine release" :
-				      "dovekie quarantine delete");
+	/* Its reads are ours; a release's expunge is a move, not the user's
+	   expunge (a delete's is the user's). */
+	t = dovekie_transaction_begin(box, 0, release ? "dovekie quarantine release" :
+				      "dovekie quarantine delete", DOVEKIE_OWN_READS |
+				      (release ? DOVEKIE_OWN_MOVES : 0));
 	mail = mail_alloc(t, 0, NULL);
 	if (!mail_set_uid(mail, uid)) {
 		*error_r = "no such message in quarantine";
@@ -309,8 +307,8 @@ quarantine_release_one(struct dovekie_user *duser, struct mail_user *user,
 		rctx.duser = duser;
 		rctx.signature = quarantine_signature(mail);
 		dest = quarantine_release_dest(duser, user, box, inbox, uid);
-		if (dovekie_read_mail(duser, mail, release_read, &rctx, error_r) < 0 ||
-		    release_copy(duser, dest, mail, error_r) < 0)
+		if (dovekie_read_mail(mail, release_read, &rctx, error_r) < 0 ||
+		    release_copy(dest, mail, error_r) < 0)
 			ret = -1;
 		else {
 			e_info(duser->event, "quarantine: released uid=%u to %s "
@@ -320,12 +318,8 @@ quarantine_release_one(struct dovekie_user *duser, struct mail_user *user,
 			       rctx.version);
 		}
 	}
-	if (ret == 0) {
-		/* A release's expunge is a move, not the user's expunge. */
-		duser->moving = release;
+	if (ret == 0)
 		mail_expunge(mail);
-		duser->moving = was_moving;
-	}
 	mail_free(&mail);
 	if (dest != inbox)
 		mailbox_free(&dest);

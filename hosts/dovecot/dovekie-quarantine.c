@@ -17,6 +17,7 @@
 #include "mail-storage-private.h"
 #include "dovekie-plugin.h"
 #include "dovekie-quarantine.h"
+#include "dovekie-storage.h"
 #include "dovekie-log-quote.h"
 
 /* Header values quoted in the notice: one line, at most this long. */
@@ -107,15 +108,12 @@ dovekie_quarantine_open(struct mail_user *user, struct event *event, const char 
 	return box;
 }
 
-int dovekie_quarantine_move(struct dovekie_user *duser, struct mail *mail,
-			    struct mailbox_transaction_context *qt, const char *keyword,
-			    const char **error_r)
+int dovekie_quarantine_move(struct mail *mail, struct mailbox_transaction_context *qt,
+			    const char *keyword, const char **error_r)
 {
 	struct mail_save_context *save = mailbox_save_alloc(qt);
 	struct mail_keywords *ours, *merged;
 	const char *names[2] = { keyword, NULL };
-	bool was_checked = duser->delivery_checked, was_in_hook = dovekie_session_user(duser)->in_hook;
-	bool was_moving = duser->moving;
 	int ret;
 
 	/* The copy keeps the original's flags and keywords, as imap's MOVE
@@ -131,14 +129,9 @@ int dovekie_quarantine_move(struct dovekie_user *duser, struct mail *mail,
 		mailbox_save_set_flags(save, save->data.flags, ours);
 		mailbox_keywords_unref(&ours);
 	}
-	/* Judged already: our copy, read and expunge hooks stay out. */
-	duser->delivery_checked = TRUE;
-	dovekie_session_user(duser)->in_hook = TRUE;
-	duser->moving = TRUE;
+	/* Judged already: our copy, read and expunge hooks stay out, as the
+	   two transactions say (see dovekie-quarantine.h). */
 	ret = mailbox_move(&save, mail);
-	duser->delivery_checked = was_checked;
-	dovekie_session_user(duser)->in_hook = was_in_hook;
-	duser->moving = was_moving;
 	if (ret < 0) {
 		*error_r = t_strdup_printf("cannot move uid=%u from %s to %s: %s", mail->uid,
 			dovekie_log_quote(mailbox_get_vname(mail->box)),
@@ -185,25 +178,22 @@ dovekie_quarantine_notice_text(struct mail *mail, const char *vname, const char 
 	return str_c(text);
 }
 
-int dovekie_quarantine_store_notice(struct dovekie_user *duser, struct mailbox *box,
-				    enum mail_flags flags, time_t received,
+int dovekie_quarantine_store_notice(struct mailbox *box, enum mail_flags flags, time_t received,
 				    const char *text, const char **error_r)
 {
 	struct mailbox_transaction_context *t;
 	struct mail_save_context *save;
 	struct istream *input;
-	bool was_checked = duser->delivery_checked;
 	int ret = 0;
 
-	t = mailbox_transaction_begin(box, MAILBOX_TRANSACTION_FLAG_EXTERNAL,
-				      "dovekie notice");
+	/* The notice is ours: the save hooks stay out. */
+	t = dovekie_transaction_begin(box, MAILBOX_TRANSACTION_FLAG_EXTERNAL,
+				      "dovekie notice", DOVEKIE_OWN_SAVES);
 	save = mailbox_save_alloc(t);
 	mailbox_save_set_flags(save, flags & ENUM_NEGATE(MAIL_DELETED | MAIL_RECENT), NULL);
 	if (received != (time_t)-1)
 		mailbox_save_set_received_date(save, received, 0);
 	input = i_stream_create_from_data(text, strlen(text));
-	/* The notice is ours: the save hooks stay out. */
-	duser->delivery_checked = TRUE;
 	if (mailbox_save_begin(&save, input) < 0)
 		ret = -1;
 	while (ret == 0 && i_stream_read(input) > 0) {
@@ -214,7 +204,6 @@ int dovekie_quarantine_store_notice(struct dovekie_user *duser, struct mailbox *
 		ret = mailbox_save_finish(&save);
 	else if (save != NULL)
 		mailbox_save_cancel(&save);
-	duser->delivery_checked = was_checked;
 	i_stream_unref(&input);
 	if (ret == 0 && mailbox_transaction_commit(&t) < 0)
 		ret = -1;

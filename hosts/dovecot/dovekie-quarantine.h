@@ -35,11 +35,12 @@ dovekie_quarantine_open(struct mail_user *user, struct event *event, const char 
 /* Moves mail into qt's mailbox (copy there with mail's flags and
    keywords, plus `keyword` unless it is NULL or "", and expunge in mail's
    transaction); the caller commits qt first, then mail's transaction, so
-   a crash in between leaves a duplicate, never a loss. Our own hooks stay
-   out. 0, or -1 with error_r. */
-int dovekie_quarantine_move(struct dovekie_user *duser, struct mail *mail,
-			    struct mailbox_transaction_context *qt, const char *keyword,
-			    const char **error_r);
+   a crash in between leaves a duplicate, never a loss. Both transactions
+   are the caller's own (dovekie_transaction_begin()), so our hooks stay
+   out: mail's with DOVEKIE_OWN_READS | DOVEKIE_OWN_MOVES, qt with
+   DOVEKIE_OWN_SAVES. 0, or -1 with error_r. */
+int dovekie_quarantine_move(struct mail *mail, struct mailbox_transaction_context *qt,
+			    const char *keyword, const char **error_r);
 /* The notice for mail (read before it moves): a short text/plain message,
    CRLF, quoting `reason`, the quarantine mailbox vname and the original's
    From, To, Subject and Date (each one line of at most 200 bytes), so its
@@ -49,8 +50,7 @@ dovekie_quarantine_notice_text(struct mail *mail, const char *vname, const char 
 /* Saves text as a new message into box, with flags (less \Deleted and
    \Recent) and the received date (unless (time_t)-1), in a transaction of
    its own; our save hooks stay out. 0, or -1 with error_r. */
-int dovekie_quarantine_store_notice(struct dovekie_user *duser, struct mailbox *box,
-				    enum mail_flags flags, time_t received,
+int dovekie_quarantine_store_notice(struct mailbox *box, enum mail_flags flags, time_t received,
 				    const char *text, const char **error_r);
 /* Where quarantined mail came from, for `doveadm dovekie quarantine
    release`: records `origin` (a vname) for every UID changes saved into

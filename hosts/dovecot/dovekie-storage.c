@@ -39,6 +39,24 @@ struct dovekie_mailbox {
 	/* dovekie-av-sync.c's own instance of this mailbox, kept open while
 	   this one is, or NULL. */
 	struct mailbox *av_sync_box;
+	/* This is such an instance: its syncs are the sync check's own. */
+	bool av_sync_own:1;
+	/* POP3: the last read failed because it could not be judged now
+	   (MAIL_ERROR_TEMP): dovekie-pop3.c answers it -ERR [SYS/TEMP]. */
+	bool pop3_read_tempfail:1;
+};
+
+/* Each transaction of a mailbox we hook, from its begin to its commit or
+   rollback: the state of one operation, so nesting (a quarantine move
+   inside a sync, a release in a doveadm loop over users) and other
+   users' mailboxes in one process never see another's. */
+struct dovekie_transaction {
+	union mailbox_transaction_module_context module_ctx;
+	/* Set at the begin of a transaction of our own. */
+	enum dovekie_own own;
+	/* The source transaction of a COPY or MOVE (dovekie_copy() sets it,
+	   dovekie_transaction_commit() reads it). */
+	bool copy_source:1;
 };
 
 struct dovekie_mail {
@@ -49,6 +67,10 @@ struct dovekie_mail {
 	/* UID whose guarded refusal this mail object has logged: a FETCH
 	   opens the stream several times, and one refusal is one line. */
 	uint32_t guard_logged_uid;
+	/* Reads of this mail object by us (a hook judging it, a judged copy
+	   reading its source) in progress: they are not the client's, and
+	   our read hook stays out. A count, as they nest. */
+	unsigned int own_reads;
 	/* Whether the mail's mailbox is the quarantine: 0 not known yet,
 	   1 no, 2 yes (a mail object stays in one mailbox). */
 	uint8_t in_quarantine;
@@ -57,9 +79,46 @@ struct dovekie_mail {
 static MODULE_CONTEXT_DEFINE_INIT(dovekie_storage_module,
 				  &mail_storage_module_register);
 static MODULE_CONTEXT_DEFINE_INIT(dovekie_mail_module, &mail_module_register);
-/* Marks the source transaction of a COPY or MOVE (dovekie_copy() sets it,
-   dovekie_transaction_commit() reads it). Static: nothing to free. */
-static union mailbox_transaction_module_context dovekie_copy_source;
+
+struct mailbox_transaction_context *
+dovekie_transaction_begin(struct mailbox *box, enum mailbox_transaction_flags flags,
+			  const char *reason, enum dovekie_own own)
+{
+	struct mailbox_transaction_context *t =
+		mailbox_transaction_begin(box, flags, reason);
+	struct dovekie_transaction *dt = DOVEKIE_CONTEXT(t);
+
+	if (dt != NULL)
+		dt->own = own;
+	return t;
+}
+
+/* Whether t is a transaction of our own that does `what`. */
+static bool
+dovekie_transaction_owns(struct mailbox_transaction_context *t, enum dovekie_own what)
+{
+	struct dovekie_transaction *dt = DOVEKIE_CONTEXT(t);
+
+	return dt != NULL && (dt->own & what) != 0;
+}
+
+void dovekie_mailbox_set_av_sync_own(struct mailbox *box)
+{
+	struct dovekie_mailbox *dbox = DOVEKIE_CONTEXT(box);
+
+	if (dbox != NULL)
+		dbox->av_sync_own = TRUE;
+}
+
+bool dovekie_mailbox_pop3_tempfail(struct mailbox *box, bool take)
+{
+	struct dovekie_mailbox *dbox = DOVEKIE_CONTEXT(box);
+	bool tempfail = dbox != NULL && dbox->pop3_read_tempfail;
+
+	if (take && dbox != NULL)
+		dbox->pop3_read_tempfail = FALSE;
+	return tempfail;
+}
 
 /* ---- message source over a Dovecot istream ---- */
 
@@ -207,24 +266,16 @@ static bool dovekie_is_delivery(struct mail_user *user)
 	return dovekie_service_is(user, "lmtp") || dovekie_service_is(user, "lda");
 }
 
-/* Hands func a source over reader's bytes and the message's facts, under
-   the name and UID given (a copy's reader is another mail object). The
-   stream is left at its start afterwards, where its readers expect it. */
 static int
-dovekie_read_mail_as(struct dovekie_user *duser, struct mail *reader, uint32_t uid,
-		     const char *mailbox_name, dovekie_mail_reader_t *func,
-		     void *context, const char **error_r)
+dovekie_read_mail_source(struct mail *reader, uint32_t uid, const char *mailbox_name,
+			 dovekie_mail_reader_t *func, void *context, const char **error_r)
 {
 	struct dovekie_istream_source src;
 	struct dovekie_bridge_source source;
 	struct dovekie_bridge_message msg;
 	uoff_t size;
-	bool was_in_hook = dovekie_session_user(duser)->in_hook;
 	int ret;
 
-	/* From here on, any read of this message is ours, not the client's:
-	   even the size lookup may open the stream. */
-	dovekie_session_user(duser)->in_hook = TRUE;
 	i_zero(&msg);
 	msg.mailbox = mailbox_name;
 	msg.uid = uid;
@@ -233,7 +284,6 @@ dovekie_read_mail_as(struct dovekie_user *duser, struct mail *reader, uint32_t u
 		*error_r = t_strdup_printf("cannot read message uid=%u in %s: %s",
 			uid, mailbox_name,
 			mailbox_get_last_internal_error(reader->box, NULL));
-		dovekie_session_user(duser)->in_hook = was_in_hook;
 		return -1;
 	}
 	i_stream_seek(src.input, 0);
@@ -244,14 +294,33 @@ dovekie_read_mail_as(struct dovekie_user *duser, struct mail *reader, uint32_t u
 	source.context = &src;
 	ret = func(context, &msg, &source, error_r);
 	i_stream_seek(src.input, 0);
-	dovekie_session_user(duser)->in_hook = was_in_hook;
 	return ret;
 }
 
-int dovekie_read_mail(struct dovekie_user *duser, struct mail *mail,
-		      dovekie_mail_reader_t *func, void *context, const char **error_r)
+/* Hands func a source over reader's bytes and the message's facts, under
+   the name and UID given (a copy's reader is another mail object). The
+   stream is left at its start afterwards, where its readers expect it. */
+static int
+dovekie_read_mail_as(struct mail *reader, uint32_t uid, const char *mailbox_name,
+		     dovekie_mail_reader_t *func, void *context, const char **error_r)
 {
-	return dovekie_read_mail_as(duser, mail, mail->uid, mailbox_get_vname(mail->box),
+	struct dovekie_mail *dmail = DOVEKIE_MAIL_CONTEXT((struct mail_private *)reader);
+	int ret;
+
+	/* Meanwhile any read of reader is ours, not the client's: even the
+	   size lookup may open the stream. */
+	if (dmail != NULL)
+		dmail->own_reads++;
+	ret = dovekie_read_mail_source(reader, uid, mailbox_name, func, context, error_r);
+	if (dmail != NULL)
+		dmail->own_reads--;
+	return ret;
+}
+
+int dovekie_read_mail(struct mail *mail, dovekie_mail_reader_t *func, void *context,
+		      const char **error_r)
+{
+	return dovekie_read_mail_as(mail, mail->uid, mailbox_get_vname(mail->box),
 				    func, context, error_r);
 }
 
@@ -324,7 +393,6 @@ dovekie_check_mail_int(struct dovekie_user *duser, struct mail *mail, bool save,
 	struct mailbox_transaction_context *own_trans = NULL;
 	struct mail *own = NULL, *reader = mail;
 	const char *error;
-	bool was_in_hook = dovekie_session_user(duser)->in_hook;
 
 	reason[0] = '\0';
 	if (result != NULL) {
@@ -332,10 +400,6 @@ dovekie_check_mail_int(struct dovekie_user *duser, struct mail *mail, bool save,
 		result->mailbox[0] = '\0';
 		result->keyword[0] = '\0';
 	}
-	/* Any read of this message from here on is ours, not the client's,
-	   the mail object of our own below included. */
-	dovekie_session_user(duser)->in_hook = TRUE;
-
 	/* isolated: the stored message is read in a transaction and mail
 	   object of our own, both gone before we return. Used for COPY:
 	   anything we left in the caller's transaction (open streams, cache
@@ -345,14 +409,15 @@ dovekie_check_mail_int(struct dovekie_user *duser, struct mail *mail, bool save,
 	   sent freed memory (found by ASan). Reads use the caller's mail, whose
 	   stream the client is about to get anyway. */
 	if (isolated && !mail->saving && mail->seq != 0) {
-		own_trans = mailbox_transaction_begin(mail->box, 0, "dovekie check");
+		own_trans = dovekie_transaction_begin(mail->box, 0, "dovekie check",
+						      DOVEKIE_OWN_READS);
 		own = mail_alloc(own_trans, 0, NULL);
 		mail_set_seq(own, mail->seq);
 		reader = own;
 	}
 	if (failure_r != NULL)
 		*failure_r = DOVEKIE_READ_OK;
-	if (dovekie_read_mail_as(duser, reader, mail->uid, mailbox_name, dovekie_judge,
+	if (dovekie_read_mail_as(reader, mail->uid, mailbox_name, dovekie_judge,
 				 &ctx, &error) < 0) {
 		if (failure_r == NULL) {
 			/* A save refused because its own bytes cannot be read.
@@ -378,7 +443,6 @@ dovekie_check_mail_int(struct dovekie_user *duser, struct mail *mail, bool save,
 		mail_free(&own);
 		mailbox_transaction_rollback(&own_trans);
 	}
-	dovekie_session_user(duser)->in_hook = was_in_hook;
 	return ctx.verdict;
 }
 
@@ -480,13 +544,13 @@ dovekie_set_verdict_error(struct mailbox *box, enum dovekie_bridge_verdict verdi
 static void dovekie_set_read_tempfail(struct mail *_mail, const char *reason)
 {
 	struct mail_user *user = _mail->box->storage->user;
-	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
+	struct dovekie_mailbox *dbox = DOVEKIE_CONTEXT(_mail->box);
 	bool pop3 = user->service != NULL && strcmp(user->service, "pop3") == 0;
 
 	mail_storage_set_error(_mail->box->storage,
 		pop3 ? MAIL_ERROR_TEMP : MAIL_ERROR_UNAVAILABLE, reason);
-	if (pop3 && duser != NULL)
-		duser->pop3_read_tempfail = TRUE;
+	if (pop3 && dbox != NULL)
+		dbox->pop3_read_tempfail = TRUE;
 }
 
 /* Whose modules judge box's mail: in a shared namespace its owner's, in a
@@ -606,8 +670,11 @@ static int dovekie_save_finish(struct mail_save_context *ctx)
 	if (ctx->copying_via_save || duser == NULL ||
 	    !dovekie_bridge_wants_save(duser->bridge))
 		return 0;
-	if (duser->delivery_checked) {
-		if (duser->delivery_accepted)
+	/* A quarantine move's copy, a notice, a release: ours. */
+	if (dovekie_transaction_owns(ctx->transaction, DOVEKIE_OWN_SAVES))
+		return 0;
+	if (duser->delivery != NULL) {
+		if (duser->delivery->accepted)
 			dovekie_save_memo(duser, ctx->dest_mail);
 		return 0;
 	}
@@ -641,26 +708,27 @@ static int
 dovekie_delivery_prepare(struct mail_save_context *ctx, struct dovekie_user *duser)
 {
 	struct mailbox *box = ctx->transaction->box;
+	const struct dovekie_delivery *delivery = duser->delivery;
 	struct mail_keywords *ours, *merged;
 	const char *names[2];
 
-	if (duser->delivery_mailbox != NULL &&
-	    !dovekie_quarantine_is(box->storage->user, duser->delivery_mailbox,
+	if (delivery->mailbox != NULL &&
+	    !dovekie_quarantine_is(box->storage->user, delivery->mailbox,
 				   mailbox_get_vname(box))) {
 		e_error(duser->event, "not storing a message diverted to %s in %s",
-			dovekie_log_quote(duser->delivery_mailbox),
+			dovekie_log_quote(delivery->mailbox),
 			dovekie_log_quote(mailbox_get_vname(box)));
 		mail_storage_set_error(box->storage, MAIL_ERROR_TEMP,
 			"Message held for quarantine, try again later");
 		return -1;
 	}
-	if (duser->delivery_keyword == NULL)
+	if (delivery->keyword == NULL)
 		return 0;
-	names[0] = duser->delivery_keyword;
+	names[0] = delivery->keyword;
 	names[1] = NULL;
 	if (mailbox_keywords_create(box, names, &ours) < 0) {
 		e_error(duser->event, "cannot add keyword %s: %s",
-			duser->delivery_keyword,
+			delivery->keyword,
 			mailbox_get_last_internal_error(box, NULL));
 		return -1;
 	}
@@ -679,30 +747,32 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 	struct mailbox *box = ctx->transaction->box;
 	union mailbox_module_context *mbox = DOVEKIE_CONTEXT(box);
 	struct dovekie_user *duser = dovekie_box_user(box);
+	struct dovekie_transaction *source_trans = DOVEKIE_CONTEXT(mail->transaction);
+	struct dovekie_mail *source = DOVEKIE_MAIL_CONTEXT((struct mail_private *)mail);
 	enum dovekie_bridge_verdict verdict;
 	char reason[DOVEKIE_BRIDGE_REASON_MAX];
 	enum dovekie_read_failure failure;
 	struct mail *dest_mail;
 	const char *error;
-	bool was_in_hook;
 	int origin, ret;
 
-	if (!ctx->saving) {
-		MODULE_CONTEXT_SET_SELF(mail->transaction, dovekie_storage_module,
-					&dovekie_copy_source);
-	}
-	if (duser != NULL && duser->delivery_checked && ctx->saving) {
+	if (!ctx->saving && source_trans != NULL)
+		source_trans->copy_source = TRUE;
+	/* A quarantine move or a release: judged already. */
+	if (dovekie_transaction_owns(ctx->transaction, DOVEKIE_OWN_SAVES))
+		return mbox->super.copy(ctx, mail);
+	if (duser != NULL && duser->delivery != NULL && ctx->saving) {
 		if (dovekie_delivery_prepare(ctx, duser) < 0) {
 			mailbox_save_cancel(&ctx);
 			return -1;
 		}
 		dest_mail = ctx->dest_mail;
 		ret = mbox->super.copy(ctx, mail);
-		if (ret == 0 && duser->delivery_accepted)
+		if (ret == 0 && duser->delivery->accepted)
 			dovekie_save_memo(duser, dest_mail);
 		return ret;
 	}
-	if (duser == NULL || duser->delivery_checked ||
+	if (duser == NULL || duser->delivery != NULL ||
 	    !dovekie_bridge_wants_save(duser->bridge))
 		return mbox->super.copy(ctx, mail);
 
@@ -744,11 +814,12 @@ static int dovekie_copy(struct mail_save_context *ctx, struct mail *mail)
 	   fails, imap holds the storage's error text for its reply while it
 	   finishes that mail and transaction, and work we left there pushes
 	   and pops the storage error, which frees that text. */
-	was_in_hook = dovekie_session_user(duser)->in_hook;
-	dovekie_session_user(duser)->in_hook = TRUE;
 	dest_mail = ctx->dest_mail;
+	if (source != NULL)
+		source->own_reads++;
 	ret = mbox->super.copy(ctx, mail);
-	dovekie_session_user(duser)->in_hook = was_in_hook;
+	if (source != NULL)
+		source->own_reads--;
 	if (ret == 0)
 		dovekie_save_memo(duser, dest_mail);
 	return ret;
@@ -774,12 +845,17 @@ dovekie_transaction_commit(struct mailbox_transaction_context *t,
 {
 	struct mail_storage *storage = t->box->storage;
 	union mailbox_module_context *mbox = DOVEKIE_CONTEXT(t->box);
+	struct dovekie_transaction *dt = DOVEKIE_CONTEXT(t);
 	struct dovekie_user *duser = dovekie_box_user(t->box);
 	char *held = storage->error_string;
 	int ret;
 
-	if (DOVEKIE_CONTEXT(t) != &dovekie_copy_source || held == NULL || duser == NULL)
-		return mbox->super.transaction_commit(t, changes_r);
+	if (dt == NULL || !dt->copy_source || held == NULL || duser == NULL) {
+		ret = mbox->super.transaction_commit(t, changes_r);
+		i_free(dt);
+		return ret;
+	}
+	i_free(dt);
 	storage->error_string = i_strdup(held);
 	ret = mbox->super.transaction_commit(t, changes_r);
 	if (storage->error_string != NULL && strcmp(storage->error_string, held) == 0) {
@@ -790,6 +866,29 @@ dovekie_transaction_commit(struct mailbox_transaction_context *t,
 		duser->held_error = held;
 	}
 	return ret;
+}
+
+static struct mailbox_transaction_context *
+dovekie_transaction_begin_hook(struct mailbox *box, enum mailbox_transaction_flags flags,
+			       const char *reason)
+{
+	union mailbox_module_context *mbox = DOVEKIE_CONTEXT(box);
+	struct mailbox_transaction_context *t;
+	struct dovekie_transaction *dt;
+
+	t = mbox->super.transaction_begin(box, flags, reason);
+	dt = i_new(struct dovekie_transaction, 1);
+	MODULE_CONTEXT_SET(t, dovekie_storage_module, dt);
+	return t;
+}
+
+static void dovekie_transaction_rollback(struct mailbox_transaction_context *t)
+{
+	union mailbox_module_context *mbox = DOVEKIE_CONTEXT(t->box);
+	struct dovekie_transaction *dt = DOVEKIE_CONTEXT(t);
+
+	mbox->super.transaction_rollback(t);
+	i_free(dt);
 }
 
 /* ---- mailbox sync ---- */
@@ -803,7 +902,7 @@ dovekie_sync_init(struct mailbox *box, enum mailbox_sync_flags flags)
 	struct dovekie_mailbox *dbox = DOVEKIE_CONTEXT(box);
 	struct dovekie_user *duser = dovekie_box_user(box);
 
-	if (duser != NULL)
+	if (duser != NULL && !dbox->av_sync_own)
 		dovekie_av_sync(duser, box, &dbox->av_sync_box);
 	return dbox->module_ctx.super.sync_init(box, flags);
 }
@@ -856,7 +955,9 @@ void dovekie_mailbox_allocated(struct mailbox *box)
 	box->vlast = &dbox->module_ctx.super;
 	v->save_finish = dovekie_save_finish;
 	v->copy = dovekie_copy;
+	v->transaction_begin = dovekie_transaction_begin_hook;
 	v->transaction_commit = dovekie_transaction_commit;
+	v->transaction_rollback = dovekie_transaction_rollback;
 	if (dovekie_av_sync_wanted(duser, box)) {
 		v->sync_init = dovekie_sync_init;
 		v->close = dovekie_close;
@@ -927,8 +1028,9 @@ static int dovekie_guard_read(struct mail *_mail, bool get_body)
 	pop3 = dovekie_service_is(user, "pop3");
 	/* Headers alone (ENVELOPE, BODY[HEADER]) are served as Dovecot has
 	   them: the scan judges a message by its body. */
-	if (!get_body || dovekie_session_user(duser)->in_hook || _mail->uid == 0 || _mail->saving ||
-	    !dovekie_bridge_wants_read(duser->bridge))
+	if (!get_body || dmail->own_reads > 0 ||
+	    dovekie_transaction_owns(_mail->transaction, DOVEKIE_OWN_READS) ||
+	    _mail->uid == 0 || _mail->saving || !dovekie_bridge_wants_read(duser->bridge))
 		return 1;
 	if (dovekie_service_is(user, "imap"))
 		origin = DOVEKIE_BRIDGE_READ_FETCH;
@@ -1036,7 +1138,8 @@ static void dovekie_mail_expunge(struct mail *_mail)
 	uoff_t size;
 	bool allow = TRUE;
 
-	if (duser != NULL && !duser->moving && dovekie_bridge_wants_expunge(duser->bridge)) {
+	if (duser != NULL && !dovekie_transaction_owns(_mail->transaction, DOVEKIE_OWN_MOVES) &&
+	    dovekie_bridge_wants_expunge(duser->bridge)) {
 		i_zero(&msg);
 		msg.mailbox = mailbox_get_vname(_mail->box);
 		msg.uid = _mail->uid;

@@ -26,7 +26,7 @@ from clamd_harness import EICAR, EICAR_SIGNATURE
 from dovekie_harness import is_dovecot24, make_message
 from test_antivirus import assert_no_crash, av_line, public_tmp  # noqa: F401
 from test_av_read_paths import RawImap, assert_clean, clamd, eicar_7bit  # noqa: F401
-from test_av_rescan import rescan, signature_db
+from test_av_rescan import LOG, rescan, signature_db
 from test_av_sync import SHARED_NAMESPACES, plant_all
 
 QUARANTINE_REASON = b"held in quarantine by the virus scanner"
@@ -405,6 +405,41 @@ def test_public_mail_moves_only_by_the_caretakers_rescan(dovecot, plugin_path,
     imap.close()
     assert not (dc.home("bob") / "Maildir" / ".Quarantine").exists()
     assert_no_errors(dc, "bob")
+    assert_no_crash(dc)
+
+
+@pytest.mark.parametrize("mover", ["sync", "rescan"])
+def test_a_quarantine_in_a_public_folder_takes_the_move(dovecot, plugin_path, antivirus_module,
+                                                        clamd, public_tmp, mover):
+    """alice's quarantine is a public folder. Moving her infected mail there
+    is her move, judged already by her modules: the public folder's own
+    modules (the global settings) must not judge the copy again and refuse
+    it. The "judged already" state belongs to the move, not to a user: it
+    was kept on alice's modules and read from the destination's, so the
+    move failed and the mail stayed in her INBOX."""
+    root = public_tmp / "public-mail"
+    users = {"alice": {"userdb": {"dovekie_av_quarantine_mailbox": "Public/Virus"}}}
+    dc = start(dovecot, plugin_path, antivirus_module, clamd, public_tmp, users=users,
+               extra_conf=public_namespace(root))
+    plant_into(dc, root, [])
+    plant_all(dc, [make_message("clean", "clean body\n"), eicar_7bit("to the public folder")])
+    if mover == "rescan":
+        rows = rescan(dc, "INBOX", user="alice")
+        assert rows["INBOX"]["Infected"] == 1 and rows["INBOX"]["Quarantined"] == 1, \
+            (rows, LOG["text"], dc.log_tail())
+    else:
+        imap = RawImap(dc, "alice")
+        status, raw = imap.cmd("SELECT INBOX")
+        imap.close()
+        assert status == "OK", raw
+        assert dc.wait_for_log(r"imap\(alice\)[^\n]*dovekie: moved uid=2 from \"INBOX\" "
+                               r"to \"Public/Virus\""), dc.log_tail()
+    assert files_in(root / ".Virus") == 1, dc.log_tail()
+    status, raw = read_all(dc, "alice", "INBOX")
+    assert_clean(raw, "alice's FETCH after the move")
+    assert status == "OK" and b"clean body" in raw, raw
+    assert not dc.find_log(r"cannot (?:quarantine|move) uid="), dc.log_tail()
+    assert_no_errors(dc, "alice")
     assert_no_crash(dc)
 
 
