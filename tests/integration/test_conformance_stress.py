@@ -358,8 +358,10 @@ def test_copy_that_the_destination_cannot_store(stock_and_dovekie):
 
 # What a COPY into a mailbox that another session deletes meanwhile answers,
 # as a whole line: any other text (freed memory among it) fails.
+# 2.3 answers a vanished destination with [TRYCREATE], 2.4 with [NONEXISTENT].
 COPY_RACE_REPLY = re.compile(
-    rb"TAG NO (?:\[TRYCREATE\] )?(?:Mailbox was deleted under us|Mailbox doesn't exist: Box1)"
+    rb"TAG NO (?:\[TRYCREATE\] |\[NONEXISTENT\] )?"
+    rb"(?:Mailbox was deleted under us|Mailbox doesn't exist: Box1)"
     rb"\.\r\n"
     rb"|TAG NO \[SERVERBUG\] Internal error occurred\. Refer to server log for more "
     rb"information\. \[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]\.\r\n")
