@@ -491,10 +491,10 @@ add_char_term (const gchar *needle, gsize start, gsize n, DovekieSearchPlan *pla
 }
 
 /* Fills the plan's character terms. A needle that is one character term
- * gets only that one, which proves it. Otherwise its triples, its pairs and its code
- * points that are not word characters ("$", "@"), and, when the needle
- * has no run of its own, its non-ASCII code points ("é", "日"): those
- * narrow; ASCII letters and digits are in nearly every message, and a
+ * gets only that one, which proves it. Otherwise its triples, its pairs
+ * and its code points that are not word characters ("$", "@"), and, when
+ * the needle has no run of its own, its non-ASCII code points ("é", "日"):
+ * those narrow; ASCII letters and digits are in nearly every message, and a
  * run narrows more than its code points. Returns TRUE when the needle is
  * one character term. */
 static gboolean
