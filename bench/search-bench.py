@@ -51,6 +51,8 @@ QUERIES = [
     'BODY "click here"', 'BODY " free "', 'BODY "to be"', 'TEXT "e-mail:"',
     "BODY \u00e9", "BODY \u00fc", "BODY \u00e9t\u00e9", "BODY \u00a9", "BODY \u4e2d",
     "SUBJECT \u00e9",
+    # three non-word characters (schema 9: triple terms)
+    'BODY "></"', 'BODY "!!!"',
 ]
 
 ENGINES = {
@@ -163,9 +165,9 @@ def wait_sampling_rss(proc: subprocess.Popen):
                             break
         except (OSError, ValueError):
             pass
-        pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid != 0:
-            return status, hwm, peak
+            return status, hwm, peak, usage.ru_utime + usage.ru_stime
         time.sleep(0.01)
 
 
@@ -243,8 +245,9 @@ def run_engine(engine: str, args, messages) -> dict:
             t0 = time.monotonic()
             proc = subprocess.Popen(["doveadm", "-c", str(dc.config_path), "index", "-u",
                                      "alice", "INBOX"])
-            status, hwm_kb, live_kb = wait_sampling_rss(proc)
+            status, hwm_kb, live_kb, cpu_s = wait_sampling_rss(proc)
             ticker.stop.set()
+            result["build_cpu_s"] = cpu_s
             elapsed = time.monotonic() - t0
             if status != 0:
                 raise RuntimeError(f"{engine}: doveadm index failed:\n{dc.log_tail()}")
@@ -317,7 +320,7 @@ def report(scale: int, messages: list[bytes], results: dict, per_query: bool) ->
               f"over those, once each")
     print(f"{'engine':16} {'p50 ms':>8} {'p95 ms':>8} {'p50 vs nofts':>12} {'recall':>7} "
           f"{'precision':>9} {'build msg/s':>11} {'index/mbox':>10} {'RSS MB':>7} {'live MB':>7}"
-          f" {'optimize s':>10} {'optimized':>9}")
+          f" {'optimize s':>10} {'optimized':>9} {'build CPU s':>11}")
     for name, r in results.items():
         tp = fp = fn = 0
         if base is not None:
@@ -337,8 +340,10 @@ def report(scale: int, messages: list[bytes], results: dict, per_query: bool) ->
         live = f"{r['live_rss_mb']:.0f}" if "live_rss_mb" in r else "-"
         opt_s = f"{r['optimize_s']:.1f}" if "optimize_s" in r else "-"
         opt = f"{r['optimized_bytes'] / r['mailbox_bytes']:.2f}" if "optimized_bytes" in r else "-"
+        cpu = f"{r['build_cpu_s']:.2f}" if "build_cpu_s" in r else "-"
         print(f"{name:16} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {ratio:12.3f} {recall:7.3f} "
-              f"{precision:9.3f} {build:>11} {size:>10} {rss:>7} {live:>7} {opt_s:>10} {opt:>9}")
+              f"{precision:9.3f} {build:>11} {size:>10} {rss:>7} {live:>7} {opt_s:>10} {opt:>9}"
+              f" {cpu:>11}")
         for line in r["log_errors"]:
             print(f"  log: {line}")
     if per_query:

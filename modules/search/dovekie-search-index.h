@@ -1,9 +1,10 @@
 /* The search module's index: one SQLite FTS5 database per mailbox.
  *
- * Schema (version 8; an index of an older version is removed and rebuilt):
+ * Schema (version 9; an index of an older version is removed and rebuilt):
  *   body_terms(t)    FTS5, tokenizer dovekie_gram (the terms of
- *                    dovekie-search-plan.h: short words whole, and character
- *                    terms since schema 8), detail=none,
+ *                    dovekie-search-plan.h: short words whole, character
+ *                    terms since schema 8, triples of non-word characters
+ *                    since schema 9), detail=none,
  *                    contentless: the BODY field, rowid = uid.
  *   header_terms(t)  the same for the other fields,
  *                    rowid = uid * 8 + DovekieIndexField.
@@ -37,7 +38,7 @@
 
 G_BEGIN_DECLS
 
-#define DOVEKIE_SEARCH_SCHEMA 8
+#define DOVEKIE_SEARCH_SCHEMA 9
 /* header_terms: rowid = uid << DOVEKIE_SEARCH_FIELD_BITS | field */
 #define DOVEKIE_SEARCH_FIELD_BITS 3
 G_STATIC_ASSERT (DOVEKIE_INDEX_FIELD_COUNT <= 1 << DOVEKIE_SEARCH_FIELD_BITS);

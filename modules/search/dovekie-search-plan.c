@@ -288,16 +288,33 @@ is_char_pair (gunichar a, gunichar b)
          !dovekie_search_is_word_char (b);
 }
 
+/* Whether the three code points a, b, c (none white space) are a term:
+ * none of them is a word character (schema 9: "...", "://", "$$$"). */
+static gboolean
+is_char_triple (gunichar a, gunichar b, gunichar c)
+{
+  return !dovekie_search_is_word_char (a) && !dovekie_search_is_word_char (b) &&
+         !dovekie_search_is_word_char (c);
+}
+
+/* Triples already given in a row, packed as three ASCII bytes (never
+ * 0): a row has few distinct ones (about four per corpus message). */
+static gboolean
+triple_seen (BoundarySet *set, const gchar *at)
+{
+  return boundary_seen (set, at, 3, "\x01", 1);
+}
+
 /* Walks the character terms of text (see dovekie-search-plan.h), each
  * only once when `seen` is given. An invalid byte is no code point: it
- * makes no term, and no pair across it. */
+ * makes no term, and no pair or triple across it. */
 static gboolean
 chars_walk (const gchar *text, gsize len, BoundarySet *seen, DovekieSearchTermFunc func,
             gpointer data)
 {
   gchar term[1 + 8];
   gsize pos = 0, prev = 0, prev_len = 0;
-  gunichar prev_c = (gunichar) -1;
+  gunichar prev_c = (gunichar) -1, prev2_c = (gunichar) -1;
 
   term[0] = DOVEKIE_SEARCH_CHAR_MARK;
   while (pos < len)
@@ -307,7 +324,7 @@ chars_walk (const gchar *text, gsize len, BoundarySet *seen, DovekieSearchTermFu
 
       if (!dovekie_search_is_char_term (c))
         {
-          prev_c = (gunichar) -1;
+          prev_c = prev2_c = (gunichar) -1;
           pos += step;
           continue;
         }
@@ -325,8 +342,18 @@ chars_walk (const gchar *text, gsize len, BoundarySet *seen, DovekieSearchTermFu
           if (!func (data, term, 1 + prev_len + step))
             return FALSE;
         }
+      /* Three code points that are not word characters are ASCII, one
+       * byte each: the triple is text[pos - 2..pos]. */
+      if (prev2_c != (gunichar) -1 && prev_c != (gunichar) -1 &&
+          is_char_triple (prev2_c, prev_c, c) && !triple_seen (seen, text + pos - 2))
+        {
+          memcpy (term + 1, text + pos - 2, 3);
+          if (!func (data, term, 1 + 3))
+            return FALSE;
+        }
       prev = pos;
       prev_len = step;
+      prev2_c = prev_c;
       prev_c = c;
       pos += step;
     }
@@ -464,10 +491,10 @@ add_char_term (const gchar *needle, gsize start, gsize n, DovekieSearchPlan *pla
 }
 
 /* Fills the plan's character terms. A needle that is one character term
- * gets only that one, which proves it. Otherwise its pairs and its code
- * points that are not word characters ("$", "@"), and, when the needle
- * has no run of its own, its non-ASCII code points ("é", "日"): those
- * narrow; ASCII letters and digits are in nearly every message, and a
+ * gets only that one, which proves it. Otherwise its triples, its pairs
+ * and its code points that are not word characters ("$", "@"), and, when
+ * the needle has no run of its own, its non-ASCII code points ("é", "日"):
+ * those narrow; ASCII letters and digits are in nearly every message, and a
  * run narrows more than its code points. Returns TRUE when the needle is
  * one character term. */
 static gboolean
@@ -475,7 +502,7 @@ plan_chars (const gchar *needle, gsize len, DovekieSearchPlan *plan)
 {
   gunichar c[2];
   gsize step[2], pos = 0, prev = 0, prev_len = 0;
-  gunichar prev_c = (gunichar) -1;
+  gunichar prev_c = (gunichar) -1, prev2_c = (gunichar) -1;
 
   c[0] = len > 0 ? next_char (needle, len, &step[0]) : (gunichar) -1;
   if (dovekie_search_is_char_term (c[0]))
@@ -492,6 +519,16 @@ plan_chars (const gchar *needle, gsize len, DovekieSearchPlan *plan)
           add_char_term (needle, 0, len, plan);
           return TRUE;
         }
+      if (len == 3 && step[0] == 1 && step[1] == 1 && dovekie_search_is_char_term (c[1]))
+        {
+          gunichar c2 = (guchar) needle[2];
+
+          if (dovekie_search_is_char_term (c2) && is_char_triple (c[0], c[1], c2))
+            {
+              add_char_term (needle, 0, len, plan);
+              return TRUE;
+            }
+        }
     }
   while (pos < len)
     {
@@ -502,6 +539,9 @@ plan_chars (const gchar *needle, gsize len, DovekieSearchPlan *plan)
         here = (gunichar) -1;
       else
         {
+          if (prev2_c != (gunichar) -1 && prev_c != (gunichar) -1 &&
+              is_char_triple (prev2_c, prev_c, here))
+            add_char_term (needle, pos - 2, 3, plan);
           if (prev_c != (gunichar) -1 && is_char_pair (prev_c, here))
             add_char_term (needle, prev, prev_len + n, plan);
           if (!dovekie_search_is_word_char (here) || (here >= 0x80 && plan->runs->len == 0))
@@ -509,6 +549,7 @@ plan_chars (const gchar *needle, gsize len, DovekieSearchPlan *plan)
         }
       prev = pos;
       prev_len = n;
+      prev2_c = here == (gunichar) -1 ? here : prev_c;
       prev_c = here;
       pos += n;
     }

@@ -580,10 +580,15 @@ START_TEST (test_character_terms)
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "$1", "1d");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "..", "2d");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "!!", "1d");
-  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "...", "2m");
+  /* three non-word characters: their triple term (schema 9) */
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "...", "2d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "://", "2d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "!!!", "");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "e..", "2m");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "http://www.", "2m");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_BODY, "$$$", "");
-  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_TEXT, "$$$", "1m");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_TEXT, "$$$", "1d");
+  ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_HEADER, "$$$", "1m");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_TEXT, "$", "1d");
   ASSERT_LOOKUP (index, DOVEKIE_INDEX_SCOPE_HEADER, "Z", "1m");
   /* white space is no character term */

@@ -60,12 +60,22 @@ static const PlanCase plan_cases[] = {
   { "\xe4\xb8\xad\xe6\x96\x87\n\xe6\x96\x87\xe4\xb8\xad", DOVEKIE_INDEX_SCOPE_BODY, TRUE,
     FALSE, "{!\xe4\xb8\xad}|{!\xe4\xb8\xad\xe6\x96\x87}|{!\xe6\x96\x87}|"
     "{!\xe6\x96\x87\xe4\xb8\xad}" },
-  /* longer: the pairs and the non-word characters narrow */
-  { "$$$", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "{!$}|{!$$}" },
+  /* three code points none of which is a word character: proven by
+   * their triple term (schema 9), except in a header */
+  { "$$$", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "{!$$$}" },
+  { "://", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "{!://}" },
+  { "...", DOVEKIE_INDEX_SCOPE_SUBJECT, TRUE, TRUE, "{!...}" },
+  { "...", DOVEKIE_INDEX_SCOPE_HEADER, TRUE, FALSE, "{!...}" },
+  { ". .", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "{!.}" },
+  { "=20", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "{!=}|{!=2}" },
+  { ".\xc3\xa9.", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE,
+    "{!.}|{!.\xc3\xa9}|{!\xc3\xa9}|{!\xc3\xa9.}" },
+  /* longer: the triples, the pairs and the non-word characters narrow */
+  { "$$$$", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "{!$}|{!$$}|{!$$$}" },
   { "a\"b", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, FALSE, "{!a\"}|{!\"}|{!\"b}" },
   { "$ 5", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "{!$}" },
   { "http://www.", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE,
-    "http/#http+#htt,#ttp|www/#www*|{!p:}|{!:}|{!:/}|{!/}|{!//}|{!/w}|{!w.}|{!.}" },
+    "http/#http+#htt,#ttp|www/#www*|{!p:}|{!:}|{!:/}|{!/}|{!://}|{!//}|{!/w}|{!w.}" },
   /* one boundary term: proven */
   { "a b", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, TRUE, "[a b]" },
   { "\xc3\xa9 \xe6\x97\xa5", DOVEKIE_INDEX_SCOPE_BODY, TRUE, TRUE, "[\xc3\xa9 \xe6\x97\xa5]|{!\xc3\xa9}|{!\xe6\x97\xa5}" },
@@ -114,9 +124,9 @@ static const PlanCase plan_cases[] = {
   { "abc\ndef", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, FALSE, "abc/#abc*|def/#def*" },
   { "abc\xff", DOVEKIE_INDEX_SCOPE_TEXT, TRUE, FALSE, "abc/#abc*" },
   /* at most DOVEKIE_SEARCH_PLAN_MAX_RUNS character terms */
-  { "..........", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "{!.}|{!..}" },
+  { "..........", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE, "{!.}|{!..}|{!...}" },
   { "!#$%&()*+,", DOVEKIE_INDEX_SCOPE_BODY, TRUE, FALSE,
-    "{!!}|{!!#}|{!#}|{!#$}|{!$}|{!$%}|{!%}|{!%&}" },
+    "{!!}|{!!#}|{!#}|{!!#$}|{!#$}|{!$}|{!#$%}|{!$%}" },
 };
 
 static gchar *
@@ -290,6 +300,7 @@ static const ProofCase proof_cases[] = {
   { "a b", NULL, "\"a b\"", TRUE },
   { "%", NULL, "\"!%\"", TRUE },
   { "$$", NULL, "\"!$$\"", TRUE },
+  { "://", NULL, "\"!://\"", TRUE },
   { "\"", NULL, "\"!\"\"\"", TRUE },
 };
 
@@ -380,6 +391,9 @@ static const TermsCase chars_cases[] = {
   /* pairs with a non-word character; never across white space */
   { "a.b c", "!a|!.|!a.|!b|!.b|!c" },
   { "$$ $", "!$|!$|!$$|!$" },
+  /* and triples of non-word characters (schema 9) */
+  { "a...b", "!a|!.|!a.|!.|!..|!.|!..|!...|!b|!.b" },
+  { "$$$$ ://", "!$|!$|!$$|!$|!$$|!$$$|!$|!$$|!$$$|!:|!/|!:/|!/|!//|!://" },
   { "\xc3\xa9!", "!\xc3\xa9|!!|!\xc3\xa9!" },
   /* and pairs with a non-ASCII code point */
   { "ab\xc3\xa9" "c", "!a|!b|!\xc3\xa9|!b\xc3\xa9|!c|!\xc3\xa9" "c" },

@@ -195,9 +195,9 @@ check_boundary (const gchar *term, const gchar *needle, gsize len)
     fail ("bad boundary", needle);
 }
 
-/* A character term: the mark, then one code point or a pair with one
- * that is not an ASCII word character, none of them white space, found
- * in the needle. */
+/* A character term: the mark, then one code point, a pair with one that
+ * is not an ASCII word character, or a triple of which none is a word
+ * character, none of them white space, found in the needle. */
 static void
 check_char_term (const gchar *term, const gchar *needle, gsize len)
 {
@@ -210,8 +210,16 @@ check_char_term (const gchar *term, const gchar *needle, gsize len)
     fail ("bad character term", needle);
   chars = g_utf8_strlen (term + 1, (gssize) n - 1);
   a = g_utf8_get_char (term + 1);
-  if (chars < 1 || chars > 2 || !dovekie_search_is_char_term (a))
+  if (chars < 1 || chars > 3 || !dovekie_search_is_char_term (a))
     fail ("bad character term", needle);
+  if (chars == 3)
+    {
+      for (const gchar *p = term + 1; *p != '\0'; p = g_utf8_next_char (p))
+        if (!dovekie_search_is_char_term (g_utf8_get_char (p)) ||
+            dovekie_search_is_word_char (g_utf8_get_char (p)))
+          fail ("bad character triple", needle);
+      return;
+    }
   if (chars == 2)
     {
       b = g_utf8_get_char (g_utf8_next_char (term + 1));

@@ -82,7 +82,9 @@ COMBOS = ["BODY the SEEN", "TEXT example NOT DELETED", "OR BODY world BODY zebra
 NEEDLES = ["größe", "GRÖSSE", "café", "köln", "東京", "ωmega", "übermaß", "zürich", "naïve",
            "ü", "crème",
            # one character, or two with punctuation (character terms, issue 20)
-           "ß", "é", "Ö", "東", "&", ",", "<", "=", "e,", ".\r", "x"]
+           "ß", "é", "Ö", "東", "&", ",", "<", "=", "e,", ".\r", "x",
+           # three non-word characters (triple terms, schema 9)
+           "></", "...", "://", "<>/"]
 
 
 def test_every_search_key(stock_and_dovekie):

@@ -133,6 +133,11 @@ QUERIES = [
     ("literal", "BODY", "日"), ("literal", "SUBJECT", "日"), ("literal", "BODY", "©"),
     ("literal", "BODY", "é."), ("literal", "BODY", "中文"), ("literal", "FROM", "ü"),
     ("literal", "TEXT", "。"),
+    # three non-word characters: proven by their triple term (schema 9);
+    # longer punctuation and phrases narrowed, then verified by Dovecot
+    "BODY \"></\"", "BODY \"!!!\"", "BODY \"?!?\"", "TEXT \"://\"", "SUBJECT \"...\"",
+    "HEADER Subject \"...\"", "NOT BODY \"://\"", "BODY \"....\"", "BODY \"...\\\"\"",
+    "BODY \"=\\\"3\"", "BODY \" free \"", "BODY \"to be\"", "OR BODY \"...\" BODY \"$$$\"",
 ]
 
 
