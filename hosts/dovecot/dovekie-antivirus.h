@@ -1,6 +1,7 @@
 /* The antivirus module's host side, plain C: what `doveadm dovekie
  * scan-status` and `doveadm dovekie rescan` (dovekie-av-doveadm.c,
- * dovekie-av-rescan.c) ask the module through the bridge
+ * dovekie-av-rescan.c) and the sync check's quarantine notice
+ * (dovekie-quarantine.c) ask the module through the bridge
  * (dovekie-bridge-antivirus.c).
  */
 #ifndef DOVEKIE_ANTIVIRUS_HOST_H
@@ -94,5 +95,25 @@ int dovekie_bridge_av_release(struct dovekie_bridge *bridge,
 			      const struct dovekie_bridge_source *source, const char *signature,
 			      char version_r[DOVEKIE_BRIDGE_REASON_MAX],
 			      char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+
+/* The quarantine notice's inputs (DovekieAntivirusNotice): the original's
+   header values as read (NULL: absent), the quarantine mailbox, the
+   verdict's reason, the host name, a token unique on the host within the
+   second, and the time. */
+struct dovekie_bridge_av_notice {
+	const char *from, *to, *subject, *date;
+	const char *mailbox, *reason, *host, *unique;
+	int64_t time;
+};
+/* Room for a notice: its header quotes are bounded, and the mailbox and
+   reason come from DOVEKIE_BRIDGE_REASON_MAX buffers. */
+#define DOVEKIE_BRIDGE_AV_NOTICE_MAX 8192
+/* The bytes of the notice the module makes of `notice`, NUL-terminated,
+   into text_r. 0, or -1 with error_r (no module, an input missing, or a
+   notice that does not fit). */
+int dovekie_bridge_av_notice(struct dovekie_bridge *bridge,
+			     const struct dovekie_bridge_av_notice *notice,
+			     char text_r[DOVEKIE_BRIDGE_AV_NOTICE_MAX],
+			     char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
 
 #endif

@@ -216,8 +216,13 @@ av_sync_judge(struct dovekie_user *duser, struct mailbox *box, uint32_t ext_id,
 				m->flags = mail_get_flags(mail);
 				if (mail_get_received_date(mail, &m->received) < 0)
 					m->received = (time_t)-1;
-				m->notice = dovekie_quarantine_notice_text(mail, result.mailbox,
-									   result.reason);
+				m->notice = dovekie_quarantine_notice_text(duser->bridge, mail,
+					result.mailbox, result.reason, &error);
+				if (m->notice == NULL) {
+					/* The move goes on: the notice is a courtesy. */
+					e_error(duser->event, "sync: no notice for uid=%u of %s: %s",
+						*uidp, dovekie_log_quote(vname), error);
+				}
 				m->reason = t_strdup(result.reason);
 				m->quarantine = t_strdup(result.mailbox);
 				if (av_sync_move(duser, mail, &result, &qbox, &qt, &error) < 0) {
@@ -257,7 +262,8 @@ av_sync_judge(struct dovekie_user *duser, struct mailbox *box, uint32_t ext_id,
 	   sees mail beyond the mark and waits for our lock, so no view ever
 	   holds the mailbox without both. */
 	array_foreach_modifiable(&moved, m) {
-		if (dovekie_quarantine_store_notice(box, m->flags, m->received,
+		if (m->notice != NULL &&
+		    dovekie_quarantine_store_notice(box, m->flags, m->received,
 						    m->notice, &error) < 0)
 			e_error(duser->event, "%s", error);
 	}

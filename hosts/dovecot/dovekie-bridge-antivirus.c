@@ -1,6 +1,7 @@
 /* GLib side of the antivirus service: counts a user's cached verdicts
- * (scan-status), judges stored mail for a rescan, and serves the
- * quarantine commands (expiry cutoff, release). */
+ * (scan-status), judges stored mail for a rescan, serves the
+ * quarantine commands (expiry cutoff, release) and makes the quarantine
+ * notice. */
 #include "dovekie-config.h"
 
 #include <stdlib.h>
@@ -303,5 +304,35 @@ dovekie_bridge_av_release (struct dovekie_bridge *bridge, const struct dovekie_b
   if (!ok)
     return av_failed (error, error_r);
   g_strlcpy (version_r, version, DOVEKIE_BRIDGE_REASON_MAX);
+  return 0;
+}
+
+int
+dovekie_bridge_av_notice (struct dovekie_bridge *bridge,
+                          const struct dovekie_bridge_av_notice *notice,
+                          char text_r[DOVEKIE_BRIDGE_AV_NOTICE_MAX],
+                          char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+{
+  DovekieContext *ctx;
+  const DovekieAntivirusService *svc = av_service_or_error (bridge, &ctx, error_r);
+  DovekieAntivirusNotice in = {
+    notice->from, notice->to, notice->subject, notice->date,
+    notice->mailbox, notice->reason, notice->host, notice->unique, notice->time,
+  };
+  g_autoptr (GError) error = NULL;
+  g_autofree gchar *text = NULL;
+
+  text_r[0] = '\0';
+  if (svc == NULL)
+    return -1;
+  text = svc->quarantine_notice (ctx, &in, &error);
+  if (text == NULL)
+    return av_failed (error, error_r);
+  if (g_strlcpy (text_r, text, DOVEKIE_BRIDGE_AV_NOTICE_MAX) >= DOVEKIE_BRIDGE_AV_NOTICE_MAX)
+    {
+      text_r[0] = '\0';
+      g_strlcpy (error_r, "the notice does not fit its buffer", DOVEKIE_BRIDGE_REASON_MAX);
+      return -1;
+    }
   return 0;
 }

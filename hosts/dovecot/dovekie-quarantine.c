@@ -10,18 +10,15 @@
 #include "hostpid.h"
 #include "ioloop.h"
 #include "istream.h"
-#include "message-date.h"
 #include "str.h"
 #include "seq-range-array.h"
 #include "mail-namespace.h"
 #include "mail-storage-private.h"
 #include "dovekie-plugin.h"
+#include "dovekie-antivirus.h"
 #include "dovekie-quarantine.h"
 #include "dovekie-storage.h"
 #include "dovekie-log-quote.h"
-
-/* Header values quoted in the notice: one line, at most this long. */
-#define NOTICE_FIELD_MAX 200
 
 int dovekie_quarantine_create(struct mail_user *user, struct event *event,
 			      const char *vname, const char **error_r)
@@ -141,41 +138,37 @@ int dovekie_quarantine_move(struct mail *mail, struct mailbox_transaction_contex
 	return ret;
 }
 
-/* A header value of the original, on one line and not too long. */
-static const char *notice_field(struct mail *mail, const char *name)
+/* The original's header value as stored, or NULL when it has none. */
+static const char *notice_header(struct mail *mail, const char *name)
 {
 	const char *value;
-	string_t *str;
-	size_t i;
 
-	if (mail_get_first_header(mail, name, &value) <= 0)
-		return "(none)";
-	str = t_str_new(64);
-	for (i = 0; value[i] != '\0' && str_len(str) < NOTICE_FIELD_MAX; i++)
-		str_append_c(str, value[i] == '\r' || value[i] == '\n' ? ' ' : value[i]);
-	return str_c(str);
+	return mail_get_first_header(mail, name, &value) > 0 ? value : NULL;
 }
 
 const char *
-dovekie_quarantine_notice_text(struct mail *mail, const char *vname, const char *reason)
+dovekie_quarantine_notice_text(struct dovekie_bridge *bridge, struct mail *mail,
+			       const char *vname, const char *reason, const char **error_r)
 {
-	string_t *text = t_str_new(1024);
-	const char *subject = notice_field(mail, "Subject");
+	struct dovekie_bridge_av_notice notice = {
+		.from = notice_header(mail, "From"),
+		.to = notice_header(mail, "To"),
+		.subject = notice_header(mail, "Subject"),
+		.date = notice_header(mail, "Date"),
+		.mailbox = vname,
+		.reason = reason,
+		.host = my_hostname,
+		.unique = t_strdup_printf("%s.%u", my_pid, mail->uid),
+		.time = ioloop_time,
+	};
+	char text[DOVEKIE_BRIDGE_AV_NOTICE_MAX];
+	char error[DOVEKIE_BRIDGE_REASON_MAX];
 
-	str_printfa(text, "From: Mail virus scanner <postmaster@%s>\r\n", my_hostname);
-	str_printfa(text, "To: %s\r\n", notice_field(mail, "To"));
-	str_printfa(text, "Subject: [virus removed] %s\r\n", subject);
-	str_printfa(text, "Date: %s\r\n", message_date_create(ioloop_time));
-	str_printfa(text, "Message-ID: <dovekie.%ld.%s.%u@%s>\r\n",
-		    (long)ioloop_time, my_pid, mail->uid, my_hostname);
-	str_append(text, "MIME-Version: 1.0\r\n"
-		   "Content-Type: text/plain; charset=us-ascii\r\n\r\n");
-	str_printfa(text, "%s.\r\n", reason);
-	str_printfa(text, "The message was moved to the mailbox \"%s\".\r\n", vname);
-	str_printfa(text, "\r\n  From:    %s\r\n  Subject: %s\r\n  Date:    %s\r\n\r\n"
-		    "Ask your mail administrator if you need it.\r\n",
-		    notice_field(mail, "From"), subject, notice_field(mail, "Date"));
-	return str_c(text);
+	if (dovekie_bridge_av_notice(bridge, &notice, text, error) < 0) {
+		*error_r = t_strdup(error);
+		return NULL;
+	}
+	return t_strdup(text);
 }
 
 int dovekie_quarantine_store_notice(struct mailbox *box, enum mail_flags flags, time_t received,

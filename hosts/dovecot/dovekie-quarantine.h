@@ -10,6 +10,7 @@ struct mail_user;
 struct mailbox;
 struct mailbox_transaction_context;
 struct dovekie_user;
+struct dovekie_bridge;
 
 /* Creates mailbox vname unless it exists, without subscribing it (the
    user finds it by LIST, their client's folder list stays as it was).
@@ -41,12 +42,14 @@ dovekie_quarantine_open(struct mail_user *user, struct event *event, const char 
    DOVEKIE_OWN_SAVES. 0, or -1 with error_r. */
 int dovekie_quarantine_move(struct mail *mail, struct mailbox_transaction_context *qt,
 			    const char *keyword, const char **error_r);
-/* The notice for mail (read before it moves): a short text/plain message,
-   CRLF, quoting `reason`, the quarantine mailbox vname and the original's
-   From, To, Subject and Date (each one line of at most 200 bytes), so its
-   size does not depend on the original's. On the data stack. */
+/* The notice for mail (read before it moves), as the antivirus module
+   makes it (DovekieAntivirusService.quarantine_notice) from the original's
+   From, To, Subject and Date, the quarantine mailbox vname and `reason`;
+   this host gives the values as stored and stores the bytes. On the data
+   stack; NULL with error_r when the module cannot make it. */
 const char *
-dovekie_quarantine_notice_text(struct mail *mail, const char *vname, const char *reason);
+dovekie_quarantine_notice_text(struct dovekie_bridge *bridge, struct mail *mail,
+			       const char *vname, const char *reason, const char **error_r);
 /* Saves text as a new message into box, with flags (less \Deleted and
    \Recent) and the received date (unless (time_t)-1), in a transaction of
    its own; our save hooks stay out. 0, or -1 with error_r. */

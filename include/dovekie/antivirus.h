@@ -1,8 +1,9 @@
 /* The "antivirus" service: what the antivirus module tells the host's
  * `doveadm dovekie scan-status` about a user's verdict cache and
  * `doveadm dovekie status` about the scanner, how `doveadm dovekie
- * rescan` judges stored mail, and what `doveadm dovekie quarantine`
- * needs (the expiry cutoff, a release).
+ * rescan` judges stored mail, what `doveadm dovekie quarantine`
+ * needs (the expiry cutoff, a release), and the notice the sync check
+ * stores in place of quarantined mail.
  *
  * A host looks it up with dovekie_loader_service (loader, "antivirus", &ctx)
  * and calls every function with that ctx. All functions are non-NULL.
@@ -39,6 +40,24 @@ typedef struct {
   gchar *keyword;    /* INFECTED: the quarantine copy's keyword, "$Virus:<signature>"
                       * as on a quarantined delivery (owned by the caller) */
 } DovekieAntivirusRescan;
+
+/* What the quarantine notice is made of: the original's From, To, Subject
+ * and Date header values as the host read them (raw, unfolded or not;
+ * NULL when absent), the quarantine mailbox and the reason the verdict
+ * gave, the host's name (in From and Message-ID), a token the host makes
+ * unique on that host within the second (in Message-ID) and the time
+ * (Unix seconds, the Date). Strings are borrowed for the call. */
+typedef struct {
+  const gchar *from;
+  const gchar *to;
+  const gchar *subject;
+  const gchar *date;
+  const gchar *mailbox;
+  const gchar *reason;
+  const gchar *host;
+  const gchar *unique;
+  gint64 time;
+} DovekieAntivirusNotice;
 
 typedef struct {
   /* Calls func once per record of the user's verdict cache, in no
@@ -105,6 +124,13 @@ typedef struct {
    * version cannot be told now. Cheap: the version is looked at
    * at most every dovekie_av_db_check_interval. Owned by the caller. */
   gchar *(*read_memo_key) (DovekieContext *ctx);
+  /* For the host's sync check: the bytes of the short message stored in
+   * place of a quarantined one, a complete CRLF message (headers and a
+   * text/plain body) that quotes each of the original's values on one line,
+   * so no value can add a header or a line. Owned by the caller. NULL with
+   * `error` when an input it needs is missing. */
+  gchar *(*quarantine_notice) (DovekieContext *ctx, const DovekieAntivirusNotice *notice,
+                               GError **error);
 } DovekieAntivirusService;
 
 G_END_DECLS

@@ -43,6 +43,7 @@
 #include "dovekie-av-clamd.h"
 #include "dovekie-av-clamdconf.h"
 #include "dovekie-av-engine.h"
+#include "dovekie-av-notice.h"
 
 static const gchar *const engine_choices[] = { "clamd", "libclamav", NULL };
 static const gchar *const action_choices[] = { "quarantine", "reject", "tag", "discard", NULL };
@@ -1342,6 +1343,14 @@ av_release_message (DovekieContext *ctx, const DovekieMessageInfo *info, Dovekie
   return TRUE;
 }
 
+/* The notice is the same for every user: no setting shapes it. */
+static gchar *
+av_quarantine_notice (G_GNUC_UNUSED DovekieContext *ctx, const DovekieAntivirusNotice *notice,
+                      GError **error)
+{
+  return dovekie_av_notice_text (notice, error);
+}
+
 static const DovekieAntivirusService av_service = {
   .foreach_verdict = av_foreach_verdict,
   .probe = av_probe,
@@ -1354,6 +1363,7 @@ static const DovekieAntivirusService av_service = {
   .release_message = av_release_message,
   .sync_max_messages = av_sync_max_messages,
   .read_memo_key = av_read_memo_key,
+  .quarantine_notice = av_quarantine_notice,
 };
 
 static const DovekieService av_services[] = {

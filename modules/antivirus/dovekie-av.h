@@ -3,7 +3,8 @@
  * The units are host-agnostic and GLib-only: the reply parser
  * (dovekie-av-reply.c), the clamd client (dovekie-av-clamd.c), the
  * in-process libclamav engine (dovekie-av-engine.c), the verdict cache
- * codec (dovekie-av-cache.c) and the module itself (dovekie-antivirus.c).
+ * codec (dovekie-av-cache.c), the quarantine notice (dovekie-av-notice.c)
+ * and the module itself (dovekie-antivirus.c).
  */
 #ifndef DOVEKIE_AV_H
 #define DOVEKIE_AV_H
