@@ -509,6 +509,23 @@ START_TEST (test_expire_at_quit_only_when_due)
 }
 END_TEST
 
+/* A session at `now` that fetches nothing and QUITs: does the host run
+ * the plan? */
+static gboolean
+idle_quit_asks_plan (gint64 now)
+{
+  g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
+  DovekieContext *ctx;
+  gboolean due;
+
+  host.now = now;
+  ctx = session_new ("alice");
+  quit (ctx, NULL, 0, NULL, 0, hide);
+  due = expire_at_quit (ctx);
+  session_free (ctx);
+  return due;
+}
+
 /* expire_at_quit answers from the table's floors: unknown floors (the
  * records of an older version) make it ask for a plan, which sets them;
  * a QUIT lowers them; a plan that expunges the earliest raises them. */
@@ -550,11 +567,7 @@ START_TEST (test_expire_at_quit_floors)
   ck_assert (!expire_at_quit (ctx));
   session_free (ctx);
 
-  host.now = T0 + 7 * DAY - 1;
-  ctx = session_new ("alice");
-  quit (ctx, NULL, 0, NULL, 0, hide);
-  ck_assert (!expire_at_quit (ctx));
-  session_free (ctx);
+  ck_assert (!idle_quit_asks_plan (T0 + 7 * DAY - 1));
 
   host.now = T0 + 7 * DAY;
   ctx = session_new ("alice");
@@ -572,19 +585,11 @@ START_TEST (test_expire_at_quit_floors)
   ck_assert (!expire_at_quit (ctx));
   session_free (ctx);
 
-  /* A DELE of uid 3 lowers nothing (it was downloaded at T0 + 3 days);
-   * with expire = deleted only DELEd records count, with downloaded all. */
-  host.now = T0 + 10 * DAY - 1;
+  /* With expire = downloaded every downloaded record counts, not only
+   * the DELEd ones: both floors are T0 + 3 days here, due at T0 + 10. */
   set ("dovekie_retention_expire", "downloaded");
-  ctx = session_new ("alice");
-  quit (ctx, NULL, 0, NULL, 0, hide);
-  ck_assert (!expire_at_quit (ctx));
-  session_free (ctx);
-  host.now = T0 + 10 * DAY;
-  ctx = session_new ("alice");
-  quit (ctx, NULL, 0, NULL, 0, hide);
-  ck_assert (expire_at_quit (ctx));
-  session_free (ctx);
+  ck_assert (!idle_quit_asks_plan (T0 + 10 * DAY - 1));
+  ck_assert (idle_quit_asks_plan (T0 + 10 * DAY));
 }
 END_TEST
 
