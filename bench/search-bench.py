@@ -149,14 +149,17 @@ def index_bytes(dc: PrivateDovecot, engine: str) -> int:
 
 
 def wait_sampling_rss(proc: subprocess.Popen):
-    """Waits for proc; returns (status, peak RSS in kB, peak sampled RSS in kB).
+    """Waits for proc; returns (status, peak RSS in kB, peak sampled RSS in
+    kB, CPU seconds, peak sampled anonymous RSS in kB).
 
     The peak is doveadm's own high-water mark (doveadm_peak_rss_kb), read
     every 10 ms. Not ru_maxrss, which reported this script's own size (the
     corpus it holds): Linux carries it over the exec into the child. The
     sampled RSS (smaps_rollup) is what doveadm holds at each sample; its
-    peak is a little below VmHWM."""
-    peak = hwm = 0
+    peak is a little below VmHWM. Its anonymous part leaves out the pages
+    of files mapped (Dovecot maps its index and cache files, which grow with
+    the mailbox): the heaps of Dovecot and of the engine."""
+    peak = hwm = anon = 0
     while True:
         try:
             here = doveadm_peak_rss_kb(proc.pid)
@@ -166,12 +169,13 @@ def wait_sampling_rss(proc: subprocess.Popen):
                     for line in f:
                         if line.startswith("Rss:"):
                             peak = max(peak, int(line.split()[1]))
-                            break
+                        elif line.startswith("Anonymous:"):
+                            anon = max(anon, int(line.split()[1]))
         except (OSError, ValueError):
             pass
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid != 0:
-            return status, hwm, peak, usage.ru_utime + usage.ru_stime
+            return status, hwm, peak, usage.ru_utime + usage.ru_stime, anon
         time.sleep(0.01)
 
 
@@ -249,7 +253,8 @@ def run_engine(engine: str, args, messages) -> dict:
             t0 = time.monotonic()
             proc = subprocess.Popen(["doveadm", "-c", str(dc.config_path), "index", "-u",
                                      "alice", "INBOX"])
-            status, hwm_kb, live_kb, cpu_s = wait_sampling_rss(proc)
+            status, hwm_kb, live_kb, cpu_s, anon_kb = wait_sampling_rss(proc)
+            result["anon_rss_mb"] = anon_kb / 1024
             ticker.stop.set()
             result["build_cpu_s"] = cpu_s
             elapsed = time.monotonic() - t0
@@ -338,7 +343,7 @@ def report(scale: int, messages: list[bytes], results: dict, per_query: bool) ->
               f"over those, once each")
     print(f"{'engine':16} {'p50 ms':>8} {'p95 ms':>8} {'p50 vs nofts':>12} {'recall':>7} "
           f"{'precision':>9} {'build msg/s':>11} {'index/mbox':>10} {'RSS MB':>7} {'live MB':>7}"
-          f" {'optimize s':>10} {'optimized':>9} {'build CPU s':>11}")
+          f" {'optimize s':>10} {'optimized':>9} {'build CPU s':>11} {'anon MB':>7}")
     for name, r in results.items():
         tp = fp = fn = 0
         if base is not None:
@@ -361,9 +366,10 @@ def report(scale: int, messages: list[bytes], results: dict, per_query: bool) ->
         opt_s = f"{r['optimize_s']:.1f}" if "optimize_s" in r else "-"
         opt = f"{r['optimized_bytes'] / r['mailbox_bytes']:.2f}" if "optimized_bytes" in r else "-"
         cpu = f"{r['build_cpu_s']:.2f}" if "build_cpu_s" in r else "-"
+        anon = f"{r['anon_rss_mb']:.0f}" if "anon_rss_mb" in r else "-"
         print(f"{name:16} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} {ratio:12.3f} {recall:7.3f} "
               f"{precision:9.3f} {build:>11} {size:>10} {rss:>7} {live:>7} {opt_s:>10} {opt:>9}"
-              f" {cpu:>11}")
+              f" {cpu:>11} {anon:>7}")
         if r.get("failed"):
             print(f"  failed (left out of p50, p95, recall and precision): "
                   f"{', '.join(r['failed'])}")
