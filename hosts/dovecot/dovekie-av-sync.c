@@ -277,7 +277,18 @@ av_sync_judge(struct dovekie_user *duser, struct mailbox *box, uint32_t ext_id,
 	if (mailbox_transaction_commit(&t) < 0 || mailbox_sync(box, 0) < 0) {
 		/* Deleted under us by another session, a race Dovecot answers
 		   the sessions itself: the mail went with the mailbox, and what
-		   moved is in quarantine already. */
+		   moved is in quarantine already. With nothing moved, only the
+		   mark and the read memos were lost (another session's DELETE
+		   and CREATE replaced the index under us): the next sync checks
+		   again, a warning. An Error is for moved mail left behind. */
+		bool moved_any = array_count(&moved) > 0;
+
+		if (!moved_any) {
+			e_warning(duser->event, "sync: cannot record the check of %s "
+				  "(the next sync checks again): %s", dovekie_log_quote(vname),
+				  mailbox_get_last_internal_error(box, NULL));
+			return;
+		}
 		e_log(duser->event, mailbox_get_last_mail_error(box) == MAIL_ERROR_NOTFOUND ?
 		      LOG_TYPE_WARNING : LOG_TYPE_ERROR,
 		      "sync: cannot expunge from %s after quarantining: %s",
