@@ -26,16 +26,18 @@ uint32_t dovekie_retention_ext_id(struct mailbox *box)
 				       sizeof(uint64_t));
 }
 
-void dovekie_retention_index_table(struct mail_index_view *view, uint32_t ext_id,
-				   unsigned char table[DOVEKIE_BRIDGE_RETENTION_TABLE_SIZE])
+size_t dovekie_retention_index_table(struct mail_index_view *view, uint32_t ext_id,
+				     unsigned char table[DOVEKIE_BRIDGE_RETENTION_TABLE_SIZE])
 {
 	const void *data;
 	size_t size;
 
 	memset(table, 0, DOVEKIE_BRIDGE_RETENTION_TABLE_SIZE);
 	mail_index_get_header_ext(view, ext_id, &data, &size);
-	if (data != NULL)
-		memcpy(table, data, I_MIN(size, DOVEKIE_BRIDGE_RETENTION_TABLE_SIZE));
+	if (data == NULL)
+		return 0;
+	memcpy(table, data, I_MIN(size, DOVEKIE_BRIDGE_RETENTION_TABLE_SIZE));
+	return size;
 }
 
 void dovekie_retention_index_record(struct mail_index_view *view, uint32_t seq,
@@ -118,18 +120,15 @@ index_put_table(struct dovekie_bridge_retention_store *store,
 void dovekie_retention_index_init(struct dovekie_retention_index *idx,
 				  struct mailbox_transaction_context *t)
 {
-	const void *data;
-
 	i_zero(idx);
 	idx->t = t;
 	idx->ext_id = dovekie_retention_ext_id(t->box);
 	/* A failed refresh leaves the last map: as fresh as it gets. */
 	(void)mail_index_refresh(t->box->index);
 	idx->fresh = mail_index_view_open(t->box->index);
-	dovekie_retention_index_table(idx->fresh, idx->ext_id, idx->table);
-	mail_index_get_header_ext(idx->fresh, idx->ext_id, &data, &idx->stored_size);
+	idx->stored_size = dovekie_retention_index_table(idx->fresh, idx->ext_id, idx->table);
 	/* A new extension gets the registered size. */
-	if (data == NULL)
+	if (idx->stored_size == 0)
 		idx->stored_size = sizeof(idx->table);
 	idx->store.table = idx->table;
 	idx->store.get = index_get;

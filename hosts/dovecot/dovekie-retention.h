@@ -140,9 +140,10 @@ void dovekie_retention_index_init(struct dovekie_retention_index *idx,
 void dovekie_retention_index_deinit(struct dovekie_retention_index *idx);
 /* The extension's id in box's index (registered on first use). */
 uint32_t dovekie_retention_ext_id(struct mailbox *box);
-/* The table in view (zero when there is none) */
-void dovekie_retention_index_table(struct mail_index_view *view, uint32_t ext_id,
-				   unsigned char table[DOVEKIE_BRIDGE_RETENTION_TABLE_SIZE]);
+/* The table in view (zero when there is none; bytes an older, shorter
+   table lacks are zero). Returns its size in the index, 0 when none. */
+size_t dovekie_retention_index_table(struct mail_index_view *view, uint32_t ext_id,
+				     unsigned char table[DOVEKIE_BRIDGE_RETENTION_TABLE_SIZE]);
 /* The record of seq in view (zero when none) */
 void dovekie_retention_index_record(struct mail_index_view *view, uint32_t seq,
 				    uint32_t ext_id, unsigned char *packed);

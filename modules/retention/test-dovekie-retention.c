@@ -465,50 +465,6 @@ START_TEST (test_quit_records_downloads_and_dele)
 }
 END_TEST
 
-/* The plan at QUIT runs only when some message can be due. */
-START_TEST (test_expire_at_quit_only_when_due)
-{
-  DovekieContext *ctx;
-  g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
-  const guint32 retr[] = { 1, 2 }, del[] = { 1 };
-
-  set ("dovekie_retention_days", "7");
-  ctx = session_new ("alice");
-  quit (ctx, NULL, 0, NULL, 0, hide);
-  ck_assert (!expire_at_quit (ctx)); /* no records */
-  quit (ctx, retr, 2, del, 1, hide);
-  ck_assert (!expire_at_quit (ctx)); /* downloaded just now */
-  session_free (ctx);
-
-  host.now += 7 * DAY - 1;
-  ctx = session_new ("alice");
-  quit (ctx, NULL, 0, NULL, 0, hide);
-  ck_assert (!expire_at_quit (ctx));
-  session_free (ctx);
-
-  host.now += 1;
-  ctx = session_new ("alice");
-  quit (ctx, NULL, 0, NULL, 0, hide);
-  ck_assert (expire_at_quit (ctx)); /* uid 1: DELEd, 7 days over */
-  session_free (ctx);
-
-  set ("dovekie_retention_expire_at_quit", "no");
-  ctx = session_new ("alice");
-  quit (ctx, NULL, 0, NULL, 0, hide);
-  ck_assert (!expire_at_quit (ctx));
-  session_free (ctx);
-
-  /* max_age needs the save dates: any downloaded message may be due. */
-  host.now -= 7 * DAY;
-  set ("dovekie_retention_expire_at_quit", "yes");
-  set ("dovekie_retention_max_age", "30");
-  ctx = session_new ("alice");
-  quit (ctx, NULL, 0, NULL, 0, hide);
-  ck_assert (expire_at_quit (ctx));
-  session_free (ctx);
-}
-END_TEST
-
 /* A session at `now` that fetches nothing and QUITs: does the host run
  * the plan? */
 static gboolean
@@ -525,6 +481,34 @@ idle_quit_asks_plan (gint64 now)
   session_free (ctx);
   return due;
 }
+
+/* The plan at QUIT runs only when some message can be due. */
+START_TEST (test_expire_at_quit_only_when_due)
+{
+  DovekieContext *ctx;
+  g_autoptr (GArray) hide = g_array_new (FALSE, FALSE, sizeof (guint32));
+  const guint32 retr[] = { 1, 2 }, del[] = { 1 };
+
+  set ("dovekie_retention_days", "7");
+  ctx = session_new ("alice");
+  quit (ctx, NULL, 0, NULL, 0, hide);
+  ck_assert (!expire_at_quit (ctx)); /* no records */
+  quit (ctx, retr, 2, del, 1, hide);
+  ck_assert (!expire_at_quit (ctx)); /* downloaded just now */
+  session_free (ctx);
+
+  ck_assert (!idle_quit_asks_plan (host.now + 7 * DAY - 1));
+  ck_assert (idle_quit_asks_plan (host.now + 1)); /* uid 1: DELEd, 7 days over */
+
+  set ("dovekie_retention_expire_at_quit", "no");
+  ck_assert (!idle_quit_asks_plan (host.now));
+
+  /* max_age needs the save dates: any downloaded message may be due. */
+  set ("dovekie_retention_expire_at_quit", "yes");
+  set ("dovekie_retention_max_age", "30");
+  ck_assert (idle_quit_asks_plan (host.now - 7 * DAY));
+}
+END_TEST
 
 /* expire_at_quit answers from the table's floors: unknown floors (the
  * records of an older version) make it ask for a plan, which sets them;
