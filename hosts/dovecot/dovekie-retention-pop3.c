@@ -10,6 +10,18 @@
  *             search_next_nonblock hands it each message's record (an
  *             index lookup by sequence), skips what it hides and
  *             remembers msgnum -> UID.
+ *   hide      pop3 asks that search for NOT KEYWORD <pop3_deleted_flag>,
+ *             and Dovecot answers it by building every message's keyword
+ *             name array: at 60,000 messages that alone cost more than
+ *             the 5% the listing may add (doc/design-notes.md). So our
+ *             search_init turns that one argument into ALL (releasing
+ *             the keyword reference pop3's mail_search_args_init took)
+ *             and search_next_nonblock, which looks up our record
+ *             anyway, skips a message whose index keyword indexes hold
+ *             the keyword (mail_index_lookup_keywords: the record's
+ *             bitmap read in place). Same list, same order; pop3's
+ *             deleted_kw and msgnum map come from the setting, not from
+ *             the argument.
  *   keyword   pop3 only builds a correct sequence set for a filtered list
  *             when pop3_deleted_flag is set; so when it is empty, this
  *             session's copy of the pop3 settings gets the module's hide
@@ -50,6 +62,7 @@
 #include "array.h"
 #include "istream.h"
 #include "mail-index.h"
+#include "mail-search.h"
 #include "mail-storage-private.h"
 #include "mail-storage-hooks.h"
 #include "pop3-common.h"
@@ -102,6 +115,11 @@ struct dovekie_retention_mailbox {
 	union mailbox_module_context module_ctx;
 	struct dovekie_retention_client *rclient;
 	uint32_t ext_id;
+	/* the listing search's hide keyword (index keyword index), if our
+	   search_init took that filter over from Dovecot's search */
+	bool filter_keyword;
+	unsigned int hide_keyword_idx;
+	ARRAY_TYPE(keyword_indexes) keywords;
 };
 
 struct dovekie_retention_mail {
@@ -131,6 +149,45 @@ retention_sync_deinit(struct mailbox_sync_context *ctx,
 
 /* ---- the listing ---- */
 
+/* pop3's listing argument is exactly one NOT KEYWORD (pop3-client.c's
+   read_mailbox); anything else is left to Dovecot. */
+static void retention_take_keyword_filter(struct dovekie_retention_mailbox *rbox,
+					  struct mailbox *box,
+					  struct mail_search_args *args)
+{
+	struct mail_search_arg *arg = args->args;
+
+	rbox->filter_keyword = FALSE;
+	if (arg == NULL || arg->next != NULL || arg->type != SEARCH_KEYWORDS ||
+	    !arg->match_not || arg->value.str == NULL)
+		return;
+	/* A keyword the index does not know is on no message: nothing to
+	   skip (mail_index_keyword_lookup leaves the index unchanged). */
+	rbox->filter_keyword = mail_index_keyword_lookup(box->index, arg->value.str,
+							 &rbox->hide_keyword_idx);
+	if (arg->initialized.keywords != NULL)
+		mailbox_keywords_unref(&arg->initialized.keywords);
+	arg->type = SEARCH_ALL;
+	arg->match_not = FALSE;
+	if (rbox->filter_keyword && !array_is_created(&rbox->keywords))
+		p_array_init(&rbox->keywords, box->pool, 8);
+}
+
+static bool retention_has_keyword(struct dovekie_retention_mailbox *rbox,
+				  struct mail_index_view *view, uint32_t seq)
+{
+	const unsigned int *idx;
+	unsigned int i, count;
+
+	mail_index_lookup_keywords(view, seq, &rbox->keywords);
+	idx = array_get(&rbox->keywords, &count);
+	for (i = 0; i < count; i++) {
+		if (idx[i] == rbox->hide_keyword_idx)
+			return TRUE;
+	}
+	return FALSE;
+}
+
 static struct mail_search_context *
 retention_search_init(struct mailbox_transaction_context *t,
 		      struct mail_search_args *args,
@@ -141,15 +198,18 @@ retention_search_init(struct mailbox_transaction_context *t,
 	struct dovekie_retention_mailbox *rbox = RETENTION_BOX_CONTEXT(t->box);
 	struct dovekie_retention_client *rclient = rbox->rclient;
 	struct mail_search_context *ctx;
-
-	ctx = rbox->module_ctx.super.search_init(t, args, sort_program,
-						 wanted_fields, wanted_headers);
 	/* pop3 sets client->trans when its listing succeeded: every search
 	   before that is a (re)try of the listing. (client->trans is NULL
 	   again after QUIT, hence listing_complete.) */
-	if (rclient != NULL && !rclient->listing_complete &&
-	    rclient->client->trans == NULL &&
-	    rclient->client->mailbox == t->box) {
+	bool listing = rclient != NULL && !rclient->listing_complete &&
+		rclient->client->trans == NULL &&
+		rclient->client->mailbox == t->box;
+
+	if (listing)
+		retention_take_keyword_filter(rbox, t->box, args);
+	ctx = rbox->module_ctx.super.search_init(t, args, sort_program,
+						 wanted_fields, wanted_headers);
+	if (listing) {
 		unsigned char table[DOVEKIE_BRIDGE_RETENTION_TABLE_SIZE];
 
 		array_clear(&rclient->listing);
@@ -177,6 +237,9 @@ retention_search_next_nonblock(struct mail_search_context *ctx,
 			return FALSE;
 		if (rclient == NULL || ctx != rclient->listing_search)
 			return TRUE;
+		if (rbox->filter_keyword &&
+		    retention_has_keyword(rbox, ctx->transaction->view, (*mail_r)->seq))
+			continue;
 		dovekie_retention_index_record(ctx->transaction->view,
 					       (*mail_r)->seq, rbox->ext_id, packed);
 		if (!dovekie_bridge_retention_pop3_hidden(rclient->duser->bridge,

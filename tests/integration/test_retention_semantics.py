@@ -258,3 +258,38 @@ def test_killed_pop3_process_changes_nothing(retention):
     res = retention_run(dc, 8 * DAY)
     assert re.search(r"INBOX\s+1\s+expired", res.stdout), res.stdout
     assert sorted(imap_flags(dc)) == [2, 3, 4]
+
+
+@pytest.mark.parametrize("view", ["shared", "per-client"])
+def test_listing_hides_the_keyword_at_any_keyword_position(retention, view):
+    """The listing skips a message by the hide keyword's own bit, wherever
+    the index keeps it: here after 20 other keywords (the third byte of the
+    record's bitmap), next to a keyword that only shares its prefix, and on
+    a message that has no record at all (set over IMAP)."""
+    dc = retention(view=view)
+    append(dc, 12)
+    pop = dc.pop3()
+    before = uidls(pop)
+    pop.quit()
+    assert sorted(before) == list(range(1, 13))
+    imap = dc.imap()
+    imap.select("INBOX")
+    others = " ".join(f"$K{i:02d}" for i in range(20))
+    for uids, flags in (("1", others), ("4", "$K19"), ("5", KEYWORD + "X"),
+                        ("3,9,12", KEYWORD), ("9", "$K07")):
+        typ, data = imap.uid("STORE", uids, "+FLAGS", f"({flags})")
+        assert typ == "OK", data
+    imap.logout()
+    for login in ("alice", "alice#laptop") if view == "per-client" else ("alice",):
+        pop = dc.pop3(login, dc.password("alice"))
+        listed = uidls(pop)
+        resp, lines, _ = pop.list()
+        pop.quit()
+        # Same messages in the same order as before, less UIDs 3, 9, 12;
+        # LIST agrees with UIDL message for message.
+        assert list(listed.values()) == [before[u] for u in range(1, 13)
+                                         if u not in (3, 9, 12)], listed
+        assert [int(l.split()[0]) for l in lines] == list(range(1, 10)), lines
+    flags = imap_flags(dc)
+    assert all(KEYWORD in flags[u].split() for u in (3, 9, 12)), flags
+    assert_no_crash(dc)
