@@ -81,6 +81,10 @@ struct _DovekieIndex {
    * the messages still to come would leave a gap below them, so they are
    * skipped until get_last_uid starts a new run. */
   gboolean stale;
+  /* Expunges that found the write lock taken (index_expunge): UIDs
+   * (guint32) marked gone by the next transaction this handle begins, or
+   * at close. */
+  GArray *pending_gone;
   /* busy_wait(): how long to wait for the write lock, and since when. */
   gint64 busy_usec;
   gint64 busy_since;

@@ -13,6 +13,9 @@
 #include "dovekie-search-tokenizer.h"
 
 #define BUSY_TIMEOUT_USEC (10 * G_USEC_PER_SEC)
+/* How long close waits to mark the expunges still pending (see
+ * index_expunge). */
+#define CLOSE_PENDING_USEC G_USEC_PER_SEC
 /* How long a writer that goes on writing lets the lock go after committing
  * a batch; see busy_wait(). */
 #define YIELD_USEC 5000
@@ -65,6 +68,13 @@ is_corrupt_code (int code)
 {
   code &= 0xff;
   return code == SQLITE_CORRUPT || code == SQLITE_NOTADB;
+}
+
+static gboolean
+is_busy_code (int code)
+{
+  code &= 0xff;
+  return code == SQLITE_BUSY || code == SQLITE_LOCKED;
 }
 
 static gboolean
@@ -459,19 +469,10 @@ step_uid (DovekieIndex *index, sqlite3_stmt *stmt, guint32 uid, GError **error)
   return TRUE;
 }
 
-/* In a new, empty database: auto_vacuum, so that optimize gives the
- * pages its merge freed back to the file system (a merged index file kept
- * its old size before). It can only be set before the first table; the
- * indexes made before keep NONE, and optimize then only merges. Like the
- * switch to WAL, it may meet SQLITE_BUSY at once while another process
- * sets up the same new file (an expunge in imap and the indexer-worker on
- * a mailbox just created); if that one made the tables meanwhile, the
- * retried pragma changes nothing. */
 static gboolean
-set_auto_vacuum (DovekieIndex *index, GError **error)
+schema_is_empty (DovekieIndex *index, gboolean *empty_r, GError **error)
 {
   sqlite3_stmt *stmt = NULL;
-  gboolean empty;
   int rc;
 
   rc = sqlite3_prepare_v2 (index->db, "SELECT count(*) FROM sqlite_schema", -1, &stmt, NULL);
@@ -483,9 +484,42 @@ set_auto_vacuum (DovekieIndex *index, GError **error)
       sqlite3_finalize (stmt);
       return FALSE;
     }
-  empty = sqlite3_column_int64 (stmt, 0) == 0;
+  *empty_r = sqlite3_column_int64 (stmt, 0) == 0;
   sqlite3_finalize (stmt);
-  return !empty || exec_retry_busy (index, "PRAGMA auto_vacuum = INCREMENTAL", error);
+  return TRUE;
+}
+
+/* In a new, empty database: auto_vacuum, so that optimize gives the
+ * pages its merge freed back to the file system (a merged index file kept
+ * its old size before). It can only be set before the first table; the
+ * indexes made before keep NONE, and optimize then only merges. Like the
+ * switch to WAL, it may meet SQLITE_BUSY at once while another process
+ * sets up the same new file (an expunge in imap and the indexer-worker on
+ * a mailbox just created). While it does, the schema is read again: the
+ * process that holds the lock may be the one that made the tables, and
+ * then went on indexing, holding the write lock while it reads mail (the
+ * concurrent stress test waited here for the whole BUSY_TIMEOUT_USEC, and
+ * the expunge that opened the index failed). */
+static gboolean
+set_auto_vacuum (DovekieIndex *index, GError **error)
+{
+  gint64 since = g_get_monotonic_time ();
+  gboolean empty;
+
+  for (;;)
+    {
+      if (!schema_is_empty (index, &empty, error))
+        return FALSE;
+      if (!empty)
+        return TRUE;
+      if (sqlite3_exec (index->db, "PRAGMA auto_vacuum = INCREMENTAL", NULL, NULL, NULL) ==
+          SQLITE_OK)
+        return TRUE;
+      if (!is_busy_code (sqlite3_errcode (index->db)) ||
+          g_get_monotonic_time () - since >= index->busy_usec)
+        return sql_fail (index, error, "PRAGMA auto_vacuum = INCREMENTAL");
+      g_usleep (1000);
+    }
 }
 
 static gboolean
@@ -622,6 +656,7 @@ dovekie_search_index_open_with (DovekieContext *ctx, const gchar *path, guint32 
   index->vocab_strings = g_string_chunk_new (64 * 1024);
   index->vocab_added = g_string_new (NULL);
   index->vocab_text = g_string_new (NULL);
+  index->pending_gone = g_array_new (FALSE, FALSE, sizeof (guint32));
 
   if (!open_db_settled (index, &local))
     {
@@ -728,6 +763,13 @@ begin (DovekieIndex *index, GError **error)
   index->last_uid = index->stale ? committed : MAX (index->last_uid, committed);
   /* The first row of the batch reads what other writers logged. */
   index->vocab_current = FALSE;
+  /* Expunges that could not wait for the lock (index_expunge). If this
+   * transaction rolls back they are lost, which leaves rows of UIDs the
+   * mailbox no longer has: never an answer Dovecot keeps. */
+  for (guint i = 0; i < index->pending_gone->len; i++)
+    if (!step_uid (index, index->add_gone, g_array_index (index->pending_gone, guint32, i), error))
+      return FALSE;
+  g_array_set_size (index->pending_gone, 0);
   return TRUE;
 }
 
@@ -762,7 +804,26 @@ index_close (DovekieIndex *index)
     return;
   if (index->db != NULL && !index->poisoned && !commit (index, &error))
     index_log (index, DOVEKIE_LOG_ERROR, "%s", error->message);
+  /* Expunges still pending: one transaction, waiting for the lock as long
+   * as a tidy would (a close may come inside a sync too, see
+   * index_expunge); if it cannot, those rows stay, which only costs
+   * space. */
+  if (index->db != NULL && !index->poisoned && index->pending_gone->len > 0 &&
+      error == NULL)
+    {
+      guint pending = index->pending_gone->len;
+
+      index->busy_usec = CLOSE_PENDING_USEC;
+      if (!begin (index, &error) || !commit (index, &error))
+        {
+          write_failed (index);
+          index_log (index, DOVEKIE_LOG_WARNING, "%s: %u expunged messages stay in the "
+                     "index (%s); searches are not affected, `doveadm fts rescan` "
+                     "drops them", index->path, pending, error->message);
+        }
+    }
   close_db (index);
+  g_array_free (index->pending_gone, TRUE);
   for (guint i = 0; i < DOVEKIE_INDEX_FIELD_COUNT; i++)
     g_string_free (index->chunk[i], TRUE);
   g_string_free (index->vocab_added, TRUE);
@@ -961,12 +1022,43 @@ failed:
   return FALSE;
 }
 
+/* An expunge is told from inside Dovecot's sync of the mailbox, which holds
+ * the mailbox's locks (maildir's uidlist lock, the index's sync lock). An
+ * indexer holds this index's write lock while it reads mail, and a read
+ * can sync the same mailbox (a maildir file renamed meanwhile): waiting
+ * here for the write lock then waits for a writer that waits for us, and
+ * the expunge failed after BUSY_TIMEOUT_USEC ("database is locked", the
+ * concurrent stress test). So an expunge never waits: without the lock,
+ * its UID is kept in pending_gone and marked gone by the next transaction
+ * this handle begins, or at close. Until then the row only answers for a
+ * UID the mailbox no longer has, which Dovecot drops when it maps the
+ * answer to its messages. */
 static gboolean
 index_expunge (DovekieIndex *index, guint32 uid, GError **error)
 {
+  g_autoptr (GError) busy = NULL;
+  gboolean begun;
+
   if (!check_writable (index, error))
     return FALSE;
-  if (!begin (index, error) || !step_uid (index, index->add_gone, uid, error))
+  if (!index->in_txn)
+    {
+      index->busy_usec = 0;
+      begun = begin (index, &busy);
+      index->busy_usec = BUSY_TIMEOUT_USEC;
+      if (!begun && !index->in_txn && is_busy_code (sqlite3_errcode (index->db)))
+        {
+          g_array_append_val (index->pending_gone, uid);
+          return TRUE;
+        }
+      if (!begun)
+        {
+          g_propagate_error (error, g_steal_pointer (&busy));
+          write_failed (index);
+          return FALSE;
+        }
+    }
+  if (!step_uid (index, index->add_gone, uid, error))
     {
       write_failed (index);
       return FALSE;
@@ -994,13 +1086,6 @@ index_expunge (DovekieIndex *index, guint32 uid, GError **error)
  * segments). */
 #define TIDY_STEP_PAGES 64
 #define TIDY_MAX_USEC G_USEC_PER_SEC
-
-static gboolean
-is_busy_code (int code)
-{
-  code &= 0xff;
-  return code == SQLITE_BUSY || code == SQLITE_LOCKED;
-}
 
 static void
 tidy (DovekieIndex *index)

@@ -200,6 +200,48 @@ START_TEST (test_expunge_hides)
 }
 END_TEST
 
+/* An expunge comes inside Dovecot's sync, which holds the mailbox's
+ * locks; a writer that holds the index's lock while it reads mail may wait
+ * for that sync. So an expunge never waits for the lock: it is kept and
+ * marked by the handle's next transaction, or at close. */
+START_TEST (test_expunge_does_not_wait_for_a_writer)
+{
+  g_autoptr (GError) error = NULL;
+  DovekieIndex *writer = open_index (1), *syncer;
+
+  add_doc (writer, 1, NULL, "needle one");
+  add_doc (writer, 2, NULL, "needle two"); /* a batch of 2: committed */
+  syncer = open_index (1);
+  add_doc (writer, 3, NULL, "needle three"); /* holds the write lock */
+  ck_assert_msg (v->expunge (syncer, 1, &error), "%s", error ? error->message : "");
+  ck_assert (v->flush (syncer, &error));
+  ck_assert_uint_eq (syncer->pending_gone->len, 1);
+  ck_assert (v->flush (writer, &error));
+  ASSERT_LOOKUP (writer, DOVEKIE_INDEX_SCOPE_BODY, "needle", "1d 2d 3d");
+  /* The next transaction marks the one kept, with its own. */
+  ck_assert (v->expunge (syncer, 2, &error));
+  ck_assert_uint_eq (syncer->pending_gone->len, 0);
+  ck_assert (v->flush (syncer, &error));
+  ASSERT_LOOKUP (writer, DOVEKIE_INDEX_SCOPE_BODY, "needle", "3d");
+  /* Kept until close, which marks it once the lock is free. */
+  add_doc (writer, 4, NULL, "needle four");
+  ck_assert (v->expunge (syncer, 3, &error));
+  ck_assert_uint_eq (syncer->pending_gone->len, 1);
+  ck_assert (v->flush (writer, &error));
+  v->close (syncer);
+  ASSERT_LOOKUP (writer, DOVEKIE_INDEX_SCOPE_BODY, "needle", "4d");
+  /* A close that cannot have the lock leaves the row, logged: only a UID
+   * the mailbox no longer has. */
+  syncer = open_index (1);
+  add_doc (writer, 5, NULL, "needle five");
+  ck_assert (v->expunge (syncer, 4, &error));
+  v->close (syncer);
+  ck_assert (v->flush (writer, &error));
+  ASSERT_LOOKUP (writer, DOVEKIE_INDEX_SCOPE_BODY, "needle", "4d 5d");
+  v->close (writer);
+}
+END_TEST
+
 START_TEST (test_chunks_overlap)
 {
   g_autoptr (GString) body = g_string_new (NULL);
@@ -976,6 +1018,7 @@ index_suite (void)
     { "open_again_after_removal", test_open_again_after_removal, 1 },
     { "lookup", test_lookup_scopes, 1 },
     { "expunge", test_expunge_hides, 1 },
+    { "expunge_without_waiting", test_expunge_does_not_wait_for_a_writer, 1 },
     { "doc_append_chunks", test_chunks_overlap, 1 },
     { "doc_append_chunk_words", test_chunks_keep_words_whole, 1 },
     { "lookup_long_words", test_long_words_are_maybe, 1 },
