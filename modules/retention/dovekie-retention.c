@@ -686,11 +686,19 @@ service_migrate (DovekieContext *ctx, DovekieRetentionStore *store, guint *n_r, 
       g_propagate_error (error, m.error);
       return FALSE;
     }
-  table.flags |= DOVEKIE_RETENTION_TABLE_MIGRATED;
   /* The moved records keep their download times: the next plan sets the
-   * floors over them. */
-  table.flags &= ~DOVEKIE_RETENTION_TABLE_FLOORS;
-  table.floor_downloaded = table.floor_deleted = 0;
+   * floors over them. Nothing moved: the floors stay what they were, and
+   * a table never written has no record, so its floors are known (else
+   * every new mailbox's first QUIT on Dovecot 2.3, where this runs at
+   * every open until marked, would make a plan for nothing). */
+  if (m.moved > 0)
+    {
+      table.flags &= ~DOVEKIE_RETENTION_TABLE_FLOORS;
+      table.floor_downloaded = table.floor_deleted = 0;
+    }
+  else if (dovekie_retention_table_unwritten (store->table))
+    table.flags |= DOVEKIE_RETENTION_TABLE_FLOORS;
+  table.flags |= DOVEKIE_RETENTION_TABLE_MIGRATED;
   dovekie_retention_table_format (&table, bytes);
   if (!store->put_table (store, bytes, error))
     return FALSE;

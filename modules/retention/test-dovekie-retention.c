@@ -970,6 +970,24 @@ START_TEST (test_migrate)
   ck_assert (!g_hash_table_contains (host.kv, "retention/uid/3"));
   ck_assert (g_hash_table_contains (host.kv, "retention/other"));
   ck_assert_uint_eq (test_host_count (&host, "uid=3: old record not migrated"), 1);
+  /* Records moved: the next plan sets the floors over them. */
+  ck_assert_uint_eq (table.flags & DOVEKIE_RETENTION_TABLE_FLOORS, 0);
+  session_free (ctx);
+
+  /* Nothing to move into a table never written: marked, and its floors
+   * are known (no record), so a QUIT makes no plan. */
+  g_hash_table_remove_all (records);
+  memset (table_bytes, 0, sizeof (table_bytes));
+  g_hash_table_remove_all (host.kv);
+  ctx = session_new ("alice");
+  txn_begin (&txn);
+  ck_assert (svc->migrate (ctx, &txn.store, &n, &error));
+  txn_end (&txn, TRUE);
+  ck_assert_uint_eq (n, 0);
+  ck_assert (dovekie_retention_table_migrated (table_bytes));
+  ck_assert (dovekie_retention_table_parse (table_bytes, &table, NULL));
+  ck_assert_uint_ne (table.flags & DOVEKIE_RETENTION_TABLE_FLOORS, 0);
+  ck_assert (!svc->expire_at_quit (ctx, table_bytes));
   session_free (ctx);
 
   /* The kv store fails: FALSE, nothing moved, the mark not set. */
