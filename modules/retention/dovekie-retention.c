@@ -335,6 +335,14 @@ quit_record (DovekieContext *ctx, DovekieRetentionStore *store, const DovekieRet
   return g_steal_pointer (&record);
 }
 
+static gint
+compare_uid (gconstpointer a, gconstpointer b)
+{
+  guint32 x = *(const guint32 *) a, y = *(const guint32 *) b;
+
+  return x < y ? -1 : x > y;
+}
+
 static gboolean
 service_pop3_quit (DovekieContext *ctx, DovekieRetentionStore *store,
                    const guint32 *retrieved, guint n_retrieved,
@@ -344,6 +352,7 @@ service_pop3_quit (DovekieContext *ctx, DovekieRetentionStore *store,
   g_autoptr (GHashTable) touched = g_hash_table_new_full (
       g_direct_hash, g_direct_equal, NULL, (GDestroyNotify) dovekie_retention_record_free);
   g_autoptr (GHashTable) dirty = g_hash_table_new (g_direct_hash, g_direct_equal);
+  g_autoptr (GArray) dirty_uids = NULL;
   DovekieRetentionTable table;
   gint64 now = ctx->api->now (ctx);
   guint n_downloaded = 0, n_hidden = 0, n_expunged = 0;
@@ -429,11 +438,25 @@ service_pop3_quit (DovekieContext *ctx, DovekieRetentionStore *store,
         g_array_append_val (hide_uids, deleted[i]);
     }
 
+  /* In UID order, which is the mailbox's order: the Dovecot host keeps
+   * a transaction's record updates in an array sorted by sequence, and
+   * one inserted before the end moves the rest (in hash order, a QUIT
+   * after 60,000 RETRs spent a quarter of its time in memmove). */
+  dirty_uids = g_array_sized_new (FALSE, FALSE, sizeof (guint32), g_hash_table_size (dirty));
   g_hash_table_iter_init (&iter, dirty);
   while (g_hash_table_iter_next (&iter, &key, NULL))
     {
-      value = g_hash_table_lookup (touched, key);
-      if (!store_put (store, &table, GPOINTER_TO_UINT (key), value, NULL, error))
+      guint32 uid = GPOINTER_TO_UINT (key);
+
+      g_array_append_val (dirty_uids, uid);
+    }
+  g_array_sort (dirty_uids, compare_uid);
+  for (guint i = 0; i < dirty_uids->len; i++)
+    {
+      guint32 uid = g_array_index (dirty_uids, guint32, i);
+
+      value = g_hash_table_lookup (touched, GUINT_TO_POINTER (uid));
+      if (!store_put (store, &table, uid, value, NULL, error))
         return FALSE;
       dovekie_retention_table_cover (&table, dovekie_retention_record_first_download (value),
                                      dovekie_retention_record_deleted (value));

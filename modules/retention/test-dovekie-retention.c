@@ -80,6 +80,10 @@ typedef struct {
   GHashTable *pending; /* uid -> bytes */
   guint8 table[DOVEKIE_RETENTION_TABLE_SIZE];
   gboolean table_set;
+  /* The Dovecot host keeps a transaction's record updates sorted by
+   * sequence: puts in UID order append, any other order moves memory. */
+  guint32 last_put;
+  gboolean put_unordered;
 } Txn;
 
 static gboolean
@@ -113,6 +117,9 @@ fake_put (DovekieRetentionStore *store, guint32 uid, const guint8 *packed, GErro
       g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED, "store down");
       return FALSE;
     }
+  if (uid <= txn->last_put)
+    txn->put_unordered = TRUE;
+  txn->last_put = uid;
   g_hash_table_insert (txn->pending, GUINT_TO_POINTER (uid),
                        g_memdup2 (packed, DOVEKIE_RETENTION_PACKED_SIZE));
   return TRUE;
@@ -250,6 +257,7 @@ plan (DovekieContext *ctx, DovekieRetentionMessage *msgs, guint n, guint64 used,
   fill (msgs, n);
   txn_begin (&txn);
   ok = svc->plan (ctx, &txn.store, msgs, n, used, limit, reasons, unhide, summary, error);
+  ck_assert_msg (!txn.put_unordered, "plan: records not put in UID order");
   txn_end (&txn, ok);
   return ok;
 }
@@ -263,6 +271,7 @@ pop3_quit (DovekieContext *ctx, const guint32 *retr, guint n_retr, const guint32
 
   txn_begin (&txn);
   ok = svc->pop3_quit (ctx, &txn.store, retr, n_retr, del, n_del, hide, error);
+  ck_assert_msg (!txn.put_unordered, "pop3_quit: records not put in UID order");
   txn_end (&txn, ok);
   return ok;
 }
