@@ -130,10 +130,5 @@ int64_t dovekie_host_now(void *context);
 
 void dovekie_storage_hooks_init(struct module *module);
 void dovekie_storage_hooks_deinit(void);
-/* Both are no-ops outside the pop3 / lmtp processes. */
-void dovekie_pop3_hooks_init(void);
-void dovekie_pop3_hooks_deinit(void);
-void dovekie_lmtp_hooks_init(void);
-void dovekie_lmtp_hooks_deinit(void);
 
 #endif
