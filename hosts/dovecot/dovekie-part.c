@@ -3,6 +3,7 @@
 #include "lib.h"
 #include "array.h"
 #include "mail-user.h"
+#include "mail-storage-settings.h"
 #include "mail-storage-hooks.h"
 #include "dovekie-plugin.h"
 #include "dovekie-retention.h"
@@ -78,13 +79,20 @@ static bool dovekie_part_lmtp_needed(struct dovekie_bridge *bridge)
 }
 
 #if DOVECOT_PREREQ(2, 4, 0)
+static bool dovekie_part_user_has_plugin(struct mail_user *user, const char *name)
+{
+	return str_array_find(settings_boollist_get(&user->set->mail_plugins), name);
+}
+
 static bool dovekie_part_fts_needed(struct mail_user *user)
 {
 	const struct fts_settings *set;
 	const char *name, *error;
 	bool found = FALSE;
 
-	if (&fts_setting_parser_info == NULL)
+	/* Without the fts plugin no backend is chosen. */
+	if (&fts_setting_parser_info == NULL ||
+	    !dovekie_part_user_has_plugin(user, "fts"))
 		return FALSE;
 	if (settings_get(user->event, &fts_setting_parser_info, 0, &set, &error) < 0) {
 		/* The fts plugin fails this user's search setup itself. */
@@ -112,7 +120,9 @@ static bool dovekie_part_fts_needed(struct mail_user *user)
 {
 	const char *name = mail_user_plugin_getenv(user, "fts");
 
-	return name != NULL && strcmp(name, "dovekie") == 0;
+	/* Without the fts plugin no backend is chosen. */
+	return name != NULL && strcmp(name, "dovekie") == 0 &&
+		str_array_find(t_strsplit_spaces(user->set->mail_plugins, ", "), "fts");
 }
 #  define DOVEKIE_PART_POP3_FIX \
 	"protocol pop3 { mail_plugins = $mail_plugins dovekie_pop3 }"
