@@ -13,6 +13,7 @@
 #include "dovekie-bridge.h"
 
 struct module;
+struct mail_storage_hooks;
 struct mailbox;
 struct mailbox_transaction_context;
 struct mail_index_view;

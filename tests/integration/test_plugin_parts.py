@@ -87,13 +87,16 @@ def test_antivirus_without_the_pop3_part_refuses_pop3(dovecot, plugin_path, modu
                  r"is not loaded[^\n]*", since)
 
 
-def test_pop3_without_modules_that_act_there_is_served(dovecot, plugin_path, modules):
-    """The example module only judges saves: POP3 needs no part for it."""
-    dc = dovecot(plugin_path=plugin_path, module_files=modules("example"),
-                 plugin_settings={"dovekie_modules": "example"},
-                 parts=("lmtp", "fts"))
+def test_pop3_and_lmtp_without_modules_that_act_there_are_served(dovecot, plugin_path,
+                                                                 modules):
+    """The search module has no save, read or expunge hook: neither POP3 nor
+    LMTP needs a part for it (and without fts = dovekie, no fts part)."""
+    dc = dovecot(plugin_path=plugin_path, module_files=modules("search"),
+                 plugin_settings={"dovekie_modules": "search"}, parts=())
+    code, text = dc.deliver("alice@example.test", make_message("in", "in\n"))
+    assert code == 250, (code, text)
     assert pop3_pass(dc).startswith(b"+OK")
-    assert not dc.find_log("dovekie_pop3")
+    assert not dc.find_log("refusing the")
 
 
 def test_a_save_guard_without_the_lmtp_part_refuses_delivery(dovecot, plugin_path, modules):
