@@ -133,11 +133,11 @@ def mail_plugins_24(value: str, indent: str = "") -> str:
 
 # The host's per-protocol parts (hosts/dovecot/dovekie-part.h): part name ->
 # (plugin file, the protocol whose mail_plugins loads it, or None for the
-# global list, and the plugin it goes with there).
+# global list, where it goes with fts).
 PARTS = {
-    "pop3": ("lib95_dovekie_pop3_plugin.so", "pop3", "dovekie"),
-    "lmtp": ("lib95_dovekie_lmtp_plugin.so", "lmtp", "dovekie"),
-    "fts": ("lib95_dovekie_fts_plugin.so", None, "fts"),
+    "pop3": ("lib95_dovekie_pop3_plugin.so", "pop3"),
+    "lmtp": ("lib95_dovekie_lmtp_plugin.so", "lmtp"),
+    "fts": ("lib95_dovekie_fts_plugin.so", None),
 }
 
 
@@ -491,7 +491,7 @@ class PrivateDovecot:
         if self.plugin_path is not None:
             install(self.plugin_path, self.plugin_dir)
             # Every part built beside it; self.parts says which are loaded.
-            for file, _, _ in PARTS.values():
+            for file, _ in PARTS.values():
                 if (self.plugin_path.parent / file).is_file():
                     install(self.plugin_path.parent / file, self.plugin_dir)
         for module in self.module_files:
