@@ -26,6 +26,11 @@ const char *dovekie_plugin_version = DOVECOT_ABI_VERSION;
 struct dovekie_user_module dovekie_user_module =
 	MODULE_CONTEXT_INIT(&mail_user_module_register);
 
+struct dovekie_user *dovekie_user_get(struct mail_user *user)
+{
+	return MODULE_CONTEXT(user, dovekie_user_module);
+}
+
 static struct event_category event_category_dovekie = {
 	.name = "dovekie",
 };
