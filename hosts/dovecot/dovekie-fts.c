@@ -794,13 +794,17 @@ const struct fts_backend dovekie_fts_backend_template = {
 
 /* ---- per user: the fts plugin's user state is made by its backends ---- */
 
-/* Closes the user's open indexes and disables its backends: the core
-   plugin unloads the modules the indexes live in. Idempotent. */
+/* Closes the user's open indexes and disables its backends, before the
+   core plugin unloads the modules the indexes live in (its deinit_pre
+   calls this, dovekie_part_register). Idempotent; nothing for a user
+   without fts = dovekie. */
 static void dovekie_fts_user_release(struct mail_user *user)
 {
 	struct dovekie_fts_user *fuser = DOVEKIE_FTS_USER_CONTEXT(user);
 	struct dovekie_fts_backend *backend;
 
+	if (fuser == NULL)
+		return;
 	/* The fts backends are freed only with the namespaces, after the
 	   dovekie plugin has unloaded the modules their indexes live in. */
 	array_foreach_elem(&fuser->backends, backend) {
@@ -809,16 +813,6 @@ static void dovekie_fts_user_release(struct mail_user *user)
 		backend->fuser = NULL;
 	}
 	array_clear(&fuser->backends);
-}
-
-/* Our mail_user_created hook runs after the core plugin's (lib95 after
-   lib90), so this runs before the core's deinit_pre stops the modules. */
-static void dovekie_fts_user_deinit_pre(struct mail_user *user)
-{
-	struct dovekie_fts_user *fuser = DOVEKIE_FTS_USER_CONTEXT(user);
-
-	dovekie_fts_user_release(user);
-	fuser->module_ctx.super.deinit_pre(user);
 }
 
 static void dovekie_fts_user_deinit(struct mail_user *user)
@@ -885,7 +879,6 @@ static void dovekie_fts_mail_user_created(struct mail_user *user)
 	fuser->module_ctx.super = *v;
 	user->vlast = &fuser->module_ctx.super;
 	v->deinit = dovekie_fts_user_deinit;
-	v->deinit_pre = dovekie_fts_user_deinit_pre;
 	MODULE_CONTEXT_SET(user, dovekie_fts_user_module, fuser);
 }
 
@@ -956,7 +949,8 @@ void dovekie_fts_plugin_init(struct module *module)
 {
 	fts_backend_register(&dovekie_fts_backend_template);
 	mail_storage_hooks_add(module, &dovekie_fts_mail_storage_hooks);
-	dovekie_part_register(DOVEKIE_PART_FTS, &dovekie_fts_mail_storage_hooks);
+	dovekie_part_register(DOVEKIE_PART_FTS, &dovekie_fts_mail_storage_hooks,
+			      dovekie_fts_user_release);
 }
 
 void dovekie_fts_plugin_deinit(void)

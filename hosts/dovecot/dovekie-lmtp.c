@@ -181,7 +181,7 @@ void dovekie_lmtp_plugin_init(struct module *module ATTR_UNUSED)
 		lmtp_client_created_hook_set(dovekie_lmtp_client_created);
 	/* lmtp loads its mail_plugins before it creates a client: the hook
 	   covers every delivery of the process. */
-	dovekie_part_register(DOVEKIE_PART_LMTP, NULL);
+	dovekie_part_register(DOVEKIE_PART_LMTP, NULL, NULL);
 }
 
 void dovekie_lmtp_plugin_deinit(void)

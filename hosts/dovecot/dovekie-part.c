@@ -23,16 +23,29 @@
 struct dovekie_part_state {
 	bool registered;
 	const struct mail_storage_hooks *hooks;
+	void (*user_release)(struct mail_user *user);
 };
 
 static struct dovekie_part_state dovekie_parts[DOVEKIE_PART_COUNT];
 
 void dovekie_part_register(enum dovekie_part part,
-			   const struct mail_storage_hooks *hooks)
+			   const struct mail_storage_hooks *hooks,
+			   void (*user_release)(struct mail_user *user))
 {
 	i_assert(part < DOVEKIE_PART_COUNT);
 	dovekie_parts[part].registered = TRUE;
 	dovekie_parts[part].hooks = hooks;
+	dovekie_parts[part].user_release = user_release;
+}
+
+void dovekie_part_release_user(struct mail_user *user)
+{
+	unsigned int i;
+
+	for (i = 0; i < DOVEKIE_PART_COUNT; i++) {
+		if (dovekie_parts[i].user_release != NULL)
+			dovekie_parts[i].user_release(user);
+	}
 }
 
 void dovekie_part_unregister(enum dovekie_part part)

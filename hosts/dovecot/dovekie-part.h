@@ -17,6 +17,7 @@
 #define DOVEKIE_PART_H
 
 struct mail_storage_hooks;
+struct mail_user;
 struct dovekie_user;
 
 enum dovekie_part {
@@ -29,11 +30,19 @@ enum dovekie_part {
 /* From a part's plugin init. hooks are the mail storage hooks the part
    added: it runs for a user whose hooks hold them (its name is in the
    user's mail_plugins). NULL: the part hooks the whole process (lmtp's
-   client hook), so being loaded is running. */
+   client hook), so being loaded is running. user_release, if not NULL,
+   is called for every user before the core stops the user's modules,
+   so that the part lets go of module objects it holds (a part's own
+   deinit_pre would come too late: hooks of later plugins are inner, so
+   they run after the core's). */
 void dovekie_part_register(enum dovekie_part part,
-			   const struct mail_storage_hooks *hooks);
+			   const struct mail_storage_hooks *hooks,
+			   void (*user_release)(struct mail_user *user));
 /* From the part's plugin deinit. */
 void dovekie_part_unregister(enum dovekie_part part);
+
+/* The registered parts' user_release, in the core's deinit_pre. */
+void dovekie_part_release_user(struct mail_user *user);
 
 /* In mail_user_created, for a session's own user (not an autocreated or
    shared-namespace owner) whose modules were started: sets user->error,

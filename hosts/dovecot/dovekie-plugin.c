@@ -143,8 +143,8 @@ static void dovekie_user_deinit_pre(struct mail_user *user)
 {
 	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
 
-	/* The fts part's deinit_pre, which closes the module objects its
-	   backend holds, ran before this one: its hook came later. */
+	/* The fts part's backend holds module objects: close them first. */
+	dovekie_part_release_user(user);
 	dovekie_user_stop(duser);
 	if (duser->public_user != NULL)
 		dovekie_user_stop(duser->public_user);

@@ -185,7 +185,7 @@ void dovekie_pop3_plugin_init(struct module *module)
 	/* After ours, so that its QUIT work runs before pop3_end (see
 	   dovekie-retention-pop3.c). */
 	hooks = dovekie_retention_hooks_init(module);
-	dovekie_part_register(DOVEKIE_PART_POP3, hooks);
+	dovekie_part_register(DOVEKIE_PART_POP3, hooks, NULL);
 }
 
 void dovekie_pop3_plugin_deinit(void)
