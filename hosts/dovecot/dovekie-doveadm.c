@@ -10,7 +10,9 @@
  * registration runs as an ELF constructor at dlopen time. doveadm's
  * symbols exist only in the doveadm binary, hence weak: in every other
  * process the constructor finds doveadm_cmd_register_ver2 NULL and does
- * nothing.
+ * nothing. Unlike the pop3, lmtp and fts parts (dovekie-part.h), the
+ * commands stay in the core plugin: `doveadm dovekie check` must be there
+ * whenever dovekie is loaded at all, to diagnose the configuration.
  */
 #include "lib.h"
 #include <sysexits.h>

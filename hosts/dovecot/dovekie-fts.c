@@ -13,8 +13,9 @@
  *
  * The text extraction is in dovekie-fts-text.c.
  *
- * The fts plugin is optional: its symbols are weak, and without it nothing
- * is registered.
+ * The dovekie_fts plugin (lib95_dovekie_fts_plugin.so): it depends on
+ * Dovecot's fts plugin and on the core dovekie plugin, whose functions it
+ * calls (Dovecot loads plugins RTLD_GLOBAL).
  */
 #include "lib.h"
 #include <sys/stat.h>
@@ -32,11 +33,7 @@
 #include "dovekie-storage.h"
 #include "dovekie-fts-text.h"
 #include "dovekie-log-quote.h"
-
-#pragma weak fts_backend_register
-#pragma weak fts_backend_unregister
-#pragma weak fts_backend_default_can_lookup
-#pragma weak fts_mail_user_init
+#include "dovekie-part.h"
 
 #if DOVECOT_PREREQ(2, 4, 0)
 /* 2.4 installs fts-user.h with the other headers; the fts plugin frees its
@@ -44,9 +41,7 @@
    `fts dovekie { }`, whose names the fts settings list. */
 #  include "settings.h"
 #  include "fts-user.h"
-#  pragma weak fts_setting_parser_info
 #else
-#  pragma weak fts_mail_user_deinit
 /* From the fts plugin's fts-user.h, which 2.3 does not install. */
 int fts_mail_user_init(struct mail_user *user, bool initialize_libfts,
 		       const char **error_r);
@@ -54,6 +49,12 @@ void fts_mail_user_deinit(struct mail_user *user);
 #endif
 
 #define DOVEKIE_FTS_BACKEND_NAME "dovekie"
+
+const char *dovekie_fts_plugin_version = DOVECOT_ABI_VERSION;
+const char *dovekie_fts_plugin_dependencies[] = { "fts", "dovekie", NULL };
+
+void dovekie_fts_plugin_init(struct module *module);
+void dovekie_fts_plugin_deinit(void);
 
 struct dovekie_fts_backend {
 	struct fts_backend backend;
@@ -105,7 +106,6 @@ struct dovekie_fts_update_context {
 
 static MODULE_CONTEXT_DEFINE_INIT(dovekie_fts_user_module, &mail_user_module_register);
 static MODULE_CONTEXT_DEFINE_INIT(dovekie_fts_box_module, &mail_storage_module_register);
-static bool dovekie_fts_registered;
 
 static struct fts_backend *dovekie_fts_alloc(void)
 {
@@ -794,14 +794,15 @@ const struct fts_backend dovekie_fts_backend_template = {
 
 /* ---- per user: the fts plugin's user state is made by its backends ---- */
 
-void dovekie_fts_user_release(struct mail_user *user)
+/* Closes the user's open indexes and disables its backends, before the
+   core plugin unloads the modules the indexes live in (its deinit_pre
+   calls this, dovekie_part_register). Idempotent; nothing for a user
+   without fts = dovekie. */
+static void dovekie_fts_user_release(struct mail_user *user)
 {
-	struct dovekie_fts_user *fuser;
+	struct dovekie_fts_user *fuser = DOVEKIE_FTS_USER_CONTEXT(user);
 	struct dovekie_fts_backend *backend;
 
-	if (!dovekie_fts_registered)
-		return;
-	fuser = DOVEKIE_FTS_USER_CONTEXT(user);
 	if (fuser == NULL)
 		return;
 	/* The fts backends are freed only with the namespaces, after the
@@ -834,8 +835,6 @@ static bool dovekie_fts_user_start(struct mail_user *user)
 	const char *name, *error;
 	bool found = FALSE;
 
-	if (&fts_setting_parser_info == NULL)
-		return FALSE;
 	if (settings_get(user->event, &fts_setting_parser_info, 0, &set, &error) < 0) {
 		e_error(user->event, "fts-dovekie: %s", error);
 		return FALSE;
@@ -946,20 +945,17 @@ static struct mail_storage_hooks dovekie_fts_mail_storage_hooks = {
 	.mailbox_allocated = dovekie_fts_mailbox_allocated,
 };
 
-void dovekie_fts_init(struct module *module)
+void dovekie_fts_plugin_init(struct module *module)
 {
-	if (fts_backend_register == NULL || fts_mail_user_init == NULL)
-		return;
 	fts_backend_register(&dovekie_fts_backend_template);
 	mail_storage_hooks_add(module, &dovekie_fts_mail_storage_hooks);
-	dovekie_fts_registered = TRUE;
+	dovekie_part_register(DOVEKIE_PART_FTS, &dovekie_fts_mail_storage_hooks,
+			      dovekie_fts_user_release);
 }
 
-void dovekie_fts_deinit(void)
+void dovekie_fts_plugin_deinit(void)
 {
-	if (!dovekie_fts_registered)
-		return;
+	dovekie_part_unregister(DOVEKIE_PART_FTS);
 	mail_storage_hooks_remove(&dovekie_fts_mail_storage_hooks);
 	fts_backend_unregister(DOVEKIE_FTS_BACKEND_NAME);
-	dovekie_fts_registered = FALSE;
 }

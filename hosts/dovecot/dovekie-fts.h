@@ -15,14 +15,6 @@ struct mail_search_args;
    backend's init fails and Dovecot searches without fts. */
 extern const struct fts_backend dovekie_fts_backend_template;
 
-/* Registers the backend if Dovecot's fts plugin is loaded (it must come
-   first in mail_plugins); a no-op otherwise. */
-void dovekie_fts_init(struct module *module);
-void dovekie_fts_deinit(void);
-/* Closes the user's open indexes and disables its fts backends; called
-   before the user's modules are unloaded. Idempotent; a no-op for users
-   without fts = dovekie. */
-void dovekie_fts_user_release(struct mail_user *user);
 
 /* For a user with fts = dovekie (dovekie-fts-search.c): a search passes
    over the messages whose result the fts lookup already made false,

@@ -13,7 +13,9 @@
  * transaction's recipients all hand the modules the same bytes, and the
  * antivirus module scans them once (its "one scan per LMTP transaction").
  *
- * Weak symbols, as in dovekie-pop3.c: outside lmtp nothing is hooked.
+ * The dovekie_lmtp plugin (lib95_dovekie_lmtp_plugin.so): it depends on the
+ * core dovekie plugin and is meant for the lmtp binary only, as
+ * dovekie-pop3.c is for pop3.
  */
 #include "lib.h"
 #include "smtp-server.h"
@@ -25,9 +27,14 @@
 #include "dovekie-log-quote.h"
 #include "dovekie-plugin.h"
 #include "dovekie-quarantine.h"
+#include "dovekie-part.h"
 
-#pragma weak lmtp_client_created_hook_set
-#pragma weak lmtp_module_register
+const char *dovekie_lmtp_plugin_version = DOVECOT_ABI_VERSION;
+const char *dovekie_lmtp_plugin_dependencies[] = { "dovekie", NULL };
+const char dovekie_lmtp_plugin_binary_dependency[] = "lmtp";
+
+void dovekie_lmtp_plugin_init(struct module *module);
+void dovekie_lmtp_plugin_deinit(void);
 
 #define DOVEKIE_LMTP_CONTEXT(obj) \
 	MODULE_CONTEXT_REQUIRE(obj, dovekie_lmtp_module)
@@ -45,7 +52,6 @@ struct dovekie_lmtp_client {
 
 static MODULE_CONTEXT_DEFINE_INIT(dovekie_lmtp_module, &lmtp_module_register);
 static lmtp_client_created_func_t *next_hook_client_created;
-static bool dovekie_lmtp_hooked;
 
 static int
 dovekie_lmtp_local_deliver(struct client *client, struct lmtp_recipient *lrcpt,
@@ -169,18 +175,17 @@ static void dovekie_lmtp_client_created(struct client **clientp)
 		next_hook_client_created(clientp);
 }
 
-void dovekie_lmtp_hooks_init(void)
+void dovekie_lmtp_plugin_init(struct module *module ATTR_UNUSED)
 {
-	if (lmtp_client_created_hook_set == NULL)
-		return;
 	next_hook_client_created =
 		lmtp_client_created_hook_set(dovekie_lmtp_client_created);
-	dovekie_lmtp_hooked = TRUE;
+	/* lmtp loads its mail_plugins before it creates a client: the hook
+	   covers every delivery of the process. */
+	dovekie_part_register(DOVEKIE_PART_LMTP, NULL, NULL);
 }
 
-void dovekie_lmtp_hooks_deinit(void)
+void dovekie_lmtp_plugin_deinit(void)
 {
-	if (dovekie_lmtp_hooked)
-		(void)lmtp_client_created_hook_set(next_hook_client_created);
-	dovekie_lmtp_hooked = FALSE;
+	dovekie_part_unregister(DOVEKIE_PART_LMTP);
+	(void)lmtp_client_created_hook_set(next_hook_client_created);
 }

@@ -13,8 +13,8 @@
 #include "dovekie-plugin.h"
 #include "dovekie-settings.h"
 #include "dovekie-storage.h"
-#include "dovekie-fts.h"
 #include "dovekie-retention.h"
+#include "dovekie-part.h"
 
 /* Set by the build: where the packaged GModules live. */
 #ifndef DOVEKIE_MODULEDIR
@@ -25,6 +25,11 @@ const char *dovekie_plugin_version = DOVECOT_ABI_VERSION;
 
 struct dovekie_user_module dovekie_user_module =
 	MODULE_CONTEXT_INIT(&mail_user_module_register);
+
+struct dovekie_user *dovekie_user_get(struct mail_user *user)
+{
+	return MODULE_CONTEXT(user, dovekie_user_module);
+}
 
 static struct event_category event_category_dovekie = {
 	.name = "dovekie",
@@ -138,8 +143,8 @@ static void dovekie_user_deinit_pre(struct mail_user *user)
 {
 	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
 
-	/* The fts backend holds module objects: close them first. */
-	dovekie_fts_user_release(user);
+	/* The fts part's backend holds module objects: close them first. */
+	dovekie_part_release_user(user);
 	dovekie_user_stop(duser);
 	if (duser->public_user != NULL)
 		dovekie_user_stop(duser->public_user);
@@ -172,7 +177,7 @@ static void dovekie_refuse_pop3_if_guarded(struct dovekie_user *duser)
 	struct mail_user *user = duser->user;
 	const char *module, *why;
 
-	if (strcmp(user->service, "pop3") != 0 ||
+	if (strcmp(user->service, "pop3") != 0 || user->error != NULL ||
 	    !dovekie_bridge_guarded(duser->bridge, DOVEKIE_BRIDGE_GUARD_POP3,
 				    &module, &why))
 		return;
@@ -181,6 +186,23 @@ static void dovekie_refuse_pop3_if_guarded(struct dovekie_user *duser)
 	user->error = p_strdup_printf(user->pool, "dovekie: refusing the POP3 "
 		"login of %s: module %s is configured but not running: %s",
 		user->username, module, why);
+}
+
+/* The retention module refuses a POP3 login whose client name it does not
+   accept. pop3 logs user->error once (as an error of the pop3 process)
+   when the user cannot be set up, so the refusal is one log line. */
+static void dovekie_retention_refuse_login(struct dovekie_user *duser)
+{
+	struct mail_user *user = duser->user;
+	const char *why;
+
+	if (strcmp(user->service, "pop3") != 0 || user->error != NULL)
+		return;
+	why = dovekie_bridge_retention_login_error(duser->bridge);
+	if (why == NULL)
+		return;
+	user->error = p_strdup_printf(user->pool,
+		"dovekie: refusing the POP3 login: %s", why);
 }
 
 static struct dovekie_user *dovekie_user_alloc(struct mail_user *user)
@@ -279,8 +301,9 @@ static void dovekie_user_begin(struct dovekie_user *duser, bool login)
 		dovekie_user_start(duser, settings, userdb_keys);
 	} T_END;
 	/* A login is refused for the session's own user, never for the
-	   owner of a shared namespace it opens. */
-	if (login && user->creator == NULL) T_BEGIN {
+	   owner of a shared namespace it opens (nor lmtp's raw mail user). */
+	if (login && user->creator == NULL && !user->autocreated) T_BEGIN {
+		dovekie_part_refuse_missing(duser);
 		dovekie_refuse_pop3_if_guarded(duser);
 		dovekie_retention_refuse_login(duser);
 	} T_END;
@@ -380,22 +403,14 @@ static struct mail_storage_hooks dovekie_mail_storage_hooks = {
 	.mail_allocated = dovekie_mail_allocated,
 };
 
+/* The per-protocol parts (dovekie-part.h) are plugins of their own that
+   depend on this one; they register themselves from their init. */
 void dovekie_plugin_init(struct module *module)
 {
 	mail_storage_hooks_add(module, &dovekie_mail_storage_hooks);
-	dovekie_pop3_hooks_init();
-	dovekie_lmtp_hooks_init();
-	dovekie_fts_init(module);
-	/* retention: after dovekie_pop3_hooks_init, so its QUIT work runs
-	   before pop3_end (see dovekie-retention-pop3.c). */
-	dovekie_retention_hooks_init(module);
 }
 
 void dovekie_plugin_deinit(void)
 {
-	dovekie_retention_hooks_deinit();
-	dovekie_fts_deinit();
-	dovekie_lmtp_hooks_deinit();
-	dovekie_pop3_hooks_deinit();
 	mail_storage_hooks_remove(&dovekie_mail_storage_hooks);
 }

@@ -10,8 +10,18 @@ struct mail;
 struct mail_namespace;
 struct module;
 
-#define DOVEKIE_USER_CONTEXT(obj) \
+/* The per-protocol parts (dovekie-part.h, built with DOVEKIE_PART) reach
+   the user's context through a function: a part then refers to nothing
+   but functions of the core, which a lazy dlopen leaves unresolved, so
+   Dovecot gets as far as its dependency check and says "Plugin dovekie
+   must be loaded also" when the core is missing, instead of an undefined
+   symbol. */
+#ifdef DOVEKIE_PART
+#  define DOVEKIE_USER_CONTEXT(obj) dovekie_user_get(obj)
+#else
+#  define DOVEKIE_USER_CONTEXT(obj) \
 	MODULE_CONTEXT(obj, dovekie_user_module)
+#endif
 
 struct dovekie_user {
 	union mail_user_module_context module_ctx;
@@ -81,6 +91,9 @@ struct dovekie_delivery {
 extern MODULE_CONTEXT_DEFINE(dovekie_user_module, &mail_user_module_register);
 extern const char *dovekie_plugin_version;
 
+/* The user's dovekie context, or NULL when dovekie is not active for it. */
+struct dovekie_user *dovekie_user_get(struct mail_user *user);
+
 /* Whose modules judge the mail of namespace ns in ns->user's session: the
    session user's for its private namespaces; in a shared namespace its
    owner's (the mail_user Dovecot created for the owner, with the owner's
@@ -130,10 +143,5 @@ int64_t dovekie_host_now(void *context);
 
 void dovekie_storage_hooks_init(struct module *module);
 void dovekie_storage_hooks_deinit(void);
-/* Both are no-ops outside the pop3 / lmtp processes. */
-void dovekie_pop3_hooks_init(void);
-void dovekie_pop3_hooks_deinit(void);
-void dovekie_lmtp_hooks_init(void);
-void dovekie_lmtp_hooks_deinit(void);
 
 #endif

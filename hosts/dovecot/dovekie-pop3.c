@@ -1,9 +1,11 @@
-/* POP3 process hooks: the end of a session (QUIT or a dropped link), and
- * the reply to a read that dovekie refused for now.
+/* The dovekie_pop3 plugin (lib95_dovekie_pop3_plugin.so): the pop3
+ * binary's part of the host. Here: the end of a session (QUIT or a dropped
+ * link), and the reply to a read that dovekie refused for now; the
+ * retention listing and QUIT are in dovekie-retention-pop3.c.
  *
- * This file is linked into the one plugin that every mail process loads,
- * but its symbols only exist in the pop3 binary, so they are weak: outside
- * pop3 they resolve to NULL and nothing is hooked.
+ * It calls pop3's functions and the core dovekie plugin's (Dovecot loads
+ * plugins RTLD_GLOBAL), so it declares both: the core as a dependency,
+ * pop3 as its only binary.
  */
 #include "lib.h"
 #include "str.h"
@@ -14,9 +16,15 @@
 #include "pop3-client.h"
 #include "dovekie-plugin.h"
 #include "dovekie-storage.h"
+#include "dovekie-retention.h"
+#include "dovekie-part.h"
 
-#pragma weak pop3_client_created_hook_set
-#pragma weak pop3_module_register
+const char *dovekie_pop3_plugin_version = DOVECOT_ABI_VERSION;
+const char *dovekie_pop3_plugin_dependencies[] = { "dovekie", NULL };
+const char dovekie_pop3_plugin_binary_dependency[] = "pop3";
+
+void dovekie_pop3_plugin_init(struct module *module);
+void dovekie_pop3_plugin_deinit(void);
 
 #define DOVEKIE_POP3_CONTEXT(obj) \
 	MODULE_CONTEXT_REQUIRE(obj, dovekie_pop3_module)
@@ -27,7 +35,6 @@ struct dovekie_pop3_client {
 
 static MODULE_CONTEXT_DEFINE_INIT(dovekie_pop3_module, &pop3_module_register);
 static pop3_client_created_func_t *next_hook_client_created;
-static bool dovekie_pop3_hooked;
 
 /* Dovecot 2.3's pop3 answers every failed RETR/TOP "-ERR Message N
    expunged." (pop3-commands.c fetch()), whatever the storage error, and
@@ -169,18 +176,21 @@ static void dovekie_pop3_client_created(struct client **clientp)
 		next_hook_client_created(clientp);
 }
 
-void dovekie_pop3_hooks_init(void)
+void dovekie_pop3_plugin_init(struct module *module)
 {
-	if (pop3_client_created_hook_set == NULL)
-		return;
+	const struct mail_storage_hooks *hooks;
+
 	next_hook_client_created =
 		pop3_client_created_hook_set(dovekie_pop3_client_created);
-	dovekie_pop3_hooked = TRUE;
+	/* After ours, so that its QUIT work runs before pop3_end (see
+	   dovekie-retention-pop3.c). */
+	hooks = dovekie_retention_hooks_init(module);
+	dovekie_part_register(DOVEKIE_PART_POP3, hooks, NULL);
 }
 
-void dovekie_pop3_hooks_deinit(void)
+void dovekie_pop3_plugin_deinit(void)
 {
-	if (dovekie_pop3_hooked)
-		(void)pop3_client_created_hook_set(next_hook_client_created);
-	dovekie_pop3_hooked = FALSE;
+	dovekie_part_unregister(DOVEKIE_PART_POP3);
+	dovekie_retention_hooks_deinit();
+	(void)pop3_client_created_hook_set(next_hook_client_created);
 }

@@ -19,8 +19,11 @@
 ARRAY_DEFINE_TYPE(dovekie_retention_message, struct dovekie_bridge_retention_message);
 
 /* Dovecot's quota plugin, when mail_plugins loads it (before us: lib10 <
-   lib90): its functions are found at our dlopen. Weak, so the plugin loads
-   without it; dovekie_retention_quota_percent then has nothing to go by. */
+   lib90): its functions are found at our dlopen. Weak because it is
+   genuinely optional (unlike the fts plugin for the dovekie_fts part, it
+   is no dependency: only dovekie_retention_quota_percent reads it), so
+   the plugin loads without it, and the quota rule then has nothing to go
+   by. */
 #pragma weak quota_root_iter_init
 #pragma weak quota_root_iter_next
 #pragma weak quota_root_iter_deinit

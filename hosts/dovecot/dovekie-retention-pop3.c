@@ -53,10 +53,11 @@
  *             keeps the earliest download of any record: O(1), no mail
  *             and no record read).
  *   login     a login whose client name the module does not accept is
- *             refused in the mail_user_created hook (user->error), before
- *             pop3 answers the login.
+ *             refused by the core plugin's mail_user_created hook
+ *             (dovekie-plugin.c), before pop3 answers the login.
  *
- * pop3's symbols exist only in the pop3 binary: weak, as in dovekie-pop3.c.
+ * Part of the dovekie_pop3 plugin (dovekie-pop3.c), which only the pop3
+ * binary loads.
  */
 #include "lib.h"
 #include "array.h"
@@ -70,11 +71,6 @@
 #include "pop3-settings.h"
 #include "dovekie-plugin.h"
 #include "dovekie-retention.h"
-
-#pragma weak pop3_client_created_hook_set
-#pragma weak pop3_module_register
-#pragma weak client_send_line
-#pragma weak client_disconnect
 
 #define RETENTION_QUIT_IGNORED_REPLY \
 	"+OK Logging out, messages kept (deletion is disabled on this server)."
@@ -138,7 +134,6 @@ static MODULE_CONTEXT_DEFINE_INIT(dovekie_retention_mail_module, &mail_module_re
 #define RETENTION_MAIL_CONTEXT(obj) \
 	MODULE_CONTEXT_REQUIRE(obj, dovekie_retention_mail_module)
 static pop3_client_created_func_t *next_hook_client_created;
-static bool retention_pop3_hooked;
 
 static int
 retention_transaction_commit(struct mailbox_transaction_context *t,
@@ -536,7 +531,6 @@ retention_transaction_commit(struct mailbox_transaction_context *t,
 	}
 	rclient->quit_recorded = TRUE;
 	rclient->quit_reply_ignored = rclient->client->deleted &&
-		client_send_line != NULL && client_disconnect != NULL &&
 		dovekie_bridge_retention_dele_ignored(rclient->duser->bridge);
 	return 0;
 }
@@ -581,23 +575,6 @@ static void retention_quit_expire(struct dovekie_retention_client *rclient)
 		e_error(rclient->duser->event,
 			"retention: expiry at QUIT failed: %s", errstr);
 	}
-}
-
-/* mail_user_created, pop3 only: see the header. pop3 logs user->error
-   once (as an error of the pop3 process) when the user cannot be set up,
-   so the refusal is one log line. */
-void dovekie_retention_refuse_login(struct dovekie_user *duser)
-{
-	struct mail_user *user = duser->user;
-	const char *why;
-
-	if (strcmp(user->service, "pop3") != 0 || user->error != NULL)
-		return;
-	why = dovekie_bridge_retention_login_error(duser->bridge);
-	if (why == NULL)
-		return;
-	user->error = p_strdup_printf(user->pool,
-		"dovekie: refusing the POP3 login: %s", why);
 }
 
 static void retention_destroy(struct client *client, const char *reason)
@@ -665,21 +642,16 @@ static void retention_client_created(struct client **clientp)
 	ruser->rclient = rclient;
 }
 
-void dovekie_retention_hooks_init(struct module *module)
+const struct mail_storage_hooks *dovekie_retention_hooks_init(struct module *module)
 {
-	if (pop3_client_created_hook_set == NULL)
-		return;
 	mail_storage_hooks_add(module, &dovekie_retention_storage_hooks);
 	next_hook_client_created =
 		pop3_client_created_hook_set(retention_client_created);
-	retention_pop3_hooked = TRUE;
+	return &dovekie_retention_storage_hooks;
 }
 
 void dovekie_retention_hooks_deinit(void)
 {
-	if (!retention_pop3_hooked)
-		return;
 	(void)pop3_client_created_hook_set(next_hook_client_created);
 	mail_storage_hooks_remove(&dovekie_retention_storage_hooks);
-	retention_pop3_hooked = FALSE;
 }

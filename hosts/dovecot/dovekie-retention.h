@@ -13,6 +13,7 @@
 #include "dovekie-bridge.h"
 
 struct module;
+struct mail_storage_hooks;
 struct mailbox;
 struct mailbox_transaction_context;
 struct mail_index_view;
@@ -109,14 +110,11 @@ const char *dovekie_bridge_retention_reason_name(enum dovekie_bridge_retention_r
 
 /* ---- Dovecot side ---- */
 
-/* dovekie-retention-pop3.c: the POP3 listing filter and QUIT recording.
-   No-ops outside pop3. Called from dovekie_plugin_init / _deinit. */
-void dovekie_retention_hooks_init(struct module *module);
+/* dovekie-retention-pop3.c, in the dovekie_pop3 plugin: the POP3 listing
+   filter and QUIT recording. Called from its plugin init / deinit; init
+   returns the mail storage hooks it added (the part's, dovekie-part.h). */
+const struct mail_storage_hooks *dovekie_retention_hooks_init(struct module *module);
 void dovekie_retention_hooks_deinit(void);
-/* In the mail_user_created hook of a pop3 process: refuses the login
-   (sets user->error, logs why) when the login's client name is not valid
-   for the retention module. Nothing when another error is already set. */
-void dovekie_retention_refuse_login(struct dovekie_user *duser);
 
 /* dovekie-retention-index.c: the records in INBOX's index (the
    "dovekie-retention" extension: a header with the client table, one

@@ -103,6 +103,17 @@ service lmtp {{
 mail_plugins {{
   fts = yes
   dovekie = yes
+  dovekie_fts = yes
+}}
+protocol pop3 {{
+  mail_plugins {{
+    dovekie_pop3 = yes
+  }}
+}}
+protocol lmtp {{
+  mail_plugins {{
+    dovekie_lmtp = yes
+  }}
 }}
 fts dovekie {{
 }}

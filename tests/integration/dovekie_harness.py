@@ -123,11 +123,22 @@ def mail_location_24(location: str) -> str:
     return "\n".join(lines)
 
 
-def mail_plugins_24(value: str) -> str:
+def mail_plugins_24(value: str, indent: str = "") -> str:
     """2.3's `$mail_plugins a b` (or `a b`) as 2.4's boollist block."""
     names = [{"zlib": "mail_compress"}.get(n, n) for n in value.split()
              if n != "$mail_plugins"]
-    return "mail_plugins {\n" + "".join(f"  {n} = yes\n" for n in names) + "}"
+    return (f"{indent}mail_plugins {{\n"
+            + "".join(f"{indent}  {n} = yes\n" for n in names) + f"{indent}}}")
+
+
+# The host's per-protocol parts (hosts/dovecot/dovekie-part.h): part name ->
+# (plugin file, the protocol whose mail_plugins loads it, or None for the
+# global list, where it goes with fts).
+PARTS = {
+    "pop3": ("lib95_dovekie_pop3_plugin.so", "pop3"),
+    "lmtp": ("lib95_dovekie_lmtp_plugin.so", "lmtp"),
+    "fts": ("lib95_dovekie_fts_plugin.so", None),
+}
 
 
 def conf_for_24(text: str) -> str:
@@ -301,6 +312,14 @@ class PrivateDovecot:
             directory.
         mail_plugins: value of `mail_plugins`; defaults to "$mail_plugins
             dovekie" when a plugin is given.
+        parts: the host's per-protocol parts (PARTS: "pop3", "lmtp", "fts")
+            to load where mail_plugins has dovekie; None: every part built
+            beside plugin_path (all of them are installed). Each is added
+            where it belongs: dovekie_pop3 and dovekie_lmtp to their
+            protocol's mail_plugins, dovekie_fts to the global one when it
+            has fts. () leaves that to extra_conf (the shipped snippets); a
+            part left out otherwise is a misconfiguration the plugin must
+            refuse.
         extra_conf: raw text appended to dovecot.conf.
         mail_debug: set `mail_debug = yes` (very verbose log).
         ports: optional {"imap": n, "pop3": n, "lmtp": n} to pin ports.
@@ -316,6 +335,7 @@ class PrivateDovecot:
                  module_files: Iterable[os.PathLike | str] = (),
                  plugin_settings: Optional[Mapping[str, object]] = None,
                  mail_plugins: Optional[str] = None,
+                 parts: Optional[Iterable[str]] = None,
                  extra_conf: str = "",
                  mail_debug: bool = False,
                  ports: Optional[Mapping[str, int]] = None,
@@ -327,6 +347,10 @@ class PrivateDovecot:
         self.module_files = [Path(p) for p in module_files]
         self._plugin_settings = dict(plugin_settings or {})
         self._mail_plugins = mail_plugins
+        self._parts = None if parts is None else set(parts)
+        unknown = (self._parts or set()) - set(PARTS)
+        if unknown:
+            raise ValueError(f"unknown parts: {sorted(unknown)}")
         self.extra_conf = extra_conf
         self.mail_debug = mail_debug
         self._requested_ports = dict(ports or {})
@@ -466,6 +490,10 @@ class PrivateDovecot:
 
         if self.plugin_path is not None:
             install(self.plugin_path, self.plugin_dir)
+            # Every part built beside it; self.parts says which are loaded.
+            for file, _ in PARTS.values():
+                if (self.plugin_path.parent / file).is_file():
+                    install(self.plugin_path.parent / file, self.plugin_dir)
         for module in self.module_files:
             install(module, self.module_dir)
 
@@ -516,10 +544,40 @@ class PrivateDovecot:
         return settings
 
     @property
+    def parts(self) -> list[str]:
+        """The parts this instance loads (see the class docstring). A build
+        from before the split has none beside its plugin."""
+        if self.plugin_path is None:
+            return []
+        found = [p for p in PARTS if (self.plugin_path.parent / PARTS[p][0]).is_file()]
+        return [p for p in found if self._parts is None or p in self._parts]
+
+    @property
     def mail_plugins(self) -> str:
+        """The global mail_plugins, with dovekie_fts where it belongs."""
         if self._mail_plugins is not None:
-            return self._mail_plugins
-        return "$mail_plugins dovekie" if self.plugin_path is not None else ""
+            value = self._mail_plugins
+        else:
+            value = "$mail_plugins dovekie" if self.plugin_path is not None else ""
+        names = value.split()
+        if "fts" in self.parts and "fts" in names and "dovekie" in names:
+            value += " dovekie_fts"
+        return value
+
+    def protocol_mail_plugins(self) -> dict[str, str]:
+        """Protocol -> the plugins its mail_plugins adds (the pop3 and lmtp
+        parts), for a global list that has dovekie."""
+        if "dovekie" not in self.mail_plugins.split():
+            return {}
+        return {PARTS[p][1]: "dovekie_" + p for p in self.parts
+                if PARTS[p][1] is not None}
+
+    def _protocol_conf(self) -> str:
+        if is_dovecot24():
+            return "".join(f"protocol {proto} {{\n{mail_plugins_24(names, '  ')}\n}}\n"
+                           for proto, names in self.protocol_mail_plugins().items())
+        return "".join(f"protocol {proto} {{\n  mail_plugins = $mail_plugins {names}\n}}\n"
+                       for proto, names in self.protocol_mail_plugins().items())
 
     def _render_config(self) -> str:
         for key, value in self.plugin_settings.items():
@@ -618,7 +676,7 @@ service lmtp {{
 plugin {{
 {plugin_block}
 }}
-
+{self._protocol_conf()}
 {self._sanitizer_conf()}
 {self.extra_conf}
 """
@@ -675,6 +733,7 @@ language en {{
   default = yes
 }}
 {settings_24(self.plugin_settings)}
+{self._protocol_conf()}
 {conf_for_24(self.extra_conf)}
 """
 

@@ -5,7 +5,8 @@
                                          [--ports IMAP,POP3,LMTP] [--once]
 
 Loads the built plugin (DIR/hosts/dovecot/.libs/lib90_dovekie_plugin.so)
-and every built module (DIR/modules/*/.libs/*.so) on their embedded
+with its per-protocol parts beside it (lib95_dovekie_{pop3,lmtp,fts}_plugin.so,
+each in the mail_plugins where it belongs) and every built module (DIR/modules/*/.libs/*.so) on their embedded
 defaults, creates user `demo` (password `demo`), seeds the INBOX over LMTP
 and prints how to connect. Runs until Ctrl-C or SIGTERM, then stops Dovecot
 and removes its temporary directory (keep it with DOVEKIE_KEEP_TMP=1).
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         settings["dovekie_av_libclamav_db"] = str(av_db)
     # --- end antivirus ---
     # Search is an FTS backend: Dovecot's fts plugin must load first and be
-    # told to use it; indexing happens as mail arrives.
+    # told to use it (the harness adds the backend's plugin, dovekie_fts);
+    # indexing happens as mail arrives.
     mail_plugins = None
     if "search" in names:
         mail_plugins = "$mail_plugins fts dovekie"

@@ -117,6 +117,25 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MODULES = ["antivirus", "example", "retention", "search"]
 
 
+def on_block(text: str, first: str) -> str:
+    """Uncomment the block (or line) whose first line is #<first>."""
+    lines, out, depth = text.splitlines(), [], None
+    for line in lines:
+        if depth is None and re.fullmatch(rf"#{first}", line):
+            depth = 0
+        if depth is not None:
+            assert line.startswith("#"), line
+            line = line[1:]
+            depth += line.count("{") - line.count("}")
+            if depth == 0:
+                depth = -1
+        out.append(line)
+        if depth == -1:
+            break
+    assert depth == -1, f"no commented block /{first}/ in the snippet"
+    return "\n".join(out + lines[len(out):]) + "\n"
+
+
 def shipped_snippets() -> str:
     """The repository's conf.d snippets with the lines an admin switches on
     (as tests/package/test_installed.py does with the installed ones)."""
@@ -129,11 +148,15 @@ def shipped_snippets() -> str:
         return shipped_snippets_24()
     main = (REPO_ROOT / "conf.d" / "10-dovekie.conf").read_text()
     main = on(main, r"mail_attribute_dict = .*")
+    # The global line first: the protocol blocks append to it.
+    main = on(main, r"mail_plugins = \$mail_plugins dovekie")
+    main = on_block(main, r"protocol pop3 \{")
+    main = on_block(main, r"protocol lmtp \{")
     main, n = re.subn(r"^(\s*)#dovekie_modules =.*$",
                       rf"\1dovekie_modules = {' '.join(SHIPPED_MODULES)}", main, flags=re.M)
     assert n == 1, "no commented dovekie_modules line in 10-dovekie.conf"
     search = (REPO_ROOT / "conf.d" / "20-dovekie-search.conf").read_text()
-    search = on(search, r"mail_plugins = \$mail_plugins fts dovekie")
+    search = on(search, r"mail_plugins = \$mail_plugins fts dovekie dovekie_fts")
     search = on(search, r"fts = dovekie")
     rest = "".join((REPO_ROOT / "conf.d" / name).read_text()
                    for name in ("30-dovekie-antivirus.conf", "40-dovekie-retention.conf"))
@@ -148,28 +171,14 @@ def shipped_snippets_24() -> str:
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
 
-    def on(text: str, first: str) -> str:
-        """Uncomment the block (or line) whose first line is #<first>."""
-        lines, out, depth = text.splitlines(), [], None
-        for line in lines:
-            if depth is None and re.fullmatch(rf"#{first}", line):
-                depth = 0
-            if depth is not None:
-                assert line.startswith("#"), line
-                line = line[1:]
-                depth += line.count("{") - line.count("}")
-                if depth == 0:
-                    depth = -1
-            out.append(line)
-            if depth == -1:
-                break
-        assert depth == -1, f"no commented block /{first}/ in the snippet"
-        return "\n".join(out + lines[len(out):]) + "\n"
+    on = on_block
 
     def snippet(name: str) -> str:
         return tool.rewrite((REPO_ROOT / "conf.d" / name).read_text(), name)
 
     main = on(snippet("10-dovekie.conf"), r"mail_attribute \{")
+    for first in (r"mail_plugins \{", r"protocol pop3 \{", r"protocol lmtp \{"):
+        main = on(main, first)
     main, n = re.subn(r"^#dovekie_modules =.*$",
                       f"dovekie_modules = {' '.join(SHIPPED_MODULES)}", main, flags=re.M)
     assert n == 1, "no commented dovekie_modules line in 10-dovekie.conf"
@@ -201,7 +210,8 @@ def shipped(dovecot, plugin_path, module_paths, tmp_path_factory):
         plugin_settings = {"dovekie_av_engine": "libclamav",
                            "dovekie_av_libclamav_db": str(db)}
         plugin_settings.update(settings or {})
-        return dovecot(plugin_path=plugin_path,
+        # The parts are loaded by the snippets' lines, not the harness.
+        return dovecot(plugin_path=plugin_path, parts=(),
                        module_files=[files[m] for m in SHIPPED_MODULES],
                        users=users or {"alice": {"password": "a"},
                                        "bob": {"password": "b"}},

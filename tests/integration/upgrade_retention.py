@@ -11,6 +11,12 @@ holds the shorter table and no floors. After the upgrade:
 - a QUIT after the retention period expires the message at QUIT, as
   before the upgrade.
 
+The upgrade also crosses the split of the plugin into a core and
+per-protocol parts: until the admin adds dovekie_pop3 to pop3's
+mail_plugins, a POP3 login of a retention user is refused with a log line
+that names the plugin and the setting (fail closed), and nothing changes;
+after `doveadm reload` with the setting, sessions go on as above.
+
 It needs a build of the older version (the plugin and the retention
 module): DOVEKIE_UPGRADE_FROM_BUILD_DIR=<its build dir>, e.g. a build of
 commit f03aa18, the last one with the shorter table. So it is not named
@@ -31,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from dovekie_harness import make_message
+from dovekie_harness import PARTS, is_dovecot24, mail_plugins_24, make_message
 from test_retention import EXTRA_CONF, USERS, retention_module, set_clock_offset  # noqa: F401 (fixture)
 
 DAY = 86400
@@ -83,6 +89,24 @@ def test_upgrade_keeps_records_and_grows_the_table(dovecot, plugin_path, retenti
     # The upgrade: new plugin and module files; new sessions load them.
     replace_file(plugin_path, dc.plugin_dir / plugin_path.name)
     replace_file(retention_module, dc.module_dir / retention_module.name)
+    pop3_part = plugin_path.parent / PARTS["pop3"][0]
+    if pop3_part.is_file():
+        replace_file(pop3_part, dc.plugin_dir / pop3_part.name)
+        # Not configured yet: refused, with the fix in the log.
+        since = dc.log_offset()
+        with pytest.raises(poplib.error_proto):
+            pop3(dc)
+        dc.wait_for_log(r"pop3\([^)]*\): Error: dovekie: refusing the POP3 login of alice: "
+                        r"the plugin dovekie_pop3 is not loaded for pop3", since=since)
+        block = (f"protocol pop3 {{\n{mail_plugins_24('dovekie_pop3', '  ')}\n}}\n"
+                 if is_dovecot24() else
+                 "protocol pop3 {\n  mail_plugins = $mail_plugins dovekie_pop3\n}\n")
+        with open(dc.config_path, "a") as conf:
+            conf.write(block)
+        res = dc.doveadm("reload")
+        assert res.returncode == 0, res.stderr
+        dc.wait_for_log(r"master: Warning: SIGHUP received - reloading configuration",
+                        since=since)
     since = dc.log_offset()
     pop = pop3(dc)
     assert pop.stat()[0] == 4  # uid 1 stays hidden

@@ -38,14 +38,28 @@ def uncomment(text: str, pattern: str) -> str:
     return new
 
 
+def uncomment_block(text: str, first: str) -> str:
+    """Turn on the commented block whose first line is #<first>, up to the
+    #} that closes it."""
+    pattern = rf"^#({first}\n)((?:#[^\n]*\n)*?)#\}}$"
+    new, n = re.subn(pattern, lambda m: m.group(1) + re.sub(r"^#", "", m.group(2), flags=re.M)
+                     + "}", text, count=1, flags=re.M)
+    assert n == 1, f"no commented block /{first}/ in the snippet"
+    return new
+
+
 def enabled_snippets() -> str:
     """The shipped snippets with the lines an admin switches on."""
     main = SNIPPET.read_text()
     main = uncomment(main, r"mail_attribute_dict = .*")
+    # The global line first: the protocol blocks append the parts to it.
+    main = uncomment(main, r"mail_plugins = \$mail_plugins dovekie")
+    main = uncomment_block(main, r"protocol pop3 \{")
+    main = uncomment_block(main, r"protocol lmtp \{")
     main = re.sub(r"^(\s*)#dovekie_modules =.*$",
                   rf"\1dovekie_modules = {' '.join(MODULES)}", main, flags=re.M)
     search = SEARCH_SNIPPET.read_text()
-    search = uncomment(search, r"mail_plugins = \$mail_plugins fts dovekie")
+    search = uncomment(search, r"mail_plugins = \$mail_plugins fts dovekie dovekie_fts")
     search = uncomment(search, r"fts = dovekie")
     return main + "\n" + search
 

@@ -1,0 +1,183 @@
+/* Which per-protocol parts run, and the refusal when one that is needed
+ * does not (see dovekie-part.h). */
+#include "lib.h"
+#include "array.h"
+#include "mail-user.h"
+#include "mail-storage-settings.h"
+#include "mail-storage-hooks.h"
+#include "dovekie-plugin.h"
+#include "dovekie-retention.h"
+#include "dovekie-part.h"
+
+#if DOVECOT_PREREQ(2, 4, 0)
+#  include "settings.h"
+#  include "fts-settings.h"
+/* The fts plugin's settings, to tell whether `fts dovekie { }` selects our
+   backend. Weak because the fts plugin is genuinely optional here: this
+   core plugin loads in every process, with or without fts in
+   mail_plugins, and without the fts plugin no fts driver is in effect,
+   so there is nothing to refuse. */
+#  pragma weak fts_setting_parser_info
+#endif
+
+struct dovekie_part_state {
+	bool registered;
+	const struct mail_storage_hooks *hooks;
+	void (*user_release)(struct mail_user *user);
+};
+
+static struct dovekie_part_state dovekie_parts[DOVEKIE_PART_COUNT];
+
+void dovekie_part_register(enum dovekie_part part,
+			   const struct mail_storage_hooks *hooks,
+			   void (*user_release)(struct mail_user *user))
+{
+	i_assert(part < DOVEKIE_PART_COUNT);
+	dovekie_parts[part].registered = TRUE;
+	dovekie_parts[part].hooks = hooks;
+	dovekie_parts[part].user_release = user_release;
+}
+
+void dovekie_part_release_user(struct mail_user *user)
+{
+	unsigned int i;
+
+	for (i = 0; i < DOVEKIE_PART_COUNT; i++) {
+		if (dovekie_parts[i].user_release != NULL)
+			dovekie_parts[i].user_release(user);
+	}
+}
+
+void dovekie_part_unregister(enum dovekie_part part)
+{
+	i_assert(part < DOVEKIE_PART_COUNT);
+	i_zero(&dovekie_parts[part]);
+}
+
+static bool dovekie_part_runs(struct mail_user *user, enum dovekie_part part)
+{
+	const struct mail_storage_hooks *hooks;
+
+	if (!dovekie_parts[part].registered)
+		return FALSE;
+	if (dovekie_parts[part].hooks == NULL)
+		return TRUE;
+	/* A part loaded in the process runs for the users whose
+	   mail_plugins name it: their hooks were chosen by that list. */
+	array_foreach_elem(&user->hooks, hooks) {
+		if (hooks == dovekie_parts[part].hooks)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* POP3 deletes and reads mail: retention decides what a DELE does and what
+   the listing shows, a read guard's refusal needs the pop3 part's reply
+   (else pop3 says the message was expunged). */
+static bool dovekie_part_pop3_needed(struct dovekie_bridge *bridge)
+{
+	return dovekie_bridge_has_retention(bridge) ||
+		dovekie_bridge_wants_read(bridge) ||
+		dovekie_bridge_wants_expunge(bridge) ||
+		dovekie_bridge_guarded(bridge, DOVEKIE_BRIDGE_GUARD_READ |
+				       DOVEKIE_BRIDGE_GUARD_POP3, NULL, NULL);
+}
+
+/* A delivery is judged before it is stored (real SMTP replies, DIVERT,
+   DISCARD) only by the lmtp part. */
+static bool dovekie_part_lmtp_needed(struct dovekie_bridge *bridge)
+{
+	return dovekie_bridge_wants_save(bridge) ||
+		dovekie_bridge_guarded(bridge, DOVEKIE_BRIDGE_GUARD_SAVE, NULL, NULL);
+}
+
+#if DOVECOT_PREREQ(2, 4, 0)
+static bool dovekie_part_user_has_plugin(struct mail_user *user, const char *name)
+{
+	return str_array_find(settings_boollist_get(&user->set->mail_plugins), name);
+}
+
+static bool dovekie_part_fts_needed(struct mail_user *user)
+{
+	const struct fts_settings *set;
+	const char *name, *error;
+	bool found = FALSE;
+
+	/* Without the fts plugin no backend is chosen. */
+	if (&fts_setting_parser_info == NULL ||
+	    !dovekie_part_user_has_plugin(user, "fts"))
+		return FALSE;
+	if (settings_get(user->event, &fts_setting_parser_info, 0, &set, &error) < 0) {
+		/* The fts plugin fails this user's search setup itself. */
+		e_debug(user->event, "dovekie: %s", error);
+		return FALSE;
+	}
+	if (array_is_created(&set->fts)) {
+		array_foreach_elem(&set->fts, name) {
+			if (strcmp(name, "dovekie") == 0)
+				found = TRUE;
+		}
+	}
+	settings_free(set);
+	return found;
+}
+#  define DOVEKIE_PART_POP3_FIX \
+	"protocol pop3 { mail_plugins { dovekie_pop3 = yes } }"
+#  define DOVEKIE_PART_LMTP_FIX \
+	"protocol lmtp { mail_plugins { dovekie_lmtp = yes } }"
+#  define DOVEKIE_PART_FTS_FIX \
+	"mail_plugins { fts = yes dovekie = yes dovekie_fts = yes }, " \
+	"or remove the fts dovekie { } filter"
+#else
+static bool dovekie_part_fts_needed(struct mail_user *user)
+{
+	const char *name = mail_user_plugin_getenv(user, "fts");
+
+	/* Without the fts plugin no backend is chosen. */
+	return name != NULL && strcmp(name, "dovekie") == 0 &&
+		str_array_find(t_strsplit_spaces(user->set->mail_plugins, ", "), "fts");
+}
+#  define DOVEKIE_PART_POP3_FIX \
+	"protocol pop3 { mail_plugins = $mail_plugins dovekie_pop3 }"
+#  define DOVEKIE_PART_LMTP_FIX \
+	"protocol lmtp { mail_plugins = $mail_plugins dovekie_lmtp }"
+#  define DOVEKIE_PART_FTS_FIX \
+	"mail_plugins = $mail_plugins fts dovekie dovekie_fts, or remove fts = dovekie"
+#endif
+
+void dovekie_part_refuse_missing(struct dovekie_user *duser)
+{
+	struct mail_user *user = duser->user;
+	const char *what = NULL, *plugin = NULL, *why = NULL, *fix = NULL;
+
+	if (user->error != NULL)
+		return;
+	if (strcmp(user->service, "pop3") == 0 &&
+	    !dovekie_part_runs(user, DOVEKIE_PART_POP3) &&
+	    dovekie_part_pop3_needed(duser->bridge)) {
+		what = "POP3 login";
+		plugin = "dovekie_pop3";
+		why = "the user's dovekie modules act in POP3";
+		fix = DOVEKIE_PART_POP3_FIX;
+	} else if (strcmp(user->service, "lmtp") == 0 &&
+		   !dovekie_part_runs(user, DOVEKIE_PART_LMTP) &&
+		   dovekie_part_lmtp_needed(duser->bridge)) {
+		what = "delivery";
+		plugin = "dovekie_lmtp";
+		why = "the user's dovekie modules judge deliveries";
+		fix = DOVEKIE_PART_LMTP_FIX;
+	} else if (!dovekie_part_runs(user, DOVEKIE_PART_FTS) &&
+		   dovekie_part_fts_needed(user)) {
+		what = "session";
+		plugin = "dovekie_fts";
+		why = "the fts settings select the dovekie backend";
+		fix = DOVEKIE_PART_FTS_FIX;
+	}
+	if (plugin == NULL)
+		return;
+	/* Dovecot logs user->error once, as the session's (or the
+	   delivery's) failure: that is the refusal's one log line. */
+	user->error = p_strdup_printf(user->pool, "dovekie: refusing the %s of %s: "
+		"the plugin %s is not loaded for %s, and %s; set %s",
+		what, user->username, plugin, user->service, why, fix);
+}
