@@ -33,27 +33,10 @@ int dovekie_bridge_av_probe(struct dovekie_bridge *bridge,
 			    char version_r[DOVEKIE_BRIDGE_REASON_MAX],
 			    char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
 
-enum dovekie_bridge_av_status {
-	DOVEKIE_BRIDGE_AV_CLEAN = 0,
-	DOVEKIE_BRIDGE_AV_INFECTED = 1,
-	DOVEKIE_BRIDGE_AV_TOO_BIG = 2, /* over dovekie_av_max_size, not scanned */
-};
-
-struct dovekie_bridge_av_rescan {
-	enum dovekie_bridge_av_status status;
-	/* Judged with this DB version before: the cache answered. */
-	bool cached;
-	/* INFECTED: the signature name (truncated to fit); else "". */
-	char signature[DOVEKIE_BRIDGE_REASON_MAX];
-	/* INFECTED: the quarantine copy's keyword ("$Virus:<signature>");
-	   else "". */
-	char keyword[DOVEKIE_BRIDGE_REASON_MAX];
-};
-
-/* Readies the in-process libclamav engine for a rescan and copies its
-   signature-DB version into version_r. 0, or -1 with error_r. */
+/* Readies the in-process libclamav engine for a rescan, with the
+   signature-DB version the rescan_mailbox calls then judge with. 0, or -1
+   with error_r. */
 int dovekie_bridge_av_rescan_begin(struct dovekie_bridge *bridge,
-				   char version_r[DOVEKIE_BRIDGE_REASON_MAX],
 				   char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
 /* The mailbox infected mail is moved into (the module's setting), copied
    into quarantine_r. 0, or -1 when no antivirus module is loaded. */
@@ -66,20 +49,54 @@ unsigned int dovekie_bridge_av_sync_max_messages(struct dovekie_bridge *bridge);
    bytes the mailbox index keeps per message; never 0. -1 when reads must be
    judged every time. */
 int dovekie_bridge_av_read_memo_key(struct dovekie_bridge *bridge, uint64_t *key_r);
-/* Judges one stored message with that engine (the verdict cache first). */
-int dovekie_bridge_av_rescan_message(struct dovekie_bridge *bridge,
-				     const struct dovekie_bridge_message *msg,
-				     const struct dovekie_bridge_source *source,
-				     struct dovekie_bridge_av_rescan *result_r,
+/* The host's steps of a rescan of one mailbox
+   (DovekieAntivirusRescanHost in dovekie/antivirus.h says what each does),
+   each called with `context`. They return 0 (read: 1 read, 0 expunged
+   meanwhile), or -1 with error_r (kept until the step returns). */
+typedef int dovekie_bridge_av_reader_t(void *context, const struct dovekie_bridge_message *msg,
+				       const struct dovekie_bridge_source *source,
+				       const char **error_r);
+struct dovekie_bridge_av_rescan_host {
+	int (*list)(void *context, uint32_t after, const uint32_t **uids_r,
+		    unsigned int *count_r, const char **error_r);
+	int (*batch_begin)(void *context, const char **error_r);
+	/* Calls func over message uid; its -1 and error are read's. */
+	int (*read)(void *context, uint32_t uid, dovekie_bridge_av_reader_t *func,
+		    void *func_context, const char **error_r);
+	int (*move)(void *context, uint32_t uid, const char *mailbox, const char *keyword,
+		    const char **error_r);
+	int (*batch_end)(void *context, bool commit, const char **error_r);
+	void (*log)(void *context, enum dovekie_bridge_level level, const char *line);
+};
+
+/* DovekieAntivirusRescanJob: the user (for the log), the mailbox's name
+   and key, its message count, whether it is the quarantine mailbox,
+   --restart, and the run's budget (NULL: no --max-messages). */
+struct dovekie_bridge_av_rescan_job {
+	const char *user, *mailbox, *mailbox_key;
+	unsigned int messages;
+	bool is_quarantine, restart;
+	uint64_t *budget;
+};
+
+/* DovekieAntivirusRescanCounts: a row of the rescan's table when listed. */
+struct dovekie_bridge_av_rescan_counts {
+	bool listed;
+	uint32_t resumed_after;
+	unsigned int checked, scanned, cached, too_big, infected, moved;
+	bool stopped;
+};
+
+/* Rescans one mailbox through host's steps, after
+   dovekie_bridge_av_rescan_begin(): the module keeps the resume mark,
+   batches, takes from *job->budget, counts into counts_r, moves infected
+   mail into quarantine and logs through host->log. 0, or -1 with error_r
+   (logged already through host->log when the module ran). */
+int dovekie_bridge_av_rescan_mailbox(struct dovekie_bridge *bridge,
+				     const struct dovekie_bridge_av_rescan_host *host,
+				     void *context, const struct dovekie_bridge_av_rescan_job *job,
+				     struct dovekie_bridge_av_rescan_counts *counts_r,
 				     char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
-/* The resume mark of a mailbox: the highest UID a rescan finished with
-   DB version `version` (0: none). set with uid 0 forgets it. */
-int dovekie_bridge_av_rescan_get_mark(struct dovekie_bridge *bridge, const char *mailbox_key,
-				      const char *version, uint32_t *uid_r,
-				      char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
-int dovekie_bridge_av_rescan_set_mark(struct dovekie_bridge *bridge, const char *mailbox_key,
-				      const char *version, uint32_t uid,
-				      char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
 
 /* The user's quarantine expiry: 1 with *cutoff_r set (mail saved into
    quarantine before it is due), 0 when dovekie_av_quarantine_days is 0

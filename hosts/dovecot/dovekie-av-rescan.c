@@ -5,15 +5,20 @@
  * not judged with the engine's current signature-DB version. The verdict
  * cache answers for a message already judged with that version (a digest
  * read, no scan); a new detection is moved into the quarantine mailbox,
- * the action a delivery would have got, so nothing is lost.
+ * the action a delivery would have got, so nothing is lost. A run
+ * resumes where the last one stopped; --max-messages stops a run after
+ * that many messages (the next run goes on); --restart starts again.
  *
- * Resumable: after each batch the highest UID done is stored per mailbox
- * (GUID and UIDVALIDITY) and DB version, and the next run starts after it.
- * A new DB version starts every mailbox again. --max-messages stops a run
- * after that many messages (the next run goes on); --restart ignores the
- * marks. Progress goes to the log every batch; the table printed at the
- * end has one row per mailbox.
- */
+ * The policy is the antivirus module's (rescan_mailbox in
+ * dovekie/antivirus.h): the resume marks (per mailbox GUID and
+ * UIDVALIDITY, and DB version: the next run starts after the highest UID
+ * done, a new DB version starts every mailbox again), the batches, the
+ * --max-messages budget, the counts, what an infected message gets, and
+ * the log lines. This file walks the mailboxes, refuses other users' mail,
+ * opens a mailbox, gives the module the Dovecot steps of a rescan (list
+ * the UIDs, a batch's lock, sync and transactions, read a message, move
+ * one into quarantine, commit) and prints the table, one row per
+ * mailbox. */
 #include "lib.h"
 #include "strnum.h"
 #include "array.h"
@@ -32,9 +37,6 @@
 #include "dovekie-av-sync.h"
 #include "file-lock.h"
 
-/* Messages per transaction and per stored mark. */
-#define RESCAN_BATCH 100
-
 struct rescan_cmd_context {
 	struct doveadm_mail_cmd_context ctx;
 	const char *const *mailboxes;
@@ -48,51 +50,34 @@ struct rescan_run {
 	struct rescan_cmd_context *cmd;
 	struct dovekie_user *duser;
 	struct mail_user *user;
-	char version[DOVEKIE_BRIDGE_REASON_MAX];
 	char quarantine[DOVEKIE_BRIDGE_REASON_MAX];
-	/* Messages looked at by this run, over every mailbox. */
-	uint64_t checked;
+	/* --max-messages: what is left of it, over every mailbox. */
+	uint64_t budget;
 	/* rescan_all: a listed mailbox failed. */
 	bool failed;
 };
 
-/* One mailbox's figures, printed as a row. */
-struct rescan_counts {
-	uint32_t resumed_after;
-	unsigned int total, checked, scanned, cached, infected, moved, too_big;
-	bool stopped;
-};
-
-struct rescan_message_ctx {
+/* One mailbox being rescanned, what the module's steps work on. */
+struct rescan_mailbox {
 	struct rescan_run *run;
-	struct dovekie_bridge_av_rescan result;
+	struct mailbox *box;
+	ARRAY_TYPE(uint32_t) uids;
+	/* A batch, from rescan_batch_begin() to rescan_batch_end(). */
+	struct file_lock *lock;
+	struct mailbox_transaction_context *t;
+	struct mail *mail;
+	struct mailbox_transaction_context *qt;
+	bool moved;
+	/* Opened at the first move, kept for the mailbox. */
+	struct mailbox *qbox;
 };
-
-static int
-rescan_read(void *context, const struct dovekie_bridge_message *msg,
-	    const struct dovekie_bridge_source *source, const char **error_r)
-{
-	struct rescan_message_ctx *mctx = context;
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
-
-	if (dovekie_bridge_av_rescan_message(mctx->run->duser->bridge, msg, source,
-					     &mctx->result, error) < 0) {
-		*error_r = t_strdup(error);
-		return -1;
-	}
-	return 0;
-}
-
-static void rescan_log(struct rescan_run *run, const char *line)
-{
-	e_info(run->duser->event, "rescan %s", line);
-}
 
 /* The UIDs after `after`, ascending. */
 static int
-rescan_list(struct mailbox *box, uint32_t after, ARRAY_TYPE(uint32_t) *uids,
-	    const char **error_r)
+rescan_list(void *context, uint32_t after, const uint32_t **uids_r,
+	    unsigned int *count_r, const char **error_r)
 {
+	struct rescan_mailbox *rbox = context;
 	struct mailbox_transaction_context *t;
 	struct mail_search_args *args;
 	struct mail_search_arg *arg;
@@ -100,176 +85,167 @@ rescan_list(struct mailbox *box, uint32_t after, ARRAY_TYPE(uint32_t) *uids,
 	struct mail *mail;
 	int ret = 0;
 
+	array_clear(&rbox->uids);
 	args = mail_search_build_init();
 	arg = mail_search_build_add(args, SEARCH_UIDSET);
 	p_array_init(&arg->value.seqset, args->pool, 1);
 	seq_range_array_add_range(&arg->value.seqset, after + 1, (uint32_t)-1);
-	t = mailbox_transaction_begin(box, 0, "dovekie rescan list");
+	t = mailbox_transaction_begin(rbox->box, 0, "dovekie rescan list");
 	search = mailbox_search_init(t, args, NULL, 0, NULL);
 	mail_search_args_unref(&args);
 	while (mailbox_search_next(search, &mail))
-		array_push_back(uids, &mail->uid);
+		array_push_back(&rbox->uids, &mail->uid);
 	if (mailbox_search_deinit(&search) < 0) {
-		*error_r = mailbox_get_last_internal_error(box, NULL);
+		*error_r = mailbox_get_last_internal_error(rbox->box, NULL);
 		ret = -1;
 	}
 	mailbox_transaction_rollback(&t);
+	*uids_r = array_get(&rbox->uids, count_r);
 	return ret;
 }
 
-/* Scans one batch of UIDs in one transaction (and one of the quarantine
-   mailbox for what moves). Sets *done_r to the last UID finished: the
-   batch's last unless something failed. */
-static int
-rescan_batch_locked(struct rescan_run *run, struct mailbox *box, struct mailbox **qbox,
-		    const uint32_t *uids, unsigned int count, struct rescan_counts *counts,
-		    uint32_t *done_r, const char **error_r)
+/* Under the lock the sessions' sync check moves mail under
+   (dovekie-av-sync.c), after a sync that shows what another mover took
+   meanwhile: a message is moved into quarantine once. */
+static int rescan_batch_begin(void *context, const char **error_r)
 {
-	struct mail_transaction_commit_changes changes;
-	struct mailbox_transaction_context *t, *qt = NULL;
-	struct mail *mail;
-	struct rescan_message_ctx mctx;
-	const char *vname = mailbox_get_vname(box);
-	const char *kv_error;
-	bool is_quarantine = strcmp(vname, run->quarantine) == 0;
-	unsigned int i, moved_before = counts->moved;
-	int ret = 0;
+	struct rescan_mailbox *rbox = context;
+	const char *error;
 
-	*done_r = 0;
+	if (dovekie_av_sync_lock(rbox->box, &rbox->lock, &error) <= 0) {
+		*error_r = t_strdup_printf("cannot lock %s: %s",
+			dovekie_log_quote(mailbox_get_vname(rbox->box)), error);
+		return -1;
+	}
+	if (mailbox_sync(rbox->box, 0) < 0) {
+		*error_r = t_strdup_printf("cannot sync %s: %s",
+			dovekie_log_quote(mailbox_get_vname(rbox->box)),
+			mailbox_get_last_internal_error(rbox->box, NULL));
+		file_lock_free(&rbox->lock);
+		return -1;
+	}
 	/* The verdicts the batch stores go into one attribute transaction,
 	   committed with the batch (one write instead of one per message). */
-	if (dovekie_kv_batch_begin(run->duser, error_r) < 0) {
-		*error_r = p_strdup(run->user->pool, *error_r);
+	if (dovekie_kv_batch_begin(rbox->run->duser, error_r) < 0) {
+		file_lock_free(&rbox->lock);
 		return -1;
 	}
 	/* Its reads are the job's, its expunges quarantine moves. */
-	t = dovekie_transaction_begin(box, 0, "dovekie rescan",
-				      DOVEKIE_OWN_READS | DOVEKIE_OWN_MOVES);
-	mail = mail_alloc(t, 0, NULL);
-	for (i = 0; i < count && ret == 0; i++) {
-		if (!mail_set_uid(mail, uids[i]))
-			continue; /* expunged meanwhile */
-		i_zero(&mctx);
-		mctx.run = run;
-		T_BEGIN {
-			ret = dovekie_read_mail(mail, rescan_read, &mctx, error_r);
-			if (ret < 0)
-				*error_r = p_strdup(run->user->pool, *error_r);
-		} T_END;
+	rbox->t = dovekie_transaction_begin(rbox->box, 0, "dovekie rescan",
+					    DOVEKIE_OWN_READS | DOVEKIE_OWN_MOVES);
+	rbox->mail = mail_alloc(rbox->t, 0, NULL);
+	rbox->moved = FALSE;
+	return 0;
+}
+
+static int
+rescan_read(void *context, uint32_t uid, dovekie_bridge_av_reader_t *func,
+	    void *func_context, const char **error_r)
+{
+	struct rescan_mailbox *rbox = context;
+	int ret;
+
+	if (!mail_set_uid(rbox->mail, uid))
+		return 0; /* expunged meanwhile */
+	T_BEGIN {
+		ret = dovekie_read_mail(rbox->mail, func, func_context, error_r);
 		if (ret < 0)
-			break;
-		counts->checked++;
-		run->checked++;
-		if (mctx.result.status == DOVEKIE_BRIDGE_AV_TOO_BIG) {
-			counts->too_big++;
-			continue;
-		}
-		if (mctx.result.cached)
-			counts->cached++;
-		else
-			counts->scanned++;
-		if (mctx.result.status != DOVEKIE_BRIDGE_AV_INFECTED)
-			continue;
-		counts->infected++;
-		if (is_quarantine) {
-			rescan_log(run, t_strdup_printf(
-				"user=%s mailbox=%s uid=%u signature=%s action=none (already in quarantine)",
-				run->user->username, dovekie_log_quote(vname), mail->uid,
-				mctx.result.signature));
-			continue;
-		}
-		if (*qbox == NULL) {
-			*qbox = dovekie_quarantine_open(run->user, run->duser->event,
-							run->quarantine, error_r);
-			if (*qbox == NULL) {
-				*error_r = p_strdup(run->user->pool, *error_r);
-				ret = -1;
-				break;
-			}
-		}
-		if (qt == NULL)
-			qt = dovekie_transaction_begin(*qbox, MAILBOX_TRANSACTION_FLAG_EXTERNAL,
-						       "dovekie rescan quarantine", DOVEKIE_OWN_SAVES);
-		if (dovekie_quarantine_move(mail, qt, mctx.result.keyword, error_r) < 0) {
-			*error_r = p_strdup(run->user->pool, *error_r);
-			ret = -1;
-			break;
-		}
-		counts->moved++;
-		rescan_log(run, t_strdup_printf(
-			"user=%s mailbox=%s uid=%u signature=%s action=quarantine mailbox=%s",
-			run->user->username, dovekie_log_quote(vname), mail->uid,
-			mctx.result.signature, dovekie_log_quote(run->quarantine)));
+			*error_r = p_strdup(rbox->run->user->pool, *error_r);
+	} T_END;
+	return ret < 0 ? -1 : 1;
+}
+
+/* A copy in the quarantine mailbox's transaction, an expunge in the
+   batch's. */
+static int
+rescan_move(void *context, uint32_t uid, const char *mailbox, const char *keyword,
+	    const char **error_r)
+{
+	struct rescan_mailbox *rbox = context;
+	struct rescan_run *run = rbox->run;
+
+	i_assert(rbox->mail->uid == uid);
+	if (rbox->qbox == NULL) {
+		rbox->qbox = dovekie_quarantine_open(run->user, run->duser->event, mailbox,
+						     error_r);
+		if (rbox->qbox == NULL)
+			return -1;
 	}
-	mail_free(&mail);
+	if (rbox->qt == NULL) {
+		rbox->qt = dovekie_transaction_begin(rbox->qbox,
+			MAILBOX_TRANSACTION_FLAG_EXTERNAL, "dovekie rescan quarantine",
+			DOVEKIE_OWN_SAVES);
+	}
+	if (dovekie_quarantine_move(rbox->mail, rbox->qt, keyword, error_r) < 0)
+		return -1;
+	rbox->moved = TRUE;
+	return 0;
+}
+
+static int rescan_batch_end(void *context, bool commit, const char **error_r)
+{
+	struct rescan_mailbox *rbox = context;
+	struct mail_transaction_commit_changes changes;
+	const char *vname = mailbox_get_vname(rbox->box);
+	const char *kv_error;
+	int ret = 0;
+
+	mail_free(&rbox->mail);
 	/* The verdicts are stored whatever happens to the moves: they are a
 	   cache, and one that is lost is only scanned again. */
-	if (dovekie_kv_batch_end(run->duser, TRUE, &kv_error) < 0) {
+	if (dovekie_kv_batch_end(rbox->run->duser, TRUE, &kv_error) < 0) {
 		i_warning("dovekie: rescan: cannot store the verdicts of %s: %s", vname,
 			  kv_error);
 	}
 	/* The copies first: a crash between the commits leaves a duplicate in
 	   quarantine, never a lost message. */
-	if (qt != NULL && ret == 0) {
-		if (mailbox_transaction_commit_get_changes(&qt, &changes) < 0) {
-			*error_r = p_strdup_printf(run->user->pool, "cannot commit to %s: %s",
-				run->quarantine, mailbox_get_last_internal_error(*qbox, NULL));
+	if (rbox->qt != NULL && commit) {
+		if (mailbox_transaction_commit_get_changes(&rbox->qt, &changes) < 0) {
+			*error_r = t_strdup_printf("cannot commit to %s: %s",
+				mailbox_get_vname(rbox->qbox),
+				mailbox_get_last_internal_error(rbox->qbox, NULL));
+			commit = FALSE;
 			ret = -1;
 		} else {
 			/* For a release: back where it came from. */
-			dovekie_quarantine_record_origin(run->duser, &changes, vname);
+			dovekie_quarantine_record_origin(rbox->run->duser, &changes, vname);
 			pool_unref(&changes.pool);
 		}
 	}
-	if (qt != NULL)
-		mailbox_transaction_rollback(&qt);
-	if (ret < 0) {
-		mailbox_transaction_rollback(&t);
-		return -1;
-	}
-	/* The sync is what makes maildir unlink the moved files. */
-	if (mailbox_transaction_commit(&t) < 0 ||
-	    (counts->moved > moved_before && mailbox_sync(box, 0) < 0)) {
-		*error_r = p_strdup_printf(run->user->pool, "cannot commit to %s: %s",
-			vname, mailbox_get_last_internal_error(box, NULL));
-		return -1;
-	}
-	*done_r = count > 0 ? uids[count - 1] : 0;
-	return 0;
-}
-
-/* rescan_batch_locked() under the lock the sessions' sync check moves
-   mail under (dovekie-av-sync.c), after a sync that shows what another
-   mover took meanwhile: a message is moved into quarantine once. */
-static int
-rescan_batch(struct rescan_run *run, struct mailbox *box, struct mailbox **qbox,
-	     const uint32_t *uids, unsigned int count, struct rescan_counts *counts,
-	     uint32_t *done_r, const char **error_r)
-{
-	struct file_lock *lock;
-	const char *error;
-	int ret;
-
-	*done_r = 0;
-	ret = dovekie_av_sync_lock(box, &lock, &error);
-	if (ret <= 0) {
-		*error_r = p_strdup_printf(run->user->pool, "cannot lock %s: %s",
-					   dovekie_log_quote(mailbox_get_vname(box)), error);
-		return -1;
-	}
-	if (mailbox_sync(box, 0) < 0) {
-		*error_r = p_strdup_printf(run->user->pool, "cannot sync %s: %s",
-			dovekie_log_quote(mailbox_get_vname(box)),
-			mailbox_get_last_internal_error(box, NULL));
+	if (rbox->qt != NULL)
+		mailbox_transaction_rollback(&rbox->qt);
+	if (!commit) {
+		mailbox_transaction_rollback(&rbox->t);
+	} else if (mailbox_transaction_commit(&rbox->t) < 0 ||
+		   /* The sync is what makes maildir unlink the moved files. */
+		   (rbox->moved && mailbox_sync(rbox->box, 0) < 0)) {
+		*error_r = t_strdup_printf("cannot commit to %s: %s", vname,
+			mailbox_get_last_internal_error(rbox->box, NULL));
 		ret = -1;
-	} else {
-		ret = rescan_batch_locked(run, box, qbox, uids, count, counts, done_r, error_r);
 	}
-	file_lock_free(&lock);
+	file_lock_free(&rbox->lock);
 	return ret;
 }
 
-static void rescan_print(const char *vname, const struct rescan_counts *counts)
+static void
+rescan_log(void *context, enum dovekie_bridge_level level, const char *line)
+{
+	struct rescan_mailbox *rbox = context;
+
+	dovekie_event_log(rbox->run->duser->event, level, line);
+}
+
+static const struct dovekie_bridge_av_rescan_host rescan_host = {
+	.list = rescan_list,
+	.batch_begin = rescan_batch_begin,
+	.read = rescan_read,
+	.move = rescan_move,
+	.batch_end = rescan_batch_end,
+	.log = rescan_log,
+};
+
+static void
+rescan_print(const char *vname, const struct dovekie_bridge_av_rescan_counts *counts)
 {
 	doveadm_print(vname);
 	doveadm_print_num(counts->resumed_after);
@@ -284,21 +260,15 @@ static void rescan_print(const char *vname, const struct rescan_counts *counts)
 
 static int rescan_mailbox(struct rescan_run *run, struct mailbox *box)
 {
-	struct dovekie_bridge *bridge = run->duser->bridge;
-	struct mailbox *qbox = NULL;
+	struct rescan_mailbox rbox;
+	struct dovekie_bridge_av_rescan_job job;
+	struct dovekie_bridge_av_rescan_counts counts;
 	struct mailbox_metadata metadata;
 	struct mailbox_status status;
-	struct rescan_counts counts;
-	ARRAY_TYPE(uint32_t) uids;
 	const char *vname = mailbox_get_vname(box);
-	const char *key, *error = NULL;
-	char errbuf[DOVEKIE_BRIDGE_REASON_MAX];
-	const uint32_t *all;
-	unsigned int count, pos, n;
-	uint32_t done;
-	int ret = 0;
+	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	int ret;
 
-	i_zero(&counts);
 	if (mailbox_open(box) < 0 || mailbox_sync(box, 0) < 0 ||
 	    mailbox_get_metadata(box, MAILBOX_METADATA_GUID, &metadata) < 0) {
 		i_error("dovekie: rescan: cannot open %s of %s: %s", dovekie_log_quote(vname),
@@ -306,65 +276,27 @@ static int rescan_mailbox(struct rescan_run *run, struct mailbox *box)
 		return -1;
 	}
 	mailbox_get_open_status(box, STATUS_UIDVALIDITY | STATUS_MESSAGES, &status);
-	key = t_strdup_printf("%s.%u", guid_128_to_string(metadata.guid), status.uidvalidity);
-	if (!run->cmd->restart &&
-	    dovekie_bridge_av_rescan_get_mark(bridge, key, run->version,
-					      &counts.resumed_after, errbuf) < 0) {
-		i_error("dovekie: rescan: cannot read the mark of %s of %s: %s",
-			dovekie_log_quote(vname),
-			run->user->username, errbuf);
-		return -1;
-	}
-	counts.total = status.messages;
-	i_array_init(&uids, 256);
-	if (rescan_list(box, counts.resumed_after, &uids, &error) < 0) {
-		i_error("dovekie: rescan: cannot list %s of %s: %s", dovekie_log_quote(vname),
-			run->user->username, error);
-		array_free(&uids);
-		return -1;
-	}
-	all = array_get(&uids, &count);
-	rescan_log(run, t_strdup_printf(
-		"start user=%s mailbox=%s version=%s messages=%u after_uid=%u to_check=%u",
-		run->user->username, dovekie_log_quote(vname), run->version, status.messages,
-		counts.resumed_after, count));
-	for (pos = 0; pos < count; pos += n) {
-		n = I_MIN(RESCAN_BATCH, count - pos);
-		if (run->cmd->max_messages > 0) {
-			if (run->checked >= run->cmd->max_messages) {
-				counts.stopped = TRUE;
-				break;
-			}
-			n = I_MIN(n, run->cmd->max_messages - run->checked);
-		}
-		if (rescan_batch(run, box, &qbox, all + pos, n, &counts, &done, &error) < 0) {
-			i_error("dovekie: rescan of %s of %s stopped: %s", dovekie_log_quote(vname),
-				run->user->username, error);
-			counts.stopped = TRUE;
-			ret = -1;
-			break;
-		}
-		if (dovekie_bridge_av_rescan_set_mark(bridge, key, run->version, done,
-						      errbuf) < 0) {
-			/* The work is done; the next run only repeats it. */
-			i_warning("dovekie: rescan: cannot store the mark of %s of %s: %s",
-				  dovekie_log_quote(vname), run->user->username, errbuf);
-		}
-		rescan_log(run, t_strdup_printf(
-			"progress user=%s mailbox=%s checked=%u/%u infected=%u",
-			run->user->username, dovekie_log_quote(vname), pos + n, count,
-			counts.infected));
-	}
-	if (qbox != NULL)
-		mailbox_free(&qbox);
-	array_free(&uids);
-	rescan_log(run, t_strdup_printf(
-		"%s user=%s mailbox=%s checked=%u scanned=%u cached=%u too_big=%u infected=%u moved=%u",
-		counts.stopped ? "stopped" : "done", run->user->username,
-		dovekie_log_quote(vname),
-		counts.checked, counts.scanned, counts.cached, counts.too_big,
-		counts.infected, counts.moved));
-	rescan_print(vname, &counts);
+	i_zero(&job);
+	job.user = run->user->username;
+	job.mailbox = vname;
+	job.mailbox_key = t_strdup_printf("%s.%u", guid_128_to_string(metadata.guid),
+					  status.uidvalidity);
+	job.messages = status.messages;
+	job.is_quarantine = strcmp(vname, run->quarantine) == 0;
+	job.restart = run->cmd->restart;
+	job.budget = run->cmd->max_messages > 0 ? &run->budget : NULL;
+	i_zero(&rbox);
+	rbox.run = run;
+	rbox.box = box;
+	i_array_init(&rbox.uids, 256);
+	/* The module has logged why it failed. */
+	ret = dovekie_bridge_av_rescan_mailbox(run->duser->bridge, &rescan_host, &rbox, &job,
+					       &counts, error);
+	if (rbox.qbox != NULL)
+		mailbox_free(&rbox.qbox);
+	array_free(&rbox.uids);
+	if (counts.listed)
+		rescan_print(vname, &counts);
 	return ret;
 }
 
@@ -403,7 +335,7 @@ static bool rescan_listed(void *context, const struct mailbox_info *info)
 	if (strcmp(info->vname, run->quarantine) != 0 &&
 	    rescan_named(run, info->vname) < 0)
 		run->failed = TRUE;
-	return run->cmd->max_messages == 0 || run->checked < run->cmd->max_messages;
+	return run->cmd->max_messages == 0 || run->budget > 0;
 }
 
 static int rescan_all(struct rescan_run *run)
@@ -436,8 +368,9 @@ cmd_rescan_run(struct doveadm_mail_cmd_context *_ctx, struct mail_user *user)
 	run.cmd = ctx;
 	run.duser = duser;
 	run.user = user;
+	run.budget = ctx->max_messages;
 	if (dovekie_bridge_av_quarantine_mailbox(duser->bridge, run.quarantine) < 0 ||
-	    dovekie_bridge_av_rescan_begin(duser->bridge, run.version, error) < 0) {
+	    dovekie_bridge_av_rescan_begin(duser->bridge, error) < 0) {
 		i_error("dovekie: rescan for %s cannot start: %s", user->username, error);
 		doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
 		return -1;

@@ -1,5 +1,5 @@
 /* GLib side of the antivirus service: counts a user's cached verdicts
- * (scan-status), judges stored mail for a rescan, serves the
+ * (scan-status), rescans a mailbox through the host's steps, serves the
  * quarantine commands (expiry cutoff, release) and makes the quarantine
  * notice. */
 #include "dovekie-config.h"
@@ -105,20 +105,16 @@ av_failed (GError *error, char error_r[DOVEKIE_BRIDGE_REASON_MAX])
 
 int
 dovekie_bridge_av_rescan_begin (struct dovekie_bridge *bridge,
-                                char version_r[DOVEKIE_BRIDGE_REASON_MAX],
                                 char error_r[DOVEKIE_BRIDGE_REASON_MAX])
 {
   DovekieContext *ctx;
   const DovekieAntivirusService *svc = av_service_or_error (bridge, &ctx, error_r);
   g_autoptr (GError) error = NULL;
-  g_autofree gchar *version = NULL;
 
-  version_r[0] = '\0';
   if (svc == NULL)
     return -1;
-  if (!svc->rescan_begin (ctx, &version, &error))
+  if (!svc->rescan_begin (ctx, &error))
     return av_failed (error, error_r);
-  g_strlcpy (version_r, version, DOVEKIE_BRIDGE_REASON_MAX);
   return 0;
 }
 
@@ -169,73 +165,157 @@ dovekie_bridge_av_sync_max_messages (struct dovekie_bridge *bridge)
   return svc == NULL ? 0 : svc->sync_max_messages (ctx);
 }
 
+/* One dovekie_bridge_av_rescan_mailbox call: the host's steps, behind the
+ * module's DovekieAntivirusRescanHost. */
+typedef struct {
+  const struct dovekie_bridge_av_rescan_host *host;
+  void *context;
+} RescanHost;
+
+static gboolean
+rescan_step_failed (const char *reason, GError **error)
+{
+  g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+                       reason != NULL ? reason : "unknown error");
+  return FALSE;
+}
+
+static gboolean
+rescan_list (gpointer data, guint32 after, const guint32 **uids_r, guint *count_r,
+             GError **error)
+{
+  RescanHost *rh = data;
+  const char *reason = NULL;
+
+  if (rh->host->list (rh->context, after, uids_r, count_r, &reason) < 0)
+    return rescan_step_failed (reason, error);
+  return TRUE;
+}
+
+static gboolean
+rescan_batch_begin (gpointer data, GError **error)
+{
+  RescanHost *rh = data;
+  const char *reason = NULL;
+
+  if (rh->host->batch_begin (rh->context, &reason) < 0)
+    return rescan_step_failed (reason, error);
+  return TRUE;
+}
+
+/* The module's read callback, called by the host's reader. */
+typedef struct {
+  DovekieAntivirusRescanReadFunc func;
+  gpointer data;
+  GError *error; /* func's */
+} RescanReader;
+
+static int
+rescan_reader (void *context, const struct dovekie_bridge_message *msg,
+               const struct dovekie_bridge_source *source, const char **error_r)
+{
+  RescanReader *reader = context;
+  DovekieMessageInfo info = { msg->mailbox, msg->uid, msg->size };
+  DovekieMessage *message = dovekie_message_new (&dovekie_bridge_message_source,
+                                                 (gpointer) source);
+  gboolean ok = reader->func (&info, message, reader->data, &reader->error);
+
+  dovekie_message_free (message);
+  if (ok)
+    return 0;
+  *error_r = reader->error != NULL ? reader->error->message : "unknown error";
+  return -1;
+}
+
+static gint
+rescan_read (gpointer data, guint32 uid, DovekieAntivirusRescanReadFunc func, gpointer func_data,
+             GError **error)
+{
+  RescanHost *rh = data;
+  RescanReader reader = { func, func_data, NULL };
+  const char *reason = NULL;
+  int ret = rh->host->read (rh->context, uid, rescan_reader, &reader, &reason);
+
+  if (ret >= 0)
+    return ret;
+  /* The scan's own error, rather than the host's copy of its text. */
+  if (reader.error != NULL)
+    g_propagate_error (error, reader.error);
+  else
+    rescan_step_failed (reason, error);
+  return -1;
+}
+
+static gboolean
+rescan_move (gpointer data, guint32 uid, const gchar *mailbox, const gchar *keyword,
+             GError **error)
+{
+  RescanHost *rh = data;
+  const char *reason = NULL;
+
+  if (rh->host->move (rh->context, uid, mailbox, keyword, &reason) < 0)
+    return rescan_step_failed (reason, error);
+  return TRUE;
+}
+
+static gboolean
+rescan_batch_end (gpointer data, gboolean commit, GError **error)
+{
+  RescanHost *rh = data;
+  const char *reason = NULL;
+
+  if (rh->host->batch_end (rh->context, commit, &reason) < 0)
+    return rescan_step_failed (reason, error);
+  return TRUE;
+}
+
+static void
+rescan_log (gpointer data, DovekieLogLevel level, const gchar *line)
+{
+  RescanHost *rh = data;
+
+  rh->host->log (rh->context, (enum dovekie_bridge_level) level, line);
+}
+
+static const DovekieAntivirusRescanHost rescan_host = {
+  rescan_list, rescan_batch_begin, rescan_read, rescan_move, rescan_batch_end, rescan_log,
+};
+
 int
-dovekie_bridge_av_rescan_message (struct dovekie_bridge *bridge,
-                                  const struct dovekie_bridge_message *msg,
-                                  const struct dovekie_bridge_source *source,
-                                  struct dovekie_bridge_av_rescan *result_r,
+dovekie_bridge_av_rescan_mailbox (struct dovekie_bridge *bridge,
+                                  const struct dovekie_bridge_av_rescan_host *host,
+                                  void *context, const struct dovekie_bridge_av_rescan_job *job,
+                                  struct dovekie_bridge_av_rescan_counts *counts_r,
                                   char error_r[DOVEKIE_BRIDGE_REASON_MAX])
 {
   DovekieContext *ctx;
   const DovekieAntivirusService *svc = av_service_or_error (bridge, &ctx, error_r);
-  DovekieMessageInfo info = { msg->mailbox, msg->uid, msg->size };
-  DovekieAntivirusRescan result = { 0 };
+  RescanHost rh = { host, context };
+  guint64 budget = job->budget != NULL ? *job->budget : 0;
+  DovekieAntivirusRescanJob in = {
+    job->user, job->mailbox, job->mailbox_key, job->messages, job->is_quarantine, job->restart,
+    job->budget != NULL ? &budget : NULL,
+  };
+  DovekieAntivirusRescanCounts counts = { 0 };
   g_autoptr (GError) error = NULL;
-  DovekieMessage *message;
   gboolean ok;
 
-  memset (result_r, 0, sizeof (*result_r));
+  memset (counts_r, 0, sizeof (*counts_r));
   if (svc == NULL)
     return -1;
-  message = dovekie_message_new (&dovekie_bridge_message_source, (gpointer) source);
-  ok = svc->rescan_message (ctx, &info, message, &result, &error);
-  dovekie_message_free (message);
-  if (!ok)
-    return av_failed (error, error_r);
-  result_r->status = (enum dovekie_bridge_av_status) result.status;
-  result_r->cached = result.cached;
-  if (result.signature != NULL)
-    g_strlcpy (result_r->signature, result.signature, DOVEKIE_BRIDGE_REASON_MAX);
-  if (result.keyword != NULL)
-    g_strlcpy (result_r->keyword, result.keyword, DOVEKIE_BRIDGE_REASON_MAX);
-  g_free (result.signature);
-  g_free (result.keyword);
-  return 0;
-}
-
-int
-dovekie_bridge_av_rescan_get_mark (struct dovekie_bridge *bridge, const char *mailbox_key,
-                                   const char *version, uint32_t *uid_r,
-                                   char error_r[DOVEKIE_BRIDGE_REASON_MAX])
-{
-  DovekieContext *ctx;
-  const DovekieAntivirusService *svc = av_service_or_error (bridge, &ctx, error_r);
-  g_autoptr (GError) error = NULL;
-  guint32 uid = 0;
-
-  *uid_r = 0;
-  if (svc == NULL)
-    return -1;
-  if (!svc->rescan_get_mark (ctx, mailbox_key, version, &uid, &error))
-    return av_failed (error, error_r);
-  *uid_r = uid;
-  return 0;
-}
-
-int
-dovekie_bridge_av_rescan_set_mark (struct dovekie_bridge *bridge, const char *mailbox_key,
-                                   const char *version, uint32_t uid,
-                                   char error_r[DOVEKIE_BRIDGE_REASON_MAX])
-{
-  DovekieContext *ctx;
-  const DovekieAntivirusService *svc = av_service_or_error (bridge, &ctx, error_r);
-  g_autoptr (GError) error = NULL;
-
-  if (svc == NULL)
-    return -1;
-  if (!svc->rescan_set_mark (ctx, mailbox_key, version, uid, &error))
-    return av_failed (error, error_r);
-  return 0;
+  ok = svc->rescan_mailbox (ctx, &rescan_host, &rh, &in, &counts, &error);
+  if (job->budget != NULL)
+    *job->budget = budget;
+  counts_r->listed = counts.listed;
+  counts_r->resumed_after = counts.resumed_after;
+  counts_r->checked = counts.checked;
+  counts_r->scanned = counts.scanned;
+  counts_r->cached = counts.cached;
+  counts_r->too_big = counts.too_big;
+  counts_r->infected = counts.infected;
+  counts_r->moved = counts.moved;
+  counts_r->stopped = counts.stopped;
+  return ok ? 0 : av_failed (error, error_r);
 }
 
 int

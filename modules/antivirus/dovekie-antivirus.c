@@ -140,6 +140,7 @@ typedef struct {
   gchar *clamd_db;       /* clamd's signature directory, or NULL: VERSION alone */
   gchar *version;        /* last DB version seen */
   gboolean rescanning;   /* a rescan job: its own size limit and libclamav limits */
+  gchar *rescan_version; /* the DB version the rescan job judges with and marks */
   gint64 version_at;     /* when, in host seconds */
   gboolean kv_warned;    /* a kv failure was logged already */
   gint64 cache_count;    /* verdict records, as counted; -1: not read yet */
@@ -340,6 +341,7 @@ av_deinit (DovekieContext *ctx)
   dovekie_av_clamd_free (user->clamd);
   g_free (user->clamd_db);
   g_free (user->version);
+  g_free (user->rescan_version);
   g_free (user);
   ctx->module_data = NULL;
 }
@@ -1144,15 +1146,15 @@ av_probe (DovekieContext *ctx, gchar **scanner_r, gchar **version_r, GError **er
 #define RESCAN_MARK_PREFIX "r/"
 
 static gboolean
-av_rescan_begin (DovekieContext *ctx, gchar **version_r, GError **error)
+av_rescan_begin (DovekieContext *ctx, GError **error)
 {
   AvUser *user = ctx->module_data;
 
-  *version_r = NULL;
+  g_clear_pointer (&user->rescan_version, g_free);
   user->rescanning = TRUE;
   if (!av_prepare_libclamav (ctx, error))
     return FALSE;
-  *version_r = dovekie_av_engine_version ();
+  user->rescan_version = dovekie_av_engine_version ();
   return TRUE;
 }
 
@@ -1192,9 +1194,26 @@ av_quarantine_mailbox (DovekieContext *ctx)
   return ctx->api->get_string (ctx, "dovekie_av_quarantine_mailbox");
 }
 
+/* What the rescan made of one stored message. */
+typedef enum {
+  RESCAN_CLEAN = 0,
+  RESCAN_INFECTED,
+  RESCAN_TOO_BIG, /* over dovekie_av_rescan_max_size: not scanned */
+} RescanStatus;
+
+typedef struct {
+  RescanStatus status;
+  gboolean cached;  /* judged with this DB version before: not scanned again */
+  gchar *signature; /* INFECTED: the signature name */
+  gchar *keyword;   /* INFECTED: the quarantine copy's keyword, as on a
+                     * quarantined delivery */
+} RescanResult;
+
+/* Judges one stored message with the in-process engine, the verdict cache
+ * first, and stores the verdict. Logs and counts it (origin "rescan"). */
 static gboolean
 av_rescan_message (DovekieContext *ctx, const DovekieMessageInfo *info, DovekieMessage *msg,
-                   DovekieAntivirusRescan *result, GError **error)
+                   RescanResult *result, GError **error)
 {
   AvScan scan;
   g_autofree gchar *mailbox = dovekie_log_quote (info->mailbox);
@@ -1213,15 +1232,15 @@ av_rescan_message (DovekieContext *ctx, const DovekieMessageInfo *info, DovekieM
                    "scan origin=rescan mailbox=%s uid=%u result=too-big size>%" G_GUINT64_FORMAT,
                    mailbox, info->uid, ctx->api->get_uint (ctx, "dovekie_av_rescan_max_size"));
       av_emit (ctx, "rescan", "too_big", FALSE, "none");
-      result->status = DOVEKIE_ANTIVIRUS_RESCAN_TOO_BIG;
+      result->status = RESCAN_TOO_BIG;
       return TRUE;
     }
-  /* The host applies the action (it moves the message) and says so. */
+  /* av_rescan_batch applies the action (the host moves the message) and
+   * says so. */
   av_log_scan (ctx, "rescan", info, &scan, "libclamav", "quarantine");
   av_emit (ctx, "rescan", scan.status == DOVEKIE_AV_INFECTED ? "infected" : "clean", scan.cached,
            scan.status == DOVEKIE_AV_INFECTED ? "quarantine" : "accept");
-  result->status = scan.status == DOVEKIE_AV_INFECTED ? DOVEKIE_ANTIVIRUS_RESCAN_INFECTED
-                                                      : DOVEKIE_ANTIVIRUS_RESCAN_CLEAN;
+  result->status = scan.status == DOVEKIE_AV_INFECTED ? RESCAN_INFECTED : RESCAN_CLEAN;
   result->cached = scan.cached;
   if (scan.status == DOVEKIE_AV_INFECTED)
     result->keyword = av_quarantine_keyword (scan.signature);
@@ -1268,11 +1287,200 @@ av_rescan_set_mark (DovekieContext *ctx, const gchar *mailbox_key, const gchar *
                     guint32 uid, GError **error)
 {
   g_autofree gchar *key = av_rescan_mark_key (mailbox_key);
-  g_autofree gchar *value = NULL;
+  g_autofree gchar *value = g_strdup_printf ("%s %u", version, uid);
 
-  if (uid != 0)
-    value = g_strdup_printf ("%s %u", version, uid);
   return ctx->api->kv_set (ctx, key, value, error);
+}
+
+/* One rescan_mailbox call. */
+typedef struct {
+  DovekieContext *ctx;
+  const DovekieAntivirusRescanHost *host;
+  gpointer host_data;
+  const DovekieAntivirusRescanJob *job;
+  DovekieAntivirusRescanCounts *counts;
+  gchar *mailbox; /* job->mailbox, quoted for the log */
+} RescanMailbox;
+
+static void av_rescan_log (RescanMailbox *rm, DovekieLogLevel level, const gchar *format, ...)
+    G_GNUC_PRINTF (3, 4);
+
+static void
+av_rescan_log (RescanMailbox *rm, DovekieLogLevel level, const gchar *format, ...)
+{
+  g_autofree gchar *line = NULL;
+  va_list args;
+
+  va_start (args, format);
+  line = g_strdup_vprintf (format, args);
+  va_end (args);
+  rm->host->log (rm->host_data, level, line);
+}
+
+/* The host's read callback: judges the message while the host has it open. */
+typedef struct {
+  DovekieContext *ctx;
+  RescanResult result;
+} RescanRead;
+
+static gboolean
+av_rescan_read (const DovekieMessageInfo *info, DovekieMessage *msg, gpointer data,
+                GError **error)
+{
+  RescanRead *read = data;
+
+  return av_rescan_message (read->ctx, info, msg, &read->result, error);
+}
+
+/* Counts one judged message and applies the action: an infected message
+ * moves into quarantine, unless it is there already. */
+static gboolean
+av_rescan_apply (RescanMailbox *rm, guint32 uid, const RescanResult *result, GError **error)
+{
+  DovekieAntivirusRescanCounts *counts = rm->counts;
+  const gchar *quarantine = av_quarantine_mailbox (rm->ctx);
+  g_autofree gchar *quoted = NULL;
+
+  if (result->status == RESCAN_TOO_BIG)
+    {
+      counts->too_big++;
+      return TRUE;
+    }
+  if (result->cached)
+    counts->cached++;
+  else
+    counts->scanned++;
+  if (result->status != RESCAN_INFECTED)
+    return TRUE;
+  counts->infected++;
+  if (rm->job->is_quarantine)
+    {
+      av_rescan_log (rm, DOVEKIE_LOG_INFO,
+                     "rescan user=%s mailbox=%s uid=%u signature=%s action=none "
+                     "(already in quarantine)",
+                     rm->job->user, rm->mailbox, uid, result->signature);
+      return TRUE;
+    }
+  if (!rm->host->move (rm->host_data, uid, quarantine, result->keyword, error))
+    return FALSE;
+  counts->moved++;
+  quoted = dovekie_log_quote (quarantine);
+  av_rescan_log (rm, DOVEKIE_LOG_INFO,
+                 "rescan user=%s mailbox=%s uid=%u signature=%s action=quarantine mailbox=%s",
+                 rm->job->user, rm->mailbox, uid, result->signature, quoted);
+  return TRUE;
+}
+
+/* Judges the `count` UIDs in one batch of the host's. A failure rolls the
+ * batch's moves back (the host keeps its verdicts). */
+static gboolean
+av_rescan_batch (RescanMailbox *rm, const guint32 *uids, guint count, GError **error)
+{
+  gboolean ok = TRUE;
+
+  if (!rm->host->batch_begin (rm->host_data, error))
+    return FALSE;
+  for (guint i = 0; i < count && ok; i++)
+    {
+      RescanRead read = { rm->ctx, { 0 } };
+      gint ret = rm->host->read (rm->host_data, uids[i], av_rescan_read, &read, error);
+
+      if (ret < 0)
+        ok = FALSE;
+      else if (ret > 0)
+        {
+          rm->counts->checked++;
+          if (rm->job->budget != NULL)
+            (*rm->job->budget)--;
+          ok = av_rescan_apply (rm, uids[i], &read.result, error);
+        }
+      /* else expunged meanwhile */
+      g_free (read.result.signature);
+      g_free (read.result.keyword);
+    }
+  /* An error of the batch is the one to tell; the end's comes when the
+   * batch itself went well. */
+  return rm->host->batch_end (rm->host_data, ok, ok ? error : NULL) && ok;
+}
+
+static gboolean
+av_rescan_mailbox (DovekieContext *ctx, const DovekieAntivirusRescanHost *host,
+                   gpointer host_data, const DovekieAntivirusRescanJob *job,
+                   DovekieAntivirusRescanCounts *counts_r, GError **error)
+{
+  AvUser *user = ctx->module_data;
+  const gchar *version = user->rescan_version;
+  g_autofree gchar *mailbox = dovekie_log_quote (job->mailbox);
+  RescanMailbox rm = { ctx, host, host_data, job, counts_r, mailbox };
+  const guint32 *uids = NULL;
+  guint count = 0, n;
+  gboolean ok = TRUE;
+
+  memset (counts_r, 0, sizeof (*counts_r));
+  if (version == NULL)
+    {
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED,
+                           "rescan_mailbox before rescan_begin");
+      av_rescan_log (&rm, DOVEKIE_LOG_ERROR, "rescan: %s", (*error)->message);
+      return FALSE;
+    }
+  if (!job->restart &&
+      !av_rescan_get_mark (ctx, job->mailbox_key, version, &counts_r->resumed_after, error))
+    {
+      av_rescan_log (&rm, DOVEKIE_LOG_ERROR, "rescan: cannot read the mark of %s of %s: %s",
+                     mailbox, job->user, (*error)->message);
+      return FALSE;
+    }
+  if (!host->list (host_data, counts_r->resumed_after, &uids, &count, error))
+    {
+      av_rescan_log (&rm, DOVEKIE_LOG_ERROR, "rescan: cannot list %s of %s: %s", mailbox,
+                     job->user, (*error)->message);
+      return FALSE;
+    }
+  counts_r->listed = TRUE;
+  av_rescan_log (&rm, DOVEKIE_LOG_INFO,
+                 "rescan start user=%s mailbox=%s version=%s messages=%u after_uid=%u "
+                 "to_check=%u",
+                 job->user, mailbox, version, job->messages, counts_r->resumed_after, count);
+  for (guint pos = 0; pos < count; pos += n)
+    {
+      g_autoptr (GError) mark_error = NULL;
+
+      n = MIN (DOVEKIE_ANTIVIRUS_RESCAN_BATCH, count - pos);
+      if (job->budget != NULL)
+        {
+          if (*job->budget == 0)
+            {
+              counts_r->stopped = TRUE;
+              break;
+            }
+          n = (guint) MIN ((guint64) n, *job->budget);
+        }
+      if (!av_rescan_batch (&rm, uids + pos, n, error))
+        {
+          av_rescan_log (&rm, DOVEKIE_LOG_ERROR, "rescan of %s of %s stopped: %s", mailbox,
+                         job->user, (*error)->message);
+          counts_r->stopped = TRUE;
+          ok = FALSE;
+          break;
+        }
+      if (!av_rescan_set_mark (ctx, job->mailbox_key, version, uids[pos + n - 1], &mark_error))
+        {
+          /* The work is done; the next run only repeats it. */
+          av_rescan_log (&rm, DOVEKIE_LOG_WARNING, "rescan: cannot store the mark of %s of %s: %s",
+                         mailbox, job->user, mark_error->message);
+        }
+      av_rescan_log (&rm, DOVEKIE_LOG_INFO,
+                     "rescan progress user=%s mailbox=%s checked=%u/%u infected=%u", job->user,
+                     mailbox, pos + n, count, counts_r->infected);
+    }
+  av_rescan_log (&rm, DOVEKIE_LOG_INFO,
+                 "rescan %s user=%s mailbox=%s checked=%u scanned=%u cached=%u too_big=%u "
+                 "infected=%u moved=%u",
+                 counts_r->stopped ? "stopped" : "done", job->user, mailbox, counts_r->checked,
+                 counts_r->scanned, counts_r->cached, counts_r->too_big, counts_r->infected,
+                 counts_r->moved);
+  return ok;
 }
 
 /* ---- the quarantine (doveadm dovekie quarantine) ---- */
@@ -1356,9 +1564,7 @@ static const DovekieAntivirusService av_service = {
   .probe = av_probe,
   .rescan_begin = av_rescan_begin,
   .quarantine_mailbox = av_quarantine_mailbox,
-  .rescan_message = av_rescan_message,
-  .rescan_get_mark = av_rescan_get_mark,
-  .rescan_set_mark = av_rescan_set_mark,
+  .rescan_mailbox = av_rescan_mailbox,
   .quarantine_cutoff = av_quarantine_cutoff,
   .release_message = av_release_message,
   .sync_max_messages = av_sync_max_messages,

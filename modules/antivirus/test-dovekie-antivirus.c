@@ -943,21 +943,215 @@ av_service (void)
   return NULL;
 }
 
-static DovekieAntivirusRescan
-rescan (const DovekieAntivirusService *svc, const gchar *text)
+/* A fake host's mailbox for rescan_mailbox: UIDs 1..n, each its own text
+ * (no other box has it), the infected ones with EICAR in it. Moves wait in the batch and happen
+ * at its commit, as the Dovecot host's transactions do. */
+typedef struct {
+  const gchar *name;
+  guint n;
+  gboolean infected[300];
+  gboolean gone[300];      /* expunged: moved, or by someone else */
+  guint32 expunged_at_read; /* reads as expunged meanwhile */
+  guint32 fail_read;        /* its read fails */
+  gboolean fail_commit;     /* batch_end cannot commit */
+  GArray *listed;           /* what the last list gave */
+  guint32 listed_after;
+  gboolean in_batch;
+  guint batches, commits, rollbacks;
+  GArray *pending;          /* moved in the open batch */
+  GArray *quarantined;      /* moves committed */
+} FakeBox;
+
+static FakeBox *
+fake_box_new (const gchar *name, guint n)
 {
-  TestSource src = { (const guint8 *) text, strlen (text), 0, 0, FALSE };
-  DovekieMessageInfo info = { "INBOX", 9, (gint64) strlen (text) };
-  DovekieAntivirusRescan result;
+  FakeBox *box = g_new0 (FakeBox, 1);
+
+  ck_assert_uint_lt (n, G_N_ELEMENTS (box->gone));
+  box->name = name;
+  box->n = n;
+  box->listed = g_array_new (FALSE, FALSE, sizeof (guint32));
+  box->pending = g_array_new (FALSE, FALSE, sizeof (guint32));
+  box->quarantined = g_array_new (FALSE, FALSE, sizeof (guint32));
+  return box;
+}
+
+static void
+fake_box_free (FakeBox *box)
+{
+  g_array_unref (box->listed);
+  g_array_unref (box->pending);
+  g_array_unref (box->quarantined);
+  g_free (box);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (FakeBox, fake_box_free)
+
+static gboolean
+fake_list (gpointer data, guint32 after, const guint32 **uids_r, guint *count_r, GError **error)
+{
+  FakeBox *box = data;
+
+  (void) error;
+  ck_assert (!box->in_batch);
+  box->listed_after = after;
+  g_array_set_size (box->listed, 0);
+  for (guint32 uid = after + 1; uid <= box->n; uid++)
+    if (!box->gone[uid])
+      g_array_append_val (box->listed, uid);
+  *uids_r = (const guint32 *) (gpointer) box->listed->data;
+  *count_r = box->listed->len;
+  return TRUE;
+}
+
+static gboolean
+fake_batch_begin (gpointer data, GError **error)
+{
+  FakeBox *box = data;
+
+  (void) error;
+  ck_assert (!box->in_batch);
+  box->in_batch = TRUE;
+  box->batches++;
+  return TRUE;
+}
+
+static gint
+fake_read_uid (gpointer data, guint32 uid, DovekieAntivirusRescanReadFunc func, gpointer func_data,
+               GError **error)
+{
+  FakeBox *box = data;
+  g_autofree gchar *text = NULL;
+  TestSource src = { NULL, 0, 0, 0, FALSE };
+  DovekieMessageInfo info = { box->name, uid, 0 };
+
+  ck_assert (box->in_batch);
+  if (box->gone[uid] || uid == box->expunged_at_read)
+    return 0;
+  if (uid == box->fail_read)
+    {
+      g_set_error (error, DOVEKIE_ERROR, DOVEKIE_ERROR_IO, "cannot read message uid=%u", uid);
+      return -1;
+    }
+  text = box->infected[uid] ? g_strdup_printf ("infected %s %u\r\n%s\r\n", box->name, uid,
+                                               TEST_EICAR)
+                            : g_strdup_printf ("clean %s %u\r\n", box->name, uid);
+  src.data = (const guint8 *) text;
+  src.len = strlen (text);
+  info.size = (gint64) src.len;
+  return func (&info, (DovekieMessage *) &src, func_data, error) ? 1 : -1;
+}
+
+static gboolean
+fake_move (gpointer data, guint32 uid, const gchar *mailbox, const gchar *keyword, GError **error)
+{
+  FakeBox *box = data;
+
+  (void) error;
+  ck_assert (box->in_batch);
+  ck_assert_str_eq (mailbox, "Quarantine");
+  ck_assert (g_str_has_prefix (keyword, "$Virus:Test.Eicar"));
+  g_array_append_val (box->pending, uid);
+  return TRUE;
+}
+
+static gboolean
+fake_batch_end (gpointer data, gboolean commit, GError **error)
+{
+  FakeBox *box = data;
+  gboolean ok = TRUE;
+
+  ck_assert (box->in_batch);
+  box->in_batch = FALSE;
+  if (commit && box->fail_commit)
+    {
+      g_set_error_literal (error, DOVEKIE_ERROR, DOVEKIE_ERROR_FAILED, "cannot commit");
+      commit = ok = FALSE;
+    }
+  if (commit)
+    {
+      box->commits++;
+      for (guint i = 0; i < box->pending->len; i++)
+        {
+          guint32 uid = g_array_index (box->pending, guint32, i);
+          box->gone[uid] = TRUE;
+          g_array_append_val (box->quarantined, uid);
+        }
+    }
+  else
+    box->rollbacks++;
+  g_array_set_size (box->pending, 0);
+  return ok;
+}
+
+static void
+fake_rescan_log (gpointer data, DovekieLogLevel level, const gchar *line)
+{
+  (void) data;
+  test_host_log (&host, level, "host", line);
+}
+
+static const DovekieAntivirusRescanHost fake_rescan_host = {
+  fake_list, fake_batch_begin, fake_read_uid, fake_move, fake_batch_end, fake_rescan_log,
+};
+
+/* Rescans `box` as alice's, its key "<name>.1". */
+static gboolean
+rescan_box (FakeBox *box, gboolean restart, guint64 *budget, DovekieAntivirusRescanCounts *counts,
+            GError **error)
+{
+  g_autofree gchar *key = g_strconcat (box->name, ".1", NULL);
+  DovekieAntivirusRescanJob job = {
+    "alice", box->name, key, box->n, g_str_equal (box->name, "Quarantine"), restart, budget,
+  };
+
+  return av_service ()->rescan_mailbox (&ctx, &fake_rescan_host, box, &job, counts, error);
+}
+
+static void
+rescan_box_ok (FakeBox *box, gboolean restart, guint64 *budget,
+               DovekieAntivirusRescanCounts *counts)
+{
   g_autoptr (GError) error = NULL;
 
-  ck_assert_msg (svc->rescan_message (&ctx, &info, (DovekieMessage *) &src, &result, &error),
-                 "%s", error != NULL ? error->message : "");
-  return result;
+  ck_assert_msg (rescan_box (box, restart, budget, counts, &error), "%s",
+                 error != NULL ? error->message : "");
+  ck_assert (counts->listed);
+}
+
+/* The mark of a fake box, as "<version> <uid>" (NULL: none). */
+static const gchar *
+rescan_mark (const FakeBox *box)
+{
+  g_autofree gchar *key = g_strconcat ("r/", box->name, ".1", NULL);
+
+  return g_hash_table_lookup (kv, key);
+}
+
+/* The module ready for a rescan on the test DB; returns the DB's version. */
+static gchar *
+rescan_setup (const gchar *dir)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (FakeBox) probe = fake_box_new ("Probe", 1);
+  DovekieAntivirusRescanCounts counts;
+  const gchar *mark;
+
+  test_av_write_sigs (dir);
+  g_hash_table_insert (settings, "dovekie_av_libclamav_db", (gpointer) dir);
+  init_module (); /* engine: clamd, the default */
+  ck_assert_msg (av_service ()->rescan_begin (&ctx, &error), "%s",
+                 error != NULL ? error->message : "");
+  /* The version the marks carry: the in-process engine's. */
+  rescan_box_ok (probe, FALSE, NULL, &counts);
+  mark = rescan_mark (probe);
+  ck_assert_ptr_nonnull (mark);
+  return g_strndup (mark, (gsize) (strrchr (mark, ' ') - mark));
 }
 
 /* The rescan job's service: in-process libclamav even for a clamd user,
- * the verdict cache under that engine's version, and the resume marks. */
+ * the verdict cache under that engine's version, the keyword and the
+ * marks per mailbox and DB version. */
 START_TEST (test_rescan_service)
 {
   const DovekieAntivirusService *svc = av_service ();
@@ -965,64 +1159,235 @@ START_TEST (test_rescan_service)
   g_autofree gchar *version = NULL;
   g_autofree gchar *extra = g_build_filename (dir, "extra.ndb", NULL);
   g_autoptr (GError) error = NULL;
-  DovekieAntivirusRescan r;
-  guint32 uid = 99;
+  g_autoptr (FakeBox) box = fake_box_new ("INBOX", 3);
+  DovekieAntivirusRescanCounts counts;
 
-  test_av_write_sigs (dir);
-  g_hash_table_insert (settings, "dovekie_av_libclamav_db", dir);
-  init_module (); /* engine: clamd, the default */
+  version = rescan_setup (dir);
+  ck_assert_ptr_nonnull (strchr (version, '+'));
   ck_assert_str_eq (svc->quarantine_mailbox (&ctx), "Quarantine");
   ck_assert_uint_eq (svc->sync_max_messages (&ctx), 200);
-  ck_assert (svc->rescan_begin (&ctx, &version, &error));
-  ck_assert_ptr_nonnull (strchr (version, '+'));
 
-  r = rescan (svc, "clean text\r\n");
-  ck_assert_int_eq (r.status, DOVEKIE_ANTIVIRUS_RESCAN_CLEAN);
-  ck_assert (!r.cached);
-  r = rescan (svc, "clean text\r\n");
-  ck_assert (r.cached);
-  r = rescan (svc, "x\r\n" TEST_EICAR "\r\n");
-  ck_assert_int_eq (r.status, DOVEKIE_ANTIVIRUS_RESCAN_INFECTED);
-  ck_assert (g_str_has_prefix (r.signature, "Test.Eicar"));
-  /* The quarantine copy gets the keyword a quarantined delivery gets. */
-  ck_assert (g_str_has_prefix (r.keyword, "$Virus:Test.Eicar"));
-  g_free (r.signature);
-  g_free (r.keyword);
+  box->infected[3] = TRUE;
+  rescan_box_ok (box, FALSE, NULL, &counts);
+  ck_assert_uint_eq (counts.checked, 3);
+  ck_assert_uint_eq (counts.scanned, 3);
+  ck_assert_uint_eq (counts.infected, 1);
+  ck_assert_uint_eq (counts.moved, 1);
   ck_assert_int_eq (g_atomic_int_get (&fake->connections), 0); /* clamd never asked */
-  assert_logged ("scan origin=rescan mailbox=\"INBOX\" uid=9", 3);
+  assert_logged ("scan origin=rescan mailbox=\"INBOX\" uid=", 3);
+  /* The host is asked after the mark; none yet. */
+  ck_assert_uint_eq (box->listed_after, 0);
 
-  /* Marks: per mailbox key and DB version. */
-  ck_assert (svc->rescan_get_mark (&ctx, "box.1", version, &uid, &error));
-  ck_assert_uint_eq (uid, 0);
-  ck_assert (svc->rescan_set_mark (&ctx, "box.1", version, 42, &error));
-  ck_assert (svc->rescan_get_mark (&ctx, "box.1", version, &uid, &error));
-  ck_assert_uint_eq (uid, 42);
-  ck_assert (svc->rescan_get_mark (&ctx, "box.2", version, &uid, &error));
-  ck_assert_uint_eq (uid, 0);
-  ck_assert (svc->rescan_get_mark (&ctx, "box.1", "1.0.0/1", &uid, &error));
-  ck_assert_uint_eq (uid, 0);
-  g_hash_table_replace (kv, g_strdup ("r/box.1"), g_strdup ("no-number-here"));
-  ck_assert (svc->rescan_get_mark (&ctx, "box.1", version, &uid, &error));
-  ck_assert_uint_eq (uid, 0);
-  assert_logged ("ignoring malformed rescan mark r/box.1", 1);
-  ck_assert (svc->rescan_set_mark (&ctx, "box.1", version, 0, &error));
-  ck_assert (!g_hash_table_contains (kv, "r/box.1"));
+  /* With --restart, the cache answers for what this version judged. */
+  rescan_box_ok (box, TRUE, NULL, &counts);
+  ck_assert_uint_eq (counts.checked, 2); /* uid 3 moved out */
+  ck_assert_uint_eq (counts.cached, 2);
+  ck_assert_uint_eq (counts.scanned, 0);
+
+  /* A mark of another DB version, or one that cannot be read, is no mark. */
+  g_hash_table_replace (kv, g_strdup ("r/INBOX.1"), g_strdup ("1.0.0/1 2"));
+  rescan_box_ok (box, FALSE, NULL, &counts);
+  ck_assert_uint_eq (counts.resumed_after, 0);
+  g_hash_table_replace (kv, g_strdup ("r/INBOX.1"), g_strdup ("no-number-here"));
+  rescan_box_ok (box, FALSE, NULL, &counts);
+  ck_assert_uint_eq (counts.resumed_after, 0);
+  assert_logged ("ignoring malformed rescan mark r/INBOX.1", 1);
 
   /* A signature update: the cached verdict is not used any more. */
   ck_assert (g_file_set_contents (extra, "Test.New:0:*:61206e657720746872656174\n", -1, NULL));
   g_hash_table_insert (settings, "dovekie_av_db_check_interval", "0");
-  g_free (version);
-  ck_assert (svc->rescan_begin (&ctx, &version, &error));
-  r = rescan (svc, "clean text\r\n");
-  ck_assert (!r.cached);
+  ck_assert (svc->rescan_begin (&ctx, &error));
+  rescan_box_ok (box, FALSE, NULL, &counts);
+  ck_assert_uint_eq (counts.resumed_after, 0);
+  ck_assert_uint_eq (counts.scanned, 2);
   g_remove (extra);
 
   /* No signature DB: the job cannot start. */
   dovekie_av_engine_shutdown ();
   g_hash_table_insert (settings, "dovekie_av_libclamav_db", "/nonexistent");
-  g_clear_pointer (&version, g_free);
-  ck_assert (!svc->rescan_begin (&ctx, &version, &error));
+  ck_assert (!svc->rescan_begin (&ctx, &error));
   ck_assert_ptr_nonnull (strstr (error->message, "/nonexistent"));
+  test_remove_dir (dir);
+}
+END_TEST
+
+/* Batches of DOVEKIE_ANTIVIRUS_RESCAN_BATCH, a mark after each, a resumed
+ * run after the mark, --restart from the start. */
+START_TEST (test_rescan_batches_and_marks)
+{
+  g_autofree gchar *dir = test_make_dir ();
+  g_autofree gchar *version = rescan_setup (dir);
+  g_autofree gchar *mark = NULL;
+  g_autofree gchar *start = NULL;
+  g_autoptr (FakeBox) box = fake_box_new ("INBOX", 250);
+  DovekieAntivirusRescanCounts counts;
+
+  ck_assert_int_eq (DOVEKIE_ANTIVIRUS_RESCAN_BATCH, 100);
+  rescan_box_ok (box, FALSE, NULL, &counts);
+  ck_assert_uint_eq (box->batches, 3);
+  ck_assert_uint_eq (box->commits, 3);
+  ck_assert_uint_eq (counts.checked, 250);
+  ck_assert (!counts.stopped);
+  mark = g_strdup_printf ("%s 250", version);
+  ck_assert_str_eq (rescan_mark (box), mark);
+  start = g_strdup_printf ("I host: rescan start user=alice mailbox=\"INBOX\" version=%s "
+                           "messages=250 after_uid=0 to_check=250", version);
+  assert_logged (start, 1);
+  assert_logged ("I host: rescan progress user=alice mailbox=\"INBOX\" checked=100/250 infected=0",
+                 1);
+  assert_logged ("I host: rescan progress user=alice mailbox=\"INBOX\" checked=250/250 infected=0",
+                 1);
+  assert_logged ("I host: rescan done user=alice mailbox=\"INBOX\" checked=250 scanned=250 "
+                 "cached=0 too_big=0 infected=0 moved=0", 1);
+
+  /* Resumed: after the mark. */
+  g_free (mark);
+  mark = g_strdup_printf ("%s 120", version);
+  g_hash_table_replace (kv, g_strdup ("r/INBOX.1"), g_strdup (mark));
+  rescan_box_ok (box, FALSE, NULL, &counts);
+  ck_assert_uint_eq (box->listed_after, 120);
+  ck_assert_uint_eq (counts.resumed_after, 120);
+  ck_assert_uint_eq (counts.checked, 130);
+  ck_assert_uint_eq (counts.cached, 130);
+
+  /* --restart: from the start, the mark not even read. */
+  g_hash_table_replace (kv, g_strdup ("r/INBOX.1"), g_strdup ("not a mark"));
+  rescan_box_ok (box, TRUE, NULL, &counts);
+  ck_assert_uint_eq (box->listed_after, 0);
+  ck_assert_uint_eq (counts.resumed_after, 0);
+  ck_assert_uint_eq (counts.checked, 250);
+  assert_logged ("ignoring malformed rescan mark", 0);
+  test_remove_dir (dir);
+}
+END_TEST
+
+/* A batch that fails stops the mailbox: its moves are rolled back, the
+ * mark stays after the last good batch, and the next run does it again. */
+START_TEST (test_rescan_failed_batch)
+{
+  g_autofree gchar *dir = test_make_dir ();
+  g_autofree gchar *version = rescan_setup (dir);
+  g_autofree gchar *mark = NULL;
+  g_autoptr (FakeBox) box = fake_box_new ("INBOX", 250);
+  g_autoptr (GError) error = NULL;
+  DovekieAntivirusRescanCounts counts;
+
+  mark = g_strdup_printf ("%s 100", version);
+  box->infected[50] = TRUE;
+  box->infected[120] = TRUE;
+  box->fail_read = 150;
+  ck_assert (!rescan_box (box, FALSE, NULL, &counts, &error));
+  ck_assert_str_eq (error->message, "cannot read message uid=150");
+  ck_assert (counts.listed);
+  ck_assert (counts.stopped);
+  ck_assert_uint_eq (counts.checked, 149);
+  ck_assert_uint_eq (counts.moved, 2); /* asked for; the second rolled back */
+  ck_assert_uint_eq (box->commits, 1);
+  ck_assert_uint_eq (box->rollbacks, 1);
+  ck_assert_uint_eq (box->quarantined->len, 1);
+  ck_assert_uint_eq (g_array_index (box->quarantined, guint32, 0), 50);
+  ck_assert_str_eq (rescan_mark (box), mark);
+  assert_logged ("E host: rescan of \"INBOX\" of alice stopped: cannot read message uid=150", 1);
+  assert_logged ("I host: rescan stopped user=alice mailbox=\"INBOX\" checked=149 ", 1);
+  assert_logged ("checked=200/250", 0);
+
+  /* A commit that fails: the same. */
+  g_clear_error (&error);
+  box->fail_read = 0;
+  box->fail_commit = TRUE;
+  ck_assert (!rescan_box (box, FALSE, NULL, &counts, &error));
+  ck_assert_str_eq (error->message, "cannot commit");
+  ck_assert_uint_eq (counts.resumed_after, 100);
+  ck_assert_str_eq (rescan_mark (box), mark);
+  ck_assert_uint_eq (box->quarantined->len, 1);
+
+  /* The next run goes on after the mark. */
+  box->fail_commit = FALSE;
+  rescan_box_ok (box, FALSE, NULL, &counts);
+  ck_assert_uint_eq (counts.resumed_after, 100);
+  ck_assert_uint_eq (counts.checked, 150);
+  ck_assert_uint_eq (box->quarantined->len, 2);
+  ck_assert_uint_eq (g_array_index (box->quarantined, guint32, 1), 120);
+
+  /* A mark that cannot be read: no row, nothing listed. */
+  g_clear_error (&error);
+  g_clear_pointer (&kv, g_hash_table_unref);
+  ck_assert (!rescan_box (box, FALSE, NULL, &counts, &error));
+  ck_assert (!counts.listed);
+  assert_logged ("E host: rescan: cannot read the mark of \"INBOX\" of alice: kv is down", 1);
+  test_remove_dir (dir);
+}
+END_TEST
+
+/* --max-messages spans mailboxes: what one checks, the next cannot. */
+START_TEST (test_rescan_budget)
+{
+  g_autofree gchar *dir = test_make_dir ();
+  g_autofree gchar *version = rescan_setup (dir);
+  g_autofree gchar *mark = NULL;
+  g_autoptr (FakeBox) first = fake_box_new ("First", 120);
+  g_autoptr (FakeBox) second = fake_box_new ("Second", 120);
+  g_autoptr (FakeBox) third = fake_box_new ("Third", 5);
+  DovekieAntivirusRescanCounts counts;
+  guint64 budget = 150;
+
+  /* An expunged message costs nothing. */
+  first->expunged_at_read = 7;
+  rescan_box_ok (first, FALSE, &budget, &counts);
+  ck_assert_uint_eq (counts.checked, 119);
+  ck_assert (!counts.stopped);
+  ck_assert_uint_eq (budget, 31);
+  rescan_box_ok (second, FALSE, &budget, &counts);
+  ck_assert_uint_eq (counts.checked, 31);
+  ck_assert (counts.stopped);
+  ck_assert_uint_eq (budget, 0);
+  ck_assert_uint_eq (second->batches, 1);
+  mark = g_strdup_printf ("%s 31", version);
+  ck_assert_str_eq (rescan_mark (second), mark);
+  assert_logged ("I host: rescan stopped user=alice mailbox=\"Second\" checked=31 ", 1);
+  /* Nothing left: a row that says so, and no batch. */
+  rescan_box_ok (third, FALSE, &budget, &counts);
+  ck_assert_uint_eq (counts.checked, 0);
+  ck_assert (counts.stopped);
+  ck_assert_uint_eq (third->batches, 0);
+  ck_assert_ptr_null (rescan_mark (third));
+  test_remove_dir (dir);
+}
+END_TEST
+
+/* Infected mail in the quarantine mailbox stays; elsewhere it moves, with
+ * the keyword a quarantined delivery gets. An expunged message is passed
+ * over and the mark still moves on. */
+START_TEST (test_rescan_quarantine_and_expunged)
+{
+  g_autofree gchar *dir = test_make_dir ();
+  g_autofree gchar *version = rescan_setup (dir);
+  g_autofree gchar *mark = NULL;
+  g_autoptr (FakeBox) inbox = fake_box_new ("INBOX", 4);
+  g_autoptr (FakeBox) quarantine = fake_box_new ("Quarantine", 4);
+  DovekieAntivirusRescanCounts counts;
+
+  inbox->infected[2] = quarantine->infected[2] = TRUE;
+  inbox->expunged_at_read = 4;
+  rescan_box_ok (inbox, FALSE, NULL, &counts);
+  ck_assert_uint_eq (counts.checked, 3);
+  ck_assert_uint_eq (counts.infected, 1);
+  ck_assert_uint_eq (counts.moved, 1);
+  ck_assert_uint_eq (inbox->quarantined->len, 1);
+  assert_logged ("I host: rescan user=alice mailbox=\"INBOX\" uid=2 signature=Test.Eicar", 1);
+  assert_logged ("action=quarantine mailbox=\"Quarantine\"", 1);
+  mark = g_strdup_printf ("%s 4", version);
+  ck_assert_str_eq (rescan_mark (inbox), mark);
+
+  rescan_box_ok (quarantine, FALSE, NULL, &counts);
+  ck_assert_uint_eq (counts.checked, 4);
+  ck_assert_uint_eq (counts.infected, 1);
+  ck_assert_uint_eq (counts.moved, 0);
+  ck_assert_uint_eq (quarantine->quarantined->len, 0);
+  assert_logged ("I host: rescan user=alice mailbox=\"Quarantine\" uid=2 signature=Test.Eicar", 1);
+  assert_logged ("action=none (already in quarantine)", 1);
+  assert_logged ("I host: rescan done user=alice mailbox=\"Quarantine\" checked=4 scanned=4 "
+                 "cached=0 too_big=0 infected=1 moved=0", 1);
   test_remove_dir (dir);
 }
 END_TEST
@@ -1061,6 +1426,10 @@ main (void)
   tcase_add_test (tc, test_message_read_error);
   tcase_add_test (tc, test_libclamav_engine);
   tcase_add_test (tc, test_rescan_service);
+  tcase_add_test (tc, test_rescan_batches_and_marks);
+  tcase_add_test (tc, test_rescan_failed_batch);
+  tcase_add_test (tc, test_rescan_budget);
+  tcase_add_test (tc, test_rescan_quarantine_and_expunged);
   tcase_set_timeout (tc, 120);
   suite_add_tcase (s, tc);
   tcase_add_checked_fixture (tc_bound, setup, teardown);
