@@ -48,8 +48,9 @@ struct rescan_run {
 	struct rescan_cmd_context *cmd;
 	struct dovekie_user *duser;
 	struct mail_user *user;
-	char version[DOVEKIE_BRIDGE_REASON_MAX];
-	char quarantine[DOVEKIE_BRIDGE_REASON_MAX];
+	/* In the user's pool. */
+	const char *version;
+	const char *quarantine;
 	/* Messages looked at by this run, over every mailbox. */
 	uint64_t checked;
 	/* rescan_all: a listed mailbox failed. */
@@ -65,6 +66,9 @@ struct rescan_counts {
 
 struct rescan_message_ctx {
 	struct rescan_run *run;
+	/* The batch's: the result's strings outlive the read's data stack
+	   frame. */
+	pool_t pool;
 	struct dovekie_bridge_av_rescan result;
 };
 
@@ -73,13 +77,12 @@ rescan_read(void *context, const struct dovekie_bridge_message *msg,
 	    const struct dovekie_bridge_source *source, const char **error_r)
 {
 	struct rescan_message_ctx *mctx = context;
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
 
 	if (dovekie_bridge_av_rescan_message(mctx->run->duser->bridge, msg, source,
-					     &mctx->result, error) < 0) {
-		*error_r = t_strdup(error);
+					     &mctx->result, error_r) < 0)
 		return -1;
-	}
+	mctx->result.signature = p_strdup(mctx->pool, mctx->result.signature);
+	mctx->result.keyword = p_strdup(mctx->pool, mctx->result.keyword);
 	return 0;
 }
 
@@ -131,6 +134,7 @@ rescan_batch_locked(struct rescan_run *run, struct mailbox *box, struct mailbox 
 	struct rescan_message_ctx mctx;
 	const char *vname = mailbox_get_vname(box);
 	const char *kv_error;
+	pool_t pool;
 	bool is_quarantine = strcmp(vname, run->quarantine) == 0;
 	unsigned int i, moved_before = counts->moved;
 	int ret = 0;
@@ -146,11 +150,13 @@ rescan_batch_locked(struct rescan_run *run, struct mailbox *box, struct mailbox 
 	t = dovekie_transaction_begin(box, 0, "dovekie rescan",
 				      DOVEKIE_OWN_READS | DOVEKIE_OWN_MOVES);
 	mail = mail_alloc(t, 0, NULL);
+	pool = pool_alloconly_create("dovekie rescan batch", 1024);
 	for (i = 0; i < count && ret == 0; i++) {
 		if (!mail_set_uid(mail, uids[i]))
 			continue; /* expunged meanwhile */
 		i_zero(&mctx);
 		mctx.run = run;
+		mctx.pool = pool;
 		T_BEGIN {
 			ret = dovekie_read_mail(mail, rescan_read, &mctx, error_r);
 			if (ret < 0)
@@ -202,6 +208,7 @@ rescan_batch_locked(struct rescan_run *run, struct mailbox *box, struct mailbox 
 			mctx.result.signature, dovekie_log_quote(run->quarantine)));
 	}
 	mail_free(&mail);
+	pool_unref(&pool);
 	/* The verdicts are stored whatever happens to the moves: they are a
 	   cache, and one that is lost is only scanned again. */
 	if (dovekie_kv_batch_end(run->duser, TRUE, &kv_error) < 0) {
@@ -292,7 +299,6 @@ static int rescan_mailbox(struct rescan_run *run, struct mailbox *box)
 	ARRAY_TYPE(uint32_t) uids;
 	const char *vname = mailbox_get_vname(box);
 	const char *key, *error = NULL;
-	char errbuf[DOVEKIE_BRIDGE_REASON_MAX];
 	const uint32_t *all;
 	unsigned int count, pos, n;
 	uint32_t done;
@@ -309,10 +315,10 @@ static int rescan_mailbox(struct rescan_run *run, struct mailbox *box)
 	key = t_strdup_printf("%s.%u", guid_128_to_string(metadata.guid), status.uidvalidity);
 	if (!run->cmd->restart &&
 	    dovekie_bridge_av_rescan_get_mark(bridge, key, run->version,
-					      &counts.resumed_after, errbuf) < 0) {
+					      &counts.resumed_after, &error) < 0) {
 		i_error("dovekie: rescan: cannot read the mark of %s of %s: %s",
 			dovekie_log_quote(vname),
-			run->user->username, errbuf);
+			run->user->username, error);
 		return -1;
 	}
 	counts.total = status.messages;
@@ -345,10 +351,10 @@ static int rescan_mailbox(struct rescan_run *run, struct mailbox *box)
 			break;
 		}
 		if (dovekie_bridge_av_rescan_set_mark(bridge, key, run->version, done,
-						      errbuf) < 0) {
+						      &error) < 0) {
 			/* The work is done; the next run only repeats it. */
 			i_warning("dovekie: rescan: cannot store the mark of %s of %s: %s",
-				  dovekie_log_quote(vname), run->user->username, errbuf);
+				  dovekie_log_quote(vname), run->user->username, error);
 		}
 		rescan_log(run, t_strdup_printf(
 			"progress user=%s mailbox=%s checked=%u/%u infected=%u",
@@ -425,7 +431,7 @@ cmd_rescan_run(struct doveadm_mail_cmd_context *_ctx, struct mail_user *user)
 	struct rescan_cmd_context *ctx = (struct rescan_cmd_context *)_ctx;
 	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
 	struct rescan_run run;
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	const char *quarantine, *version, *error = "";
 	unsigned int i;
 	int ret = 0;
 
@@ -436,12 +442,14 @@ cmd_rescan_run(struct doveadm_mail_cmd_context *_ctx, struct mail_user *user)
 	run.cmd = ctx;
 	run.duser = duser;
 	run.user = user;
-	if (dovekie_bridge_av_quarantine_mailbox(duser->bridge, run.quarantine) < 0 ||
-	    dovekie_bridge_av_rescan_begin(duser->bridge, run.version, error) < 0) {
+	if (dovekie_bridge_av_quarantine_mailbox(duser->bridge, &quarantine) < 0 ||
+	    dovekie_bridge_av_rescan_begin(duser->bridge, &version, &error) < 0) {
 		i_error("dovekie: rescan for %s cannot start: %s", user->username, error);
 		doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
 		return -1;
 	}
+	run.quarantine = p_strdup(user->pool, quarantine);
+	run.version = p_strdup(user->pool, version);
 	if (ctx->mailboxes != NULL && ctx->mailboxes[0] != NULL) {
 		for (i = 0; ctx->mailboxes[i] != NULL; i++) {
 			T_BEGIN {
