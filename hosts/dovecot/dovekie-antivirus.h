@@ -22,26 +22,23 @@ bool dovekie_bridge_has_antivirus(struct dovekie_bridge *bridge);
    the reason in error_r. */
 int dovekie_bridge_av_status(struct dovekie_bridge *bridge,
 			     dovekie_bridge_av_row_func_t *row, void *context,
-			     char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+			     const char **error_r);
 
 /* The user's scanner, for `doveadm dovekie status`: a description in
    scanner_r ("clamd unix:/...", "libclamav /var/lib/clamav") and its DB
    version in version_r. Returns 0 when it answers, -1 with the reason in
-   error_r (scanner_r still set when a module is loaded). */
-int dovekie_bridge_av_probe(struct dovekie_bridge *bridge,
-			    char scanner_r[DOVEKIE_BRIDGE_REASON_MAX],
-			    char version_r[DOVEKIE_BRIDGE_REASON_MAX],
-			    char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+   error_r (*scanner_r still set when a module is loaded, else ""). */
+int dovekie_bridge_av_probe(struct dovekie_bridge *bridge, const char **scanner_r,
+			    const char **version_r, const char **error_r);
 
 /* Readies the in-process libclamav engine for a rescan, with the
    signature-DB version the rescan_mailbox calls then judge with. 0, or -1
    with error_r. */
-int dovekie_bridge_av_rescan_begin(struct dovekie_bridge *bridge,
-				   char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
-/* The mailbox infected mail is moved into (the module's setting), copied
-   into quarantine_r. 0, or -1 when no antivirus module is loaded. */
+int dovekie_bridge_av_rescan_begin(struct dovekie_bridge *bridge, const char **error_r);
+/* The mailbox infected mail is moved into (the module's setting), in
+   *quarantine_r. 0, or -1 when no antivirus module is loaded. */
 int dovekie_bridge_av_quarantine_mailbox(struct dovekie_bridge *bridge,
-					 char quarantine_r[DOVEKIE_BRIDGE_REASON_MAX]);
+					 const char **quarantine_r);
 /* How many new messages one sync of a mailbox judges
    (dovekie_av_sync_max_messages); 0 when no antivirus module is loaded. */
 unsigned int dovekie_bridge_av_sync_max_messages(struct dovekie_bridge *bridge);
@@ -52,7 +49,7 @@ int dovekie_bridge_av_read_memo_key(struct dovekie_bridge *bridge, uint64_t *key
 /* The host's steps of a rescan of one mailbox
    (DovekieAntivirusRescanHost in dovekie/antivirus.h says what each does),
    each called with `context`. They return 0 (read: 1 read, 0 expunged
-   meanwhile), or -1 with error_r (kept until the step returns). */
+   meanwhile), or -1 with error_r (valid until the next call into them). */
 typedef int dovekie_bridge_av_reader_t(void *context, const struct dovekie_bridge_message *msg,
 				       const struct dovekie_bridge_source *source,
 				       const char **error_r);
@@ -96,22 +93,21 @@ int dovekie_bridge_av_rescan_mailbox(struct dovekie_bridge *bridge,
 				     const struct dovekie_bridge_av_rescan_host *host,
 				     void *context, const struct dovekie_bridge_av_rescan_job *job,
 				     struct dovekie_bridge_av_rescan_counts *counts_r,
-				     char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+				     const char **error_r);
 
 /* The user's quarantine expiry: 1 with *cutoff_r set (mail saved into
    quarantine before it is due), 0 when dovekie_av_quarantine_days is 0
    (never), -1 with error_r when no antivirus module is loaded. */
 int dovekie_bridge_av_quarantine_cutoff(struct dovekie_bridge *bridge, int64_t *cutoff_r,
-					char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+					const char **error_r);
 /* Records in the user's verdict cache that the message read through source
    was released by the admin (held for `signature`, NULL if unknown): it is
-   not caught again with the current DB version, copied into version_r.
+   not caught again with the current DB version, returned in *version_r.
    0, or -1 with error_r. */
 int dovekie_bridge_av_release(struct dovekie_bridge *bridge,
 			      const struct dovekie_bridge_message *msg,
 			      const struct dovekie_bridge_source *source, const char *signature,
-			      char version_r[DOVEKIE_BRIDGE_REASON_MAX],
-			      char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+			      const char **version_r, const char **error_r);
 
 /* The quarantine notice's inputs (DovekieAntivirusNotice): the original's
    header values as read (NULL: absent), the quarantine mailbox, the
@@ -122,15 +118,10 @@ struct dovekie_bridge_av_notice {
 	const char *mailbox, *reason, *host, *unique;
 	int64_t time;
 };
-/* Room for a notice: its header quotes are bounded, and the mailbox and
-   reason come from DOVEKIE_BRIDGE_REASON_MAX buffers. */
-#define DOVEKIE_BRIDGE_AV_NOTICE_MAX 8192
 /* The bytes of the notice the module makes of `notice`, NUL-terminated,
-   into text_r. 0, or -1 with error_r (no module, an input missing, or a
-   notice that does not fit). */
+   in *text_r. 0, or -1 with error_r (no module, or an input missing). */
 int dovekie_bridge_av_notice(struct dovekie_bridge *bridge,
 			     const struct dovekie_bridge_av_notice *notice,
-			     char text_r[DOVEKIE_BRIDGE_AV_NOTICE_MAX],
-			     char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+			     const char **text_r, const char **error_r);
 
 #endif

@@ -27,7 +27,7 @@ static int
 cmd_scan_status_run(struct doveadm_mail_cmd_context *ctx, struct mail_user *user)
 {
 	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	const char *error;
 	int ret;
 
 	if (!dovekie_doveadm_module_runs(ctx, user, duser, "antivirus",
@@ -35,11 +35,13 @@ cmd_scan_status_run(struct doveadm_mail_cmd_context *ctx, struct mail_user *user
 		return -1;
 	T_BEGIN {
 		ret = dovekie_bridge_av_status(duser->bridge, scan_status_row,
-					       (void *)user->username, error);
+					       (void *)user->username, &error);
+		if (ret < 0) {
+			i_error("dovekie: scan-status for %s failed: %s",
+				user->username, error);
+		}
 	} T_END;
 	if (ret < 0) {
-		i_error("dovekie: scan-status for %s failed: %s",
-			user->username, error);
 		doveadm_mail_failed_error(ctx, MAIL_ERROR_TEMP);
 		return -1;
 	}

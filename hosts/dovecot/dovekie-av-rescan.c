@@ -50,7 +50,8 @@ struct rescan_run {
 	struct rescan_cmd_context *cmd;
 	struct dovekie_user *duser;
 	struct mail_user *user;
-	char quarantine[DOVEKIE_BRIDGE_REASON_MAX];
+	/* In the user's pool. */
+	const char *quarantine;
 	/* --max-messages: what is left of it, over every mailbox. */
 	uint64_t budget;
 	/* rescan_all: a listed mailbox failed. */
@@ -266,7 +267,7 @@ static int rescan_mailbox(struct rescan_run *run, struct mailbox *box)
 	struct mailbox_metadata metadata;
 	struct mailbox_status status;
 	const char *vname = mailbox_get_vname(box);
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	const char *error;
 	int ret;
 
 	if (mailbox_open(box) < 0 || mailbox_sync(box, 0) < 0 ||
@@ -291,7 +292,7 @@ static int rescan_mailbox(struct rescan_run *run, struct mailbox *box)
 	i_array_init(&rbox.uids, 256);
 	/* The module has logged why it failed. */
 	ret = dovekie_bridge_av_rescan_mailbox(run->duser->bridge, &rescan_host, &rbox, &job,
-					       &counts, error);
+					       &counts, &error);
 	if (rbox.qbox != NULL)
 		mailbox_free(&rbox.qbox);
 	array_free(&rbox.uids);
@@ -357,7 +358,7 @@ cmd_rescan_run(struct doveadm_mail_cmd_context *_ctx, struct mail_user *user)
 	struct rescan_cmd_context *ctx = (struct rescan_cmd_context *)_ctx;
 	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
 	struct rescan_run run;
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	const char *quarantine, *error = "";
 	unsigned int i;
 	int ret = 0;
 
@@ -369,12 +370,13 @@ cmd_rescan_run(struct doveadm_mail_cmd_context *_ctx, struct mail_user *user)
 	run.duser = duser;
 	run.user = user;
 	run.budget = ctx->max_messages;
-	if (dovekie_bridge_av_quarantine_mailbox(duser->bridge, run.quarantine) < 0 ||
-	    dovekie_bridge_av_rescan_begin(duser->bridge, error) < 0) {
+	if (dovekie_bridge_av_quarantine_mailbox(duser->bridge, &quarantine) < 0 ||
+	    dovekie_bridge_av_rescan_begin(duser->bridge, &error) < 0) {
 		i_error("dovekie: rescan for %s cannot start: %s", user->username, error);
 		doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
 		return -1;
 	}
+	run.quarantine = p_strdup(user->pool, quarantine);
 	if (ctx->mailboxes != NULL && ctx->mailboxes[0] != NULL) {
 		for (i = 0; ctx->mailboxes[i] != NULL; i++) {
 			T_BEGIN {

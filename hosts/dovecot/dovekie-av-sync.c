@@ -349,8 +349,7 @@ static void av_sync_box(struct dovekie_user *duser, struct mailbox *box)
 void dovekie_av_sync(struct dovekie_user *duser, struct mailbox *box,
 		     struct mailbox **own_box)
 {
-	char quarantine[DOVEKIE_BRIDGE_REASON_MAX];
-	const char *module, *why;
+	const char *quarantine, *module, *why;
 
 	/* A failed module: reads refuse everything, nothing can be judged.
 	   The quarantine mailbox: nothing to move, and its bodies are never
@@ -358,7 +357,7 @@ void dovekie_av_sync(struct dovekie_user *duser, struct mailbox *box,
 	if (ioloop_time < duser->av_sync_retry_after || !dovekie_av_sync_wanted(duser, box) ||
 	    dovekie_bridge_guarded(duser->bridge, DOVEKIE_BRIDGE_GUARD_READ, &module, &why))
 		return;
-	if (dovekie_bridge_av_quarantine_mailbox(duser->bridge, quarantine) == 0 &&
+	if (dovekie_bridge_av_quarantine_mailbox(duser->bridge, &quarantine) == 0 &&
 	    quarantine[0] != '\0' &&
 	    dovekie_quarantine_is(box->storage->user, quarantine, mailbox_get_vname(box)))
 		return;

@@ -12,6 +12,15 @@
 #include "dovekie-bridge-private.h"
 #include "dovekie-antivirus.h"
 
+#define AV_NOT_LOADED "the antivirus module is not loaded"
+
+/* error's message in *error_r; frees error. */
+static int
+av_failed (GError *error, const char **error_r)
+{
+  return dovekie_bridge_fail (error, "unknown error", error_r);
+}
+
 static const DovekieAntivirusService *
 av_service (struct dovekie_bridge *bridge, DovekieContext **ctx_r)
 {
@@ -49,27 +58,23 @@ compare_keys (const void *a, const void *b)
 
 int
 dovekie_bridge_av_status (struct dovekie_bridge *bridge, dovekie_bridge_av_row_func_t *row,
-                          void *context, char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                          void *context, const char **error_r)
 {
   DovekieContext *ctx;
   const DovekieAntivirusService *svc = av_service (bridge, &ctx);
   g_autoptr (GHashTable) counts = NULL;
-  g_autoptr (GError) error = NULL;
+  GError *error = NULL;
   g_autofree gpointer *keys = NULL;
   guint n = 0;
 
   if (svc == NULL)
     {
-      g_strlcpy (error_r, "the antivirus module is not loaded", DOVEKIE_BRIDGE_REASON_MAX);
+      *error_r = AV_NOT_LOADED;
       return -1;
     }
   counts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   if (!svc->foreach_verdict (ctx, count_verdict, counts, &error))
-    {
-      g_strlcpy (error_r, error != NULL ? error->message : "unknown error",
-                 DOVEKIE_BRIDGE_REASON_MAX);
-      return -1;
-    }
+    return av_failed (error, error_r);
   keys = g_hash_table_get_keys_as_array (counts, &n);
   qsort (keys, n, sizeof (gpointer), compare_keys);
   for (guint i = 0; i < n; i++)
@@ -86,30 +91,21 @@ dovekie_bridge_av_status (struct dovekie_bridge *bridge, dovekie_bridge_av_row_f
 
 static const DovekieAntivirusService *
 av_service_or_error (struct dovekie_bridge *bridge, DovekieContext **ctx_r,
-                     char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                     const char **error_r)
 {
   const DovekieAntivirusService *svc = av_service (bridge, ctx_r);
 
   if (svc == NULL)
-    g_strlcpy (error_r, "the antivirus module is not loaded", DOVEKIE_BRIDGE_REASON_MAX);
+    *error_r = AV_NOT_LOADED;
   return svc;
 }
 
-static int
-av_failed (GError *error, char error_r[DOVEKIE_BRIDGE_REASON_MAX])
-{
-  g_strlcpy (error_r, error != NULL ? error->message : "unknown error",
-             DOVEKIE_BRIDGE_REASON_MAX);
-  return -1;
-}
-
 int
-dovekie_bridge_av_rescan_begin (struct dovekie_bridge *bridge,
-                                char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+dovekie_bridge_av_rescan_begin (struct dovekie_bridge *bridge, const char **error_r)
 {
   DovekieContext *ctx;
   const DovekieAntivirusService *svc = av_service_or_error (bridge, &ctx, error_r);
-  g_autoptr (GError) error = NULL;
+  GError *error = NULL;
 
   if (svc == NULL)
     return -1;
@@ -119,16 +115,15 @@ dovekie_bridge_av_rescan_begin (struct dovekie_bridge *bridge,
 }
 
 int
-dovekie_bridge_av_quarantine_mailbox (struct dovekie_bridge *bridge,
-                                      char quarantine_r[DOVEKIE_BRIDGE_REASON_MAX])
+dovekie_bridge_av_quarantine_mailbox (struct dovekie_bridge *bridge, const char **quarantine_r)
 {
   DovekieContext *ctx;
   const DovekieAntivirusService *svc = av_service (bridge, &ctx);
 
-  quarantine_r[0] = '\0';
+  *quarantine_r = "";
   if (svc == NULL)
     return -1;
-  g_strlcpy (quarantine_r, svc->quarantine_mailbox (ctx), DOVEKIE_BRIDGE_REASON_MAX);
+  *quarantine_r = dovekie_bridge_keep (svc->quarantine_mailbox (ctx));
   return 0;
 }
 
@@ -286,7 +281,7 @@ dovekie_bridge_av_rescan_mailbox (struct dovekie_bridge *bridge,
                                   const struct dovekie_bridge_av_rescan_host *host,
                                   void *context, const struct dovekie_bridge_av_rescan_job *job,
                                   struct dovekie_bridge_av_rescan_counts *counts_r,
-                                  char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                                  const char **error_r)
 {
   DovekieContext *ctx;
   const DovekieAntivirusService *svc = av_service_or_error (bridge, &ctx, error_r);
@@ -297,7 +292,7 @@ dovekie_bridge_av_rescan_mailbox (struct dovekie_bridge *bridge,
     job->budget != NULL ? &budget : NULL,
   };
   DovekieAntivirusRescanCounts counts = { 0 };
-  g_autoptr (GError) error = NULL;
+  GError *error = NULL;
   gboolean ok;
 
   memset (counts_r, 0, sizeof (*counts_r));
@@ -319,34 +314,32 @@ dovekie_bridge_av_rescan_mailbox (struct dovekie_bridge *bridge,
 }
 
 int
-dovekie_bridge_av_probe (struct dovekie_bridge *bridge,
-                         char scanner_r[DOVEKIE_BRIDGE_REASON_MAX],
-                         char version_r[DOVEKIE_BRIDGE_REASON_MAX],
-                         char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+dovekie_bridge_av_probe (struct dovekie_bridge *bridge, const char **scanner_r,
+                         const char **version_r, const char **error_r)
 {
   DovekieContext *ctx;
   const DovekieAntivirusService *svc = av_service_or_error (bridge, &ctx, error_r);
-  g_autoptr (GError) error = NULL;
+  GError *error = NULL;
   g_autofree gchar *scanner = NULL;
   g_autofree gchar *version = NULL;
   gboolean ok;
 
-  scanner_r[0] = '\0';
-  version_r[0] = '\0';
+  *scanner_r = "";
+  *version_r = "";
   if (svc == NULL)
     return -1;
   ok = svc->probe (ctx, &scanner, &version, &error);
   if (scanner != NULL)
-    g_strlcpy (scanner_r, scanner, DOVEKIE_BRIDGE_REASON_MAX);
+    *scanner_r = dovekie_bridge_keep (scanner);
   if (!ok)
     return av_failed (error, error_r);
-  g_strlcpy (version_r, version, DOVEKIE_BRIDGE_REASON_MAX);
+  *version_r = dovekie_bridge_keep (version);
   return 0;
 }
 
 int
 dovekie_bridge_av_quarantine_cutoff (struct dovekie_bridge *bridge, int64_t *cutoff_r,
-                                     char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                                     const char **error_r)
 {
   DovekieContext *ctx;
   const DovekieAntivirusService *svc = av_service_or_error (bridge, &ctx, error_r);
@@ -364,18 +357,17 @@ dovekie_bridge_av_quarantine_cutoff (struct dovekie_bridge *bridge, int64_t *cut
 int
 dovekie_bridge_av_release (struct dovekie_bridge *bridge, const struct dovekie_bridge_message *msg,
                            const struct dovekie_bridge_source *source, const char *signature,
-                           char version_r[DOVEKIE_BRIDGE_REASON_MAX],
-                           char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                           const char **version_r, const char **error_r)
 {
   DovekieContext *ctx;
   const DovekieAntivirusService *svc = av_service_or_error (bridge, &ctx, error_r);
   DovekieMessageInfo info = { msg->mailbox, msg->uid, msg->size };
-  g_autoptr (GError) error = NULL;
+  GError *error = NULL;
   g_autofree gchar *version = NULL;
   DovekieMessage *message;
   gboolean ok;
 
-  version_r[0] = '\0';
+  *version_r = "";
   if (svc == NULL)
     return -1;
   message = dovekie_message_new (&dovekie_bridge_message_source, (gpointer) source);
@@ -383,15 +375,14 @@ dovekie_bridge_av_release (struct dovekie_bridge *bridge, const struct dovekie_b
   dovekie_message_free (message);
   if (!ok)
     return av_failed (error, error_r);
-  g_strlcpy (version_r, version, DOVEKIE_BRIDGE_REASON_MAX);
+  *version_r = dovekie_bridge_keep (version);
   return 0;
 }
 
 int
 dovekie_bridge_av_notice (struct dovekie_bridge *bridge,
                           const struct dovekie_bridge_av_notice *notice,
-                          char text_r[DOVEKIE_BRIDGE_AV_NOTICE_MAX],
-                          char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                          const char **text_r, const char **error_r)
 {
   DovekieContext *ctx;
   const DovekieAntivirusService *svc = av_service_or_error (bridge, &ctx, error_r);
@@ -399,20 +390,15 @@ dovekie_bridge_av_notice (struct dovekie_bridge *bridge,
     notice->from, notice->to, notice->subject, notice->date,
     notice->mailbox, notice->reason, notice->host, notice->unique, notice->time,
   };
-  g_autoptr (GError) error = NULL;
+  GError *error = NULL;
   g_autofree gchar *text = NULL;
 
-  text_r[0] = '\0';
+  *text_r = "";
   if (svc == NULL)
     return -1;
   text = svc->quarantine_notice (ctx, &in, &error);
   if (text == NULL)
     return av_failed (error, error_r);
-  if (g_strlcpy (text_r, text, DOVEKIE_BRIDGE_AV_NOTICE_MAX) >= DOVEKIE_BRIDGE_AV_NOTICE_MAX)
-    {
-      text_r[0] = '\0';
-      g_strlcpy (error_r, "the notice does not fit its buffer", DOVEKIE_BRIDGE_REASON_MAX);
-      return -1;
-    }
+  *text_r = dovekie_bridge_keep (text);
   return 0;
 }

@@ -21,12 +21,9 @@ struct dovekie_bridge_index {
 };
 
 static int
-fail (GError *error, char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+fail (GError *error, const char **error_r)
 {
-  g_strlcpy (error_r, error != NULL ? error->message : "unknown index error",
-             DOVEKIE_BRIDGE_REASON_MAX);
-  g_clear_error (&error);
-  return -1;
+  return dovekie_bridge_fail (error, "unknown index error", error_r);
 }
 
 bool
@@ -41,7 +38,7 @@ dovekie_bridge_has_index (struct dovekie_bridge *bridge)
 int
 dovekie_bridge_index_open (struct dovekie_bridge *bridge, const char *path, uint32_t uidvalidity,
                            struct dovekie_bridge_index **index_r,
-                           char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                           const char **error_r)
 {
   DovekieContext *ctx = NULL;
   const DovekieIndexVtable *v =
@@ -52,8 +49,7 @@ dovekie_bridge_index_open (struct dovekie_bridge *bridge, const char *path, uint
   *index_r = NULL;
   if (v == NULL)
     {
-      g_strlcpy (error_r, "no loaded module provides the index service (dovekie_modules)",
-                 DOVEKIE_BRIDGE_REASON_MAX);
+      *error_r = "no loaded module provides the index service (dovekie_modules)";
       return -1;
     }
   index = v->open (ctx, path, uidvalidity, &error);
@@ -77,7 +73,7 @@ dovekie_bridge_index_close (struct dovekie_bridge_index **index)
 
 int
 dovekie_bridge_index_last_uid (struct dovekie_bridge_index *index, uint32_t *last_uid_r,
-                               char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                               const char **error_r)
 {
   GError *error = NULL;
   guint32 uid = 0;
@@ -91,7 +87,7 @@ dovekie_bridge_index_last_uid (struct dovekie_bridge_index *index, uint32_t *las
 
 int
 dovekie_bridge_index_doc_begin (struct dovekie_bridge_index *index, uint32_t uid,
-                                char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                                const char **error_r)
 {
   GError *error = NULL;
 
@@ -101,7 +97,7 @@ dovekie_bridge_index_doc_begin (struct dovekie_bridge_index *index, uint32_t uid
 int
 dovekie_bridge_index_doc_append (struct dovekie_bridge_index *index,
                                  enum dovekie_bridge_index_field field, const void *data,
-                                 size_t size, char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                                 size_t size, const char **error_r)
 {
   GError *error = NULL;
 
@@ -111,7 +107,7 @@ dovekie_bridge_index_doc_append (struct dovekie_bridge_index *index,
 
 int
 dovekie_bridge_index_doc_end (struct dovekie_bridge_index *index,
-                              char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                              const char **error_r)
 {
   GError *error = NULL;
 
@@ -120,7 +116,7 @@ dovekie_bridge_index_doc_end (struct dovekie_bridge_index *index,
 
 int
 dovekie_bridge_index_expunge (struct dovekie_bridge_index *index, uint32_t uid,
-                              char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                              const char **error_r)
 {
   GError *error = NULL;
 
@@ -129,7 +125,7 @@ dovekie_bridge_index_expunge (struct dovekie_bridge_index *index, uint32_t uid,
 
 int
 dovekie_bridge_index_flush (struct dovekie_bridge_index *index,
-                            char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                            const char **error_r)
 {
   GError *error = NULL;
 
@@ -153,7 +149,7 @@ dovekie_bridge_index_lookup (struct dovekie_bridge_index *index,
                              enum dovekie_bridge_index_scope scope, const char *needle,
                              void (*add)(void *context, uint32_t uid, bool definite),
                              void *context, uint32_t *last_uid_r,
-                             char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                             const char **error_r)
 {
   struct lookup_trampoline t = { add, context };
   GError *error = NULL;
@@ -167,7 +163,7 @@ dovekie_bridge_index_lookup (struct dovekie_bridge_index *index,
 
 int
 dovekie_bridge_index_reset (struct dovekie_bridge_index *index,
-                            char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                            const char **error_r)
 {
   GError *error = NULL;
 
@@ -176,7 +172,7 @@ dovekie_bridge_index_reset (struct dovekie_bridge_index *index,
 
 int
 dovekie_bridge_index_optimize (struct dovekie_bridge_index *index,
-                               char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                               const char **error_r)
 {
   GError *error = NULL;
 

@@ -13,4 +13,8 @@ DovekieLoader *dovekie_bridge_get_loader (struct dovekie_bridge *bridge);
  * with dovekie_message_new for service calls that take a message. */
 extern const DovekieMessageSource dovekie_bridge_message_source;
 
+/* Sets *error_r to error's message (or `otherwise` when there is none) in
+ * Dovecot's data stack (dovekie_bridge_keep), frees error and returns -1. */
+int dovekie_bridge_fail (GError *error, const char *otherwise, const char **error_r);
+
 #endif

@@ -71,11 +71,9 @@ bridge_store_init (BridgeStore *bs, struct dovekie_bridge_retention_store *host)
 }
 
 static int
-fail (GError *error, char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+fail (GError *error, const char **error_r)
 {
-  g_strlcpy (error_r, error != NULL ? error->message : "unknown error", DOVEKIE_BRIDGE_REASON_MAX);
-  g_clear_error (&error);
-  return -1;
+  return dovekie_bridge_fail (error, "unknown error", error_r);
 }
 
 static const DovekieRetentionService *
@@ -155,7 +153,7 @@ dovekie_bridge_retention_table_migrated (const unsigned char *table)
 int
 dovekie_bridge_retention_migrate (struct dovekie_bridge *bridge,
                                   struct dovekie_bridge_retention_store *store,
-                                  unsigned int *n_r, char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                                  unsigned int *n_r, const char **error_r)
 {
   DovekieContext *ctx;
   const DovekieRetentionService *svc = retention_service (bridge, &ctx);
@@ -195,7 +193,7 @@ dovekie_bridge_retention_pop3_quit (struct dovekie_bridge *bridge,
                                     const uint32_t *retrieved, unsigned int n_retrieved,
                                     const uint32_t *deleted, unsigned int n_deleted,
                                     uint32_t *hide_r, unsigned int *n_hide_r,
-                                    char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                                    const char **error_r)
 {
   DovekieContext *ctx;
   const DovekieRetentionService *svc = retention_service (bridge, &ctx);
@@ -223,7 +221,7 @@ dovekie_bridge_retention_plan (struct dovekie_bridge *bridge,
                                enum dovekie_bridge_retention_reason *reasons_r,
                                uint32_t *unhide_r, unsigned int *n_unhide_r,
                                struct dovekie_bridge_retention_summary *summary_r,
-                               char error_r[DOVEKIE_BRIDGE_REASON_MAX])
+                               const char **error_r)
 {
   DovekieContext *ctx;
   const DovekieRetentionService *svc = retention_service (bridge, &ctx);

@@ -208,6 +208,14 @@ dovekie_bridge_get_loader (struct dovekie_bridge *bridge)
   return bridge->loader;
 }
 
+int
+dovekie_bridge_fail (GError *error, const char *otherwise, const char **error_r)
+{
+  *error_r = dovekie_bridge_keep (error != NULL ? error->message : otherwise);
+  g_clear_error (&error);
+  return -1;
+}
+
 unsigned int
 dovekie_bridge_module_count (struct dovekie_bridge *bridge)
 {

@@ -3,8 +3,22 @@
  * dovekie-bridge.c is the only file of the host that includes GLib; every
  * other file of hosts/dovecot includes Dovecot headers and only this one
  * of ours. Types here are plain C, so neither side sees the other's
- * allocators: strings passed in are borrowed for the call, and results come
- * back in caller-owned buffers.
+ * allocators.
+ *
+ * One convention for strings across the seam, in both directions:
+ * - strings passed in are borrowed for the call;
+ * - a function that fails returns -1 (or false) and sets `const char
+ *   **error_r`; the GLib side's strings that come out (errors, versions,
+ *   names, the quarantine notice) are made with dovekie_bridge_keep(), so
+ *   they live in Dovecot's data stack like any Dovecot error_r: valid
+ *   until the caller's T_END, and never freed by hand;
+ * - the host's callbacks (struct dovekie_bridge_host, struct
+ *   dovekie_bridge_source) answer the same way, with strings valid until
+ *   the next call into them;
+ * - the one exception is a verdict's texts (struct dovekie_bridge_result,
+ *   the reason of dovekie_bridge_save/read): a client or sender reads them
+ *   on one protocol line, so they come back cut at DOVEKIE_BRIDGE_REASON_MAX
+ *   in buffers the caller owns, on purpose.
  */
 #ifndef DOVEKIE_BRIDGE_H
 #define DOVEKIE_BRIDGE_H
@@ -14,8 +28,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* Longest reason text handed back to Dovecot, including the NUL. */
+/* Longest verdict text handed back to Dovecot, including the NUL. */
 #define DOVEKIE_BRIDGE_REASON_MAX 512
+
+/* A copy of text in the data stack of the Dovecot side (t_strdup), for
+   the strings the GLib side hands back. The Dovecot side of the host
+   implements it (dovekie-plugin.c); a program that links the bridge
+   without Dovecot (its unit test) supplies its own. */
+const char *dovekie_bridge_keep(const char *text);
 
 enum dovekie_bridge_level {
 	DOVEKIE_BRIDGE_DEBUG,
@@ -233,33 +253,33 @@ bool dovekie_bridge_has_index(struct dovekie_bridge *bridge);
 /* Opens the index file at path (see DovekieIndexVtable.open). */
 int dovekie_bridge_index_open(struct dovekie_bridge *bridge, const char *path,
 			      uint32_t uidvalidity, struct dovekie_bridge_index **index_r,
-			      char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+			      const char **error_r);
 /* Commits what is pending and frees; *index becomes NULL. */
 void dovekie_bridge_index_close(struct dovekie_bridge_index **index);
 int dovekie_bridge_index_last_uid(struct dovekie_bridge_index *index, uint32_t *last_uid_r,
-				  char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+				  const char **error_r);
 int dovekie_bridge_index_doc_begin(struct dovekie_bridge_index *index, uint32_t uid,
-				   char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+				   const char **error_r);
 int dovekie_bridge_index_doc_append(struct dovekie_bridge_index *index,
 				    enum dovekie_bridge_index_field field,
 				    const void *data, size_t size,
-				    char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+				    const char **error_r);
 int dovekie_bridge_index_doc_end(struct dovekie_bridge_index *index,
-				 char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+				 const char **error_r);
 int dovekie_bridge_index_expunge(struct dovekie_bridge_index *index, uint32_t uid,
-				 char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+				 const char **error_r);
 int dovekie_bridge_index_flush(struct dovekie_bridge_index *index,
-			       char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+			       const char **error_r);
 /* add() is called per UID in ascending order; *last_uid_r is the last UID
    the answer covers (DovekieIndexVtable.lookup). */
 int dovekie_bridge_index_lookup(struct dovekie_bridge_index *index,
 				enum dovekie_bridge_index_scope scope, const char *needle,
 				void (*add)(void *context, uint32_t uid, bool definite),
 				void *context, uint32_t *last_uid_r,
-				char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+				const char **error_r);
 int dovekie_bridge_index_reset(struct dovekie_bridge_index *index,
-			       char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+			       const char **error_r);
 int dovekie_bridge_index_optimize(struct dovekie_bridge_index *index,
-				  char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+				  const char **error_r);
 
 #endif

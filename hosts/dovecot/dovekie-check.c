@@ -10,8 +10,13 @@
  *
  * Beyond the loader's problems (failed modules, misspelt settings, bad
  * loader settings) it asks what the modules depend on: the scanner
- * (antivirus), the INBOX index directory (search, users only) and the
- * retention state (retention, users only).
+ * (antivirus), the INBOX index directory (search, users only), the
+ * retention state (retention, users only) and the per-protocol parts
+ * (dovekie-part.h): dovekie_fts for a user whose fts settings select
+ * dovekie, and dovekie_pop3 / dovekie_lmtp in their protocol's
+ * mail_plugins when the global modules, or those of a user checked, act
+ * in that protocol (read from the settings a session of that protocol
+ * gets, without userdb).
  *
  * Exit codes: 0 with one "ok" line when nothing is wrong; 78 (EX_CONFIG)
  * when a module failed or a setting is wrong; else 75 (EX_TEMPFAIL) when a
@@ -39,12 +44,20 @@
 #include "mail-namespace.h"
 #include "mail-storage-private.h"
 #include "mail-storage-service.h"
+#include "mail-storage-settings.h"
 #include "mail-user.h"
+#if DOVECOT_PREREQ(2, 4, 0)
+#  include "settings.h"
+#else
+#  include "env-util.h"
+#  include <sys/wait.h>
+#endif
 #include "dovekie-plugin.h"
 #include "dovekie-doveadm.h"
 #include "dovekie-settings.h"
 #include "dovekie-antivirus.h"
 #include "dovekie-retention.h"
+#include "dovekie-part.h"
 
 #include <dlfcn.h>
 #include <sysexits.h>
@@ -64,6 +77,9 @@ struct check_context {
 	HASH_TABLE(const char *, void *) global;
 	unsigned int config_problems, resource_problems;
 	unsigned int users, missing_users, failed_users;
+	/* Per part: the first scope (global, or a user) whose modules act in
+	   its protocol, or NULL. */
+	const char *part_needed_by[DOVEKIE_PART_COUNT];
 };
 
 /* Prints one problem line, unless it was printed for "global" already
@@ -100,12 +116,11 @@ check_bridge_problems(struct check_context *ctx, const char *scope,
 
 static int check_scanner(struct dovekie_bridge *bridge, const char **problem_r)
 {
-	char scanner[DOVEKIE_BRIDGE_REASON_MAX], version[DOVEKIE_BRIDGE_REASON_MAX];
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	const char *scanner, *version, *error;
 
 	if (!dovekie_bridge_has_antivirus(bridge))
 		return 0;
-	if (dovekie_bridge_av_probe(bridge, scanner, version, error) == 0)
+	if (dovekie_bridge_av_probe(bridge, &scanner, &version, &error) == 0)
 		return 0;
 	/* The reason usually names the scanner already. */
 	if (scanner[0] == '\0' || strstr(error, scanner) != NULL)
@@ -185,6 +200,19 @@ static int check_retention_state(struct mail_user *user, const char **problem_r)
 	return ret;
 }
 
+/* Remembers which protocol parts the modules of scope need. */
+static void
+check_note_parts(struct check_context *ctx, const char *scope, struct dovekie_bridge *bridge)
+{
+	enum dovekie_part part;
+
+	for (part = 0; part < DOVEKIE_PART_COUNT; part++) {
+		if (ctx->part_needed_by[part] == NULL &&
+		    dovekie_part_protocol_needed(part, bridge))
+			ctx->part_needed_by[part] = p_strdup(ctx->pool, scope);
+	}
+}
+
 static void
 check_host_log(void *context, enum dovekie_bridge_level level,
 	       const char *module, const char *message)
@@ -215,6 +243,7 @@ static void check_global(struct check_context *ctx)
 	}
 	bridge = dovekie_bridge_create(settings, NULL, DOVEKIE_MODULEDIR, &host);
 	check_bridge_problems(ctx, "global", bridge);
+	check_note_parts(ctx, "global", bridge);
 	if (check_scanner(bridge, &problem) < 0)
 		check_report(ctx, "global", problem, FALSE);
 	dovekie_bridge_destroy(&bridge);
@@ -238,6 +267,11 @@ static void check_mail_user(struct check_context *ctx, struct mail_user *user)
 		return;
 	}
 	check_bridge_problems(ctx, scope, duser->bridge);
+	check_note_parts(ctx, scope, duser->bridge);
+	/* The fts part loads in doveadm too (mail_plugins): asked directly. */
+	problem = dovekie_part_missing(duser);
+	if (problem != NULL)
+		check_report(ctx, scope, problem, TRUE);
 	if (check_scanner(duser->bridge, &problem) < 0)
 		check_report(ctx, scope, problem, FALSE);
 	if (dovekie_bridge_has_index(duser->bridge) &&
@@ -346,6 +380,125 @@ static void check_users(struct check_context *ctx, const char *username)
 	mail_storage_service_deinit(&service);
 }
 
+/* Whether the global configuration's mail_plugins for protocol name
+   plugin (userdb is not asked: a part is a protocol block's line). A part
+   cannot be loaded here (it needs its protocol's binary), so this reads
+   the settings a session of that protocol would get. 1 yes, 0 no, -1 with
+   error_r. */
+#if DOVECOT_PREREQ(2, 4, 0)
+static int
+check_protocol_loads(const char *protocol, const char *plugin, const char **error_r)
+{
+	struct mail_storage_service_ctx *service;
+	struct mail_storage_service_user *service_user;
+	struct mail_storage_service_input input;
+	const struct mail_user_settings *set;
+	int ret;
+
+	i_zero(&input);
+	/* No userdb lookup: any name reads the global settings. */
+	input.username = "dovekie-check";
+	input.protocol = protocol;
+	service = mail_storage_service_init(master_service,
+		MAIL_STORAGE_SERVICE_FLAG_NO_LOG_INIT | MAIL_STORAGE_SERVICE_FLAG_NO_PLUGINS);
+	ret = mail_storage_service_lookup(service, &input, &service_user, error_r);
+	if (ret == 0)
+		*error_r = "no settings";
+	if (ret > 0) {
+		set = mail_storage_service_user_get_set(service_user);
+		ret = str_array_find(settings_boollist_get(&set->mail_plugins), plugin) ? 1 : 0;
+		mail_storage_service_user_unref(&service_user);
+	} else {
+		ret = -1;
+	}
+	mail_storage_service_deinit(&service);
+	return ret;
+}
+#else
+static int
+check_protocol_loads(const char *protocol, const char *plugin, const char **error_r)
+{
+	/* doveadm read its settings once, through doveconf, which left
+	   them in the environment (DOVECONF_ENV); every later read in this
+	   process takes them from there, whatever service it names (tried:
+	   mail_plugins came back empty). So doveconf is asked, as the
+	   package's postinst does. */
+	const char *argv[] = {
+		DOVEKIE_DOVECONF, "-c", master_service_get_config_path(master_service),
+		"-f", t_strconcat("protocol=", protocol, NULL), "-h", "mail_plugins", NULL
+	};
+	string_t *out = t_str_new(128);
+	char buf[512];
+	ssize_t n;
+	int fds[2], status;
+	pid_t pid;
+
+	if (pipe(fds) < 0) {
+		*error_r = t_strdup_printf("pipe() failed: %m");
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		*error_r = t_strdup_printf("fork() failed: %m");
+		i_close_fd(&fds[0]);
+		i_close_fd(&fds[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		if (dup2(fds[1], STDOUT_FILENO) < 0)
+			_exit(EX_OSERR);
+		i_close_fd(&fds[0]);
+		i_close_fd(&fds[1]);
+		env_remove("DOVECONF_ENV");
+		execv(argv[0], (char *const *)argv);
+		_exit(EX_UNAVAILABLE);
+	}
+	i_close_fd(&fds[1]);
+	while ((n = read(fds[0], buf, sizeof(buf))) > 0)
+		str_append_data(out, buf, n);
+	i_close_fd(&fds[0]);
+	if (waitpid(pid, &status, 0) < 0) {
+		*error_r = t_strdup_printf("waitpid() failed: %m");
+		return -1;
+	}
+	if (n < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		*error_r = t_strdup_printf("%s -f protocol=%s -h mail_plugins failed (status %d)",
+					   argv[0], protocol, status);
+		return -1;
+	}
+	return str_array_find(t_strsplit_spaces(str_c(out), ", \n"), plugin) ? 1 : 0;
+}
+#endif
+
+/* A protocol part the modules need but the protocol does not load refuses
+   that protocol's sessions of those users (dovekie-part.h). */
+static void check_parts(struct check_context *ctx)
+{
+	enum dovekie_part part;
+	const char *protocol, *plugin, *error;
+	int ret;
+
+	check_pin_plugin();
+	for (part = 0; part < DOVEKIE_PART_COUNT; part++) {
+		protocol = dovekie_part_protocol(part);
+		if (protocol == NULL || ctx->part_needed_by[part] == NULL)
+			continue;
+		plugin = dovekie_part_plugin(part);
+		ret = check_protocol_loads(protocol, plugin, &error);
+		if (ret < 0) {
+			check_report(ctx, "global", t_strdup_printf(
+				"cannot read the settings of protocol %s: %s", protocol, error),
+				FALSE);
+		} else if (ret == 0) {
+			check_report(ctx, "global", t_strdup_printf(
+				"%s: the plugin %s is not in protocol %s's mail_plugins, and "
+				"the modules (%s) act in %s: its sessions are refused; set %s",
+				protocol, plugin, protocol, ctx->part_needed_by[part], protocol,
+				dovekie_part_fix(part)), TRUE);
+		}
+	}
+}
+
 static void cmd_dovekie_check(struct doveadm_cmd_context *cctx)
 {
 	struct check_context ctx;
@@ -372,8 +525,14 @@ static void cmd_dovekie_check(struct doveadm_cmd_context *cctx)
 	T_BEGIN {
 		check_global(&ctx);
 	} T_END;
-	if (username != NULL || all_users)
+	if (username != NULL || all_users) {
+		dovekie_part_set_report_only(TRUE);
 		check_users(&ctx, username);
+		dovekie_part_set_report_only(FALSE);
+	}
+	T_BEGIN {
+		check_parts(&ctx);
+	} T_END;
 
 	if (ctx.config_problems > 0)
 		doveadm_exit_code = EX_CONFIG;

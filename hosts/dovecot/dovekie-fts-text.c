@@ -14,10 +14,14 @@ static void
 text_add(struct dovekie_fts_text *text, enum dovekie_bridge_index_field field,
 	 const void *data, size_t size)
 {
+	const char *error;
+
 	if (text->failed || size == 0)
 		return;
-	if (dovekie_bridge_index_doc_append(text->index, field, data, size, text->error) < 0)
+	if (dovekie_bridge_index_doc_append(text->index, field, data, size, &error) < 0) {
+		text->error = i_strdup(error);
 		text->failed = TRUE;
+	}
 }
 
 static bool content_type_is_text(const struct message_header_line *hdr)
@@ -190,6 +194,7 @@ int dovekie_fts_extract(struct dovekie_fts_text *text, struct mail *mail,
 	message_decoder_deinit(&decoder);
 	if (text->failed) {
 		*error_r = t_strdup(text->error);
+		i_free(text->error);
 		return -1;
 	}
 	return ret == -2 ? -1 : 0;

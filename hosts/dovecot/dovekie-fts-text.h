@@ -6,10 +6,12 @@
 struct mail;
 struct istream;
 
-/* Where the text of one mail goes, and the first failure feeding it. */
+/* Where the text of one mail goes, and the first failure feeding it
+   (i_strdup: it outlives the data stack frames of the headers it failed
+   in; dovekie_fts_extract frees it). */
 struct dovekie_fts_text {
 	struct dovekie_bridge_index *index;
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	char *error;
 	bool failed;
 };
 

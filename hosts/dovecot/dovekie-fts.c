@@ -178,7 +178,6 @@ dovekie_fts_open(struct dovekie_fts_backend *backend, struct mailbox *box,
 	struct mailbox_status status;
 	struct mailbox_metadata metadata;
 	struct stat st;
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
 	const char *dir, *path;
 	int ret;
 
@@ -214,10 +213,8 @@ dovekie_fts_open(struct dovekie_fts_backend *backend, struct mailbox *box,
 		backend->dir_ino = st.st_ino;
 	}
 	if (dovekie_bridge_index_open(backend->duser->bridge, path, status.uidvalidity,
-				      &backend->index, error) < 0) {
-		*error_r = t_strdup(error);
+				      &backend->index, error_r) < 0)
 		return -1;
-	}
 	backend->index_path = i_strdup(path);
 	guid_128_copy(backend->index_guid, metadata.guid);
 	backend->index_uidvalidity = status.uidvalidity;
@@ -266,7 +263,7 @@ dovekie_fts_get_last_uid(struct fts_backend *_backend, struct mailbox *box,
 {
 	struct dovekie_fts_backend *backend = (struct dovekie_fts_backend *)_backend;
 	struct dovekie_bridge_index *index;
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	const char *error;
 	const char *reason;
 
 	/* A mailbox deleted under us has nothing indexed: Dovecot goes on to
@@ -274,7 +271,7 @@ dovekie_fts_get_last_uid(struct fts_backend *_backend, struct mailbox *box,
 	*last_uid_r = 0;
 	if (dovekie_fts_open(backend, box, &index, &reason) < 0)
 		return dovekie_fts_box_failed(backend, box, "", reason) ? 0 : -1;
-	if (dovekie_bridge_index_last_uid(index, last_uid_r, error) < 0) {
+	if (dovekie_bridge_index_last_uid(index, last_uid_r, &error) < 0) {
 		*last_uid_r = 0;
 		return dovekie_fts_box_failed(backend, box, "", error) ? 0 : -1;
 	}
@@ -297,11 +294,11 @@ static int dovekie_fts_flush(struct dovekie_fts_update_context *ctx)
 {
 	struct dovekie_fts_backend *backend =
 		(struct dovekie_fts_backend *)ctx->ctx.backend;
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	const char *error;
 
 	if (backend->index == NULL)
 		return 0;
-	if (dovekie_bridge_index_flush(backend->index, error) < 0) {
+	if (dovekie_bridge_index_flush(backend->index, &error) < 0) {
 		if (ctx->ctx.cur_box != NULL)
 			return dovekie_fts_box_failed(backend, ctx->ctx.cur_box,
 						      "", error) ? 0 : -1;
@@ -357,7 +354,7 @@ dovekie_fts_update_expunge(struct fts_backend_update_context *_ctx, uint32_t uid
 	struct dovekie_fts_backend *backend =
 		(struct dovekie_fts_backend *)_ctx->backend;
 	struct dovekie_bridge_index *index;
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	const char *error;
 	const char *reason;
 
 	if (_ctx->cur_box == NULL)
@@ -366,7 +363,7 @@ dovekie_fts_update_expunge(struct fts_backend_update_context *_ctx, uint32_t uid
 		if (!dovekie_fts_box_failed(backend, _ctx->cur_box,
 					    t_strdup_printf("expunge uid %u", uid), reason))
 			_ctx->failed = TRUE;
-	} else if (dovekie_bridge_index_expunge(index, uid, error) < 0) {
+	} else if (dovekie_bridge_index_expunge(index, uid, &error) < 0) {
 		if (!dovekie_fts_box_failed(backend, _ctx->cur_box,
 					    t_strdup_printf("expunge uid %u", uid), error))
 			_ctx->failed = TRUE;
@@ -403,15 +400,12 @@ dovekie_fts_index_mail(struct dovekie_fts_update_context *ctx,
 	}
 	i_zero(&text);
 	text.index = index;
-	if (dovekie_bridge_index_doc_begin(index, uid, text.error) < 0) {
-		*error_r = t_strdup(text.error);
+	if (dovekie_bridge_index_doc_begin(index, uid, error_r) < 0)
 		ret = -1;
-	} else {
+	else {
 		ret = dovekie_fts_extract(&text, ctx->mail, input, error_r);
-		if (ret == 0 && dovekie_bridge_index_doc_end(index, text.error) < 0) {
-			*error_r = t_strdup(text.error);
+		if (ret == 0 && dovekie_bridge_index_doc_end(index, error_r) < 0)
 			ret = -1;
-		}
 	}
 	return ret < 0 ? -1 : 1;
 }
@@ -484,7 +478,7 @@ static int dovekie_fts_all_boxes(struct dovekie_fts_backend *backend, bool reset
 	while ((info = mailbox_list_iter_next(iter)) != NULL) T_BEGIN {
 		struct mailbox *box;
 		struct dovekie_bridge_index *index;
-		char error[DOVEKIE_BRIDGE_REASON_MAX];
+		const char *error;
 		const char *reason;
 
 		if ((info->flags & (MAILBOX_NOSELECT | MAILBOX_NONEXISTENT)) == 0) {
@@ -493,8 +487,8 @@ static int dovekie_fts_all_boxes(struct dovekie_fts_backend *backend, bool reset
 				e_error(backend->event, "mailbox %s: %s",
 					dovekie_log_quote(info->vname), reason);
 				ret = -1;
-			} else if ((reset ? dovekie_bridge_index_reset(index, error) :
-				    dovekie_bridge_index_optimize(index, error)) < 0) {
+			} else if ((reset ? dovekie_bridge_index_reset(index, &error) :
+				    dovekie_bridge_index_optimize(index, &error)) < 0) {
 				e_error(backend->event, "mailbox %s: %s",
 					dovekie_log_quote(info->vname), error);
 				ret = -1;
@@ -604,7 +598,7 @@ dovekie_fts_lookup_arg(struct dovekie_fts_backend *backend, struct mailbox *box,
 {
 	enum dovekie_bridge_index_scope scope;
 	struct dovekie_fts_uids tmp;
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	const char *error;
 	uint32_t last_uid = 0;
 	string_t *needle;
 	int ret;
@@ -640,7 +634,7 @@ dovekie_fts_lookup_arg(struct dovekie_fts_backend *backend, struct mailbox *box,
 	t_array_init(&tmp.definite, 64);
 	t_array_init(&tmp.maybe, 64);
 	ret = dovekie_bridge_index_lookup(index, scope, str_c(needle), dovekie_fts_add_uid,
-					  &tmp, &last_uid, error);
+					  &tmp, &last_uid, &error);
 	if (ret < 0) {
 		/* Dovecot then searches without the index. */
 		(void)dovekie_fts_box_failed(backend, box, "lookup failed", error);

@@ -27,6 +27,9 @@ struct dovekie_part_state {
 };
 
 static struct dovekie_part_state dovekie_parts[DOVEKIE_PART_COUNT];
+/* doveadm dovekie check reports what would be refused, and must get the
+   user to say so. */
+static bool dovekie_part_report_only;
 
 void dovekie_part_register(enum dovekie_part part,
 			   const struct mail_storage_hooks *hooks,
@@ -145,39 +148,109 @@ static bool dovekie_part_fts_needed(struct mail_user *user)
 	"mail_plugins = $mail_plugins fts dovekie dovekie_fts, or remove fts = dovekie"
 #endif
 
+static const struct dovekie_part_info {
+	const char *plugin, *protocol, *what, *why, *fix;
+} dovekie_part_infos[DOVEKIE_PART_COUNT] = {
+	[DOVEKIE_PART_POP3] = {
+		"dovekie_pop3", "pop3", "POP3 login",
+		"the user's dovekie modules act in POP3", DOVEKIE_PART_POP3_FIX,
+	},
+	[DOVEKIE_PART_LMTP] = {
+		"dovekie_lmtp", "lmtp", "delivery",
+		"the user's dovekie modules judge deliveries", DOVEKIE_PART_LMTP_FIX,
+	},
+	[DOVEKIE_PART_FTS] = {
+		"dovekie_fts", NULL, "session",
+		"the fts settings select the dovekie backend", DOVEKIE_PART_FTS_FIX,
+	},
+};
+
+bool dovekie_part_protocol_needed(enum dovekie_part part, struct dovekie_bridge *bridge)
+{
+	switch (part) {
+	case DOVEKIE_PART_POP3:
+		return dovekie_part_pop3_needed(bridge);
+	case DOVEKIE_PART_LMTP:
+		return dovekie_part_lmtp_needed(bridge);
+	case DOVEKIE_PART_FTS:
+		break;
+	}
+	return FALSE;
+}
+
+const char *dovekie_part_plugin(enum dovekie_part part)
+{
+	i_assert(part < DOVEKIE_PART_COUNT);
+	return dovekie_part_infos[part].plugin;
+}
+
+const char *dovekie_part_protocol(enum dovekie_part part)
+{
+	i_assert(part < DOVEKIE_PART_COUNT);
+	return dovekie_part_infos[part].protocol;
+}
+
+const char *dovekie_part_fix(enum dovekie_part part)
+{
+	i_assert(part < DOVEKIE_PART_COUNT);
+	return dovekie_part_infos[part].fix;
+}
+
+/* Whether the user's modules need a part that does not run for the user's
+   process (its service), and which. */
+static bool dovekie_part_missing_for(struct dovekie_user *duser, enum dovekie_part *part_r)
+{
+	struct mail_user *user = duser->user;
+
+	if (strcmp(user->service, "pop3") == 0 &&
+	    !dovekie_part_runs(user, DOVEKIE_PART_POP3) &&
+	    dovekie_part_pop3_needed(duser->bridge))
+		*part_r = DOVEKIE_PART_POP3;
+	else if (strcmp(user->service, "lmtp") == 0 &&
+		 !dovekie_part_runs(user, DOVEKIE_PART_LMTP) &&
+		 dovekie_part_lmtp_needed(duser->bridge))
+		*part_r = DOVEKIE_PART_LMTP;
+	else if (!dovekie_part_runs(user, DOVEKIE_PART_FTS) &&
+		 dovekie_part_fts_needed(user))
+		*part_r = DOVEKIE_PART_FTS;
+	else
+		return FALSE;
+	return TRUE;
+}
+
+static const char *dovekie_part_missing_text(struct mail_user *user, enum dovekie_part part)
+{
+	const struct dovekie_part_info *info = &dovekie_part_infos[part];
+
+	return t_strdup_printf("the plugin %s is not loaded for %s, and %s; set %s",
+			       info->plugin, user->service, info->why, info->fix);
+}
+
+void dovekie_part_set_report_only(bool report_only)
+{
+	dovekie_part_report_only = report_only;
+}
+
+const char *dovekie_part_missing(struct dovekie_user *duser)
+{
+	enum dovekie_part part;
+
+	if (!dovekie_part_missing_for(duser, &part))
+		return NULL;
+	return dovekie_part_missing_text(duser->user, part);
+}
+
 void dovekie_part_refuse_missing(struct dovekie_user *duser)
 {
 	struct mail_user *user = duser->user;
-	const char *what = NULL, *plugin = NULL, *why = NULL, *fix = NULL;
+	enum dovekie_part part;
 
-	if (user->error != NULL)
-		return;
-	if (strcmp(user->service, "pop3") == 0 &&
-	    !dovekie_part_runs(user, DOVEKIE_PART_POP3) &&
-	    dovekie_part_pop3_needed(duser->bridge)) {
-		what = "POP3 login";
-		plugin = "dovekie_pop3";
-		why = "the user's dovekie modules act in POP3";
-		fix = DOVEKIE_PART_POP3_FIX;
-	} else if (strcmp(user->service, "lmtp") == 0 &&
-		   !dovekie_part_runs(user, DOVEKIE_PART_LMTP) &&
-		   dovekie_part_lmtp_needed(duser->bridge)) {
-		what = "delivery";
-		plugin = "dovekie_lmtp";
-		why = "the user's dovekie modules judge deliveries";
-		fix = DOVEKIE_PART_LMTP_FIX;
-	} else if (!dovekie_part_runs(user, DOVEKIE_PART_FTS) &&
-		   dovekie_part_fts_needed(user)) {
-		what = "session";
-		plugin = "dovekie_fts";
-		why = "the fts settings select the dovekie backend";
-		fix = DOVEKIE_PART_FTS_FIX;
-	}
-	if (plugin == NULL)
+	if (dovekie_part_report_only || user->error != NULL ||
+	    !dovekie_part_missing_for(duser, &part))
 		return;
 	/* Dovecot logs user->error once, as the session's (or the
 	   delivery's) failure: that is the refusal's one log line. */
-	user->error = p_strdup_printf(user->pool, "dovekie: refusing the %s of %s: "
-		"the plugin %s is not loaded for %s, and %s; set %s",
-		what, user->username, plugin, user->service, why, fix);
+	user->error = p_strdup_printf(user->pool, "dovekie: refusing the %s of %s: %s",
+				      dovekie_part_infos[part].what, user->username,
+				      dovekie_part_missing_text(user, part));
 }

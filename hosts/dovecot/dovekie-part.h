@@ -19,6 +19,7 @@
 struct mail_storage_hooks;
 struct mail_user;
 struct dovekie_user;
+struct dovekie_bridge;
 
 enum dovekie_part {
 	DOVEKIE_PART_POP3,
@@ -50,5 +51,21 @@ void dovekie_part_release_user(struct mail_user *user);
    a part that does not run for this user. Nothing when user->error is
    already set. */
 void dovekie_part_refuse_missing(struct dovekie_user *duser);
+/* What dovekie_part_refuse_missing would refuse for: why and what to set,
+   or NULL when nothing is missing (for doveadm dovekie check, whose own
+   process sees the fts part: doveadm loads mail_plugins). */
+const char *dovekie_part_missing(struct dovekie_user *duser);
+/* For doveadm dovekie check: refuse nothing, so that the check gets the
+   user and reports what dovekie_part_missing says instead. */
+void dovekie_part_set_report_only(bool report_only);
+
+/* For doveadm dovekie check, which cannot load a part of another
+   protocol: whether the modules of bridge act in the protocol that part
+   serves (pop3, lmtp; FALSE for the fts part), the part's plugin name,
+   its protocol (NULL for the fts part) and the setting that loads it. */
+bool dovekie_part_protocol_needed(enum dovekie_part part, struct dovekie_bridge *bridge);
+const char *dovekie_part_plugin(enum dovekie_part part);
+const char *dovekie_part_protocol(enum dovekie_part part);
+const char *dovekie_part_fix(enum dovekie_part part);
 
 #endif

@@ -108,6 +108,12 @@ dovekie_host_emit(void *context, const char *module, const char *name,
 	e_debug(e->event(), "event %s", name);
 }
 
+/* The bridge's strings out: Dovecot's data stack, as every error_r. */
+const char *dovekie_bridge_keep(const char *text)
+{
+	return t_strdup(text);
+}
+
 int64_t dovekie_host_now(void *context ATTR_UNUSED)
 {
 	return (int64_t)ioloop_time;

@@ -98,14 +98,13 @@ static int
 quarantine_open(struct dovekie_user *duser, struct mail_user *user, struct mailbox **box_r,
 		const char **error_r)
 {
-	char vname[DOVEKIE_BRIDGE_REASON_MAX];
 	struct mail_namespace *ns;
 	struct mailbox *box;
 	enum mail_error error;
-	const char *errstr;
+	const char *vname, *errstr;
 
 	*box_r = NULL;
-	if (dovekie_bridge_av_quarantine_mailbox(duser->bridge, vname) < 0 ||
+	if (dovekie_bridge_av_quarantine_mailbox(duser->bridge, &vname) < 0 ||
 	    vname[0] == '\0') {
 		*error_r = "the antivirus module is not loaded";
 		return -1;
@@ -186,7 +185,7 @@ static void quarantine_list(struct mail_user *user, struct mailbox *box)
 struct release_read_ctx {
 	struct dovekie_user *duser;
 	const char *signature;
-	char version[DOVEKIE_BRIDGE_REASON_MAX];
+	const char *version;
 };
 
 static int
@@ -194,14 +193,9 @@ release_read(void *context, const struct dovekie_bridge_message *msg,
 	     const struct dovekie_bridge_source *source, const char **error_r)
 {
 	struct release_read_ctx *rctx = context;
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
 
-	if (dovekie_bridge_av_release(rctx->duser->bridge, msg, source, rctx->signature,
-				      rctx->version, error) < 0) {
-		*error_r = t_strdup(error);
-		return -1;
-	}
-	return 0;
+	return dovekie_bridge_av_release(rctx->duser->bridge, msg, source, rctx->signature,
+					 &rctx->version, error_r);
 }
 
 /* Copies mail into dest (committed), with its flags and keywords but the
@@ -426,7 +420,6 @@ cmd_quarantine_run(struct doveadm_mail_cmd_context *_ctx, struct mail_user *user
 {
 	struct quarantine_cmd_context *ctx = (struct quarantine_cmd_context *)_ctx;
 	struct dovekie_user *duser = DOVEKIE_USER_CONTEXT(user);
-	char errbuf[DOVEKIE_BRIDGE_REASON_MAX];
 	struct mailbox *box;
 	const char *error;
 	int64_t cutoff = 0;
@@ -436,9 +429,9 @@ cmd_quarantine_run(struct doveadm_mail_cmd_context *_ctx, struct mail_user *user
 					 duser != NULL && dovekie_bridge_has_antivirus(duser->bridge)))
 		return -1;
 	if (ctx->op == QUARANTINE_EXPIRE) {
-		ret = dovekie_bridge_av_quarantine_cutoff(duser->bridge, &cutoff, errbuf);
+		ret = dovekie_bridge_av_quarantine_cutoff(duser->bridge, &cutoff, &error);
 		if (ret < 0) {
-			i_error("dovekie: quarantine expire for %s: %s", user->username, errbuf);
+			i_error("dovekie: quarantine expire for %s: %s", user->username, error);
 			doveadm_mail_failed_error(_ctx, MAIL_ERROR_TEMP);
 			return -1;
 		}

@@ -161,14 +161,11 @@ dovekie_quarantine_notice_text(struct dovekie_bridge *bridge, struct mail *mail,
 		.unique = t_strdup_printf("%s.%u", my_pid, mail->uid),
 		.time = ioloop_time,
 	};
-	char text[DOVEKIE_BRIDGE_AV_NOTICE_MAX];
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	const char *text;
 
-	if (dovekie_bridge_av_notice(bridge, &notice, text, error) < 0) {
-		*error_r = t_strdup(error);
+	if (dovekie_bridge_av_notice(bridge, &notice, &text, error_r) < 0)
 		return NULL;
-	}
-	return t_strdup(text);
+	return text;
 }
 
 int dovekie_quarantine_store_notice(struct mailbox *box, enum mail_flags flags, time_t received,

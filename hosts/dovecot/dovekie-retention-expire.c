@@ -165,7 +165,6 @@ int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bo
 	unsigned int n_unhide;
 	struct dovekie_retention_action action;
 	struct mail *mail;
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
 	unsigned int i, count, planned = 0;
 	uint64_t quota_used, quota_limit;
 	int ret = 0;
@@ -202,10 +201,9 @@ int dovekie_retention_expire(struct dovekie_user *duser, struct mailbox *box, bo
 	retention_quota(duser, box, &quota_used, &quota_limit);
 	ret = dovekie_bridge_retention_plan(bridge, &idx.store, msgs, count, quota_used,
 					    quota_limit, reasons, unhide, &n_unhide,
-					    summary_r, error);
+					    summary_r, error_r);
 	dovekie_retention_index_deinit(&idx);
 	if (ret < 0) {
-		*error_r = t_strdup(error);
 		mailbox_transaction_rollback(&t);
 		i_free(reasons);
 		i_free(unhide);

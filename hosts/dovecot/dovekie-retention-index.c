@@ -171,7 +171,6 @@ int dovekie_retention_migrate(struct dovekie_user *duser, struct mailbox *box,
 	struct dovekie_retention_index idx;
 	struct mailbox_transaction_context *t;
 	unsigned char table[DOVEKIE_BRIDGE_RETENTION_TABLE_SIZE];
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
 	unsigned int moved;
 	const char *ignored;
 	int ret;
@@ -200,12 +199,11 @@ int dovekie_retention_migrate(struct dovekie_user *duser, struct mailbox *box,
 		return -1;
 	t = mailbox_transaction_begin(box, 0, "dovekie retention migrate");
 	dovekie_retention_index_init(&idx, t);
-	ret = dovekie_bridge_retention_migrate(duser->bridge, &idx.store, &moved, error);
+	ret = dovekie_bridge_retention_migrate(duser->bridge, &idx.store, &moved, error_r);
 	dovekie_retention_index_deinit(&idx);
 	if (ret < 0) {
 		mailbox_transaction_rollback(&t);
 		(void)dovekie_kv_batch_end(duser, FALSE, &ignored);
-		*error_r = t_strdup(error);
 		return -1;
 	}
 	if (mailbox_transaction_commit(&t) < 0) {

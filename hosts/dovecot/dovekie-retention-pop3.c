@@ -439,7 +439,6 @@ retention_record_quit(struct dovekie_retention_client *rclient,
 	const uint32_t *down;
 	unsigned int n_down;
 	struct dovekie_retention_index idx;
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
 	int ret;
 
 	uids = array_get(&rclient->listing, &count);
@@ -465,10 +464,9 @@ retention_record_quit(struct dovekie_retention_client *rclient,
 	   \Seen flags, keywords and expunges, all or nothing. */
 	dovekie_retention_index_init(&idx, t);
 	ret = dovekie_bridge_retention_pop3_quit(bridge, &idx.store, retr, n_retr,
-						 del, n_del, hide, &n_hide, error);
+						 del, n_del, hide, &n_hide, error_r);
 	dovekie_retention_index_deinit(&idx);
 	if (ret < 0) {
-		*error_r = t_strdup(error);
 		return -1;
 	}
 	if (n_hide > 0 &&

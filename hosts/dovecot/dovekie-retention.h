@@ -79,7 +79,7 @@ int dovekie_bridge_retention_pop3_quit(struct dovekie_bridge *bridge,
 				       const uint32_t *retrieved, unsigned int n_retrieved,
 				       const uint32_t *deleted, unsigned int n_deleted,
 				       uint32_t *hide_r, unsigned int *n_hide_r,
-				       char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+				       const char **error_r);
 /* Counts of the retention records, for `doveadm dovekie status`. */
 struct dovekie_bridge_retention_summary {
 	unsigned int records, downloaded, deleted, corrupt;
@@ -94,12 +94,12 @@ int dovekie_bridge_retention_plan(struct dovekie_bridge *bridge,
 				  enum dovekie_bridge_retention_reason *reasons_r,
 				  uint32_t *unhide_r, unsigned int *n_unhide_r,
 				  struct dovekie_bridge_retention_summary *summary_r,
-				  char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+				  const char **error_r);
 /* Moves the records of older versions (kv entries) into store; *n_r of
    them. 0 or -1 (nothing moved). */
 int dovekie_bridge_retention_migrate(struct dovekie_bridge *bridge,
 				     struct dovekie_bridge_retention_store *store,
-				     unsigned int *n_r, char error_r[DOVEKIE_BRIDGE_REASON_MAX]);
+				     unsigned int *n_r, const char **error_r);
 /* TRUE if a table (TABLE_SIZE bytes) carries the migrated mark. */
 bool dovekie_bridge_retention_table_migrated(const unsigned char *table);
 void dovekie_bridge_retention_done(struct dovekie_bridge *bridge,

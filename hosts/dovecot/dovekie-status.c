@@ -57,12 +57,11 @@ static int status_modules(struct dovekie_user *duser)
 
 static int status_scanner(struct dovekie_user *duser)
 {
-	char scanner[DOVEKIE_BRIDGE_REASON_MAX], version[DOVEKIE_BRIDGE_REASON_MAX];
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
+	const char *scanner, *version, *error;
 
 	if (!dovekie_bridge_has_antivirus(duser->bridge))
 		return 0;
-	if (dovekie_bridge_av_probe(duser->bridge, scanner, version, error) < 0) {
+	if (dovekie_bridge_av_probe(duser->bridge, &scanner, &version, &error) < 0) {
 		status_row("antivirus", scanner[0] == '\0' ? "-" : scanner,
 			   t_strdup_printf("unreachable: %s", error));
 		return -1;
@@ -76,8 +75,7 @@ static void status_index_mailbox(struct dovekie_user *duser, struct mailbox *box
 {
 	struct dovekie_bridge_index *index;
 	struct mailbox_status status;
-	char error[DOVEKIE_BRIDGE_REASON_MAX];
-	const char *dir, *path;
+	const char *dir, *path, *error;
 	uint32_t last_uid = 0, seq1 = 0, seq2 = 0;
 	uoff_t bytes = 0;
 	struct stat st;
@@ -105,12 +103,12 @@ static void status_index_mailbox(struct dovekie_user *duser, struct mailbox *box
 			bytes += st.st_size;
 	}
 	if (dovekie_bridge_index_open(duser->bridge, path, status.uidvalidity,
-				      &index, error) < 0) {
+				      &index, &error) < 0) {
 		status_row("search", mailbox_get_vname(box), t_strdup_printf(
 			"index unusable (rebuilt on the next search): %s", error));
 		return;
 	}
-	if (dovekie_bridge_index_last_uid(index, &last_uid, error) < 0) {
+	if (dovekie_bridge_index_last_uid(index, &last_uid, &error) < 0) {
 		dovekie_bridge_index_close(&index);
 		status_row("search", mailbox_get_vname(box), t_strdup_printf(
 			"index unreadable: %s", error));

@@ -987,15 +987,15 @@ static bool
 dovekie_mail_in_quarantine(struct dovekie_user *duser, struct dovekie_mail *dmail,
 			   struct mail *_mail)
 {
-	char quarantine[DOVEKIE_BRIDGE_REASON_MAX];
+	const char *quarantine;
 
-	if (dmail->in_quarantine == 0) {
+	if (dmail->in_quarantine == 0) T_BEGIN {
 		dmail->in_quarantine =
-			dovekie_bridge_av_quarantine_mailbox(duser->bridge, quarantine) == 0 &&
+			dovekie_bridge_av_quarantine_mailbox(duser->bridge, &quarantine) == 0 &&
 			quarantine[0] != '\0' &&
 			dovekie_quarantine_holds(_mail->box->storage->user, quarantine,
 						 _mail->box) ? 2 : 1;
-	}
+	} T_END;
 	return dmail->in_quarantine == 2;
 }
 

@@ -5,9 +5,20 @@
 
 #include "dovekie-test.h"
 #include "dovekie-bridge.h"
+#include "dovekie-bridge-private.h"
 
 static gchar *module_dir;
 static GPtrArray *lines;
+/* What the bridge handed back through the host's half of the string
+   convention (Dovecot's data stack in the plugin). */
+static GPtrArray *kept;
+
+const char *
+dovekie_bridge_keep (const char *text)
+{
+  g_ptr_array_add (kept, g_strdup (text));
+  return g_ptr_array_index (kept, kept->len - 1);
+}
 
 static void
 bridge_log (void *context, enum dovekie_bridge_level level, const char *module, const char *message)
@@ -65,6 +76,7 @@ static void
 setup (void)
 {
   lines = g_ptr_array_new_with_free_func (g_free);
+  kept = g_ptr_array_new_with_free_func (g_free);
   module_dir = test_make_dir ();
   test_install_module (FIXTURE_DIR, module_dir, "good");
 }
@@ -75,6 +87,7 @@ teardown (void)
   test_remove_dir (module_dir);
   g_clear_pointer (&module_dir, g_free);
   g_clear_pointer (&lines, g_ptr_array_unref);
+  g_clear_pointer (&kept, g_ptr_array_unref);
 }
 
 static gboolean
@@ -211,6 +224,34 @@ START_TEST (test_bridge_bad_module)
 }
 END_TEST
 
+/* Errors come back as const char **error_r: a constant, or a GError's
+   message copied to the host's side, never a buffer to fill. */
+START_TEST (test_bridge_errors)
+{
+  struct dovekie_bridge *bridge = new_bridge ("good");
+  struct dovekie_bridge_index *index = NULL;
+  const char *error = NULL;
+
+  ck_assert_int_eq (dovekie_bridge_index_open (bridge, "/nonexistent/x.db", 1, &index, &error),
+                    -1);
+  ck_assert_ptr_null (index);
+  ck_assert_str_eq (error, "no loaded module provides the index service (dovekie_modules)");
+  ck_assert_uint_eq (kept->len, 0);
+
+  ck_assert_int_eq (dovekie_bridge_fail (g_error_new_literal (G_FILE_ERROR, G_FILE_ERROR_IO,
+                                                              "disk on fire"),
+                                         "unknown", &error),
+                    -1);
+  ck_assert_uint_eq (kept->len, 1);
+  ck_assert_ptr_eq (error, g_ptr_array_index (kept, 0));
+  ck_assert_str_eq (error, "disk on fire");
+  ck_assert_int_eq (dovekie_bridge_fail (NULL, "unknown", &error), -1);
+  ck_assert_str_eq (error, "unknown");
+  ck_assert_uint_eq (kept->len, 2);
+  dovekie_bridge_destroy (&bridge);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -223,6 +264,7 @@ main (void)
   tcase_add_test (tc, test_bridge_save);
   tcase_add_test (tc, test_bridge_save_result);
   tcase_add_test (tc, test_bridge_bad_module);
+  tcase_add_test (tc, test_bridge_errors);
   suite_add_tcase (s, tc);
   runner = srunner_create (s);
   srunner_run_all (runner, CK_NORMAL);

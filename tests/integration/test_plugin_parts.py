@@ -61,6 +61,21 @@ def one_log_line(dc, pattern: str, since: int) -> str:
     return found[0].group(0)
 
 
+def check_lines(dc, *args: str) -> tuple[int, list[str]]:
+    """`doveadm dovekie check ARGS`: its exit code and its lines."""
+    result = dc.doveadm("dovekie", "check", *args)
+    return result.returncode, result.stdout.splitlines()
+
+
+def part_line(protocol: str, scope: str) -> str:
+    fix = (f"protocol {protocol} {{ mail_plugins {{ dovekie_{protocol} = yes }} }}"
+           if DOVECOT24 else
+           f"protocol {protocol} {{ mail_plugins = $mail_plugins dovekie_{protocol} }}")
+    return (f"global: {protocol}: the plugin dovekie_{protocol} is not in protocol "
+            f"{protocol}'s mail_plugins, and the modules ({scope}) act in {protocol}: "
+            f"its sessions are refused; set {fix}")
+
+
 def maildir_files(dc, user: str = "alice") -> list:
     root = dc.home(user) / "Maildir"
     return [p for sub in ("new", "cur") for p in (root / sub).glob("*")]
@@ -84,6 +99,31 @@ def test_retention_without_the_pop3_part_refuses_pop3(dovecot, plugin_path, modu
     assert "Error" in line, line
     # Nothing was hidden or expunged; IMAP is not refused.
     assert dc.message_count() == 1
+    # The admin's check says so too, before any session, and the lmtp part
+    # (loaded) is no problem.
+    code, lines = check_lines(dc)
+    assert (code, lines) == (78, [part_line("pop3", "global")]), (code, lines)
+
+
+def test_check_names_the_user_whose_modules_need_a_missing_part(dovecot, plugin_path,
+                                                                modules):
+    """Global modules that act nowhere, one user given retention from userdb:
+    the global check alone finds nothing, the check of that user names the
+    missing pop3 part and the user, and POP3 refuses exactly that user."""
+    dc = dovecot(plugin_path=plugin_path, module_files=modules("search", "retention"),
+                 plugin_settings={"dovekie_modules": "search"},
+                 users={"alice": {"password": "secret"},
+                        "bob": {"password": "secret",
+                                "userdb": {"dovekie_modules": "retention"}}},
+                 parts=("lmtp", "fts"))
+    code, lines = check_lines(dc)
+    assert code == 0 and len(lines) == 1 and lines[0].startswith("ok: "), (code, lines)
+    code, lines = check_lines(dc, "-u", "bob")
+    assert (code, lines) == (78, [part_line("pop3", "bob")]), (code, lines)
+    code, lines = check_lines(dc, "-u", "alice")
+    assert code == 0, (code, lines)
+    assert pop3_pass(dc, "alice").startswith(b"+OK")
+    assert pop3_pass(dc, "bob").startswith(b"-ERR")
 
 
 def test_antivirus_without_the_pop3_part_refuses_pop3(dovecot, plugin_path, modules):
@@ -107,6 +147,8 @@ def test_pop3_and_lmtp_without_modules_that_act_there_are_served(dovecot, plugin
     assert code == 250, (code, text)
     assert pop3_pass(dc).startswith(b"+OK")
     assert not dc.find_log("refusing the")
+    code, lines = check_lines(dc, "-A")
+    assert code == 0 and len(lines) == 1 and lines[0].startswith("ok: "), (code, lines)
 
 
 def test_a_save_guard_without_the_lmtp_part_refuses_delivery(dovecot, plugin_path, modules):
@@ -123,6 +165,8 @@ def test_a_save_guard_without_the_lmtp_part_refuses_delivery(dovecot, plugin_pat
     assert fix in line, line
     assert dc.message_count() == 0
     # With the part, the same delivery goes through (the harness default).
+    code, lines = check_lines(dc)
+    assert (code, lines) == (78, [part_line("lmtp", "global")]), (code, lines)
 
 
 def test_fts_dovekie_without_the_fts_part_refuses_the_session(dovecot, plugin_path, modules):
@@ -145,6 +189,13 @@ def test_fts_dovekie_without_the_fts_part_refuses_the_session(dovecot, plugin_pa
     one_log_line(dc, r"[^\n]*refusing the session of alice: the plugin dovekie_fts "
                  r"is not loaded for lmtp[^\n]*", since)
     assert maildir_files(dc) == []
+    # The check asks the user's own fts settings (doveadm loads the parts
+    # of mail_plugins, so the missing one is seen directly).
+    code, lines = check_lines(dc, "-u", "alice")
+    assert code == 78, (code, lines)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("alice: the plugin dovekie_fts is not loaded for doveadm, "
+                               "and the fts settings select the dovekie backend; set "), lines
 
 
 def test_a_part_without_the_core_plugin_is_refused_by_dovecot(dovecot, plugin_path, modules):
@@ -182,3 +233,5 @@ def test_every_part_loaded_serves_pop3_and_lmtp(dovecot, plugin_path, modules):
     assert code == 250, (code, text)
     assert pop3_pass(dc).startswith(b"+OK")
     assert not dc.find_log(r"refusing the")
+    code, lines = check_lines(dc, "-A")
+    assert code == 0 and len(lines) == 1 and lines[0].startswith("ok: "), (code, lines)
