@@ -1,7 +1,8 @@
 /* The "antivirus" service: what the antivirus module tells the host's
  * `doveadm dovekie scan-status` about a user's verdict cache and
- * `doveadm dovekie status` about the scanner, how `doveadm dovekie
- * rescan` judges stored mail, what `doveadm dovekie quarantine`
+ * `doveadm dovekie status` about the scanner, `doveadm dovekie rescan`
+ * (the module runs it, mailbox by mailbox, through a vtable of the host's
+ * storage steps: DovekieAntivirusRescanHost), what `doveadm dovekie quarantine`
  * needs (the expiry cutoff, a release), and the notice the sync check
  * stores in place of quarantined mail.
  *
