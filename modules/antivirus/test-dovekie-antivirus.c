@@ -1,6 +1,7 @@
-/* Unit tests for the antivirus module's hooks: a fake host API (settings,
- * log, clock, kv store) and the fake clamd of test-av-fake-clamd.h, or
- * libclamav on a DB made at run time. */
+/* Unit tests for the antivirus module's hooks and services: a fake host API
+ * (settings, log, clock, kv store) and the fake clamd of
+ * test-av-fake-clamd.h, or libclamav on a DB made at run time; the rescan
+ * through a fake host's mailboxes (FakeBox). */
 #include "dovekie-config.h"
 
 #include <fcntl.h>
