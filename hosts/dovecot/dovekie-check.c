@@ -46,12 +46,7 @@
 #include "mail-storage-service.h"
 #include "mail-storage-settings.h"
 #include "mail-user.h"
-#if DOVECOT_PREREQ(2, 4, 0)
-#  include "settings.h"
-#else
-#  include "env-util.h"
-#  include <sys/wait.h>
-#endif
+#include "env-util.h"
 #include "dovekie-plugin.h"
 #include "dovekie-doveadm.h"
 #include "dovekie-settings.h"
@@ -60,6 +55,7 @@
 #include "dovekie-part.h"
 
 #include <dlfcn.h>
+#include <sys/wait.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -380,49 +376,45 @@ static void check_users(struct check_context *ctx, const char *username)
 	mail_storage_service_deinit(&service);
 }
 
-/* Whether the global configuration's mail_plugins for protocol name
-   plugin (userdb is not asked: a part is a protocol block's line). A part
-   cannot be loaded here (it needs its protocol's binary), so this reads
-   the settings a session of that protocol would get. 1 yes, 0 no, -1 with
-   error_r. */
-#if DOVECOT_PREREQ(2, 4, 0)
-static int
-check_protocol_loads(const char *protocol, const char *plugin, const char **error_r)
+/* Whether doveconf's answer for mail_plugins names plugin as loaded: on
+   2.3 a list of names ("dovekie dovekie_pop3"), on 2.4 the boollist's
+   lines ("dovekie_pop3 = yes"), the last word on a name counting. */
+static bool check_plugins_name(const char *answer, const char *plugin)
 {
-	struct mail_storage_service_ctx *service;
-	struct mail_storage_service_user *service_user;
-	struct mail_storage_service_input input;
-	const struct mail_user_settings *set;
-	int ret;
+	const char *const *lines = t_strsplit(answer, "\n");
+	const char *const *words, *value;
+	bool loaded = FALSE;
 
-	i_zero(&input);
-	/* No userdb lookup: any name reads the global settings. */
-	input.username = "dovekie-check";
-	input.protocol = protocol;
-	service = mail_storage_service_init(master_service,
-		MAIL_STORAGE_SERVICE_FLAG_NO_LOG_INIT | MAIL_STORAGE_SERVICE_FLAG_NO_PLUGINS);
-	ret = mail_storage_service_lookup(service, &input, &service_user, error_r);
-	if (ret == 0)
-		*error_r = "no settings";
-	if (ret > 0) {
-		set = mail_storage_service_user_get_set(service_user);
-		ret = str_array_find(settings_boollist_get(&set->mail_plugins), plugin) ? 1 : 0;
-		mail_storage_service_user_unref(&service_user);
-	} else {
-		ret = -1;
+	for (; *lines != NULL; lines++) {
+		value = strstr(*lines, " = ");
+		if (value != NULL) {
+			if (strncmp(*lines, plugin, value - *lines) == 0 &&
+			    strlen(plugin) == (size_t)(value - *lines))
+				loaded = strcmp(value + 3, "yes") == 0;
+			continue;
+		}
+		for (words = t_strsplit_spaces(*lines, ", "); *words != NULL; words++) {
+			if (strcmp(*words, plugin) == 0)
+				loaded = TRUE;
+		}
 	}
-	mail_storage_service_deinit(&service);
-	return ret;
+	return loaded;
 }
-#else
+
+/* Whether the global configuration's mail_plugins for protocol name
+   plugin (userdb is not asked: a part is a protocol block's line). 1 yes,
+   0 no, -1 with error_r.
+
+   A part cannot be loaded here (it needs its protocol's binary), and
+   doveadm cannot read another protocol's settings in-process: on 2.3 its
+   settings come from the environment its first read left (DOVECONF_ENV),
+   and every later read returns them whatever service it names; on 2.4 a
+   storage-service lookup with that protocol did not apply the protocol's
+   filter either (tried: both gave the global mail_plugins). So doveconf
+   is asked, as the package's postinst did. */
 static int
 check_protocol_loads(const char *protocol, const char *plugin, const char **error_r)
 {
-	/* doveadm read its settings once, through doveconf, which left
-	   them in the environment (DOVECONF_ENV); every later read in this
-	   process takes them from there, whatever service it names (tried:
-	   mail_plugins came back empty). So doveconf is asked, as the
-	   package's postinst does. */
 	const char *argv[] = {
 		DOVEKIE_DOVECONF, "-c", master_service_get_config_path(master_service),
 		"-f", t_strconcat("protocol=", protocol, NULL), "-h", "mail_plugins", NULL
@@ -466,9 +458,8 @@ check_protocol_loads(const char *protocol, const char *plugin, const char **erro
 					   argv[0], protocol, status);
 		return -1;
 	}
-	return str_array_find(t_strsplit_spaces(str_c(out), ", \n"), plugin) ? 1 : 0;
+	return check_plugins_name(str_c(out), plugin) ? 1 : 0;
 }
-#endif
 
 /* A protocol part the modules need but the protocol does not load refuses
    that protocol's sessions of those users (dovekie-part.h). */
