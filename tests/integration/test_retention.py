@@ -51,7 +51,7 @@ def retention(dovecot, plugin_path, retention_module):
     """Factory: a Dovecot with only the retention module (7 days)."""
 
     def make(extra_conf: str = "", plugin_extra: dict | None = None, mail_plugins=None,
-             **settings) -> PrivateDovecot:
+             users: dict | None = None, **settings) -> PrivateDovecot:
         plugin_settings = {"dovekie_modules": "retention",
                            "dovekie_retention_days": "7"}
         plugin_settings.update({f"dovekie_retention_{k}": str(v)
@@ -61,7 +61,8 @@ def retention(dovecot, plugin_path, retention_module):
         return dovecot(plugin_path=plugin_path,
                        module_files=[retention_module],
                        plugin_settings=plugin_settings,
-                       users=USERS, extra_conf=EXTRA_CONF + extra_conf, **kwargs)
+                       users=users or USERS, extra_conf=EXTRA_CONF + extra_conf,
+                       **kwargs)
 
     return make
 

@@ -11,6 +11,8 @@ One test per rule (doc/retention.md):
     QUIT           answered after the records are committed; -ERR and no
                    change when they cannot be
     killed         a pop3 process killed mid-session changes no record
+    admin's flag   an admin's own pop3_deleted_flag (global or userdb) keeps
+                   hiding beside the module's keyword, and is never taken off
 """
 
 from __future__ import annotations
@@ -292,4 +294,57 @@ def test_listing_hides_the_keyword_at_any_keyword_position(retention, view):
         assert [int(l.split()[0]) for l in lines] == list(range(1, 10)), lines
     flags = imap_flags(dc)
     assert all(KEYWORD in flags[u].split() for u in (3, 9, 12)), flags
+    assert_no_crash(dc)
+
+
+@pytest.mark.parametrize("where", ["global", "userdb"])
+def test_an_admins_own_pop3_deleted_flag_hides_beside_the_module(retention, where):
+    """An admin who set pop3_deleted_flag (globally, or for one user from
+    userdb) to a keyword other than dovekie_retention_keyword keeps it: pop3
+    sets it on a DELE and hides what has it, as stock Dovecot does, and the
+    module hides with its own keyword beside it, warns once per session
+    that both hide, and expires the DELEd message on its own schedule. It
+    never takes the admin's keyword off (unlike its own, which it takes off
+    a message with no record)."""
+    users = {"alice": {"password": "secret",
+                       "userdb": {"dovekie_retention_login": "%{orig_user}"}}}
+    extra = ""
+    if where == "global":
+        extra = 'pop3_deleted_flag = "$Trash"\n'
+    else:
+        users["alice"]["userdb"]["pop3_deleted_flag"] = "$Trash"
+    dc = retention(extra_conf=extra, users=users)
+    append(dc, 4)
+    imap = dc.imap()
+    imap.select("INBOX")
+    typ, data = imap.uid("STORE", "4", "+FLAGS", "($Trash)")
+    assert typ == "OK", data
+    imap.logout()
+
+    since = dc.log_offset()
+    pop = dc.pop3()
+    assert len(uidls(pop)) == 3  # the admin's keyword hides message 4
+    pop.retr(1)
+    pop.dele(1)
+    assert pop.quit().startswith(b"+OK")
+    dc.wait_for_log(r"pop3\(alice\)[^\n]*Warning: dovekie: retention: "
+                    r"pop3_deleted_flag=\$Trash also hides messages from POP3; "
+                    r"dovekie_retention_keyword=\$PopHidden is the one dovekie sets",
+                    since=since)
+    flags = imap_flags(dc)
+    assert sorted(flags) == [1, 2, 3, 4], flags
+    assert {"$Trash", KEYWORD} <= set(flags[1].split()), flags
+    pop = dc.pop3()
+    assert len(uidls(pop)) == 2
+    pop.quit()
+
+    # A week later the run expunges the DELEd message and leaves the
+    # admin's keyword where it is: message 4 stays, hidden from POP3.
+    res = retention_run(dc, 8 * DAY)
+    flags = imap_flags(dc)
+    assert sorted(flags) == [2, 3, 4], (flags, res.stdout)
+    assert "$Trash" in flags[4].split(), flags
+    pop = dc.pop3()
+    assert len(uidls(pop)) == 2
+    pop.quit()
     assert_no_crash(dc)
