@@ -463,6 +463,63 @@ def wait_closed(path: Path) -> None:
     Path(str(path) + "-shm").unlink(missing_ok=True)
 
 
+# Holds the index's write lock until its stdin closes (as the mail user, so
+# that the files SQLite makes beside the index stay theirs).
+HOLD_WRITE_LOCK = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()
+db.execute("ROLLBACK")
+"""
+
+
+def test_expunges_do_not_wait_for_a_held_index_lock(small_dc):
+    """An expunge reaches the index from inside Dovecot's mailbox sync, with
+    the mailbox locked, and must never wait there for the index's write lock
+    (an indexer holding it can be waiting for that same sync: design notes,
+    the lock-order wait). With another process holding the lock, an IMAP
+    EXPUNGE, a MOVE and `doveadm expunge` each finish well inside the 10 s
+    that a wait for the lock would last, nothing is logged as an error, and
+    the answers stay Dovecot's: the UIDs the index could not mark are rows
+    that Dovecot drops, since it no longer has those messages."""
+    dc = small_dc
+    assert_same(dc, SMALL_QUERIES)
+    holder = subprocess.Popen(
+        ["python3", "-c", HOLD_WRITE_LOCK, str(index_path(dc))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        preexec_fn=lambda: (os.setgid(dc.mail_gid), os.setuid(dc.mail_uid)))
+    since = dc.log_offset()
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for user in ("alice", "bob"):
+            conn = dc.imap(user)
+            conn.sock.settimeout(8)  # a wait for the lock would last 10 s
+            try:
+                assert conn.select("INBOX")[0] == "OK"
+                assert conn.uid("STORE", "1:5", "+FLAGS.SILENT", r"(\Deleted)")[0] == "OK"
+                assert conn.expunge()[0] == "OK"
+                assert conn.create("Moved")[0] == "OK"
+                assert conn.uid("MOVE", "6:10", "Moved")[0] == "OK"
+            finally:
+                conn.logout()
+            start = time.monotonic()
+            res = dc.doveadm("expunge", "-u", user, "mailbox", "INBOX", "uid", "11:15")
+            assert res.returncode == 0, res.stderr
+            assert time.monotonic() - start < 8
+    finally:
+        holder.communicate(timeout=30)
+    assert holder.returncode == 0
+    # The lock really was in the way: alice's sessions closed their index
+    # with expunged UIDs they could not mark.
+    assert dc.find_log(r"Warning: [^\n]*dovekie-search\.db: \d+ expunged messages stay "
+                       r"in the index", since=since), dc.log_since(since)
+    assert_same(dc, SMALL_QUERIES + ["SUBJECT message", "BODY the"])
+    assert_same(dc, SMALL_QUERIES, mailbox="Moved")
+    assert_clean_log(dc, since)
+
+
 def test_unwritable_index_falls_back_to_dovecot(small_dc):
     dc = small_dc
     path = index_path(dc)
