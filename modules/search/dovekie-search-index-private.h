@@ -14,6 +14,23 @@ G_BEGIN_DECLS
  * play another process that removes it then (see open_db_settled). */
 extern void (*dovekie_search_index_test_after_open) (const gchar *path);
 
+/* The writer's cache of known words: an open-addressing set whose slots
+ * hold a word's hash and where its bytes are (a length byte, then the
+ * word, in `words`). A GHashTable of strings cost three cache misses a
+ * lookup (hashes, keys, the string) and a strcmp; this one two (the slot,
+ * the word), and none for a word whose hash differs. */
+typedef struct {
+  guint32 hash;   /* 0: empty slot */
+  guint32 offset; /* into words */
+} DovekieVocabSlot;
+
+typedef struct {
+  DovekieVocabSlot *slots;
+  guint mask;  /* slots - 1; 0 before the first word */
+  guint count; /* words held */
+  GByteArray *words;
+} DovekieVocabSet;
+
 struct _DovekieIndex {
   DovekieContext *ctx;
   gchar *path;
@@ -36,14 +53,13 @@ struct _DovekieIndex {
   sqlite3_stmt *read_vocab;
 
   /* The writer's cache of short words in the vocabulary or in
-   * vocab_added (keys in vocab_strings), at most VOCAB_KNOWN_MAX: filled
+   * vocab_added, at most VOCAB_KNOWN_MAX: filled
    * from vocab_text up to vocab_known_upto by the first row of each batch
    * (vocab_catch_up()), and by the words a batch adds. Words leave the vocabulary only when the index
    * is reset, so it is emptied when a run starts (start_run), when
    * begin() finds the index reset, when a write rolls back and when
    * vocab_text is read again. */
-  GHashTable *vocab_known;
-  GStringChunk *vocab_strings;
+  DovekieVocabSet vocab_known;
   gsize vocab_known_upto;
   /* FALSE from begin() until the batch's first row has caught up. */
   gboolean vocab_current;

@@ -204,12 +204,37 @@ boundary_term (const gchar *left, gsize left_len, const gchar *right, gsize righ
 
 typedef struct {
   guint64 slots[BOUNDARY_SET_SLOTS];
+  /* The slots in use: a power of two up to BOUNDARY_SET_SLOTS, fewer for
+   * a short row (most header rows), whose set is then cleared in a few
+   * bytes instead of 8 KiB (boundary_set_init). */
+  guint mask, shift;
   guint used;
   /* The single ASCII code points seen (bit c), apart from the slots: they
    * are most of a row's characters, and a bit test costs less than a
    * probe (the probes were 11% of a build's CPU). */
   guint64 ascii[2];
 } BoundarySet;
+
+/* An empty set for a row of `len` bytes: each byte starts at most one
+ * code point, pair and triple, so 8 * len slots (at least 16) keep it at
+ * most half full; past that it stops remembering, as the largest one
+ * does (terms are then given again, which is only slower). */
+static void
+boundary_set_init (BoundarySet *set, gsize len)
+{
+  guint slots = 16, bits = 4;
+
+  while (slots < BOUNDARY_SET_SLOTS && slots < len * 8)
+    {
+      slots *= 2;
+      bits++;
+    }
+  memset (set->slots, 0, slots * sizeof set->slots[0]);
+  set->mask = slots - 1;
+  set->shift = 64 - bits;
+  set->used = 0;
+  set->ascii[0] = set->ascii[1] = 0;
+}
 
 /* Whether the two code points left[0..left_len) and right[0..right_len)
  * (right_len 0 for one code point) were seen before; remembers them if
@@ -226,11 +251,11 @@ boundary_seen (BoundarySet *set, const gchar *left, gsize left_len, const gchar 
   memcpy (&key, left, MIN (left_len, 4));
   if (right_len > 0)
     memcpy ((gchar *) &key + 4, right, MIN (right_len, 4));
-  for (i = (guint) ((key * 0x9e3779b97f4a7c15u) >> 54) & (BOUNDARY_SET_SLOTS - 1);
-       set->slots[i] != 0; i = (i + 1) & (BOUNDARY_SET_SLOTS - 1))
+  for (i = (guint) ((key * 0x9e3779b97f4a7c15u) >> set->shift) & set->mask;
+       set->slots[i] != 0; i = (i + 1) & set->mask)
     if (set->slots[i] == key)
       return TRUE;
-  if (set->used * 2 < BOUNDARY_SET_SLOTS)
+  if (set->used * 2 < set->mask + 1)
     {
       set->slots[i] = key;
       set->used++;
@@ -413,8 +438,8 @@ dovekie_search_terms_foreach_unique (const gchar *text, gsize len, DovekieSearch
       memset (set.slots, 0, slots * sizeof (WordSlot));
       set.mask = slots - 1;
     }
-  memset (&boundaries, 0, sizeof boundaries);
-  memset (&chars, 0, sizeof chars);
+  boundary_set_init (&boundaries, len);
+  boundary_set_init (&chars, len);
   ok = terms_walk (text, len, &set, len < G_MAXUINT32 ? &grams : NULL, &boundaries, func, data) &&
        chars_walk (text, len, &chars, func, data);
   g_free (grams.slots);
