@@ -149,7 +149,9 @@ STOCK_RACE_REPLIES = re.compile(
 # files. A dovekie line is allowed only with such a race as its cause (the
 # index failed to read a mail because of it); any other Error is a failure.
 DOVECOT_RACE = (r"Mailbox \S+: .*(?:dovecot\.index|dovecot-uidlist|/tmp/)"
-                r"|\((?:unlink|rename)\(.*(?:dovecot-uidlist|/tmp/).*\) failed: No such file"
+                # with or without a "Mailbox ...: (" before it (maildir-uidlist.c
+                # logs the unlink of a dovecot-uidlist.tmp of a deleted folder bare)
+                r"|\b(?:unlink|rename)\(.*(?:dovecot-uidlist|/tmp/).*\) failed: No such file"
                 r"|dotlock .*dovecot-uidlist\.lock was immediately deleted under us"
                 r"|Mailbox \S+: Deleting corrupted cache: "
                 # Dovecot's fts plugin reads each mail it indexes itself, and
