@@ -3,7 +3,8 @@
  * retention hooks.
  *
  * Bridge functions: strings returned are borrowed until the bridge is
- * destroyed; errors come back in caller-owned buffers. Each is a no-op
+ * destroyed; errors come back in *error_r, in Dovecot's data stack (the
+ * seam's convention, dovekie-bridge.h). Each is a no-op
  * (false / 0 / -1 as documented) when no loaded module provides the
  * "retention" service.
  */
