@@ -44,7 +44,6 @@
 #include "mail-namespace.h"
 #include "mail-storage-private.h"
 #include "mail-storage-service.h"
-#include "mail-storage-settings.h"
 #include "mail-user.h"
 #include "env-util.h"
 #include "dovekie-plugin.h"
@@ -469,7 +468,6 @@ static void check_parts(struct check_context *ctx)
 	const char *protocol, *plugin, *error;
 	int ret;
 
-	check_pin_plugin();
 	for (part = 0; part < DOVEKIE_PART_COUNT; part++) {
 		protocol = dovekie_part_protocol(part);
 		if (protocol == NULL || ctx->part_needed_by[part] == NULL)

@@ -197,25 +197,27 @@ const char *dovekie_part_fix(enum dovekie_part part)
 }
 
 /* Whether the user's modules need a part that does not run for the user's
-   process (its service), and which. */
+   process (its service), and which: a protocol's part in that protocol,
+   the fts part wherever the fts settings select dovekie. */
 static bool dovekie_part_missing_for(struct dovekie_user *duser, enum dovekie_part *part_r)
 {
 	struct mail_user *user = duser->user;
+	const char *protocol;
+	enum dovekie_part part;
 
-	if (strcmp(user->service, "pop3") == 0 &&
-	    !dovekie_part_runs(user, DOVEKIE_PART_POP3) &&
-	    dovekie_part_pop3_needed(duser->bridge))
-		*part_r = DOVEKIE_PART_POP3;
-	else if (strcmp(user->service, "lmtp") == 0 &&
-		 !dovekie_part_runs(user, DOVEKIE_PART_LMTP) &&
-		 dovekie_part_lmtp_needed(duser->bridge))
-		*part_r = DOVEKIE_PART_LMTP;
-	else if (!dovekie_part_runs(user, DOVEKIE_PART_FTS) &&
-		 dovekie_part_fts_needed(user))
-		*part_r = DOVEKIE_PART_FTS;
-	else
-		return FALSE;
-	return TRUE;
+	for (part = 0; part < DOVEKIE_PART_COUNT; part++) {
+		protocol = dovekie_part_infos[part].protocol;
+		if (protocol != NULL && strcmp(user->service, protocol) != 0)
+			continue;
+		if (dovekie_part_runs(user, part))
+			continue;
+		if (protocol != NULL ? dovekie_part_protocol_needed(part, duser->bridge) :
+		    dovekie_part_fts_needed(user)) {
+			*part_r = part;
+			return TRUE;
+		}
+	}
+	return FALSE;
 }
 
 static const char *dovekie_part_missing_text(struct mail_user *user, enum dovekie_part part)
